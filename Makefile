@@ -1,0 +1,70 @@
+# Strait's build, test and demo entry points. "make help" lists them.
+
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := build
+
+GO ?= go
+OUT := _output
+BIN := $(OUT)/bin
+
+# The Kubernetes release the tests and the sandbox run, built from source by the
+# test/kube module: the k8s.io/kubernetes version its go.mod requires.
+KUBE_VERSION := $(shell awk '$$1 == "k8s.io/kubernetes" { print $$2 }' test/kube/go.mod)
+KUBE_BIN := $(OUT)/kube/$(KUBE_VERSION)
+KUBE_CMDS := kube-apiserver kube-controller-manager kube-scheduler kube-proxy
+export STRAIT_KUBE_BIN := $(abspath $(KUBE_BIN))
+
+# Tools run at pinned versions through the Go module proxy.
+CONTROLLER_GEN := $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0
+STATICCHECK := $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+# go test's own bound on the whole run; CI allows 90 minutes and the suite is
+# meant to take well under 30.
+TEST_TIMEOUT ?= 30m
+
+.PHONY: help
+help: ## List the targets.
+	@awk -F ':.*## ' '/^[a-z-]+:.*## / { printf "  %-16s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+.PHONY: prereqs
+prereqs: ## Check (and as root, install) the system packages the tests need.
+	@hack/prereqs.sh
+
+.PHONY: build
+build: ## Build every Strait binary into _output/bin/.
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+.PHONY: kube-binaries
+kube-binaries: $(KUBE_BIN)/.built ## Build etcd and the Kubernetes binaries from source (once).
+
+$(KUBE_BIN)/.built: test/kube/go.mod test/kube/go.sum test/kube/etcd/main.go
+	@echo "Building etcd and Kubernetes $(KUBE_VERSION) from source into $(KUBE_BIN) (a few minutes the first time)"
+	cd test/kube && $(GO) build -trimpath -o $(STRAIT_KUBE_BIN)/ ./etcd $(addprefix k8s.io/kubernetes/cmd/,$(KUBE_CMDS))
+	touch $@
+
+.PHONY: test
+test: prereqs verify lint build kube-binaries ## Run every test: unit, integration (real apiserver) and e2e (sandbox).
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+.PHONY: generate
+generate: ## Regenerate deepcopy code and deploy/crds.
+	$(CONTROLLER_GEN) object paths=./pkg/apis/...
+	$(CONTROLLER_GEN) crd paths=./pkg/apis/... output:crd:dir=deploy/crds
+	$(GO) run ./hack/mcscrds deploy/crds
+
+.PHONY: verify
+verify: ## Fail if generated files are stale or were edited by hand.
+	@hack/verify-generated.sh
+
+.PHONY: lint
+lint: ## gofmt, go vet and staticcheck.
+	@unformatted=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed on:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	cd test/kube && $(GO) vet ./etcd
+	$(STATICCHECK) ./...
+
+.PHONY: clean
+clean: ## Remove build output (including the cached Kubernetes binaries).
+	rm -rf $(OUT)
