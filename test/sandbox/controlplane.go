@@ -1,0 +1,163 @@
+package sandbox
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"k8s.io/client-go/rest"
+
+	"strait.dev/strait/pkg/pki"
+	"strait.dev/strait/test/kubetest"
+)
+
+// clusterFiles is where one cluster's certificates, kubeconfigs, data and logs live.
+type clusterFiles struct {
+	dir string
+}
+
+func (f clusterFiles) path(parts ...string) string {
+	return filepath.Join(append([]string{f.dir}, parts...)...)
+}
+
+// clusterPKI makes the cluster's CA, serving certificate, service-account key
+// and one kubeconfig per identity: every component authenticates as the user
+// a kubeadm cluster would give it, so RBAC and the Node authorizer apply.
+func clusterPKI(c ClusterPlan, f clusterFiles, userKubeconfig string, forwardPort int) error {
+	pkiDir := f.path("pki")
+	if err := os.MkdirAll(pkiDir, 0o700); err != nil {
+		return err
+	}
+	ca, err := pki.NewCA(c.Name + "-ca")
+	if err != nil {
+		return err
+	}
+	caKP, err := ca.KeyPair()
+	if err != nil {
+		return err
+	}
+	if _, _, err := caKP.Write(pkiDir, "ca"); err != nil {
+		return err
+	}
+	serving, err := ca.ServingCert("kube-apiserver",
+		[]netip.Addr{c.ControlIP, c.KubernetesServiceIP, netip.MustParseAddr("127.0.0.1")},
+		[]string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"})
+	if err != nil {
+		return err
+	}
+	if _, _, err := serving.Write(pkiDir, "apiserver"); err != nil {
+		return err
+	}
+	saKey, saPub, err := pki.NewSigningKey()
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(pkiDir, "sa.key"), saKey, 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(pkiDir, "sa.pub"), saPub, 0o644); err != nil {
+		return err
+	}
+
+	inside := fmt.Sprintf("https://%s", netip.AddrPortFrom(c.ControlIP, APIServerPort))
+	loopback := fmt.Sprintf("https://127.0.0.1:%d", APIServerPort)
+	type identity struct {
+		file, server, user string
+		groups             []string
+	}
+	ids := []identity{
+		{"admin", inside, "kubernetes-admin", []string{"system:masters"}},
+		{"controller-manager", loopback, "system:kube-controller-manager", nil},
+		{"scheduler", loopback, "system:kube-scheduler", nil},
+		{"kube-proxy", inside, "system:kube-proxy", nil},
+	}
+	for _, n := range c.Nodes {
+		ids = append(ids, identity{"node-" + n.Name, inside, "system:node:" + n.Name, []string{"system:nodes"}})
+	}
+	if err := os.MkdirAll(f.path("kubeconfig"), 0o700); err != nil {
+		return err
+	}
+	for _, id := range ids {
+		kp, err := ca.ClientCert(id.user, id.groups...)
+		if err != nil {
+			return err
+		}
+		cfg := &rest.Config{Host: id.server, TLSClientConfig: rest.TLSClientConfig{CAData: ca.CertPEM(), CertData: kp.CertPEM, KeyData: kp.KeyPEM}}
+		if err := kubetest.WriteKubeconfig(f.path("kubeconfig", id.file), cfg, c.Name); err != nil {
+			return err
+		}
+		if id.file == "admin" {
+			// The one a person uses, from the root namespace through the forwarder.
+			cfg.Host = fmt.Sprintf("https://127.0.0.1:%d", forwardPort)
+			if err := kubetest.WriteKubeconfig(userKubeconfig, cfg, c.Name); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// controlPlaneCommands returns the command lines of etcd, kube-apiserver,
+// kube-controller-manager and kube-scheduler for the cluster.
+func controlPlaneCommands(c ClusterPlan, f clusterFiles, kubeBin string) [][]string {
+	p := func(parts ...string) string { return f.path(parts...) }
+	return [][]string{
+		{filepath.Join(kubeBin, "etcd"),
+			"--name=" + c.Name,
+			"--data-dir=" + p("etcd"),
+			"--listen-client-urls=http://127.0.0.1:2379",
+			"--advertise-client-urls=http://127.0.0.1:2379",
+			"--listen-peer-urls=http://127.0.0.1:2380",
+			"--initial-advertise-peer-urls=http://127.0.0.1:2380",
+			"--initial-cluster=" + c.Name + "=http://127.0.0.1:2380",
+			// A sandbox is thrown away: durability only costs time.
+			"--unsafe-no-fsync=true",
+			"--log-level=warn",
+		},
+		{filepath.Join(kubeBin, "kube-apiserver"),
+			"--etcd-servers=http://127.0.0.1:2379",
+			"--advertise-address=" + c.ControlIP.String(),
+			"--bind-address=0.0.0.0",
+			"--secure-port=" + strconv.Itoa(APIServerPort),
+			"--cert-dir=" + p("pki", "generated"),
+			"--tls-cert-file=" + p("pki", "apiserver.crt"),
+			"--tls-private-key-file=" + p("pki", "apiserver.key"),
+			"--client-ca-file=" + p("pki", "ca.crt"),
+			"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+			"--service-account-key-file=" + p("pki", "sa.pub"),
+			"--service-account-signing-key-file=" + p("pki", "sa.key"),
+			"--service-cluster-ip-range=" + c.ServiceCIDR.String(),
+			"--authorization-mode=Node,RBAC",
+			"--enable-admission-plugins=NodeRestriction",
+			"--allow-privileged=true",
+			"--profiling=false",
+		},
+		{filepath.Join(kubeBin, "kube-controller-manager"),
+			"--kubeconfig=" + p("kubeconfig", "controller-manager"),
+			"--authentication-kubeconfig=" + p("kubeconfig", "controller-manager"),
+			"--authorization-kubeconfig=" + p("kubeconfig", "controller-manager"),
+			"--bind-address=127.0.0.1",
+			"--leader-elect=false",
+			"--use-service-account-credentials=true",
+			"--service-account-private-key-file=" + p("pki", "sa.key"),
+			"--root-ca-file=" + p("pki", "ca.crt"),
+			"--cluster-signing-cert-file=" + p("pki", "ca.crt"),
+			"--cluster-signing-key-file=" + p("pki", "ca.key"),
+			"--allocate-node-cidrs=true",
+			"--cluster-cidr=" + c.PodCIDR.String(),
+			"--node-cidr-mask-size=24",
+			"--service-cluster-ip-range=" + c.ServiceCIDR.String(),
+			"--profiling=false",
+		},
+		{filepath.Join(kubeBin, "kube-scheduler"),
+			"--kubeconfig=" + p("kubeconfig", "scheduler"),
+			"--authentication-kubeconfig=" + p("kubeconfig", "scheduler"),
+			"--authorization-kubeconfig=" + p("kubeconfig", "scheduler"),
+			"--bind-address=127.0.0.1",
+			"--leader-elect=false",
+			"--profiling=false",
+		},
+	}
+}

@@ -1,0 +1,417 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
+
+	"strait.dev/strait/pkg/proc"
+)
+
+// Agent is one node's agent.
+type Agent struct {
+	cfg     Config
+	log     *slog.Logger
+	client  kubernetes.Interface
+	podCIDR netip.Prefix
+	gateway netip.Addr // first address of podCIDR: the pods' next hop
+
+	mu      sync.Mutex
+	workers map[string]*podWorker // by pod UID
+	ips     map[netip.Addr]bool   // allocated pod IPs
+	wg      sync.WaitGroup
+}
+
+// Run runs the agent until ctx ends, then stops every pod.
+func Run(ctx context.Context, cfg Config) error {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("node", cfg.NodeName)
+	rc, err := clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	rc.QPS, rc.Burst = 50, 100
+	a := &Agent{cfg: cfg, log: log, workers: map[string]*podWorker{}, ips: map[netip.Addr]bool{}}
+	if a.client, err = kubernetes.NewForConfig(rc); err != nil {
+		return err
+	}
+	if err := a.prepareHost(); err != nil {
+		return fmt.Errorf("prepare node host: %w", err)
+	}
+	if err := a.register(ctx); err != nil {
+		return fmt.Errorf("register node: %w", err)
+	}
+	if err := a.setupPodNetwork(ctx); err != nil {
+		return fmt.Errorf("pod network: %w", err)
+	}
+	proxy, err := a.startKubeProxy()
+	if err != nil {
+		return err
+	}
+	if err := a.setReady(ctx); err != nil {
+		return err
+	}
+	go a.heartbeat(ctx)
+	go a.watchNodes(ctx)
+	a.runPods(ctx)
+
+	<-ctx.Done()
+	log.Info("stopping pods")
+	a.mu.Lock()
+	for _, w := range a.workers {
+		w.shutdown()
+	}
+	a.mu.Unlock()
+	a.wg.Wait()
+	proc.Stop(proxy, 5*time.Second)
+	return nil
+}
+
+// prepareHost gives the node its own /run (so per-node runtime files such as
+// /run/xtables.lock and /run/wireguard do not collide between nodes) and
+// turns on forwarding. "ip netns exec" already put the agent in a mount
+// namespace of its own whose mounts do not propagate back to the machine.
+func (a *Agent) prepareHost() error {
+	if err := syscall.Mount("none", "/", "", syscall.MS_REC|syscall.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make mounts private: %w", err)
+	}
+	if err := syscall.Mount("tmpfs", "/run", "tmpfs", 0, "mode=0755,size=64m"); err != nil {
+		return fmt.Errorf("mount /run: %w", err)
+	}
+	for _, d := range []string{"/run/wireguard", "/run/netns", "/run/lock"} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	for key, value := range map[string]string{
+		"net/ipv4/ip_forward":             "1",
+		"net/ipv4/conf/all/rp_filter":     "0",
+		"net/ipv4/conf/default/rp_filter": "0",
+	} {
+		if err := os.WriteFile("/proc/sys/"+key, []byte(value), 0o644); err != nil {
+			return fmt.Errorf("sysctl %s: %w", key, err)
+		}
+	}
+	return os.MkdirAll(filepath.Join(a.cfg.Dir, "pods"), 0o755)
+}
+
+func (a *Agent) register(ctx context.Context) error {
+	labels := map[string]string{
+		"kubernetes.io/hostname": a.cfg.NodeName,
+		"kubernetes.io/os":       "linux",
+		"kubernetes.io/arch":     "amd64",
+	}
+	for k, v := range a.cfg.Labels {
+		labels[k] = v
+	}
+	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: a.cfg.NodeName, Labels: labels, Annotations: a.cfg.Annotations}}
+	_, err := a.client.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	// kube-controller-manager allocates the node's pod CIDR.
+	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		n, err := a.client.CoreV1().Nodes().Get(ctx, a.cfg.NodeName, metav1.GetOptions{})
+		if err != nil || n.Spec.PodCIDR == "" {
+			return false, nil
+		}
+		p, err := netip.ParsePrefix(n.Spec.PodCIDR)
+		if err != nil {
+			return false, err
+		}
+		a.podCIDR = p
+		a.gateway = p.Addr().Next()
+		a.log.Info("registered", "podCIDR", p)
+		return true, nil
+	})
+}
+
+func (a *Agent) nodeStatus(ready bool) corev1.NodeStatus {
+	now := metav1.Now()
+	status := corev1.ConditionFalse
+	reason, msg := "SandboxNodeStarting", "the sandbox node agent is starting"
+	if ready {
+		status, reason, msg = corev1.ConditionTrue, "SandboxNodeReady", "the sandbox node agent is running"
+	}
+	capacity := corev1.ResourceList{
+		corev1.ResourceCPU:    resource.MustParse("4"),
+		corev1.ResourceMemory: resource.MustParse("8Gi"),
+		corev1.ResourcePods:   resource.MustParse("110"),
+	}
+	return corev1.NodeStatus{
+		Capacity:    capacity,
+		Allocatable: capacity,
+		Conditions: []corev1.NodeCondition{{
+			Type: corev1.NodeReady, Status: status, Reason: reason, Message: msg,
+			LastHeartbeatTime: now, LastTransitionTime: now,
+		}},
+		Addresses: []corev1.NodeAddress{
+			{Type: corev1.NodeInternalIP, Address: a.cfg.NodeIP.String()},
+			{Type: corev1.NodeHostName, Address: a.cfg.NodeName},
+		},
+		NodeInfo: corev1.NodeSystemInfo{
+			KubeletVersion:          "strait-sandbox",
+			OperatingSystem:         "linux",
+			Architecture:            "amd64",
+			ContainerRuntimeVersion: "strait-sandbox://processes",
+		},
+	}
+}
+
+// setReady writes the node's status with a patch of the status subresource,
+// as the kubelet does: an update of the whole object would carry the taints
+// it read, and NodeRestriction refuses a node that changes its own taints.
+func (a *Agent) setReady(ctx context.Context) error {
+	patch, err := json.Marshal(map[string]any{"status": a.nodeStatus(true)})
+	if err != nil {
+		return err
+	}
+	_, err = a.client.CoreV1().Nodes().Patch(ctx, a.cfg.NodeName, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status")
+	return err
+}
+
+// heartbeat renews the node Lease and, less often, the Ready condition.
+func (a *Agent) heartbeat(ctx context.Context) {
+	leases := a.client.CoordinationV1().Leases(corev1.NamespaceNodeLease)
+	lastStatus := time.Now()
+	for {
+		now := metav1.NewMicroTime(time.Now())
+		l, err := leases.Get(ctx, a.cfg.NodeName, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			l = &coordinationv1.Lease{
+				ObjectMeta: metav1.ObjectMeta{Name: a.cfg.NodeName, Namespace: corev1.NamespaceNodeLease},
+				Spec: coordinationv1.LeaseSpec{
+					HolderIdentity:       ptr.To(a.cfg.NodeName),
+					LeaseDurationSeconds: ptr.To(int32(leaseDuration.Seconds())),
+					RenewTime:            &now,
+				},
+			}
+			_, err = leases.Create(ctx, l, metav1.CreateOptions{})
+		case err == nil:
+			l.Spec.RenewTime = &now
+			_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
+		}
+		if err != nil && ctx.Err() == nil {
+			a.log.Warn("renew lease", "err", err)
+		}
+		if time.Since(lastStatus) > statusRefresh {
+			if err := a.setReady(ctx); err != nil && ctx.Err() == nil {
+				a.log.Warn("refresh node status", "err", err)
+			} else {
+				lastStatus = time.Now()
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(leaseRenew):
+		}
+	}
+}
+
+// startKubeProxy runs kube-proxy in iptables mode in the node's namespaces.
+func (a *Agent) startKubeProxy() (*exec.Cmd, error) {
+	logFile, err := os.Create(filepath.Join(a.cfg.Dir, "kube-proxy.log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(filepath.Join(a.cfg.KubeBin, "kube-proxy"),
+		"--kubeconfig="+a.cfg.ProxyKubeconfig,
+		"--hostname-override="+a.cfg.NodeName,
+		"--proxy-mode=iptables",
+		"--cluster-cidr="+a.cfg.ClusterPodCIDR.String(),
+		"--bind-address="+a.cfg.NodeIP.String(),
+		"--metrics-bind-address=127.0.0.1:10249",
+		"--healthz-bind-address=127.0.0.1:10256",
+		// conntrack limits are machine-wide sysctls, not per namespace: a
+		// sandbox node must not change them for the whole machine.
+		"--conntrack-max-per-core=0",
+		"--conntrack-tcp-timeout-established=0",
+		"--conntrack-tcp-timeout-close-wait=0",
+		"--profiling=false",
+	)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.Env = append(os.Environ(), a.cfg.MarkerEnv)
+	if err := proc.Start(cmd); err != nil {
+		return nil, fmt.Errorf("start kube-proxy: %w", err)
+	}
+	return cmd, nil
+}
+
+// watchNodes keeps a route to every other node's pod CIDR via that node
+// (host-gw), as flannel's host-gw backend does. Like a CNI daemon it reads
+// all Nodes with an identity of its own, kube-proxy's: the Node authorizer
+// lets a node read only its own Node object.
+func (a *Agent) watchNodes(ctx context.Context) {
+	rc, err := clientcmd.BuildConfigFromFlags("", a.cfg.ProxyKubeconfig)
+	if err != nil {
+		a.log.Error("pod network routes", "err", err)
+		return
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		a.log.Error("pod network routes", "err", err)
+		return
+	}
+	factory := informers.NewSharedInformerFactory(cs, 0)
+	inf := factory.Core().V1().Nodes().Informer()
+	routes := map[string]string{} // pod CIDR -> via
+	reconcile := func() {
+		want := map[string]string{}
+		for _, obj := range inf.GetStore().List() {
+			n := obj.(*corev1.Node)
+			if n.Name == a.cfg.NodeName || n.Spec.PodCIDR == "" {
+				continue
+			}
+			for _, addr := range n.Status.Addresses {
+				if addr.Type == corev1.NodeInternalIP {
+					want[n.Spec.PodCIDR] = addr.Address
+				}
+			}
+		}
+		for cidr, via := range want {
+			if routes[cidr] != via {
+				if err := ip("route", "replace", cidr, "via", via); err != nil {
+					a.log.Warn("pod route", "cidr", cidr, "err", err)
+					continue
+				}
+				routes[cidr] = via
+			}
+		}
+		for cidr := range routes {
+			if _, ok := want[cidr]; !ok {
+				_ = ip("route", "del", cidr)
+				delete(routes, cidr)
+			}
+		}
+	}
+	var mu sync.Mutex
+	handler := func() { mu.Lock(); defer mu.Unlock(); reconcile() }
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { handler() },
+		UpdateFunc: func(any, any) { handler() },
+		DeleteFunc: func(any) { handler() },
+	})
+	factory.Start(ctx.Done())
+}
+
+// runPods watches the pods bound to this node and keeps a worker per pod.
+func (a *Agent) runPods(ctx context.Context) {
+	factory := informers.NewSharedInformerFactoryWithOptions(a.client, 0,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", a.cfg.NodeName).String()
+		}))
+	inf := factory.Core().V1().Pods().Informer()
+	update := func(obj any) {
+		pod, ok := obj.(*corev1.Pod)
+		if !ok {
+			return
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		w, ok := a.workers[string(pod.UID)]
+		if !ok {
+			if ctx.Err() != nil {
+				return
+			}
+			w = newPodWorker(a, pod)
+			a.workers[string(pod.UID)] = w
+			a.wg.Add(1)
+			go func() {
+				defer a.wg.Done()
+				w.run(ctx)
+				a.mu.Lock()
+				delete(a.workers, string(pod.UID))
+				a.mu.Unlock()
+			}()
+		}
+		w.update(pod)
+	}
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    update,
+		UpdateFunc: func(_, obj any) { update(obj) },
+		DeleteFunc: func(obj any) {
+			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			if pod, ok := obj.(*corev1.Pod); ok {
+				a.mu.Lock()
+				if w := a.workers[string(pod.UID)]; w != nil {
+					w.gone()
+				}
+				a.mu.Unlock()
+			}
+		},
+	})
+	factory.Start(ctx.Done())
+}
+
+// allocateIP takes a free pod address from the node's pod CIDR.
+func (a *Agent) allocateIP() (netip.Addr, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for addr := a.gateway.Next(); a.podCIDR.Contains(addr); addr = addr.Next() {
+		if !a.podCIDR.Contains(addr.Next()) {
+			break // the broadcast address of an IPv4 prefix
+		}
+		if !a.ips[addr] {
+			a.ips[addr] = true
+			return addr, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("pod CIDR %s is full", a.podCIDR)
+}
+
+func (a *Agent) releaseIP(addr netip.Addr) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.ips, addr)
+}
+
+// recordCreated appends directories the agent created on the host file system.
+func (a *Agent) recordCreated(dirs []string) {
+	if len(dirs) == 0 || a.cfg.CreatedPathsFile == "" {
+		return
+	}
+	f, err := os.OpenFile(a.cfg.CreatedPathsFile, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		a.log.Warn("record created paths", "err", err)
+		return
+	}
+	defer f.Close()
+	sort.Strings(dirs)
+	_, _ = f.WriteString(strings.Join(dirs, "\n") + "\n")
+}
+
+// ip runs an iproute2 command in the agent's network namespace.
+func ip(args ...string) error {
+	out, err := exec.Command("ip", args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}

@@ -1,0 +1,68 @@
+// Package node is the sandbox node agent: a small kubelet that runs in a node
+// host's network namespace. It registers the Node and keeps it Ready with a
+// Lease, wires the node into a host-gw pod network with masquerade for traffic
+// leaving the cluster (as common CNIs do), runs kube-proxy, and runs the pods
+// the scheduler binds to the node: hostNetwork pods in the node's namespace,
+// others in a network namespace of their own with a veth to the node. A
+// container whose image is one of Strait's runs the matching binary from
+// _output/bin as a real process, with the pod's command, args, env and
+// volumes (Secret, ConfigMap, projected service-account token, emptyDir,
+// hostPath) mounted in a private mount namespace.
+//
+// The agent authenticates as system:node:<name>, so the Node authorizer and
+// NodeRestriction limit it exactly as they limit a kubelet.
+package node
+
+import (
+	"net/netip"
+	"time"
+)
+
+const (
+	// GatewayCapableLabel marks nodes attached to the sandbox's internet: the
+	// nodes a cluster may choose as gateways.
+	GatewayCapableLabel = "sandbox.strait.dev/gateway-capable"
+	// PublicIPAnnotation is the address other clusters reach a
+	// gateway-capable node at (the NAT router's, behind NAT).
+	PublicIPAnnotation = "strait.dev/public-ip"
+)
+
+// Config is the agent's configuration, written by the sandbox supervisor.
+type Config struct {
+	NodeName        string       `json:"nodeName"`
+	Cluster         string       `json:"cluster"`
+	Kubeconfig      string       `json:"kubeconfig"`
+	ProxyKubeconfig string       `json:"proxyKubeconfig"`
+	NodeIP          netip.Addr   `json:"nodeIP"`
+	ClusterPodCIDR  netip.Prefix `json:"clusterPodCIDR"`
+	ServiceCIDR     netip.Prefix `json:"serviceCIDR"`
+	// KubernetesServiceIP is the ClusterIP of the kubernetes Service, which
+	// in-cluster clients find in KUBERNETES_SERVICE_HOST.
+	KubernetesServiceIP netip.Addr `json:"kubernetesServiceIP"`
+	// Labels and Annotations are set on the Node at registration.
+	Labels      map[string]string `json:"labels"`
+	Annotations map[string]string `json:"annotations"`
+	// Dir holds the node's pods: volumes, logs and runtime records.
+	Dir string `json:"dir"`
+	// KubeBin holds kube-proxy; ImageBin holds the binaries images map to.
+	KubeBin  string `json:"kubeBin"`
+	ImageBin string `json:"imageBin"`
+	// CreatedPathsFile records directories created on the host as mount
+	// points, so that the sandbox can remove them.
+	CreatedPathsFile string        `json:"createdPathsFile"`
+	StopGrace        time.Duration `json:"stopGrace"`
+	// MarkerEnv (KEY=VALUE) is added to every process the agent starts.
+	MarkerEnv string `json:"markerEnv"`
+	// SandboxExecutable is the strait-sandbox binary, which also holds the
+	// pause and container-exec helpers.
+	SandboxExecutable string `json:"sandboxExecutable"`
+}
+
+// Timing of the node's heartbeat. Kubernetes' node lifecycle controller
+// marks a node NotReady after 40-50 s without a Lease renewal; renewing every
+// 10 s, as the kubelet does, leaves room for a slow apiserver.
+const (
+	leaseDuration = 40 * time.Second
+	leaseRenew    = 10 * time.Second
+	statusRefresh = time.Minute
+)

@@ -1,0 +1,589 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	"strait.dev/strait/pkg/proc"
+)
+
+const (
+	// Restart back-off doubles from backoffBase up to backoffMax; shorter than
+	// the kubelet's (10 s to 5 min) so that tests of crash loops stay short.
+	backoffBase = time.Second
+	backoffMax  = 30 * time.Second
+	// resyncPeriod is how often a pod worker looks again without an event.
+	resyncPeriod = time.Second
+)
+
+// containerState is what the agent knows of one container.
+type containerState struct {
+	spec         corev1.Container
+	cmd          *exec.Cmd
+	exited       chan struct{}
+	running      bool
+	startedAt    metav1.Time
+	restarts     int32
+	lastExit     *corev1.ContainerStateTerminated
+	waiting      *corev1.ContainerStateWaiting
+	nextStart    time.Time
+	backoff      time.Duration
+	ready        bool
+	probeResults map[string]int // consecutive failures/successes by probe kind
+	done         bool           // will not be restarted
+}
+
+// RuntimeInfo is written per pod for "strait-sandbox exec" and "logs".
+type RuntimeInfo struct {
+	HostNetwork bool           `json:"hostNetwork"`
+	SandboxPID  int            `json:"sandboxPID,omitempty"`
+	Containers  map[string]int `json:"containers"` // name -> PID while running
+	LogDir      string         `json:"logDir"`
+}
+
+type podWorker struct {
+	a    *Agent
+	uid  string
+	dir  string
+	poke chan struct{}
+	stop chan struct{} // closed on agent shutdown
+
+	mu       sync.Mutex
+	pod      *corev1.Pod
+	deleted  bool
+	stopOnce sync.Once
+
+	// Owned by the run goroutine.
+	sandbox    *podSandbox
+	volumes    map[string]string
+	containers []*containerState
+	lastStatus *corev1.PodStatus
+	setupErr   string
+}
+
+func newPodWorker(a *Agent, pod *corev1.Pod) *podWorker {
+	return &podWorker{
+		a:    a,
+		uid:  string(pod.UID),
+		dir:  filepath.Join(a.cfg.Dir, "pods", pod.Namespace+"_"+pod.Name),
+		poke: make(chan struct{}, 1),
+		stop: make(chan struct{}),
+		pod:  pod,
+	}
+}
+
+func (w *podWorker) update(pod *corev1.Pod) {
+	w.mu.Lock()
+	w.pod = pod
+	w.mu.Unlock()
+	w.wake()
+}
+
+// gone is called when the pod object is deleted from the apiserver.
+func (w *podWorker) gone() {
+	w.mu.Lock()
+	w.deleted = true
+	w.mu.Unlock()
+	w.wake()
+}
+
+func (w *podWorker) shutdown() { w.stopOnce.Do(func() { close(w.stop) }) }
+
+func (w *podWorker) wake() {
+	select {
+	case w.poke <- struct{}{}:
+	default:
+	}
+}
+
+func (w *podWorker) current() (*corev1.Pod, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.pod.DeepCopy(), w.deleted
+}
+
+func (w *podWorker) run(ctx context.Context) {
+	log := w.a.log.With("pod", w.pod.Namespace+"/"+w.pod.Name)
+	for {
+		pod, deleted := w.current()
+		if deleted || pod.DeletionTimestamp != nil {
+			grace := w.a.cfg.StopGrace
+			if pod.DeletionGracePeriodSeconds != nil {
+				grace = time.Duration(*pod.DeletionGracePeriodSeconds) * time.Second
+			}
+			w.teardown(grace)
+			if !deleted {
+				// The kubelet's last word: delete at once, for this very pod.
+				err := w.a.client.CoreV1().Pods(pod.Namespace).Delete(context.Background(), pod.Name,
+					metav1.DeleteOptions{GracePeriodSeconds: ptr.To(int64(0)), Preconditions: metav1.NewUIDPreconditions(w.uid)})
+				if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+					log.Warn("final delete", "err", err)
+				}
+			}
+			log.Info("pod removed")
+			return
+		}
+		w.sync(ctx, pod)
+		select {
+		case <-w.stop:
+			w.teardown(w.a.cfg.StopGrace)
+			return
+		case <-w.poke:
+		case <-time.After(resyncPeriod):
+		}
+	}
+}
+
+func (w *podWorker) sync(ctx context.Context, pod *corev1.Pod) {
+	if w.containers == nil {
+		for _, c := range pod.Spec.Containers {
+			w.containers = append(w.containers, &containerState{spec: c, probeResults: map[string]int{}})
+		}
+		if err := os.MkdirAll(w.dir, 0o755); err != nil {
+			w.setupErr = err.Error()
+		}
+	}
+	if w.setupErr == "" && w.volumes == nil {
+		vols, err := w.a.prepareVolumes(ctx, pod, w.dir)
+		if err != nil {
+			w.setupErr = err.Error()
+			w.a.log.Warn("volumes", "pod", pod.Name, "err", err)
+		} else {
+			w.volumes = vols
+		}
+	}
+	if w.setupErr == "" && w.sandbox == nil && !pod.Spec.HostNetwork {
+		sb, err := w.a.createSandbox(w.uid, pod.Name)
+		if err != nil {
+			w.setupErr = err.Error()
+			w.a.log.Warn("pod sandbox", "pod", pod.Name, "err", err)
+		} else {
+			w.sandbox = sb
+		}
+	}
+	if w.setupErr != "" {
+		// Try again on the next round; the error shows in the status meanwhile.
+		w.volumes = nil
+		w.pushStatus(ctx, pod)
+		w.setupErr = ""
+		return
+	}
+	w.reap()
+	for _, c := range w.containers {
+		if c.running || c.done || time.Now().Before(c.nextStart) {
+			continue
+		}
+		w.start(ctx, pod, c)
+	}
+	w.probe()
+	w.writeRuntime(pod)
+	w.pushStatus(ctx, pod)
+}
+
+// resolveImage maps an image to one of Strait's binaries: the last path
+// element of the repository, without tag or digest, names the binary, with
+// "strait-" in front when it lacks it (strait/testpod → strait-testpod).
+func (w *podWorker) resolveImage(image string) (string, error) {
+	name := image
+	if i := strings.LastIndex(name, "@"); i >= 0 {
+		name = name[:i]
+	}
+	name = name[strings.LastIndex(name, "/")+1:]
+	if i := strings.Index(name, ":"); i >= 0 {
+		name = name[:i]
+	}
+	if !strings.HasPrefix(name, "strait-") {
+		name = "strait-" + name
+	}
+	path := filepath.Join(w.a.cfg.ImageBin, name)
+	if st, err := os.Stat(path); err != nil || st.IsDir() || name == "strait-sandbox" {
+		return "", fmt.Errorf("image %q is not one the sandbox can run: it runs Strait's own images (their binaries in %s), and %s is not there", image, w.a.cfg.ImageBin, name)
+	}
+	return path, nil
+}
+
+func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, c *containerState) {
+	binary, err := w.resolveImage(c.spec.Image)
+	if err != nil {
+		c.waiting = &corev1.ContainerStateWaiting{Reason: "ErrImagePull", Message: err.Error()}
+		c.nextStart = time.Now().Add(backoffMax)
+		return
+	}
+	argv := []string{binary}
+	if len(c.spec.Command) > 0 {
+		// The command names the binary inside the image: one of ours as well.
+		if binary, err = w.resolveImage(filepath.Base(c.spec.Command[0])); err != nil {
+			c.waiting = &corev1.ContainerStateWaiting{Reason: "RunContainerError", Message: fmt.Sprintf("command %q: %v", c.spec.Command[0], err)}
+			c.nextStart = time.Now().Add(backoffMax)
+			return
+		}
+		argv = append([]string{binary}, c.spec.Command[1:]...)
+	}
+	if w.sandbox != nil {
+		pod.Status.PodIP = w.sandbox.ip.String()
+	} else {
+		pod.Status.PodIP = w.a.cfg.NodeIP.String()
+	}
+	pod.Status.HostIP = w.a.cfg.NodeIP.String()
+	env, err := w.a.containerEnv(ctx, pod, &c.spec)
+	if err != nil {
+		c.waiting = &corev1.ContainerStateWaiting{Reason: "CreateContainerConfigError", Message: err.Error()}
+		c.nextStart = time.Now().Add(backoffBase)
+		return
+	}
+	for _, a := range c.spec.Args {
+		argv = append(argv, expand(a, env))
+	}
+	spec := ContainerSpec{Binary: binary, Args: argv, Env: env, WorkingDir: c.spec.WorkingDir, CreatedPathsFile: w.a.cfg.CreatedPathsFile}
+	for _, m := range c.spec.VolumeMounts {
+		src, ok := w.volumes[m.Name]
+		if !ok {
+			c.waiting = &corev1.ContainerStateWaiting{Reason: "CreateContainerConfigError", Message: fmt.Sprintf("volume mount %s: no volume of that name", m.Name)}
+			return
+		}
+		if m.SubPath != "" {
+			src = filepath.Join(src, m.SubPath)
+		}
+		spec.Mounts = append(spec.Mounts, Mount{Source: src, Target: m.MountPath, ReadOnly: m.ReadOnly})
+	}
+	specPath := filepath.Join(w.dir, c.spec.Name+".spec.json")
+	data, _ := json.Marshal(spec)
+	if err := os.WriteFile(specPath, data, 0o600); err != nil {
+		c.waiting = &corev1.ContainerStateWaiting{Reason: "RunContainerError", Message: err.Error()}
+		return
+	}
+	logFile, err := os.OpenFile(filepath.Join(w.dir, c.spec.Name+".log"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		c.waiting = &corev1.ContainerStateWaiting{Reason: "RunContainerError", Message: err.Error()}
+		return
+	}
+	var cmd *exec.Cmd
+	if w.sandbox != nil {
+		cmd = exec.Command("nsenter", "--target", strconv.Itoa(w.sandbox.pause.Process.Pid), "--net", "--uts", "--",
+			w.a.cfg.SandboxExecutable, "container-exec", "--spec", specPath)
+	} else {
+		cmd = exec.Command(w.a.cfg.SandboxExecutable, "container-exec", "--spec", specPath)
+	}
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.Env = []string{w.a.cfg.MarkerEnv}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS}
+	if err := proc.Start(cmd); err != nil {
+		logFile.Close()
+		c.waiting = &corev1.ContainerStateWaiting{Reason: "RunContainerError", Message: err.Error()}
+		c.nextStart = time.Now().Add(backoffBase)
+		return
+	}
+	c.cmd, c.exited, c.running, c.waiting = cmd, make(chan struct{}), true, nil
+	c.startedAt = metav1.Now()
+	c.ready = false
+	c.probeResults = map[string]int{}
+	go func(c *containerState, cmd *exec.Cmd, exited chan struct{}) {
+		_ = cmd.Wait()
+		logFile.Close()
+		close(exited)
+		w.wake()
+	}(c, cmd, c.exited)
+	w.a.log.Info("container started", "pod", pod.Name, "container", c.spec.Name, "pid", cmd.Process.Pid)
+}
+
+// reap records containers that exited and plans their restarts.
+func (w *podWorker) reap() {
+	pod, _ := w.current()
+	for _, c := range w.containers {
+		if !c.running {
+			continue
+		}
+		select {
+		case <-c.exited:
+		default:
+			continue
+		}
+		c.running, c.ready = false, false
+		code := int32(c.cmd.ProcessState.ExitCode())
+		reason := "Completed"
+		if ws, ok := c.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			code = 128 + int32(ws.Signal())
+			reason = "Error"
+		} else if code != 0 {
+			reason = "Error"
+		}
+		c.lastExit = &corev1.ContainerStateTerminated{ExitCode: code, Reason: reason, StartedAt: c.startedAt, FinishedAt: metav1.Now()}
+		restart := false
+		switch pod.Spec.RestartPolicy {
+		case corev1.RestartPolicyAlways, "":
+			restart = true
+		case corev1.RestartPolicyOnFailure:
+			restart = code != 0
+		}
+		if !restart {
+			c.done = true
+			continue
+		}
+		// Back off unless the container ran long enough to count as healthy.
+		if time.Since(c.startedAt.Time) > 2*backoffMax {
+			c.backoff = 0
+		}
+		if c.backoff == 0 {
+			c.backoff = backoffBase
+		} else {
+			c.backoff = min(2*c.backoff, backoffMax)
+		}
+		c.restarts++
+		c.nextStart = time.Now().Add(c.backoff)
+		c.waiting = &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff", Message: fmt.Sprintf("back-off %s restarting failed container %s", c.backoff, c.spec.Name)}
+	}
+}
+
+// probe runs due readiness and liveness probes (from the node, as the kubelet
+// does) and kills containers whose liveness fails.
+func (w *podWorker) probe() {
+	ip := w.a.cfg.NodeIP.String()
+	if w.sandbox != nil {
+		ip = w.sandbox.ip.String()
+	}
+	for _, c := range w.containers {
+		if !c.running {
+			continue
+		}
+		if c.spec.ReadinessProbe == nil {
+			c.ready = true
+		} else if ok, due := w.runProbe(c, "readiness", c.spec.ReadinessProbe, ip); due {
+			c.ready = ok
+		}
+		if c.spec.LivenessProbe != nil {
+			if ok, due := w.runProbe(c, "liveness", c.spec.LivenessProbe, ip); due && !ok {
+				w.a.log.Info("liveness probe failed; killing container", "container", c.spec.Name)
+				_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
+				_ = c.cmd.Process.Kill()
+			}
+		}
+	}
+}
+
+// runProbe runs a probe if its period has come and reports the outcome once
+// the failure or success threshold is met (due=false: keep the last outcome).
+func (w *podWorker) runProbe(c *containerState, kind string, p *corev1.Probe, ip string) (ok, due bool) {
+	if time.Since(c.startedAt.Time) < time.Duration(p.InitialDelaySeconds)*time.Second {
+		return false, kind == "readiness"
+	}
+	period := time.Duration(max(p.PeriodSeconds, 1)) * time.Second
+	lastKey := kind + "-last"
+	if last := c.probeResults[lastKey]; last != 0 && time.Since(time.Unix(0, int64(last))) < period {
+		return false, false
+	}
+	c.probeResults[lastKey] = int(time.Now().UnixNano())
+	timeout := time.Duration(max(p.TimeoutSeconds, 1)) * time.Second
+	err := probeOnce(p, ip, timeout)
+	failKey, passKey := kind+"-fail", kind+"-pass"
+	if err == nil {
+		c.probeResults[failKey] = 0
+		c.probeResults[passKey]++
+		return c.probeResults[passKey] >= int(max(p.SuccessThreshold, 1)), c.probeResults[passKey] >= int(max(p.SuccessThreshold, 1))
+	}
+	c.probeResults[passKey] = 0
+	c.probeResults[failKey]++
+	return false, c.probeResults[failKey] >= int(max(p.FailureThreshold, 1)) || kind == "readiness"
+}
+
+func probeOnce(p *corev1.Probe, ip string, timeout time.Duration) error {
+	port := func(v intstr.IntOrString) string { return v.String() }
+	switch {
+	case p.HTTPGet != nil:
+		host := ip
+		if p.HTTPGet.Host != "" {
+			host = p.HTTPGet.Host
+		}
+		scheme := strings.ToLower(string(p.HTTPGet.Scheme))
+		if scheme == "" {
+			scheme = "http"
+		}
+		url := fmt.Sprintf("%s://%s%s", scheme, net.JoinHostPort(host, port(p.HTTPGet.Port)), p.HTTPGet.Path)
+		client := &http.Client{Timeout: timeout}
+		resp, err := client.Get(url)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode < 200 || resp.StatusCode >= 400 {
+			return fmt.Errorf("HTTP probe %s: status %d", url, resp.StatusCode)
+		}
+		return nil
+	case p.TCPSocket != nil:
+		c, err := net.DialTimeout("tcp", net.JoinHostPort(ip, port(p.TCPSocket.Port)), timeout)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	}
+	return fmt.Errorf("only httpGet and tcpSocket probes run in the sandbox")
+}
+
+// teardown stops every container (SIGTERM, then SIGKILL after grace) and the
+// pod's sandbox.
+func (w *podWorker) teardown(grace time.Duration) {
+	var wg sync.WaitGroup
+	for _, c := range w.containers {
+		if c.running {
+			wg.Add(1)
+			go func(c *containerState) {
+				defer wg.Done()
+				proc.StopWaiting(c.cmd, grace, c.exited)
+			}(c)
+			c.running = false
+		}
+	}
+	wg.Wait()
+	if w.sandbox != nil {
+		w.a.destroySandbox(w.sandbox)
+		w.sandbox = nil
+	}
+	_ = os.Remove(filepath.Join(w.dir, "runtime.json"))
+}
+
+func (w *podWorker) writeRuntime(pod *corev1.Pod) {
+	info := RuntimeInfo{HostNetwork: pod.Spec.HostNetwork, Containers: map[string]int{}, LogDir: w.dir}
+	if w.sandbox != nil {
+		info.SandboxPID = w.sandbox.pause.Process.Pid
+	}
+	for _, c := range w.containers {
+		if c.running {
+			info.Containers[c.spec.Name] = c.cmd.Process.Pid
+		}
+	}
+	data, _ := json.Marshal(info)
+	tmp := filepath.Join(w.dir, "runtime.json.tmp")
+	if os.WriteFile(tmp, data, 0o644) == nil {
+		_ = os.Rename(tmp, filepath.Join(w.dir, "runtime.json"))
+	}
+}
+
+// pushStatus computes the pod's status and writes it when it changed.
+func (w *podWorker) pushStatus(ctx context.Context, pod *corev1.Pod) {
+	st := w.status(pod)
+	if w.lastStatus != nil && reflect.DeepEqual(stripTimes(*w.lastStatus), stripTimes(st)) {
+		return
+	}
+	pod.Status = st
+	if _, err := w.a.client.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+		if !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
+			w.a.log.Warn("update pod status", "pod", pod.Name, "err", err)
+		}
+		return
+	}
+	w.lastStatus = &st
+}
+
+func (w *podWorker) status(pod *corev1.Pod) corev1.PodStatus {
+	now := metav1.Now()
+	st := corev1.PodStatus{
+		HostIP:    w.a.cfg.NodeIP.String(),
+		HostIPs:   []corev1.HostIP{{IP: w.a.cfg.NodeIP.String()}},
+		StartTime: pod.Status.StartTime,
+		QOSClass:  corev1.PodQOSBestEffort,
+	}
+	if st.StartTime == nil {
+		st.StartTime = &now
+	}
+	if w.sandbox != nil {
+		st.PodIP = w.sandbox.ip.String()
+	} else if pod.Spec.HostNetwork {
+		st.PodIP = w.a.cfg.NodeIP.String()
+	}
+	if st.PodIP != "" {
+		st.PodIPs = []corev1.PodIP{{IP: st.PodIP}}
+	}
+	allReady, running, succeeded, failed := true, 0, 0, 0
+	for _, c := range w.containers {
+		cs := corev1.ContainerStatus{
+			Name: c.spec.Name, Image: c.spec.Image, ImageID: "strait-sandbox://" + c.spec.Image,
+			RestartCount: c.restarts, Ready: c.running && c.ready, Started: ptr.To(c.running),
+			LastTerminationState: corev1.ContainerState{},
+		}
+		switch {
+		case c.running:
+			cs.State.Running = &corev1.ContainerStateRunning{StartedAt: c.startedAt}
+			cs.ContainerID = fmt.Sprintf("strait-sandbox://%d", c.cmd.Process.Pid)
+			running++
+		case c.done && c.lastExit != nil:
+			cs.State.Terminated = c.lastExit
+			if c.lastExit.ExitCode == 0 {
+				succeeded++
+			} else {
+				failed++
+			}
+		case c.waiting != nil:
+			cs.State.Waiting = c.waiting
+		default:
+			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}
+		}
+		if w.setupErr != "" && !c.running {
+			cs.State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CreateContainerError", Message: w.setupErr}}
+		}
+		if c.lastExit != nil && !c.done {
+			cs.LastTerminationState.Terminated = c.lastExit
+		}
+		allReady = allReady && cs.Ready
+		st.ContainerStatuses = append(st.ContainerStatuses, cs)
+	}
+	n := len(w.containers)
+	switch {
+	case succeeded == n:
+		st.Phase = corev1.PodSucceeded
+	case failed > 0 && running == 0 && failed+succeeded == n:
+		st.Phase = corev1.PodFailed
+	case running > 0 || failed+succeeded > 0 && running+failed+succeeded == n:
+		st.Phase = corev1.PodRunning
+	default:
+		st.Phase = corev1.PodPending
+	}
+	cond := func(t corev1.PodConditionType, ok bool) corev1.PodCondition {
+		s := corev1.ConditionFalse
+		if ok {
+			s = corev1.ConditionTrue
+		}
+		c := corev1.PodCondition{Type: t, Status: s, LastTransitionTime: now}
+		for _, old := range pod.Status.Conditions {
+			if old.Type == t && old.Status == s {
+				c.LastTransitionTime = old.LastTransitionTime
+			}
+		}
+		return c
+	}
+	ready := allReady && st.Phase == corev1.PodRunning
+	st.Conditions = []corev1.PodCondition{
+		cond(corev1.PodScheduled, true),
+		cond(corev1.PodReadyToStartContainers, w.sandbox != nil || pod.Spec.HostNetwork),
+		cond(corev1.PodInitialized, true),
+		cond(corev1.ContainersReady, ready),
+		cond(corev1.PodReady, ready),
+	}
+	return st
+}
+
+// stripTimes drops timestamps, so that status is written on change only.
+func stripTimes(st corev1.PodStatus) corev1.PodStatus {
+	st = *st.DeepCopy()
+	st.StartTime = nil
+	for i := range st.Conditions {
+		st.Conditions[i].LastTransitionTime = metav1.Time{}
+	}
+	return st
+}

@@ -1,0 +1,154 @@
+package sandbox
+
+import (
+	"fmt"
+	"net/netip"
+)
+
+// Prefix starts the name of every network namespace the sandbox creates; only
+// namespaces with this prefix are ever deleted.
+const Prefix = "strait-"
+
+// APIServerPort is the kube-apiserver's port inside its control-plane host,
+// the usual one.
+const APIServerPort = 6443
+
+// InternetCIDR is the shared "internet" between gateway-capable nodes:
+// 198.18.0.0/15 is reserved for benchmarking (RFC 2544), so it can never be a
+// real address on this machine's network.
+var InternetCIDR = netip.MustParsePrefix("198.18.0.0/16")
+
+// Options describe the sandbox to build.
+type Options struct {
+	Clusters int `json:"clusters"`
+	Nodes    int `json:"nodes"`
+	// GatewayNodes is how many nodes of each cluster (the first ones) are
+	// gateway-capable: attached to the internet and labelled for it.
+	GatewayNodes int `json:"gatewayNodes"`
+	// NAT names clusters that sit behind a NAT router: their gateway nodes have
+	// private addresses only and reach the internet through the router.
+	NAT []string `json:"nat,omitempty"`
+	// Overlapping gives every cluster the same pod and service CIDRs.
+	Overlapping bool `json:"overlapping"`
+}
+
+// Validate reports options that cannot make a sandbox.
+func (o Options) Validate() error {
+	switch {
+	case o.Clusters < 1 || o.Clusters > 9:
+		return fmt.Errorf("--clusters must be 1 to 9, not %d", o.Clusters)
+	case o.Nodes < 1 || o.Nodes > 9:
+		return fmt.Errorf("--nodes must be 1 to 9, not %d", o.Nodes)
+	case o.GatewayNodes < 0 || o.GatewayNodes > o.Nodes:
+		return fmt.Errorf("--gateway-nodes must be 0 to --nodes (%d), not %d", o.Nodes, o.GatewayNodes)
+	}
+	for _, name := range o.NAT {
+		ok := false
+		for i := 1; i <= o.Clusters; i++ {
+			ok = ok || name == clusterName(i)
+		}
+		if !ok {
+			return fmt.Errorf("--nat %s: no such cluster (have c1 to c%d)", name, o.Clusters)
+		}
+	}
+	return nil
+}
+
+// ClusterPlan is where one cluster's hosts sit and what ranges it uses.
+type ClusterPlan struct {
+	Name        string       `json:"name"`
+	Index       int          `json:"index"`
+	LAN         netip.Prefix `json:"lan"`
+	ControlIP   netip.Addr   `json:"controlIP"`
+	PodCIDR     netip.Prefix `json:"podCIDR"`
+	ServiceCIDR netip.Prefix `json:"serviceCIDR"`
+	// KubernetesServiceIP is the first address of the service CIDR, which the
+	// apiserver gives the "kubernetes" Service.
+	KubernetesServiceIP netip.Addr `json:"kubernetesServiceIP"`
+	Region              string     `json:"region"`
+	NAT                 bool       `json:"nat"`
+	// RouterLANIP and RouterPublicIP are the NAT router's addresses (NAT only).
+	RouterLANIP    netip.Addr `json:"routerLANIP,omitzero"`
+	RouterPublicIP netip.Addr `json:"routerPublicIP,omitzero"`
+	Nodes          []NodePlan `json:"nodes"`
+}
+
+// NodePlan is one node host.
+type NodePlan struct {
+	Name    string     `json:"name"`
+	Index   int        `json:"index"`
+	IP      netip.Addr `json:"ip"`
+	Gateway bool       `json:"gateway"`
+	// PublicIP is the node's address on the internet (gateway-capable nodes
+	// not behind NAT), or the NAT router's public address (behind NAT).
+	PublicIP netip.Addr `json:"publicIP,omitzero"`
+	// InternetIP is the node's own address on the internet network; unset
+	// behind NAT and for non-gateway nodes.
+	InternetIP netip.Addr `json:"internetIP,omitzero"`
+	Zone       string     `json:"zone"`
+}
+
+// Plan lays out every cluster. Cluster i uses:
+//   - node network 192.168.i.0/24: control plane .2, node j .(10+j), NAT router .1
+//   - pods 10.i.0.0/16 and services 10.(100+i).0.0/16, or 10.1.0.0/16 and
+//     10.101.0.0/16 for all with Overlapping
+//   - internet 198.18.i.(10+j) for gateway node j, 198.18.i.1 for its NAT router
+func Plan(o Options) []ClusterPlan {
+	var plans []ClusterPlan
+	for i := 1; i <= o.Clusters; i++ {
+		ci := i
+		if o.Overlapping {
+			ci = 1
+		}
+		c := ClusterPlan{
+			Name:        clusterName(i),
+			Index:       i,
+			LAN:         netip.PrefixFrom(netip.AddrFrom4([4]byte{192, 168, byte(i), 0}), 24),
+			ControlIP:   netip.AddrFrom4([4]byte{192, 168, byte(i), 2}),
+			PodCIDR:     netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(ci), 0, 0}), 16),
+			ServiceCIDR: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(100 + ci), 0, 0}), 16),
+			Region:      fmt.Sprintf("region-%d", i),
+		}
+		c.KubernetesServiceIP = c.ServiceCIDR.Addr().Next()
+		for _, n := range o.NAT {
+			c.NAT = c.NAT || n == c.Name
+		}
+		if c.NAT {
+			c.RouterLANIP = netip.AddrFrom4([4]byte{192, 168, byte(i), 1})
+			c.RouterPublicIP = netip.AddrFrom4([4]byte{198, 18, byte(i), 1})
+		}
+		for j := 1; j <= o.Nodes; j++ {
+			n := NodePlan{
+				Name:    fmt.Sprintf("%s-n%d", c.Name, j),
+				Index:   j,
+				IP:      netip.AddrFrom4([4]byte{192, 168, byte(i), byte(10 + j)}),
+				Gateway: j <= o.GatewayNodes,
+				// Two zones per cluster, so topology-aware tests have a choice.
+				Zone: fmt.Sprintf("%s-%c", c.Region, 'a'+rune((j-1)%2)),
+			}
+			if n.Gateway {
+				if c.NAT {
+					n.PublicIP = c.RouterPublicIP
+				} else {
+					n.InternetIP = netip.AddrFrom4([4]byte{198, 18, byte(i), byte(10 + j)})
+					n.PublicIP = n.InternetIP
+				}
+			}
+			c.Nodes = append(c.Nodes, n)
+		}
+		plans = append(plans, c)
+	}
+	return plans
+}
+
+func clusterName(i int) string { return fmt.Sprintf("c%d", i) }
+
+// Namespace names. Interface names stay under 15 characters.
+func controlNS(c string) string { return Prefix + c + "-cp" }
+func lanNS(c string) string     { return Prefix + c + "-lan" }
+func routerNS(c string) string  { return Prefix + c + "-nat" }
+
+// NodeNS is the network namespace of a node host.
+func NodeNS(node string) string { return Prefix + node }
+
+const internetNS = Prefix + "internet"
