@@ -19,6 +19,9 @@ export STRAIT_KUBE_BIN := $(abspath $(KUBE_BIN))
 CONTROLLER_GEN := $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0
 STATICCHECK := $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
+# Extra flags for "make sandbox", e.g. SANDBOX_ARGS="--clusters 3 --nat c2".
+SANDBOX_ARGS ?= --clusters 2 --nodes 3
+
 # go test's own bound on the whole run; CI allows 90 minutes and the suite is
 # meant to take well under 30.
 TEST_TIMEOUT ?= 30m
@@ -46,6 +49,18 @@ $(KUBE_BIN)/.built: test/kube/go.mod test/kube/go.sum test/kube/etcd/main.go
 .PHONY: test
 test: prereqs verify lint build kube-binaries ## Run every test: unit, integration (real apiserver) and e2e (sandbox).
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+.PHONY: sandbox
+sandbox: build kube-binaries ## Bring up a sandbox of 2 clusters x 3 nodes (kubeconfigs in .sandbox/).
+	$(BIN)/strait-sandbox up $(SANDBOX_ARGS)
+
+.PHONY: sandbox-down
+sandbox-down: ## Take the sandbox down and remove everything it made.
+	@if [ -x $(BIN)/strait-sandbox ]; then $(BIN)/strait-sandbox down; fi
+
+.PHONY: demo
+demo: prereqs build kube-binaries ## The main job: run Strait in a sandbox of two clusters and show it working.
+	@hack/demo.sh
 
 .PHONY: generate
 generate: ## Regenerate deepcopy code and deploy/crds.

@@ -90,6 +90,10 @@ func (l Layout) ExecCommand(ctx context.Context, ref PodRef, argv ...string) (*e
 	}
 	args := []string{"--target", strconv.Itoa(pid), "--net", "--mount", "--uts", "--"}
 	cmd := exec.CommandContext(ctx, "nsenter", append(args, argv...)...)
+	// Like kubectl exec, the command sees the container's environment.
+	if env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid)); err == nil {
+		cmd.Env = strings.Split(strings.TrimRight(string(env), "\x00"), "\x00")
+	}
 	return cmd, nil
 }
 

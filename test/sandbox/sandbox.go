@@ -108,6 +108,9 @@ func Up(ctx context.Context, l Layout, opts Options, progress io.Writer) (*State
 		return nil, errors.New("the sandbox needs root (network namespaces, links, iptables)")
 	}
 	start := time.Now()
+	if other := otherSandbox(l.Dir); other != "" {
+		return nil, fmt.Errorf("another sandbox is up (state directory %s); namespaces are machine-wide, so take it down first: strait-sandbox down --state-dir %s", other, other)
+	}
 	if err := Down(l, io.Discard); err != nil {
 		return nil, fmt.Errorf("clean up an earlier sandbox: %w", err)
 	}
@@ -188,6 +191,29 @@ func Down(l Layout, progress io.Writer) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// otherSandbox returns the state directory of a live sandbox supervisor that
+// is not dir's, if there is one.
+func otherSandbox(dir string) string {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil || !strings.Contains(string(cmdline), "\x00supervise\x00") {
+			continue
+		}
+		env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+		for _, kv := range strings.Split(string(env), "\x00") {
+			if v, ok := strings.CutPrefix(kv, MarkerEnv+"="); ok && v != dir && proc.Alive(pid) {
+				return v
+			}
+		}
+	}
+	return ""
 }
 
 // markedBy reports whether pid carries MarkerEnv=dir in its environment.

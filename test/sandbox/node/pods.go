@@ -294,7 +294,12 @@ func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, c *containerStat
 	c.cmd, c.exited, c.running, c.waiting = cmd, make(chan struct{}), true, nil
 	c.startedAt = metav1.Now()
 	c.ready = false
-	c.probeResults = map[string]int{}
+	if c.lastExit != nil {
+		c.restarts++
+	}
+	// Probes first run one period after the start, as the kubelet's do.
+	now := int(time.Now().UnixNano())
+	c.probeResults = map[string]int{"readiness-last": now, "liveness-last": now}
 	go func(c *containerState, cmd *exec.Cmd, exited chan struct{}) {
 		_ = cmd.Wait()
 		logFile.Close()
@@ -346,7 +351,6 @@ func (w *podWorker) reap() {
 		} else {
 			c.backoff = min(2*c.backoff, backoffMax)
 		}
-		c.restarts++
 		c.nextStart = time.Now().Add(c.backoff)
 		c.waiting = &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff", Message: fmt.Sprintf("back-off %s restarting failed container %s", c.backoff, c.spec.Name)}
 	}

@@ -1,0 +1,239 @@
+// Package e2e holds Strait's end-to-end tests. TestMain brings one sandbox up
+// (two clusters of three nodes) with the strait-sandbox binary that
+// "make build" wrote, the tests use it, and the last test takes it down and
+// checks that nothing is left.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+
+	"strait.dev/strait/test/kubetest"
+	"strait.dev/strait/test/sandbox"
+)
+
+var (
+	// skipReason is set when the sandbox cannot run here; every test skips with it.
+	skipReason string
+	// setupErr is set when the sandbox should have come up and did not.
+	setupErr error
+	layout   sandbox.Layout
+	binDir   string
+	upOutput string
+	// before is the machine as it was before the sandbox came up.
+	before snapshot
+)
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		if os.Geteuid() != 0 {
+			skipReason = "the sandbox needs root (network namespaces); run the e2e tests as root"
+			return m.Run()
+		}
+		root, err := kubetest.RepoRoot()
+		if err != nil {
+			setupErr = err
+			return m.Run()
+		}
+		binDir = filepath.Join(root, "_output", "bin")
+		layout = sandbox.Layout{Dir: filepath.Join(root, "_output", "e2e", "sandbox")}
+		for _, b := range []string{"strait-sandbox", "strait-testpod"} {
+			if _, err := os.Stat(filepath.Join(binDir, b)); err != nil {
+				setupErr = fmt.Errorf("%s not built (run 'make build'): %w", b, err)
+				return m.Run()
+			}
+		}
+		before = takeSnapshot()
+		out, err := sandboxCmd("up", "--clusters", "2", "--nodes", "3").CombinedOutput()
+		upOutput = string(out)
+		fmt.Print(upOutput)
+		if err != nil {
+			setupErr = fmt.Errorf("strait-sandbox up: %w\n%s", err, out)
+		}
+		code := m.Run()
+		// The last test takes the sandbox down; make sure, whatever happened.
+		_ = sandboxCmd("down").Run()
+		return code
+	}()
+	os.Exit(code)
+}
+
+func sandboxCmd(args ...string) *exec.Cmd {
+	// The flag goes first: after "exec ... --" every word is the command's.
+	return exec.Command(filepath.Join(binDir, "strait-sandbox"), append([]string{"--state-dir", layout.Dir}, args...)...)
+}
+
+// need skips or fails the test when the sandbox is not there.
+func need(t *testing.T) {
+	t.Helper()
+	if skipReason != "" {
+		t.Skip(skipReason)
+	}
+	if setupErr != nil {
+		t.Fatal(setupErr)
+	}
+}
+
+func client(t *testing.T, cluster string) kubernetes.Interface {
+	t.Helper()
+	cs, err := layout.Client(cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
+}
+
+// testNamespace creates a namespace for one test and deletes it after.
+func testNamespace(t *testing.T, cs kubernetes.Interface) string {
+	t.Helper()
+	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	if len(name) > 50 {
+		name = name[:50]
+	}
+	ctx := context.Background()
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cs.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	// Pods need the namespace's default ServiceAccount, which the controller
+	// manager creates.
+	waitFor(t, 30*time.Second, "default service account in "+name, func(ctx context.Context) (bool, error) {
+		_, err := cs.CoreV1().ServiceAccounts(name).Get(ctx, "default", metav1.GetOptions{})
+		return err == nil, nil
+	})
+	return name
+}
+
+// waitFor polls cond until it holds. The bound keeps a broken sandbox from
+// hanging the suite; it is not a performance assertion.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func(ctx context.Context) (bool, error)) {
+	t.Helper()
+	if err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, timeout, true, cond); err != nil {
+		t.Fatalf("waiting for %s: %v", what, err)
+	}
+}
+
+// testpodContainer is a container of the sandbox's test workload.
+func testpodContainer(name string, args ...string) corev1.Container {
+	return corev1.Container{
+		Name:  name,
+		Image: "strait/testpod:e2e",
+		Args:  args,
+		Env: []corev1.EnvVar{
+			{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+			{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
+			{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}},
+			{Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}},
+		},
+	}
+}
+
+// runningPods waits until the pods matching selector are Running and Ready.
+func runningPods(t *testing.T, cs kubernetes.Interface, ns, selector string, n int) []corev1.Pod {
+	t.Helper()
+	var pods []corev1.Pod
+	waitFor(t, 60*time.Second, fmt.Sprintf("%d ready pods %s in %s", n, selector, ns), func(ctx context.Context) (bool, error) {
+		list, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
+		if err != nil {
+			return false, nil
+		}
+		pods = pods[:0]
+		for _, p := range list.Items {
+			if p.Status.Phase == corev1.PodRunning && podReady(&p) {
+				pods = append(pods, p)
+			}
+		}
+		return len(pods) == n, nil
+	})
+	return pods
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// deployment returns a Deployment of the test workload, one pod per node.
+func deployment(name string, replicas int32, c corev1.Container) *appsv1.Deployment {
+	labels := map[string]string{"app": name}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{
+						MaxSkew: 1, TopologyKey: "kubernetes.io/hostname", WhenUnsatisfiable: corev1.DoNotSchedule,
+						LabelSelector: &metav1.LabelSelector{MatchLabels: labels},
+					}},
+					Containers: []corev1.Container{c},
+				},
+			},
+		},
+	}
+}
+
+// execIn runs argv in a pod's namespaces through "strait-sandbox exec".
+func execIn(t *testing.T, cluster, ns, pod string, argv ...string) (string, error) {
+	t.Helper()
+	args := append([]string{"exec", cluster + "/" + ns + "/" + pod, "--"}, argv...)
+	var out, errOut bytes.Buffer
+	cmd := sandboxCmd(args...)
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	if err != nil {
+		return out.String(), fmt.Errorf("%v: %s%s", err, out.String(), errOut.String())
+	}
+	return out.String(), nil
+}
+
+// connectReport is what "strait-testpod connect" prints.
+type connectReport struct {
+	OK     bool            `json:"ok"`
+	Proto  string          `json:"proto"`
+	Local  string          `json:"local"`
+	Remote string          `json:"remote"`
+	Bytes  int             `json:"bytes"`
+	Status int             `json:"status"`
+	Body   json.RawMessage `json:"body"`
+	Error  string          `json:"error"`
+}
+
+// connect runs "strait-testpod connect" in a pod and decodes its report.
+func connect(t *testing.T, cluster, ns, pod string, args ...string) connectReport {
+	t.Helper()
+	out, err := execIn(t, cluster, ns, pod, append([]string{filepath.Join(binDir, "strait-testpod"), "connect"}, args...)...)
+	var r connectReport
+	if jerr := json.Unmarshal([]byte(strings.TrimSpace(lastLine(out))), &r); jerr != nil {
+		t.Fatalf("connect %v from %s/%s: no report (%v); output %q", args, ns, pod, err, out)
+	}
+	if err != nil && r.OK {
+		t.Fatalf("connect %v reported ok but failed: %v", args, err)
+	}
+	return r
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}

@@ -1,0 +1,343 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	"strait.dev/strait/pkg/proc"
+	"strait.dev/strait/test/sandbox"
+	"strait.dev/strait/test/sandbox/node"
+)
+
+// These tests prove the sandbox itself: the base every later end-to-end test
+// of Strait stands on.
+
+func TestSandboxNodesReady(t *testing.T) {
+	need(t)
+	for _, cluster := range []string{"c1", "c2"} {
+		nodes, err := client(t, cluster).CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(nodes.Items) != 3 {
+			t.Fatalf("%s has %d nodes, want 3", cluster, len(nodes.Items))
+		}
+		cidrs := map[string]bool{}
+		gateways := 0
+		for _, n := range nodes.Items {
+			ready := false
+			for _, c := range n.Status.Conditions {
+				ready = ready || (c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue)
+			}
+			if !ready {
+				t.Errorf("%s/%s is not Ready: %+v", cluster, n.Name, n.Status.Conditions)
+			}
+			if n.Spec.PodCIDR == "" || cidrs[n.Spec.PodCIDR] {
+				t.Errorf("%s/%s pod CIDR %q missing or shared", cluster, n.Name, n.Spec.PodCIDR)
+			}
+			cidrs[n.Spec.PodCIDR] = true
+			if n.Labels["topology.kubernetes.io/region"] == "" || n.Labels["topology.kubernetes.io/zone"] == "" {
+				t.Errorf("%s/%s lacks topology labels: %v", cluster, n.Name, n.Labels)
+			}
+			if n.Labels[node.GatewayCapableLabel] == "true" {
+				gateways++
+				if net.ParseIP(n.Annotations[node.PublicIPAnnotation]) == nil {
+					t.Errorf("gateway-capable %s/%s has no public IP annotation", cluster, n.Name)
+				}
+			}
+		}
+		if gateways != 2 {
+			t.Errorf("%s has %d gateway-capable nodes, want 2", cluster, gateways)
+		}
+	}
+}
+
+func TestSandboxPodNetworkAndServices(t *testing.T) {
+	need(t)
+	cs := client(t, "c1")
+	ns := testNamespace(t, cs)
+	ctx := context.Background()
+
+	web := testpodContainer("web", "serve")
+	web.ReadinessProbe = &corev1.Probe{
+		ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(8080)}},
+		PeriodSeconds: 1,
+	}
+	if _, err := cs.AppsV1().Deployments(ns).Create(ctx, deployment("web", 3, web), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec: corev1.ServiceSpec{
+			Selector: map[string]string{"app": "web"},
+			Ports: []corev1.ServicePort{
+				{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)},
+				{Name: "echo", Port: 9000, TargetPort: intstr.FromInt32(9000)},
+				{Name: "udp", Port: 9001, Protocol: corev1.ProtocolUDP, TargetPort: intstr.FromInt32(9001)},
+			},
+		},
+	}
+	svc, err := cs.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	pods := runningPods(t, cs, ns, "app=web", 3)
+	nodes := map[string]bool{}
+	for _, p := range pods {
+		nodes[p.Spec.NodeName] = true
+		if p.Status.PodIP == "" || p.Status.PodIP == p.Status.HostIP {
+			t.Errorf("pod %s has IP %q (host %s)", p.Name, p.Status.PodIP, p.Status.HostIP)
+		}
+	}
+	if len(nodes) != 3 {
+		t.Fatalf("pods landed on %v, want three different nodes", nodes)
+	}
+
+	from := pods[0]
+	for _, to := range pods[1:] {
+		t.Run("pod to pod across nodes/"+to.Spec.NodeName, func(t *testing.T) {
+			r := connect(t, "c1", ns, from.Name, "--http", "http://"+net.JoinHostPort(to.Status.PodIP, "8080")+"/")
+			if !r.OK || r.Status != 200 {
+				t.Fatalf("HTTP %s → %s: %+v", from.Spec.NodeName, to.Spec.NodeName, r)
+			}
+			var body struct{ Pod, Node, Client string }
+			_ = json.Unmarshal(r.Body, &body)
+			if body.Pod != to.Name || body.Node != to.Spec.NodeName {
+				t.Errorf("answered by %s on %s, want %s on %s", body.Pod, body.Node, to.Name, to.Spec.NodeName)
+			}
+			// The server sees the client pod's own address: no NAT inside the cluster.
+			if host, _, _ := net.SplitHostPort(body.Client); host != from.Status.PodIP {
+				t.Errorf("server saw client %s, want pod IP %s", body.Client, from.Status.PodIP)
+			}
+			if r := connect(t, "c1", ns, from.Name, "--tcp", net.JoinHostPort(to.Status.PodIP, "9000"), "--bytes", "100000"); !r.OK {
+				t.Errorf("TCP echo: %+v", r)
+			}
+			if r := connect(t, "c1", ns, from.Name, "--udp", net.JoinHostPort(to.Status.PodIP, "9001"), "--bytes", "3000"); !r.OK {
+				t.Errorf("UDP echo, 3000 bytes: %+v", r)
+			}
+		})
+	}
+
+	t.Run("pod to service ClusterIP", func(t *testing.T) {
+		seen := map[string]bool{}
+		for i := 0; i < 30 && len(seen) < 2; i++ {
+			r := connect(t, "c1", ns, from.Name, "--http", "http://"+svc.Spec.ClusterIP+"/")
+			if !r.OK || r.Status != 200 {
+				t.Fatalf("HTTP via ClusterIP %s: %+v", svc.Spec.ClusterIP, r)
+			}
+			var body struct{ Pod string }
+			_ = json.Unmarshal(r.Body, &body)
+			seen[body.Pod] = true
+		}
+		if len(seen) < 2 {
+			t.Errorf("30 requests through the ClusterIP all reached %v; kube-proxy should spread them", seen)
+		}
+		if r := connect(t, "c1", ns, from.Name, "--tcp", net.JoinHostPort(svc.Spec.ClusterIP, "9000")); !r.OK {
+			t.Errorf("TCP via ClusterIP: %+v", r)
+		}
+		if r := connect(t, "c1", ns, from.Name, "--udp", net.JoinHostPort(svc.Spec.ClusterIP, "9001")); !r.OK {
+			t.Errorf("UDP via ClusterIP: %+v", r)
+		}
+	})
+
+	t.Run("no route to a closed port", func(t *testing.T) {
+		r := connect(t, "c1", ns, from.Name, "--tcp", net.JoinHostPort(pods[1].Status.PodIP, "9999"), "--timeout", "2s")
+		if r.OK {
+			t.Fatalf("connecting to a closed port succeeded: %+v", r)
+		}
+	})
+}
+
+func TestSandboxServiceAccountTokenAndRBAC(t *testing.T) {
+	need(t)
+	cs := client(t, "c2")
+	ns := testNamespace(t, cs)
+	ctx := context.Background()
+
+	if _, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "reader"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: "configmap-reader"},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list"}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "reader"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "configmap-reader"},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "reader", Namespace: ns}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "client", Labels: map[string]string{"app": "client"}},
+		Spec: corev1.PodSpec{
+			ServiceAccountName: "reader",
+			Containers:         []corev1.Container{testpodContainer("c", "sleep")},
+		},
+	}
+	if _, err := cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	runningPods(t, cs, ns, "app=client", 1)
+
+	// In-cluster configuration, exactly as client-go's rest.InClusterConfig
+	// reads it: the projected token and CA, and KUBERNETES_SERVICE_HOST/PORT,
+	// through the kubernetes Service's ClusterIP (kube-proxy) to the apiserver.
+	request := func(resource string) string {
+		t.Helper()
+		script := `d=/var/run/secrets/kubernetes.io/serviceaccount
+curl -s -o /dev/null -w '%{http_code}' --max-time 5 --cacert $d/ca.crt -H "Authorization: Bearer $(cat $d/token)" \
+  https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/api/v1/namespaces/$(cat $d/namespace)/` + resource
+		out, err := execIn(t, "c2", ns, "client", "sh", "-c", script)
+		if err != nil {
+			t.Fatalf("request %s: %v", resource, err)
+		}
+		return strings.TrimSpace(out)
+	}
+	if code := request("configmaps"); code != "200" {
+		t.Errorf("listing configmaps (allowed by the role): HTTP %s, want 200", code)
+	}
+	if code := request("secrets"); code != "403" {
+		t.Errorf("listing secrets (not allowed): HTTP %s, want 403", code)
+	}
+}
+
+func TestSandboxPodLifecycle(t *testing.T) {
+	need(t)
+	cs := client(t, "c1")
+	ns := testNamespace(t, cs)
+	ctx := context.Background()
+
+	t.Run("unknown image is an image pull error", func(t *testing.T) {
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "unknown-image"},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "docker.io/library/nginx:1.27"}}},
+		}
+		if _, err := cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 30*time.Second, "ErrImagePull", func(ctx context.Context) (bool, error) {
+			p, err := cs.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
+			if err != nil || len(p.Status.ContainerStatuses) == 0 {
+				return false, nil
+			}
+			w := p.Status.ContainerStatuses[0].State.Waiting
+			return w != nil && w.Reason == "ErrImagePull" && strings.Contains(w.Message, "nginx"), nil
+		})
+	})
+
+	t.Run("exit code and restart policy Never", func(t *testing.T) {
+		// Connecting to a closed port makes the test workload exit 1.
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "fails"},
+			Spec: corev1.PodSpec{
+				RestartPolicy: corev1.RestartPolicyNever,
+				Containers:    []corev1.Container{testpodContainer("c", "connect", "--tcp", "127.0.0.1:1", "--timeout", "1s")},
+			},
+		}
+		if _, err := cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 30*time.Second, "pod Failed with exit code 1", func(ctx context.Context) (bool, error) {
+			p, err := cs.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
+			if err != nil || p.Status.Phase != corev1.PodFailed || len(p.Status.ContainerStatuses) == 0 {
+				return false, nil
+			}
+			term := p.Status.ContainerStatuses[0].State.Terminated
+			return term != nil && term.ExitCode == 1, nil
+		})
+	})
+
+	t.Run("liveness failure restarts with back-off", func(t *testing.T) {
+		c := testpodContainer("c", "serve")
+		c.LivenessProbe = &corev1.Probe{
+			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/status/500", Port: intstr.FromInt32(8080)}},
+			PeriodSeconds:    1,
+			FailureThreshold: 1,
+		}
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "unhealthy"}, Spec: corev1.PodSpec{Containers: []corev1.Container{c}}}
+		if _, err := cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 60*time.Second, "two restarts", func(ctx context.Context) (bool, error) {
+			p, err := cs.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
+			return err == nil && len(p.Status.ContainerStatuses) > 0 && p.Status.ContainerStatuses[0].RestartCount >= 2, nil
+		})
+	})
+
+	t.Run("deletion stops the processes", func(t *testing.T) {
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "deleted", Labels: map[string]string{"app": "deleted"}},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{testpodContainer("c", "serve")}, TerminationGracePeriodSeconds: ptr.To(int64(5))},
+		}
+		if _, err := cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		runningPods(t, cs, ns, "app=deleted", 1)
+		_, info, err := layout.Runtime(ctx, sandboxRef(ns, "deleted"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pids := []int{info.SandboxPID, info.Containers["c"]}
+		if err := cs.CoreV1().Pods(ns).Delete(ctx, pod.Name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 30*time.Second, "pod gone", func(ctx context.Context) (bool, error) {
+			_, err := cs.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
+			return apierrors.IsNotFound(err), nil
+		})
+		for _, pid := range pids {
+			if pid == 0 || proc.Alive(pid) {
+				t.Errorf("process %d of the deleted pod is still running (pids %v)", pid, pids)
+			}
+		}
+	})
+
+	t.Run("hostNetwork pod runs in the node's namespace", func(t *testing.T) {
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "hostnet", Labels: map[string]string{"app": "hostnet"}},
+			Spec:       corev1.PodSpec{HostNetwork: true, Containers: []corev1.Container{testpodContainer("c", "sleep")}},
+		}
+		if _, err := cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		p := runningPods(t, cs, ns, "app=hostnet", 1)[0]
+		if p.Status.PodIP != p.Status.HostIP {
+			t.Errorf("hostNetwork pod IP %s, want the node's %s", p.Status.PodIP, p.Status.HostIP)
+		}
+		out, err := execIn(t, "c1", ns, "hostnet", "ip", "-o", "-4", "addr", "show", "dev", "eth0")
+		if err != nil || !strings.Contains(out, p.Status.HostIP+"/") {
+			t.Errorf("eth0 in the hostNetwork pod: %q (%v), want the node address %s", out, err, p.Status.HostIP)
+		}
+	})
+}
+
+func sandboxRef(ns, name string) sandbox.PodRef {
+	return sandbox.PodRef{Cluster: "c1", Namespace: ns, Name: name}
+}
+
+// TestSandboxUpFigure records how long "up" took, for the README.
+func TestSandboxUpFigure(t *testing.T) {
+	need(t)
+	for _, line := range strings.Split(upOutput, "\n") {
+		if strings.HasPrefix(line, "sandbox up in") {
+			t.Log(line)
+			return
+		}
+	}
+	t.Errorf("'up' did not report its time: %q", upOutput)
+}

@@ -1,0 +1,101 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"sort"
+	"strings"
+	"testing"
+
+	"strait.dev/strait/test/sandbox"
+)
+
+// snapshot is what the sandbox may touch in the root namespace: links,
+// packet-filter rules and mounts. None of it may differ after "down".
+type snapshot struct {
+	links, rules, mounts []string
+}
+
+func takeSnapshot() snapshot {
+	return snapshot{
+		links:  fields(exec.Command("ip", "-o", "link", "show"), 1),
+		rules:  ruleLines(),
+		mounts: fields(exec.Command("cat", "/proc/self/mountinfo"), 4),
+	}
+}
+
+// fields returns column col of each output line, sorted.
+func fields(cmd *exec.Cmd, col int) []string {
+	out, _ := cmd.Output()
+	var vals []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > col {
+			vals = append(vals, strings.TrimSuffix(f[col], ":"))
+		}
+	}
+	sort.Strings(vals)
+	return vals
+}
+
+// ruleLines is iptables-save without counters and comments.
+func ruleLines() []string {
+	out, _ := exec.Command("iptables-save").Output()
+	var rules []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, "#") || line == "" {
+			continue
+		}
+		if strings.HasPrefix(line, ":") { // chain policy line with counters
+			line = strings.Fields(line)[0]
+		}
+		rules = append(rules, line)
+	}
+	return rules
+}
+
+func diff(a, b []string) (added, removed []string) {
+	count := map[string]int{}
+	for _, v := range a {
+		count[v]--
+	}
+	for _, v := range b {
+		count[v]++
+	}
+	for v, n := range count {
+		if n > 0 {
+			added = append(added, v)
+		} else if n < 0 {
+			removed = append(removed, v)
+		}
+	}
+	sort.Strings(added)
+	sort.Strings(removed)
+	return added, removed
+}
+
+// TestSandboxDownLeavesNothing runs last (files run in name order): it takes
+// the sandbox down and compares the machine with how it was before.
+func TestSandboxDownLeavesNothing(t *testing.T) {
+	need(t)
+	if out, err := sandboxCmd("down").CombinedOutput(); err != nil {
+		t.Fatalf("down: %v\n%s", err, out)
+	}
+	if ns, err := sandbox.ListNamespaces(); err != nil || len(ns) > 0 {
+		t.Errorf("network namespaces left: %v (%v)", ns, err)
+	}
+	if pids := sandbox.MarkedProcesses(layout.Dir); len(pids) > 0 {
+		t.Errorf("sandbox processes left: %v", pids)
+	}
+	if _, err := os.Stat(layout.Dir); !os.IsNotExist(err) {
+		t.Errorf("state directory %s left (%v)", layout.Dir, err)
+	}
+	after := takeSnapshot()
+	for _, c := range []struct {
+		what          string
+		before, after []string
+	}{{"links", before.links, after.links}, {"iptables rules", before.rules, after.rules}, {"mounts", before.mounts, after.mounts}} {
+		if added, removed := diff(c.before, c.after); len(added)+len(removed) > 0 {
+			t.Errorf("root namespace %s changed: added %v, removed %v", c.what, added, removed)
+		}
+	}
+}
