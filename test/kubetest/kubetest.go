@@ -25,11 +25,8 @@ import (
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
-	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -207,7 +204,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		return nil, err
 	}
 	if !opts.SkipCRDs {
-		if err := InstallCRDs(ctx, admin); err != nil {
+		if err := crds.Install(ctx, admin); err != nil {
 			return nil, err
 		}
 	}
@@ -285,51 +282,6 @@ func (e *Env) ServiceAccountConfig(ctx context.Context, namespace, name string) 
 		QPS:             -1,
 		Burst:           -1,
 	}, nil
-}
-
-// InstallCRDs creates (or updates) every CRD in deploy/crds and waits until
-// the apiserver serves them.
-func InstallCRDs(ctx context.Context, cfg *rest.Config) error {
-	all, err := crds.All()
-	if err != nil {
-		return err
-	}
-	client, err := apiextclient.NewForConfig(cfg)
-	if err != nil {
-		return err
-	}
-	api := client.ApiextensionsV1().CustomResourceDefinitions()
-	for _, crd := range all {
-		_, err := api.Create(ctx, crd, metav1.CreateOptions{})
-		if apierrors.IsAlreadyExists(err) {
-			var cur *apiextv1.CustomResourceDefinition
-			if cur, err = api.Get(ctx, crd.Name, metav1.GetOptions{}); err == nil {
-				crd.ResourceVersion = cur.ResourceVersion
-				_, err = api.Update(ctx, crd, metav1.UpdateOptions{})
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("install CRD %s: %w", crd.Name, err)
-		}
-	}
-	for _, crd := range all {
-		err := wait.PollUntilContextCancel(ctx, 50*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-			cur, err := api.Get(ctx, crd.Name, metav1.GetOptions{})
-			if err != nil {
-				return false, err
-			}
-			for _, c := range cur.Status.Conditions {
-				if c.Type == apiextv1.Established && c.Status == apiextv1.ConditionTrue {
-					return true, nil
-				}
-			}
-			return false, nil
-		})
-		if err != nil {
-			return fmt.Errorf("wait for CRD %s to be established: %w", crd.Name, err)
-		}
-	}
-	return nil
 }
 
 // WriteKubeconfig writes a kubeconfig file for cfg, with everything inline.

@@ -25,7 +25,7 @@ func (f clusterFiles) path(parts ...string) string {
 // clusterPKI makes the cluster's CA, serving certificate, service-account key
 // and one kubeconfig per identity: every component authenticates as the user
 // a kubeadm cluster would give it, so RBAC and the Node authorizer apply.
-func clusterPKI(c ClusterPlan, f clusterFiles, userKubeconfig string, forwardPort int) error {
+func clusterPKI(c ClusterPlan, f clusterFiles, userKubeconfig, adminHostKubeconfig string, forwardPort int) error {
 	pkiDir := f.path("pki")
 	if err := os.MkdirAll(pkiDir, 0o700); err != nil {
 		return err
@@ -42,7 +42,7 @@ func clusterPKI(c ClusterPlan, f clusterFiles, userKubeconfig string, forwardPor
 		return err
 	}
 	serving, err := ca.ServingCert("kube-apiserver",
-		[]netip.Addr{c.ControlIP, c.KubernetesServiceIP, netip.MustParseAddr("127.0.0.1")},
+		[]netip.Addr{c.ControlIP, c.ControlPublicIP, c.KubernetesServiceIP, netip.MustParseAddr("127.0.0.1")},
 		[]string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"})
 	if err != nil {
 		return err
@@ -92,6 +92,14 @@ func clusterPKI(c ClusterPlan, f clusterFiles, userKubeconfig string, forwardPor
 			// The one a person uses, from the root namespace through the forwarder.
 			cfg.Host = fmt.Sprintf("https://127.0.0.1:%d", forwardPort)
 			if err := kubetest.WriteKubeconfig(userKubeconfig, cfg, c.Name); err != nil {
+				return err
+			}
+			// The one for the admin host, at the apiserver's public address.
+			cfg.Host = fmt.Sprintf("https://%s", netip.AddrPortFrom(c.ControlPublicIP, APIServerPort))
+			if err := os.MkdirAll(filepath.Dir(adminHostKubeconfig), 0o700); err != nil {
+				return err
+			}
+			if err := kubetest.WriteKubeconfig(adminHostKubeconfig, cfg, c.Name); err != nil {
 				return err
 			}
 		}

@@ -63,21 +63,19 @@ func sysctl(ns, key, value string) error {
 
 // buildNetwork creates every namespace, bridge, link and address of the plan.
 func buildNetwork(plans []ClusterPlan) error {
-	needInternet := false
-	for _, c := range plans {
-		for _, n := range c.Nodes {
-			needInternet = needInternet || n.Gateway
-		}
+	if err := addNetns(internetNS); err != nil {
+		return err
 	}
-	if needInternet {
-		if err := addNetns(internetNS); err != nil {
-			return err
-		}
-		if err := addBridge(internetNS, "br0"); err != nil {
-			return err
-		}
+	if err := addBridge(internetNS, "br0"); err != nil {
+		return err
 	}
 	inetBits := fmt.Sprintf("/%d", InternetCIDR.Bits())
+	if err := addNetns(AdminNS); err != nil {
+		return err
+	}
+	if err := plug(internetNS, "admin", AdminNS, "eth0", AdminIP.String()+inetBits); err != nil {
+		return err
+	}
 	for _, c := range plans {
 		lanBits := fmt.Sprintf("/%d", c.LAN.Bits())
 		lan := lanNS(c.Name)
@@ -92,6 +90,9 @@ func buildNetwork(plans []ClusterPlan) error {
 			return err
 		}
 		if err := plug(lan, "cp", cp, "eth0", c.ControlIP.String()+lanBits); err != nil {
+			return err
+		}
+		if err := plug(internetNS, c.Name+"cp", cp, "eth1", c.ControlPublicIP.String()+inetBits); err != nil {
 			return err
 		}
 		if c.NAT {

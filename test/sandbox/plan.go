@@ -56,12 +56,15 @@ func (o Options) Validate() error {
 
 // ClusterPlan is where one cluster's hosts sit and what ranges it uses.
 type ClusterPlan struct {
-	Name        string       `json:"name"`
-	Index       int          `json:"index"`
-	LAN         netip.Prefix `json:"lan"`
-	ControlIP   netip.Addr   `json:"controlIP"`
-	PodCIDR     netip.Prefix `json:"podCIDR"`
-	ServiceCIDR netip.Prefix `json:"serviceCIDR"`
+	Name      string       `json:"name"`
+	Index     int          `json:"index"`
+	LAN       netip.Prefix `json:"lan"`
+	ControlIP netip.Addr   `json:"controlIP"`
+	// ControlPublicIP is the control plane's address on the internet, where
+	// other clusters' components and the admin host reach its apiserver.
+	ControlPublicIP netip.Addr   `json:"controlPublicIP"`
+	PodCIDR         netip.Prefix `json:"podCIDR"`
+	ServiceCIDR     netip.Prefix `json:"serviceCIDR"`
 	// KubernetesServiceIP is the first address of the service CIDR, which the
 	// apiserver gives the "kubernetes" Service.
 	KubernetesServiceIP netip.Addr `json:"kubernetesServiceIP"`
@@ -92,7 +95,8 @@ type NodePlan struct {
 //   - node network 192.168.i.0/24: control plane .2, node j .(10+j), NAT router .1
 //   - pods 10.i.0.0/16 and services 10.(100+i).0.0/16, or 10.1.0.0/16 and
 //     10.101.0.0/16 for all with Overlapping
-//   - internet 198.18.i.(10+j) for gateway node j, 198.18.i.1 for its NAT router
+//   - internet 198.18.i.(10+j) for gateway node j, 198.18.i.1 for its NAT
+//     router, 198.18.i.2 for its control plane; 198.18.0.2 for the admin host
 func Plan(o Options) []ClusterPlan {
 	var plans []ClusterPlan
 	for i := 1; i <= o.Clusters; i++ {
@@ -101,13 +105,14 @@ func Plan(o Options) []ClusterPlan {
 			ci = 1
 		}
 		c := ClusterPlan{
-			Name:        clusterName(i),
-			Index:       i,
-			LAN:         netip.PrefixFrom(netip.AddrFrom4([4]byte{192, 168, byte(i), 0}), 24),
-			ControlIP:   netip.AddrFrom4([4]byte{192, 168, byte(i), 2}),
-			PodCIDR:     netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(ci), 0, 0}), 16),
-			ServiceCIDR: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(100 + ci), 0, 0}), 16),
-			Region:      fmt.Sprintf("region-%d", i),
+			Name:            clusterName(i),
+			Index:           i,
+			LAN:             netip.PrefixFrom(netip.AddrFrom4([4]byte{192, 168, byte(i), 0}), 24),
+			ControlIP:       netip.AddrFrom4([4]byte{192, 168, byte(i), 2}),
+			ControlPublicIP: netip.AddrFrom4([4]byte{198, 18, byte(i), 2}),
+			PodCIDR:         netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(ci), 0, 0}), 16),
+			ServiceCIDR:     netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(100 + ci), 0, 0}), 16),
+			Region:          fmt.Sprintf("region-%d", i),
 		}
 		c.KubernetesServiceIP = c.ServiceCIDR.Addr().Next()
 		for _, n := range o.NAT {
@@ -152,3 +157,10 @@ func routerNS(c string) string  { return Prefix + c + "-nat" }
 func NodeNS(node string) string { return Prefix + node }
 
 const internetNS = Prefix + "internet"
+
+// AdminNS is the admin host: the operator's workstation on the internet, from
+// which straitctl reaches every cluster's apiserver at its public address.
+const AdminNS = Prefix + "admin"
+
+// AdminIP is the admin host's address on the internet.
+var AdminIP = netip.MustParseAddr("198.18.0.2")

@@ -8,7 +8,7 @@ import (
 
 func TestPlanAddresses(t *testing.T) {
 	plans := Plan(Options{Clusters: 3, Nodes: 3, GatewayNodes: 2, NAT: []string{"c2"}})
-	seen := map[netip.Addr]string{}
+	seen := map[netip.Addr]string{AdminIP: "admin host"}
 	claim := func(a netip.Addr, who string) {
 		t.Helper()
 		if !a.IsValid() {
@@ -22,6 +22,10 @@ func TestPlanAddresses(t *testing.T) {
 	var prefixes []netip.Prefix
 	for _, c := range plans {
 		claim(c.ControlIP, c.Name+" control plane")
+		claim(c.ControlPublicIP, c.Name+" control plane public")
+		if !InternetCIDR.Contains(c.ControlPublicIP) {
+			t.Errorf("%s control plane public %s outside the internet", c.Name, c.ControlPublicIP)
+		}
 		claim(c.RouterLANIP, c.Name+" router")
 		claim(c.RouterPublicIP, c.Name+" router public")
 		prefixes = append(prefixes, c.PodCIDR, c.ServiceCIDR, c.LAN)

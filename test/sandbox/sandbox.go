@@ -66,6 +66,17 @@ func (l Layout) Kubeconfig(cluster string) string {
 	return filepath.Join(l.Dir, cluster+".kubeconfig")
 }
 
+// AdminKubeconfig is the admin kubeconfig of a cluster for use on the admin
+// host (strait-sandbox admin), at the apiserver's public address.
+func (l Layout) AdminKubeconfig(cluster string) string {
+	return filepath.Join(l.Dir, "admin", cluster+".kubeconfig")
+}
+
+// AdminCommand returns a command that runs argv on the admin host.
+func AdminCommand(argv ...string) *exec.Cmd {
+	return exec.Command("ip", append([]string{"netns", "exec", AdminNS}, argv...)...)
+}
+
 func (l Layout) cluster(name string) clusterFiles {
 	return clusterFiles{dir: filepath.Join(l.Dir, "clusters", name)}
 }

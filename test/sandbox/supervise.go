@@ -112,7 +112,7 @@ func (s *supervisor) build(ctx context.Context, state *State) error {
 		}
 		go fw.serve(ctx)
 		state.APIServers[c.Name] = fmt.Sprintf("https://127.0.0.1:%d", fw.port())
-		if err := clusterPKI(c, f, s.l.Kubeconfig(c.Name), fw.port()); err != nil {
+		if err := clusterPKI(c, f, s.l.Kubeconfig(c.Name), s.l.AdminKubeconfig(c.Name), fw.port()); err != nil {
 			return fmt.Errorf("%s: certificates: %w", c.Name, err)
 		}
 		if err := os.MkdirAll(f.path("logs"), 0o755); err != nil {

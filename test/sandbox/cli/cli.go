@@ -110,14 +110,21 @@ from source, and a node agent that runs Strait's own images as processes.`,
 				return err
 			}
 			c.Stdin, c.Stdout, c.Stderr = os.Stdin, os.Stdout, os.Stderr
-			if err := c.Run(); err != nil {
-				var ee *exec.ExitError
-				if errors.As(err, &ee) {
-					return exitError{ee.ExitCode()}
-				}
-				return err
-			}
-			return nil
+			return runExit(c)
+		},
+	}
+	admin := &cobra.Command{
+		Use:   "admin -- <command> [args...]",
+		Short: "Run a command on the admin host, which reaches every apiserver at its public address",
+		Long: `The admin host is the operator's workstation: it sits on the sandbox's internet,
+where every cluster's apiserver and gateway-capable nodes have public addresses.
+Kubeconfigs for it are in <state-dir>/admin/<cluster>.kubeconfig.`,
+		Example: `  strait-sandbox admin -- straitctl show clusters --kubeconfig .sandbox/admin/c1.kubeconfig`,
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c := sandbox.AdminCommand(args...)
+			c.Stdin, c.Stdout, c.Stderr = os.Stdin, os.Stdout, os.Stderr
+			return runExit(c)
 		},
 	}
 	var container string
@@ -141,9 +148,21 @@ from source, and a node agent that runs Strait's own images as processes.`,
 		Args:  cobra.NoArgs,
 		Run:   func(cmd *cobra.Command, _ []string) { cmd.Println(version.String("strait-sandbox")) },
 	}
-	root.AddCommand(up, down, status, execCmd, logs, versionCmd)
+	root.AddCommand(up, down, status, execCmd, admin, logs, versionCmd)
 	root.AddCommand(internalCommands(layout)...)
 	return root
+}
+
+// runExit runs c and turns its exit status into this command's.
+func runExit(c *exec.Cmd) error {
+	if err := c.Run(); err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return exitError{ee.ExitCode()}
+		}
+		return err
+	}
+	return nil
 }
 
 // internalCommands are the sandbox's own processes: the supervisor, the node

@@ -1,0 +1,224 @@
+package broker_test
+
+import (
+	"context"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"strait.dev/strait/broker"
+	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
+	"strait.dev/strait/pkg/scheme"
+	"strait.dev/strait/test/kubetest"
+)
+
+// These tests run against a real kube-apiserver: RBAC and the
+// ValidatingAdmissionPolicy are what is under test.
+
+func newClient(t *testing.T, info *broker.Info, token string) client.Client {
+	t.Helper()
+	c, err := client.New(info.RESTConfig(token), client.Options{Scheme: scheme.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func endpoint(name, owner, clusterID string) *v1.Endpoint {
+	return &v1.Endpoint{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: v1.BrokerNamespace, Labels: map[string]string{v1.ClusterIDLabel: owner}},
+		Spec: v1.EndpointSpec{
+			ClusterID: v1.ClusterID(clusterID), Hostname: name, PrivateIPs: v1.DualStackIPs{"192.168.1.11"},
+			Subnets: []v1.CIDR{"10.1.0.0/16"}, CableDriver: v1.CableDriverVXLAN, VXLAN: &v1.VXLANConfig{VNI: 100, Port: 4800},
+		},
+	}
+}
+
+func member(id, uid, pods, services string) broker.Member {
+	return broker.Member{ClusterID: id, ClusterUID: uid,
+		PodCIDRs: []netip.Prefix{netip.MustParsePrefix(pods)}, ServiceCIDRs: []netip.Prefix{netip.MustParsePrefix(services)}}
+}
+
+func TestDeployEnrollAndIsolation(t *testing.T) {
+	env := kubetest.New(t, kubetest.Options{SkipCRDs: true})
+	ctx := context.Background()
+
+	info, err := broker.Deploy(ctx, env.Config, broker.DeployOptions{})
+	if err != nil {
+		t.Fatalf("deploy: %v", err)
+	}
+	// Deploying again changes nothing and still works.
+	if info, err = broker.Deploy(ctx, env.Config, broker.DeployOptions{}); err != nil {
+		t.Fatalf("deploy again: %v", err)
+	}
+
+	// The join file round-trips, with mode 0600.
+	path := filepath.Join(t.TempDir(), "broker-info.strait")
+	if err := broker.WriteInfo(path, info); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
+		t.Errorf("broker info mode %v, want 0600", st.Mode().Perm())
+	}
+	if info, err = broker.ReadInfo(path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := broker.ReadInfo(filepath.Join("testdata", "nonexistent")); err == nil {
+		t.Error("reading a missing file succeeded")
+	}
+
+	c1Token, err := broker.Enroll(ctx, info, member("c1", "uid-1", "10.1.0.0/16", "10.101.0.0/16"))
+	if err != nil {
+		t.Fatalf("enroll c1: %v", err)
+	}
+	c2Token, err := broker.Enroll(ctx, info, member("c2", "uid-2", "10.2.0.0/16", "10.102.0.0/16"))
+	if err != nil {
+		t.Fatalf("enroll c2: %v", err)
+	}
+	c1, c2 := newClient(t, info, c1Token), newClient(t, info, c2Token)
+
+	t.Run("members write their own objects", func(t *testing.T) {
+		if err := c1.Create(ctx, endpoint("c1-gw", "c1", "c1")); err != nil {
+			t.Fatalf("c1 creates its Endpoint: %v", err)
+		}
+		if err := c2.Create(ctx, endpoint("c2-gw", "c2", "c2")); err != nil {
+			t.Fatalf("c2 creates its Endpoint: %v", err)
+		}
+		own := &v1.Endpoint{}
+		if err := c1.Get(ctx, client.ObjectKey{Namespace: v1.BrokerNamespace, Name: "c1-gw"}, own); err != nil {
+			t.Fatal(err)
+		}
+		own.Spec.Hostname = "c1-n2"
+		if err := c1.Update(ctx, own); err != nil {
+			t.Fatalf("c1 updates its Endpoint: %v", err)
+		}
+		// Members read everyone's records: that is how they find each other.
+		var list v1.EndpointList
+		if err := c1.List(ctx, &list, client.InNamespace(v1.BrokerNamespace)); err != nil || len(list.Items) != 2 {
+			t.Fatalf("c1 lists endpoints: %d, %v", len(list.Items), err)
+		}
+	})
+
+	forbidden := func(t *testing.T, err error, fragment string) {
+		t.Helper()
+		if !apierrors.IsForbidden(err) && !apierrors.IsInvalid(err) {
+			t.Fatalf("want the write denied, got %v", err)
+		}
+		if !strings.Contains(err.Error(), fragment) {
+			t.Errorf("denial %q does not say %q", err, fragment)
+		}
+		t.Logf("denied: %v", err)
+	}
+	t.Run("c1 cannot create c2's objects", func(t *testing.T) {
+		forbidden(t, c1.Create(ctx, endpoint("fake-c2", "c2", "c2")), "cluster c1 may only write objects labelled strait.dev/cluster-id=c1")
+	})
+	t.Run("c1 cannot create unlabelled objects", func(t *testing.T) {
+		e := endpoint("unlabelled", "c1", "c1")
+		e.Labels = nil
+		forbidden(t, c1.Create(ctx, e), "not unlabelled ones")
+	})
+	t.Run("c1 cannot claim c2's cluster ID under its own label", func(t *testing.T) {
+		forbidden(t, c1.Create(ctx, endpoint("claim", "c1", "c2")), "may not publish records for cluster c2")
+	})
+	t.Run("c1 cannot update c2's objects", func(t *testing.T) {
+		theirs := &v1.Endpoint{}
+		if err := c1.Get(ctx, client.ObjectKey{Namespace: v1.BrokerNamespace, Name: "c2-gw"}, theirs); err != nil {
+			t.Fatal(err)
+		}
+		theirs.Spec.Hostname = "hijacked"
+		forbidden(t, c1.Update(ctx, theirs), "c2")
+	})
+	t.Run("c1 cannot relabel c2's object as its own", func(t *testing.T) {
+		theirs := &v1.Endpoint{}
+		if err := c1.Get(ctx, client.ObjectKey{Namespace: v1.BrokerNamespace, Name: "c2-gw"}, theirs); err != nil {
+			t.Fatal(err)
+		}
+		theirs.Labels[v1.ClusterIDLabel] = "c1"
+		theirs.Spec.ClusterID = "c1"
+		forbidden(t, c1.Update(ctx, theirs), "owned by cluster c2")
+	})
+	t.Run("c1 cannot hand its object to c2", func(t *testing.T) {
+		own := &v1.Endpoint{}
+		if err := c1.Get(ctx, client.ObjectKey{Namespace: v1.BrokerNamespace, Name: "c1-gw"}, own); err != nil {
+			t.Fatal(err)
+		}
+		own.Labels[v1.ClusterIDLabel] = "c2"
+		forbidden(t, c1.Update(ctx, own), "may only write objects labelled strait.dev/cluster-id=c1")
+	})
+	t.Run("c1 cannot delete c2's objects", func(t *testing.T) {
+		forbidden(t, c1.Delete(ctx, endpoint("c2-gw", "c2", "c2")), "owned by cluster c2")
+	})
+	t.Run("members cannot touch anything else", func(t *testing.T) {
+		err := c1.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "x", Namespace: v1.BrokerNamespace}})
+		if !apierrors.IsForbidden(err) {
+			t.Fatalf("member creates a Secret: want Forbidden, got %v", err)
+		}
+	})
+
+	t.Run("cluster ID used by another cluster is refused", func(t *testing.T) {
+		_, err := broker.Enroll(ctx, info, member("c1", "uid-other", "10.9.0.0/16", "10.109.0.0/16"))
+		var conflict *broker.ConflictError
+		if err == nil || !asConflict(err, &conflict) || !strings.Contains(err.Error(), "already used by another cluster") {
+			t.Fatalf("want a conflict, got %v", err)
+		}
+	})
+	t.Run("enrolling again renews the credential", func(t *testing.T) {
+		tok, err := broker.Enroll(ctx, info, member("c1", "uid-1", "10.1.0.0/16", "10.101.0.0/16"))
+		if err != nil || tok == "" {
+			t.Fatalf("re-enroll c1: %v", err)
+		}
+	})
+	t.Run("overlapping CIDRs are refused, naming both", func(t *testing.T) {
+		_, err := broker.Enroll(ctx, info, member("c3", "uid-3", "10.1.128.0/17", "10.103.0.0/16"))
+		if err == nil {
+			t.Fatal("overlapping cluster enrolled")
+		}
+		for _, want := range []string{"10.1.128.0/17", "c3", "10.1.0.0/16", "c1", "--globalnet-cidr"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error %q does not name %q", err, want)
+			}
+		}
+	})
+	t.Run("bad cluster ID is refused", func(t *testing.T) {
+		if _, err := broker.Enroll(ctx, info, member("C_3", "uid-3", "10.3.0.0/16", "10.103.0.0/16")); err == nil || !strings.Contains(err.Error(), "RFC 1123") {
+			t.Fatalf("want an RFC 1123 error, got %v", err)
+		}
+	})
+
+	t.Run("leave removes the member's objects and credential", func(t *testing.T) {
+		if err := broker.Leave(ctx, info.RESTConfig(c2Token), v1.BrokerNamespace, "c2"); err != nil {
+			t.Fatalf("leave: %v", err)
+		}
+		var list v1.EndpointList
+		if err := c1.List(ctx, &list, client.InNamespace(v1.BrokerNamespace), client.MatchingLabels{v1.ClusterIDLabel: "c2"}); err != nil || len(list.Items) != 0 {
+			t.Fatalf("c2's endpoints after leave: %d (%v)", len(list.Items), err)
+		}
+		// The credential is revoked with its service account (the apiserver
+		// caches a token's validity for a few seconds).
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			err := c2.List(ctx, &list, client.InNamespace(v1.BrokerNamespace))
+			if apierrors.IsUnauthorized(err) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("c2's token after leave: want Unauthorized, got %v", err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	})
+}
+
+func asConflict(err error, target **broker.ConflictError) bool {
+	c, ok := err.(*broker.ConflictError)
+	*target = c
+	return ok
+}

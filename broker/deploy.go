@@ -1,0 +1,246 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"time"
+
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+
+	"strait.dev/strait/deploy/crds"
+	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
+)
+
+const (
+	// EnrollerName names the enrolment service account and its Role.
+	EnrollerName = "strait-enroller"
+	// MemberRoleName is the Role every member's credential is bound to.
+	MemberRoleName = "strait-member"
+	// MemberPrefix starts the name of each member's service account:
+	// strait-member-<cluster ID>. The isolation policy reads the cluster ID
+	// back from the authenticated user name.
+	MemberPrefix = "strait-member-"
+	// credentialLifetime is how long broker tokens are requested for. The
+	// apiserver may shorten it (--service-account-max-token-expiration);
+	// running join again renews a member's token. Deleting the service
+	// account revokes every token at once.
+	credentialLifetime = 365 * 24 * time.Hour
+)
+
+// SyncedResources are the broker resources members write, each labelled with
+// its owner's cluster ID.
+var SyncedResources = []struct{ Group, Resource string }{
+	{v1.GroupName, "clusters"},
+	{v1.GroupName, "endpoints"},
+	{"multicluster.x-k8s.io", "serviceimports"},
+	{"discovery.k8s.io", "endpointslices"},
+}
+
+// DeployOptions configure a broker.
+type DeployOptions struct {
+	// Namespace is the broker namespace (default strait-broker).
+	Namespace string
+	// APIServer is the URL members reach the broker's apiserver at; default:
+	// the URL of the configuration used to deploy.
+	APIServer string
+	// GlobalnetCIDR, when valid, enables globalnet with this range.
+	GlobalnetCIDR netip.Prefix
+}
+
+// Deploy installs a broker: the CRDs, the namespace, the Roles for the
+// enroller and members, the isolation policy, and returns the join file's
+// contents with a fresh enrolment token. It is idempotent.
+func Deploy(ctx context.Context, cfg *rest.Config, opts DeployOptions) (*Info, error) {
+	if opts.Namespace == "" {
+		opts.Namespace = v1.BrokerNamespace
+	}
+	if opts.APIServer == "" {
+		opts.APIServer = cfg.Host
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := crds.Install(ctx, cfg); err != nil {
+		return nil, err
+	}
+	ns := opts.Namespace
+	if err := apply(ctx, cs.CoreV1().Namespaces(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"app.kubernetes.io/part-of": "strait"}}}); err != nil {
+		return nil, err
+	}
+	var memberRules []rbacv1.PolicyRule
+	for _, r := range SyncedResources {
+		memberRules = append(memberRules, rbacv1.PolicyRule{
+			APIGroups: []string{r.Group}, Resources: []string{r.Resource},
+			Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"},
+		})
+	}
+	if err := apply(ctx, cs.RbacV1().Roles(ns), &rbacv1.Role{ObjectMeta: meta(MemberRoleName, ns), Rules: memberRules}); err != nil {
+		return nil, err
+	}
+	// The enroller makes and removes members: their service accounts, tokens
+	// and bindings. RBAC lets it bind the member Role only because it holds
+	// every permission in it (and "bind" on it by name, said outright).
+	enrollerRules := append([]rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"serviceaccounts"}, Verbs: []string{"get", "list", "create", "update", "patch", "delete"}},
+		{APIGroups: []string{""}, Resources: []string{"serviceaccounts/token"}, Verbs: []string{"create"}},
+		{APIGroups: []string{"rbac.authorization.k8s.io"}, Resources: []string{"roles", "rolebindings"}, Verbs: []string{"get", "list", "create", "update", "patch", "delete"}},
+		{APIGroups: []string{"rbac.authorization.k8s.io"}, Resources: []string{"roles"}, Verbs: []string{"bind", "escalate"}},
+	}, memberRules...)
+	if err := apply(ctx, cs.RbacV1().Roles(ns), &rbacv1.Role{ObjectMeta: meta(EnrollerName, ns), Rules: enrollerRules}); err != nil {
+		return nil, err
+	}
+	if err := apply(ctx, cs.CoreV1().ServiceAccounts(ns), &corev1.ServiceAccount{ObjectMeta: meta(EnrollerName, ns)}); err != nil {
+		return nil, err
+	}
+	if err := apply(ctx, cs.RbacV1().RoleBindings(ns), &rbacv1.RoleBinding{
+		ObjectMeta: meta(EnrollerName, ns),
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: EnrollerName},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: EnrollerName, Namespace: ns}},
+	}); err != nil {
+		return nil, err
+	}
+	policy, binding := isolationPolicy(ns)
+	if err := apply(ctx, cs.AdmissionregistrationV1().ValidatingAdmissionPolicies(), policy); err != nil {
+		return nil, err
+	}
+	if err := apply(ctx, cs.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings(), binding); err != nil {
+		return nil, err
+	}
+	token, err := requestToken(ctx, cs, ns, EnrollerName)
+	if err != nil {
+		return nil, err
+	}
+	ca := cfg.CAData
+	if len(ca) == 0 && cfg.CAFile != "" {
+		if ca, err = os.ReadFile(cfg.CAFile); err != nil {
+			return nil, err
+		}
+	}
+	info := &Info{APIServer: opts.APIServer, CABundle: ca, Namespace: ns, Token: token}
+	if opts.GlobalnetCIDR.IsValid() {
+		info.GlobalnetCIDR = opts.GlobalnetCIDR.Masked().String()
+	}
+	return info, nil
+}
+
+// PolicyName is the name of the isolation policy of a broker namespace.
+func PolicyName(namespace string) string { return "strait-member-isolation." + namespace }
+
+// isolationPolicy enforces per-cluster write isolation in the broker
+// namespace: a member credential (service account strait-member-<id>) may
+// create, change and delete only objects labelled with its own cluster ID,
+// cannot move an object to or from another cluster's label, and cannot claim
+// another cluster ID in spec.clusterID. A ValidatingAdmissionPolicy runs in
+// the apiserver itself: there is no webhook to run or to fail open.
+func isolationPolicy(ns string) (*admissionv1.ValidatingAdmissionPolicy, *admissionv1.ValidatingAdmissionPolicyBinding) {
+	user := "system:serviceaccount:" + ns + ":" + MemberPrefix
+	label := v1.ClusterIDLabel
+	ownerOf := func(obj string) string {
+		return fmt.Sprintf("(has(%[1]s.metadata.labels) && '%[2]s' in %[1]s.metadata.labels ? %[1]s.metadata.labels['%[2]s'] : '')", obj, label)
+	}
+	var rules []admissionv1.NamedRuleWithOperations
+	for _, r := range SyncedResources {
+		rules = append(rules, admissionv1.NamedRuleWithOperations{RuleWithOperations: admissionv1.RuleWithOperations{
+			Operations: []admissionv1.OperationType{admissionv1.Create, admissionv1.Update, admissionv1.Delete},
+			Rule:       admissionv1.Rule{APIGroups: []string{r.Group}, APIVersions: []string{"*"}, Resources: []string{r.Resource}},
+		}})
+	}
+	policy := &admissionv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: PolicyName(ns), Labels: map[string]string{"app.kubernetes.io/part-of": "strait"}},
+		Spec: admissionv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy:    ptr.To(admissionv1.Fail),
+			MatchConstraints: &admissionv1.MatchResources{ResourceRules: rules},
+			MatchConditions: []admissionv1.MatchCondition{{
+				Name:       "member-credential",
+				Expression: fmt.Sprintf("request.userInfo.username.startsWith('%s')", user),
+			}},
+			Variables: []admissionv1.Variable{
+				{Name: "cluster", Expression: fmt.Sprintf("request.userInfo.username.substring(%d)", len(user))},
+				{Name: "newOwner", Expression: "request.operation == 'DELETE' ? '' : " + ownerOf("object")},
+				{Name: "oldOwner", Expression: "request.operation == 'CREATE' ? '' : " + ownerOf("oldObject")},
+			},
+			Validations: []admissionv1.Validation{
+				{
+					Expression:        "request.operation == 'DELETE' || variables.newOwner == variables.cluster",
+					MessageExpression: fmt.Sprintf("'cluster ' + variables.cluster + ' may only write objects labelled %s=' + variables.cluster + ', not ' + (variables.newOwner == '' ? 'unlabelled ones' : variables.newOwner + ' ones')", label),
+					Reason:            ptr.To(metav1.StatusReasonForbidden),
+				},
+				{
+					Expression:        "request.operation == 'CREATE' || variables.oldOwner == variables.cluster",
+					MessageExpression: "'cluster ' + variables.cluster + ' may not change or delete an object owned by ' + (variables.oldOwner == '' ? 'no cluster' : 'cluster ' + variables.oldOwner)",
+					Reason:            ptr.To(metav1.StatusReasonForbidden),
+				},
+				{
+					Expression:        "request.operation == 'DELETE' || !has(object.spec) || !has(object.spec.clusterID) || object.spec.clusterID == variables.cluster",
+					MessageExpression: "'cluster ' + variables.cluster + ' may not publish records for cluster ' + string(object.spec.clusterID)",
+					Reason:            ptr.To(metav1.StatusReasonForbidden),
+				},
+			},
+		},
+	}
+	binding := &admissionv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: PolicyName(ns), Labels: map[string]string{"app.kubernetes.io/part-of": "strait"}},
+		Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName:        PolicyName(ns),
+			ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
+			MatchResources: &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
+				MatchLabels: map[string]string{corev1.LabelMetadataName: ns},
+			}},
+		},
+	}
+	return policy, binding
+}
+
+func meta(name, ns string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app.kubernetes.io/part-of": "strait"}}
+}
+
+func requestToken(ctx context.Context, cs kubernetes.Interface, ns, sa string) (string, error) {
+	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(credentialLifetime.Seconds()))},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("token for %s/%s: %w", ns, sa, err)
+	}
+	return tr.Status.Token, nil
+}
+
+// object is what apply needs of a typed object.
+type object interface {
+	metav1.Object
+	comparable
+}
+
+// typedClient is the subset of a typed client-go client apply uses.
+type typedClient[T any] interface {
+	Create(context.Context, T, metav1.CreateOptions) (T, error)
+	Update(context.Context, T, metav1.UpdateOptions) (T, error)
+	Get(context.Context, string, metav1.GetOptions) (T, error)
+}
+
+// apply creates obj, or updates the existing object to it.
+func apply[T object](ctx context.Context, c typedClient[T], obj T) error {
+	_, err := c.Create(ctx, obj, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		var cur T
+		if cur, err = c.Get(ctx, obj.GetName(), metav1.GetOptions{}); err == nil {
+			obj.SetResourceVersion(cur.GetResourceVersion())
+			_, err = c.Update(ctx, obj, metav1.UpdateOptions{})
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("apply %s: %w", obj.GetName(), err)
+	}
+	return nil
+}

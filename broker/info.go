@@ -1,0 +1,101 @@
+package broker
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+
+	"k8s.io/client-go/rest"
+)
+
+// Info is the join file that deploy-broker writes (broker-info.strait). It
+// holds the enrolment credential: whoever has the file can join clusters to
+// the broker, read every member's records, and remove members. Hand it only
+// to those allowed to join clusters; members keep a narrower credential of
+// their own, made at join.
+type Info struct {
+	// APIServer is the broker apiserver's URL as member clusters reach it.
+	APIServer string `json:"apiServer"`
+	// CABundle is the PEM of the CA that signed the apiserver's certificate.
+	CABundle []byte `json:"caBundle"`
+	// Namespace is the broker namespace.
+	Namespace string `json:"namespace"`
+	// Token is the enrolment service account's token.
+	Token string `json:"token"`
+	// GlobalnetCIDR is the range globalnet allots clusters' global CIDRs from;
+	// unset without globalnet.
+	GlobalnetCIDR string `json:"globalnetCIDR,omitempty"`
+}
+
+// infoVersion marks the file format, so that a future straitctl can tell.
+const infoVersion = "strait.dev/broker-info/v1"
+
+type infoFile struct {
+	Version string `json:"version"`
+	Info
+}
+
+// WriteInfo writes the join file with mode 0600: it holds a secret.
+func WriteInfo(path string, info *Info) error {
+	data, err := json.MarshalIndent(infoFile{Version: infoVersion, Info: *info}, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// ReadInfo reads and checks a join file.
+func ReadInfo(path string) (*Info, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read broker info: %w", err)
+	}
+	var f infoFile
+	if err := json.Unmarshal(data, &f); err != nil {
+		return nil, fmt.Errorf("%s is not a broker info file (written by straitctl deploy-broker): %w", path, err)
+	}
+	if f.Version != infoVersion {
+		return nil, fmt.Errorf("%s is not a broker info file: version %q, want %q", path, f.Version, infoVersion)
+	}
+	if err := f.Info.validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &f.Info, nil
+}
+
+func (i *Info) validate() error {
+	var errs []error
+	if i.APIServer == "" {
+		errs = append(errs, errors.New("no apiServer"))
+	}
+	if len(i.CABundle) == 0 {
+		errs = append(errs, errors.New("no caBundle"))
+	}
+	if i.Namespace == "" {
+		errs = append(errs, errors.New("no namespace"))
+	}
+	if i.Token == "" {
+		errs = append(errs, errors.New("no token"))
+	}
+	if i.GlobalnetCIDR != "" {
+		if _, err := netip.ParsePrefix(i.GlobalnetCIDR); err != nil {
+			errs = append(errs, fmt.Errorf("globalnetCIDR: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// RESTConfig is a client configuration for the broker with the given token.
+func (i *Info) RESTConfig(token string) *rest.Config {
+	return &rest.Config{
+		Host:            i.APIServer,
+		BearerToken:     token,
+		TLSClientConfig: rest.TLSClientConfig{CAData: i.CABundle},
+	}
+}
