@@ -1,0 +1,25 @@
+// Package testpod is the logic of strait-testpod, the general-purpose
+// workload that runs in the sandbox's test pods (image strait/testpod). A
+// pod runs the binary with the pod's args; Go end-to-end tests then read
+// what it printed and its exit code.
+//
+// The binary has five subcommands, each a function here:
+//
+//   - serve ([Listen], [Server.Serve]): TCP echo, UDP echo and HTTP
+//     listeners on every address of the network namespace, until SIGTERM.
+//     The HTTP side answers GET / with the pod's identity ([Info]),
+//     /healthz for probes, /bytes?n=N&seed=S with a checksummed
+//     deterministic stream ([NewStream]) and /status/CODE with that code.
+//   - connect ([RunConnect]): one TCP, UDP or HTTP round trip whose
+//     payload is verified end to end, reported as a [Report].
+//   - dns ([RunDNS]): one lookup with Go's resolver, optionally against a
+//     given server, reported as a [DNSReport].
+//   - sleep and version, which need no library code.
+//
+// Everything the workload prints on stdout is one JSON object per line:
+// slog records while serving, exactly one report for connect and dns. A
+// report always says "ok"; the exit code agrees with it (0 ok, 1 failed),
+// and a malformed request (a target without a port, an unknown record
+// type) exits 2 instead, so that a test expecting a connection to fail
+// cannot pass because of a typo. Errors of that kind are [*UsageError].
+package testpod
