@@ -72,6 +72,7 @@ type Env struct {
 	host     string
 	ca       *pki.CA
 	procs    []*process
+	apiArgs  []string // kube-apiserver's path and flags, for restarts
 	stopOnce sync.Once
 }
 
@@ -186,7 +187,8 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		"--profiling=false",
 	}
 	args = append(args, opts.APIServerArgs...)
-	if err := env.start(ctx, "kube-apiserver", filepath.Join(bin, "kube-apiserver"), args...); err != nil {
+	env.apiArgs = append([]string{filepath.Join(bin, "kube-apiserver")}, args...)
+	if err := env.start(ctx, "kube-apiserver", env.apiArgs[0], env.apiArgs[1:]...); err != nil {
 		return nil, err
 	}
 
@@ -223,6 +225,32 @@ func (e *Env) Stop() {
 			_ = os.RemoveAll(e.Dir)
 		}
 	})
+}
+
+// StopAPIServer stops kube-apiserver and leaves etcd running: an outage
+// that StartAPIServer ends, with every object kept.
+func (e *Env) StopAPIServer() {
+	for _, p := range e.procs {
+		if p.name == "kube-apiserver" {
+			proc.StopWaiting(p.cmd, stopGrace, p.exited)
+		}
+	}
+}
+
+// StartAPIServer starts kube-apiserver again after StopAPIServer, at the same
+// address, and waits until it is ready.
+func (e *Env) StartAPIServer(ctx context.Context) error {
+	kept := e.procs[:0]
+	for _, p := range e.procs {
+		if p.name != "kube-apiserver" {
+			kept = append(kept, p)
+		}
+	}
+	e.procs = kept
+	if err := e.start(ctx, "kube-apiserver", e.apiArgs[0], e.apiArgs[1:]...); err != nil {
+		return err
+	}
+	return e.waitReady(ctx)
 }
 
 // PIDs returns the process IDs of etcd and the apiserver.

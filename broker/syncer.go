@@ -1,0 +1,287 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+
+	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
+)
+
+// SyncerConfig configures a Syncer.
+type SyncerConfig struct {
+	// ClusterID is the local cluster: the owner of what it exports.
+	ClusterID string
+	// Local and LocalNamespace are the member's side (strait-system).
+	Local          dynamic.Interface
+	LocalNamespace string
+	// Broker and BrokerNamespace are the broker's side.
+	Broker          dynamic.Interface
+	BrokerNamespace string
+	// Resources are the types to sync. Only objects labelled with
+	// strait.dev/cluster-id take part.
+	Resources []schema.GroupVersionResource
+	Log       *slog.Logger
+}
+
+// Syncer keeps label-selected objects in step between a member's namespace
+// and the broker namespace, in both directions:
+//
+//   - an object in the local namespace labelled with the local cluster ID is
+//     the local cluster's own: it is exported to the broker, and the broker
+//     copy is deleted when the local object goes;
+//   - an object at the broker labelled with another cluster's ID is
+//     imported into the local namespace, and the local copy is deleted when
+//     the broker object goes.
+//
+// Every object has exactly one writer on each side: its owner's syncer at the
+// broker, each member's own syncer for the imported copies. Deletions follow
+// only from a complete, successful list of the other side, so a broker that
+// cannot be reached delays sync and never deletes local state; informers
+// relist when it returns, which also removes what went stale meanwhile.
+type Syncer struct {
+	cfg   SyncerConfig
+	log   *slog.Logger
+	queue workqueue.TypedRateLimitingInterface[key]
+	local map[schema.GroupVersionResource]cache.SharedIndexInformer
+	brk   map[schema.GroupVersionResource]cache.SharedIndexInformer
+}
+
+type key struct {
+	gvr  schema.GroupVersionResource
+	name string
+}
+
+// NewSyncer returns a syncer; Run starts it.
+func NewSyncer(cfg SyncerConfig) *Syncer {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	return &Syncer{
+		cfg: cfg,
+		log: cfg.Log.With("component", "syncer", "cluster", cfg.ClusterID),
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.NewTypedItemExponentialFailureRateLimiter[key](retryBase, retryMax),
+			workqueue.TypedRateLimitingQueueConfig[key]{Name: "broker-syncer"}),
+		local: map[schema.GroupVersionResource]cache.SharedIndexInformer{},
+		brk:   map[schema.GroupVersionResource]cache.SharedIndexInformer{},
+	}
+}
+
+// Retries of a failed sync back off from retryBase to retryMax: a broker
+// that comes back after an outage is caught up with within retryMax.
+const (
+	retryBase = 100 * time.Millisecond
+	retryMax  = 30 * time.Second
+)
+
+// resyncPeriod re-examines every object now and then, which also retries
+// anything a lost event left behind.
+const resyncPeriod = 5 * time.Minute
+
+// Run syncs until ctx ends.
+func (s *Syncer) Run(ctx context.Context) error {
+	selector := func(o *metav1.ListOptions) { o.LabelSelector = v1.ClusterIDLabel }
+	lf := dynamicinformer.NewFilteredDynamicSharedInformerFactory(s.cfg.Local, resyncPeriod, s.cfg.LocalNamespace, selector)
+	bf := dynamicinformer.NewFilteredDynamicSharedInformerFactory(s.cfg.Broker, resyncPeriod, s.cfg.BrokerNamespace, selector)
+	for _, gvr := range s.cfg.Resources {
+		s.local[gvr] = lf.ForResource(gvr).Informer()
+		s.brk[gvr] = bf.ForResource(gvr).Informer()
+		for _, inf := range []cache.SharedIndexInformer{s.local[gvr], s.brk[gvr]} {
+			_, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+				AddFunc:    func(obj any) { s.enqueue(gvr, obj) },
+				UpdateFunc: func(_, obj any) { s.enqueue(gvr, obj) },
+				DeleteFunc: func(obj any) { s.enqueue(gvr, obj) },
+			})
+			if err != nil {
+				return err
+			}
+		}
+	}
+	lf.Start(ctx.Done())
+	bf.Start(ctx.Done())
+	defer s.queue.ShutDown()
+	go func() {
+		<-ctx.Done()
+		s.queue.ShutDown()
+	}()
+	for s.processNext(ctx) {
+	}
+	lf.Shutdown()
+	bf.Shutdown()
+	return nil
+}
+
+func (s *Syncer) enqueue(gvr schema.GroupVersionResource, obj any) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	if m, ok := obj.(metav1.Object); ok {
+		s.queue.Add(key{gvr, m.GetName()})
+	}
+}
+
+func (s *Syncer) processNext(ctx context.Context) bool {
+	k, quit := s.queue.Get()
+	if quit {
+		return false
+	}
+	defer s.queue.Done(k)
+	if err := s.sync(ctx, k); err != nil {
+		// Log the first failure and then ever more rarely, not every retry.
+		if n := s.queue.NumRequeues(k); ctx.Err() == nil && n&(n-1) == 0 {
+			s.log.Warn("sync", "resource", k.gvr.Resource, "name", k.name, "err", err, "retries", n)
+		}
+		s.queue.AddRateLimited(k)
+		return true
+	}
+	s.queue.Forget(k)
+	return true
+}
+
+func get(inf cache.SharedIndexInformer, ns, name string) (*unstructured.Unstructured, bool) {
+	obj, ok, err := inf.GetStore().GetByKey(ns + "/" + name)
+	if err != nil || !ok {
+		return nil, false
+	}
+	return obj.(*unstructured.Unstructured), true
+}
+
+func owner(u *unstructured.Unstructured) string { return u.GetLabels()[v1.ClusterIDLabel] }
+
+// errNotSynced defers work until both sides have been listed.
+var errNotSynced = errors.New("waiting for the first complete list")
+
+func (s *Syncer) sync(ctx context.Context, k key) error {
+	linf, binf := s.local[k.gvr], s.brk[k.gvr]
+	local, haveLocal := get(linf, s.cfg.LocalNamespace, k.name)
+	remote, haveRemote := get(binf, s.cfg.BrokerNamespace, k.name)
+	me := s.cfg.ClusterID
+	brokerAPI := s.cfg.Broker.Resource(k.gvr).Namespace(s.cfg.BrokerNamespace)
+	localAPI := s.cfg.Local.Resource(k.gvr).Namespace(s.cfg.LocalNamespace)
+
+	switch {
+	case haveLocal && owner(local) == me:
+		// Ours: export.
+		if haveRemote && owner(remote) != me {
+			return fmt.Errorf("%s %s at the broker belongs to cluster %s; not overwriting it", k.gvr.Resource, k.name, owner(remote))
+		}
+		return upsert(ctx, brokerAPI, local, remote, s.cfg.BrokerNamespace)
+	case haveRemote && owner(remote) != me:
+		// Theirs: import.
+		if haveLocal && owner(local) == me {
+			return nil // handled above; unreachable
+		}
+		return upsert(ctx, localAPI, remote, local, s.cfg.LocalNamespace)
+	case haveRemote && owner(remote) == me:
+		// Our export whose source is gone: an orphan, once the local list is complete.
+		if !linf.HasSynced() {
+			return errNotSynced
+		}
+		s.log.Info("removing orphan at the broker", "resource", k.gvr.Resource, "name", k.name)
+		return ignoreNotFound(brokerAPI.Delete(ctx, k.name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: ptrUID(remote)}}))
+	case haveLocal && owner(local) != me:
+		// An import whose source is gone at the broker.
+		if !binf.HasSynced() {
+			return errNotSynced
+		}
+		s.log.Info("removing import its owner withdrew", "resource", k.gvr.Resource, "name", k.name, "owner", owner(local))
+		return ignoreNotFound(localAPI.Delete(ctx, k.name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: ptrUID(local)}}))
+	}
+	return nil
+}
+
+// upsert makes the copy in namespace ns match src: the same labels,
+// annotations and content (everything but metadata and status).
+func upsert(ctx context.Context, api dynamic.ResourceInterface, src, cur *unstructured.Unstructured, ns string) error {
+	want := copyOf(src, ns)
+	if cur == nil {
+		_, err := api.Create(ctx, want, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("create %s: %w (the cache is behind; retrying)", src.GetName(), err)
+		}
+		return err
+	}
+	if sameContent(want, cur) {
+		return nil
+	}
+	want.SetResourceVersion(cur.GetResourceVersion())
+	want.SetUID(cur.GetUID())
+	_, err := api.Update(ctx, want, metav1.UpdateOptions{})
+	return err
+}
+
+// copyOf is what a synced copy of src in namespace ns looks like.
+func copyOf(src *unstructured.Unstructured, ns string) *unstructured.Unstructured {
+	out := &unstructured.Unstructured{Object: map[string]any{}}
+	for k, v := range src.Object {
+		if k != "metadata" && k != "status" {
+			out.Object[k] = runtimeDeepCopy(v)
+		}
+	}
+	out.SetName(src.GetName())
+	out.SetNamespace(ns)
+	out.SetLabels(src.GetLabels())
+	if a := syncedAnnotations(src.GetAnnotations()); len(a) > 0 {
+		out.SetAnnotations(a)
+	}
+	return out
+}
+
+// syncedAnnotations drops annotations that belong to one apiserver's copy.
+func syncedAnnotations(in map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range in {
+		if k != "kubectl.kubernetes.io/last-applied-configuration" {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func sameContent(want, cur *unstructured.Unstructured) bool {
+	if !reflect.DeepEqual(want.GetLabels(), cur.GetLabels()) ||
+		!reflect.DeepEqual(syncedAnnotations(want.GetAnnotations()), syncedAnnotations(cur.GetAnnotations())) {
+		return false
+	}
+	for k, v := range want.Object {
+		if k != "metadata" && !reflect.DeepEqual(v, cur.Object[k]) {
+			return false
+		}
+	}
+	for k := range cur.Object {
+		if _, ok := want.Object[k]; !ok && k != "metadata" && k != "status" {
+			return false
+		}
+	}
+	return true
+}
+
+func runtimeDeepCopy(v any) any {
+	return (&unstructured.Unstructured{Object: map[string]any{"v": v}}).DeepCopy().Object["v"]
+}
+
+func ptrUID(u *unstructured.Unstructured) *types.UID {
+	uid := u.GetUID()
+	return &uid
+}
+
+func ignoreNotFound(err error) error {
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,311 @@
+package broker_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"strait.dev/strait/broker"
+	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
+	"strait.dev/strait/pkg/scheme"
+	"strait.dev/strait/test/kubetest"
+)
+
+var syncedGVRs = []schema.GroupVersionResource{
+	v1.SchemeGroupVersion.WithResource("clusters"),
+	v1.SchemeGroupVersion.WithResource("endpoints"),
+}
+
+// world is a broker and two members' namespaces, on real apiservers: the
+// broker on one, both members' strait-system stand-ins on another.
+type world struct {
+	brokerEnv, memberEnv *kubetest.Env
+	info                 *broker.Info
+	tokens               map[string]string
+	members              client.Client // admin on the members' apiserver
+	brokerAdmin          client.Client
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	ctx := context.Background()
+	w := &world{tokens: map[string]string{}}
+	w.brokerEnv = kubetest.New(t, kubetest.Options{SkipCRDs: true})
+	w.memberEnv = kubetest.New(t, kubetest.Options{})
+	var err error
+	if w.info, err = broker.Deploy(ctx, w.brokerEnv.Config, broker.DeployOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range []string{"c1", "c2"} {
+		tok, err := broker.Enroll(ctx, w.info, member(id, "uid-"+id, fmt.Sprintf("10.%d.0.0/16", i+1), fmt.Sprintf("10.10%d.0.0/16", i+1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.tokens[id] = tok
+	}
+	w.members = mustClient(t, w.memberEnv.Config)
+	w.brokerAdmin = mustClient(t, w.brokerEnv.Config)
+	for _, id := range []string{"c1", "c2"} {
+		if err := w.members.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: id + "-system"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return w
+}
+
+func mustClient(t *testing.T, cfg *rest.Config) client.Client {
+	t.Helper()
+	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// startSyncer runs a member's syncer with the member's own broker credential,
+// so the isolation policy applies to everything it writes.
+func (w *world) startSyncer(t *testing.T, id string) context.CancelFunc {
+	t.Helper()
+	local, err := dynamic.NewForConfig(w.memberEnv.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	remote, err := dynamic.NewForConfig(w.info.RESTConfig(w.tokens[id]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := broker.NewSyncer(broker.SyncerConfig{
+		ClusterID: id, Local: local, LocalNamespace: id + "-system",
+		Broker: remote, BrokerNamespace: w.info.Namespace, Resources: syncedGVRs,
+		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = s.Run(ctx); close(done) }()
+	stop := func() { cancel(); <-done }
+	t.Cleanup(stop)
+	return stop
+}
+
+func clusterObj(id, ns string) *v1.Cluster {
+	return &v1.Cluster{
+		ObjectMeta: metav1.ObjectMeta{Name: id, Namespace: ns, Labels: map[string]string{v1.ClusterIDLabel: id}},
+		Spec: v1.ClusterSpec{ClusterID: v1.ClusterID(id), PodCIDRs: []v1.CIDR{"10.1.0.0/16"}, ServiceCIDRs: []v1.CIDR{"10.101.0.0/16"}},
+	}
+}
+
+// state renders the endpoints and clusters of a namespace as sorted text:
+// name, owner and the one field the tests change.
+func state(t *testing.T, c client.Client, ns string) string {
+	t.Helper()
+	var eps v1.EndpointList
+	var cls v1.ClusterList
+	if err := c.List(context.Background(), &eps, client.InNamespace(ns)); err != nil {
+		return "error: " + err.Error()
+	}
+	if err := c.List(context.Background(), &cls, client.InNamespace(ns)); err != nil {
+		return "error: " + err.Error()
+	}
+	var lines []string
+	for _, e := range eps.Items {
+		lines = append(lines, fmt.Sprintf("endpoint %s owner=%s host=%s", e.Name, e.Labels[v1.ClusterIDLabel], e.Spec.Hostname))
+	}
+	for _, c := range cls.Items {
+		lines = append(lines, fmt.Sprintf("cluster %s owner=%s region=%s", c.Name, c.Labels[v1.ClusterIDLabel], c.Spec.Topology.Region))
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+// eventually waits until every namespace shows want. The bound only keeps a
+// broken syncer from hanging the suite.
+func eventually(t *testing.T, c func(ns string) client.Client, want string, namespaces ...string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ok := true
+		var got []string
+		for _, ns := range namespaces {
+			s := state(t, c(ns), ns)
+			got = append(got, ns+":\n"+s)
+			ok = ok && s == want
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not converged; want in every namespace:\n%s\ngot:\n%s", want, strings.Join(got, "\n"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestSyncer(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	pick := func(ns string) client.Client {
+		if ns == w.info.Namespace {
+			return w.brokerAdmin
+		}
+		return w.members
+	}
+	all := []string{"c1-system", "c2-system", w.info.Namespace}
+
+	// Leftovers from before the syncers ran: c1's export whose source is
+	// gone, and an import in c2 of a cluster that left the broker.
+	c1Broker := mustClient(t, w.info.RESTConfig(w.tokens["c1"]))
+	if err := c1Broker.Create(ctx, endpoint("c1-stale", "c1", "c1")); err != nil {
+		t.Fatal(err)
+	}
+	stale := endpoint("c9-gone", "c9", "c9")
+	stale.Namespace = "c2-system"
+	if err := w.members.Create(ctx, stale); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, id := range []string{"c1", "c2"} {
+		ep := endpoint(id+"-gw", id, id)
+		ep.Namespace = id + "-system"
+		if err := w.members.Create(ctx, ep); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.members.Create(ctx, clusterObj(id, id+"-system")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stopC1 := w.startSyncer(t, "c1")
+	w.startSyncer(t, "c2")
+
+	t.Run("both directions converge and orphans go", func(t *testing.T) {
+		eventually(t, pick, strings.Join([]string{
+			"cluster c1 owner=c1 region=",
+			"cluster c2 owner=c2 region=",
+			"endpoint c1-gw owner=c1 host=c1-gw",
+			"endpoint c2-gw owner=c2 host=c2-gw",
+		}, "\n"), all...)
+	})
+
+	t.Run("changes propagate", func(t *testing.T) {
+		cl := &v1.Cluster{}
+		if err := w.members.Get(ctx, client.ObjectKey{Namespace: "c1-system", Name: "c1"}, cl); err != nil {
+			t.Fatal(err)
+		}
+		cl.Spec.Topology.Region = "eu"
+		if err := w.members.Update(ctx, cl); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, pick, strings.Join([]string{
+			"cluster c1 owner=c1 region=eu",
+			"cluster c2 owner=c2 region=",
+			"endpoint c1-gw owner=c1 host=c1-gw",
+			"endpoint c2-gw owner=c2 host=c2-gw",
+		}, "\n"), all...)
+	})
+
+	t.Run("an import edited locally is put back", func(t *testing.T) {
+		imp := &v1.Endpoint{}
+		if err := w.members.Get(ctx, client.ObjectKey{Namespace: "c1-system", Name: "c2-gw"}, imp); err != nil {
+			t.Fatal(err)
+		}
+		imp.Spec.Hostname = "tampered"
+		if err := w.members.Update(ctx, imp); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, pick, strings.Join([]string{
+			"cluster c1 owner=c1 region=eu",
+			"cluster c2 owner=c2 region=",
+			"endpoint c1-gw owner=c1 host=c1-gw",
+			"endpoint c2-gw owner=c2 host=c2-gw",
+		}, "\n"), all...)
+	})
+
+	t.Run("no flip-flop under a busy writer", func(t *testing.T) {
+		ep := &v1.Endpoint{}
+		for i := range 20 {
+			if err := w.members.Get(ctx, client.ObjectKey{Namespace: "c2-system", Name: "c2-gw"}, ep); err != nil {
+				t.Fatal(err)
+			}
+			ep.Spec.Hostname = fmt.Sprintf("c2-n%d", i)
+			if err := w.members.Update(ctx, ep); err != nil && !apierrors.IsConflict(err) {
+				t.Fatal(err)
+			}
+		}
+		want := strings.Join([]string{
+			"cluster c1 owner=c1 region=eu",
+			"cluster c2 owner=c2 region=",
+			"endpoint c1-gw owner=c1 host=c1-gw",
+			"endpoint c2-gw owner=c2 host=c2-n19",
+		}, "\n")
+		eventually(t, pick, want, all...)
+		// Once converged, nobody writes: resource versions stand still.
+		versions := func() string {
+			var out []string
+			for _, ns := range all {
+				var eps v1.EndpointList
+				_ = pick(ns).List(ctx, &eps, client.InNamespace(ns))
+				for _, e := range eps.Items {
+					out = append(out, ns+"/"+e.Name+"@"+e.ResourceVersion)
+				}
+			}
+			sort.Strings(out)
+			return strings.Join(out, " ")
+		}
+		before := versions()
+		time.Sleep(2 * time.Second)
+		if after := versions(); after != before {
+			t.Errorf("objects still being written after convergence:\nbefore %s\nafter  %s", before, after)
+		}
+	})
+
+	t.Run("broker outage keeps local state and sync resumes", func(t *testing.T) {
+		w.brokerEnv.StopAPIServer()
+		// Meanwhile c1 withdraws its Endpoint and changes its Cluster.
+		if err := w.members.DeleteAllOf(ctx, &v1.Endpoint{}, client.InNamespace("c1-system"), client.MatchingLabels{v1.ClusterIDLabel: "c1"}); err != nil {
+			t.Fatal(err)
+		}
+		cl := &v1.Cluster{}
+		if err := w.members.Get(ctx, client.ObjectKey{Namespace: "c1-system", Name: "c1"}, cl); err != nil {
+			t.Fatal(err)
+		}
+		cl.Spec.Topology.Region = "us"
+		if err := w.members.Update(ctx, cl); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(3 * time.Second)
+		// c2 still has everything it imported: an unreachable broker deletes nothing.
+		if got := state(t, w.members, "c2-system"); !strings.Contains(got, "endpoint c1-gw owner=c1") || !strings.Contains(got, "cluster c1 owner=c1") {
+			t.Fatalf("c2 lost imports during the outage:\n%s", got)
+		}
+		startCtx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if err := w.brokerEnv.StartAPIServer(startCtx); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, pick, strings.Join([]string{
+			"cluster c1 owner=c1 region=us",
+			"cluster c2 owner=c2 region=",
+			"endpoint c2-gw owner=c2 host=c2-n19",
+		}, "\n"), "c2-system", w.info.Namespace)
+	})
+
+	t.Run("a stopped syncer deletes nothing", func(t *testing.T) {
+		stopC1()
+		time.Sleep(time.Second)
+		if got := state(t, w.brokerAdmin, w.info.Namespace); !strings.Contains(got, "cluster c1 owner=c1") {
+			t.Fatalf("stopping c1's syncer removed its exports:\n%s", got)
+		}
+	})
+}
