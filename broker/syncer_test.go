@@ -103,7 +103,7 @@ func (w *world) startSyncer(t *testing.T, id string) context.CancelFunc {
 func clusterObj(id, ns string) *v1.Cluster {
 	return &v1.Cluster{
 		ObjectMeta: metav1.ObjectMeta{Name: id, Namespace: ns, Labels: map[string]string{v1.ClusterIDLabel: id}},
-		Spec: v1.ClusterSpec{ClusterID: v1.ClusterID(id), PodCIDRs: []v1.CIDR{"10.1.0.0/16"}, ServiceCIDRs: []v1.CIDR{"10.101.0.0/16"}},
+		Spec:       v1.ClusterSpec{ClusterID: v1.ClusterID(id), PodCIDRs: []v1.CIDR{"10.1.0.0/16"}, ServiceCIDRs: []v1.CIDR{"10.101.0.0/16"}},
 	}
 }
 

@@ -131,6 +131,11 @@ func TestSandboxPodNetworkAndServices(t *testing.T) {
 	}
 
 	t.Run("pod to service ClusterIP", func(t *testing.T) {
+		// kube-proxy programs a new Service within a sync period or so; until
+		// then it rejects the unallocated-looking address.
+		waitFor(t, 30*time.Second, "kube-proxy to program the Service", func(context.Context) (bool, error) {
+			return connect(t, "c1", ns, from.Name, "--http", "http://"+svc.Spec.ClusterIP+"/", "--timeout", "1s").OK, nil
+		})
 		seen := map[string]bool{}
 		for i := 0; i < 30 && len(seen) < 2; i++ {
 			r := connect(t, "c1", ns, from.Name, "--http", "http://"+svc.Spec.ClusterIP+"/")
