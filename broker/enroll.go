@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -48,6 +49,10 @@ type Member struct {
 	ClusterUID   string
 	PodCIDRs     []netip.Prefix
 	ServiceCIDRs []netip.Prefix
+	// CurrentToken is the member's token from an earlier join, if any: while
+	// it still authenticates as this member it is kept, so that joining again
+	// changes nothing.
+	CurrentToken string
 }
 
 // ConflictError is a join refused because of another member.
@@ -128,7 +133,20 @@ func Enroll(ctx context.Context, info *Info, m Member) (string, error) {
 			return "", err
 		}
 	}
+	if m.CurrentToken != "" && tokenIsMember(ctx, info, m.CurrentToken, "system:serviceaccount:"+ns+":"+name) {
+		return m.CurrentToken, nil
+	}
 	return requestToken(ctx, cs, ns, name)
+}
+
+// tokenIsMember reports whether token authenticates as user at the broker.
+func tokenIsMember(ctx context.Context, info *Info, token, user string) bool {
+	cs, err := kubernetes.NewForConfig(info.RESTConfig(token))
+	if err != nil {
+		return false
+	}
+	review, err := cs.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	return err == nil && review.Status.UserInfo.Username == user
 }
 
 // Leave removes a member from the broker with the member's own credential:

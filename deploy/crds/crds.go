@@ -91,3 +91,22 @@ func Install(ctx context.Context, cfg *rest.Config) error {
 	}
 	return nil
 }
+
+// Uninstall deletes every CRD in this package, and with them all their objects.
+func Uninstall(ctx context.Context, cfg *rest.Config) error {
+	all, err := All()
+	if err != nil {
+		return err
+	}
+	client, err := apiextclient.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	for _, crd := range all {
+		err := client.ApiextensionsV1().CustomResourceDefinitions().Delete(ctx, crd.Name, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("delete CRD %s: %w", crd.Name, err)
+		}
+	}
+	return nil
+}

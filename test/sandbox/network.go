@@ -95,6 +95,21 @@ func buildNetwork(plans []ClusterPlan) error {
 		if err := plug(internetNS, c.Name+"cp", cp, "eth1", c.ControlPublicIP.String()+inetBits); err != nil {
 			return err
 		}
+		// Nodes need a default route, as real ones have: kube-proxy's DNAT of
+		// a ClusterIP happens after the first routing decision. The NAT router
+		// is the nodes' default gateway behind NAT; elsewhere the control
+		// plane host routes the node network to the internet.
+		router := c.ControlIP
+		if c.NAT {
+			router = c.RouterLANIP
+		} else {
+			if err := sysctl(cp, "net.ipv4.ip_forward", "1"); err != nil {
+				return err
+			}
+			if err := nsExec(cp, "iptables", "-t", "nat", "-A", "POSTROUTING", "-s", c.LAN.String(), "-o", "eth1", "-j", "MASQUERADE"); err != nil {
+				return err
+			}
+		}
 		if c.NAT {
 			r := routerNS(c.Name)
 			if err := addNetns(r); err != nil {
@@ -123,15 +138,13 @@ func buildNetwork(plans []ClusterPlan) error {
 			if err := plug(lan, fmt.Sprintf("n%d", n.Index), ns, "eth0", n.IP.String()+lanBits); err != nil {
 				return err
 			}
-			switch {
-			case n.Gateway && n.InternetIP.IsValid():
+			if n.Gateway && n.InternetIP.IsValid() {
 				if err := plug(internetNS, fmt.Sprintf("%sn%d", c.Name, n.Index), ns, "eth1", n.InternetIP.String()+inetBits); err != nil {
 					return err
 				}
-			case n.Gateway && c.NAT:
-				if err := ipns(ns, "route", "add", InternetCIDR.String(), "via", c.RouterLANIP.String()); err != nil {
-					return err
-				}
+			}
+			if err := ipns(ns, "route", "add", "default", "via", router.String()); err != nil {
+				return err
 			}
 		}
 	}

@@ -5,6 +5,10 @@ package straitctl
 import (
 	"github.com/spf13/cobra"
 
+	"strait.dev/strait/pkg/cmd/straitctl/deploybroker"
+	"strait.dev/strait/pkg/cmd/straitctl/join"
+	"strait.dev/strait/pkg/cmd/straitctl/leave"
+	"strait.dev/strait/pkg/cmd/straitctl/show"
 	"strait.dev/strait/pkg/cmd/straitctl/version"
 )
 
@@ -18,6 +22,6 @@ exports services, and shows, diagnoses and verifies the fabric.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(version.NewCommand())
+	root.AddCommand(deploybroker.NewCommand(), join.NewCommand(), leave.NewCommand(), show.NewCommand(), version.NewCommand())
 	return root
 }

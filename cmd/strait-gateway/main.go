@@ -1,0 +1,126 @@
+// Command strait-gateway is the gateway engine: it runs on gateway nodes,
+// one of them active per cluster, publishes the cluster through the broker
+// and drives the tunnels to the other clusters.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"strait.dev/strait/gateway"
+	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
+	"strait.dev/strait/pkg/version"
+)
+
+// Defaults of the published ports: WireGuard's customary 4500-range port as
+// Submariner uses it, the VXLAN port of the IANA assignment plus our own
+// offset so it never collides with a CNI's 4789, and a NAT discovery port.
+const (
+	defaultWireGuardPort    = 4500
+	defaultVXLANPort        = 4800
+	defaultVXLANVNI         = 100
+	defaultNATDiscoveryPort = 4490
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "strait-gateway:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		cfg                      gateway.Config
+		kubeconfig, driver       string
+		podCIDRs, serviceCIDRs   string
+		publicIP                 string
+		wgPort, vxPort, vni, nat int
+		showVersion              bool
+	)
+	flag.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster configuration)")
+	flag.StringVar(&cfg.ClusterID, "cluster-id", "", "this cluster's ID (required)")
+	flag.StringVar(&cfg.Namespace, "namespace", v1.ComponentNamespace, "namespace of Strait's components")
+	flag.StringVar(&cfg.NodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME)")
+	flag.StringVar(&podCIDRs, "pod-cidrs", "", "comma-separated pod CIDRs of the cluster (required)")
+	flag.StringVar(&serviceCIDRs, "service-cidrs", "", "comma-separated service CIDRs of the cluster (required)")
+	flag.StringVar(&driver, "cable-driver", string(v1.CableDriverWireGuard), "cable driver: wireguard or vxlan")
+	flag.StringVar(&publicIP, "public-ip", "", "public address (default: the node's strait.dev/public-ip annotation, else its InternalIP)")
+	flag.IntVar(&wgPort, "wireguard-port", defaultWireGuardPort, "WireGuard UDP port")
+	flag.IntVar(&vxPort, "vxlan-port", defaultVXLANPort, "VXLAN UDP port")
+	flag.IntVar(&vni, "vxlan-vni", defaultVXLANVNI, "VXLAN network identifier")
+	flag.IntVar(&nat, "nat-discovery-port", defaultNATDiscoveryPort, "NAT discovery UDP port")
+	flag.StringVar(&cfg.BrokerSecret, "broker-secret", gateway.BrokerSecretName, "Secret with the broker credential")
+	flag.BoolVar(&showVersion, "version", false, "print the version and exit")
+	flag.Parse()
+	if showVersion {
+		fmt.Println(version.String("strait-gateway"))
+		return nil
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	var err error
+	if cfg.PodCIDRs, err = parsePrefixes("--pod-cidrs", podCIDRs); err != nil {
+		return err
+	}
+	if cfg.ServiceCIDRs, err = parsePrefixes("--service-cidrs", serviceCIDRs); err != nil {
+		return err
+	}
+	if publicIP != "" {
+		if cfg.PublicIP, err = netip.ParseAddr(publicIP); err != nil {
+			return fmt.Errorf("--public-ip: %w", err)
+		}
+	}
+	switch {
+	case cfg.ClusterID == "":
+		return fmt.Errorf("--cluster-id is required")
+	case cfg.NodeName == "":
+		return fmt.Errorf("--node-name or $NODE_NAME is required")
+	}
+	cfg.CableDriver = v1.CableDriver(driver)
+	cfg.WireGuardPort, cfg.VXLANPort, cfg.VXLANVNI, cfg.NATDiscoveryPort = int32(wgPort), int32(vxPort), int32(vni), int32(nat)
+	cfg.Log = log
+	cfg.Dataplane = &gateway.ObserverDataplane{Log: log}
+
+	var rc *rest.Config
+	if kubeconfig != "" {
+		rc, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+	} else {
+		rc, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return err
+	}
+	engine, err := gateway.New(rc, cfg)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	log.Info("starting", "version", version.String("strait-gateway"), "driver", driver)
+	return engine.Run(ctx)
+}
+
+func parsePrefixes(flagName, s string) ([]netip.Prefix, error) {
+	if s == "" {
+		return nil, fmt.Errorf("%s is required", flagName)
+	}
+	var out []netip.Prefix
+	for _, f := range strings.Split(s, ",") {
+		p, err := netip.ParsePrefix(strings.TrimSpace(f))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", flagName, err)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}

@@ -1,0 +1,383 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sort"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"strait.dev/strait/broker"
+	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
+	"strait.dev/strait/pkg/scheme"
+)
+
+// Leader election timing. An apiserver under load may take seconds to
+// answer: the active gateway keeps its role as long as it renews within
+// renewDeadline, so a slow apiserver does not make it step down, and a
+// standby takes over at most leaseDuration after the active one dies. Fast
+// data-plane failover does not wait for this: it is driven by the health
+// checks between gateways (see docs/gateway-failover.md).
+const (
+	leaseDuration = 15 * time.Second
+	renewDeadline = 10 * time.Second
+	retryPeriod   = 2 * time.Second
+	// LeaseName is the Lease the gateways of a cluster compete for.
+	LeaseName = "strait-gateway"
+	// statusInterval bounds how stale the Gateway status can get.
+	statusInterval = 30 * time.Second
+)
+
+// Config is a gateway engine's configuration.
+type Config struct {
+	ClusterID    string
+	Namespace    string // strait-system
+	NodeName     string
+	PodCIDRs     []netip.Prefix
+	ServiceCIDRs []netip.Prefix
+	CableDriver  v1.CableDriver
+	// WireGuardPort and VXLAN settings are published in the Endpoint.
+	WireGuardPort    int32
+	VXLANPort        int32
+	VXLANVNI         int32
+	NATDiscoveryPort int32
+	// PublicIP overrides the node's strait.dev/public-ip annotation.
+	PublicIP netip.Addr
+	// BrokerSecret names the Secret holding the member's broker credential.
+	BrokerSecret string
+	// Dataplane receives the desired set of remote endpoints.
+	Dataplane Dataplane
+	Log       *slog.Logger
+}
+
+// PublicIPAnnotation on a Node gives the address other clusters reach it at.
+const PublicIPAnnotation = "strait.dev/public-ip"
+
+// Engine is one gateway node's engine.
+type Engine struct {
+	cfg  Config
+	log  *slog.Logger
+	rest *rest.Config
+	kube kubernetes.Interface
+	c    client.Client
+}
+
+// New makes an engine that talks to the local cluster through rc.
+func New(rc *rest.Config, cfg Config) (*Engine, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Dataplane == nil {
+		return nil, errors.New("no data plane")
+	}
+	kube, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.New(rc, client.Options{Scheme: scheme.New()})
+	if err != nil {
+		return nil, err
+	}
+	return &Engine{cfg: cfg, log: cfg.Log.With("node", cfg.NodeName, "cluster", cfg.ClusterID), rest: rc, kube: kube, c: c}, nil
+}
+
+// Run runs the engine until ctx ends or this gateway loses the active role
+// (then it returns an error, and its restart comes back as a standby).
+func (e *Engine) Run(ctx context.Context) error {
+	if err := e.writeStatus(ctx, v1.HAStatusPassive, ""); err != nil {
+		return fmt.Errorf("gateway status: %w", err)
+	}
+	lock := &resourcelock.LeaseLock{
+		LeaseMeta:  metav1.ObjectMeta{Name: LeaseName, Namespace: e.cfg.Namespace},
+		Client:     e.kube.CoordinationV1(),
+		LockConfig: resourcelock.ResourceLockConfig{Identity: e.cfg.NodeName},
+	}
+	lost := make(chan struct{})
+	activeErr := make(chan error, 1)
+	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+		Lock:            lock,
+		LeaseDuration:   leaseDuration,
+		RenewDeadline:   renewDeadline,
+		RetryPeriod:     retryPeriod,
+		ReleaseOnCancel: true,
+		Name:            LeaseName,
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: func(ctx context.Context) {
+				e.log.Info("active")
+				activeErr <- e.runActive(ctx)
+			},
+			OnStoppedLeading: func() { close(lost) },
+			OnNewLeader: func(id string) {
+				if id != e.cfg.NodeName {
+					e.log.Info("standby", "active", id)
+				}
+			},
+		},
+	})
+	if err != nil {
+		return err
+	}
+	go elector.Run(ctx)
+	select {
+	case <-ctx.Done():
+		<-lost
+		return nil
+	case <-lost:
+		if ctx.Err() != nil {
+			return nil
+		}
+		return errors.New("lost the active role")
+	case err := <-activeErr:
+		return err
+	}
+}
+
+// runActive is the active gateway's work: publish, sync, and drive the data plane.
+func (e *Engine) runActive(ctx context.Context) error {
+	local, err := e.localEndpoint(ctx)
+	if err != nil {
+		return err
+	}
+	if err := e.writeStatus(ctx, v1.HAStatusActive, local.Name); err != nil {
+		return err
+	}
+	if err := e.publish(ctx, local); err != nil {
+		return err
+	}
+	syncer, err := e.newSyncer(ctx)
+	if err != nil {
+		return err
+	}
+	go func() {
+		if err := syncer.Run(ctx); err != nil {
+			e.log.Error("syncer", "err", err)
+		}
+	}()
+	// Drive the data plane from the imported Endpoints.
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var last []string
+	statusTick := time.Now()
+	for {
+		remotes, err := e.remoteEndpoints(ctx)
+		if err == nil {
+			names := make([]string, len(remotes))
+			for i, r := range remotes {
+				names[i] = r.Name + "@" + r.ResourceVersion
+			}
+			if fmt.Sprint(names) != fmt.Sprint(last) {
+				if err := e.cfg.Dataplane.Set(ctx, local.Spec, remotes); err != nil {
+					e.log.Warn("data plane", "err", err)
+				} else {
+					last = names
+				}
+			}
+		}
+		if time.Since(statusTick) > statusInterval {
+			if err := e.writeStatus(ctx, v1.HAStatusActive, local.Name); err == nil {
+				statusTick = time.Now()
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// localEndpoint describes this node as its cluster's gateway.
+func (e *Engine) localEndpoint(ctx context.Context) (*v1.Endpoint, error) {
+	node, err := e.kube.CoreV1().Nodes().Get(ctx, e.cfg.NodeName, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("read node %s: %w", e.cfg.NodeName, err)
+	}
+	var private v1.DualStackIPs
+	for _, a := range node.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP {
+			if ip, err := netip.ParseAddr(a.Address); err == nil {
+				private = append(private, v1.IP(ip.String()))
+			}
+		}
+	}
+	if len(private) == 0 {
+		return nil, fmt.Errorf("node %s has no InternalIP", e.cfg.NodeName)
+	}
+	public := private
+	if e.cfg.PublicIP.IsValid() {
+		public = v1.DualStackIPs{v1.IP(e.cfg.PublicIP.String())}
+	} else if a := node.Annotations[PublicIPAnnotation]; a != "" {
+		ip, err := netip.ParseAddr(a)
+		if err != nil {
+			return nil, fmt.Errorf("node %s: annotation %s=%q: %w", node.Name, PublicIPAnnotation, a, err)
+		}
+		public = v1.DualStackIPs{v1.IP(ip.String())}
+	}
+	var subnets []v1.CIDR
+	for _, p := range append(append([]netip.Prefix(nil), e.cfg.PodCIDRs...), e.cfg.ServiceCIDRs...) {
+		subnets = append(subnets, v1.CIDR(p.Masked().String()))
+	}
+	ep := &v1.Endpoint{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      EndpointName(e.cfg.ClusterID, e.cfg.NodeName),
+			Namespace: e.cfg.Namespace,
+			Labels:    map[string]string{v1.ClusterIDLabel: e.cfg.ClusterID},
+		},
+		Spec: v1.EndpointSpec{
+			ClusterID:        v1.ClusterID(e.cfg.ClusterID),
+			Hostname:         e.cfg.NodeName,
+			PrivateIPs:       private,
+			PublicIPs:        public,
+			NATTraversal:     true,
+			NATDiscoveryPort: e.cfg.NATDiscoveryPort,
+			Subnets:          subnets,
+			CableDriver:      e.cfg.CableDriver,
+		},
+	}
+	switch e.cfg.CableDriver {
+	case v1.CableDriverWireGuard:
+		pub, err := ensureWireGuardKey(ctx, e.kube, e.cfg.Namespace, e.cfg.NodeName)
+		if err != nil {
+			return nil, err
+		}
+		ep.Spec.WireGuard = &v1.WireGuardConfig{PublicKey: pub, Port: e.cfg.WireGuardPort}
+	case v1.CableDriverVXLAN:
+		ep.Spec.VXLAN = &v1.VXLANConfig{VNI: e.cfg.VXLANVNI, Port: e.cfg.VXLANPort}
+	default:
+		return nil, fmt.Errorf("unknown cable driver %q", e.cfg.CableDriver)
+	}
+	return ep, nil
+}
+
+// EndpointName is the name of a gateway node's Endpoint.
+func EndpointName(clusterID, node string) string { return clusterID + "-" + node }
+
+// publish writes the local Cluster and Endpoint into the local namespace,
+// where the syncer exports them, and removes Endpoints that earlier active
+// gateways of this cluster left.
+func (e *Engine) publish(ctx context.Context, local *v1.Endpoint) error {
+	var podCIDRs, svcCIDRs []v1.CIDR
+	for _, p := range e.cfg.PodCIDRs {
+		podCIDRs = append(podCIDRs, v1.CIDR(p.Masked().String()))
+	}
+	for _, p := range e.cfg.ServiceCIDRs {
+		svcCIDRs = append(svcCIDRs, v1.CIDR(p.Masked().String()))
+	}
+	cluster := &v1.Cluster{
+		ObjectMeta: metav1.ObjectMeta{Name: e.cfg.ClusterID, Namespace: e.cfg.Namespace, Labels: map[string]string{v1.ClusterIDLabel: e.cfg.ClusterID}},
+		Spec:       v1.ClusterSpec{ClusterID: v1.ClusterID(e.cfg.ClusterID), PodCIDRs: podCIDRs, ServiceCIDRs: svcCIDRs},
+	}
+	if node, err := e.kube.CoreV1().Nodes().Get(ctx, e.cfg.NodeName, metav1.GetOptions{}); err == nil {
+		cluster.Spec.Topology.Region = node.Labels[corev1.LabelTopologyRegion]
+	}
+	for _, obj := range []client.Object{cluster, local} {
+		if err := e.apply(ctx, obj); err != nil {
+			return err
+		}
+	}
+	var eps v1.EndpointList
+	if err := e.c.List(ctx, &eps, client.InNamespace(e.cfg.Namespace), client.MatchingLabels{v1.ClusterIDLabel: e.cfg.ClusterID}); err != nil {
+		return err
+	}
+	for _, ep := range eps.Items {
+		if ep.Name != local.Name {
+			e.log.Info("removing the Endpoint of a former active gateway", "endpoint", ep.Name)
+			if err := e.c.Delete(ctx, &ep); err != nil && !apierrors.IsNotFound(err) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// apply creates obj or updates the stored object's spec and labels to it.
+func (e *Engine) apply(ctx context.Context, obj client.Object) error {
+	err := e.c.Create(ctx, obj)
+	if apierrors.IsAlreadyExists(err) {
+		cur := obj.DeepCopyObject().(client.Object)
+		if err = e.c.Get(ctx, client.ObjectKeyFromObject(obj), cur); err == nil {
+			obj.SetResourceVersion(cur.GetResourceVersion())
+			err = e.c.Update(ctx, obj)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("publish %s: %w", obj.GetName(), err)
+	}
+	return nil
+}
+
+// remoteEndpoints are the other clusters' Endpoints the syncer imported.
+func (e *Engine) remoteEndpoints(ctx context.Context) ([]v1.Endpoint, error) {
+	var eps v1.EndpointList
+	if err := e.c.List(ctx, &eps, client.InNamespace(e.cfg.Namespace), client.HasLabels{v1.ClusterIDLabel}); err != nil {
+		return nil, err
+	}
+	var out []v1.Endpoint
+	for _, ep := range eps.Items {
+		if ep.Labels[v1.ClusterIDLabel] != e.cfg.ClusterID {
+			out = append(out, ep)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+func (e *Engine) newSyncer(ctx context.Context) (*broker.Syncer, error) {
+	creds, err := ReadBrokerSecret(ctx, e.kube, e.cfg.Namespace, e.cfg.BrokerSecret)
+	if err != nil {
+		return nil, err
+	}
+	local, err := dynamic.NewForConfig(e.rest)
+	if err != nil {
+		return nil, err
+	}
+	remote, err := dynamic.NewForConfig(creds.Info.RESTConfig(creds.Token))
+	if err != nil {
+		return nil, err
+	}
+	return broker.NewSyncer(broker.SyncerConfig{
+		ClusterID: e.cfg.ClusterID, Local: local, LocalNamespace: e.cfg.Namespace,
+		Broker: remote, BrokerNamespace: creds.Info.Namespace,
+		Resources: []schema.GroupVersionResource{
+			v1.SchemeGroupVersion.WithResource("clusters"),
+			v1.SchemeGroupVersion.WithResource("endpoints"),
+		},
+		Log: e.cfg.Log,
+	}), nil
+}
+
+// writeStatus records this gateway's role in its Gateway object.
+func (e *Engine) writeStatus(ctx context.Context, role v1.HAStatus, localEndpoint string) error {
+	gw := &v1.Gateway{ObjectMeta: metav1.ObjectMeta{Name: e.cfg.NodeName, Namespace: e.cfg.Namespace,
+		Labels: map[string]string{v1.ClusterIDLabel: e.cfg.ClusterID}}}
+	if err := e.c.Create(ctx, gw); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	if err := e.c.Get(ctx, client.ObjectKeyFromObject(gw), gw); err != nil {
+		return err
+	}
+	gw.Status.HAStatus = role
+	gw.Status.LocalEndpoint = localEndpoint
+	meta.SetStatusCondition(&gw.Status.Conditions, metav1.Condition{
+		Type: "Ready", Status: metav1.ConditionTrue, Reason: "Running",
+		Message: fmt.Sprintf("gateway engine running as %s", role), ObservedGeneration: gw.Generation,
+	})
+	if err := e.c.Status().Update(ctx, gw); err != nil {
+		return fmt.Errorf("update Gateway status: %w", err)
+	}
+	return nil
+}

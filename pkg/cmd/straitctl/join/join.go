@@ -1,0 +1,87 @@
+// Package join is "straitctl join".
+package join
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"strait.dev/strait/broker"
+	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
+	"strait.dev/strait/pkg/cmd/straitctl/cmdutil"
+	"strait.dev/strait/pkg/member"
+	"strait.dev/strait/pkg/version"
+)
+
+// NewCommand returns the join command.
+func NewCommand() *cobra.Command {
+	var (
+		kube                   cmdutil.Kube
+		opts                   member.JoinOptions
+		driver, gateways       string
+		podCIDRs, serviceCIDRs []string
+	)
+	cmd := &cobra.Command{
+		Use:   "join <broker-info file>",
+		Short: "Join a cluster to a broker",
+		Long: `join enrols the cluster at the broker (refusing a cluster ID another cluster
+uses, or CIDRs that overlap another member's), stores the cluster's own broker
+credential in strait-system, sets the ClusterProperty cluster.clusterset.k8s.io,
+labels the gateway nodes and installs Strait's components. Pod CIDRs are
+discovered from kube-system or the nodes, service CIDRs from the ServiceCIDR
+API, unless given. Joining again changes nothing; with changed flags it updates.`,
+		Example: `  straitctl join broker-info.strait --kubeconfig c1.kubeconfig --clusterid c1 --gateway-nodes c1-n1,c1-n2
+  straitctl join broker-info.strait --kubeconfig c2.kubeconfig --clusterid c2 --cable-driver vxlan`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			info, err := broker.ReadInfo(args[0])
+			if err != nil {
+				return err
+			}
+			cfg, err := kube.Config()
+			if err != nil {
+				return err
+			}
+			opts.CableDriver = v1.CableDriver(driver)
+			if gateways != "" {
+				opts.GatewayNodes = strings.Split(gateways, ",")
+			}
+			if opts.PodCIDRs, err = prefixes("--pod-cidr", podCIDRs); err != nil {
+				return err
+			}
+			if opts.ServiceCIDRs, err = prefixes("--service-cidr", serviceCIDRs); err != nil {
+				return err
+			}
+			opts.Log = func(format string, a ...any) { fmt.Fprintf(cmd.OutOrStdout(), format+"\n", a...) }
+			if err := member.Join(cmd.Context(), cfg, info, opts); err != nil {
+				return cmdutil.Explain(err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "cluster %s joined\n", opts.ClusterID)
+			return nil
+		},
+	}
+	kube.AddFlags(cmd)
+	cmd.Flags().StringVar(&opts.ClusterID, "clusterid", "", "the cluster's ID, an RFC 1123 label (required)")
+	cmd.Flags().StringVar(&driver, "cable-driver", string(v1.CableDriverWireGuard), "wireguard (encrypted) or vxlan (plain, for trusted networks)")
+	cmd.Flags().StringVar(&gateways, "gateway-nodes", "", "comma-separated gateway nodes (default: the nodes already labelled strait.dev/gateway=true)")
+	cmd.Flags().StringSliceVar(&podCIDRs, "pod-cidr", nil, "pod CIDRs (default: discovered)")
+	cmd.Flags().StringSliceVar(&serviceCIDRs, "service-cidr", nil, "service CIDRs (default: discovered)")
+	cmd.Flags().StringVar(&opts.ImageRepository, "image-repository", "strait", "repository of Strait's images")
+	cmd.Flags().StringVar(&opts.ImageTag, "image-tag", version.Version, "tag of Strait's images")
+	_ = cmd.MarkFlagRequired("clusterid")
+	return cmd
+}
+
+func prefixes(flag string, in []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range in {
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		if err != nil {
+			return nil, fmt.Errorf("%s %q: %w", flag, s, err)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
