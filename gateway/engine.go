@@ -135,6 +135,13 @@ func (e *Engine) Run(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 		<-lost
+		// Stopping (SIGTERM): say so, so that the status does not claim an
+		// active gateway that is gone. Best effort: the apiserver may be away.
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := e.writeStatus(sctx, v1.HAStatusPassive, ""); err != nil {
+			e.log.Warn("final status", "err", err)
+		}
 		return nil
 	case <-lost:
 		if ctx.Err() != nil {

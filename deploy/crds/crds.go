@@ -108,5 +108,15 @@ func Uninstall(ctx context.Context, cfg *rest.Config) error {
 			return fmt.Errorf("delete CRD %s: %w", crd.Name, err)
 		}
 	}
+	// Deletion removes every object of the type first; wait until it is done.
+	for _, crd := range all {
+		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+			_, err := client.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, crd.Name, metav1.GetOptions{})
+			return apierrors.IsNotFound(err), nil
+		})
+		if err != nil {
+			return fmt.Errorf("wait for CRD %s to go: %w", crd.Name, err)
+		}
+	}
 	return nil
 }

@@ -88,7 +88,7 @@ func need(t *testing.T) {
 	}
 }
 
-func client(t *testing.T, cluster string) kubernetes.Interface {
+func kubeClient(t *testing.T, cluster string) kubernetes.Interface {
 	t.Helper()
 	cs, err := layout.Client(cluster)
 	if err != nil {

@@ -26,7 +26,7 @@ import (
 func TestSandboxNodesReady(t *testing.T) {
 	need(t)
 	for _, cluster := range []string{"c1", "c2"} {
-		nodes, err := client(t, cluster).CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
+		nodes, err := kubeClient(t, cluster).CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -65,7 +65,7 @@ func TestSandboxNodesReady(t *testing.T) {
 
 func TestSandboxPodNetworkAndServices(t *testing.T) {
 	need(t)
-	cs := client(t, "c1")
+	cs := kubeClient(t, "c1")
 	ns := testNamespace(t, cs)
 	ctx := context.Background()
 
@@ -167,7 +167,7 @@ func TestSandboxPodNetworkAndServices(t *testing.T) {
 
 func TestSandboxServiceAccountTokenAndRBAC(t *testing.T) {
 	need(t)
-	cs := client(t, "c2")
+	cs := kubeClient(t, "c2")
 	ns := testNamespace(t, cs)
 	ctx := context.Background()
 
@@ -223,7 +223,7 @@ curl -s -o /dev/null -w '%{http_code}' --max-time 5 --cacert $d/ca.crt -H "Autho
 
 func TestSandboxPodLifecycle(t *testing.T) {
 	need(t)
-	cs := client(t, "c1")
+	cs := kubeClient(t, "c1")
 	ns := testNamespace(t, cs)
 	ctx := context.Background()
 

@@ -1,0 +1,326 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"strait.dev/strait/gateway"
+	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
+	"strait.dev/strait/pkg/scheme"
+	"strait.dev/strait/test/sandbox"
+)
+
+// straitctl runs straitctl on the sandbox's admin host, which reaches every
+// cluster's apiserver (and so the broker) at its public address.
+func straitctl(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := sandboxCmd(append([]string{"admin", "--", filepath.Join(binDir, "straitctl")}, args...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func adminKubeconfig(cluster string) string { return layout.AdminKubeconfig(cluster) }
+
+func ctrlClient(t *testing.T, cluster string) client.Client {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", layout.Kubeconfig(cluster))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// records renders the Clusters and Endpoints a member holds in strait-system.
+func records(ctx context.Context, c client.Client) string {
+	var cls v1.ClusterList
+	var eps v1.EndpointList
+	if err := c.List(ctx, &cls, client.InNamespace(v1.ComponentNamespace)); err != nil {
+		return err.Error()
+	}
+	if err := c.List(ctx, &eps, client.InNamespace(v1.ComponentNamespace)); err != nil {
+		return err.Error()
+	}
+	var out []string
+	for _, x := range cls.Items {
+		out = append(out, "cluster "+x.Name)
+	}
+	for _, x := range eps.Items {
+		out = append(out, "endpoint "+x.Name)
+	}
+	return strings.Join(out, " ")
+}
+
+// active returns the active gateway node of a cluster.
+func active(ctx context.Context, c client.Client) string {
+	var gws v1.GatewayList
+	if err := c.List(ctx, &gws, client.InNamespace(v1.ComponentNamespace)); err != nil {
+		return ""
+	}
+	for _, g := range gws.Items {
+		if g.Status.HAStatus == v1.HAStatusActive {
+			return g.Name
+		}
+	}
+	return ""
+}
+
+func TestBrokerJoinAndLeave(t *testing.T) {
+	need(t)
+	ctx := context.Background()
+	info := filepath.Join(t.TempDir(), "broker-info.strait")
+	if out, err := straitctl(t, "deploy-broker", "--kubeconfig", adminKubeconfig("c1"), "--output", info); err != nil {
+		t.Fatalf("deploy-broker: %v\n%s", err, out)
+	}
+	join := func(cluster string, extra ...string) (string, error) {
+		args := append([]string{"join", info, "--kubeconfig", adminKubeconfig(cluster), "--clusterid", cluster,
+			"--gateway-nodes", cluster + "-n1," + cluster + "-n2", "--pod-cidr", podCIDR(cluster)}, extra...)
+		return straitctl(t, args...)
+	}
+	for _, c := range []string{"c1", "c2"} {
+		if out, err := join(c); err != nil {
+			t.Fatalf("join %s: %v\n%s", c, err, out)
+		}
+	}
+	c1, c2 := ctrlClient(t, "c1"), ctrlClient(t, "c2")
+	want := "cluster c1 cluster c2 endpoint c1-c1-n1 endpoint c2-c2-n1"
+
+	t.Run("both clusters see both Clusters and Endpoints", func(t *testing.T) {
+		waitFor(t, 90*time.Second, "records in both clusters", func(ctx context.Context) (bool, error) {
+			a, b := records(ctx, c1), records(ctx, c2)
+			// Either gateway node may win the election; normalize to -n1 or -n2.
+			return sameModuloNode(a, want) && sameModuloNode(b, want), nil
+		})
+		for name, c := range map[string]client.Client{"c1": c1, "c2": c2} {
+			var gws v1.GatewayList
+			if err := c.List(ctx, &gws, client.InNamespace(v1.ComponentNamespace)); err != nil {
+				t.Fatal(err)
+			}
+			roles := map[v1.HAStatus]int{}
+			for _, g := range gws.Items {
+				roles[g.Status.HAStatus]++
+			}
+			if roles[v1.HAStatusActive] != 1 || roles[v1.HAStatusPassive] != 1 {
+				t.Errorf("%s gateways: %v, want one active and one passive", name, roles)
+			}
+		}
+	})
+
+	t.Run("a member's stored credential cannot touch another member's records", func(t *testing.T) {
+		cs := kubeClient(t, "c1")
+		secret, err := cs.CoreV1().Secrets(v1.ComponentNamespace).Get(ctx, gateway.BrokerSecretName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The broker is c1's apiserver; reach it through the root namespace's forwarder.
+		state, err := layout.ReadState()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := &rest.Config{Host: state.APIServers["c1"], BearerToken: string(secret.Data["token"]),
+			TLSClientConfig: rest.TLSClientConfig{CAData: secret.Data["ca.crt"]}}
+		bc, err := client.New(cfg, client.Options{Scheme: scheme.New()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var eps v1.EndpointList
+		if err := bc.List(ctx, &eps, client.InNamespace(v1.BrokerNamespace), client.MatchingLabels{v1.ClusterIDLabel: "c2"}); err != nil || len(eps.Items) == 0 {
+			t.Fatalf("c1's credential lists c2's endpoints at the broker: %d, %v", len(eps.Items), err)
+		}
+		theirs := eps.Items[0]
+		theirs.Spec.Hostname = "hijacked"
+		if err := bc.Update(ctx, &theirs); !apierrors.IsForbidden(err) {
+			t.Fatalf("c1's credential updating c2's Endpoint: want Forbidden, got %v", err)
+		}
+		if err := bc.Delete(ctx, &theirs); !apierrors.IsForbidden(err) {
+			t.Fatalf("c1's credential deleting c2's Endpoint: want Forbidden, got %v", err)
+		}
+	})
+
+	t.Run("joining twice changes nothing", func(t *testing.T) {
+		versions := func() string {
+			cs := kubeClient(t, "c1")
+			var parts []string
+			if ds, err := cs.AppsV1().DaemonSets(v1.ComponentNamespace).Get(ctx, "strait-gateway", metav1.GetOptions{}); err == nil {
+				parts = append(parts, "ds@"+ds.ResourceVersion)
+			}
+			if s, err := cs.CoreV1().Secrets(v1.ComponentNamespace).Get(ctx, gateway.BrokerSecretName, metav1.GetOptions{}); err == nil {
+				parts = append(parts, "secret@"+s.ResourceVersion)
+			}
+			if sa, err := cs.CoreV1().ServiceAccounts(v1.BrokerNamespace).Get(ctx, "strait-member-c1", metav1.GetOptions{}); err == nil {
+				parts = append(parts, "member@"+sa.ResourceVersion)
+			}
+			if n, err := cs.CoreV1().Nodes().Get(ctx, "c1-n1", metav1.GetOptions{}); err == nil {
+				parts = append(parts, "gatewaylabel="+n.Labels["strait.dev/gateway"])
+			}
+			return strings.Join(parts, " ")
+		}
+		before := versions()
+		if out, err := join("c1"); err != nil {
+			t.Fatalf("join again: %v\n%s", err, out)
+		}
+		if after := versions(); after != before || len(strings.Fields(before)) != 4 {
+			t.Errorf("joining again changed objects:\nbefore %s\nafter  %s", before, after)
+		}
+	})
+
+	t.Run("overlapping CIDRs are refused", func(t *testing.T) {
+		out, err := join("c2", "--pod-cidr", "10.1.128.0/17")
+		if err == nil {
+			t.Fatalf("join with a pod CIDR inside c1's succeeded:\n%s", out)
+		}
+		for _, s := range []string{"10.1.128.0/17", "c2", "10.1.0.0/16", "c1"} {
+			if !strings.Contains(out, s) {
+				t.Errorf("refusal does not name %s: %s", s, out)
+			}
+		}
+		if strings.Contains(out, "goroutine") || strings.Contains(out, "panic") {
+			t.Errorf("refusal looks like a crash: %s", out)
+		}
+	})
+
+	t.Run("gateway failover republishes the Endpoint", func(t *testing.T) {
+		old := active(ctx, c1)
+		if old == "" {
+			t.Fatal("no active gateway in c1")
+		}
+		cs := kubeClient(t, "c1")
+		// Take the active gateway's node out of the gateway set: its pod goes
+		// (and gives up the Lease as it stops), the standby takes over.
+		patch := []byte(`{"metadata":{"labels":{"strait.dev/gateway":null}}}`)
+		if _, err := cs.CoreV1().Nodes().Patch(ctx, old, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			restore := []byte(`{"metadata":{"labels":{"strait.dev/gateway":"true"}}}`)
+			_, _ = cs.CoreV1().Nodes().Patch(context.Background(), old, types.MergePatchType, restore, metav1.PatchOptions{})
+		})
+		start := time.Now()
+		var now string
+		waitFor(t, 60*time.Second, "another gateway to become active", func(ctx context.Context) (bool, error) {
+			now = active(ctx, c1)
+			return now != "" && now != old, nil
+		})
+		wantEP := "c1-" + now
+		waitFor(t, 60*time.Second, "c2 to see c1's new Endpoint "+wantEP+" and only it", func(ctx context.Context) (bool, error) {
+			var eps v1.EndpointList
+			if err := c2.List(ctx, &eps, client.InNamespace(v1.ComponentNamespace), client.MatchingLabels{v1.ClusterIDLabel: "c1"}); err != nil {
+				return false, nil
+			}
+			return len(eps.Items) == 1 && eps.Items[0].Name == wantEP, nil
+		})
+		t.Logf("active gateway moved from %s to %s; c2 saw the new Endpoint %s after %s", old, now, wantEP, time.Since(start).Round(10*time.Millisecond))
+	})
+
+	t.Run("a broker outage loses nothing and sync resumes", func(t *testing.T) {
+		pid := controlPlanePID(t, "c1", "kube-apiserver")
+		// Freeze the broker's apiserver (c1's): connections hang, as in an outage.
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		resumed := false
+		resume := func() {
+			if !resumed {
+				_ = syscall.Kill(pid, syscall.SIGCONT)
+				resumed = true
+			}
+		}
+		t.Cleanup(resume)
+		// Meanwhile c2 changes its Cluster record.
+		var cl v1.Cluster
+		if err := c2.Get(ctx, client.ObjectKey{Namespace: v1.ComponentNamespace, Name: "c2"}, &cl); err != nil {
+			t.Fatal(err)
+		}
+		cl.Spec.Topology.Zone = "changed-during-outage"
+		if err := c2.Update(ctx, &cl); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Second)
+		if got := records(ctx, c2); !strings.Contains(got, "cluster c1") || !strings.Contains(got, "endpoint c1-") {
+			t.Fatalf("c2 lost c1's records during the outage: %s", got)
+		}
+		resume()
+		waitFor(t, 90*time.Second, "c2's change to reach c1 after the outage", func(ctx context.Context) (bool, error) {
+			var got v1.Cluster
+			err := c1.Get(ctx, client.ObjectKey{Namespace: v1.ComponentNamespace, Name: "c2"}, &got)
+			return err == nil && got.Spec.Topology.Zone == "changed-during-outage", nil
+		})
+	})
+
+	t.Run("leave leaves no trace", func(t *testing.T) {
+		if out, err := straitctl(t, "leave", "--kubeconfig", adminKubeconfig("c2")); err != nil {
+			t.Fatalf("leave c2: %v\n%s", err, out)
+		}
+		cs := kubeClient(t, "c2")
+		if _, err := cs.CoreV1().Namespaces().Get(ctx, v1.ComponentNamespace, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("c2 still has %s (%v)", v1.ComponentNamespace, err)
+		}
+		if nodes, _ := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: "strait.dev/gateway"}); len(nodes.Items) > 0 {
+			t.Errorf("c2 nodes still labelled as gateways: %d", len(nodes.Items))
+		}
+		crds, err := cs.Discovery().ServerResourcesForGroupVersion(v1.SchemeGroupVersion.String())
+		if err == nil && len(crds.APIResources) > 0 {
+			t.Errorf("c2 still serves %s", v1.SchemeGroupVersion)
+		}
+		broker := kubeClient(t, "c1")
+		if _, err := broker.CoreV1().ServiceAccounts(v1.BrokerNamespace).Get(ctx, "strait-member-c2", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("c2's broker credential is still there (%v)", err)
+		}
+		var eps v1.EndpointList
+		if err := c1.List(ctx, &eps, client.InNamespace(v1.BrokerNamespace), client.MatchingLabels{v1.ClusterIDLabel: "c2"}); err != nil || len(eps.Items) > 0 {
+			t.Errorf("c2's records at the broker: %d (%v)", len(eps.Items), err)
+		}
+		waitFor(t, 60*time.Second, "c1 to drop c2's records", func(ctx context.Context) (bool, error) {
+			got := records(ctx, c1)
+			return !strings.Contains(got, "c2"), nil
+		})
+		if out, err := straitctl(t, "leave", "--kubeconfig", adminKubeconfig("c1")); err != nil {
+			t.Fatalf("leave c1: %v\n%s", err, out)
+		}
+	})
+}
+
+func podCIDR(cluster string) string {
+	n, _ := strconv.Atoi(strings.TrimPrefix(cluster, "c"))
+	return fmt.Sprintf("10.%d.0.0/16", n)
+}
+
+// sameModuloNode compares record lists, taking any gateway node as a match.
+func sameModuloNode(got, want string) bool {
+	norm := func(s string) string { return strings.NewReplacer("-n1", "-nX", "-n2", "-nX").Replace(s) }
+	return norm(got) == norm(want)
+}
+
+// controlPlanePID finds a control-plane process of a cluster of this sandbox.
+func controlPlanePID(t *testing.T, cluster, binary string) int {
+	t.Helper()
+	for _, pid := range sandbox.MarkedProcesses(layout.Dir) {
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(cmdline), "\x00")
+		if filepath.Base(args[0]) == binary && strings.Contains(string(cmdline), filepath.Join(layout.Dir, "clusters", cluster)+"/") {
+			return pid
+		}
+	}
+	t.Fatalf("no %s of %s found", binary, cluster)
+	return 0
+}
