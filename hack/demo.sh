@@ -60,6 +60,29 @@ say "c1: ${pods[0]} asks ${pods[1]} ($ip2) directly, across nodes"
 say "c1: ${pods[0]} asks Service web ($svc) through kube-proxy"
 "$sbx" exec "c1/default/${pods[0]}" -- "$PWD/$bin/strait-testpod" connect --http "http://$svc/"
 
+ctl="$PWD/$bin/straitctl"
+admin() { "$sbx" admin -- "$@"; }
+say "Deploying the Strait broker into c1 (from the admin host, which reaches every apiserver)"
+admin "$ctl" deploy-broker --kubeconfig .sandbox/admin/c1.kubeconfig --output .sandbox/broker-info.strait
+for c in c1 c2; do
+  say "Joining $c (WireGuard, gateways ${c}-n1 and ${c}-n2)"
+  admin "$ctl" join .sandbox/broker-info.strait --kubeconfig ".sandbox/admin/$c.kubeconfig" --clusterid "$c" \
+    --gateway-nodes "$c-n1,$c-n2" --pod-cidr "10.${c#c}.0.0/16"
+done
+say "Waiting for each cluster to see the other through the broker"
+for i in $(seq 1 60); do
+  n1=$("$ctl" show endpoints --kubeconfig .sandbox/c1.kubeconfig | tail -n +2 | wc -l)
+  n2=$("$ctl" show endpoints --kubeconfig .sandbox/c2.kubeconfig | tail -n +2 | wc -l)
+  [ "$n1" -ge 2 ] && [ "$n2" -ge 2 ] && break
+  sleep 1
+done
+say "c1: straitctl show clusters"
+"$ctl" show clusters --kubeconfig .sandbox/c1.kubeconfig
+say "c1: straitctl show endpoints"
+"$ctl" show endpoints --kubeconfig .sandbox/c1.kubeconfig
+say "c2: straitctl show gateways"
+"$ctl" show gateways --kubeconfig .sandbox/c2.kubeconfig
+
 cat <<MSG
 
 $(printf '\033[1m')The sandbox stays up. Look around:$(printf '\033[0m')
@@ -67,6 +90,7 @@ $(printf '\033[1m')The sandbox stays up. Look around:$(printf '\033[0m')
   $sbx status
   $sbx exec c1/default/${pods[0]} -- ip addr
   $sbx logs c1/default/${pods[0]}
+  $sbx admin -- $ctl show endpoints --kubeconfig .sandbox/admin/c2.kubeconfig
 Bring it down:
   make sandbox-down
 MSG

@@ -2,15 +2,11 @@
 package main
 
 import (
-	"fmt"
 	"os"
 
 	"strait.dev/strait/pkg/cmd/straitctl"
 )
 
 func main() {
-	if err := straitctl.NewCommand().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "straitctl:", err)
-		os.Exit(1)
-	}
+	os.Exit(straitctl.Main(os.Args[1:], os.Stdout, os.Stderr))
 }

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -258,12 +259,32 @@ func (s *supervisor) start(name, ns, logPath string, argv ...string) error {
 	return nil
 }
 
-// stopAll stops every process: node agents stop their pods as they go.
+// stopAll stops every process: node agents first, with time to stop their
+// pods, then the control planes. A sandbox's etcd and apiservers are thrown
+// away, so they get a moment to exit and are then killed: a graceful
+// apiserver shutdown drains watches for many seconds and protects nothing here.
 func (s *supervisor) stopAll() {
 	s.mu.Lock()
 	s.stopping = true
 	children := append([]*child(nil), s.children...)
 	s.mu.Unlock()
+	var agents, others []*child
+	for _, c := range children {
+		if strings.HasPrefix(c.name, "node-agent-") {
+			agents = append(agents, c)
+		} else {
+			others = append(others, c)
+		}
+	}
+	s.stopGroup(agents, stopGrace+5*time.Second)
+	s.stopGroup(others, controlPlaneGrace)
+}
+
+// controlPlaneGrace is how long etcd and the Kubernetes control-plane
+// processes get between SIGTERM and SIGKILL when the sandbox goes down.
+const controlPlaneGrace = time.Second
+
+func (s *supervisor) stopGroup(children []*child, grace time.Duration) {
 	var wg sync.WaitGroup
 	for _, c := range children {
 		s.mu.Lock()
@@ -272,7 +293,9 @@ func (s *supervisor) stopAll() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			proc.StopWaiting(cmd, stopGrace+5*time.Second, exited)
+			start := time.Now()
+			proc.StopWaiting(cmd, grace, exited)
+			s.log.Info("stopped", "name", c.name, "took", time.Since(start).Round(time.Millisecond))
 		}()
 	}
 	wg.Wait()

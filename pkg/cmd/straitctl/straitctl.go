@@ -3,6 +3,13 @@
 package straitctl
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/signal"
+	"syscall"
+
 	"github.com/spf13/cobra"
 
 	"strait.dev/strait/pkg/cmd/straitctl/deploybroker"
@@ -24,4 +31,37 @@ exports services, and shows, diagnoses and verifies the fabric.`,
 	}
 	root.AddCommand(deploybroker.NewCommand(), join.NewCommand(), leave.NewCommand(), show.NewCommand(), version.NewCommand())
 	return root
+}
+
+// Exit codes scripts can rely on.
+const (
+	ExitOK    = 0
+	ExitError = 1 // the command ran and failed
+	ExitUsage = 2 // the command line was wrong
+)
+
+// usageError marks an error in the command line itself.
+type usageError struct{ error }
+
+// Main runs straitctl with args and returns its exit code. Errors are one
+// line on stderr, never a stack trace.
+func Main(args []string, stdout, stderr io.Writer) int {
+	root := NewCommand()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	fmt.Fprintln(stderr, "straitctl:", err)
+	var ue usageError
+	if errors.As(err, &ue) || isArgsError(err) {
+		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+		return ExitUsage
+	}
+	return ExitError
 }
