@@ -51,13 +51,17 @@ func TestDeployEnrollAndIsolation(t *testing.T) {
 	env := kubetest.New(t, kubetest.Options{SkipCRDs: true})
 	ctx := context.Background()
 
-	info, err := broker.Deploy(ctx, env.Config, broker.DeployOptions{})
+	first, err := broker.Deploy(ctx, env.Config, broker.DeployOptions{})
 	if err != nil {
 		t.Fatalf("deploy: %v", err)
 	}
-	// Deploying again changes nothing and still works.
-	if info, err = broker.Deploy(ctx, env.Config, broker.DeployOptions{}); err != nil {
+	// Deploying again works, and only mints a new enrolment token.
+	info, err := broker.Deploy(ctx, env.Config, broker.DeployOptions{})
+	if err != nil {
 		t.Fatalf("deploy again: %v", err)
+	}
+	if info.APIServer != first.APIServer || info.Namespace != first.Namespace || string(info.CABundle) != string(first.CABundle) {
+		t.Errorf("second deploy changed the join file beyond its token: %+v vs %+v", info, first)
 	}
 
 	// The join file round-trips, with mode 0600.

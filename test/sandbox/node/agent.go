@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -390,21 +389,6 @@ func (a *Agent) releaseIP(addr netip.Addr) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	delete(a.ips, addr)
-}
-
-// recordCreated appends directories the agent created on the host file system.
-func (a *Agent) recordCreated(dirs []string) {
-	if len(dirs) == 0 || a.cfg.CreatedPathsFile == "" {
-		return
-	}
-	f, err := os.OpenFile(a.cfg.CreatedPathsFile, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-	if err != nil {
-		a.log.Warn("record created paths", "err", err)
-		return
-	}
-	defer f.Close()
-	sort.Strings(dirs)
-	_, _ = f.WriteString(strings.Join(dirs, "\n") + "\n")
 }
 
 // ip runs an iproute2 command in the agent's network namespace.
