@@ -58,7 +58,7 @@ func TestMain(m *testing.M) {
 			}
 		}
 		before = takeSnapshot()
-		out, err := sandboxCmd("up", "--clusters", "2", "--nodes", "3").CombinedOutput()
+		out, err := sandboxCmd(upArgs...).CombinedOutput()
 		upOutput = string(out)
 		fmt.Print(upOutput)
 		if err != nil {
@@ -71,6 +71,10 @@ func TestMain(m *testing.M) {
 	}()
 	os.Exit(code)
 }
+
+// upArgs is the sandbox every test shares: two clusters of three nodes, the
+// first two gateway-capable, c2 behind a NAT router.
+var upArgs = []string{"up", "--clusters", "2", "--nodes", "3", "--nat", "c2"}
 
 func sandboxCmd(args ...string) *exec.Cmd {
 	// The flag goes first: after "exec ... --" every word is the command's.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -60,6 +62,42 @@ func TestSandboxNodesReady(t *testing.T) {
 		if gateways != 2 {
 			t.Errorf("%s has %d gateway-capable nodes, want 2", cluster, gateways)
 		}
+	}
+}
+
+// TestSandboxNAT checks the internet and the NAT router: c2 sits behind
+// NAT, so c1 sees c2's gateway nodes at the router's public address and
+// cannot reach their private ones.
+func TestSandboxNAT(t *testing.T) {
+	need(t)
+	state, err := layout.ReadState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c1n1, c2n1 := state.Clusters[0].Nodes[0], state.Clusters[1].Nodes[0]
+	if !state.Clusters[1].NAT || c2n1.PublicIP != state.Clusters[1].RouterPublicIP {
+		t.Fatalf("c2 is not behind NAT: %+v", state.Clusters[1])
+	}
+	testpod := filepath.Join(binDir, "strait-testpod")
+	srv := exec.Command("ip", "netns", "exec", sandbox.NodeNS(c1n1.Name), testpod, "serve", "--http", "7080")
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
+	var r connectReport
+	waitFor(t, 10*time.Second, "c2-n1 to reach c1-n1 over the internet", func(context.Context) (bool, error) {
+		out, _ := exec.Command("ip", "netns", "exec", sandbox.NodeNS(c2n1.Name), testpod, "connect",
+			"--http", "http://"+net.JoinHostPort(c1n1.PublicIP.String(), "7080")+"/", "--timeout", "1s").Output()
+		return json.Unmarshal([]byte(lastLine(string(out))), &r) == nil && r.OK, nil
+	})
+	var body struct{ Client string }
+	_ = json.Unmarshal(r.Body, &body)
+	if host, _, _ := net.SplitHostPort(body.Client); host != c2n1.PublicIP.String() {
+		t.Errorf("c1-n1 saw c2-n1 as %s, want the NAT router's %s", body.Client, c2n1.PublicIP)
+	}
+	out, err := exec.Command("ip", "netns", "exec", sandbox.NodeNS(c1n1.Name), "ping", "-c1", "-W1", c2n1.IP.String()).CombinedOutput()
+	if err == nil {
+		t.Errorf("c1-n1 reached c2-n1's private address %s through the NAT:\n%s", c2n1.IP, out)
 	}
 }
 
