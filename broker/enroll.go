@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
-	"sort"
-	"strings"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -20,6 +18,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
+	"strait.dev/strait/pkg/cidr"
 )
 
 // Annotations on a member's service account: what the broker knows of the
@@ -88,7 +87,11 @@ func Enroll(ctx context.Context, info *Info, m Member) (string, error) {
 		if info.GlobalnetCIDR != "" {
 			continue // globalnet gives overlapping clusters global addresses
 		}
-		theirs := append(parsePrefixes(sa.Annotations[podCIDRsAnnotation]), parsePrefixes(sa.Annotations[serviceCIDRsAnnotation])...)
+		// Annotations the enroller wrote; a malformed one (edited by hand)
+		// counts as no CIDRs rather than blocking every join.
+		theirPods, _ := cidr.ParseList(sa.Annotations[podCIDRsAnnotation])
+		theirSvcs, _ := cidr.ParseList(sa.Annotations[serviceCIDRsAnnotation])
+		theirs := append(theirPods, theirSvcs...)
 		for _, mine := range append(append([]netip.Prefix(nil), m.PodCIDRs...), m.ServiceCIDRs...) {
 			for _, t := range theirs {
 				if mine.Overlaps(t) {
@@ -103,8 +106,8 @@ func Enroll(ctx context.Context, info *Info, m Member) (string, error) {
 	sa.Labels[v1.ClusterIDLabel] = m.ClusterID
 	sa.Annotations = map[string]string{
 		clusterUIDAnnotation:   m.ClusterUID,
-		podCIDRsAnnotation:     joinPrefixes(m.PodCIDRs),
-		serviceCIDRsAnnotation: joinPrefixes(m.ServiceCIDRs),
+		podCIDRsAnnotation:     cidr.Join(m.PodCIDRs),
+		serviceCIDRsAnnotation: cidr.Join(m.ServiceCIDRs),
 	}
 	if err := apply(ctx, cs.CoreV1().ServiceAccounts(ns), sa); err != nil {
 		return "", err
@@ -184,23 +187,4 @@ func Leave(ctx context.Context, cfg *rest.Config, namespace, clusterID string) e
 // resources at.
 var resourceVersions = map[string]string{
 	"clusters": "v1alpha1", "endpoints": "v1alpha1", "serviceimports": "v1beta1", "endpointslices": "v1",
-}
-
-func joinPrefixes(ps []netip.Prefix) string {
-	s := make([]string, len(ps))
-	for i, p := range ps {
-		s[i] = p.Masked().String()
-	}
-	sort.Strings(s)
-	return strings.Join(s, ",")
-}
-
-func parsePrefixes(s string) []netip.Prefix {
-	var out []netip.Prefix
-	for _, f := range strings.Split(s, ",") {
-		if p, err := netip.ParsePrefix(strings.TrimSpace(f)); err == nil {
-			out = append(out, p)
-		}
-	}
-	return out
 }

@@ -11,7 +11,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"k8s.io/client-go/rest"
@@ -19,6 +18,7 @@ import (
 
 	"strait.dev/strait/gateway"
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
+	"strait.dev/strait/pkg/cidr"
 	"strait.dev/strait/pkg/version"
 )
 
@@ -69,10 +69,10 @@ func run() error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	var err error
-	if cfg.PodCIDRs, err = parsePrefixes("--pod-cidrs", podCIDRs); err != nil {
+	if cfg.PodCIDRs, err = requiredCIDRs("--pod-cidrs", podCIDRs); err != nil {
 		return err
 	}
-	if cfg.ServiceCIDRs, err = parsePrefixes("--service-cidrs", serviceCIDRs); err != nil {
+	if cfg.ServiceCIDRs, err = requiredCIDRs("--service-cidrs", serviceCIDRs); err != nil {
 		return err
 	}
 	if publicIP != "" {
@@ -110,17 +110,13 @@ func run() error {
 	return engine.Run(ctx)
 }
 
-func parsePrefixes(flagName, s string) ([]netip.Prefix, error) {
-	if s == "" {
+func requiredCIDRs(flagName, s string) ([]netip.Prefix, error) {
+	ps, err := cidr.ParseList(s)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("%s: %w", flagName, err)
+	case len(ps) == 0:
 		return nil, fmt.Errorf("%s is required", flagName)
 	}
-	var out []netip.Prefix
-	for _, f := range strings.Split(s, ",") {
-		p, err := netip.ParsePrefix(strings.TrimSpace(f))
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", flagName, err)
-		}
-		out = append(out, p.Masked())
-	}
-	return out, nil
+	return ps, nil
 }

@@ -33,6 +33,7 @@ import (
 	"strait.dev/strait/gateway"
 	aboutv1beta1 "strait.dev/strait/pkg/apis/about.k8s.io/v1beta1"
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
+	"strait.dev/strait/pkg/cidr"
 	"strait.dev/strait/pkg/scheme"
 )
 
@@ -60,10 +61,7 @@ type JoinOptions struct {
 // joining again with the same options changes nothing, and with other
 // options updates what they change.
 func Join(ctx context.Context, cfg *rest.Config, info *broker.Info, o JoinOptions) error {
-	logf := o.Log
-	if logf == nil {
-		logf = func(string, ...any) {}
-	}
+	logf := orDiscard(o.Log)
 	if err := broker.ValidateClusterID(o.ClusterID); err != nil {
 		return err
 	}
@@ -95,7 +93,7 @@ func Join(ctx context.Context, cfg *rest.Config, info *broker.Info, o JoinOption
 			return err
 		}
 	}
-	logf("cluster %s: pod CIDRs %s, service CIDRs %s", o.ClusterID, join(o.PodCIDRs), join(o.ServiceCIDRs))
+	logf("cluster %s: pod CIDRs %s, service CIDRs %s", o.ClusterID, cidr.Join(o.PodCIDRs), cidr.Join(o.ServiceCIDRs))
 	gateways, err := gatewayNodes(ctx, cs, o.GatewayNodes)
 	if err != nil {
 		return err
@@ -129,7 +127,7 @@ func Join(ctx context.Context, cfg *rest.Config, info *broker.Info, o JoinOption
 
 	objs, err := manifests.Render("gateway.yaml", manifests.GatewayValues{
 		Namespace: v1.ComponentNamespace, ClusterID: o.ClusterID,
-		PodCIDRs: join(o.PodCIDRs), ServiceCIDRs: join(o.ServiceCIDRs), CableDriver: string(o.CableDriver),
+		PodCIDRs: cidr.Join(o.PodCIDRs), ServiceCIDRs: cidr.Join(o.ServiceCIDRs), CableDriver: string(o.CableDriver),
 		ImageRepository: o.ImageRepository, ImageTag: o.ImageTag,
 	})
 	if err != nil {
@@ -179,7 +177,7 @@ func DiscoverPodCIDRs(ctx context.Context, cs kubernetes.Interface) ([]netip.Pre
 				if m == nil {
 					continue
 				}
-				if out, err := parsePrefixes(m[1]); err == nil && len(out) > 0 {
+				if out, err := cidr.ParseList(m[1]); err == nil && len(out) > 0 {
 					return out, nil
 				}
 			}
@@ -336,10 +334,7 @@ type LeaveOptions struct {
 // made in it. The gateway pods go first, so that they remove their node
 // state; the broker records go with the member's own credential.
 func Leave(ctx context.Context, cfg *rest.Config, o LeaveOptions) error {
-	logf := o.Log
-	if logf == nil {
-		logf = func(string, ...any) {}
-	}
+	logf := orDiscard(o.Log)
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err
@@ -426,22 +421,10 @@ func waitGone(ctx context.Context, cond wait.ConditionWithContextFunc) error {
 	return wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 2*time.Minute, true, cond)
 }
 
-func join(ps []netip.Prefix) string {
-	s := make([]string, len(ps))
-	for i, p := range ps {
-		s[i] = p.String()
+// orDiscard returns logf, or a logger that drops everything.
+func orDiscard(logf func(string, ...any)) func(string, ...any) {
+	if logf == nil {
+		return func(string, ...any) {}
 	}
-	return strings.Join(s, ",")
-}
-
-func parsePrefixes(s string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, f := range strings.Split(s, ",") {
-		p, err := netip.ParsePrefix(strings.TrimSpace(f))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, p.Masked())
-	}
-	return out, nil
+	return logf
 }

@@ -3,13 +3,13 @@ package join
 
 import (
 	"fmt"
-	"net/netip"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"strait.dev/strait/broker"
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
+	"strait.dev/strait/pkg/cidr"
 	"strait.dev/strait/pkg/cmd/straitctl/cmdutil"
 	"strait.dev/strait/pkg/member"
 	"strait.dev/strait/pkg/version"
@@ -48,11 +48,11 @@ API, unless given. Joining again changes nothing; with changed flags it updates.
 			if gateways != "" {
 				opts.GatewayNodes = strings.Split(gateways, ",")
 			}
-			if opts.PodCIDRs, err = prefixes("--pod-cidr", podCIDRs); err != nil {
-				return err
+			if opts.PodCIDRs, err = cidr.ParseAll(podCIDRs); err != nil {
+				return fmt.Errorf("--pod-cidr: %w", err)
 			}
-			if opts.ServiceCIDRs, err = prefixes("--service-cidr", serviceCIDRs); err != nil {
-				return err
+			if opts.ServiceCIDRs, err = cidr.ParseAll(serviceCIDRs); err != nil {
+				return fmt.Errorf("--service-cidr: %w", err)
 			}
 			opts.Log = func(format string, a ...any) { fmt.Fprintf(cmd.OutOrStdout(), format+"\n", a...) }
 			if err := member.Join(cmd.Context(), cfg, info, opts); err != nil {
@@ -72,16 +72,4 @@ API, unless given. Joining again changes nothing; with changed flags it updates.
 	cmd.Flags().StringVar(&opts.ImageTag, "image-tag", version.Version, "tag of Strait's images")
 	_ = cmd.MarkFlagRequired("clusterid")
 	return cmd
-}
-
-func prefixes(flag string, in []string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, s := range in {
-		p, err := netip.ParsePrefix(strings.TrimSpace(s))
-		if err != nil {
-			return nil, fmt.Errorf("%s %q: %w", flag, s, err)
-		}
-		out = append(out, p.Masked())
-	}
-	return out, nil
 }
