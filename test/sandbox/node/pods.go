@@ -47,7 +47,7 @@ type containerState struct {
 	nextStart    time.Time
 	backoff      time.Duration
 	ready        bool
-	probeResults map[string]int // consecutive failures/successes by probe kind
+	probes       map[string]*probeState // by kind: "readiness", "liveness"
 	done         bool           // will not be restarted
 }
 
@@ -155,7 +155,7 @@ func (w *podWorker) run(ctx context.Context) {
 func (w *podWorker) sync(ctx context.Context, pod *corev1.Pod) {
 	if w.containers == nil {
 		for _, c := range pod.Spec.Containers {
-			w.containers = append(w.containers, &containerState{spec: c, probeResults: map[string]int{}})
+			w.containers = append(w.containers, &containerState{spec: c})
 		}
 		if err := os.MkdirAll(w.dir, 0o755); err != nil {
 			w.setupErr = err.Error()
@@ -298,8 +298,7 @@ func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, c *containerStat
 		c.restarts++
 	}
 	// Probes first run one period after the start, as the kubelet's do.
-	now := int(time.Now().UnixNano())
-	c.probeResults = map[string]int{"readiness-last": now, "liveness-last": now}
+	c.probes = map[string]*probeState{"readiness": {last: time.Now()}, "liveness": {last: time.Now()}}
 	go func(c *containerState, cmd *exec.Cmd, exited chan struct{}) {
 		_ = cmd.Wait()
 		logFile.Close()
@@ -382,29 +381,34 @@ func (w *podWorker) probe() {
 	}
 }
 
+// probeState counts one probe's consecutive outcomes.
+type probeState struct {
+	last             time.Time
+	passes, failures int32
+}
+
 // runProbe runs a probe if its period has come and reports the outcome once
-// the failure or success threshold is met (due=false: keep the last outcome).
+// the success or failure threshold is met (due=false: keep the last outcome).
+// A readiness probe's failure counts at once: an unready pod leaves its
+// Service's endpoints promptly.
 func (w *podWorker) runProbe(c *containerState, kind string, p *corev1.Probe, ip string) (ok, due bool) {
 	if time.Since(c.startedAt.Time) < time.Duration(p.InitialDelaySeconds)*time.Second {
 		return false, kind == "readiness"
 	}
-	period := time.Duration(max(p.PeriodSeconds, 1)) * time.Second
-	lastKey := kind + "-last"
-	if last := c.probeResults[lastKey]; last != 0 && time.Since(time.Unix(0, int64(last))) < period {
+	st := c.probes[kind]
+	if time.Since(st.last) < time.Duration(max(p.PeriodSeconds, 1))*time.Second {
 		return false, false
 	}
-	c.probeResults[lastKey] = int(time.Now().UnixNano())
-	timeout := time.Duration(max(p.TimeoutSeconds, 1)) * time.Second
-	err := probeOnce(p, ip, timeout)
-	failKey, passKey := kind+"-fail", kind+"-pass"
-	if err == nil {
-		c.probeResults[failKey] = 0
-		c.probeResults[passKey]++
-		return c.probeResults[passKey] >= int(max(p.SuccessThreshold, 1)), c.probeResults[passKey] >= int(max(p.SuccessThreshold, 1))
+	st.last = time.Now()
+	if err := probeOnce(p, ip, time.Duration(max(p.TimeoutSeconds, 1))*time.Second); err == nil {
+		st.failures = 0
+		st.passes++
+		met := st.passes >= max(p.SuccessThreshold, 1)
+		return met, met
 	}
-	c.probeResults[passKey] = 0
-	c.probeResults[failKey]++
-	return false, c.probeResults[failKey] >= int(max(p.FailureThreshold, 1)) || kind == "readiness"
+	st.passes = 0
+	st.failures++
+	return false, st.failures >= max(p.FailureThreshold, 1) || kind == "readiness"
 }
 
 func probeOnce(p *corev1.Probe, ip string, timeout time.Duration) error {
