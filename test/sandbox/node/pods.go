@@ -36,19 +36,19 @@ const (
 
 // containerState is what the agent knows of one container.
 type containerState struct {
-	spec         corev1.Container
-	cmd          *exec.Cmd
-	exited       chan struct{}
-	running      bool
-	startedAt    metav1.Time
-	restarts     int32
-	lastExit     *corev1.ContainerStateTerminated
-	waiting      *corev1.ContainerStateWaiting
-	nextStart    time.Time
-	backoff      time.Duration
-	ready        bool
-	probes       map[string]*probeState // by kind: "readiness", "liveness"
-	done         bool           // will not be restarted
+	spec      corev1.Container
+	cmd       *exec.Cmd
+	exited    chan struct{}
+	running   bool
+	startedAt metav1.Time
+	restarts  int32
+	lastExit  *corev1.ContainerStateTerminated
+	waiting   *corev1.ContainerStateWaiting
+	nextStart time.Time
+	backoff   time.Duration
+	ready     bool
+	probes    map[string]*probeState // by kind: "readiness", "liveness"
+	done      bool                   // will not be restarted
 }
 
 // RuntimeInfo is written per pod for "strait-sandbox exec" and "logs".
