@@ -1,0 +1,301 @@
+// Package wireguard is the WireGuard cable driver. It uses the kernel's
+// WireGuard device when the kernel has one and otherwise runs an embedded
+// userspace WireGuard (golang.zx2c4.com/wireguard) inside the gateway
+// process; either way the device is configured the same way, through wgctrl,
+// so one code path serves both.
+package wireguard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sort"
+	"syscall"
+
+	"github.com/vishvananda/netlink"
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
+	"golang.zx2c4.com/wireguard/ipc"
+	"golang.zx2c4.com/wireguard/tun"
+	"golang.zx2c4.com/wireguard/wgctrl"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"strait.dev/strait/gateway/cable"
+)
+
+// DriverName is the name the driver registers under.
+const DriverName = "wireguard"
+
+func init() {
+	cable.Register(DriverName, func(ctx context.Context, cfg cable.Config) (cable.Driver, error) {
+		return Open(ctx, cfg, nil)
+	})
+}
+
+// Options are the driver's own knobs.
+type Options struct {
+	// RouteTable is the policy routing table the peers' subnets go into;
+	// Strait's own, never main. Zero means DefaultRouteTable.
+	RouteTable int
+	// ForceUserspace skips the kernel device (for tests of the fallback on
+	// machines that have the module).
+	ForceUserspace bool
+	Log            *slog.Logger
+}
+
+// DefaultRouteTable is Strait's routing table for remote subnets: a number
+// no distribution or CNI uses by default.
+const DefaultRouteTable = 150
+
+// Driver is an open WireGuard device.
+type Driver struct {
+	cfg       cable.Config
+	opts      Options
+	link      netlink.Link
+	userspace *userspaceDevice // nil with the kernel device
+	client    *wgctrl.Client
+	key       wgtypes.Key
+}
+
+var _ cable.Driver = (*Driver)(nil)
+
+type userspaceDevice struct {
+	dev  *device.Device
+	uapi net.Listener
+}
+
+// Open creates the device and configures its key and port.
+func Open(_ context.Context, cfg cable.Config, o *Options) (*Driver, error) {
+	opts := Options{}
+	if o != nil {
+		opts = *o
+	}
+	if opts.RouteTable == 0 {
+		opts.RouteTable = DefaultRouteTable
+	}
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	key, err := wgtypes.ParseKey(cfg.PrivateKey)
+	if err != nil {
+		return nil, errors.New("wireguard: the private key is not a WireGuard key") // never echo key material
+	}
+	d := &Driver{cfg: cfg, opts: opts, key: key}
+	if err := d.createDevice(); err != nil {
+		return nil, err
+	}
+	if d.link, err = netlink.LinkByName(cfg.Interface); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("wireguard: find %s: %w", cfg.Interface, err)
+	}
+	if err := netlink.LinkSetMTU(d.link, cfg.MTU); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("wireguard: set MTU of %s: %w", cfg.Interface, err)
+	}
+	if err := netlink.LinkSetUp(d.link); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("wireguard: bring %s up: %w", cfg.Interface, err)
+	}
+	if d.client, err = wgctrl.New(); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("wireguard: open wgctrl: %w", err)
+	}
+	port := cfg.ListenPort
+	if err := d.client.ConfigureDevice(cfg.Interface, wgtypes.Config{PrivateKey: &key, ListenPort: &port}); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("wireguard: configure %s: %w", cfg.Interface, err)
+	}
+	return d, nil
+}
+
+// Userspace reports whether the device is the embedded userspace one.
+func (d *Driver) Userspace() bool { return d.userspace != nil }
+
+// createDevice makes the kernel device, or the userspace one when the kernel
+// cannot.
+func (d *Driver) createDevice() error {
+	name := d.cfg.Interface
+	if !d.opts.ForceUserspace {
+		err := netlink.LinkAdd(&netlink.Wireguard{LinkAttrs: netlink.LinkAttrs{Name: name, MTU: d.cfg.MTU}})
+		if err == nil {
+			d.opts.Log.Info("wireguard: kernel device", "interface", name)
+			return nil
+		}
+		if !errors.Is(err, syscall.EOPNOTSUPP) && !errors.Is(err, syscall.ENODEV) && !errors.Is(err, syscall.EINVAL) {
+			return fmt.Errorf("wireguard: create %s: %w", name, err)
+		}
+		d.opts.Log.Info("wireguard: no kernel support, using the embedded userspace device", "interface", name, "kernel", err)
+	}
+	tdev, err := tun.CreateTUN(name, d.cfg.MTU)
+	if err != nil {
+		return fmt.Errorf("wireguard: create TUN %s: %w", name, err)
+	}
+	dev := device.NewDevice(tdev, conn.NewDefaultBind(), device.NewLogger(device.LogLevelError, "wireguard("+name+"): "))
+	file, err := ipc.UAPIOpen(name)
+	if err != nil {
+		dev.Close()
+		return fmt.Errorf("wireguard: UAPI socket for %s: %w", name, err)
+	}
+	uapi, err := ipc.UAPIListen(name, file)
+	if err != nil {
+		file.Close()
+		dev.Close()
+		return fmt.Errorf("wireguard: UAPI listen for %s: %w", name, err)
+	}
+	go func() {
+		for {
+			c, err := uapi.Accept()
+			if err != nil {
+				return
+			}
+			go dev.IpcHandle(c)
+		}
+	}()
+	if err := dev.Up(); err != nil {
+		uapi.Close()
+		dev.Close()
+		return fmt.Errorf("wireguard: start %s: %w", name, err)
+	}
+	d.userspace = &userspaceDevice{dev: dev, uapi: uapi}
+	return nil
+}
+
+// Set makes the device's peers and routes exactly the wanted ones. Peers that
+// already match are left alone, so repeated calls keep handshakes and
+// established flows.
+func (d *Driver) Set(_ context.Context, peers []cable.Peer) error {
+	cur, err := d.client.Device(d.cfg.Interface)
+	if err != nil {
+		return fmt.Errorf("wireguard: read %s: %w", d.cfg.Interface, err)
+	}
+	want := map[wgtypes.Key]cable.Peer{}
+	for _, p := range peers {
+		k, err := wgtypes.ParseKey(p.PublicKey)
+		if err != nil {
+			return fmt.Errorf("wireguard: peer %s: public key: %w", p.Name, err)
+		}
+		want[k] = p
+	}
+	var changes []wgtypes.PeerConfig
+	have := map[wgtypes.Key]bool{}
+	for _, cp := range cur.Peers {
+		have[cp.PublicKey] = true
+		p, ok := want[cp.PublicKey]
+		if !ok {
+			changes = append(changes, wgtypes.PeerConfig{PublicKey: cp.PublicKey, Remove: true})
+			continue
+		}
+		if !samePeer(cp, p) {
+			changes = append(changes, peerConfig(cp.PublicKey, p))
+		}
+	}
+	for k, p := range want {
+		if !have[k] {
+			changes = append(changes, peerConfig(k, p))
+		}
+	}
+	if len(changes) > 0 {
+		if err := d.client.ConfigureDevice(d.cfg.Interface, wgtypes.Config{Peers: changes}); err != nil {
+			return fmt.Errorf("wireguard: configure peers of %s: %w", d.cfg.Interface, err)
+		}
+	}
+	return d.setRoutes(peers)
+}
+
+func peerConfig(k wgtypes.Key, p cable.Peer) wgtypes.PeerConfig {
+	ep := net.UDPAddrFromAddrPort(p.Endpoint)
+	ka := p.Keepalive
+	return wgtypes.PeerConfig{
+		PublicKey: k, Endpoint: ep, ReplaceAllowedIPs: true, AllowedIPs: ipNets(p.Subnets),
+		PersistentKeepaliveInterval: &ka,
+	}
+}
+
+func samePeer(cur wgtypes.Peer, p cable.Peer) bool {
+	if cur.Endpoint == nil || cur.Endpoint.AddrPort() != p.Endpoint || cur.PersistentKeepaliveInterval != p.Keepalive {
+		return false
+	}
+	var a, b []string
+	for _, n := range cur.AllowedIPs {
+		a = append(a, n.String())
+	}
+	for _, s := range p.Subnets {
+		b = append(b, s.Masked().String())
+	}
+	sort.Strings(a)
+	sort.Strings(b)
+	return slices.Equal(a, b)
+}
+
+// setRoutes keeps one route per peer subnet through the device in the
+// driver's table, and no other route through the device there.
+func (d *Driver) setRoutes(peers []cable.Peer) error {
+	want := map[string]netip.Prefix{}
+	for _, p := range peers {
+		for _, s := range p.Subnets {
+			want[s.Masked().String()] = s.Masked()
+		}
+	}
+	idx := d.link.Attrs().Index
+	var cur []netlink.Route
+	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		rs, err := netlink.RouteListFiltered(family, &netlink.Route{Table: d.opts.RouteTable, LinkIndex: idx},
+			netlink.RT_FILTER_TABLE|netlink.RT_FILTER_OIF)
+		if err != nil {
+			return fmt.Errorf("wireguard: list routes: %w", err)
+		}
+		cur = append(cur, rs...)
+	}
+	have := map[string]bool{}
+	for _, r := range cur {
+		if r.Dst == nil {
+			continue
+		}
+		if _, ok := want[r.Dst.String()]; !ok {
+			if err := netlink.RouteDel(&r); err != nil {
+				return fmt.Errorf("wireguard: remove route %s: %w", r.Dst, err)
+			}
+			continue
+		}
+		have[r.Dst.String()] = true
+	}
+	for s, p := range want {
+		if have[s] {
+			continue
+		}
+		dst := ipNets([]netip.Prefix{p})[0]
+		if err := netlink.RouteReplace(&netlink.Route{LinkIndex: idx, Dst: &dst, Table: d.opts.RouteTable, Scope: netlink.SCOPE_LINK}); err != nil {
+			return fmt.Errorf("wireguard: route %s: %w", s, err)
+		}
+	}
+	return nil
+}
+
+// Close removes the device; its routes and UAPI socket go with it.
+func (d *Driver) Close() error {
+	if d.client != nil {
+		d.client.Close()
+	}
+	if d.userspace != nil {
+		d.userspace.uapi.Close()
+		d.userspace.dev.Close()
+		return nil
+	}
+	if l, err := netlink.LinkByName(d.cfg.Interface); err == nil {
+		return netlink.LinkDel(l)
+	}
+	return nil
+}
+
+func ipNets(ps []netip.Prefix) []net.IPNet {
+	out := make([]net.IPNet, len(ps))
+	for i, p := range ps {
+		p = p.Masked()
+		out[i] = net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+	}
+	return out
+}
