@@ -12,7 +12,17 @@ import (
 // desired set of remote endpoints whenever that set changes, and may call it
 // again with the same input at any time.
 type Dataplane interface {
-	Set(ctx context.Context, local v1.EndpointSpec, remotes []v1.Endpoint) error
+	Set(ctx context.Context, local Local, remotes []v1.Endpoint) error
+	// Close removes everything the data plane made on the node.
+	Close() error
+}
+
+// Local is the local gateway as the data plane needs it.
+type Local struct {
+	Spec v1.EndpointSpec
+	// PrivateKey is the node's WireGuard private key (wireguard only). It is
+	// kept out of logs and out of the Endpoint.
+	PrivateKey string
 }
 
 // ObserverDataplane builds no tunnel: it records and logs the desired state.
@@ -27,7 +37,7 @@ type ObserverDataplane struct {
 var _ Dataplane = (*ObserverDataplane)(nil)
 
 // Set records the remote set.
-func (d *ObserverDataplane) Set(_ context.Context, _ v1.EndpointSpec, remotes []v1.Endpoint) error {
+func (d *ObserverDataplane) Set(_ context.Context, _ Local, remotes []v1.Endpoint) error {
 	d.Last = remotes
 	names := make([]string, len(remotes))
 	for i, r := range remotes {
@@ -38,3 +48,6 @@ func (d *ObserverDataplane) Set(_ context.Context, _ v1.EndpointSpec, remotes []
 	}
 	return nil
 }
+
+// Close does nothing: the observer made nothing.
+func (d *ObserverDataplane) Close() error { return nil }

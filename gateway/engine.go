@@ -9,6 +9,7 @@ import (
 	"sort"
 	"time"
 
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -74,6 +75,8 @@ type Engine struct {
 	rest *rest.Config
 	kube kubernetes.Interface
 	c    client.Client
+	// wgKey is this node's WireGuard private key, once read.
+	wgKey wgtypes.Key
 }
 
 // New makes an engine that talks to the local cluster through rc.
@@ -106,8 +109,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		Client:     e.kube.CoordinationV1(),
 		LockConfig: resourcelock.ResourceLockConfig{Identity: e.cfg.NodeName},
 	}
-	lost := make(chan struct{})
-	activeErr := make(chan error, 1)
+	leading := make(chan context.Context, 1)
 	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock:            lock,
 		LeaseDuration:   leaseDuration,
@@ -116,11 +118,10 @@ func (e *Engine) Run(ctx context.Context) error {
 		ReleaseOnCancel: true,
 		Name:            LeaseName,
 		Callbacks: leaderelection.LeaderCallbacks{
-			OnStartedLeading: func(ctx context.Context) {
-				e.log.Info("active")
-				activeErr <- e.runActive(ctx)
-			},
-			OnStoppedLeading: func() { close(lost) },
+			// The work runs below, in Run itself, so that Run returns only
+			// after it (and its data-plane cleanup) has finished.
+			OnStartedLeading: func(lctx context.Context) { leading <- lctx },
+			OnStoppedLeading: func() {},
 			OnNewLeader: func(id string) {
 				if id != e.cfg.NodeName {
 					e.log.Info("standby", "active", id)
@@ -131,26 +132,37 @@ func (e *Engine) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	go elector.Run(ctx)
+	ectx, cancel := context.WithCancel(ctx)
+	electorDone := make(chan struct{})
+	go func() { elector.Run(ectx); close(electorDone) }()
+	// Whatever ends the engine, the elector stops (releasing the Lease if
+	// held) before Run returns.
+	defer func() { cancel(); <-electorDone }()
+
+	var activeErr error
 	select {
+	case lctx := <-leading:
+		e.log.Info("active")
+		activeErr = e.runActive(lctx)
+	case <-electorDone:
 	case <-ctx.Done():
-		<-lost
+	}
+	if ctx.Err() != nil {
 		// Stopping (SIGTERM): say so, so that the status does not claim an
 		// active gateway that is gone. Best effort: the apiserver may be away.
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
+		cancel()
+		<-electorDone
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer scancel()
 		if err := e.writeStatus(sctx, v1.HAStatusPassive, ""); err != nil {
 			e.log.Warn("final status", "err", err)
 		}
 		return nil
-	case <-lost:
-		if ctx.Err() != nil {
-			return nil
-		}
-		return errors.New("lost the active role")
-	case err := <-activeErr:
-		return err
 	}
+	if activeErr != nil {
+		return activeErr
+	}
+	return errors.New("lost the active role")
 }
 
 // runActive is the active gateway's work: publish, sync, and drive the data plane.
@@ -174,7 +186,13 @@ func (e *Engine) runActive(ctx context.Context) error {
 			e.log.Error("syncer", "err", err)
 		}
 	}()
-	// Drive the data plane from the imported Endpoints.
+	// Drive the data plane from the imported Endpoints; take it down when
+	// this gateway stops being active.
+	defer func() {
+		if err := e.cfg.Dataplane.Close(); err != nil {
+			e.log.Warn("data plane cleanup", "err", err)
+		}
+	}()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var last []string
@@ -187,7 +205,7 @@ func (e *Engine) runActive(ctx context.Context) error {
 				names[i] = r.Name + "@" + r.ResourceVersion
 			}
 			if fmt.Sprint(names) != fmt.Sprint(last) {
-				if err := e.cfg.Dataplane.Set(ctx, local.Spec, remotes); err != nil {
+				if err := e.cfg.Dataplane.Set(ctx, Local{Spec: local.Spec, PrivateKey: e.privateKey()}, remotes); err != nil {
 					e.log.Warn("data plane", "err", err)
 				} else {
 					last = names
@@ -205,6 +223,13 @@ func (e *Engine) runActive(ctx context.Context) error {
 		case <-tick.C:
 		}
 	}
+}
+
+func (e *Engine) privateKey() string {
+	if e.wgKey == (wgtypes.Key{}) {
+		return ""
+	}
+	return e.wgKey.String()
 }
 
 // localEndpoint describes this node as its cluster's gateway.
@@ -257,11 +282,12 @@ func (e *Engine) localEndpoint(ctx context.Context) (*v1.Endpoint, error) {
 	}
 	switch e.cfg.CableDriver {
 	case v1.CableDriverWireGuard:
-		pub, err := ensureWireGuardKey(ctx, e.kube, e.cfg.Namespace, e.cfg.NodeName)
+		key, err := ensureWireGuardKey(ctx, e.kube, e.cfg.Namespace, e.cfg.NodeName)
 		if err != nil {
 			return nil, err
 		}
-		ep.Spec.WireGuard = &v1.WireGuardConfig{PublicKey: pub, Port: e.cfg.WireGuardPort}
+		e.wgKey = key
+		ep.Spec.WireGuard = &v1.WireGuardConfig{PublicKey: key.PublicKey().String(), Port: e.cfg.WireGuardPort}
 	case v1.CableDriverVXLAN:
 		ep.Spec.VXLAN = &v1.VXLANConfig{VNI: e.cfg.VXLANVNI, Port: e.cfg.VXLANPort}
 	default:

@@ -26,7 +26,9 @@ type recorder struct {
 	last []string
 }
 
-func (r *recorder) Set(_ context.Context, _ v1.EndpointSpec, remotes []v1.Endpoint) error {
+func (r *recorder) Close() error { return nil }
+
+func (r *recorder) Set(_ context.Context, _ gateway.Local, remotes []v1.Endpoint) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.last = nil

@@ -68,15 +68,15 @@ func ReadBrokerSecret(ctx context.Context, cs kubernetes.Interface, namespace, n
 // its public half is published.
 func wireGuardKeySecret(node string) string { return "strait-wireguard-" + node }
 
-// ensureWireGuardKey returns the node's WireGuard public key, making and
-// storing a private key the first time.
-func ensureWireGuardKey(ctx context.Context, cs kubernetes.Interface, namespace, node string) (string, error) {
+// ensureWireGuardKey returns the node's WireGuard private key, making and
+// storing it the first time.
+func ensureWireGuardKey(ctx context.Context, cs kubernetes.Interface, namespace, node string) (wgtypes.Key, error) {
 	api := cs.CoreV1().Secrets(namespace)
 	s, err := api.Get(ctx, wireGuardKeySecret(node), metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		key, kerr := wgtypes.GeneratePrivateKey()
 		if kerr != nil {
-			return "", kerr
+			return wgtypes.Key{}, kerr
 		}
 		s = &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Name: wireGuardKeySecret(node), Namespace: namespace},
@@ -87,11 +87,11 @@ func ensureWireGuardKey(ctx context.Context, cs kubernetes.Interface, namespace,
 		}
 	}
 	if err != nil {
-		return "", fmt.Errorf("WireGuard key of %s: %w", node, err)
+		return wgtypes.Key{}, fmt.Errorf("WireGuard key of %s: %w", node, err)
 	}
 	key, err := wgtypes.ParseKey(string(s.Data["privateKey"]))
 	if err != nil {
-		return "", fmt.Errorf("WireGuard key of %s is corrupt: %w", node, err)
+		return wgtypes.Key{}, fmt.Errorf("WireGuard key of %s in Secret %s is corrupt", node, wireGuardKeySecret(node))
 	}
-	return key.PublicKey().String(), nil
+	return key, nil
 }

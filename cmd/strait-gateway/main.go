@@ -47,6 +47,8 @@ func run() error {
 		publicIP                 string
 		wgPort, vxPort, vni, nat int
 		showVersion              bool
+		dataplane                string
+		underlayMTU              int
 	)
 	flag.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster configuration)")
 	flag.StringVar(&cfg.ClusterID, "cluster-id", "", "this cluster's ID (required)")
@@ -61,6 +63,8 @@ func run() error {
 	flag.IntVar(&vni, "vxlan-vni", defaultVXLANVNI, "VXLAN network identifier")
 	flag.IntVar(&nat, "nat-discovery-port", defaultNATDiscoveryPort, "NAT discovery UDP port")
 	flag.StringVar(&cfg.BrokerSecret, "broker-secret", gateway.BrokerSecretName, "Secret with the broker credential")
+	flag.StringVar(&dataplane, "dataplane", "cable", "cable: build the tunnels; observe: only log the desired peers")
+	flag.IntVar(&underlayMTU, "underlay-mtu", 1500, "MTU of the node network the tunnels run over")
 	flag.BoolVar(&showVersion, "version", false, "print the version and exit")
 	flag.Parse()
 	if showVersion {
@@ -89,7 +93,14 @@ func run() error {
 	cfg.CableDriver = v1.CableDriver(driver)
 	cfg.WireGuardPort, cfg.VXLANPort, cfg.VXLANVNI, cfg.NATDiscoveryPort = int32(wgPort), int32(vxPort), int32(vni), int32(nat)
 	cfg.Log = log
-	cfg.Dataplane = &gateway.ObserverDataplane{Log: log}
+	switch dataplane {
+	case "cable":
+		cfg.Dataplane = &gateway.CableDataplane{UnderlayMTU: underlayMTU, Log: log}
+	case "observe":
+		cfg.Dataplane = &gateway.ObserverDataplane{Log: log}
+	default:
+		return fmt.Errorf("--dataplane %q: want cable or observe", dataplane)
+	}
 
 	var rc *rest.Config
 	if kubeconfig != "" {

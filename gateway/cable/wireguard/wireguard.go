@@ -15,6 +15,7 @@ import (
 	"slices"
 	"sort"
 	"syscall"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.zx2c4.com/wireguard/conn"
@@ -215,8 +216,19 @@ func peerConfig(k wgtypes.Key, p cable.Peer) wgtypes.PeerConfig {
 	}
 }
 
+// roamGrace is how long a peer keeps an endpoint it roamed to without a new
+// handshake: WireGuard's own REJECT_AFTER_TIME.
+const roamGrace = 180 * time.Second
+
 func samePeer(cur wgtypes.Peer, p cable.Peer) bool {
-	if cur.Endpoint == nil || cur.Endpoint.AddrPort() != p.Endpoint || cur.PersistentKeepaliveInterval != p.Keepalive {
+	// A peer behind NAT is heard from the NAT's address and port, not the
+	// published ones; WireGuard follows it there. While its handshakes are
+	// fresh, its learned endpoint stands: resetting it would cut the path.
+	roamed := !cur.LastHandshakeTime.IsZero() && time.Since(cur.LastHandshakeTime) < roamGrace
+	if (cur.Endpoint == nil || cur.Endpoint.AddrPort() != p.Endpoint) && !roamed {
+		return false
+	}
+	if cur.PersistentKeepaliveInterval != p.Keepalive {
 		return false
 	}
 	var a, b []string
