@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -11,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -120,6 +124,43 @@ func TestBrokerJoinAndLeave(t *testing.T) {
 			if roles[v1.HAStatusActive] != 1 || roles[v1.HAStatusPassive] != 1 {
 				t.Errorf("%s gateways: %v, want one active and one passive", name, roles)
 			}
+		}
+	})
+
+	t.Run("pods on the active gateways talk across the WireGuard cable", func(t *testing.T) {
+		// c2 sits behind NAT: the cable only comes up because c2's gateway
+		// opens it with keepalives and c1's follows it to the NAT's port.
+		ips := map[string]string{}
+		for _, cl := range []string{"c1", "c2"} {
+			cs := kubeClient(t, cl)
+			ns := testNamespace(t, cs)
+			node := active(ctx, map[string]client.Client{"c1": c1, "c2": c2}[cl])
+			pod := &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Name: "gw-side", Labels: map[string]string{"app": "gw-side"}},
+				Spec:       corev1.PodSpec{NodeName: node, Containers: []corev1.Container{testpodContainer("c", "serve")}},
+			}
+			if _, err := cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			p := runningPods(t, cs, ns, "app=gw-side", 1)[0]
+			ips[cl] = p.Status.PodIP
+			ips[cl+"/ns"] = ns
+		}
+		var r connectReport
+		waitFor(t, 60*time.Second, "HTTP from c1's pod to c2's pod through the cable", func(context.Context) (bool, error) {
+			r = connect(t, "c1", ips["c1/ns"], "gw-side", "--http", "http://"+net.JoinHostPort(ips["c2"], "8080")+"/", "--timeout", "2s")
+			return r.OK, nil
+		})
+		var body struct{ Client string }
+		_ = json.Unmarshal(r.Body, &body)
+		if host, _, _ := net.SplitHostPort(body.Client); host != ips["c1"] {
+			t.Errorf("c2's pod saw %s, want c1's pod address %s (no masquerade across the cable)", body.Client, ips["c1"])
+		}
+		if r := connect(t, "c2", ips["c2/ns"], "gw-side", "--tcp", net.JoinHostPort(ips["c1"], "9000"), "--bytes", "3000000"); !r.OK {
+			t.Errorf("TCP 3 MB from c2 to c1: %+v", r)
+		}
+		if out, err := execIn(t, "c1", ips["c1/ns"], "gw-side", "ping", "-c", "2", "-s", "3000", "-W", "2", ips["c2"]); err != nil {
+			t.Errorf("3000-byte ping c1 → c2: %v\n%s", err, out)
 		}
 	})
 
@@ -267,6 +308,19 @@ func TestBrokerJoinAndLeave(t *testing.T) {
 	t.Run("leave leaves no trace", func(t *testing.T) {
 		if out, err := straitctl(t, "leave", "--kubeconfig", adminKubeconfig("c2")); err != nil {
 			t.Fatalf("leave c2: %v\n%s", err, out)
+		}
+		// The gateways took their node state with them.
+		for _, node := range []string{"c2-n1", "c2-n2"} {
+			ns := sandbox.NodeNS(node)
+			if out, err := exec.Command("ip", "-n", ns, "link", "show", gateway.CableInterface).CombinedOutput(); err == nil {
+				t.Errorf("%s still has the cable device:\n%s", node, out)
+			}
+			if out, _ := exec.Command("ip", "-n", ns, "rule").Output(); strings.Contains(string(out), "lookup 150") {
+				t.Errorf("%s still has Strait's rules:\n%s", node, out)
+			}
+			if out, _ := exec.Command("ip", "netns", "exec", ns, "iptables-save", "-t", "nat").Output(); strings.Contains(string(out), "STRAIT-") {
+				t.Errorf("%s still has Strait's chains:\n%s", node, out)
+			}
 		}
 		cs := kubeClient(t, "c2")
 		if _, err := cs.CoreV1().Namespaces().Get(ctx, v1.ComponentNamespace, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
