@@ -83,6 +83,38 @@ say "c1: straitctl show endpoints"
 say "c2: straitctl show gateways"
 "$ctl" show gateways --kubeconfig .sandbox/c2.kubeconfig
 
+# A pod on each cluster's active gateway node, and traffic between them
+# through the WireGuard cable.
+declare -A podip
+for c in c1 c2; do
+  node=$(kubectl --kubeconfig ".sandbox/$c.kubeconfig" -n strait-system get gateways.strait.dev \
+    -o jsonpath='{range .items[?(@.status.haStatus=="active")]}{.metadata.name}{end}')
+  kubectl --kubeconfig ".sandbox/$c.kubeconfig" apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Pod
+metadata: {name: gw-side, namespace: default}
+spec:
+  nodeName: $node
+  containers:
+  - name: c
+    image: strait/testpod:demo
+    args: [serve]
+    env:
+    - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+    - {name: NODE_NAME, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
+YAML
+  kubectl --kubeconfig ".sandbox/$c.kubeconfig" wait --for=condition=Ready pod/gw-side --timeout=60s >/dev/null
+  podip[$c]=$(kubectl --kubeconfig ".sandbox/$c.kubeconfig" get pod gw-side -o jsonpath='{.status.podIP}')
+done
+say "c1 gw-side (${podip[c1]}) pings c2 gw-side (${podip[c2]}) through the WireGuard cable"
+for i in $(seq 1 30); do
+  "$sbx" exec c1/default/gw-side -- ping -c 1 -W 1 "${podip[c2]}" >/dev/null 2>&1 && break
+  sleep 1
+done
+"$sbx" exec c1/default/gw-side -- ping -c 3 "${podip[c2]}"
+say "c1 gw-side fetches a page from c2 gw-side"
+"$sbx" exec c1/default/gw-side -- "$PWD/$bin/strait-testpod" connect --http "http://${podip[c2]}:8080/"
+
 cat <<MSG
 
 $(printf '\033[1m')The sandbox stays up. Look around:$(printf '\033[0m')
