@@ -1,0 +1,268 @@
+// Package health measures the connections between gateways: every active
+// gateway answers probes on a UDP port and sends probes to each remote
+// gateway's health-check address through the cable, keeping per-connection
+// state (connected, connecting, error) and round-trip times.
+//
+// The wire format is small and versioned: 24 bytes, magic "STHC", a version
+// byte, a kind byte (request or reply), two reserved bytes, a 64-bit sequence
+// number and the sender's 64-bit monotonic send time, echoed in the reply.
+// Anything else that arrives is dropped.
+package health
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+const (
+	magic        = "STHC"
+	version      = 1
+	kindRequest  = 1
+	kindReply    = 2
+	messageBytes = 24
+)
+
+// DefaultPort is the UDP port gateways answer health probes on.
+const DefaultPort = 4491
+
+type message struct {
+	kind byte
+	seq  uint64
+	sent uint64 // sender's clock, nanoseconds; opaque to the receiver
+}
+
+func (m message) encode() []byte {
+	b := make([]byte, messageBytes)
+	copy(b, magic)
+	b[4], b[5] = version, m.kind
+	binary.BigEndian.PutUint64(b[8:], m.seq)
+	binary.BigEndian.PutUint64(b[16:], m.sent)
+	return b
+}
+
+var errBadMessage = errors.New("not a health message")
+
+func decode(b []byte) (message, error) {
+	if len(b) != messageBytes || string(b[:4]) != magic || b[4] != version || (b[5] != kindRequest && b[5] != kindReply) {
+		return message{}, errBadMessage
+	}
+	return message{kind: b[5], seq: binary.BigEndian.Uint64(b[8:]), sent: binary.BigEndian.Uint64(b[16:])}, nil
+}
+
+// Status is a connection's state.
+type Status string
+
+// The states of a connection, as the Gateway status reports them.
+const (
+	Connecting Status = "connecting"
+	Connected  Status = "connected"
+	Error      Status = "error"
+)
+
+// Result is what the prober knows of one connection.
+type Result struct {
+	Status  Status
+	Message string
+	// Last, Min, Average and Max round-trip times since the connection came up.
+	Last, Min, Average, Max time.Duration
+	samples                 int
+}
+
+// Options tune a Prober.
+type Options struct {
+	// Interval between probes of one target. Short, so that failover can be
+	// quick: one second by default.
+	Interval time.Duration
+	// Failures is how many probes in a row may go unanswered before the
+	// connection is an error (default 3).
+	Failures int
+	// OnChange is called, outside the prober's lock, when a connection
+	// changes state (not on every new round-trip time).
+	OnChange func(target string, r Result)
+	Log      *slog.Logger
+}
+
+// Prober probes a set of targets from one UDP socket.
+type Prober struct {
+	opts Options
+	conn *net.UDPConn
+	// Time base for the send times carried in probes.
+	epoch time.Time
+
+	mu      sync.Mutex
+	targets map[string]*target
+}
+
+type target struct {
+	addr    netip.AddrPort
+	result  Result
+	sentSeq uint64
+	missed  int
+	total   time.Duration
+}
+
+// NewProber probes from conn, which the caller bound (to the local
+// health-check address, so that replies come back through the cable).
+func NewProber(conn *net.UDPConn, o Options) *Prober {
+	if o.Interval <= 0 {
+		o.Interval = time.Second
+	}
+	if o.Failures <= 0 {
+		o.Failures = 3
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	return &Prober{opts: o, conn: conn, epoch: time.Now(), targets: map[string]*target{}}
+}
+
+// SetTargets replaces the set of targets; kept targets keep their state.
+func (p *Prober) SetTargets(targets map[string]netip.AddrPort) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for name, t := range p.targets {
+		if addr, ok := targets[name]; !ok || addr != t.addr {
+			delete(p.targets, name)
+		}
+	}
+	for name, addr := range targets {
+		if _, ok := p.targets[name]; !ok {
+			p.targets[name] = &target{addr: addr, result: Result{Status: Connecting, Message: "waiting for the first answer"}}
+		}
+	}
+}
+
+// Results returns a copy of every target's state.
+func (p *Prober) Results() map[string]Result {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[string]Result, len(p.targets))
+	for name, t := range p.targets {
+		out[name] = t.result
+	}
+	return out
+}
+
+// Run probes until ctx ends. It reads replies on the prober's socket and
+// answers requests on it too, so one socket per gateway does both.
+func (p *Prober) Run(ctx context.Context) error {
+	go func() {
+		<-ctx.Done()
+		p.conn.Close()
+	}()
+	go p.read()
+	tick := time.NewTicker(p.opts.Interval)
+	defer tick.Stop()
+	var seq uint64
+	for {
+		seq++
+		p.round(seq)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// round sends one probe to every target and counts the previous round's
+// unanswered ones.
+func (p *Prober) round(seq uint64) {
+	type change struct {
+		name string
+		r    Result
+	}
+	var changes []change
+	p.mu.Lock()
+	now := uint64(time.Since(p.epoch))
+	for name, t := range p.targets {
+		if t.sentSeq != 0 {
+			t.missed++
+			if t.missed >= p.opts.Failures && t.result.Status != Error {
+				t.result.Status = Error
+				t.result.Message = fmt.Sprintf("no answer to %d health probes in a row from %s", t.missed, t.addr)
+				changes = append(changes, change{name, t.result})
+			}
+		}
+		t.sentSeq = seq
+		if _, err := p.conn.WriteToUDPAddrPort(message{kind: kindRequest, seq: seq, sent: now}.encode(), t.addr); err != nil {
+			p.opts.Log.Debug("health probe", "target", name, "err", err)
+		}
+	}
+	p.mu.Unlock()
+	for _, c := range changes {
+		if p.opts.OnChange != nil {
+			p.opts.OnChange(c.name, c.r)
+		}
+	}
+}
+
+func (p *Prober) read() {
+	buf := make([]byte, 64)
+	for {
+		n, from, err := p.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		m, err := decode(buf[:n])
+		if err != nil {
+			continue // garbage, another protocol, a scanner: ignore
+		}
+		switch m.kind {
+		case kindRequest:
+			reply := message{kind: kindReply, seq: m.seq, sent: m.sent}
+			_, _ = p.conn.WriteToUDPAddrPort(reply.encode(), from)
+		case kindReply:
+			p.answered(from, m)
+		}
+	}
+}
+
+func (p *Prober) answered(from netip.AddrPort, m message) {
+	rtt := time.Since(p.epoch) - time.Duration(m.sent)
+	var name string
+	var changed *Result
+	p.mu.Lock()
+	for n, t := range p.targets {
+		if t.addr.Addr() != from.Addr().Unmap() || m.seq != t.sentSeq || rtt < 0 {
+			continue
+		}
+		name = n
+		t.sentSeq, t.missed = 0, 0
+		r := &t.result
+		if r.Status != Connected {
+			*r = Result{Status: Connected}
+			t.total = 0
+			cp := *r
+			changed = &cp
+		}
+		r.samples++
+		t.total += rtt
+		r.Last = rtt
+		r.Average = t.total / time.Duration(r.samples)
+		if r.Min == 0 || rtt < r.Min {
+			r.Min = rtt
+		}
+		if rtt > r.Max {
+			r.Max = rtt
+		}
+		if changed != nil {
+			*changed = *r
+		}
+		break
+	}
+	p.mu.Unlock()
+	if changed != nil && p.opts.OnChange != nil {
+		p.opts.OnChange(name, *changed)
+	}
+}

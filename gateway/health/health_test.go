@@ -1,0 +1,121 @@
+package health
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+)
+
+func listen(t *testing.T) *net.UDPConn {
+	t.Helper()
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func addr(c *net.UDPConn) netip.AddrPort { return c.LocalAddr().(*net.UDPAddr).AddrPort() }
+
+func TestDecodeRejectsGarbage(t *testing.T) {
+	good := message{kind: kindRequest, seq: 7, sent: 9}.encode()
+	if m, err := decode(good); err != nil || m.seq != 7 || m.sent != 9 {
+		t.Fatalf("round trip: %+v, %v", m, err)
+	}
+	bad := [][]byte{nil, []byte("STHC"), append([]byte("XXXX"), good[4:]...), append(append([]byte{}, good...), 0)}
+	wrongVersion := append([]byte{}, good...)
+	wrongVersion[4] = 9
+	wrongKind := append([]byte{}, good...)
+	wrongKind[5] = 3
+	for _, b := range append(bad, wrongVersion, wrongKind) {
+		if _, err := decode(b); err == nil {
+			t.Errorf("decoded %q", b)
+		}
+	}
+}
+
+type changes struct {
+	mu  sync.Mutex
+	got []Status
+}
+
+func (c *changes) add(_ string, r Result) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.got = append(c.got, r.Status)
+}
+
+func (c *changes) last() Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.got) == 0 {
+		return ""
+	}
+	return c.got[len(c.got)-1]
+}
+
+func waitStatus(t *testing.T, c *changes, want Status) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for c.last() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("status %q, want %q (changes %v)", c.last(), want, c.got)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestProberConnectsMeasuresAndDetectsSilence(t *testing.T) {
+	// Two gateways on loopback, each answering the other's probes.
+	aConn, bConn := listen(t), listen(t)
+	var ch changes
+	a := NewProber(aConn, Options{Interval: 20 * time.Millisecond, Failures: 3, OnChange: ch.add})
+	b := NewProber(bConn, Options{Interval: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	bctx, bcancel := context.WithCancel(ctx)
+	go func() { _ = a.Run(ctx) }()
+	go func() { _ = b.Run(bctx) }()
+
+	a.SetTargets(map[string]netip.AddrPort{"b": addr(bConn)})
+	waitStatus(t, &ch, Connected)
+	time.Sleep(100 * time.Millisecond)
+	r := a.Results()["b"]
+	if r.samples < 2 || r.Last <= 0 || r.Min <= 0 || r.Max < r.Min || r.Average < r.Min || r.Average > r.Max {
+		t.Fatalf("RTT statistics %+v", r)
+	}
+
+	// Garbage at the prober changes nothing and crashes nothing.
+	junk := listen(t)
+	defer junk.Close()
+	for _, b := range [][]byte{[]byte("hello"), make([]byte, 24), make([]byte, 1500)} {
+		_, _ = junk.WriteToUDPAddrPort(b, addr(aConn))
+	}
+
+	// b goes silent: a reports an error after the configured misses.
+	bcancel()
+	waitStatus(t, &ch, Error)
+	if msg := a.Results()["b"].Message; msg == "" {
+		t.Error("error without a message")
+	}
+
+	// A new b at the same address brings the connection back.
+	bConn2, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(addr(bConn)))
+	if err != nil {
+		t.Skipf("could not rebind %s: %v", addr(bConn), err)
+	}
+	go func() { _ = NewProber(bConn2, Options{Interval: time.Hour}).Run(ctx) }()
+	waitStatus(t, &ch, Connected)
+	if got := a.Results()["b"]; got.samples == 0 || got.Max > time.Second {
+		t.Errorf("after reconnecting: %+v", got)
+	}
+
+	// Removing the target forgets it.
+	a.SetTargets(nil)
+	if len(a.Results()) != 0 {
+		t.Errorf("results after removing every target: %v", a.Results())
+	}
+}
