@@ -109,6 +109,19 @@ func (d *CableDataplane) open(ctx context.Context, local Local) error {
 		return err
 	}
 	d.driver, d.driverName = drv, local.Spec.CableDriver
+	// The health-check addresses live on the cable device, so that probes
+	// leave and arrive through it.
+	link, err := netlink.LinkByName(CableInterface)
+	if err != nil {
+		return err
+	}
+	for _, a := range local.HealthCheckIPs {
+		bits := a.BitLen()
+		addr := &netlink.Addr{IPNet: &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(bits, bits)}}
+		if err := netlink.AddrReplace(link, addr); err != nil {
+			return fmt.Errorf("health-check address %s: %w", a, err)
+		}
+	}
 	return nil
 }
 

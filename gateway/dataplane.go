@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"log/slog"
+	"net/netip"
 
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
 )
@@ -23,6 +24,9 @@ type Local struct {
 	// PrivateKey is the node's WireGuard private key (wireguard only). It is
 	// kept out of logs and out of the Endpoint.
 	PrivateKey string
+	// HealthCheckIPs are the addresses remote gateways probe; the data plane
+	// puts them on the cable device.
+	HealthCheckIPs []netip.Addr
 }
 
 // ObserverDataplane builds no tunnel: it records and logs the desired state.

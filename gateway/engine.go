@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"sort"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"strait.dev/strait/broker"
+	"strait.dev/strait/gateway/health"
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
 	"strait.dev/strait/pkg/scheme"
 )
@@ -56,6 +58,12 @@ type Config struct {
 	VXLANPort        int32
 	VXLANVNI         int32
 	NATDiscoveryPort int32
+	// HealthCheckPort is the UDP port of the health probes between gateways.
+	HealthCheckPort int
+	// HealthCheckInterval is the time between probes of one connection.
+	HealthCheckInterval time.Duration
+	// HealthCheckFailures is how many unanswered probes make an error.
+	HealthCheckFailures int
 	// PublicIP overrides the node's strait.dev/public-ip annotation.
 	PublicIP netip.Addr
 	// BrokerSecret names the Secret holding the member's broker credential.
@@ -193,9 +201,14 @@ func (e *Engine) runActive(ctx context.Context) error {
 			e.log.Warn("data plane cleanup", "err", err)
 		}
 	}()
+	prober, err := e.startProber(ctx)
+	if err != nil {
+		return err
+	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var last []string
+	var lastStatus []v1.Connection
 	statusTick := time.Now()
 	for {
 		remotes, err := e.remoteEndpoints(ctx)
@@ -205,16 +218,20 @@ func (e *Engine) runActive(ctx context.Context) error {
 				names[i] = r.Name + "@" + r.ResourceVersion
 			}
 			if fmt.Sprint(names) != fmt.Sprint(last) {
-				if err := e.cfg.Dataplane.Set(ctx, Local{Spec: local.Spec, PrivateKey: e.privateKey()}, remotes); err != nil {
+				if err := e.cfg.Dataplane.Set(ctx, e.local(local), remotes); err != nil {
 					e.log.Warn("data plane", "err", err)
 				} else {
 					last = names
 				}
 			}
-		}
-		if time.Since(statusTick) > statusInterval {
-			if err := e.writeStatus(ctx, v1.HAStatusActive, local.Name); err == nil {
-				statusTick = time.Now()
+			prober.SetTargets(healthTargets(remotes, e.cfg.HealthCheckPort))
+			// Write the status when a connection changes state, and refresh
+			// the round-trip times now and then: at most once a tick.
+			conns := connections(local.Spec, remotes, prober.Results())
+			if !sameStates(conns, lastStatus) || time.Since(statusTick) > statusInterval {
+				if err := e.writeStatus(ctx, v1.HAStatusActive, local.Name, conns...); err == nil {
+					statusTick, lastStatus = time.Now(), conns
+				}
 			}
 		}
 		select {
@@ -223,6 +240,86 @@ func (e *Engine) runActive(ctx context.Context) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// local is the local gateway as the data plane needs it.
+func (e *Engine) local(ep *v1.Endpoint) Local {
+	l := Local{Spec: ep.Spec, PrivateKey: e.privateKey()}
+	for _, ip := range ep.Spec.HealthCheckIPs {
+		if a, err := netip.ParseAddr(string(ip)); err == nil {
+			l.HealthCheckIPs = append(l.HealthCheckIPs, a)
+		}
+	}
+	return l
+}
+
+// startProber answers and sends health probes on the health-check port.
+func (e *Engine) startProber(ctx context.Context) (*health.Prober, error) {
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{Port: e.cfg.HealthCheckPort})
+	if err != nil {
+		return nil, fmt.Errorf("health-check port %d: %w", e.cfg.HealthCheckPort, err)
+	}
+	p := health.NewProber(conn, health.Options{
+		Interval: e.cfg.HealthCheckInterval, Failures: e.cfg.HealthCheckFailures, Log: e.log,
+		OnChange: func(target string, r health.Result) {
+			e.log.Info("connection", "endpoint", target, "status", r.Status, "message", r.Message)
+		},
+	})
+	go func() { _ = p.Run(ctx) }()
+	return p, nil
+}
+
+func healthTargets(remotes []v1.Endpoint, port int) map[string]netip.AddrPort {
+	out := map[string]netip.AddrPort{}
+	for _, r := range remotes {
+		if len(r.Spec.HealthCheckIPs) == 0 {
+			continue
+		}
+		if a, err := netip.ParseAddr(string(r.Spec.HealthCheckIPs[0])); err == nil {
+			out[r.Name] = netip.AddrPortFrom(a, uint16(port))
+		}
+	}
+	return out
+}
+
+// connections renders the Gateway status of every remote endpoint.
+func connections(local v1.EndpointSpec, remotes []v1.Endpoint, results map[string]health.Result) []v1.Connection {
+	var out []v1.Connection
+	for _, r := range remotes {
+		c := v1.Connection{ClusterID: r.Spec.ClusterID, Endpoint: r.Name, Status: v1.Connecting,
+			StatusMessage: "no health-check address published", UsingNAT: behindNAT(local) || behindNAT(r.Spec)}
+		if a, err := reachAddress(r.Spec); err == nil {
+			c.UsingIP = v1.IP(a.String())
+		}
+		if res, ok := results[r.Name]; ok {
+			c.Status, c.StatusMessage = v1.ConnectionStatus(res.Status), res.Message
+			if res.Last > 0 {
+				c.LatencyRTT = &v1.LatencyRTT{
+					Last: metav1.Duration{Duration: res.Last}, Min: metav1.Duration{Duration: res.Min},
+					Average: metav1.Duration{Duration: res.Average}, Max: metav1.Duration{Duration: res.Max},
+				}
+			}
+		}
+		if r.Spec.CableDriver != local.CableDriver {
+			c.Status = v1.ConnectionError
+			c.StatusMessage = fmt.Sprintf("the remote gateway uses %s, this one %s", r.Spec.CableDriver, local.CableDriver)
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// sameStates compares connections ignoring round-trip times.
+func sameStates(a, b []v1.Connection) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Endpoint != b[i].Endpoint || a[i].Status != b[i].Status || a[i].StatusMessage != b[i].StatusMessage || a[i].UsingIP != b[i].UsingIP {
+			return false
+		}
+	}
+	return true
 }
 
 func (e *Engine) privateKey() string {
@@ -259,6 +356,19 @@ func (e *Engine) localEndpoint(ctx context.Context) (*v1.Endpoint, error) {
 		}
 		public = v1.DualStackIPs{v1.IP(ip.String())}
 	}
+	// The health-check address is the first address of the node's pod CIDR:
+	// inside the cluster's subnets, so it is reached through the cable, and
+	// unique to the node. The data plane puts it on the cable device.
+	var healthIPs v1.DualStackIPs
+	podCIDRs := node.Spec.PodCIDRs
+	if len(podCIDRs) == 0 && node.Spec.PodCIDR != "" {
+		podCIDRs = []string{node.Spec.PodCIDR}
+	}
+	for _, s := range podCIDRs {
+		if p, err := netip.ParsePrefix(s); err == nil && len(healthIPs) < 2 {
+			healthIPs = append(healthIPs, v1.IP(p.Masked().Addr().Next().String()))
+		}
+	}
 	var subnets []v1.CIDR
 	for _, p := range append(append([]netip.Prefix(nil), e.cfg.PodCIDRs...), e.cfg.ServiceCIDRs...) {
 		subnets = append(subnets, v1.CIDR(p.Masked().String()))
@@ -278,6 +388,7 @@ func (e *Engine) localEndpoint(ctx context.Context) (*v1.Endpoint, error) {
 			NATDiscoveryPort: e.cfg.NATDiscoveryPort,
 			Subnets:          subnets,
 			CableDriver:      e.cfg.CableDriver,
+			HealthCheckIPs:   healthIPs,
 		},
 	}
 	switch e.cfg.CableDriver {
@@ -394,7 +505,7 @@ func (e *Engine) newSyncer(ctx context.Context) (*broker.Syncer, error) {
 }
 
 // writeStatus records this gateway's role in its Gateway object.
-func (e *Engine) writeStatus(ctx context.Context, role v1.HAStatus, localEndpoint string) error {
+func (e *Engine) writeStatus(ctx context.Context, role v1.HAStatus, localEndpoint string, conns ...v1.Connection) error {
 	gw := &v1.Gateway{ObjectMeta: metav1.ObjectMeta{Name: e.cfg.NodeName, Namespace: e.cfg.Namespace,
 		Labels: map[string]string{v1.ClusterIDLabel: e.cfg.ClusterID}}}
 	if err := e.c.Create(ctx, gw); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -405,6 +516,7 @@ func (e *Engine) writeStatus(ctx context.Context, role v1.HAStatus, localEndpoin
 	}
 	gw.Status.HAStatus = role
 	gw.Status.LocalEndpoint = localEndpoint
+	gw.Status.Connections = conns
 	meta.SetStatusCondition(&gw.Status.Conditions, metav1.Condition{
 		Type: "Ready", Status: metav1.ConditionTrue, Reason: "Running",
 		Message: fmt.Sprintf("gateway engine running as %s", role), ObservedGeneration: gw.Generation,

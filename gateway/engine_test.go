@@ -170,9 +170,13 @@ func TestEngineElectsPublishesAndFailsOver(t *testing.T) {
 	if ep.Spec.WireGuard == nil || ep.Spec.WireGuard.Port != 4500 || len(ep.Spec.PublicIPs) != 1 || len(ep.Spec.Subnets) != 2 {
 		t.Errorf("published Endpoint %+v", ep.Spec)
 	}
+	// The Cluster is synced on its own, perhaps a moment after the Endpoint.
 	var cl v1.Cluster
-	if err := bc.Get(ctx, client.ObjectKey{Namespace: info.Namespace, Name: "c1"}, &cl); err != nil || cl.Spec.Topology.Region != "eu" {
-		t.Errorf("published Cluster: %+v, %v", cl.Spec, err)
+	waitUntil(t, "the Cluster at the broker", func() bool {
+		return bc.Get(ctx, client.ObjectKey{Namespace: info.Namespace, Name: "c1"}, &cl) == nil
+	})
+	if cl.Spec.Topology.Region != "eu" || len(cl.Spec.PodCIDRs) != 1 {
+		t.Errorf("published Cluster: %+v", cl.Spec)
 	}
 	// The private key stays in the cluster, never in the Endpoint.
 	var secret corev1.Secret

@@ -12,11 +12,13 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"strait.dev/strait/gateway"
+	"strait.dev/strait/gateway/health"
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
 	"strait.dev/strait/pkg/cidr"
 	"strait.dev/strait/pkg/version"
@@ -63,6 +65,9 @@ func run() error {
 	flag.IntVar(&vni, "vxlan-vni", defaultVXLANVNI, "VXLAN network identifier")
 	flag.IntVar(&nat, "nat-discovery-port", defaultNATDiscoveryPort, "NAT discovery UDP port")
 	flag.StringVar(&cfg.BrokerSecret, "broker-secret", gateway.BrokerSecretName, "Secret with the broker credential")
+	flag.IntVar(&cfg.HealthCheckPort, "health-check-port", health.DefaultPort, "UDP port of the health probes between gateways")
+	flag.DurationVar(&cfg.HealthCheckInterval, "health-check-interval", time.Second, "time between health probes of one connection")
+	flag.IntVar(&cfg.HealthCheckFailures, "health-check-failures", 3, "unanswered probes in a row that make a connection an error")
 	flag.StringVar(&dataplane, "dataplane", "cable", "cable: build the tunnels; observe: only log the desired peers")
 	flag.IntVar(&underlayMTU, "underlay-mtu", 1500, "MTU of the node network the tunnels run over")
 	flag.BoolVar(&showVersion, "version", false, "print the version and exit")

@@ -164,6 +164,56 @@ func TestBrokerJoinAndLeave(t *testing.T) {
 		}
 	})
 
+	t.Run("Gateway status shows the connection with RTT, and an error when the peer stops answering", func(t *testing.T) {
+		conn := func(ctx context.Context) v1.Connection {
+			var gw v1.Gateway
+			if err := c1.Get(ctx, client.ObjectKey{Namespace: v1.ComponentNamespace, Name: active(ctx, c1)}, &gw); err != nil {
+				return v1.Connection{}
+			}
+			for _, c := range gw.Status.Connections {
+				if c.ClusterID == "c2" {
+					return c
+				}
+			}
+			return v1.Connection{}
+		}
+		waitFor(t, 60*time.Second, "c1's gateway to report c2 connected with RTT", func(ctx context.Context) (bool, error) {
+			c := conn(ctx)
+			return c.Status == v1.Connected && c.LatencyRTT != nil && c.LatencyRTT.Max.Duration >= c.LatencyRTT.Min.Duration && c.LatencyRTT.Min.Duration > 0, nil
+		})
+		c := conn(ctx)
+		if !c.UsingNAT || c.UsingIP == "" {
+			t.Errorf("connection to c2 (behind NAT): usingNAT=%v usingIP=%q", c.UsingNAT, c.UsingIP)
+		}
+		out, err := straitctl(t, "show", "connections", "--kubeconfig", adminKubeconfig("c1"))
+		if err != nil || !strings.Contains(out, "connected") || !strings.Contains(out, "c2") {
+			t.Errorf("show connections: %v\n%s", err, out)
+		}
+		t.Logf("straitctl show connections:\n%s", out)
+
+		// Freeze c2's active gateway: c1's probes go unanswered.
+		pid := gatewayPID(t, "c2", active(ctx, c2))
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		frozen := true
+		defer func() {
+			if frozen {
+				_ = syscall.Kill(pid, syscall.SIGCONT)
+			}
+		}()
+		start := time.Now()
+		waitFor(t, 30*time.Second, "c1 to report c2 in error", func(ctx context.Context) (bool, error) {
+			return conn(ctx).Status == v1.ConnectionError, nil
+		})
+		t.Logf("c2 frozen: error reported after %s (%s)", time.Since(start).Round(100*time.Millisecond), conn(ctx).StatusMessage)
+		_ = syscall.Kill(pid, syscall.SIGCONT)
+		frozen = false
+		waitFor(t, 30*time.Second, "c1 to report c2 connected again", func(ctx context.Context) (bool, error) {
+			return conn(ctx).Status == v1.Connected, nil
+		})
+	})
+
 	t.Run("a member's stored credential cannot touch another member's records", func(t *testing.T) {
 		cs := kubeClient(t, "c1")
 		secret, err := cs.CoreV1().Secrets(v1.ComponentNamespace).Get(ctx, gateway.BrokerSecretName, metav1.GetOptions{})
@@ -377,4 +427,19 @@ func controlPlanePID(t *testing.T, cluster, binary string) int {
 	}
 	t.Fatalf("no %s of %s found", binary, cluster)
 	return 0
+}
+
+// gatewayPID finds the process of the gateway pod on a node.
+func gatewayPID(t *testing.T, cluster, node string) int {
+	t.Helper()
+	pods, err := kubeClient(t, cluster).CoreV1().Pods(v1.ComponentNamespace).List(context.Background(),
+		metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=gateway", FieldSelector: "spec.nodeName=" + node})
+	if err != nil || len(pods.Items) != 1 {
+		t.Fatalf("gateway pod on %s: %d pods, %v", node, len(pods.Items), err)
+	}
+	_, info, err := layout.Runtime(context.Background(), sandbox.PodRef{Cluster: cluster, Namespace: v1.ComponentNamespace, Name: pods.Items[0].Name})
+	if err != nil || info.Containers["gateway"] == 0 {
+		t.Fatalf("gateway process on %s: %v", node, err)
+	}
+	return info.Containers["gateway"]
 }

@@ -20,15 +20,17 @@ import (
 func NewCommand() *cobra.Command {
 	var kube cmdutil.Kube
 	cmd := &cobra.Command{
-		Use:   "show clusters|endpoints|gateways",
-		Short: "Show the clusters, gateway endpoints or gateways a member knows",
+		Use:   "show clusters|endpoints|gateways|connections",
+		Short: "Show the clusters, gateway endpoints, gateways or connections a member knows",
 		Long: `show prints what the member cluster holds in strait-system: its own records and
 the ones it imported from the broker (clusters, endpoints), or its gateways'
-roles (gateways).`,
+roles (gateways), or the health of each gateway's cables with round-trip
+times (connections).`,
 		Example: `  straitctl show clusters --kubeconfig c1.kubeconfig
-  straitctl show gateways --kubeconfig c2.kubeconfig`,
+  straitctl show gateways --kubeconfig c2.kubeconfig
+  straitctl show connections --kubeconfig c1.kubeconfig`,
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"clusters", "endpoints", "gateways"},
+		ValidArgs: []string{"clusters", "endpoints", "gateways", "connections"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := kube.Config()
 			if err != nil {
@@ -81,8 +83,24 @@ func Print(cmd *cobra.Command, c client.Client, what string, out io.Writer) erro
 		for _, x := range list.Items {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", x.Name, dash(string(x.Status.HAStatus)), dash(x.Status.LocalEndpoint), len(x.Status.Connections))
 		}
+	case "connections":
+		var list v1.GatewayList
+		if err := c.List(ctx, &list, in); err != nil {
+			return err
+		}
+		fmt.Fprintln(tw, "GATEWAY\tCLUSTER\tENDPOINT\tSTATUS\tUSING IP\tNAT\tRTT LAST\tRTT MIN\tRTT AVG\tRTT MAX\tMESSAGE")
+		for _, g := range list.Items {
+			for _, x := range g.Status.Connections {
+				last, lo, avg, hi := "-", "-", "-", "-"
+				if r := x.LatencyRTT; r != nil {
+					last, lo, avg, hi = rtt(r.Last.Duration), rtt(r.Min.Duration), rtt(r.Average.Duration), rtt(r.Max.Duration)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\t%s\t%s\t%s\t%s\t%s\n", g.Name, x.ClusterID, x.Endpoint, x.Status,
+					dash(string(x.UsingIP)), x.UsingNAT, last, lo, avg, hi, dash(x.StatusMessage))
+			}
+		}
 	default:
-		return fmt.Errorf("show %q: want clusters, endpoints or gateways", what)
+		return fmt.Errorf("show %q: want clusters, endpoints, gateways or connections", what)
 	}
 	return nil
 }
@@ -101,6 +119,10 @@ func ips(in v1.DualStackIPs) string {
 		s[i] = string(c)
 	}
 	return strings.Join(s, ",")
+}
+
+func rtt(d time.Duration) string {
+	return d.Round(time.Microsecond).String()
 }
 
 func dash(s string) string {
