@@ -16,6 +16,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"strait.dev/strait/gateway/cable"
+	_ "strait.dev/strait/gateway/cable/vxlan"     // registers the vxlan driver
 	_ "strait.dev/strait/gateway/cable/wireguard" // registers the wireguard driver
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
 )
@@ -34,10 +35,12 @@ const (
 	natChain = "STRAIT-GW-POSTROUTING"
 	// natKeepalive holds a NAT mapping open; 25 s is WireGuard's usual.
 	natKeepalive = 25 * time.Second
-	// underlayOverhead is what the cable adds to a packet: outer IPv6 (40) +
-	// UDP (8) + WireGuard (32) = 80, the larger of the families, so the cable
-	// MTU fits an IPv6 underlay too.
-	underlayOverhead = 80
+	// What each cable adds to a packet over an IPv6 underlay, the larger of
+	// the families, so the cable MTU fits either: outer IPv6 (40) + UDP (8) +
+	// WireGuard (32) = 80; outer IPv6 (40) + UDP (8) + VXLAN (8) + inner
+	// Ethernet (14) = 70.
+	wireGuardOverhead = 80
+	vxlanOverhead     = 70
 )
 
 // CableDataplane builds the cables with a registered cable driver and routes
@@ -94,13 +97,18 @@ func (d *CableDataplane) open(ctx context.Context, local Local) error {
 	if mtu == 0 {
 		mtu = 1500
 	}
-	cfg := cable.Config{Interface: CableInterface, MTU: mtu - underlayOverhead, PrivateKey: local.PrivateKey}
+	cfg := cable.Config{Interface: CableInterface, PrivateKey: local.PrivateKey}
 	switch local.Spec.CableDriver {
 	case v1.CableDriverWireGuard:
 		if local.Spec.WireGuard == nil {
 			return errors.New("local endpoint has no WireGuard configuration")
 		}
-		cfg.ListenPort = int(local.Spec.WireGuard.Port)
+		cfg.ListenPort, cfg.MTU = int(local.Spec.WireGuard.Port), mtu-wireGuardOverhead
+	case v1.CableDriverVXLAN:
+		if local.Spec.VXLAN == nil {
+			return errors.New("local endpoint has no VXLAN configuration")
+		}
+		cfg.ListenPort, cfg.VNI, cfg.MTU = int(local.Spec.VXLAN.Port), int(local.Spec.VXLAN.VNI), mtu-vxlanOverhead
 	default:
 		return fmt.Errorf("cable driver %q is not available yet (have %v)", local.Spec.CableDriver, cable.Names())
 	}
@@ -152,6 +160,14 @@ func peerFor(local v1.EndpointSpec, r v1.Endpoint) (cable.Peer, error) {
 		}
 		p.PublicKey = r.Spec.WireGuard.PublicKey
 		p.Endpoint = netip.AddrPortFrom(addr, uint16(r.Spec.WireGuard.Port))
+	case v1.CableDriverVXLAN:
+		if r.Spec.VXLAN == nil {
+			return cable.Peer{}, errors.New("no VXLAN configuration")
+		}
+		if local.VXLAN != nil && r.Spec.VXLAN.VNI != local.VXLAN.VNI {
+			return cable.Peer{}, fmt.Errorf("VNI %d differs from this gateway's %d", r.Spec.VXLAN.VNI, local.VXLAN.VNI)
+		}
+		p.Endpoint = netip.AddrPortFrom(addr, uint16(r.Spec.VXLAN.Port))
 	}
 	if behindNAT(local) || behindNAT(r.Spec) {
 		p.Keepalive = natKeepalive

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"slices"
 	"sort"
 	"syscall"
@@ -204,14 +203,14 @@ func (d *Driver) Set(_ context.Context, peers []cable.Peer) error {
 			return fmt.Errorf("wireguard: configure peers of %s: %w", d.cfg.Interface, err)
 		}
 	}
-	return d.setRoutes(peers)
+	return cable.SetRoutes(d.link, d.opts.RouteTable, peers)
 }
 
 func peerConfig(k wgtypes.Key, p cable.Peer) wgtypes.PeerConfig {
 	ep := net.UDPAddrFromAddrPort(p.Endpoint)
 	ka := p.Keepalive
 	return wgtypes.PeerConfig{
-		PublicKey: k, Endpoint: ep, ReplaceAllowedIPs: true, AllowedIPs: ipNets(p.Subnets),
+		PublicKey: k, Endpoint: ep, ReplaceAllowedIPs: true, AllowedIPs: cable.IPNets(p.Subnets),
 		PersistentKeepaliveInterval: &ka,
 	}
 }
@@ -243,50 +242,6 @@ func samePeer(cur wgtypes.Peer, p cable.Peer) bool {
 	return slices.Equal(a, b)
 }
 
-// setRoutes keeps one route per peer subnet through the device in the
-// driver's table, and no other route through the device there.
-func (d *Driver) setRoutes(peers []cable.Peer) error {
-	want := map[string]netip.Prefix{}
-	for _, p := range peers {
-		for _, s := range p.Subnets {
-			want[s.Masked().String()] = s.Masked()
-		}
-	}
-	idx := d.link.Attrs().Index
-	var cur []netlink.Route
-	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		rs, err := netlink.RouteListFiltered(family, &netlink.Route{Table: d.opts.RouteTable, LinkIndex: idx},
-			netlink.RT_FILTER_TABLE|netlink.RT_FILTER_OIF)
-		if err != nil {
-			return fmt.Errorf("wireguard: list routes: %w", err)
-		}
-		cur = append(cur, rs...)
-	}
-	have := map[string]bool{}
-	for _, r := range cur {
-		if r.Dst == nil {
-			continue
-		}
-		if _, ok := want[r.Dst.String()]; !ok {
-			if err := netlink.RouteDel(&r); err != nil {
-				return fmt.Errorf("wireguard: remove route %s: %w", r.Dst, err)
-			}
-			continue
-		}
-		have[r.Dst.String()] = true
-	}
-	for s, p := range want {
-		if have[s] {
-			continue
-		}
-		dst := ipNets([]netip.Prefix{p})[0]
-		if err := netlink.RouteReplace(&netlink.Route{LinkIndex: idx, Dst: &dst, Table: d.opts.RouteTable, Scope: netlink.SCOPE_LINK}); err != nil {
-			return fmt.Errorf("wireguard: route %s: %w", s, err)
-		}
-	}
-	return nil
-}
-
 // Close removes the device; its routes and UAPI socket go with it.
 func (d *Driver) Close() error {
 	if d.client != nil {
@@ -301,13 +256,4 @@ func (d *Driver) Close() error {
 		return netlink.LinkDel(l)
 	}
 	return nil
-}
-
-func ipNets(ps []netip.Prefix) []net.IPNet {
-	out := make([]net.IPNet, len(ps))
-	for i, p := range ps {
-		p = p.Masked()
-		out[i] = net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
-	}
-	return out
 }

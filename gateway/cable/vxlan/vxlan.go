@@ -1,0 +1,141 @@
+// Package vxlan is the plain VXLAN cable driver, for networks that are
+// trusted (no encryption) and where the gateways reach each other without
+// NAT. It makes one kernel VXLAN device with learning off and, per remote
+// gateway, an all-zero FDB entry pointing at it: broadcasts (ARP) go to every
+// remote gateway, and each answers, by proxy ARP, for the addresses of its
+// own cluster.
+package vxlan
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"strait.dev/strait/gateway/cable"
+)
+
+// DriverName is the name the driver registers under.
+const DriverName = "vxlan"
+
+func init() {
+	cable.Register(DriverName, func(ctx context.Context, cfg cable.Config) (cable.Driver, error) {
+		return Open(ctx, cfg, 0)
+	})
+}
+
+// DefaultRouteTable is Strait's routing table for remote subnets.
+const DefaultRouteTable = 150
+
+// zeroMAC in an FDB entry means "all unknown destinations": with one such
+// entry per remote gateway, the device replicates broadcasts to all of them.
+var zeroMAC = net.HardwareAddr{0, 0, 0, 0, 0, 0}
+
+// Driver is an open VXLAN device.
+type Driver struct {
+	cfg   cable.Config
+	table int
+	link  netlink.Link
+}
+
+var _ cable.Driver = (*Driver)(nil)
+
+// Open creates the device (or adopts one of the same name and settings) and
+// turns on proxy ARP on it.
+func Open(_ context.Context, cfg cable.Config, table int) (*Driver, error) {
+	if table == 0 {
+		table = DefaultRouteTable
+	}
+	if cfg.VNI <= 0 || cfg.VNI >= 1<<24 {
+		return nil, fmt.Errorf("vxlan: VNI %d out of range 1..16777215", cfg.VNI)
+	}
+	want := &netlink.Vxlan{
+		LinkAttrs: netlink.LinkAttrs{Name: cfg.Interface, MTU: cfg.MTU},
+		VxlanId:   cfg.VNI,
+		Port:      cfg.ListenPort,
+		Learning:  false,
+	}
+	if cur, err := netlink.LinkByName(cfg.Interface); err == nil {
+		v, ok := cur.(*netlink.Vxlan)
+		if !ok || v.VxlanId != cfg.VNI || v.Port != cfg.ListenPort {
+			// Ours (the name is ours) but with other settings: make it anew.
+			if err := netlink.LinkDel(cur); err != nil {
+				return nil, fmt.Errorf("vxlan: replace %s: %w", cfg.Interface, err)
+			}
+		}
+	}
+	if err := netlink.LinkAdd(want); err != nil && !os.IsExist(err) {
+		return nil, fmt.Errorf("vxlan: create %s: %w", cfg.Interface, err)
+	}
+	link, err := netlink.LinkByName(cfg.Interface)
+	if err != nil {
+		return nil, fmt.Errorf("vxlan: find %s: %w", cfg.Interface, err)
+	}
+	d := &Driver{cfg: cfg, table: table, link: link}
+	if err := netlink.LinkSetMTU(link, cfg.MTU); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("vxlan: MTU of %s: %w", cfg.Interface, err)
+	}
+	// The remote gateway answers ARP for its cluster's addresses.
+	if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+cfg.Interface+"/proxy_arp", []byte("1"), 0o644); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("vxlan: proxy ARP on %s: %w", cfg.Interface, err)
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("vxlan: bring %s up: %w", cfg.Interface, err)
+	}
+	return d, nil
+}
+
+// Set keeps one FDB entry per peer and the peers' subnets routed through the
+// device; entries that already match stay.
+func (d *Driver) Set(_ context.Context, peers []cable.Peer) error {
+	want := map[netip.Addr]bool{}
+	for _, p := range peers {
+		want[p.Endpoint.Addr().Unmap()] = true
+	}
+	cur, err := netlink.NeighList(d.link.Attrs().Index, unix.AF_BRIDGE)
+	if err != nil {
+		return fmt.Errorf("vxlan: list FDB of %s: %w", d.cfg.Interface, err)
+	}
+	for _, n := range cur {
+		if n.HardwareAddr.String() != zeroMAC.String() || n.IP == nil {
+			continue
+		}
+		a, _ := netip.AddrFromSlice(n.IP)
+		if want[a.Unmap()] {
+			delete(want, a.Unmap())
+			continue
+		}
+		if err := netlink.NeighDel(&n); err != nil {
+			return fmt.Errorf("vxlan: remove FDB entry %s: %w", n.IP, err)
+		}
+	}
+	for a := range want {
+		n := &netlink.Neigh{
+			LinkIndex:    d.link.Attrs().Index,
+			Family:       unix.AF_BRIDGE,
+			State:        netlink.NUD_PERMANENT | netlink.NUD_NOARP,
+			Flags:        netlink.NTF_SELF,
+			HardwareAddr: zeroMAC,
+			IP:           a.AsSlice(),
+		}
+		if err := netlink.NeighAppend(n); err != nil {
+			return fmt.Errorf("vxlan: FDB entry for %s: %w", a, err)
+		}
+	}
+	return cable.SetRoutes(d.link, d.table, peers)
+}
+
+// Close removes the device with its FDB entries and routes.
+func (d *Driver) Close() error {
+	if l, err := netlink.LinkByName(d.cfg.Interface); err == nil {
+		return netlink.LinkDel(l)
+	}
+	return nil
+}

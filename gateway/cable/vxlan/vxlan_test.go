@@ -1,0 +1,112 @@
+package vxlan
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"strait.dev/strait/gateway/cable"
+	"strait.dev/strait/gateway/cable/cabletest"
+)
+
+// Two "gateways" in throwaway namespaces, each with a "pod" in a namespace
+// of its own behind it (a veth, as the sandbox's CNI does it), joined by the
+// VXLAN cable over a veth underlay. The pods' addresses are not the gateways'
+// own, so the remote gateway must answer ARP for them by proxy.
+
+const helperEnv = "STRAIT_VXLAN_TEST_HELPER"
+
+type helperSpec struct {
+	Address netip.Prefix `json:"address"` // the cable's own address (health-check address)
+	Pod     netip.Prefix `json:"pod"`     // the pod's address, routed to the veth "pod"
+	Peer    cable.Peer   `json:"peer"`
+}
+
+func TestMain(m *testing.M) {
+	var s helperSpec
+	cabletest.HelperMain(helperEnv, &s, func() (string, func(), error) {
+		ctx := context.Background()
+		d, err := Open(ctx, cable.Config{Interface: "strait-cable", MTU: 1450, ListenPort: 4800, VNI: 100}, 0)
+		if err != nil {
+			return "", nil, err
+		}
+		for range 2 { // the second call must change nothing
+			if err := d.Set(ctx, []cable.Peer{s.Peer}); err != nil {
+				d.Close()
+				return "", nil, err
+			}
+		}
+		steps := [][]string{
+			{"addr", "add", s.Address.String(), "dev", "strait-cable"},
+			{"link", "set", "pod", "up"},
+			{"route", "add", s.Pod.String(), "dev", "pod"},
+		}
+		for _, sub := range s.Peer.Subnets {
+			steps = append(steps, []string{"rule", "add", "to", sub.String(), "lookup", fmt.Sprint(DefaultRouteTable)})
+		}
+		for _, st := range steps {
+			if out, err := exec.Command("ip", st...).CombinedOutput(); err != nil {
+				d.Close()
+				return "", nil, errors.New(strings.Join(st, " ") + ": " + string(out))
+			}
+		}
+		if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644); err != nil {
+			d.Close()
+			return "", nil, err
+		}
+		return "ok", func() { d.Close() }, nil
+	})
+	os.Exit(m.Run())
+}
+
+func TestVXLANBetweenNamespaces(t *testing.T) {
+	cabletest.RequireRoot(t)
+	a, b := cabletest.Pair(t, "stvxtest-")
+	pods := map[string]string{a: "10.91.5.5", b: "10.92.5.5"}
+	gwAddr := map[string]string{a: "10.91.0.1", b: "10.92.0.1"}
+	for gw, ip := range pods {
+		pod := gw + "-pod"
+		_ = exec.Command("ip", "netns", "del", pod).Run()
+		cabletest.Run(t, "ip", "netns", "add", pod)
+		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", pod).Run() })
+		cabletest.Run(t, "ip", "-n", gw, "link", "add", "pod", "type", "veth", "peer", "name", "eth0", "netns", pod)
+		cabletest.Run(t, "ip", "-n", pod, "addr", "add", ip+"/32", "dev", "eth0")
+		cabletest.Run(t, "ip", "-n", pod, "link", "set", "eth0", "up")
+		cabletest.Run(t, "ip", "-n", pod, "route", "add", gwAddr[gw], "dev", "eth0", "scope", "link")
+		cabletest.Run(t, "ip", "-n", pod, "route", "add", "default", "via", gwAddr[gw], "dev", "eth0")
+	}
+	_, stopA := cabletest.Helper(t, a, helperEnv, helperSpec{
+		Address: netip.MustParsePrefix("10.91.0.1/32"), Pod: netip.MustParsePrefix("10.91.5.5/32"),
+		Peer: cable.Peer{Name: "b", Endpoint: netip.MustParseAddrPort(cabletest.AddrB + ":4800"), Subnets: []netip.Prefix{netip.MustParsePrefix("10.92.0.0/16")}},
+	})
+	_, stopB := cabletest.Helper(t, b, helperEnv, helperSpec{
+		Address: netip.MustParsePrefix("10.92.0.1/32"), Pod: netip.MustParsePrefix("10.92.5.5/32"),
+		Peer: cable.Peer{Name: "a", Endpoint: netip.MustParseAddrPort(cabletest.AddrA + ":4800"), Subnets: []netip.Prefix{netip.MustParsePrefix("10.91.0.0/16")}},
+	})
+	// From a's "pod" address to b's, through the cable, and a packet larger
+	// than the cable's MTU.
+	cabletest.Run(t, "ip", "netns", "exec", a+"-pod", "ping", "-c", "3", "-i", "0.2", "-W", "2", "10.92.5.5")
+	cabletest.Run(t, "ip", "netns", "exec", a+"-pod", "ping", "-c", "1", "-s", "3000", "-W", "2", "10.92.5.5")
+	fdb := cabletest.Run(t, "bridge", "-n", a, "fdb", "show", "dev", "strait-cable")
+	if strings.Count(fdb, "00:00:00:00:00:00 dst "+cabletest.AddrB) != 1 {
+		t.Errorf("FDB of a after two identical Set calls:\n%s", fdb)
+	}
+	stopA()
+	stopB()
+	if out, err := exec.Command("ip", "-n", a, "link", "show", "strait-cable").CombinedOutput(); err == nil {
+		t.Errorf("device still there after Close:\n%s", out)
+	}
+}
+
+func TestRejectsBadVNI(t *testing.T) {
+	for _, vni := range []int{0, -1, 1 << 24} {
+		if _, err := Open(context.Background(), cable.Config{Interface: "x", VNI: vni}, 0); err == nil || !strings.Contains(err.Error(), "VNI") {
+			t.Errorf("VNI %d: %v", vni, err)
+		}
+	}
+}
