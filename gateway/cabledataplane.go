@@ -186,18 +186,9 @@ func reachAddress(e v1.EndpointSpec) (netip.Addr, error) {
 	return netip.ParseAddr(string(ips[0]))
 }
 
-// behindNAT: the public address is not one of the gateway's own.
-func behindNAT(e v1.EndpointSpec) bool {
-	if len(e.PublicIPs) == 0 {
-		return false
-	}
-	for _, p := range e.PrivateIPs {
-		if p == e.PublicIPs[0] {
-			return false
-		}
-	}
-	return true
-}
+// behindNAT: the gateway published that its public address is not one of
+// its own (NATTraversal).
+func behindNAT(e v1.EndpointSpec) bool { return e.NATTraversal }
 
 // setRules keeps exactly one rule "to <subnet> lookup RouteTable" at
 // RulePriority per remote subnet, and no other rule at that priority.

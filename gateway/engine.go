@@ -347,6 +347,7 @@ func (e *Engine) localEndpoint(ctx context.Context) (*v1.Endpoint, error) {
 		return nil, fmt.Errorf("node %s has no InternalIP", e.cfg.NodeName)
 	}
 	public := private
+	natted := false
 	if e.cfg.PublicIP.IsValid() {
 		public = v1.DualStackIPs{v1.IP(e.cfg.PublicIP.String())}
 	} else if a := node.Annotations[PublicIPAnnotation]; a != "" {
@@ -355,6 +356,13 @@ func (e *Engine) localEndpoint(ctx context.Context) (*v1.Endpoint, error) {
 			return nil, fmt.Errorf("node %s: annotation %s=%q: %w", node.Name, PublicIPAnnotation, a, err)
 		}
 		public = v1.DualStackIPs{v1.IP(ip.String())}
+	}
+	// Behind NAT when the public address is not one of this host's own (the
+	// engine runs in the node's network namespace).
+	if len(public) > 0 {
+		if ip, err := netip.ParseAddr(string(public[0])); err == nil {
+			natted = !localAddress(ip)
+		}
 	}
 	// The health-check address is the first address of the node's pod CIDR:
 	// inside the cluster's subnets, so it is reached through the cable, and
@@ -384,7 +392,7 @@ func (e *Engine) localEndpoint(ctx context.Context) (*v1.Endpoint, error) {
 			Hostname:         e.cfg.NodeName,
 			PrivateIPs:       private,
 			PublicIPs:        public,
-			NATTraversal:     true,
+			NATTraversal:     natted,
 			NATDiscoveryPort: e.cfg.NATDiscoveryPort,
 			Subnets:          subnets,
 			CableDriver:      e.cfg.CableDriver,
@@ -525,4 +533,20 @@ func (e *Engine) writeStatus(ctx context.Context, role v1.HAStatus, localEndpoin
 		return fmt.Errorf("update Gateway status: %w", err)
 	}
 	return nil
+}
+
+// localAddress reports whether ip is assigned to an interface of this host.
+func localAddress(ip netip.Addr) bool {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if x, ok := netip.AddrFromSlice(n.IP); ok && x.Unmap() == ip.Unmap() {
+				return true
+			}
+		}
+	}
+	return false
 }

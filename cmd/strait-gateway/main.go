@@ -14,8 +14,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"strait.dev/strait/gateway"
 	"strait.dev/strait/gateway/health"
@@ -77,6 +79,7 @@ func run() error {
 		return nil
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctrllog.SetLogger(logr.FromSlogHandler(log.Handler()))
 	var err error
 	if cfg.PodCIDRs, err = requiredCIDRs("--pod-cidrs", podCIDRs); err != nil {
 		return err

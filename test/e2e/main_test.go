@@ -16,11 +16,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"strait.dev/strait/test/kubetest"
 	"strait.dev/strait/test/sandbox"
@@ -39,6 +41,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	ctrllog.SetLogger(logr.Discard())
 	code := func() int {
 		if os.Geteuid() != 0 {
 			skipReason = "the sandbox needs root (network namespaces); run the e2e tests as root"
@@ -72,9 +75,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// upArgs is the sandbox every test shares: two clusters of three nodes, the
-// first two gateway-capable, c2 behind a NAT router.
-var upArgs = []string{"up", "--clusters", "2", "--nodes", "3", "--nat", "c2"}
+// upArgs is the sandbox every test shares: three clusters of three nodes,
+// the first two gateway-capable, c2 behind a NAT router.
+var upArgs = []string{"up", "--clusters", "3", "--nodes", "3", "--nat", "c2"}
 
 func sandboxCmd(args ...string) *exec.Cmd {
 	// The flag goes first: after "exec ... --" every word is the command's.

@@ -10,7 +10,9 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"strait.dev/strait/pkg/cmd/straitctl/deploybroker"
 	"strait.dev/strait/pkg/cmd/straitctl/join"
@@ -46,6 +48,9 @@ type usageError struct{ error }
 // Main runs straitctl with args and returns its exit code. Errors are one
 // line on stderr, never a stack trace.
 func Main(args []string, stdout, stderr io.Writer) int {
+	// controller-runtime's client logs nothing a person needs here, and
+	// without a logger it warns about that after half a minute.
+	ctrllog.SetLogger(logr.Discard())
 	root := NewCommand()
 	root.SetArgs(args)
 	root.SetOut(stdout)

@@ -169,9 +169,9 @@ type EndpointSpec struct {
 	// +optional
 	PublicIPs DualStackIPs `json:"publicIPs,omitempty"`
 
-	// NATTraversal says whether peers should discover which of the private and
-	// public addresses answers and use NAT keepalives, rather than assume the
-	// private ones are reachable.
+	// NATTraversal says that the gateway sits behind NAT (its public address
+	// is not one of its own): peers and the gateway keep the path open with
+	// keepalives, and only the side behind NAT can open it.
 	// +optional
 	NATTraversal bool `json:"natTraversal,omitempty"`
 
