@@ -130,7 +130,46 @@ func TestBrokerJoinAndLeave(t *testing.T) {
 	t.Run("pods on the active gateways talk across the WireGuard cable", func(t *testing.T) {
 		// c2 sits behind NAT: the cable only comes up because c2's gateway
 		// opens it with keepalives and c1's follows it to the NAT's port.
-		checkCable(t, "c1", "c2")
+		ips, nss := checkCable(t, "c1", "c2")
+
+		// An established TCP connection survives a crash and restart of the
+		// active gateway (kill -9; the node agent restarts it, it takes the
+		// Lease it still holds and rebuilds the cable with the same key).
+		type result struct {
+			out string
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			out, err := execIn(t, "c2", nss["c2"], "gw-side", filepath.Join(binDir, "strait-testpod"), "connect",
+				"--tcp", net.JoinHostPort(ips["c1"], "9000"), "--bytes", "50000000", "--timeout", "120s")
+			done <- result{out, err}
+		}()
+		time.Sleep(500 * time.Millisecond)
+		node := active(ctx, c1)
+		old := gatewayPID(t, "c1", node)
+		if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		killed := time.Now()
+		var res result
+		select {
+		case res = <-done:
+		case <-time.After(150 * time.Second):
+			t.Fatal("the transfer did not end")
+		}
+		var rep connectReport
+		_ = json.Unmarshal([]byte(lastLine(res.out)), &rep)
+		if res.err != nil || !rep.OK {
+			t.Fatalf("TCP transfer across a gateway restart: %v\n%s", res.err, res.out)
+		}
+		if time.Since(killed) < 100*time.Millisecond {
+			t.Fatalf("the transfer ended right after the kill; it proves nothing: %s", res.out)
+		}
+		if now := gatewayPID(t, "c1", node); now == old {
+			t.Fatalf("the gateway on %s was not restarted (pid %d)", node, now)
+		}
+		t.Logf("50 MB echo across a kill -9 of c1's active gateway: ok, ended %s after the kill", time.Since(killed).Round(100*time.Millisecond))
 	})
 
 	t.Run("Gateway status shows the connection with RTT, and an error when the peer stops answering", func(t *testing.T) {
@@ -440,11 +479,10 @@ func gatewayPID(t *testing.T, cluster, node string) int {
 // checkCable puts a pod on the active gateway node of each cluster and
 // proves traffic between them: HTTP keeping the client's own address (no
 // masquerade across the cable), a 3 MB TCP echo, and 3000-byte pings.
-func checkCable(t *testing.T, from, to string) {
+func checkCable(t *testing.T, from, to string) (ips, nss map[string]string) {
 	t.Helper()
 	ctx := context.Background()
-	ips := map[string]string{}
-	nss := map[string]string{}
+	ips, nss = map[string]string{}, map[string]string{}
 	for _, cl := range []string{from, to} {
 		cs := kubeClient(t, cl)
 		ns := testNamespace(t, cs)
@@ -499,4 +537,5 @@ func checkCable(t *testing.T, from, to string) {
 	if out, err := execIn(t, from, nss[from], "gw-side", "ping", "-c", "2", "-s", "3000", "-W", "2", ips[to]); err != nil {
 		t.Errorf("3000-byte ping %s → %s: %v\n%s", from, to, err, out)
 	}
+	return ips, nss
 }
