@@ -302,6 +302,16 @@ func ensureExemptions(ipt *iptables.IPTables, dsts []string) error {
 	return nil
 }
 
+// Traffic returns the cable's per-peer counters, when the driver keeps them.
+func (d *CableDataplane) Traffic() map[string]cable.Traffic {
+	if tc, ok := d.driver.(cable.TrafficCounter); ok {
+		if t, err := tc.Traffic(); err == nil {
+			return t
+		}
+	}
+	return nil
+}
+
 // Close removes the device, the rules and the chain.
 func (d *CableDataplane) Close() error {
 	var errs []error

@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"strait.dev/strait/broker"
+	"strait.dev/strait/gateway/cable"
 	"strait.dev/strait/gateway/health"
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
 	"strait.dev/strait/pkg/scheme"
@@ -70,7 +71,9 @@ type Config struct {
 	BrokerSecret string
 	// Dataplane receives the desired set of remote endpoints.
 	Dataplane Dataplane
-	Log       *slog.Logger
+	// Metrics, when set, are kept up to date.
+	Metrics *Metrics
+	Log     *slog.Logger
 }
 
 // PublicIPAnnotation on a Node gives the address other clusters reach it at.
@@ -182,6 +185,10 @@ func (e *Engine) runActive(ctx context.Context) error {
 	if err := e.writeStatus(ctx, v1.HAStatusActive, local.Name); err != nil {
 		return err
 	}
+	if e.cfg.Metrics != nil {
+		e.cfg.Metrics.SetActive(true)
+		defer e.cfg.Metrics.SetActive(false)
+	}
 	if err := e.publish(ctx, local); err != nil {
 		return err
 	}
@@ -228,6 +235,15 @@ func (e *Engine) runActive(ctx context.Context) error {
 			// Write the status when a connection changes state, and refresh
 			// the round-trip times now and then: at most once a tick.
 			conns := connections(local.Spec, remotes, prober.Results())
+			if e.cfg.Metrics != nil {
+				var traffic map[string]cable.Traffic
+				if tc, ok := e.cfg.Dataplane.(interface {
+					Traffic() map[string]cable.Traffic
+				}); ok {
+					traffic = tc.Traffic()
+				}
+				e.cfg.Metrics.SetConnections(conns, traffic)
+			}
 			if !sameStates(conns, lastStatus) || time.Since(statusTick) > statusInterval {
 				if err := e.writeStatus(ctx, v1.HAStatusActive, local.Name, conns...); err == nil {
 					statusTick, lastStatus = time.Now(), conns

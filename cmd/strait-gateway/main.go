@@ -53,6 +53,7 @@ func run() error {
 		showVersion              bool
 		dataplane                string
 		underlayMTU              int
+		metricsAddr              string
 	)
 	flag.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster configuration)")
 	flag.StringVar(&cfg.ClusterID, "cluster-id", "", "this cluster's ID (required)")
@@ -72,6 +73,7 @@ func run() error {
 	flag.IntVar(&cfg.HealthCheckFailures, "health-check-failures", 3, "unanswered probes in a row that make a connection an error")
 	flag.StringVar(&dataplane, "dataplane", "cable", "cable: build the tunnels; observe: only log the desired peers")
 	flag.IntVar(&underlayMTU, "underlay-mtu", 1500, "MTU of the node network the tunnels run over")
+	flag.StringVar(&metricsAddr, "metrics-addr", gateway.DefaultMetricsAddr, "where to serve Prometheus metrics (empty: nowhere)")
 	flag.BoolVar(&showVersion, "version", false, "print the version and exit")
 	flag.Parse()
 	if showVersion {
@@ -119,12 +121,22 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	if metricsAddr != "" {
+		cfg.Metrics = gateway.NewMetrics()
+	}
 	engine, err := gateway.New(rc, cfg)
 	if err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if cfg.Metrics != nil {
+		go func() {
+			if err := cfg.Metrics.Serve(ctx, metricsAddr); err != nil {
+				log.Error("metrics", "addr", metricsAddr, "err", err)
+			}
+		}()
+	}
 	log.Info("starting", "version", version.String("strait-gateway"), "driver", driver)
 	return engine.Run(ctx)
 }

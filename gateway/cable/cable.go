@@ -36,6 +36,17 @@ type Driver interface {
 	Close() error
 }
 
+// Traffic is what a cable carried to and from one peer.
+type Traffic struct {
+	RxBytes, TxBytes int64
+}
+
+// TrafficCounter is implemented by drivers that count traffic per peer.
+type TrafficCounter interface {
+	// Traffic returns the counters by peer name.
+	Traffic() (map[string]Traffic, error)
+}
+
 // Factory opens a driver.
 type Factory func(ctx context.Context, cfg Config) (Driver, error)
 

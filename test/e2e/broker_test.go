@@ -199,6 +199,18 @@ func TestBrokerJoinAndLeave(t *testing.T) {
 		}
 		t.Logf("straitctl show connections:\n%s", out)
 
+		// The same on the active gateway's Prometheus endpoint, with traffic.
+		metrics, err := exec.Command("ip", "netns", "exec", sandbox.NodeNS(active(ctx, c1)),
+			"curl", "-s", "--max-time", "5", "http://127.0.0.1:9476/metrics").Output()
+		if err != nil {
+			t.Fatalf("scrape c1's gateway: %v", err)
+		}
+		for _, want := range []string{"strait_gateway_active 1", `status="connected"} 1`, "strait_connection_rtt_seconds{", "strait_connection_rx_bytes{"} {
+			if !strings.Contains(string(metrics), want) {
+				t.Errorf("c1's gateway metrics lack %q", want)
+			}
+		}
+
 		// Freeze c2's active gateway: c1's probes go unanswered.
 		pid := gatewayPID(t, "c2", active(ctx, c2))
 		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {

@@ -59,9 +59,13 @@ type Driver struct {
 	userspace *userspaceDevice // nil with the kernel device
 	client    *wgctrl.Client
 	key       wgtypes.Key
+	names     map[wgtypes.Key]string // peer names, for the traffic counters
 }
 
-var _ cable.Driver = (*Driver)(nil)
+var (
+	_ cable.Driver         = (*Driver)(nil)
+	_ cable.TrafficCounter = (*Driver)(nil)
+)
 
 type userspaceDevice struct {
 	dev  *device.Device
@@ -180,6 +184,10 @@ func (d *Driver) Set(_ context.Context, peers []cable.Peer) error {
 		}
 		want[k] = p
 	}
+	d.names = map[wgtypes.Key]string{}
+	for k, p := range want {
+		d.names[k] = p.Name
+	}
 	var changes []wgtypes.PeerConfig
 	have := map[wgtypes.Key]bool{}
 	for _, cp := range cur.Peers {
@@ -240,6 +248,21 @@ func samePeer(cur wgtypes.Peer, p cable.Peer) bool {
 	sort.Strings(a)
 	sort.Strings(b)
 	return slices.Equal(a, b)
+}
+
+// Traffic reads WireGuard's per-peer byte counters.
+func (d *Driver) Traffic() (map[string]cable.Traffic, error) {
+	dev, err := d.client.Device(d.cfg.Interface)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]cable.Traffic{}
+	for _, p := range dev.Peers {
+		if name, ok := d.names[p.PublicKey]; ok {
+			out[name] = cable.Traffic{RxBytes: p.ReceiveBytes, TxBytes: p.TransmitBytes}
+		}
+	}
+	return out, nil
 }
 
 // Close removes the device; its routes and UAPI socket go with it.
