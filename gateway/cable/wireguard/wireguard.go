@@ -125,6 +125,14 @@ func (d *Driver) createDevice() error {
 	name := d.cfg.Interface
 	if !d.opts.ForceUserspace {
 		err := netlink.LinkAdd(&netlink.Wireguard{LinkAttrs: netlink.LinkAttrs{Name: name, MTU: d.cfg.MTU}})
+		if errors.Is(err, syscall.EEXIST) {
+			// A kernel device left by an engine that died without cleaning up
+			// (kill -9): adopt it, so that its tunnels carry on.
+			if l, lerr := netlink.LinkByName(name); lerr == nil && l.Type() == "wireguard" {
+				d.opts.Log.Info("wireguard: adopting the existing kernel device", "interface", name)
+				return nil
+			}
+		}
 		if err == nil {
 			d.opts.Log.Info("wireguard: kernel device", "interface", name)
 			return nil
