@@ -171,16 +171,7 @@ func Connect(ctx context.Context, cfg ConnectConfig) Report {
 func RunConnect(ctx context.Context, cfg ConnectConfig, w io.Writer) error {
 	verr := cfg.Validate()
 	rep := Connect(ctx, cfg)
-	if err := writeJSONLine(w, rep); err != nil {
-		return fmt.Errorf("write report: %w", err)
-	}
-	if verr != nil {
-		return verr
-	}
-	if !rep.OK {
-		return fmt.Errorf("%w: %s", ErrFailed, rep.Error)
-	}
-	return nil
+	return finish(w, rep, rep.OK, rep.Error, verr)
 }
 
 // patternByte is byte i of the TCP and UDP payload. The prime period makes

@@ -183,14 +183,5 @@ func Resolve(ctx context.Context, cfg DNSConfig) DNSReport {
 func RunDNS(ctx context.Context, cfg DNSConfig, w io.Writer) error {
 	verr := cfg.Validate()
 	rep := Resolve(ctx, cfg)
-	if err := writeJSONLine(w, rep); err != nil {
-		return fmt.Errorf("write report: %w", err)
-	}
-	if verr != nil {
-		return verr
-	}
-	if !rep.OK {
-		return fmt.Errorf("%w: %s", ErrFailed, rep.Error)
-	}
-	return nil
+	return finish(w, rep, rep.OK, rep.Error, verr)
 }

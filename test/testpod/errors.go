@@ -3,6 +3,7 @@ package testpod
 import (
 	"errors"
 	"fmt"
+	"io"
 )
 
 // ErrFailed is wrapped by the errors RunConnect and RunDNS return when the
@@ -24,4 +25,20 @@ func (e *UsageError) Unwrap() error { return e.Err }
 // usageErrorf returns a *UsageError with a formatted message.
 func usageErrorf(format string, args ...any) error {
 	return &UsageError{Err: fmt.Errorf(format, args...)}
+}
+
+// finish writes a probe's report as one JSON line and turns its outcome into
+// the error the Run functions return: the usage error if the config was
+// invalid, ErrFailed if the probe failed, nil if it succeeded.
+func finish(w io.Writer, rep any, ok bool, msg string, usage error) error {
+	if err := writeJSONLine(w, rep); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	if usage != nil {
+		return usage
+	}
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrFailed, msg)
+	}
+	return nil
 }
