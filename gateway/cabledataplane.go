@@ -71,7 +71,7 @@ func (d *CableDataplane) Set(ctx context.Context, local Local, remotes []v1.Endp
 	var peers []cable.Peer
 	var subnets []netip.Prefix
 	for _, r := range remotes {
-		p, err := peerFor(local.Spec, r)
+		p, err := peerFor(local.Spec, r, local.Reach[r.Name])
 		if err != nil {
 			d.Log.Warn("skipping remote endpoint", "endpoint", r.Name, "err", err)
 			continue
@@ -133,17 +133,19 @@ func (d *CableDataplane) open(ctx context.Context, local Local) error {
 	return nil
 }
 
-// peerFor turns a remote Endpoint into a cable peer. The remote is reached
-// at its public address when it has one that differs from its private one
-// (another site); keepalives run when either side sits behind NAT, so that
-// the side behind it opens the path and keeps the mapping.
-func peerFor(local v1.EndpointSpec, r v1.Endpoint) (cable.Peer, error) {
+// peerFor turns a remote Endpoint into a cable peer, reached at addr (NAT
+// discovery's choice) or, without one, at its public address. Keepalives run
+// when either side sits behind NAT, so that the side behind it opens the path
+// and keeps the mapping.
+func peerFor(local v1.EndpointSpec, r v1.Endpoint, addr netip.Addr) (cable.Peer, error) {
 	if r.Spec.CableDriver != local.CableDriver {
 		return cable.Peer{}, fmt.Errorf("it uses %s, this gateway %s", r.Spec.CableDriver, local.CableDriver)
 	}
-	addr, err := reachAddress(r.Spec)
-	if err != nil {
-		return cable.Peer{}, err
+	if !addr.IsValid() {
+		var err error
+		if addr, err = reachAddress(r.Spec); err != nil {
+			return cable.Peer{}, err
+		}
 	}
 	p := cable.Peer{Name: r.Name}
 	for _, s := range r.Spec.Subnets {

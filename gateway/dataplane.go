@@ -27,6 +27,9 @@ type Local struct {
 	// HealthCheckIPs are the addresses remote gateways probe; the data plane
 	// puts them on the cable device.
 	HealthCheckIPs []netip.Addr
+	// Reach is the address NAT discovery chose for each remote endpoint, by
+	// name; a remote without one is reached at its public address.
+	Reach map[string]netip.Addr
 }
 
 // ObserverDataplane builds no tunnel: it records and logs the desired state.

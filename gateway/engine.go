@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"sort"
+	"syscall"
 	"time"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
@@ -26,6 +27,7 @@ import (
 	"strait.dev/strait/broker"
 	"strait.dev/strait/gateway/cable"
 	"strait.dev/strait/gateway/health"
+	"strait.dev/strait/gateway/natdiscovery"
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
 	"strait.dev/strait/pkg/scheme"
 )
@@ -212,6 +214,10 @@ func (e *Engine) runActive(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	discovery, err := e.startDiscovery(ctx)
+	if err != nil {
+		return err
+	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var last []string
@@ -220,12 +226,18 @@ func (e *Engine) runActive(ctx context.Context) error {
 	for {
 		remotes, err := e.remoteEndpoints(ctx)
 		if err == nil {
+			discovery.SetTargets(discoveryTargets(remotes))
+			l := e.local(local)
+			l.Reach = map[string]netip.Addr{}
 			names := make([]string, len(remotes))
 			for i, r := range remotes {
-				names[i] = r.Name + "@" + r.ResourceVersion
+				if a, _ := discovery.Choice(r.Name); a.IsValid() {
+					l.Reach[r.Name] = a
+				}
+				names[i] = r.Name + "@" + r.ResourceVersion + "@" + l.Reach[r.Name].String()
 			}
 			if fmt.Sprint(names) != fmt.Sprint(last) {
-				if err := e.cfg.Dataplane.Set(ctx, e.local(local), remotes); err != nil {
+				if err := e.cfg.Dataplane.Set(ctx, l, remotes); err != nil {
 					e.log.Warn("data plane", "err", err)
 				} else {
 					last = names
@@ -234,7 +246,7 @@ func (e *Engine) runActive(ctx context.Context) error {
 			prober.SetTargets(healthTargets(remotes, e.cfg.HealthCheckPort))
 			// Write the status when a connection changes state, and refresh
 			// the round-trip times now and then: at most once a tick.
-			conns := connections(local.Spec, remotes, prober.Results())
+			conns := connections(local.Spec, remotes, prober.Results(), l.Reach)
 			if e.cfg.Metrics != nil {
 				var traffic map[string]cable.Traffic
 				if tc, ok := e.cfg.Dataplane.(interface {
@@ -271,7 +283,7 @@ func (e *Engine) local(ep *v1.Endpoint) Local {
 
 // startProber answers and sends health probes on the health-check port.
 func (e *Engine) startProber(ctx context.Context) (*health.Prober, error) {
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{Port: e.cfg.HealthCheckPort})
+	conn, err := listenUDP(ctx, e.cfg.HealthCheckPort)
 	if err != nil {
 		return nil, fmt.Errorf("health-check port %d: %w", e.cfg.HealthCheckPort, err)
 	}
@@ -283,6 +295,60 @@ func (e *Engine) startProber(ctx context.Context) (*health.Prober, error) {
 	})
 	go func() { _ = p.Run(ctx) }()
 	return p, nil
+}
+
+// startDiscovery answers and sends NAT discovery requests on the NAT
+// discovery port.
+func (e *Engine) startDiscovery(ctx context.Context) (*natdiscovery.Discoverer, error) {
+	conn, err := listenUDP(ctx, int(e.cfg.NATDiscoveryPort))
+	if err != nil {
+		return nil, fmt.Errorf("NAT discovery port %d: %w", e.cfg.NATDiscoveryPort, err)
+	}
+	d := natdiscovery.New(conn)
+	go func() { _ = d.Run(ctx) }()
+	return d, nil
+}
+
+// listenUDP binds a UDP port on every address, retrying for a few seconds:
+// a predecessor on the same host may still be letting go of it.
+func listenUDP(ctx context.Context, port int) (*net.UDPConn, error) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		conn, err := net.ListenUDP("udp", &net.UDPAddr{Port: port})
+		if err == nil || !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
+			return conn, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// discoveryTargets are the remote endpoints' private and public addresses
+// at their NAT discovery ports.
+func discoveryTargets(remotes []v1.Endpoint) map[string]natdiscovery.Target {
+	out := map[string]natdiscovery.Target{}
+	for _, r := range remotes {
+		if r.Spec.NATDiscoveryPort == 0 {
+			continue
+		}
+		port := uint16(r.Spec.NATDiscoveryPort)
+		var t natdiscovery.Target
+		if len(r.Spec.PrivateIPs) > 0 {
+			if a, err := netip.ParseAddr(string(r.Spec.PrivateIPs[0])); err == nil {
+				t.Private = netip.AddrPortFrom(a, port)
+			}
+		}
+		if len(r.Spec.PublicIPs) > 0 {
+			if a, err := netip.ParseAddr(string(r.Spec.PublicIPs[0])); err == nil {
+				t.Public = netip.AddrPortFrom(a, port)
+			}
+		}
+		out[r.Name] = t
+	}
+	return out
 }
 
 func healthTargets(remotes []v1.Endpoint, port int) map[string]netip.AddrPort {
@@ -299,12 +365,14 @@ func healthTargets(remotes []v1.Endpoint, port int) map[string]netip.AddrPort {
 }
 
 // connections renders the Gateway status of every remote endpoint.
-func connections(local v1.EndpointSpec, remotes []v1.Endpoint, results map[string]health.Result) []v1.Connection {
+func connections(local v1.EndpointSpec, remotes []v1.Endpoint, results map[string]health.Result, reach map[string]netip.Addr) []v1.Connection {
 	var out []v1.Connection
 	for _, r := range remotes {
 		c := v1.Connection{ClusterID: r.Spec.ClusterID, Endpoint: r.Name, Status: v1.Connecting,
 			StatusMessage: "no health-check address published", UsingNAT: behindNAT(local) || behindNAT(r.Spec)}
-		if a, err := reachAddress(r.Spec); err == nil {
+		if a, ok := reach[r.Name]; ok {
+			c.UsingIP = v1.IP(a.String())
+		} else if a, err := reachAddress(r.Spec); err == nil {
 			c.UsingIP = v1.IP(a.String())
 		}
 		if res, ok := results[r.Name]; ok {

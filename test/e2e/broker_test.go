@@ -435,7 +435,13 @@ func TestBrokerJoinAndLeave(t *testing.T) {
 			if err := c3.Get(ctx, client.ObjectKey{Namespace: v1.ComponentNamespace, Name: active(ctx, c3)}, &gw); err != nil {
 				return false, nil
 			}
-			return len(gw.Status.Connections) == 1 && gw.Status.Connections[0].Status == v1.Connected && !gw.Status.Connections[0].UsingNAT, nil
+			if len(gw.Status.Connections) != 1 {
+				return false, nil
+			}
+			c := gw.Status.Connections[0]
+			// NAT discovery: c1's private address is on another network, so
+			// c3 uses c1's public one; nobody is behind NAT here.
+			return c.Status == v1.Connected && !c.UsingNAT && strings.HasPrefix(string(c.UsingIP), "198.18.1."), nil
 		})
 		for _, c := range []string{"c3", "c1"} {
 			if out, err := straitctl(t, "leave", "--kubeconfig", adminKubeconfig(c)); err != nil {
