@@ -62,6 +62,12 @@ sandbox-down: ## Take the sandbox down and remove everything it made.
 demo: prereqs build kube-binaries ## The main job: run Strait in a sandbox of two clusters and show it working.
 	@hack/demo.sh
 
+.PHONY: bench-tunnel
+bench-tunnel: prereqs build kube-binaries ## Benchmark the cables against bare ones; writes _output/bench/tunnel.json.
+	@mkdir -p $(OUT)/bench
+	$(GO) build -o $(BIN)/strait-bench-tunnel ./test/bench/tunnel
+	$(BIN)/strait-bench-tunnel
+
 .PHONY: generate
 generate: ## Regenerate deepcopy code and deploy/crds.
 	$(CONTROLLER_GEN) object paths=./pkg/apis/...
