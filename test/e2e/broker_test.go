@@ -142,10 +142,12 @@ func TestBrokerJoinAndLeave(t *testing.T) {
 		done := make(chan result, 1)
 		go func() {
 			out, err := execIn(t, "c2", nss["c2"], "gw-side", filepath.Join(binDir, "strait-testpod"), "connect",
-				"--tcp", net.JoinHostPort(ips["c1"], "9000"), "--bytes", "50000000", "--timeout", "120s")
+				"--tcp", net.JoinHostPort(ips["c1"], "9000"), "--bytes", "200000000", "--timeout", "120s")
 			done <- result{out, err}
 		}()
-		time.Sleep(500 * time.Millisecond)
+		// Kill soon after the transfer starts: it takes a few seconds on a
+		// quiet machine, and must still be running at the kill.
+		time.Sleep(150 * time.Millisecond)
 		node := active(ctx, c1)
 		old := gatewayPID(t, "c1", node)
 		if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
@@ -169,7 +171,19 @@ func TestBrokerJoinAndLeave(t *testing.T) {
 		if now := gatewayPID(t, "c1", node); now == old {
 			t.Fatalf("the gateway on %s was not restarted (pid %d)", node, now)
 		}
-		t.Logf("50 MB echo across a kill -9 of c1's active gateway: ok, ended %s after the kill", time.Since(killed).Round(100*time.Millisecond))
+		t.Logf("200 MB echo across a kill -9 of c1's active gateway: ok, ended %s after the kill", time.Since(killed).Round(100*time.Millisecond))
+		// Let the restarted gateway settle before the next tests use it.
+		waitFor(t, 60*time.Second, "c1's restarted gateway to be active and connected again", func(ctx context.Context) (bool, error) {
+			n := active(ctx, c1)
+			if n == "" {
+				return false, nil
+			}
+			var gw v1.Gateway
+			if err := c1.Get(ctx, client.ObjectKey{Namespace: v1.ComponentNamespace, Name: n}, &gw); err != nil {
+				return false, nil
+			}
+			return len(gw.Status.Connections) == 1 && gw.Status.Connections[0].Status == v1.Connected, nil
+		})
 	})
 
 	t.Run("Gateway status shows the connection with RTT, and an error when the peer stops answering", func(t *testing.T) {
