@@ -153,6 +153,9 @@ func eventually(t *testing.T, c func(ns string) client.Client, want string, name
 	}
 }
 
+// lines is an expected state, one record a line.
+func lines(l ...string) string { return strings.Join(l, "\n") }
+
 func TestSyncer(t *testing.T) {
 	w := newWorld(t)
 	ctx := context.Background()
@@ -190,12 +193,12 @@ func TestSyncer(t *testing.T) {
 	w.startSyncer(t, "c2")
 
 	t.Run("both directions converge and orphans go", func(t *testing.T) {
-		eventually(t, pick, strings.Join([]string{
+		eventually(t, pick, lines(
 			"cluster c1 owner=c1 region=",
 			"cluster c2 owner=c2 region=",
 			"endpoint c1-gw owner=c1 host=c1-gw",
 			"endpoint c2-gw owner=c2 host=c2-gw",
-		}, "\n"), all...)
+		), all...)
 	})
 
 	t.Run("changes propagate", func(t *testing.T) {
@@ -207,12 +210,12 @@ func TestSyncer(t *testing.T) {
 		if err := w.members.Update(ctx, cl); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, pick, strings.Join([]string{
+		eventually(t, pick, lines(
 			"cluster c1 owner=c1 region=eu",
 			"cluster c2 owner=c2 region=",
 			"endpoint c1-gw owner=c1 host=c1-gw",
 			"endpoint c2-gw owner=c2 host=c2-gw",
-		}, "\n"), all...)
+		), all...)
 	})
 
 	t.Run("an import edited locally is put back", func(t *testing.T) {
@@ -224,12 +227,12 @@ func TestSyncer(t *testing.T) {
 		if err := w.members.Update(ctx, imp); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, pick, strings.Join([]string{
+		eventually(t, pick, lines(
 			"cluster c1 owner=c1 region=eu",
 			"cluster c2 owner=c2 region=",
 			"endpoint c1-gw owner=c1 host=c1-gw",
 			"endpoint c2-gw owner=c2 host=c2-gw",
-		}, "\n"), all...)
+		), all...)
 	})
 
 	t.Run("no flip-flop under a busy writer", func(t *testing.T) {
@@ -243,12 +246,12 @@ func TestSyncer(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		want := strings.Join([]string{
+		want := lines(
 			"cluster c1 owner=c1 region=eu",
 			"cluster c2 owner=c2 region=",
 			"endpoint c1-gw owner=c1 host=c1-gw",
 			"endpoint c2-gw owner=c2 host=c2-n19",
-		}, "\n")
+		)
 		eventually(t, pick, want, all...)
 		// Once converged, nobody writes: resource versions stand still.
 		versions := func() string {
@@ -294,11 +297,11 @@ func TestSyncer(t *testing.T) {
 		if err := w.brokerEnv.StartAPIServer(startCtx); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, pick, strings.Join([]string{
+		eventually(t, pick, lines(
 			"cluster c1 owner=c1 region=us",
 			"cluster c2 owner=c2 region=",
 			"endpoint c2-gw owner=c2 host=c2-n19",
-		}, "\n"), "c2-system", w.info.Namespace)
+		), "c2-system", w.info.Namespace)
 	})
 
 	t.Run("a stopped syncer deletes nothing", func(t *testing.T) {

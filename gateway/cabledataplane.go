@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -50,9 +49,7 @@ type CableDataplane struct {
 	UnderlayMTU int
 	Log         *slog.Logger
 
-	driver     cable.Driver
-	driverName v1.CableDriver
-	subnets    []netip.Prefix // routed now
+	driver cable.Driver
 }
 
 var _ Dataplane = (*CableDataplane)(nil)
@@ -88,7 +85,6 @@ func (d *CableDataplane) Set(ctx context.Context, local Local, remotes []v1.Endp
 	if err := setNATExemption(subnets); err != nil {
 		return err
 	}
-	d.subnets = subnets
 	return nil
 }
 
@@ -116,7 +112,7 @@ func (d *CableDataplane) open(ctx context.Context, local Local) error {
 	if err != nil {
 		return err
 	}
-	d.driver, d.driverName = drv, local.Spec.CableDriver
+	d.driver = drv
 	// The health-check addresses live on the cable device, so that probes
 	// leave and arrive through it.
 	link, err := netlink.LinkByName(CableInterface)
@@ -334,9 +330,4 @@ func (d *CableDataplane) Close() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// String is for logs.
-func (d *CableDataplane) String() string {
-	return "cable(" + string(d.driverName) + ", " + strconv.Itoa(len(d.subnets)) + " subnets)"
 }

@@ -79,7 +79,7 @@ type Config struct {
 }
 
 // PublicIPAnnotation on a Node gives the address other clusters reach it at.
-const PublicIPAnnotation = "strait.dev/public-ip"
+const PublicIPAnnotation = v1.PublicIPAnnotation
 
 // Engine is one gateway node's engine.
 type Engine struct {

@@ -16,6 +16,8 @@ package node
 import (
 	"net/netip"
 	"time"
+
+	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
 )
 
 const (
@@ -24,7 +26,7 @@ const (
 	GatewayCapableLabel = "sandbox.strait.dev/gateway-capable"
 	// PublicIPAnnotation is the address other clusters reach a
 	// gateway-capable node at (the NAT router's, behind NAT).
-	PublicIPAnnotation = "strait.dev/public-ip"
+	PublicIPAnnotation = v1.PublicIPAnnotation
 )
 
 // Config is the agent's configuration, written by the sandbox supervisor.

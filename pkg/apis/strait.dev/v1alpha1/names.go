@@ -17,6 +17,10 @@ const (
 	// is the cluster's ID, as KEP-2149 defines it.
 	ClusterIDPropertyName = "cluster.clusterset.k8s.io"
 
+	// PublicIPAnnotation on a gateway Node gives the address other clusters
+	// reach it at, when it is not the node's InternalIP.
+	PublicIPAnnotation = "strait.dev/public-ip"
+
 	// ClusterSetPropertyName is the ClusterProperty naming the clusterset the
 	// cluster belongs to.
 	ClusterSetPropertyName = "clusterset.k8s.io"
