@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"sort"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -18,10 +19,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/leaderelection"
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"strait.dev/strait/broker"
@@ -43,7 +44,13 @@ const (
 	renewDeadline = 10 * time.Second
 	retryPeriod   = 2 * time.Second
 	// LeaseName is the Lease the gateways of a cluster compete for.
-	LeaseName = "strait-gateway"
+	LeaseName = v1.GatewayLeaseName
+	// DefaultHeartbeatInterval and DefaultHeartbeatFailures: standbys take
+	// over 4 × 100 ms after the active gateway's last answer. Shorter would
+	// risk a takeover on a busy 2-core node's scheduling hiccup; a takeover
+	// costs a fraction of a second of traffic, so a rare false one is cheap.
+	DefaultHeartbeatInterval = 100 * time.Millisecond
+	DefaultHeartbeatFailures = 4
 	// statusInterval bounds how stale the Gateway status can get.
 	statusInterval = 30 * time.Second
 )
@@ -67,6 +74,10 @@ type Config struct {
 	HealthCheckInterval time.Duration
 	// HealthCheckFailures is how many unanswered probes make an error.
 	HealthCheckFailures int
+	// HeartbeatInterval and HeartbeatFailures: how often standbys probe the
+	// active gateway, and how many unanswered probes make them take over.
+	HeartbeatInterval time.Duration
+	HeartbeatFailures int
 	// PublicIP overrides the node's strait.dev/public-ip annotation.
 	PublicIP netip.Addr
 	// BrokerSecret names the Secret holding the member's broker credential.
@@ -100,6 +111,12 @@ func New(rc *rest.Config, cfg Config) (*Engine, error) {
 	if cfg.Dataplane == nil {
 		return nil, errors.New("no data plane")
 	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if cfg.HeartbeatFailures <= 0 {
+		cfg.HeartbeatFailures = DefaultHeartbeatFailures
+	}
 	kube, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return nil, err
@@ -117,73 +134,66 @@ func (e *Engine) Run(ctx context.Context) error {
 	if err := e.writeStatus(ctx, v1.HAStatusPassive, ""); err != nil {
 		return fmt.Errorf("gateway status: %w", err)
 	}
-	lock := &resourcelock.LeaseLock{
-		LeaseMeta:  metav1.ObjectMeta{Name: LeaseName, Namespace: e.cfg.Namespace},
-		Client:     e.kube.CoordinationV1(),
-		LockConfig: resourcelock.ResourceLockConfig{Identity: e.cfg.NodeName},
+	el := &elector{
+		kube: e.kube, namespace: e.cfg.Namespace, identity: e.cfg.NodeName,
+		heartbeatPort: e.cfg.HealthCheckPort, heartbeatInterval: e.cfg.HeartbeatInterval,
+		heartbeatFailures: e.cfg.HeartbeatFailures, log: e.log,
 	}
-	leading := make(chan context.Context, 1)
-	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-		Lock:            lock,
-		LeaseDuration:   leaseDuration,
-		RenewDeadline:   renewDeadline,
-		RetryPeriod:     retryPeriod,
-		ReleaseOnCancel: true,
-		Name:            LeaseName,
-		Callbacks: leaderelection.LeaderCallbacks{
-			// The work runs below, in Run itself, so that Run returns only
-			// after it (and its data-plane cleanup) has finished.
-			OnStartedLeading: func(lctx context.Context) { leading <- lctx },
-			OnStoppedLeading: func() {},
-			OnNewLeader: func(id string) {
-				if id != e.cfg.NodeName {
-					e.log.Info("standby", "active", id)
-				}
-			},
-		},
-	})
+	epoch, err := el.acquire(ctx)
 	if err != nil {
-		return err
+		return e.stopped(ctx)
 	}
-	ectx, cancel := context.WithCancel(ctx)
-	electorDone := make(chan struct{})
-	go func() { elector.Run(ectx); close(electorDone) }()
-	// Whatever ends the engine, the elector stops (releasing the Lease if
-	// held) before Run returns.
-	defer func() { cancel(); <-electorDone }()
-
-	var activeErr error
+	e.log.Info("active", "epoch", epoch)
+	actx, cancel := context.WithCancel(ctx)
+	held := make(chan error, 1)
+	go func() { held <- el.hold(actx) }()
+	activeErr := make(chan error, 1)
+	go func() { activeErr <- e.runActive(actx, epoch) }()
+	var lost error
 	select {
-	case lctx := <-leading:
-		e.log.Info("active")
-		activeErr = e.runActive(lctx)
-	case <-electorDone:
-	case <-ctx.Done():
+	case lost = <-held:
+		cancel()
+		<-activeErr
+	case err := <-activeErr:
+		cancel()
+		<-held // releases the Lease
+		if ctx.Err() == nil {
+			if err == nil {
+				err = errors.New("active gateway stopped")
+			}
+			return err
+		}
 	}
 	if ctx.Err() != nil {
-		// Stopping (SIGTERM): say so, so that the status does not claim an
-		// active gateway that is gone. Best effort: the apiserver may be away.
-		cancel()
-		<-electorDone
-		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer scancel()
-		if err := e.writeStatus(sctx, v1.HAStatusPassive, ""); err != nil {
-			e.log.Warn("final status", "err", err)
-		}
-		return nil
+		return e.stopped(ctx)
 	}
-	if activeErr != nil {
-		return activeErr
+	return lost
+}
+
+// stopped records, on a clean stop (SIGTERM), that this gateway is not
+// active, so that the status does not claim an active gateway that is gone.
+// Best effort: the apiserver may be away.
+func (e *Engine) stopped(context.Context) error {
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer scancel()
+	if err := e.writeStatus(sctx, v1.HAStatusPassive, ""); err != nil {
+		e.log.Warn("final status", "err", err)
 	}
-	return errors.New("lost the active role")
+	return nil
 }
 
 // runActive is the active gateway's work: publish, sync, and drive the data plane.
-func (e *Engine) runActive(ctx context.Context) error {
+func (e *Engine) runActive(ctx context.Context, epoch int32) error {
+	// Answer heartbeats and health probes first: the standbys watch for it.
+	prober, err := e.startProber(ctx)
+	if err != nil {
+		return err
+	}
 	local, err := e.localEndpoint(ctx)
 	if err != nil {
 		return err
 	}
+	local.Annotations = map[string]string{v1.GatewayEpochAnnotation: strconv.Itoa(int(epoch))}
 	if err := e.writeStatus(ctx, v1.HAStatusActive, local.Name); err != nil {
 		return err
 	}
@@ -210,11 +220,13 @@ func (e *Engine) runActive(ctx context.Context) error {
 			e.log.Warn("data plane cleanup", "err", err)
 		}
 	}()
-	prober, err := e.startProber(ctx)
+	discovery, err := e.startDiscovery(ctx)
 	if err != nil {
 		return err
 	}
-	discovery, err := e.startDiscovery(ctx)
+	// React to imported Endpoints at once (a remote failover), and look
+	// again every second for health and status.
+	kick, err := e.watchEndpoints(ctx)
 	if err != nil {
 		return err
 	}
@@ -266,8 +278,33 @@ func (e *Engine) runActive(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
+		case <-kick:
 		}
 	}
+}
+
+// watchEndpoints signals on every change to the namespace's Endpoints.
+func (e *Engine) watchEndpoints(ctx context.Context) (<-chan struct{}, error) {
+	dyn, err := dynamic.NewForConfig(e.rest)
+	if err != nil {
+		return nil, err
+	}
+	kick := make(chan struct{}, 1)
+	poke := func() {
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
+	}
+	f := dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, statusInterval, e.cfg.Namespace, nil)
+	inf := f.ForResource(v1.SchemeGroupVersion.WithResource("endpoints")).Informer()
+	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc: func(any) { poke() }, UpdateFunc: func(any, any) { poke() }, DeleteFunc: func(any) { poke() },
+	}); err != nil {
+		return nil, err
+	}
+	f.Start(ctx.Done())
+	return kick, nil
 }
 
 // local is the local gateway as the data plane needs it.
@@ -562,14 +599,41 @@ func (e *Engine) remoteEndpoints(ctx context.Context) ([]v1.Endpoint, error) {
 	if err := e.c.List(ctx, &eps, client.InNamespace(e.cfg.Namespace), client.HasLabels{v1.ClusterIDLabel}); err != nil {
 		return nil, err
 	}
-	var out []v1.Endpoint
-	for _, ep := range eps.Items {
-		if ep.Labels[v1.ClusterIDLabel] != e.cfg.ClusterID {
-			out = append(out, ep)
+	return activeEndpoints(eps.Items, e.cfg.ClusterID), nil
+}
+
+// activeEndpoints keeps one Endpoint per other cluster: while a cluster
+// fails over, its old and new gateways' Endpoints may both be here for a
+// moment, and the one with the higher epoch is the active one.
+func activeEndpoints(eps []v1.Endpoint, self string) []v1.Endpoint {
+	best := map[string]v1.Endpoint{}
+	for _, ep := range eps {
+		c := ep.Labels[v1.ClusterIDLabel]
+		if c == self {
+			continue
+		}
+		if cur, ok := best[c]; !ok || newerGateway(ep, cur) {
+			best[c] = ep
 		}
 	}
+	out := make([]v1.Endpoint, 0, len(best))
+	for _, ep := range best {
+		out = append(out, ep)
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
+	return out
+}
+
+func newerGateway(a, b v1.Endpoint) bool {
+	ea, _ := strconv.Atoi(a.Annotations[v1.GatewayEpochAnnotation])
+	eb, _ := strconv.Atoi(b.Annotations[v1.GatewayEpochAnnotation])
+	if ea != eb {
+		return ea > eb
+	}
+	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+		return b.CreationTimestamp.Before(&a.CreationTimestamp)
+	}
+	return a.Name > b.Name
 }
 
 func (e *Engine) newSyncer(ctx context.Context) (*broker.Syncer, error) {

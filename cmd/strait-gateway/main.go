@@ -71,6 +71,8 @@ func run() error {
 	flag.IntVar(&cfg.HealthCheckPort, "health-check-port", health.DefaultPort, "UDP port of the health probes between gateways")
 	flag.DurationVar(&cfg.HealthCheckInterval, "health-check-interval", time.Second, "time between health probes of one connection")
 	flag.IntVar(&cfg.HealthCheckFailures, "health-check-failures", 3, "unanswered probes in a row that make a connection an error")
+	flag.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", gateway.DefaultHeartbeatInterval, "time between a standby's heartbeats to the active gateway")
+	flag.IntVar(&cfg.HeartbeatFailures, "heartbeat-failures", gateway.DefaultHeartbeatFailures, "unanswered heartbeats in a row that make a standby take over")
 	flag.StringVar(&dataplane, "dataplane", "cable", "cable: build the tunnels; observe: only log the desired peers")
 	flag.IntVar(&underlayMTU, "underlay-mtu", 1500, "MTU of the node network the tunnels run over")
 	flag.StringVar(&metricsAddr, "metrics-addr", gateway.DefaultMetricsAddr, "where to serve Prometheus metrics (empty: nowhere)")

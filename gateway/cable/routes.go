@@ -8,10 +8,21 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
+// RouteHandle is the part of netlink that SetRoutes uses. *netlink.Handle
+// implements it (the zero Handle works in the current namespace, like the
+// package-level functions); cabletest.Netlink is its fake.
+type RouteHandle interface {
+	RouteListFiltered(family int, filter *netlink.Route, filterMask uint64) ([]netlink.Route, error)
+	RouteReplace(route *netlink.Route) error
+	RouteDel(route *netlink.Route) error
+}
+
+var _ RouteHandle = (*netlink.Handle)(nil)
+
 // SetRoutes keeps one route per peer subnet through link in table, and no
 // other route through link there. Drivers share it: whatever the tunnel, a
 // remote subnet is a link-scope route through the cable device.
-func SetRoutes(link netlink.Link, table int, peers []Peer) error {
+func SetRoutes(h RouteHandle, link netlink.Link, table int, peers []Peer) error {
 	want := map[string]netip.Prefix{}
 	for _, p := range peers {
 		for _, s := range p.Subnets {
@@ -21,7 +32,7 @@ func SetRoutes(link netlink.Link, table int, peers []Peer) error {
 	idx := link.Attrs().Index
 	var cur []netlink.Route
 	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		rs, err := netlink.RouteListFiltered(family, &netlink.Route{Table: table, LinkIndex: idx},
+		rs, err := h.RouteListFiltered(family, &netlink.Route{Table: table, LinkIndex: idx},
 			netlink.RT_FILTER_TABLE|netlink.RT_FILTER_OIF)
 		if err != nil {
 			return fmt.Errorf("list routes: %w", err)
@@ -34,7 +45,7 @@ func SetRoutes(link netlink.Link, table int, peers []Peer) error {
 			continue
 		}
 		if _, ok := want[r.Dst.String()]; !ok {
-			if err := netlink.RouteDel(&r); err != nil {
+			if err := h.RouteDel(&r); err != nil {
 				return fmt.Errorf("remove route %s: %w", r.Dst, err)
 			}
 			continue
@@ -46,7 +57,7 @@ func SetRoutes(link netlink.Link, table int, peers []Peer) error {
 			continue
 		}
 		dst := IPNets([]netip.Prefix{p})[0]
-		if err := netlink.RouteReplace(&netlink.Route{LinkIndex: idx, Dst: &dst, Table: table, Scope: netlink.SCOPE_LINK}); err != nil {
+		if err := h.RouteReplace(&netlink.Route{LinkIndex: idx, Dst: &dst, Table: table, Scope: netlink.SCOPE_LINK}); err != nil {
 			return fmt.Errorf("route %s: %w", s, err)
 		}
 	}

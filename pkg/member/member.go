@@ -125,14 +125,20 @@ func Join(ctx context.Context, cfg *rest.Config, info *broker.Info, o JoinOption
 		return err
 	}
 
-	objs, err := manifests.Render("gateway.yaml", manifests.GatewayValues{
+	values := manifests.GatewayValues{
 		Namespace: v1.ComponentNamespace, ClusterID: o.ClusterID,
 		PodCIDRs: cidr.Join(o.PodCIDRs), ServiceCIDRs: cidr.Join(o.ServiceCIDRs), CableDriver: string(o.CableDriver),
 		ImageRepository: o.ImageRepository, ImageTag: o.ImageTag,
-	})
+	}
+	objs, err := manifests.Render("gateway.yaml", values)
 	if err != nil {
 		return err
 	}
+	agent, err := manifests.Render("routeagent.yaml", values)
+	if err != nil {
+		return err
+	}
+	objs = append(objs, agent...)
 	secret := gateway.BrokerSecret(v1.ComponentNamespace, info, token)
 	secret.TypeMeta = metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"}
 	secretObj, err := toUnstructured(secret)
@@ -353,19 +359,24 @@ func Leave(ctx context.Context, cfg *rest.Config, o LeaveOptions) error {
 	id := prop.Spec.Value
 	ns := v1.ComponentNamespace
 
-	// Gateways first: they clean their node state as they stop.
+	// Gateways and route agents first: they clean their node state as they
+	// stop (a route agent does so only when its DaemonSet is going).
 	policy := metav1.DeletePropagationForeground
-	err = cs.AppsV1().DaemonSets(ns).Delete(ctx, "strait-gateway", metav1.DeleteOptions{PropagationPolicy: &policy})
-	if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("remove the gateway DaemonSet: %w", err)
+	for _, ds := range []struct{ name, component string }{{"strait-gateway", "gateway"}, {"strait-routeagent", "routeagent"}} {
+		err = cs.AppsV1().DaemonSets(ns).Delete(ctx, ds.name, metav1.DeleteOptions{PropagationPolicy: &policy})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("remove the %s DaemonSet: %w", ds.component, err)
+		}
 	}
-	if err := waitGone(ctx, func(ctx context.Context) (bool, error) {
-		pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=gateway"})
-		return err == nil && len(pods.Items) == 0, nil
-	}); err != nil {
-		return fmt.Errorf("wait for the gateway pods to stop: %w", err)
+	for _, component := range []string{"gateway", "routeagent"} {
+		if err := waitGone(ctx, func(ctx context.Context) (bool, error) {
+			pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=" + component})
+			return err == nil && len(pods.Items) == 0, nil
+		}); err != nil {
+			return fmt.Errorf("wait for the %s pods to stop: %w", component, err)
+		}
 	}
-	logf("gateways stopped")
+	logf("gateways and route agents stopped")
 
 	if creds, err := gateway.ReadBrokerSecret(ctx, cs, ns, gateway.BrokerSecretName); err == nil {
 		if err := broker.Leave(ctx, creds.Info.RESTConfig(creds.Token), creds.Info.Namespace, id); err != nil {
@@ -391,6 +402,12 @@ func Leave(ctx context.Context, cfg *rest.Config, o LeaveOptions) error {
 			return cs.RbacV1().ClusterRoleBindings().Delete(ctx, "strait-gateway", metav1.DeleteOptions{})
 		},
 		func() error { return cs.RbacV1().ClusterRoles().Delete(ctx, "strait-gateway", metav1.DeleteOptions{}) },
+		func() error {
+			return cs.RbacV1().ClusterRoleBindings().Delete(ctx, "strait-routeagent", metav1.DeleteOptions{})
+		},
+		func() error {
+			return cs.RbacV1().ClusterRoles().Delete(ctx, "strait-routeagent", metav1.DeleteOptions{})
+		},
 		func() error { return cs.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}) },
 		func() error { return c.Delete(ctx, prop) },
 	} {

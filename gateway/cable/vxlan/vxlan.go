@@ -129,7 +129,8 @@ func (d *Driver) Set(_ context.Context, peers []cable.Peer) error {
 			return fmt.Errorf("vxlan: FDB entry for %s: %w", a, err)
 		}
 	}
-	return cable.SetRoutes(d.link, d.table, peers)
+	// The zero Handle works in the current namespace, like the calls above.
+	return cable.SetRoutes(&netlink.Handle{}, d.link, d.table, peers)
 }
 
 // Close removes the device with its FDB entries and routes.

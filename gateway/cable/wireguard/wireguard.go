@@ -1,14 +1,20 @@
 // Package wireguard is the WireGuard cable driver. It uses the kernel's
-// WireGuard device when the kernel has one and otherwise runs an embedded
+// WireGuard device when the kernel has one (adopting a kernel device of the
+// same name left by an engine that died) and otherwise runs an embedded
 // userspace WireGuard (golang.zx2c4.com/wireguard) inside the gateway
 // process; either way the device is configured the same way, through wgctrl,
 // so one code path serves both.
+//
+// The driver reaches the kernel only through two narrow seams, Netlink and
+// Client, so that the kernel path can be tested against fakes
+// (cabletest.Netlink, cabletest.WGClient) on machines without the module.
 package wireguard
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"slices"
@@ -36,7 +42,32 @@ func init() {
 	})
 }
 
-// Options are the driver's own knobs.
+// Netlink is the part of netlink the driver uses: its device and the routes
+// through it. *netlink.Handle implements it; cabletest.Netlink is its fake.
+type Netlink interface {
+	cable.RouteHandle
+	LinkAdd(link netlink.Link) error
+	LinkByName(name string) (netlink.Link, error)
+	LinkSetMTU(link netlink.Link, mtu int) error
+	LinkSetUp(link netlink.Link) error
+	LinkDel(link netlink.Link) error
+}
+
+// Client configures WireGuard devices, kernel or userspace alike.
+// *wgctrl.Client implements it; cabletest.WGClient is its fake.
+type Client interface {
+	Device(name string) (*wgtypes.Device, error)
+	ConfigureDevice(name string, cfg wgtypes.Config) error
+	Close() error
+}
+
+var (
+	_ Netlink = (*netlink.Handle)(nil)
+	_ Client  = (*wgctrl.Client)(nil)
+)
+
+// Options are the driver's own knobs and its seams to the kernel; the zero
+// value of each field means the real thing.
 type Options struct {
 	// RouteTable is the policy routing table the peers' subnets go into;
 	// Strait's own, never main. Zero means DefaultRouteTable.
@@ -44,7 +75,18 @@ type Options struct {
 	// ForceUserspace skips the kernel device (for tests of the fallback on
 	// machines that have the module).
 	ForceUserspace bool
-	Log            *slog.Logger
+	// Log receives the driver's few events; nil means slog.Default().
+	Log *slog.Logger
+	// Netlink makes the kernel device and routes; nil means the current
+	// network namespace (a zero *netlink.Handle).
+	Netlink Netlink
+	// NewClient opens the WireGuard configuration client, which the driver
+	// closes on Close; nil means wgctrl.New.
+	NewClient func() (Client, error)
+	// StartUserspace runs the embedded userspace device named name, a TUN
+	// device that exists until the returned Closer is closed; nil means
+	// wireguard-go with its UAPI socket in /var/run/wireguard.
+	StartUserspace func(name string, mtu int) (io.Closer, error)
 }
 
 // DefaultRouteTable is Strait's routing table for remote subnets: a number
@@ -56,8 +98,8 @@ type Driver struct {
 	cfg       cable.Config
 	opts      Options
 	link      netlink.Link
-	userspace *userspaceDevice // nil with the kernel device
-	client    *wgctrl.Client
+	userspace io.Closer // nil with the kernel device
+	client    Client
 	key       wgtypes.Key
 	names     map[wgtypes.Key]string // peer names, for the traffic counters
 }
@@ -66,11 +108,6 @@ var (
 	_ cable.Driver         = (*Driver)(nil)
 	_ cable.TrafficCounter = (*Driver)(nil)
 )
-
-type userspaceDevice struct {
-	dev  *device.Device
-	uapi net.Listener
-}
 
 // Open creates the device and configures its key and port.
 func Open(_ context.Context, cfg cable.Config, o *Options) (*Driver, error) {
@@ -84,6 +121,15 @@ func Open(_ context.Context, cfg cable.Config, o *Options) (*Driver, error) {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
+	if opts.Netlink == nil {
+		opts.Netlink = &netlink.Handle{}
+	}
+	if opts.NewClient == nil {
+		opts.NewClient = newWgctrl
+	}
+	if opts.StartUserspace == nil {
+		opts.StartUserspace = startUserspace
+	}
 	key, err := wgtypes.ParseKey(cfg.PrivateKey)
 	if err != nil {
 		return nil, errors.New("wireguard: the private key is not a WireGuard key") // never echo key material
@@ -92,19 +138,20 @@ func Open(_ context.Context, cfg cable.Config, o *Options) (*Driver, error) {
 	if err := d.createDevice(); err != nil {
 		return nil, err
 	}
-	if d.link, err = netlink.LinkByName(cfg.Interface); err != nil {
+	nl := d.opts.Netlink
+	if d.link, err = nl.LinkByName(cfg.Interface); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("wireguard: find %s: %w", cfg.Interface, err)
 	}
-	if err := netlink.LinkSetMTU(d.link, cfg.MTU); err != nil {
+	if err := nl.LinkSetMTU(d.link, cfg.MTU); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("wireguard: set MTU of %s: %w", cfg.Interface, err)
 	}
-	if err := netlink.LinkSetUp(d.link); err != nil {
+	if err := nl.LinkSetUp(d.link); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("wireguard: bring %s up: %w", cfg.Interface, err)
 	}
-	if d.client, err = wgctrl.New(); err != nil {
+	if d.client, err = d.opts.NewClient(); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("wireguard: open wgctrl: %w", err)
 	}
@@ -124,39 +171,91 @@ func (d *Driver) Userspace() bool { return d.userspace != nil }
 func (d *Driver) createDevice() error {
 	name := d.cfg.Interface
 	if !d.opts.ForceUserspace {
-		err := netlink.LinkAdd(&netlink.Wireguard{LinkAttrs: netlink.LinkAttrs{Name: name, MTU: d.cfg.MTU}})
-		if errors.Is(err, syscall.EEXIST) {
-			// A kernel device left by an engine that died without cleaning up
-			// (kill -9): adopt it, so that its tunnels carry on.
-			if l, lerr := netlink.LinkByName(name); lerr == nil && l.Type() == "wireguard" {
-				d.opts.Log.Info("wireguard: adopting the existing kernel device", "interface", name)
-				return nil
-			}
-		}
-		if err == nil {
+		err := d.opts.Netlink.LinkAdd(&netlink.Wireguard{LinkAttrs: netlink.LinkAttrs{Name: name, MTU: d.cfg.MTU}})
+		switch {
+		case err == nil:
 			d.opts.Log.Info("wireguard: kernel device", "interface", name)
 			return nil
-		}
-		if !errors.Is(err, syscall.EOPNOTSUPP) && !errors.Is(err, syscall.ENODEV) && !errors.Is(err, syscall.EINVAL) {
+		case errors.Is(err, syscall.EEXIST):
+			return d.adopt(err)
+		case !noKernelSupport(err):
 			return fmt.Errorf("wireguard: create %s: %w", name, err)
 		}
 		d.opts.Log.Info("wireguard: no kernel support, using the embedded userspace device", "interface", name, "kernel", err)
 	}
-	tdev, err := tun.CreateTUN(name, d.cfg.MTU)
+	dev, err := d.opts.StartUserspace(name, d.cfg.MTU)
 	if err != nil {
-		return fmt.Errorf("wireguard: create TUN %s: %w", name, err)
+		return err
+	}
+	d.userspace = dev
+	return nil
+}
+
+// adopt takes over the kernel device of our name that an engine which died
+// without cleaning up (kill -9) left behind, so that its tunnels carry on:
+// Open then sets the key and port again and Set leaves matching peers alone.
+// A device of another type under our name is not ours to take over.
+func (d *Driver) adopt(exists error) error {
+	name := d.cfg.Interface
+	l, err := d.opts.Netlink.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("wireguard: create %s: %w; find it: %w", name, exists, err)
+	}
+	if l.Type() != "wireguard" {
+		return fmt.Errorf("wireguard: create %s: a %s device of that name exists: %w", name, l.Type(), exists)
+	}
+	d.opts.Log.Info("wireguard: adopting the existing kernel device", "interface", name)
+	return nil
+}
+
+// noKernelSupport tells the LinkAdd errors after which the userspace device
+// is worth trying: EOPNOTSUPP ("Unknown device type") is a kernel without the
+// WireGuard module; after ENODEV or EINVAL, too, no kernel device exists.
+// Any other error (EPERM) would stop the userspace device as well.
+func noKernelSupport(err error) bool {
+	return errors.Is(err, syscall.EOPNOTSUPP) || errors.Is(err, syscall.ENODEV) || errors.Is(err, syscall.EINVAL)
+}
+
+// newWgctrl is wgctrl.New as Options.NewClient; on error it returns a nil
+// Client, not a nil *wgctrl.Client inside one, which Close would call.
+func newWgctrl() (Client, error) {
+	c, err := wgctrl.New()
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// userspaceDevice is wireguard-go running in this process, configured over
+// its UAPI socket like the kernel device is over netlink.
+type userspaceDevice struct {
+	dev  *device.Device
+	uapi net.Listener
+}
+
+// Close stops the device; its TUN device and UAPI socket go with it.
+func (u *userspaceDevice) Close() error {
+	err := u.uapi.Close()
+	u.dev.Close()
+	return err
+}
+
+func startUserspace(name string, mtu int) (io.Closer, error) {
+	tdev, err := tun.CreateTUN(name, mtu)
+	if err != nil {
+		return nil, fmt.Errorf("wireguard: create TUN %s: %w", name, err)
 	}
 	dev := device.NewDevice(tdev, conn.NewDefaultBind(), device.NewLogger(device.LogLevelError, "wireguard("+name+"): "))
 	file, err := ipc.UAPIOpen(name)
 	if err != nil {
 		dev.Close()
-		return fmt.Errorf("wireguard: UAPI socket for %s: %w", name, err)
+		return nil, fmt.Errorf("wireguard: UAPI socket for %s: %w", name, err)
 	}
 	uapi, err := ipc.UAPIListen(name, file)
 	if err != nil {
 		file.Close()
 		dev.Close()
-		return fmt.Errorf("wireguard: UAPI listen for %s: %w", name, err)
+		return nil, fmt.Errorf("wireguard: UAPI listen for %s: %w", name, err)
 	}
 	go func() {
 		for {
@@ -170,10 +269,9 @@ func (d *Driver) createDevice() error {
 	if err := dev.Up(); err != nil {
 		uapi.Close()
 		dev.Close()
-		return fmt.Errorf("wireguard: start %s: %w", name, err)
+		return nil, fmt.Errorf("wireguard: start %s: %w", name, err)
 	}
-	d.userspace = &userspaceDevice{dev: dev, uapi: uapi}
-	return nil
+	return &userspaceDevice{dev: dev, uapi: uapi}, nil
 }
 
 // Set makes the device's peers and routes exactly the wanted ones. Peers that
@@ -219,7 +317,7 @@ func (d *Driver) Set(_ context.Context, peers []cable.Peer) error {
 			return fmt.Errorf("wireguard: configure peers of %s: %w", d.cfg.Interface, err)
 		}
 	}
-	return cable.SetRoutes(d.link, d.opts.RouteTable, peers)
+	return cable.SetRoutes(d.opts.Netlink, d.link, d.opts.RouteTable, peers)
 }
 
 func peerConfig(k wgtypes.Key, p cable.Peer) wgtypes.PeerConfig {
@@ -273,18 +371,18 @@ func (d *Driver) Traffic() (map[string]cable.Traffic, error) {
 	return out, nil
 }
 
-// Close removes the device; its routes and UAPI socket go with it.
+// Close removes the device; its routes (and the userspace device's UAPI
+// socket) go with it.
 func (d *Driver) Close() error {
 	if d.client != nil {
 		d.client.Close()
 	}
 	if d.userspace != nil {
-		d.userspace.uapi.Close()
-		d.userspace.dev.Close()
-		return nil
+		return d.userspace.Close()
 	}
-	if l, err := netlink.LinkByName(d.cfg.Interface); err == nil {
-		return netlink.LinkDel(l)
+	nl := d.opts.Netlink
+	if l, err := nl.LinkByName(d.cfg.Interface); err == nil {
+		return nl.LinkDel(l)
 	}
 	return nil
 }

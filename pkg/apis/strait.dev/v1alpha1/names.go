@@ -21,6 +21,15 @@ const (
 	// reach it at, when it is not the node's InternalIP.
 	PublicIPAnnotation = "strait.dev/public-ip"
 
+	// GatewayLeaseName is the Lease the gateways of a cluster compete for
+	// in ComponentNamespace: its holder is the active gateway's node.
+	GatewayLeaseName = "strait-gateway"
+
+	// GatewayEpochAnnotation on an Endpoint counts the takeovers of the
+	// gateway Lease up to the one that made this gateway active: of two
+	// Endpoints of one cluster (a failover in flight), the higher wins.
+	GatewayEpochAnnotation = "strait.dev/gateway-epoch"
+
 	// ClusterSetPropertyName is the ClusterProperty naming the clusterset the
 	// cluster belongs to.
 	ClusterSetPropertyName = "clusterset.k8s.io"

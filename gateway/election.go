@@ -1,0 +1,289 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"strait.dev/strait/gateway/health"
+)
+
+// elector decides which gateway of a cluster is active. The Lease in the
+// apiserver is the only authority: a gateway becomes active only by writing
+// itself into it (optimistic concurrency makes that one writer), and stays
+// active only while it renews it. What is fast is the detection of a dead
+// active gateway: standbys send it heartbeats (the health probes it answers
+// anyway), and once it has answered and then stops answering, they take the
+// Lease at once instead of waiting for it to expire. A slow or unreachable
+// apiserver therefore delays a takeover but never makes two active
+// gateways, and a short partition between the active gateway and the
+// apiserver (under renewDeadline) changes nothing. See
+// docs/gateway-failover.md.
+type elector struct {
+	kube      kubernetes.Interface
+	namespace string
+	identity  string
+	// Heartbeats of the active gateway.
+	heartbeatPort     int
+	heartbeatInterval time.Duration
+	heartbeatFailures int
+	log               *slog.Logger
+
+	observedRV   string
+	observedTime time.Time
+}
+
+// leases is the Lease API of the namespace (timing: see engine.go).
+func (el *elector) leases() interface {
+	Get(context.Context, string, metav1.GetOptions) (*coordinationv1.Lease, error)
+	Create(context.Context, *coordinationv1.Lease, metav1.CreateOptions) (*coordinationv1.Lease, error)
+	Update(context.Context, *coordinationv1.Lease, metav1.UpdateOptions) (*coordinationv1.Lease, error)
+} {
+	return el.kube.CoordinationV1().Leases(el.namespace)
+}
+
+// acquire returns once this gateway holds the Lease, with the Lease's
+// transition count (the epoch of this term), or when ctx ends.
+func (el *elector) acquire(ctx context.Context) (int32, error) {
+	dead := make(chan string, 1)
+	hb := &heartbeat{el: el, dead: dead}
+	hctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go hb.run(hctx)
+	tick := time.NewTicker(retryPeriod)
+	defer tick.Stop()
+	force := ""
+	for {
+		epoch, holder, ok, err := el.tryAcquire(ctx, force)
+		switch {
+		case err != nil:
+			el.log.Warn("gateway election", "err", err)
+		case ok:
+			return epoch, nil
+		default:
+			hb.watch(holder)
+		}
+		force = ""
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-tick.C:
+		case h := <-dead:
+			el.log.Info("the active gateway stopped answering heartbeats; taking over", "active", h)
+			force = h
+		}
+	}
+}
+
+// tryAcquire takes the Lease if it is free, expired, already ours, or held
+// by force (a holder this gateway saw die). It returns the current holder
+// when it did not.
+func (el *elector) tryAcquire(ctx context.Context, force string) (epoch int32, holder string, ok bool, err error) {
+	now := metav1.NewMicroTime(time.Now())
+	secs := int32(leaseDuration / time.Second)
+	l, err := el.leases().Get(ctx, LeaseName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		l = &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: LeaseName, Namespace: el.namespace},
+			Spec: coordinationv1.LeaseSpec{HolderIdentity: &el.identity, LeaseDurationSeconds: &secs,
+				AcquireTime: &now, RenewTime: &now, LeaseTransitions: ptr(int32(0))},
+		}
+		if _, err := el.leases().Create(ctx, l, metav1.CreateOptions{}); err != nil {
+			return 0, "", false, err
+		}
+		return 0, el.identity, true, nil
+	}
+	if err != nil {
+		return 0, "", false, err
+	}
+	if l.ResourceVersion != el.observedRV {
+		el.observedRV, el.observedTime = l.ResourceVersion, time.Now()
+	}
+	holder = deref(l.Spec.HolderIdentity)
+	transitions := deref(l.Spec.LeaseTransitions)
+	expired := time.Since(el.observedTime) > leaseDuration
+	switch {
+	case holder == el.identity:
+		// Ours already (this gateway restarted within its term).
+	case holder == "" || expired || (force != "" && force == holder):
+		transitions++
+		l.Spec.AcquireTime = &now
+	default:
+		return 0, holder, false, nil
+	}
+	l.Spec.HolderIdentity, l.Spec.RenewTime, l.Spec.LeaseDurationSeconds = &el.identity, &now, &secs
+	l.Spec.LeaseTransitions = &transitions
+	if _, err := el.leases().Update(ctx, l, metav1.UpdateOptions{}); err != nil {
+		if apierrors.IsConflict(err) {
+			return 0, holder, false, nil // someone else was faster
+		}
+		return 0, holder, false, err
+	}
+	return transitions, el.identity, true, nil
+}
+
+// hold renews the Lease until ctx ends (then it releases it) or the Lease is
+// lost: another gateway holds it, or no renewal succeeded for renewDeadline.
+func (el *elector) hold(ctx context.Context) error {
+	tick := time.NewTicker(retryPeriod)
+	defer tick.Stop()
+	renewed := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			el.release()
+			return nil
+		case <-tick.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, renewDeadline)
+		err := el.renew(rctx)
+		cancel()
+		switch {
+		case errors.Is(err, errLost):
+			return err
+		case err == nil:
+			renewed = time.Now()
+		case time.Since(renewed) > renewDeadline:
+			return fmt.Errorf("%w: no renewal for %s: %v", errLost, renewDeadline, err)
+		default:
+			el.log.Warn("renewing the gateway Lease", "err", err)
+		}
+	}
+}
+
+var errLost = errors.New("lost the gateway Lease")
+
+func (el *elector) renew(ctx context.Context) error {
+	l, err := el.leases().Get(ctx, LeaseName, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	if h := deref(l.Spec.HolderIdentity); h != el.identity {
+		return fmt.Errorf("%w: %s holds it", errLost, h)
+	}
+	now := metav1.NewMicroTime(time.Now())
+	l.Spec.RenewTime = &now
+	_, err = el.leases().Update(ctx, l, metav1.UpdateOptions{})
+	return err
+}
+
+// release gives the Lease up on a clean stop, so a standby takes over
+// without waiting.
+func (el *elector) release() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	l, err := el.leases().Get(ctx, LeaseName, metav1.GetOptions{})
+	if err != nil || deref(l.Spec.HolderIdentity) != el.identity {
+		return
+	}
+	empty := ""
+	l.Spec.HolderIdentity = &empty
+	if _, err := el.leases().Update(ctx, l, metav1.UpdateOptions{}); err != nil {
+		el.log.Warn("releasing the gateway Lease", "err", err)
+	}
+}
+
+// heartbeat probes the active gateway from a standby and reports it dead
+// once it answered and then stopped answering.
+type heartbeat struct {
+	el   *elector
+	dead chan<- string
+
+	mu     sync.Mutex
+	holder string
+	prober *health.Prober
+	alive  map[string]bool // holders that answered at least once
+}
+
+func (h *heartbeat) run(ctx context.Context) {
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{})
+	if err != nil {
+		h.el.log.Warn("heartbeat socket", "err", err)
+		return
+	}
+	h.mu.Lock()
+	h.alive = map[string]bool{}
+	h.prober = health.NewProber(conn, health.Options{
+		Interval: h.el.heartbeatInterval, Failures: h.el.heartbeatFailures, Log: h.el.log,
+		OnChange: func(target string, r health.Result) {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			switch {
+			case r.Status == health.Connected:
+				h.alive[target] = true
+			case r.Status == health.Error && h.alive[target] && target == h.holder:
+				delete(h.alive, target)
+				select {
+				case h.dead <- target:
+				default:
+				}
+			}
+		},
+	})
+	p := h.prober
+	h.mu.Unlock()
+	_ = p.Run(ctx)
+}
+
+// watch points the heartbeats at the current holder.
+func (h *heartbeat) watch(holder string) {
+	h.mu.Lock()
+	p := h.prober
+	same := holder == h.holder
+	h.holder = holder
+	h.mu.Unlock()
+	if p == nil || (same && holder != "") {
+		return
+	}
+	if holder == "" {
+		p.SetTargets(nil)
+		return
+	}
+	addr, err := h.address(holder)
+	if err != nil {
+		h.el.log.Warn("heartbeat target", "active", holder, "err", err)
+		h.mu.Lock()
+		h.holder = "" // try again next round
+		h.mu.Unlock()
+		return
+	}
+	p.SetTargets(map[string]netip.AddrPort{holder: addr})
+}
+
+func (h *heartbeat) address(node string) (netip.AddrPort, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	n, err := h.el.kube.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	for _, a := range n.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP {
+			if ip, err := netip.ParseAddr(a.Address); err == nil {
+				return netip.AddrPortFrom(ip, uint16(h.el.heartbeatPort)), nil
+			}
+		}
+	}
+	return netip.AddrPort{}, fmt.Errorf("node %s has no InternalIP", node)
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}

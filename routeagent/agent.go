@@ -1,0 +1,218 @@
+package routeagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sort"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+
+	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
+)
+
+// resync bounds how long drift (someone deleting our route) lasts.
+const resync = 30 * time.Second
+
+// Config is a route agent's configuration.
+type Config struct {
+	ClusterID string
+	Namespace string // strait-system
+	NodeName  string
+	// LocalCIDRs are the cluster's own pod and service CIDRs.
+	LocalCIDRs []netip.Prefix
+	// CableDriver is the cluster's cable driver (for the path MTU).
+	CableDriver string
+	UnderlayMTU int
+	// LeaseName is the gateways' Lease; its holder is the active gateway.
+	LeaseName string
+	// DaemonSet is the agent's own DaemonSet: when it is gone as the agent
+	// stops, Strait is being removed and the agent cleans up; otherwise (a
+	// restart, an upgrade) it leaves the data plane running.
+	DaemonSet string
+	Log       *slog.Logger
+}
+
+// Agent is one node's route agent.
+type Agent struct {
+	cfg  Config
+	kube kubernetes.Interface
+	dyn  dynamic.Interface
+}
+
+// New makes an agent that talks to the cluster through rc.
+func New(rc *rest.Config, cfg Config) (*Agent, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.NodeName == "" || cfg.ClusterID == "" {
+		return nil, errors.New("node name and cluster ID are required")
+	}
+	kube, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	dyn, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	return &Agent{cfg: cfg, kube: kube, dyn: dyn}, nil
+}
+
+// Run keeps the node's state until ctx ends.
+func (a *Agent) Run(ctx context.Context) error {
+	log := a.cfg.Log.With("node", a.cfg.NodeName)
+	kick := make(chan struct{}, 1)
+	poke := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { signal(kick) },
+		UpdateFunc: func(any, any) { signal(kick) },
+		DeleteFunc: func(any) { signal(kick) },
+	}
+	nodes := informers.NewSharedInformerFactory(a.kube, resync)
+	leases := informers.NewSharedInformerFactoryWithOptions(a.kube, resync, informers.WithNamespace(a.cfg.Namespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", a.cfg.LeaseName).String()
+		}))
+	clusters := dynamicinformer.NewFilteredDynamicSharedInformerFactory(a.dyn, resync, a.cfg.Namespace, nil)
+	nodeInf := nodes.Core().V1().Nodes().Informer()
+	leaseInf := leases.Coordination().V1().Leases().Informer()
+	clusterInf := clusters.ForResource(v1.SchemeGroupVersion.WithResource("clusters")).Informer()
+	for _, inf := range []cache.SharedIndexInformer{nodeInf, leaseInf, clusterInf} {
+		if _, err := inf.AddEventHandler(poke); err != nil {
+			return err
+		}
+	}
+	nodes.Start(ctx.Done())
+	leases.Start(ctx.Done())
+	clusters.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), nodeInf.HasSynced, leaseInf.HasSynced, clusterInf.HasSynced) {
+		return a.stop(log)
+	}
+	var last string
+	tick := time.NewTicker(resync)
+	defer tick.Stop()
+	for {
+		f, err := a.facts(nodeInf.GetStore(), leaseInf.GetStore(), clusterInf.GetStore())
+		if err == nil {
+			err = Validate(f.Nodes)
+		}
+		var s State
+		if err == nil {
+			s, err = Compute(f)
+		}
+		if err == nil {
+			err = Apply(s, f.Self.IP)
+		}
+		if err != nil {
+			log.Error("route agent", "err", err)
+		} else if txt := s.String(); txt != last {
+			log.Info("data plane set", "active", f.Active, "remote", len(f.Remote))
+			last = txt
+		}
+		select {
+		case <-ctx.Done():
+			return a.stop(log)
+		case <-kick:
+		case <-tick.C:
+		}
+	}
+}
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// facts reads the informers' stores.
+func (a *Agent) facts(nodes, leases, clusters cache.Store) (Facts, error) {
+	f := Facts{Local: a.cfg.LocalCIDRs, Cable: a.cfg.CableDriver, UnderlayMTU: a.cfg.UnderlayMTU}
+	for _, o := range nodes.List() {
+		n := o.(*corev1.Node)
+		nd := Node{Name: n.Name}
+		for _, ad := range n.Status.Addresses {
+			if ad.Type == corev1.NodeInternalIP {
+				if ip, err := netip.ParseAddr(ad.Address); err == nil && !nd.IP.IsValid() {
+					nd.IP = ip
+				}
+			}
+		}
+		cidrs := n.Spec.PodCIDRs
+		if len(cidrs) == 0 && n.Spec.PodCIDR != "" {
+			cidrs = []string{n.Spec.PodCIDR}
+		}
+		for _, c := range cidrs {
+			if p, err := netip.ParsePrefix(c); err == nil {
+				nd.PodCIDRs = append(nd.PodCIDRs, p)
+			}
+		}
+		f.Nodes = append(f.Nodes, nd)
+		if n.Name == a.cfg.NodeName {
+			f.Self = nd
+		}
+	}
+	sort.Slice(f.Nodes, func(i, j int) bool { return f.Nodes[i].Name < f.Nodes[j].Name })
+	if f.Self.Name == "" {
+		return f, fmt.Errorf("node %s not found", a.cfg.NodeName)
+	}
+	for _, o := range leases.List() {
+		l := o.(*coordinationv1.Lease)
+		if l.Name == a.cfg.LeaseName && l.Spec.HolderIdentity != nil {
+			f.Active = *l.Spec.HolderIdentity
+		}
+	}
+	for _, o := range clusters.List() {
+		u, ok := o.(*unstructured.Unstructured)
+		if !ok {
+			continue
+		}
+		var c v1.Cluster
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &c); err != nil {
+			continue
+		}
+		if c.Labels[v1.ClusterIDLabel] == a.cfg.ClusterID || string(c.Spec.ClusterID) == a.cfg.ClusterID {
+			continue
+		}
+		for _, s := range append(append([]v1.CIDR(nil), c.Spec.PodCIDRs...), c.Spec.ServiceCIDRs...) {
+			if p, err := netip.ParsePrefix(string(s)); err == nil {
+				f.Remote = append(f.Remote, p)
+			}
+		}
+	}
+	return f, nil
+}
+
+// stop cleans up when the agent's DaemonSet is gone or going (Strait is
+// being removed from the cluster), and otherwise leaves the data plane as
+// it is, so that a restart does not interrupt traffic.
+func (a *Agent) stop(log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ds, err := a.kube.AppsV1().DaemonSets(a.cfg.Namespace).Get(ctx, a.cfg.DaemonSet, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err) || (err == nil && ds.DeletionTimestamp != nil):
+		log.Info("removing the data plane: the route agent is being uninstalled")
+		return Cleanup()
+	case err != nil:
+		log.Warn("cannot tell whether this is an uninstall; leaving the data plane", "err", err)
+	default:
+		log.Info("stopping; the data plane stays")
+	}
+	return nil
+}
