@@ -66,7 +66,13 @@ demo: prereqs build kube-binaries ## The main job: run Strait in a sandbox of tw
 bench-tunnel: prereqs build kube-binaries ## Benchmark the cables against bare ones; writes _output/bench/tunnel.json.
 	@mkdir -p $(OUT)/bench
 	$(GO) build -o $(BIN)/strait-bench-tunnel ./test/bench/tunnel
-	$(BIN)/strait-bench-tunnel
+	$(BIN)/strait-bench-tunnel tunnel
+
+.PHONY: bench-dataplane
+bench-dataplane: prereqs build kube-binaries ## Benchmark pod-to-pod through gateways and overlay, and failover gaps; writes _output/bench/dataplane.json.
+	@mkdir -p $(OUT)/bench
+	$(GO) build -o $(BIN)/strait-bench-tunnel ./test/bench/tunnel
+	$(BIN)/strait-bench-tunnel dataplane
 
 .PHONY: generate
 generate: ## Regenerate deepcopy code and deploy/crds.

@@ -316,6 +316,9 @@ func (d *CableDataplane) Close() error {
 	if d.driver != nil {
 		errs = append(errs, d.driver.Close())
 		d.driver = nil
+	} else if l, err := netlink.LinkByName(CableInterface); err == nil {
+		// Left by a predecessor that was killed.
+		errs = append(errs, netlink.LinkDel(l))
 	}
 	errs = append(errs, setRules(nil))
 	for _, proto := range []iptables.Protocol{iptables.ProtocolIPv4, iptables.ProtocolIPv6} {

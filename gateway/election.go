@@ -25,11 +25,13 @@ import (
 // active only while it renews it. What is fast is the detection of a dead
 // active gateway: standbys send it heartbeats (the health probes it answers
 // anyway), and once it has answered and then stops answering, they take the
-// Lease at once instead of waiting for it to expire. A slow or unreachable
-// apiserver therefore delays a takeover but never makes two active
-// gateways, and a short partition between the active gateway and the
-// apiserver (under renewDeadline) changes nothing. See
-// docs/gateway-failover.md.
+// Lease at once instead of waiting for it to expire. An active gateway that
+// cannot renew keeps its role (its tunnels do not need the apiserver), and a
+// standby takes an expired Lease only from a holder that does not answer
+// heartbeats. So a slow or unreachable apiserver, or a partition between the
+// active gateway and the apiserver, changes nothing and makes no second
+// active gateway; it only delays a takeover should the active gateway also
+// die meanwhile. See docs/gateway-failover.md.
 type elector struct {
 	kube      kubernetes.Interface
 	namespace string
@@ -38,7 +40,11 @@ type elector struct {
 	heartbeatPort     int
 	heartbeatInterval time.Duration
 	heartbeatFailures int
-	log               *slog.Logger
+	// standby runs once when another gateway is seen holding the Lease: it
+	// removes what a predecessor on this node may have left (a kill -9
+	// leaves a kernel device and its rules behind).
+	standby func()
+	log     *slog.Logger
 
 	observedRV   string
 	observedTime time.Time
@@ -64,8 +70,9 @@ func (el *elector) acquire(ctx context.Context) (int32, error) {
 	tick := time.NewTicker(retryPeriod)
 	defer tick.Stop()
 	force := ""
+	cleaned := false
 	for {
-		epoch, holder, ok, err := el.tryAcquire(ctx, force)
+		epoch, holder, ok, err := el.tryAcquire(ctx, force, hb.answering)
 		switch {
 		case err != nil:
 			el.log.Warn("gateway election", "err", err)
@@ -73,6 +80,10 @@ func (el *elector) acquire(ctx context.Context) (int32, error) {
 			return epoch, nil
 		default:
 			hb.watch(holder)
+			if !cleaned && holder != "" && el.standby != nil {
+				el.standby()
+				cleaned = true
+			}
 		}
 		force = ""
 		select {
@@ -86,10 +97,10 @@ func (el *elector) acquire(ctx context.Context) (int32, error) {
 	}
 }
 
-// tryAcquire takes the Lease if it is free, expired, already ours, or held
-// by force (a holder this gateway saw die). It returns the current holder
-// when it did not.
-func (el *elector) tryAcquire(ctx context.Context, force string) (epoch int32, holder string, ok bool, err error) {
+// tryAcquire takes the Lease if it is free, already ours, held by a holder
+// this gateway saw die (force), or expired with a holder that does not
+// answer heartbeats. It returns the current holder when it did not.
+func (el *elector) tryAcquire(ctx context.Context, force string, answering func(string) bool) (epoch int32, holder string, ok bool, err error) {
 	now := metav1.NewMicroTime(time.Now())
 	secs := int32(leaseDuration / time.Second)
 	l, err := el.leases().Get(ctx, LeaseName, metav1.GetOptions{})
@@ -116,7 +127,7 @@ func (el *elector) tryAcquire(ctx context.Context, force string) (epoch int32, h
 	switch {
 	case holder == el.identity:
 		// Ours already (this gateway restarted within its term).
-	case holder == "" || expired || (force != "" && force == holder):
+	case holder == "" || (expired && !answering(holder)) || (force != "" && force == holder):
 		transitions++
 		l.Spec.AcquireTime = &now
 	default:
@@ -133,12 +144,13 @@ func (el *elector) tryAcquire(ctx context.Context, force string) (epoch int32, h
 	return transitions, el.identity, true, nil
 }
 
-// hold renews the Lease until ctx ends (then it releases it) or the Lease is
-// lost: another gateway holds it, or no renewal succeeded for renewDeadline.
+// hold renews the Lease until ctx ends (then it releases it) or another
+// gateway holds it. Failing renewals do not end the term: the standbys see
+// this gateway answer heartbeats and leave the Lease alone.
 func (el *elector) hold(ctx context.Context) error {
 	tick := time.NewTicker(retryPeriod)
 	defer tick.Stop()
-	renewed := time.Now()
+	failing := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -152,12 +164,12 @@ func (el *elector) hold(ctx context.Context) error {
 		switch {
 		case errors.Is(err, errLost):
 			return err
-		case err == nil:
-			renewed = time.Now()
-		case time.Since(renewed) > renewDeadline:
-			return fmt.Errorf("%w: no renewal for %s: %v", errLost, renewDeadline, err)
-		default:
-			el.log.Warn("renewing the gateway Lease", "err", err)
+		case err == nil && failing:
+			el.log.Info("renewing the gateway Lease again")
+			failing = false
+		case err != nil && !failing:
+			el.log.Warn("cannot renew the gateway Lease; staying active while the standbys hear this gateway", "err", err)
+			failing = true
 		}
 	}
 }
@@ -203,7 +215,18 @@ type heartbeat struct {
 	mu     sync.Mutex
 	holder string
 	prober *health.Prober
-	alive  map[string]bool // holders that answered at least once
+	alive  map[string]bool // holders that answered and have not stopped since
+}
+
+// answering reports whether holder answers heartbeats now.
+func (h *heartbeat) answering(holder string) bool {
+	h.mu.Lock()
+	p := h.prober
+	h.mu.Unlock()
+	if p == nil {
+		return false
+	}
+	return p.Results()[holder].Status == health.Connected
 }
 
 func (h *heartbeat) run(ctx context.Context) {

@@ -33,12 +33,11 @@ import (
 	"strait.dev/strait/pkg/scheme"
 )
 
-// Leader election timing. An apiserver under load may take seconds to
-// answer: the active gateway keeps its role as long as it renews within
-// renewDeadline, so a slow apiserver does not make it step down, and a
-// standby takes over at most leaseDuration after the active one dies. Fast
-// data-plane failover does not wait for this: it is driven by the health
-// checks between gateways (see docs/gateway-failover.md).
+// Leader election timing. The Lease is the authority on which gateway is
+// active; heartbeats between the gateways make a takeover fast (see
+// elector). leaseDuration is how long a Lease whose holder neither renews
+// nor answers heartbeats stands; renewDeadline bounds one renewal; the
+// active gateway renews, and standbys look, every retryPeriod.
 const (
 	leaseDuration = 15 * time.Second
 	renewDeadline = 10 * time.Second
@@ -138,6 +137,11 @@ func (e *Engine) Run(ctx context.Context) error {
 		kube: e.kube, namespace: e.cfg.Namespace, identity: e.cfg.NodeName,
 		heartbeatPort: e.cfg.HealthCheckPort, heartbeatInterval: e.cfg.HeartbeatInterval,
 		heartbeatFailures: e.cfg.HeartbeatFailures, log: e.log,
+		standby: func() {
+			if err := e.cfg.Dataplane.Close(); err != nil {
+				e.log.Warn("removing a predecessor's data plane", "err", err)
+			}
+		},
 	}
 	epoch, err := el.acquire(ctx)
 	if err != nil {

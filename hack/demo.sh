@@ -114,6 +114,38 @@ done
 "$sbx" exec c1/default/gw-side -- ping -c 3 "${podip[c2]}"
 say "c1 gw-side fetches a page from c2 gw-side"
 "$sbx" exec c1/default/gw-side -- "$PWD/$bin/strait-testpod" connect --http "http://${podip[c2]}:8080/"
+say "c1: straitctl show connections"
+"$ctl" show connections --kubeconfig .sandbox/c1.kubeconfig
+
+# Pods on the non-gateway nodes: their traffic goes through the route
+# agents' overlay to the active gateway, then through the cable.
+declare -A n3ip
+for c in c1 c2; do
+  kubectl --kubeconfig ".sandbox/$c.kubeconfig" apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Pod
+metadata: {name: n3-side, namespace: default}
+spec:
+  nodeName: $c-n3
+  containers:
+  - name: c
+    image: strait/testpod:demo
+    args: [serve]
+    env:
+    - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+    - {name: NODE_NAME, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
+YAML
+  kubectl --kubeconfig ".sandbox/$c.kubeconfig" wait --for=condition=Ready pod/n3-side --timeout=60s >/dev/null
+  n3ip[$c]=$(kubectl --kubeconfig ".sandbox/$c.kubeconfig" get pod n3-side -o jsonpath='{.status.podIP}')
+done
+say "c1 n3-side (non-gateway node c1-n3, ${n3ip[c1]}) fetches a page from c2 n3-side (c2-n3, ${n3ip[c2]})"
+for i in $(seq 1 30); do
+  "$sbx" exec c1/default/n3-side -- "$PWD/$bin/strait-testpod" connect --http "http://${n3ip[c2]}:8080/" --timeout 1s >/dev/null 2>&1 && break
+  sleep 1
+done
+"$sbx" exec c1/default/n3-side -- "$PWD/$bin/strait-testpod" connect --http "http://${n3ip[c2]}:8080/"
+say "c1-n3's routes to c2 (table 151: through the overlay to the active gateway)"
+ip -n strait-c1-n3 route show table 151
 
 cat <<MSG
 

@@ -137,7 +137,8 @@ func ensureAddrs(link netlink.Link, s State) error {
 		}
 	}
 	for _, p := range want {
-		addr := &netlink.Addr{IPNet: ipNet(p)}
+		// The address itself, not the network: ipNet would mask it.
+		addr := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
 		if err := netlink.AddrAdd(link, addr); err != nil && !os.IsExist(err) {
 			return fmt.Errorf("add %s to %s: %w", p, OverlayInterface, err)
 		}

@@ -229,7 +229,7 @@ func Compute(f Facts) (State, error) {
 	return s, nil
 }
 
-// chains: no masquerade towards other clusters, forwarding allowed both
+// chains: no masquerade between clusters, forwarding allowed both
 // ways, TCP MSS clamped to the path in both directions (each side's SYN
 // advertises what it can receive, so both are clamped).
 func chains(remote, local []netip.Prefix, pathMTU int) []ChainRules {
@@ -253,6 +253,11 @@ func chains(remote, local []netip.Prefix, pathMTU int) []ChainRules {
 				}
 				nat.Rules = append(nat.Rules, []string{"-s", l.String(), "-d", d.String(), "-m", "comment", "--comment", "strait: cross-cluster, no masquerade", "-j", "ACCEPT"})
 			}
+			// Another cluster's client of a local Service keeps its address
+			// too: kube-proxy would masquerade it (it is outside the cluster
+			// CIDR), but the reply comes back through the active gateway,
+			// which undoes the Service's DNAT, so no SNAT is needed.
+			nat.Rules = append(nat.Rules, []string{"-s", d.String(), "-m", "comment", "--comment", "strait: from another cluster, keep its source", "-j", "ACCEPT"})
 			fwd.Rules = append(fwd.Rules,
 				[]string{"-d", d.String(), "-m", "comment", "--comment", "strait: to another cluster", "-j", "ACCEPT"},
 				[]string{"-s", d.String(), "-m", "comment", "--comment", "strait: from another cluster", "-j", "ACCEPT"})

@@ -1,6 +1,7 @@
 // Command strait-testpod is the workload of the sandbox's test pods: echo
-// and HTTP servers, probes that verify what comes back, DNS lookups, and a
-// container that does nothing until told to stop. Results are one JSON
+// and HTTP servers, probes that verify what comes back, a continuous UDP
+// probe that measures outages, DNS lookups, and a container that does
+// nothing until told to stop. Results are one JSON
 // object per line on stdout; the exit code is 0 for ok, 1 for a failed
 // probe, 2 for a malformed command line. See package
 // strait.dev/strait/test/testpod.
@@ -38,6 +39,10 @@ commands:
            --tcp-echo 9000 --udp-echo 9001
   connect  --tcp HOST:PORT | --udp HOST:PORT | --http URL
            [--bytes 64] [--timeout 5s] [--count 3]
+  ping     --udp HOST:PORT [--interval 10ms] [--duration 0] [--timeout 1s]
+           [--report-every 0]
+           a datagram every interval until --duration or SIGTERM, then one
+           report of loss, RTT and gaps in the replies
   dns      NAME [--type A|AAAA|SRV] [--server IP[:PORT]] [--timeout 5s]
   sleep    block until SIGTERM or SIGINT
   version  print the version
@@ -64,6 +69,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = serve(ctx, args, stdout, stderr)
 	case "connect":
 		err = connect(ctx, args, stdout, stderr)
+	case "ping":
+		err = ping(ctx, args, stdout, stderr)
 	case "dns":
 		err = dns(ctx, args, stdout, stderr)
 	case "sleep":
@@ -203,6 +210,20 @@ func connect(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return &testpod.UsageError{Err: errors.New("connect: want only one of --tcp, --udp or --http")}
 	}
 	return testpod.RunConnect(ctx, cfg, stdout)
+}
+
+func ping(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("ping", "--udp HOST:PORT [--interval 10ms] [--duration 0] [--timeout 1s] [--report-every 0]", stderr)
+	cfg := testpod.PingConfig{}
+	fs.StringVar(&cfg.Target, "udp", "", "`HOST:PORT` of a UDP echo to send datagrams to")
+	fs.DurationVar(&cfg.Interval, "interval", testpod.DefaultPingInterval, "time between datagrams")
+	fs.DurationVar(&cfg.Duration, "duration", 0, "how long to send; 0 sends until SIGTERM or SIGINT")
+	fs.DurationVar(&cfg.Timeout, "timeout", testpod.DefaultPingTimeout, "how late a reply may come and still count as received")
+	fs.DurationVar(&cfg.ReportEvery, "report-every", 0, "print an intermediate report this often; 0 prints only the final one")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	return testpod.RunPing(ctx, cfg, stdout)
 }
 
 func dns(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"strait.dev/strait/test/testpod"
 )
 
 func TestRunExitCodes(t *testing.T) {
@@ -41,6 +44,12 @@ func TestRunExitCodes(t *testing.T) {
 		{args: []string{"connect", "--udp", "127.0.0.1:9001", "--count", "0"}, code: exitUsage, stderr: "invalid count", reportLine: true},
 		{args: []string{"connect", "--http", "localhost:8080/"}, code: exitUsage, stderr: "invalid URL", reportLine: true},
 		{args: []string{"connect", "--timeout", "5"}, code: exitUsage, stderr: "invalid value"},
+		{args: []string{"ping"}, code: exitUsage, stderr: "missing target", reportLine: true},
+		{args: []string{"ping", "--udp", "localhost"}, code: exitUsage, stderr: "missing port", reportLine: true},
+		{args: []string{"ping", "--udp", "127.0.0.1:9001", "--interval", "0s"}, code: exitUsage, stderr: "invalid interval", reportLine: true},
+		{args: []string{"ping", "--udp", "127.0.0.1:9001", "--interval", "10"}, code: exitUsage, stderr: `invalid value "10"`},
+		{args: []string{"ping", "--udp", "127.0.0.1:9001", "--duration", "-1s"}, code: exitUsage, stderr: "invalid duration", reportLine: true},
+		{args: []string{"ping", "127.0.0.1:9001"}, code: exitUsage, stderr: "want 0 arguments"},
 		{args: []string{"dns"}, code: exitUsage, stderr: "want 1 arguments"},
 		{args: []string{"dns", "a", "b"}, code: exitUsage, stderr: "want 1 arguments"},
 		{args: []string{"dns", "localhost", "--type", "MX"}, code: exitUsage, stderr: "unknown record type", reportLine: true},
@@ -148,5 +157,82 @@ func TestRunUntilSignal(t *testing.T) {
 		if args[0] == "serve" && strings.Count(stdout.String(), `"msg":"listening"`) != 3 {
 			t.Errorf("serve logged %q, want three listening lines", stdout.String())
 		}
+	}
+}
+
+// udpEcho serves a UDP echo on a free loopback port until the test ends.
+func udpEcho(t *testing.T) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := testpod.Listen(ctx, testpod.ServeConfig{UDPEcho: []string{"127.0.0.1:0"}})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return s.UDPEchoAddrs()[0].String()
+}
+
+func TestRunPing(t *testing.T) {
+	target := udpEcho(t)
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"ping", "--udp", target, "--duration", "200ms", "--interval", "10ms"}, &stdout, &stderr)
+	if code != exitOK {
+		t.Fatalf("ping = %d, want %d\nstdout: %s\nstderr: %s", code, exitOK, stdout.String(), stderr.String())
+	}
+	var rep map[string]any
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil || strings.Count(stdout.String(), "\n") != 1 {
+		t.Fatalf("ping printed %q, want one JSON line: %v", stdout.String(), err)
+	}
+	if rep["ok"] != true || rep["final"] != true || rep["received"] != rep["sent"] || rep["sent"].(float64) < 5 {
+		t.Errorf("report %v, want ok, final and every datagram answered", rep)
+	}
+	if stderr.Len() > 0 {
+		t.Errorf("ping wrote %q on stderr, want nothing", stderr.String())
+	}
+}
+
+// TestRunPingUntilSignal is how a test pod uses ping: it runs until the
+// pod is deleted, then prints its report and exits 0.
+func TestRunPingUntilSignal(t *testing.T) {
+	guard := make(chan os.Signal, 16)
+	signal.Notify(guard, syscall.SIGTERM)
+	defer signal.Stop(guard)
+
+	target := udpEcho(t)
+	var stdout syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run([]string{"ping", "--udp", target, "--interval", "10ms", "--report-every", "20ms"}, &stdout, &bytes.Buffer{})
+	}()
+	// An intermediate report says ping runs, and so listens for SIGTERM.
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(stdout.String(), `"final":false`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no intermediate report: %q", stdout.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	_ = syscall.Kill(os.Getpid(), syscall.SIGTERM)
+	var code int
+	select {
+	case code = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("ping ignored SIGTERM")
+	}
+	lines := strings.Split(strings.TrimSuffix(stdout.String(), "\n"), "\n")
+	var last map[string]any
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil {
+		t.Fatalf("last line %q: %v", lines[len(lines)-1], err)
+	}
+	if code != exitOK || last["final"] != true || last["ok"] != true || strings.Count(stdout.String(), `"final":true`) != 1 {
+		t.Errorf("ping after SIGTERM = %d, printed %q; want %d and one final report, ok, last", code, stdout.String(), exitOK)
 	}
 }

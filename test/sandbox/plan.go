@@ -158,6 +158,17 @@ func NodeNS(node string) string { return Prefix + node }
 
 const internetNS = Prefix + "internet"
 
+// SwitchPorts are the bridge-side ends of a node's links: in its cluster's
+// LAN namespace and, for a gateway-capable node, in the internet namespace.
+// Taking them down is the node losing its links (its own interfaces keep
+// their addresses and routes, as a real node's do when a cable is pulled).
+func SwitchPorts(cluster string, index int) [][2]string {
+	return [][2]string{
+		{lanNS(cluster), fmt.Sprintf("n%d", index)},
+		{internetNS, fmt.Sprintf("%sn%d", cluster, index)},
+	}
+}
+
 // AdminNS is the admin host: the operator's workstation on the internet, from
 // which straitctl reaches every cluster's apiserver at its public address.
 const AdminNS = Prefix + "admin"

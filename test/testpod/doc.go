@@ -3,7 +3,7 @@
 // pod runs the binary with the pod's args; Go end-to-end tests then read
 // what it printed and its exit code.
 //
-// The binary has five subcommands, each a function here:
+// The binary has six subcommands, each a function here:
 //
 //   - serve ([Listen], [Server.Serve]): TCP echo, UDP echo and HTTP
 //     listeners on every address of the network namespace, until SIGTERM.
@@ -12,12 +12,17 @@
 //     deterministic stream ([NewStream]) and /status/CODE with that code.
 //   - connect ([RunConnect]): one TCP, UDP or HTTP round trip whose
 //     payload is verified end to end, reported as a [Report].
+//   - ping ([RunPing]): a datagram every interval to a UDP echo, over one
+//     socket, until a duration or SIGTERM, then a [PingReport] of loss,
+//     round-trip times and the gaps in the replies: the data-plane outage
+//     of a gateway failover, say.
 //   - dns ([RunDNS]): one lookup with Go's resolver, optionally against a
 //     given server, reported as a [DNSReport].
 //   - sleep and version, which need no library code.
 //
 // Everything the workload prints on stdout is one JSON object per line:
-// slog records while serving, exactly one report for connect and dns. A
+// slog records while serving, exactly one report for connect and dns, and
+// for ping one final report after any intermediate ones it was asked for. A
 // report always says "ok"; the exit code agrees with it (0 ok, 1 failed),
 // and a malformed request (a target without a port, an unknown record
 // type) exits 2 instead, so that a test expecting a connection to fail

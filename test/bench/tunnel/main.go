@@ -1,11 +1,16 @@
-// Command tunnel is "make bench-tunnel": it measures Strait's cables in the
-// sandbox against a bare cable of the same driver set up in the same run
-// between the same two gateway nodes, and writes _output/bench/tunnel.json.
+// Command tunnel is "make bench-tunnel" and "make bench-dataplane": it
+// measures Strait's data plane in the sandbox against a bare cable of the
+// same driver set up in the same run between the same two gateway nodes.
 //
 // For each driver: a sandbox of two clusters (no NAT) is joined with that
 // driver; iperf3 runs between pods on the two active gateway nodes (through
 // Strait) and between the two nodes over a bare device of the driver, made by
-// this program with the driver package alone; ping gives RTTs both ways.
+// this program with the driver package alone; ping gives RTTs. That is the
+// tunnel suite (_output/bench/tunnel.json). The dataplane suite
+// (_output/bench/dataplane.json) adds pods on non-gateway nodes, whose
+// traffic also crosses the route agents' overlay, and the failover gap: a
+// UDP probe every 10 ms between the non-gateway pods while c1's active
+// gateway is killed (kill -9), several times; the median gap is reported.
 package main
 
 import (
@@ -36,7 +41,17 @@ type Result struct {
 	StraitRTTP99M    float64 `json:"straitRttP99Ms"`
 	BareRTTMedianM   float64 `json:"bareRttMedianMs"`
 	BareRTTP99M      float64 `json:"bareRttP99Ms"`
+	// The dataplane suite: pods on non-gateway nodes, and failovers.
+	NonGatewayMbps       float64   `json:"nonGatewayMbps,omitempty"`
+	NonGatewayRatio      float64   `json:"nonGatewayRatio,omitempty"`
+	NonGatewayRTTMedianM float64   `json:"nonGatewayRttMedianMs,omitempty"`
+	NonGatewayRTTP99M    float64   `json:"nonGatewayRttP99Ms,omitempty"`
+	FailoverGapsMs       []float64 `json:"failoverGapsMs,omitempty"`
+	FailoverGapMedianMs  float64   `json:"failoverGapMedianMs,omitempty"`
 }
+
+// failovers is how many kills the dataplane suite measures.
+const failovers = 5
 
 const (
 	iperfSeconds = 5
@@ -57,6 +72,14 @@ func run() error {
 	if len(os.Args) > 1 && os.Args[1] == "bare" {
 		return bare(os.Args[2:])
 	}
+	suite := "tunnel"
+	if len(os.Args) > 1 {
+		suite = os.Args[1]
+	}
+	if suite != "tunnel" && suite != "dataplane" {
+		return fmt.Errorf("unknown suite %q: tunnel or dataplane", suite)
+	}
+	dataplane := suite == "dataplane"
 	root, _ := os.Getwd()
 	bin := filepath.Join(root, "_output", "bin")
 	state := filepath.Join(root, "_output", "bench", "sandbox")
@@ -67,10 +90,14 @@ func run() error {
 	var results []Result
 	for _, driver := range []string{"wireguard", "vxlan"} {
 		fmt.Printf("== %s\n", driver)
-		if out, err := sbx("up", "--clusters", "2", "--nodes", "2").CombinedOutput(); err != nil {
+		nodes := "2"
+		if dataplane {
+			nodes = "3"
+		}
+		if out, err := sbx("up", "--clusters", "2", "--nodes", nodes).CombinedOutput(); err != nil {
 			return fmt.Errorf("sandbox up: %v\n%s", err, out)
 		}
-		r, err := measure(sbx, bin, state, driver)
+		r, err := measure(sbx, bin, state, driver, dataplane)
 		if err != nil {
 			return err
 		}
@@ -79,7 +106,7 @@ func run() error {
 			return fmt.Errorf("sandbox down: %v\n%s", err, out)
 		}
 	}
-	out := filepath.Join(root, "_output", "bench", "tunnel.json")
+	out := filepath.Join(root, "_output", "bench", suite+".json")
 	data, _ := json.MarshalIndent(map[string]any{"date": time.Now().UTC().Format(time.RFC3339), "iperfSeconds": iperfSeconds, "results": results}, "", "  ")
 	if err := os.WriteFile(out, data, 0o644); err != nil {
 		return err
@@ -89,11 +116,18 @@ func run() error {
 		fmt.Printf("%-10s %12.0f %12.0f %7.2f %12.3fms %12.3fms %12.3fms %12.3fms\n", r.Driver, r.StraitMbps, r.BareMbps, r.Ratio,
 			r.StraitRTTMedianM, r.StraitRTTP99M, r.BareRTTMedianM, r.BareRTTP99M)
 	}
+	if dataplane {
+		fmt.Printf("\n%-10s %16s %7s %14s %14s %20s %s\n", "DRIVER", "NON-GW Mb/s", "RATIO", "NON-GW RTT p50", "NON-GW RTT p99", "FAILOVER GAP p50", "GAPS (ms)")
+		for _, r := range results {
+			fmt.Printf("%-10s %16.0f %7.2f %12.3fms %12.3fms %18.0fms %v\n", r.Driver, r.NonGatewayMbps, r.NonGatewayRatio,
+				r.NonGatewayRTTMedianM, r.NonGatewayRTTP99M, r.FailoverGapMedianMs, r.FailoverGapsMs)
+		}
+	}
 	fmt.Println("\nwritten", out)
 	return nil
 }
 
-func measure(sbx func(...string) *exec.Cmd, bin, state, driver string) (Result, error) {
+func measure(sbx func(...string) *exec.Cmd, bin, state, driver string, dataplane bool) (Result, error) {
 	r := Result{Driver: driver}
 	ctl := filepath.Join(bin, "straitctl")
 	info := filepath.Join(state, "broker-info.strait")
@@ -109,32 +143,42 @@ func measure(sbx func(...string) *exec.Cmd, bin, state, driver string) (Result, 
 	}
 	for i, c := range []string{"c1", "c2"} {
 		if err := admin("join", info, "--kubeconfig", filepath.Join(state, "admin", c+".kubeconfig"), "--clusterid", c,
-			"--gateway-nodes", c+"-n1", "--pod-cidr", fmt.Sprintf("10.%d.0.0/16", i+1), "--cable-driver", driver); err != nil {
+			"--gateway-nodes", gateways(c, dataplane), "--pod-cidr", fmt.Sprintf("10.%d.0.0/16", i+1), "--cable-driver", driver); err != nil {
 			return r, err
 		}
 	}
-	// A pod on each gateway node (n1, the only gateway).
+	// A pod on each cluster's active gateway node ("bench"), and in the
+	// dataplane suite one on the non-gateway node n3 ("bench-n3").
 	ips := map[string]string{}
+	gwNode := map[string]string{}
 	for _, c := range []string{"c1", "c2"} {
 		kc := filepath.Join(state, c+".kubeconfig")
-		manifest := fmt.Sprintf(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"bench","namespace":"default"},"spec":{"nodeName":"%s-n1","containers":[{"name":"c","image":"strait/testpod","args":["sleep"]}]}}`, c)
-		cmd := exec.Command("kubectl", "--kubeconfig", kc, "apply", "-f", "-")
-		cmd.Stdin = strings.NewReader(manifest)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return r, fmt.Errorf("bench pod: %v\n%s", err, out)
+		deadline := time.Now().Add(60 * time.Second)
+		for gwNode[c] == "" {
+			out, _ := exec.Command("kubectl", "--kubeconfig", kc, "-n", "strait-system", "get", "lease", "strait-gateway", "-o", "jsonpath={.spec.holderIdentity}").Output()
+			gwNode[c] = strings.TrimSpace(string(out))
+			if time.Now().After(deadline) {
+				return r, fmt.Errorf("no active gateway in %s", c)
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
-		if out, err := exec.Command("kubectl", "--kubeconfig", kc, "wait", "--for=condition=Ready", "pod/bench", "--timeout=60s").CombinedOutput(); err != nil {
-			return r, fmt.Errorf("bench pod: %v\n%s", err, out)
+		pods := map[string]string{"bench": gwNode[c]}
+		if dataplane {
+			pods["bench-n3"] = c + "-n3"
 		}
-		out, err := exec.Command("kubectl", "--kubeconfig", kc, "get", "pod", "bench", "-o", "jsonpath={.status.podIP}").Output()
-		if err != nil {
-			return r, err
+		for name, node := range pods {
+			ip, err := benchPod(kc, name, node)
+			if err != nil {
+				return r, err
+			}
+			ips[c+"/"+name] = ip
 		}
-		ips[c] = string(out)
+		ips[c] = ips[c+"/bench"]
 	}
-	inPod := func(c string, args ...string) *exec.Cmd {
-		return sbx(append([]string{"exec", c + "/default/bench", "--"}, args...)...)
+	inPodNamed := func(c, pod string, args ...string) *exec.Cmd {
+		return sbx(append([]string{"exec", c + "/default/" + pod, "--"}, args...)...)
 	}
+	inPod := func(c string, args ...string) *exec.Cmd { return inPodNamed(c, "bench", args...) }
 	// Wait for the cable.
 	deadline := time.Now().Add(90 * time.Second)
 	for inPod("c1", "ping", "-c", "1", "-W", "1", ips["c2"]).Run() != nil {
@@ -148,6 +192,15 @@ func measure(sbx func(...string) *exec.Cmd, bin, state, driver string) (Result, 
 	}
 	if r.StraitRTTMedianM, r.StraitRTTP99M, err = rtt(inPod("c1", "ping", "-c", strconv.Itoa(pings), "-i", "0.02", ips["c2"])); err != nil {
 		return r, err
+	}
+	if dataplane {
+		n3 := ips["c2/bench-n3"]
+		if r.NonGatewayMbps, err = iperf(inPodNamed("c2", "bench-n3", "iperf3", "-s", "-1", "-p", "5203"), inPodNamed("c1", "bench-n3", "iperf3", "-c", n3, "-p", "5203", "-t", strconv.Itoa(iperfSeconds), "-J")); err != nil {
+			return r, err
+		}
+		if r.NonGatewayRTTMedianM, r.NonGatewayRTTP99M, err = rtt(inPodNamed("c1", "bench-n3", "ping", "-c", strconv.Itoa(pings), "-i", "0.02", n3)); err != nil {
+			return r, err
+		}
 	}
 
 	// The bare cable: the same driver package between the same two nodes,
@@ -204,8 +257,127 @@ func measure(sbx func(...string) *exec.Cmd, bin, state, driver string) (Result, 
 	}
 	if r.BareMbps > 0 {
 		r.Ratio = r.StraitMbps / r.BareMbps
+		r.NonGatewayRatio = r.NonGatewayMbps / r.BareMbps
+	}
+	if dataplane {
+		for _, h := range helpers {
+			_ = h.Process.Signal(syscall.SIGTERM)
+			_ = h.Wait()
+		}
+		helpers = nil
+		if r.FailoverGapsMs, err = failoverGaps(bin, state, ips["c2/bench-n3"], inPodNamed); err != nil {
+			return r, err
+		}
+		r.FailoverGapMedianMs = median(r.FailoverGapsMs)
 	}
 	return r, nil
+}
+
+func gateways(c string, dataplane bool) string {
+	if dataplane {
+		return c + "-n1," + c + "-n2"
+	}
+	return c + "-n1"
+}
+
+// benchPod runs a test pod (serving, so its UDP echo answers the failover
+// probe) on node and returns its IP.
+func benchPod(kc, name, node string) (string, error) {
+	manifest := fmt.Sprintf(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"%s","namespace":"default"},"spec":{"nodeName":"%s","containers":[{"name":"c","image":"strait/testpod","args":["serve"]}]}}`, name, node)
+	cmd := exec.Command("kubectl", "--kubeconfig", kc, "apply", "-f", "-")
+	cmd.Stdin = strings.NewReader(manifest)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("bench pod: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("kubectl", "--kubeconfig", kc, "wait", "--for=condition=Ready", "pod/"+name, "--timeout=60s").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("bench pod: %v\n%s", err, out)
+	}
+	out, err := exec.Command("kubectl", "--kubeconfig", kc, "get", "pod", name, "-o", "jsonpath={.status.podIP}").Output()
+	return string(out), err
+}
+
+// failoverGaps kills c1's active gateway (kill -9) while a UDP probe runs
+// every 10 ms between the non-gateway pods, and returns the longest gap of
+// each run. Between runs it waits for the killed gateway to come back as
+// the standby and for traffic to flow.
+func failoverGaps(bin, state, target string, inPod func(c, pod string, args ...string) *exec.Cmd) ([]float64, error) {
+	kc := filepath.Join(state, "c1.kubeconfig")
+	holder := func() string {
+		out, _ := exec.Command("kubectl", "--kubeconfig", kc, "-n", "strait-system", "get", "lease", "strait-gateway", "-o", "jsonpath={.spec.holderIdentity}").Output()
+		return strings.TrimSpace(string(out))
+	}
+	var gaps []float64
+	for i := range failovers {
+		active := holder()
+		pid, err := gatewayPID("strait-" + active)
+		if err != nil {
+			return nil, err
+		}
+		probe := inPod("c1", "bench-n3", filepath.Join(bin, "strait-testpod"), "ping", "--udp", target+":9001", "--interval", "10ms", "--duration", "8s")
+		var out strings.Builder
+		probe.Stdout = &out
+		if err := probe.Start(); err != nil {
+			return nil, err
+		}
+		time.Sleep(2 * time.Second)
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			return nil, err
+		}
+		if err := probe.Wait(); err != nil {
+			return nil, fmt.Errorf("failover %d: probe: %v\n%s", i+1, err, out.String())
+		}
+		var rep struct {
+			MaxGapMs    float64  `json:"maxGapMs"`
+			LastReplyMs *float64 `json:"lastReplyMs"`
+			DurationMs  float64  `json:"durationMs"`
+		}
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &rep); err != nil {
+			return nil, fmt.Errorf("failover %d: probe report: %v", i+1, err)
+		}
+		if rep.LastReplyMs == nil || rep.DurationMs-*rep.LastReplyMs > 1000 {
+			return nil, fmt.Errorf("failover %d: traffic did not come back: %s", i+1, out.String())
+		}
+		now := holder()
+		fmt.Printf("failover %d: %s -> %s, gap %.0f ms\n", i+1, active, now, rep.MaxGapMs)
+		gaps = append(gaps, rep.MaxGapMs)
+		// The killed gateway restarts as the standby; wait until it answers
+		// heartbeats again (its Gateway status says passive).
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			st, _ := exec.Command("kubectl", "--kubeconfig", kc, "-n", "strait-system", "get", "gateways.strait.dev", active, "-o", "jsonpath={.status.haStatus}").Output()
+			if p, err := gatewayPID("strait-" + active); err == nil && p != pid && string(st) == "passive" {
+				break
+			}
+			if time.Now().After(deadline) {
+				return nil, fmt.Errorf("failover %d: %s did not come back as the standby", i+1, active)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		time.Sleep(2 * time.Second)
+	}
+	return gaps, nil
+}
+
+// gatewayPID finds the gateway process in a node's network namespace.
+func gatewayPID(ns string) (int, error) {
+	out, _ := exec.Command("pgrep", "-x", "strait-gateway").Output()
+	for _, f := range strings.Fields(string(out)) {
+		id, _ := exec.Command("ip", "netns", "identify", f).Output()
+		if strings.TrimSpace(string(id)) == ns {
+			return strconv.Atoi(f)
+		}
+	}
+	return 0, fmt.Errorf("no gateway process in %s", ns)
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	return s[len(s)/2]
 }
 
 // iperf runs server (one test, then it exits) and client; returns Mb/s
