@@ -225,15 +225,24 @@ func TestBrokerJoinAndLeave(t *testing.T) {
 			}
 		}
 
-		// Freeze c2's active gateway: c1's probes go unanswered.
-		pid := gatewayPID(t, "c2", active(ctx, c2))
-		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-			t.Fatal(err)
+		// Freeze both of c2's gateways: c1's probes go unanswered. (Freezing
+		// only the active one makes the standby take over, which
+		// TestDataplane covers.)
+		pids := []int{gatewayPID(t, "c2", "c2-n1"), gatewayPID(t, "c2", "c2-n2")}
+		for _, pid := range pids {
+			if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+				t.Fatal(err)
+			}
 		}
 		frozen := true
+		thaw := func() {
+			for _, pid := range pids {
+				_ = syscall.Kill(pid, syscall.SIGCONT)
+			}
+		}
 		defer func() {
 			if frozen {
-				_ = syscall.Kill(pid, syscall.SIGCONT)
+				thaw()
 			}
 		}()
 		start := time.Now()
@@ -241,7 +250,7 @@ func TestBrokerJoinAndLeave(t *testing.T) {
 			return conn(ctx).Status == v1.ConnectionError, nil
 		})
 		t.Logf("c2 frozen: error reported after %s (%s)", time.Since(start).Round(100*time.Millisecond), conn(ctx).StatusMessage)
-		_ = syscall.Kill(pid, syscall.SIGCONT)
+		thaw()
 		frozen = false
 		waitFor(t, 30*time.Second, "c1 to report c2 connected again", func(ctx context.Context) (bool, error) {
 			return conn(ctx).Status == v1.Connected, nil

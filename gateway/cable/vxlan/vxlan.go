@@ -116,6 +116,14 @@ func (d *Driver) Set(_ context.Context, peers []cable.Peer) error {
 			return fmt.Errorf("vxlan: remove FDB entry %s: %w", n.IP, err)
 		}
 	}
+	if len(want) > 0 {
+		// A peer moved (a remote failover): the addresses behind it were
+		// learned, by proxy ARP, at the old gateway's MAC. Forget them, so
+		// that they are asked again and the new gateway answers.
+		if err := d.flushNeighbors(); err != nil {
+			return err
+		}
+	}
 	for a := range want {
 		n := &netlink.Neigh{
 			LinkIndex:    d.link.Attrs().Index,
@@ -131,6 +139,22 @@ func (d *Driver) Set(_ context.Context, peers []cable.Peer) error {
 	}
 	// The zero Handle works in the current namespace, like the calls above.
 	return cable.SetRoutes(&netlink.Handle{}, d.link, d.table, peers)
+}
+
+// flushNeighbors removes the learned (not permanent) neighbors of the device.
+func (d *Driver) flushNeighbors() error {
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		ns, err := netlink.NeighList(d.link.Attrs().Index, fam)
+		if err != nil {
+			return fmt.Errorf("vxlan: neighbors of %s: %w", d.cfg.Interface, err)
+		}
+		for _, n := range ns {
+			if n.State&(netlink.NUD_PERMANENT|netlink.NUD_NOARP) == 0 {
+				_ = netlink.NeighDel(&n)
+			}
+		}
+	}
+	return nil
 }
 
 // Close removes the device with its FDB entries and routes.
