@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/coreos/go-iptables/iptables"
@@ -18,6 +16,8 @@ import (
 	_ "strait.dev/strait/gateway/cable/vxlan"     // registers the vxlan driver
 	_ "strait.dev/strait/gateway/cable/wireguard" // registers the wireguard driver
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
+	"strait.dev/strait/pkg/iptchain"
+	"strait.dev/strait/pkg/mtu"
 )
 
 const (
@@ -34,12 +34,6 @@ const (
 	natChain = "STRAIT-GW-POSTROUTING"
 	// natKeepalive holds a NAT mapping open; 25 s is WireGuard's usual.
 	natKeepalive = 25 * time.Second
-	// What each cable adds to a packet over an IPv6 underlay, the larger of
-	// the families, so the cable MTU fits either: outer IPv6 (40) + UDP (8) +
-	// WireGuard (32) = 80; outer IPv6 (40) + UDP (8) + VXLAN (8) + inner
-	// Ethernet (14) = 70.
-	wireGuardOverhead = 80
-	vxlanOverhead     = 70
 )
 
 // CableDataplane builds the cables with a registered cable driver and routes
@@ -89,9 +83,9 @@ func (d *CableDataplane) Set(ctx context.Context, local Local, remotes []v1.Endp
 }
 
 func (d *CableDataplane) open(ctx context.Context, local Local) error {
-	mtu := d.UnderlayMTU
-	if mtu == 0 {
-		mtu = 1500
+	underlay := d.UnderlayMTU
+	if underlay == 0 {
+		underlay = 1500
 	}
 	cfg := cable.Config{Interface: CableInterface, PrivateKey: local.PrivateKey}
 	switch local.Spec.CableDriver {
@@ -99,15 +93,17 @@ func (d *CableDataplane) open(ctx context.Context, local Local) error {
 		if local.Spec.WireGuard == nil {
 			return errors.New("local endpoint has no WireGuard configuration")
 		}
-		cfg.ListenPort, cfg.MTU = int(local.Spec.WireGuard.Port), mtu-wireGuardOverhead
+		cfg.ListenPort = int(local.Spec.WireGuard.Port)
 	case v1.CableDriverVXLAN:
 		if local.Spec.VXLAN == nil {
 			return errors.New("local endpoint has no VXLAN configuration")
 		}
-		cfg.ListenPort, cfg.VNI, cfg.MTU = int(local.Spec.VXLAN.Port), int(local.Spec.VXLAN.VNI), mtu-vxlanOverhead
+		cfg.ListenPort, cfg.VNI = int(local.Spec.VXLAN.Port), int(local.Spec.VXLAN.VNI)
 	default:
 		return fmt.Errorf("cable driver %q is not available yet (have %v)", local.Spec.CableDriver, cable.Names())
 	}
+	// Sized for an IPv6 outer header, so the MTU fits either family.
+	cfg.MTU = mtu.Cable(string(local.Spec.CableDriver), underlay)
 	drv, err := cable.Open(ctx, string(local.Spec.CableDriver), cfg)
 	if err != nil {
 		return err
@@ -230,74 +226,42 @@ func setRules(subnets []netip.Prefix) error {
 	return nil
 }
 
-// setNATExemption keeps natChain holding one ACCEPT per remote subnet, and
-// nat POSTROUTING jumping to it first.
+// natExemption is natChain holding one ACCEPT per remote subnet of the
+// family, jumped to first from nat POSTROUTING.
+func natExemption(subnets []netip.Prefix, v6 bool) iptchain.Chain {
+	c := iptchain.Chain{Table: "nat", Name: natChain, From: "POSTROUTING", Comment: "strait gateway"}
+	for _, s := range subnets {
+		if s.Addr().Is6() == v6 {
+			c.Rules = append(c.Rules, []string{"-d", s.Masked().String(), "-m", "comment", "--comment", "strait: cross-cluster, no masquerade", "-j", "ACCEPT"})
+		}
+	}
+	return c
+}
+
+// setNATExemption keeps natChain for both families.
 func setNATExemption(subnets []netip.Prefix) error {
-	for _, proto := range []iptables.Protocol{iptables.ProtocolIPv4, iptables.ProtocolIPv6} {
-		ipt, err := iptables.NewWithProtocol(proto)
-		if err != nil {
-			return fmt.Errorf("iptables: %w", err)
-		}
-		var dsts []string
-		for _, s := range subnets {
-			if s.Addr().Is4() == (proto == iptables.ProtocolIPv4) {
-				dsts = append(dsts, s.Masked().String())
-			}
-		}
-		if err := ensureExemptions(ipt, dsts); err != nil {
-			return err
-		}
-		jump := []string{"-m", "comment", "--comment", "strait gateway", "-j", natChain}
-		ok, err := ipt.Exists("nat", "POSTROUTING", jump...)
+	for _, v6 := range []bool{false, true} {
+		ipt, err := newIPTables(v6)
 		if err != nil {
 			return err
 		}
-		if !ok {
-			if err := ipt.Insert("nat", "POSTROUTING", 1, jump...); err != nil {
-				return fmt.Errorf("jump to %s: %w", natChain, err)
-			}
+		if err := iptchain.Ensure(ipt, natExemption(subnets, v6)); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// ensureExemptions makes natChain accept exactly dsts, in order, and rewrites
-// it only when it differs, so that repeated calls leave the rules alone.
-func ensureExemptions(ipt *iptables.IPTables, dsts []string) error {
-	exists, err := ipt.ChainExists("nat", natChain)
+func newIPTables(v6 bool) (*iptables.IPTables, error) {
+	proto := iptables.ProtocolIPv4
+	if v6 {
+		proto = iptables.ProtocolIPv6
+	}
+	ipt, err := iptables.NewWithProtocol(proto)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("iptables: %w", err)
 	}
-	if !exists {
-		if err := ipt.NewChain("nat", natChain); err != nil {
-			return fmt.Errorf("create %s: %w", natChain, err)
-		}
-	}
-	cur, err := ipt.List("nat", natChain)
-	if err != nil {
-		return err
-	}
-	var have []string
-	for _, rule := range cur {
-		f := strings.Fields(rule)
-		for i := 0; i+1 < len(f); i++ {
-			if f[i] == "-d" {
-				have = append(have, f[i+1])
-			}
-		}
-	}
-	if slices.Equal(have, dsts) && len(cur) == len(dsts)+1 { // List starts with "-N chain"
-		return nil
-	}
-	if err := ipt.ClearChain("nat", natChain); err != nil {
-		return err
-	}
-	for _, d := range dsts {
-		if err := ipt.Append("nat", natChain, "-d", d, "-m", "comment", "--comment", "strait: cross-cluster, no masquerade", "-j", "ACCEPT"); err != nil {
-			return fmt.Errorf("%s: %w", natChain, err)
-		}
-	}
-	return nil
+	return ipt, nil
 }
 
 // Traffic returns the cable's per-peer counters, when the driver keeps them.
@@ -321,16 +285,13 @@ func (d *CableDataplane) Close() error {
 		errs = append(errs, netlink.LinkDel(l))
 	}
 	errs = append(errs, setRules(nil))
-	for _, proto := range []iptables.Protocol{iptables.ProtocolIPv4, iptables.ProtocolIPv6} {
-		ipt, err := iptables.NewWithProtocol(proto)
+	for _, v6 := range []bool{false, true} {
+		ipt, err := newIPTables(v6)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		_ = ipt.DeleteIfExists("nat", "POSTROUTING", "-m", "comment", "--comment", "strait gateway", "-j", natChain)
-		if ok, _ := ipt.ChainExists("nat", natChain); ok {
-			errs = append(errs, ipt.ClearAndDeleteChain("nat", natChain))
-		}
+		errs = append(errs, iptchain.Remove(ipt, natExemption(nil, v6)))
 	}
 	return errors.Join(errs...)
 }

@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
 
 	"strait.dev/strait/gateway/health"
 )
@@ -108,7 +109,7 @@ func (el *elector) tryAcquire(ctx context.Context, force string, answering func(
 		l = &coordinationv1.Lease{
 			ObjectMeta: metav1.ObjectMeta{Name: LeaseName, Namespace: el.namespace},
 			Spec: coordinationv1.LeaseSpec{HolderIdentity: &el.identity, LeaseDurationSeconds: &secs,
-				AcquireTime: &now, RenewTime: &now, LeaseTransitions: ptr(int32(0))},
+				AcquireTime: &now, RenewTime: &now, LeaseTransitions: ptr.To(int32(0))},
 		}
 		if _, err := el.leases().Create(ctx, l, metav1.CreateOptions{}); err != nil {
 			return 0, "", false, err
@@ -121,8 +122,8 @@ func (el *elector) tryAcquire(ctx context.Context, force string, answering func(
 	if l.ResourceVersion != el.observedRV {
 		el.observedRV, el.observedTime = l.ResourceVersion, time.Now()
 	}
-	holder = deref(l.Spec.HolderIdentity)
-	transitions := deref(l.Spec.LeaseTransitions)
+	holder = ptr.Deref(l.Spec.HolderIdentity, "")
+	transitions := ptr.Deref(l.Spec.LeaseTransitions, int32(0))
 	expired := time.Since(el.observedTime) > leaseDuration
 	switch {
 	case holder == el.identity:
@@ -181,7 +182,7 @@ func (el *elector) renew(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if h := deref(l.Spec.HolderIdentity); h != el.identity {
+	if h := ptr.Deref(l.Spec.HolderIdentity, ""); h != el.identity {
 		return fmt.Errorf("%w: %s holds it", errLost, h)
 	}
 	now := metav1.NewMicroTime(time.Now())
@@ -196,7 +197,7 @@ func (el *elector) release() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	l, err := el.leases().Get(ctx, LeaseName, metav1.GetOptions{})
-	if err != nil || deref(l.Spec.HolderIdentity) != el.identity {
+	if err != nil || ptr.Deref(l.Spec.HolderIdentity, "") != el.identity {
 		return
 	}
 	empty := ""
@@ -299,14 +300,4 @@ func (h *heartbeat) address(node string) (netip.AddrPort, error) {
 		}
 	}
 	return netip.AddrPort{}, fmt.Errorf("node %s has no InternalIP", node)
-}
-
-func ptr[T any](v T) *T { return &v }
-
-func deref[T any](p *T) T {
-	var zero T
-	if p == nil {
-		return zero
-	}
-	return *p
 }

@@ -145,7 +145,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	epoch, err := el.acquire(ctx)
 	if err != nil {
-		return e.stopped(ctx)
+		return e.stopped()
 	}
 	e.log.Info("active", "epoch", epoch)
 	actx, cancel := context.WithCancel(ctx)
@@ -169,7 +169,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 	}
 	if ctx.Err() != nil {
-		return e.stopped(ctx)
+		return e.stopped()
 	}
 	return lost
 }
@@ -177,7 +177,7 @@ func (e *Engine) Run(ctx context.Context) error {
 // stopped records, on a clean stop (SIGTERM), that this gateway is not
 // active, so that the status does not claim an active gateway that is gone.
 // Best effort: the apiserver may be away.
-func (e *Engine) stopped(context.Context) error {
+func (e *Engine) stopped() error {
 	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer scancel()
 	if err := e.writeStatus(sctx, v1.HAStatusPassive, ""); err != nil {

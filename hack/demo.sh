@@ -83,18 +83,15 @@ say "c1: straitctl show endpoints"
 say "c2: straitctl show gateways"
 "$ctl" show gateways --kubeconfig .sandbox/c2.kubeconfig
 
-# A pod on each cluster's active gateway node, and traffic between them
-# through the WireGuard cable.
-declare -A podip
-for c in c1 c2; do
-  node=$(kubectl --kubeconfig ".sandbox/$c.kubeconfig" -n strait-system get gateways.strait.dev \
-    -o jsonpath='{range .items[?(@.status.haStatus=="active")]}{.metadata.name}{end}')
-  kubectl --kubeconfig ".sandbox/$c.kubeconfig" apply -f - >/dev/null <<YAML
+# pod_on CLUSTER NAME NODE: a serving test pod on NODE; prints its IP once Ready.
+pod_on() {
+  local kc=".sandbox/$1.kubeconfig"
+  kubectl --kubeconfig "$kc" apply -f - >/dev/null <<YAML
 apiVersion: v1
 kind: Pod
-metadata: {name: gw-side, namespace: default}
+metadata: {name: $2, namespace: default}
 spec:
-  nodeName: $node
+  nodeName: $3
   containers:
   - name: c
     image: strait/testpod:demo
@@ -103,8 +100,16 @@ spec:
     - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
     - {name: NODE_NAME, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
 YAML
-  kubectl --kubeconfig ".sandbox/$c.kubeconfig" wait --for=condition=Ready pod/gw-side --timeout=60s >/dev/null
-  podip[$c]=$(kubectl --kubeconfig ".sandbox/$c.kubeconfig" get pod gw-side -o jsonpath='{.status.podIP}')
+  kubectl --kubeconfig "$kc" wait --for=condition=Ready "pod/$2" --timeout=60s >/dev/null
+  kubectl --kubeconfig "$kc" get pod "$2" -o jsonpath='{.status.podIP}'
+}
+
+# A pod on each cluster's active gateway node (the holder of the gateway
+# Lease), and traffic between them through the WireGuard cable.
+declare -A podip
+for c in c1 c2; do
+  node=$(kubectl --kubeconfig ".sandbox/$c.kubeconfig" -n strait-system get lease strait-gateway -o jsonpath='{.spec.holderIdentity}')
+  podip[$c]=$(pod_on "$c" gw-side "$node")
 done
 say "c1 gw-side (${podip[c1]}) pings c2 gw-side (${podip[c2]}) through the WireGuard cable"
 for i in $(seq 1 30); do
@@ -121,22 +126,7 @@ say "c1: straitctl show connections"
 # agents' overlay to the active gateway, then through the cable.
 declare -A n3ip
 for c in c1 c2; do
-  kubectl --kubeconfig ".sandbox/$c.kubeconfig" apply -f - >/dev/null <<YAML
-apiVersion: v1
-kind: Pod
-metadata: {name: n3-side, namespace: default}
-spec:
-  nodeName: $c-n3
-  containers:
-  - name: c
-    image: strait/testpod:demo
-    args: [serve]
-    env:
-    - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
-    - {name: NODE_NAME, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
-YAML
-  kubectl --kubeconfig ".sandbox/$c.kubeconfig" wait --for=condition=Ready pod/n3-side --timeout=60s >/dev/null
-  n3ip[$c]=$(kubectl --kubeconfig ".sandbox/$c.kubeconfig" get pod n3-side -o jsonpath='{.status.podIP}')
+  n3ip[$c]=$(pod_on "$c" n3-side "$c-n3")
 done
 say "c1 n3-side (non-gateway node c1-n3, ${n3ip[c1]}) fetches a page from c2 n3-side (c2-n3, ${n3ip[c2]})"
 for i in $(seq 1 30); do

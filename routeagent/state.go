@@ -14,6 +14,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	pmtu "strait.dev/strait/pkg/mtu"
 )
 
 const (
@@ -37,17 +39,6 @@ const (
 	ReturnPrio  = 152
 	// CableInterface is the gateway's cable device (gateway.CableInterface).
 	CableInterface = "strait-cable"
-)
-
-// Overheads over an IPv4 / IPv6 underlay. VXLAN: outer IP header + UDP (8) +
-// VXLAN (8) + inner Ethernet (14). WireGuard: outer IP + UDP (8) + WireGuard
-// header and tag (32). The cable devices are sized for the IPv6 case (see
-// gateway.CableDataplane), so the path MTU uses that too.
-const (
-	ipv4Header, ipv6Header = 20, 40
-	vxlanOverhead          = 8 + 8 + 14
-	wireGuardOverhead      = 8 + 32
-	tcpHeader              = 20
 )
 
 // Node is one node of the local cluster as the agent needs it.
@@ -144,22 +135,15 @@ func Compute(f Facts) (State, error) {
 	if mtu == 0 {
 		mtu = 1500
 	}
-	outer := ipv4Header
-	if f.Self.IP.Is6() {
-		outer = ipv6Header
-	}
-	cable := vxlanOverhead
-	if f.Cable == "wireguard" {
-		cable = wireGuardOverhead
-	}
 	s := State{
-		OverlayMTU:  mtu - outer - vxlanOverhead,
+		// The overlay is VXLAN over the node network's family.
+		OverlayMTU:  mtu - pmtu.Overhead("vxlan", pmtu.IPHeader(f.Self.IP)),
 		OverlayMAC:  overlayMAC(f.Self.IP),
 		OverlayAddr: overlayPrefix(f.Self.IP),
 	}
 	// The path of cross-cluster packets: the overlay to the gateway, then the
-	// cable, sized for an IPv6 underlay by the gateway.
-	pathMTU := min(s.OverlayMTU, mtu-ipv6Header-cable)
+	// cable, as the gateway sizes it.
+	pathMTU := min(s.OverlayMTU, pmtu.Cable(f.Cable, mtu))
 	for _, p := range f.Self.PodCIDRs {
 		s.SourceAddrs = append(s.SourceAddrs, p.Masked().Addr().Next())
 	}
@@ -238,11 +222,11 @@ func chains(remote, local []netip.Prefix, pathMTU int) []ChainRules {
 		nat := ChainRules{IPv6: v6, Table: "nat", Name: natChain, From: "POSTROUTING"}
 		fwd := ChainRules{IPv6: v6, Table: "filter", Name: forwardChain, From: "FORWARD"}
 		mss := ChainRules{IPv6: v6, Table: "mangle", Name: mssChain, From: "FORWARD"}
-		ip := ipv4Header
+		ip := pmtu.IPv4Header
 		if v6 {
-			ip = ipv6Header
+			ip = pmtu.IPv6Header
 		}
-		clamp := strconv.Itoa(pathMTU - ip - tcpHeader)
+		clamp := strconv.Itoa(pathMTU - ip - pmtu.TCPHeader)
 		for _, d := range remote {
 			if d.Addr().Is6() != v6 {
 				continue

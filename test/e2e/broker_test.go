@@ -527,8 +527,8 @@ func checkCable(t *testing.T, from, to string) (ips, nss map[string]string) {
 	for _, cl := range []string{from, to} {
 		cs := kubeClient(t, cl)
 		ns := testNamespace(t, cs)
-		// Without a route agent (yet) only pods on the active gateway node
-		// reach the cable: wait for the election, then pin the pod there.
+		// This test is about the cable alone: pin the pod on the active
+		// gateway node (TestDataplane covers the other nodes).
 		var node string
 		waitFor(t, 60*time.Second, "an active gateway in "+cl, func(ctx context.Context) (bool, error) {
 			node = active(ctx, ctrlClient(t, cl))

@@ -6,7 +6,7 @@ import (
 	"io"
 )
 
-// ErrFailed is wrapped by the errors RunConnect and RunDNS return when the
+// ErrFailed is wrapped by the errors RunConnect, RunDNS and RunPing return when the
 // probe ran and its report says "ok": false: the network, the peer or the
 // name did not do what was asked.
 var ErrFailed = errors.New("probe failed")
