@@ -12,7 +12,7 @@ BIN := $(OUT)/bin
 # test/kube module: the k8s.io/kubernetes version its go.mod requires.
 KUBE_VERSION := $(shell awk '$$1 == "k8s.io/kubernetes" { print $$2 }' test/kube/go.mod)
 KUBE_BIN := $(OUT)/kube/$(KUBE_VERSION)
-KUBE_CMDS := kube-apiserver kube-controller-manager kube-scheduler kube-proxy
+KUBE_CMDS := kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl
 export STRAIT_KUBE_BIN := $(abspath $(KUBE_BIN))
 
 # Tools run at pinned versions through the Go module proxy.
@@ -35,8 +35,8 @@ prereqs: ## Check (and as root, install) the system packages the tests need.
 	@hack/prereqs.sh
 
 .PHONY: build
-build: ## Build every Strait binary into _output/bin/.
-	$(GO) build -o $(BIN)/ ./cmd/...
+build: ## Build every Strait binary (and the sandbox's test binaries) into _output/bin/
+	$(GO) build -o $(BIN)/ ./cmd/... ./test/cmd/...
 
 .PHONY: kube-binaries
 kube-binaries: $(KUBE_BIN)/.built ## Build etcd and the Kubernetes binaries from source (once).

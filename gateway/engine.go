@@ -31,6 +31,7 @@ import (
 	"strait.dev/strait/gateway/natdiscovery"
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
 	"strait.dev/strait/pkg/scheme"
+	"strait.dev/strait/pkg/syncer"
 )
 
 // Leader election timing. The Lease is the authority on which gateway is
@@ -640,8 +641,8 @@ func newerGateway(a, b v1.Endpoint) bool {
 	return a.Name > b.Name
 }
 
-func (e *Engine) newSyncer(ctx context.Context) (*broker.Syncer, error) {
-	creds, err := ReadBrokerSecret(ctx, e.kube, e.cfg.Namespace, e.cfg.BrokerSecret)
+func (e *Engine) newSyncer(ctx context.Context) (*syncer.Syncer, error) {
+	creds, err := broker.ReadCredentials(ctx, e.kube, e.cfg.Namespace, e.cfg.BrokerSecret)
 	if err != nil {
 		return nil, err
 	}
@@ -653,7 +654,7 @@ func (e *Engine) newSyncer(ctx context.Context) (*broker.Syncer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return broker.NewSyncer(broker.SyncerConfig{
+	return syncer.New(syncer.Config{
 		ClusterID: e.cfg.ClusterID, Local: local, LocalNamespace: e.cfg.Namespace,
 		Broker: remote, BrokerNamespace: creds.Info.Namespace,
 		Resources: []schema.GroupVersionResource{

@@ -87,7 +87,7 @@ func TestEngineElectsPublishesAndFailsOver(t *testing.T) {
 	if err := mc.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: v1.ComponentNamespace}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := mc.Create(ctx, gateway.BrokerSecret(v1.ComponentNamespace, info, c1Token)); err != nil {
+	if err := mc.Create(ctx, broker.CredentialSecret(v1.ComponentNamespace, info, c1Token)); err != nil {
 		t.Fatal(err)
 	}
 	for i, name := range []string{"node-a", "node-b"} {
@@ -114,7 +114,7 @@ func TestEngineElectsPublishesAndFailsOver(t *testing.T) {
 			ClusterID: "c1", Namespace: v1.ComponentNamespace, NodeName: node,
 			PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}, ServiceCIDRs: []netip.Prefix{netip.MustParsePrefix("10.101.0.0/16")},
 			CableDriver: v1.CableDriverWireGuard, WireGuardPort: 4500, NATDiscoveryPort: 4490,
-			BrokerSecret: gateway.BrokerSecretName, Dataplane: r.rec,
+			BrokerSecret: broker.SecretName, Dataplane: r.rec,
 			Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		})
 		if err != nil {

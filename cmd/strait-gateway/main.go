@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"strait.dev/strait/broker"
 	"strait.dev/strait/gateway"
 	"strait.dev/strait/gateway/health"
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
@@ -67,7 +68,7 @@ func run() error {
 	flag.IntVar(&vxPort, "vxlan-port", defaultVXLANPort, "VXLAN UDP port")
 	flag.IntVar(&vni, "vxlan-vni", defaultVXLANVNI, "VXLAN network identifier")
 	flag.IntVar(&nat, "nat-discovery-port", defaultNATDiscoveryPort, "NAT discovery UDP port")
-	flag.StringVar(&cfg.BrokerSecret, "broker-secret", gateway.BrokerSecretName, "Secret with the broker credential")
+	flag.StringVar(&cfg.BrokerSecret, "broker-secret", broker.SecretName, "Secret with the broker credential")
 	flag.IntVar(&cfg.HealthCheckPort, "health-check-port", health.DefaultPort, "UDP port of the health probes between gateways")
 	flag.DurationVar(&cfg.HealthCheckInterval, "health-check-interval", time.Second, "time between health probes of one connection")
 	flag.IntVar(&cfg.HealthCheckFailures, "health-check-failures", 3, "unanswered probes in a row that make a connection an error")

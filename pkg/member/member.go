@@ -30,7 +30,6 @@ import (
 	"strait.dev/strait/broker"
 	"strait.dev/strait/deploy/crds"
 	"strait.dev/strait/deploy/manifests"
-	"strait.dev/strait/gateway"
 	aboutv1beta1 "strait.dev/strait/pkg/apis/about.k8s.io/v1beta1"
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
 	"strait.dev/strait/pkg/cidr"
@@ -100,7 +99,7 @@ func Join(ctx context.Context, cfg *rest.Config, info *broker.Info, o JoinOption
 	}
 
 	var current string
-	if creds, err := gateway.ReadBrokerSecret(ctx, cs, v1.ComponentNamespace, gateway.BrokerSecretName); err == nil && creds.Info.APIServer == info.APIServer {
+	if creds, err := broker.ReadCredentials(ctx, cs, v1.ComponentNamespace, broker.SecretName); err == nil && creds.Info.APIServer == info.APIServer {
 		current = creds.Token
 	}
 	token, err := broker.Enroll(ctx, info, broker.Member{
@@ -139,7 +138,7 @@ func Join(ctx context.Context, cfg *rest.Config, info *broker.Info, o JoinOption
 		return err
 	}
 	objs = append(objs, agent...)
-	secret := gateway.BrokerSecret(v1.ComponentNamespace, info, token)
+	secret := broker.CredentialSecret(v1.ComponentNamespace, info, token)
 	secret.TypeMeta = metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"}
 	secretObj, err := toUnstructured(secret)
 	if err != nil {
@@ -378,7 +377,7 @@ func Leave(ctx context.Context, cfg *rest.Config, o LeaveOptions) error {
 	}
 	logf("gateways and route agents stopped")
 
-	if creds, err := gateway.ReadBrokerSecret(ctx, cs, ns, gateway.BrokerSecretName); err == nil {
+	if creds, err := broker.ReadCredentials(ctx, cs, ns, broker.SecretName); err == nil {
 		if err := broker.Leave(ctx, creds.Info.RESTConfig(creds.Token), creds.Info.Namespace, id); err != nil {
 			return fmt.Errorf("remove %s from the broker: %w", id, err)
 		}

@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"strait.dev/strait/broker"
 	"strait.dev/strait/gateway"
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
 	"strait.dev/strait/pkg/scheme"
@@ -259,7 +260,7 @@ func TestBrokerJoinAndLeave(t *testing.T) {
 
 	t.Run("a member's stored credential cannot touch another member's records", func(t *testing.T) {
 		cs := kubeClient(t, "c1")
-		secret, err := cs.CoreV1().Secrets(v1.ComponentNamespace).Get(ctx, gateway.BrokerSecretName, metav1.GetOptions{})
+		secret, err := cs.CoreV1().Secrets(v1.ComponentNamespace).Get(ctx, broker.SecretName, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -295,7 +296,7 @@ func TestBrokerJoinAndLeave(t *testing.T) {
 			if ds, err := cs.AppsV1().DaemonSets(v1.ComponentNamespace).Get(ctx, "strait-gateway", metav1.GetOptions{}); err == nil {
 				parts = append(parts, "ds@"+ds.ResourceVersion)
 			}
-			if s, err := cs.CoreV1().Secrets(v1.ComponentNamespace).Get(ctx, gateway.BrokerSecretName, metav1.GetOptions{}); err == nil {
+			if s, err := cs.CoreV1().Secrets(v1.ComponentNamespace).Get(ctx, broker.SecretName, metav1.GetOptions{}); err == nil {
 				parts = append(parts, "secret@"+s.ResourceVersion)
 			}
 			if sa, err := cs.CoreV1().ServiceAccounts(v1.BrokerNamespace).Get(ctx, "strait-member-c1", metav1.GetOptions{}); err == nil {

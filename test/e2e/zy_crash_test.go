@@ -9,7 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"strait.dev/strait/pkg/proc"
+	"strait.dev/strait/test/proc"
 	"strait.dev/strait/test/sandbox"
 )
 

@@ -33,8 +33,8 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"strait.dev/strait/deploy/crds"
-	"strait.dev/strait/pkg/pki"
-	"strait.dev/strait/pkg/proc"
+	"strait.dev/strait/test/pki"
+	"strait.dev/strait/test/proc"
 )
 
 const (

@@ -16,7 +16,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"strait.dev/strait/pkg/proc"
+	"strait.dev/strait/test/proc"
 )
 
 // childEnv makes the test binary, run again by TestPanicLeavesNoProcess, start

@@ -19,7 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"strait.dev/strait/pkg/proc"
+	"strait.dev/strait/test/proc"
 	"strait.dev/strait/test/sandbox/node"
 )
 

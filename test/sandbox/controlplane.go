@@ -9,8 +9,8 @@ import (
 
 	"k8s.io/client-go/rest"
 
-	"strait.dev/strait/pkg/pki"
 	"strait.dev/strait/test/kubetest"
+	"strait.dev/strait/test/pki"
 )
 
 // clusterFiles is where one cluster's certificates, kubeconfigs, data and logs live.

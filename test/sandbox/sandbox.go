@@ -27,7 +27,7 @@ import (
 	"syscall"
 	"time"
 
-	"strait.dev/strait/pkg/proc"
+	"strait.dev/strait/test/proc"
 )
 
 // MarkerEnv is set, to the state directory, in the environment of every

@@ -28,7 +28,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
-	"strait.dev/strait/pkg/proc"
+	"strait.dev/strait/test/proc"
 )
 
 // Agent is one node's agent.

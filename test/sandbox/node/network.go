@@ -12,7 +12,7 @@ import (
 	"strings"
 	"syscall"
 
-	"strait.dev/strait/pkg/proc"
+	"strait.dev/strait/test/proc"
 )
 
 // masqChain is the sandbox CNI's own NAT chain, jumped to from POSTROUTING.

@@ -22,7 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
-	"strait.dev/strait/pkg/proc"
+	"strait.dev/strait/test/proc"
 )
 
 const (

@@ -1,4 +1,8 @@
-package broker
+// Package syncer keeps label-selected objects in step between a member's
+// strait-system namespace and the broker namespace, with exactly one owning
+// cluster writing each object. The gateway syncs Clusters and Endpoints with
+// it; Lighthouse will sync its exported-service records the same way.
+package syncer
 
 import (
 	"context"
@@ -21,8 +25,8 @@ import (
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
 )
 
-// SyncerConfig configures a Syncer.
-type SyncerConfig struct {
+// Config configures a Syncer.
+type Config struct {
 	// ClusterID is the local cluster: the owner of what it exports.
 	ClusterID string
 	// Local and LocalNamespace are the member's side (strait-system).
@@ -53,7 +57,7 @@ type SyncerConfig struct {
 // cannot be reached delays sync and never deletes local state; informers
 // relist when it returns, which also removes what went stale meanwhile.
 type Syncer struct {
-	cfg   SyncerConfig
+	cfg   Config
 	log   *slog.Logger
 	queue workqueue.TypedRateLimitingInterface[key]
 	local map[schema.GroupVersionResource]cache.SharedIndexInformer
@@ -65,8 +69,8 @@ type key struct {
 	name string
 }
 
-// NewSyncer returns a syncer; Run starts it.
-func NewSyncer(cfg SyncerConfig) *Syncer {
+// New returns a syncer; Run starts it.
+func New(cfg Config) *Syncer {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}

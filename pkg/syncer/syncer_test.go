@@ -1,4 +1,4 @@
-package broker_test
+package syncer_test
 
 import (
 	"context"
@@ -21,6 +21,7 @@ import (
 	"strait.dev/strait/broker"
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
 	"strait.dev/strait/pkg/scheme"
+	"strait.dev/strait/pkg/syncer"
 	"strait.dev/strait/test/kubetest"
 )
 
@@ -87,7 +88,7 @@ func (w *world) startSyncer(t *testing.T, id string) context.CancelFunc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := broker.NewSyncer(broker.SyncerConfig{
+	s := syncer.New(syncer.Config{
 		ClusterID: id, Local: local, LocalNamespace: id + "-system",
 		Broker: remote, BrokerNamespace: w.info.Namespace, Resources: syncedGVRs,
 		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),

@@ -1,0 +1,92 @@
+package gateway
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/coreos/go-iptables/iptables"
+	"github.com/vishvananda/netlink"
+
+	"strait.dev/strait/pkg/iptchain"
+)
+
+// setRules keeps exactly one rule "to <subnet> lookup RouteTable" at
+// RulePriority per remote subnet, and no other rule at that priority.
+func setRules(subnets []netip.Prefix) error {
+	want := map[string]netip.Prefix{}
+	for _, s := range subnets {
+		want[s.Masked().String()] = s.Masked()
+	}
+	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		rules, err := netlink.RuleList(family)
+		if err != nil {
+			return fmt.Errorf("list rules: %w", err)
+		}
+		for _, r := range rules {
+			if r.Priority != RulePriority {
+				continue
+			}
+			if r.Dst != nil && r.Table == RouteTable {
+				if _, ok := want[r.Dst.String()]; ok {
+					delete(want, r.Dst.String())
+					continue
+				}
+			}
+			if err := netlink.RuleDel(&r); err != nil {
+				return fmt.Errorf("remove rule %v: %w", r, err)
+			}
+		}
+	}
+	for _, p := range want {
+		r := netlink.NewRule()
+		r.Priority, r.Table = RulePriority, RouteTable
+		r.Family = netlink.FAMILY_V4
+		if p.Addr().Is6() {
+			r.Family = netlink.FAMILY_V6
+		}
+		r.Dst = &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+		if err := netlink.RuleAdd(r); err != nil {
+			return fmt.Errorf("add rule to %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// natExemption is natChain holding one ACCEPT per remote subnet of the
+// family, jumped to first from nat POSTROUTING.
+func natExemption(subnets []netip.Prefix, v6 bool) iptchain.Chain {
+	c := iptchain.Chain{Table: "nat", Name: natChain, From: "POSTROUTING", Comment: "strait gateway"}
+	for _, s := range subnets {
+		if s.Addr().Is6() == v6 {
+			c.Rules = append(c.Rules, []string{"-d", s.Masked().String(), "-m", "comment", "--comment", "strait: cross-cluster, no masquerade", "-j", "ACCEPT"})
+		}
+	}
+	return c
+}
+
+// setNATExemption keeps natChain for both families.
+func setNATExemption(subnets []netip.Prefix) error {
+	for _, v6 := range []bool{false, true} {
+		ipt, err := newIPTables(v6)
+		if err != nil {
+			return err
+		}
+		if err := iptchain.Ensure(ipt, natExemption(subnets, v6)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func newIPTables(v6 bool) (*iptables.IPTables, error) {
+	proto := iptables.ProtocolIPv4
+	if v6 {
+		proto = iptables.ProtocolIPv6
+	}
+	ipt, err := iptables.NewWithProtocol(proto)
+	if err != nil {
+		return nil, fmt.Errorf("iptables: %w", err)
+	}
+	return ipt, nil
+}
