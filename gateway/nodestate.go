@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -89,4 +90,46 @@ func newIPTables(v6 bool) (*iptables.IPTables, error) {
 		return nil, fmt.Errorf("iptables: %w", err)
 	}
 	return ipt, nil
+}
+
+// applyGatewaySlice makes the gateway's share of the node state match: a rule
+// per remote subnet into the cable's table, the masquerade exemption, and
+// the health-check addresses on the cable device.
+func applyGatewaySlice(remoteSubnets []netip.Prefix, healthCheckIPs []netip.Addr) error {
+	if err := setRules(remoteSubnets); err != nil {
+		return err
+	}
+	if err := setNATExemption(remoteSubnets); err != nil {
+		return err
+	}
+	if len(healthCheckIPs) == 0 {
+		return nil
+	}
+	link, err := netlink.LinkByName(CableInterface)
+	if err != nil {
+		return err
+	}
+	for _, a := range healthCheckIPs {
+		bits := a.BitLen()
+		addr := &netlink.Addr{IPNet: &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(bits, bits)}}
+		if err := netlink.AddrReplace(link, addr); err != nil {
+			return fmt.Errorf("health-check address %s: %w", a, err)
+		}
+	}
+	return nil
+}
+
+// removeGatewaySlice removes the gateway's rules and chains (the cable
+// device, with its addresses and routes, is the driver's to remove).
+func removeGatewaySlice() error {
+	errs := []error{setRules(nil)}
+	for _, v6 := range []bool{false, true} {
+		ipt, err := newIPTables(v6)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		errs = append(errs, iptchain.Remove(ipt, natExemption(nil, v6)))
+	}
+	return errors.Join(errs...)
 }
