@@ -1,11 +1,12 @@
 package e2e
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"sort"
 	"strings"
-	"testing"
 
 	"strait.dev/strait/test/sandbox"
 )
@@ -73,21 +74,21 @@ func diff(a, b []string) (added, removed []string) {
 	return added, removed
 }
 
-// TestSandboxDownLeavesNothing runs last (files run in name order): it takes
-// the sandbox down and compares the machine with how it was before.
-func TestSandboxDownLeavesNothing(t *testing.T) {
-	need(t)
+// sandboxDownLeavesNothing takes the sandbox down and compares the machine
+// with how it was before "up". It is the last of TestMain's finalChecks.
+func sandboxDownLeavesNothing() error {
 	if out, err := sandboxCmd("down").CombinedOutput(); err != nil {
-		t.Fatalf("down: %v\n%s", err, out)
+		return fmt.Errorf("down: %w\n%s", err, out)
 	}
+	var errs []error
 	if ns, err := sandbox.ListNamespaces(); err != nil || len(ns) > 0 {
-		t.Errorf("network namespaces left: %v (%v)", ns, err)
+		errs = append(errs, fmt.Errorf("network namespaces left: %v (%v)", ns, err))
 	}
 	if pids := sandbox.MarkedProcesses(layout.Dir); len(pids) > 0 {
-		t.Errorf("sandbox processes left: %v", pids)
+		errs = append(errs, fmt.Errorf("sandbox processes left: %v", pids))
 	}
 	if _, err := os.Stat(layout.Dir); !os.IsNotExist(err) {
-		t.Errorf("state directory %s left (%v)", layout.Dir, err)
+		errs = append(errs, fmt.Errorf("state directory %s left (%v)", layout.Dir, err))
 	}
 	after := takeSnapshot()
 	for _, c := range []struct {
@@ -95,7 +96,8 @@ func TestSandboxDownLeavesNothing(t *testing.T) {
 		before, after []string
 	}{{"links", before.links, after.links}, {"iptables rules", before.rules, after.rules}, {"mounts", before.mounts, after.mounts}} {
 		if added, removed := diff(c.before, c.after); len(added)+len(removed) > 0 {
-			t.Errorf("root namespace %s changed: added %v, removed %v", c.what, added, removed)
+			errs = append(errs, fmt.Errorf("root namespace %s changed: added %v, removed %v", c.what, added, removed))
 		}
 	}
+	return errors.Join(errs...)
 }
