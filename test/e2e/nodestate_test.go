@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"strait.dev/strait/gateway"
 	"strait.dev/strait/routeagent"
 	"strait.dev/strait/test/sandbox"
 )
@@ -20,6 +21,8 @@ import (
 // packet filter as iptables-save and ip6tables-save print it, without
 // counters and comments. kube-proxy's chains are included: a restart of
 // Strait must not disturb them either.
+//
+// Comparisons go through canonical, which sorts routes and neighbors.
 func nodeState(t *testing.T, ns string) string {
 	t.Helper()
 	var b strings.Builder
@@ -29,10 +32,10 @@ func nodeState(t *testing.T, ns string) string {
 		{"-4", "route", "show", "table", "all"},
 		{"-6", "route", "show", "table", "all"},
 		{"neigh", "show", "dev", routeagent.OverlayInterface, "nud", "permanent"},
-		{"-d", "link", "show", "type", "vxlan"},
+		{"-o", "-d", "link", "show", "type", "vxlan"},
 	} {
 		out, _ := exec.Command("ip", append([]string{"-n", ns}, args...)...).CombinedOutput()
-		fmt.Fprintf(&b, "$ ip %s\n%s", strings.Join(args, " "), out)
+		fmt.Fprintf(&b, "$ ip %s\n%s\n", strings.Join(args, " "), strings.TrimRight(string(out), "\n"))
 	}
 	for _, save := range []string{"iptables-save", "ip6tables-save"} {
 		out, err := exec.Command("ip", "netns", "exec", ns, save).Output()
@@ -64,6 +67,59 @@ func withoutCounters(save string) string {
 	return b.String()
 }
 
+// canonical is a nodeState in the form states are compared in. Routes,
+// neighbors and devices are sorted: the kernel dumps them in the order of
+// its lookup structures or indexes, which says nothing about routing (a
+// route's place in the local table follows its address). Rules and packet-filter rules keep
+// their order, which is their meaning. With newCable, the cable device is
+// rendered without what the kernel picked when it was created
+// (withoutCableInstance) before sorting.
+func canonical(state string, newCable bool) string {
+	var b strings.Builder
+	for _, section := range strings.SplitAfter(state, "\n$ ") {
+		lines := strings.Split(strings.TrimSuffix(section, "\n$ "), "\n")
+		if newCable {
+			for i, l := range lines {
+				lines[i] = withoutCableInstance(l)
+			}
+		}
+		if h := lines[0]; strings.Contains(h, " route ") || strings.Contains(h, " neigh ") || strings.Contains(h, " link ") {
+			sort.Strings(lines[1:])
+		}
+		b.WriteString(strings.Join(lines, "\n"))
+		if strings.HasSuffix(section, "\n$ ") {
+			b.WriteString("\n$ ")
+		}
+	}
+	return b.String()
+}
+
+// The parts of a device the kernel picks anew each time the device is
+// created: its index, its MAC address (random for the VXLAN cable), and
+// the IPv6 link-local address derived from the MAC.
+var (
+	ifIndex   = regexp.MustCompile(`^\d+: `)
+	macAddr   = regexp.MustCompile(`link/ether [0-9a-f:]{17}`)
+	linkLocal = regexp.MustCompile(`fe80::[0-9a-f:]+`)
+)
+
+// withoutCableInstance renders a line about the gateway's cable device without what
+// the kernel picked when it was created. The cable exists only on the
+// active gateway: a gateway that goes standby removes it and one that
+// becomes active creates it, so after a failover and back the device is
+// a new one with the same configuration. Everything else about it (its
+// type, VNI, port, MTU, flags) and every other device stay compared as
+// they are, so a route agent or a gateway restart that recreates the
+// overlay still shows.
+func withoutCableInstance(line string) string {
+	if !strings.Contains(line, gateway.CableInterface) {
+		return line
+	}
+	line = ifIndex.ReplaceAllString(line, "N: ")
+	line = macAddr.ReplaceAllString(line, "link/ether (random)")
+	return linkLocal.ReplaceAllString(line, "fe80::(from the MAC)")
+}
+
 // nodeStates is the nodeState of every node of some clusters, by node name.
 type nodeStates map[string]string
 
@@ -88,9 +144,9 @@ func takeNodeStates(t *testing.T, clusters ...string) nodeStates {
 	return s
 }
 
-// diff describes how got differs from want, node by node, as line diffs;
-// "" when every node is identical.
-func (want nodeStates) diff(got nodeStates) string {
+// diff describes how got differs from want, node by node, as line diffs
+// of both rendered by norm; "" when every node is identical.
+func (want nodeStates) diff(got nodeStates, norm func(string) string) string {
 	var nodes []string
 	for n := range want {
 		nodes = append(nodes, n)
@@ -98,8 +154,8 @@ func (want nodeStates) diff(got nodeStates) string {
 	sort.Strings(nodes)
 	var b strings.Builder
 	for _, n := range nodes {
-		if got[n] != want[n] {
-			fmt.Fprintf(&b, "--- %s before\n+++ %s now\n%s", n, n, lineDiff(want[n], got[n]))
+		if w, g := norm(want[n]), norm(got[n]); g != w {
+			fmt.Fprintf(&b, "--- %s before\n+++ %s now\n%s", n, n, lineDiff(w, g))
 		}
 	}
 	return b.String()
@@ -120,26 +176,29 @@ func (want nodeStates) clusters() []string {
 	return cs
 }
 
-// requireSame checks at once that every node is as in want: for a change
-// whose end is known (the route agent reports each state it applied).
+// requireSame checks at once that every node is exactly as in want: for a
+// change whose end is known (the route agent reports each state it
+// applied), and that must not recreate any device.
 func (want nodeStates) requireSame(t *testing.T, after string) {
 	t.Helper()
-	if d := want.diff(takeNodeStates(t, want.clusters()...)); d != "" {
+	exact := func(s string) string { return canonical(s, false) }
+	if d := want.diff(takeNodeStates(t, want.clusters()...), exact); d != "" {
 		t.Fatalf("after %s, nodes differ from before:\n%s", after, d)
 	}
 }
 
-// waitSame waits until every node is as in want, for a change whose end
-// nothing reports: after a gateway restart or failover the gateways, the
-// route agents of both clusters and the remote gateway each follow the
-// Lease and the Endpoints on their own. Only a state that never comes
-// back fails; the bound only keeps a broken data plane from hanging the
-// suite, it is not a timing assertion.
+// waitSame waits until every node is as in want, but for the cable
+// device's instance (withoutCableInstance), for a change whose end nothing
+// reports: after a gateway restart or failover the gateways, the route
+// agents of both clusters and the remote gateway each follow the Lease and
+// the Endpoints on their own. Only a state that never comes back fails;
+// the bound only keeps a broken data plane from hanging the suite, it is
+// not a timing assertion.
 func (want nodeStates) waitSame(t *testing.T, after string) {
 	t.Helper()
 	var d string
 	err := poll(60*time.Second, func(context.Context) (bool, error) {
-		d = want.diff(takeNodeStates(t, want.clusters()...))
+		d = want.diff(takeNodeStates(t, want.clusters()...), func(s string) string { return canonical(s, true) })
 		return d == "", nil
 	})
 	if err != nil {
