@@ -132,14 +132,33 @@ func clusterNodes(cluster string) []string {
 	return nodes
 }
 
-// takeNodeStates reads the state of every node of the clusters.
+// takeNodeStates reads the state of every node of the clusters, once the
+// kernel has finished duplicate address detection on them: the local
+// route of an IPv6 address appears only when its DAD ends, a second or so
+// after a device comes up (a cable just created, say), so a state read
+// before would differ from the same state read after.
 func takeNodeStates(t *testing.T, clusters ...string) nodeStates {
 	t.Helper()
-	s := nodeStates{}
+	var nodes []string
 	for _, c := range clusters {
-		for _, n := range clusterNodes(c) {
-			s[n] = nodeState(t, sandbox.NodeNS(n))
+		nodes = append(nodes, clusterNodes(c)...)
+	}
+	var tentative string
+	if err := poll(30*time.Second, func(context.Context) (bool, error) {
+		tentative = ""
+		for _, n := range nodes {
+			out, _ := exec.Command("ip", "-n", sandbox.NodeNS(n), "-6", "-o", "addr", "show", "tentative").CombinedOutput()
+			if len(out) > 0 {
+				tentative += n + ": " + string(out)
+			}
 		}
+		return tentative == "", nil
+	}); err != nil {
+		t.Fatalf("IPv6 addresses still tentative (DAD not done):\n%s", tentative)
+	}
+	s := nodeStates{}
+	for _, n := range nodes {
+		s[n] = nodeState(t, sandbox.NodeNS(n))
 	}
 	return s
 }
