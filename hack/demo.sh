@@ -7,6 +7,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=_output/bin
 sbx="$bin/strait-sandbox"
+
+# kubectl is the one built from source with the other Kubernetes binaries
+# ("make kube-binaries"; the Makefile exports STRAIT_KUBE_BIN), never one that
+# happens to be on PATH: the function shadows any installed kubectl.
+if [ -z "${STRAIT_KUBE_BIN:-}" ]; then
+  STRAIT_KUBE_BIN="$PWD/_output/kube/$(awk '$1 == "k8s.io/kubernetes" { print $2 }' test/kube/go.mod)"
+fi
+KUBECTL="$STRAIT_KUBE_BIN/kubectl"
+if ! [ -x "$KUBECTL" ]; then
+  echo "demo: $KUBECTL is missing; run 'make kube-binaries' (or 'make demo')" >&2
+  exit 1
+fi
+kubectl() { "$KUBECTL" "$@"; }
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 say "Bringing up a sandbox: 2 clusters x 3 nodes, in network namespaces"
@@ -140,7 +153,7 @@ ip -n strait-c1-n3 route show table 151
 cat <<MSG
 
 $(printf '\033[1m')The sandbox stays up. Look around:$(printf '\033[0m')
-  kubectl --kubeconfig .sandbox/c1.kubeconfig get nodes,pods -A -o wide
+  $KUBECTL --kubeconfig .sandbox/c1.kubeconfig get nodes,pods -A -o wide
   $sbx status
   $sbx exec c1/default/${pods[0]} -- ip addr
   $sbx logs c1/default/${pods[0]}

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 func listen(t *testing.T) *net.UDPConn {
@@ -37,34 +39,54 @@ func TestDecodeRejectsGarbage(t *testing.T) {
 	}
 }
 
+// changes records the statuses OnChange reports, and wakes waitStatus on
+// each one.
 type changes struct {
-	mu  sync.Mutex
-	got []Status
+	mu      sync.Mutex
+	got     []Status
+	changed chan struct{} // closed and replaced on each change
 }
 
 func (c *changes) add(_ string, r Result) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.got = append(c.got, r.Status)
+	if c.changed != nil {
+		close(c.changed)
+	}
+	c.changed = make(chan struct{})
 }
 
-func (c *changes) last() Status {
+// last is the latest status and a channel closed on the next change.
+func (c *changes) last() (Status, <-chan struct{}) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.got) == 0 {
-		return ""
+	if c.changed == nil {
+		c.changed = make(chan struct{})
 	}
-	return c.got[len(c.got)-1]
+	if len(c.got) == 0 {
+		return "", c.changed
+	}
+	return c.got[len(c.got)-1], c.changed
 }
 
+// waitStatus waits for OnChange to report want. The bound only keeps a
+// broken prober from hanging the test; it is not a timing assertion.
 func waitStatus(t *testing.T, c *changes, want Status) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for c.last() != want {
-		if time.Now().After(deadline) {
-			t.Fatalf("status %q, want %q (changes %v)", c.last(), want, c.got)
+	timeout := time.After(10 * time.Second)
+	for {
+		got, next := c.last()
+		if got == want {
+			return
 		}
-		time.Sleep(10 * time.Millisecond)
+		select {
+		case <-next:
+		case <-timeout:
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			t.Fatalf("status %q, want %q (changes %v)", got, want, c.got)
+		}
 	}
 }
 
@@ -82,8 +104,14 @@ func TestProberConnectsMeasuresAndDetectsSilence(t *testing.T) {
 
 	a.SetTargets(map[string]netip.AddrPort{"b": addr(bConn)})
 	waitStatus(t, &ch, Connected)
-	time.Sleep(100 * time.Millisecond)
-	r := a.Results()["b"]
+	// Statistics need a few samples; wait for them rather than for a time.
+	var r Result
+	if err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		r = a.Results()["b"]
+		return r.samples >= 2, nil
+	}); err != nil {
+		t.Fatalf("fewer than 2 RTT samples: %+v", r)
+	}
 	if r.samples < 2 || r.Last <= 0 || r.Min <= 0 || r.Max < r.Min || r.Average < r.Min || r.Average > r.Max {
 		t.Fatalf("RTT statistics %+v", r)
 	}
@@ -109,6 +137,9 @@ func TestProberConnectsMeasuresAndDetectsSilence(t *testing.T) {
 	}
 	go func() { _ = NewProber(bConn2, Options{Interval: time.Hour}).Run(ctx) }()
 	waitStatus(t, &ch, Connected)
+	// A sanity bound, not a timing one: loopback RTTs are far below a
+	// millisecond, so only a wrong measurement (a stale epoch, the old
+	// connection's numbers) comes near a second.
 	if got := a.Results()["b"]; got.samples == 0 || got.Max > time.Second {
 		t.Errorf("after reconnecting: %+v", got)
 	}

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 func listen(t *testing.T, addr string) *net.UDPConn {
@@ -34,32 +36,27 @@ func TestChoosesTheAddressThatAnswers(t *testing.T) {
 	if a, ok := local.Choice("r"); ok || a != public.Addr() {
 		t.Fatalf("before any answer: %v confirmed=%v, want the public address unconfirmed", a, ok)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if a, ok := local.Choice("r"); ok {
-			if a != public.Addr() {
-				t.Fatalf("chose %v, want the public %v (the private one is silent)", a, public.Addr())
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("nothing confirmed")
-		}
-		time.Sleep(20 * time.Millisecond)
+	// The bounds only keep a broken prober from hanging the test.
+	var chosen netip.Addr
+	if err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		a, ok := local.Choice("r")
+		chosen = a
+		return ok, nil
+	}); err != nil {
+		t.Fatal("nothing confirmed")
+	}
+	if chosen != public.Addr() {
+		t.Fatalf("chose %v, want the public %v (the private one is silent)", chosen, public.Addr())
 	}
 
 	// When the private address answers too, it wins.
 	local.SetTargets(map[string]Target{"r": {Private: public, Public: silent}})
-	deadline = time.Now().Add(10 * time.Second)
-	for {
-		if a, ok := local.Choice("r"); ok && a == public.Addr() {
-			break
-		}
-		if time.Now().After(deadline) {
-			a, ok := local.Choice("r")
-			t.Fatalf("private address not chosen: %v %v", a, ok)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		a, ok := local.Choice("r")
+		return ok && a == public.Addr(), nil
+	}); err != nil {
+		a, ok := local.Choice("r")
+		t.Fatalf("private address not chosen: %v %v", a, ok)
 	}
 	if _, ok := local.Choice("unknown"); ok {
 		t.Error("an unknown target is confirmed")

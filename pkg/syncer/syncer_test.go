@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"sort"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -78,6 +80,25 @@ func mustClient(t *testing.T, cfg *rest.Config) client.Client {
 
 // startSyncer runs a member's syncer with the member's own broker credential,
 // so the isolation policy applies to everything it writes.
+// endpoint is an Endpoint record owned by owner, in the broker namespace
+// until the caller moves it. (Also the broker test's helper before.)
+func endpoint(name, owner, clusterID string) *v1.Endpoint {
+	return &v1.Endpoint{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: v1.BrokerNamespace, Labels: map[string]string{v1.ClusterIDLabel: owner}},
+		Spec: v1.EndpointSpec{
+			ClusterID: v1.ClusterID(clusterID), Hostname: name, PrivateIPs: v1.DualStackIPs{"192.168.1.11"},
+			Subnets: []v1.CIDR{"10.1.0.0/16"}, CableDriver: v1.CableDriverVXLAN, VXLAN: &v1.VXLANConfig{VNI: 100, Port: 4800},
+		},
+	}
+}
+
+// member is the enrolment of a member cluster with one pod and one service
+// CIDR. (It was the broker test's helper before the syncer moved here.)
+func member(id, uid, pods, services string) broker.Member {
+	return broker.Member{ClusterID: id, ClusterUID: uid,
+		PodCIDRs: []netip.Prefix{netip.MustParsePrefix(pods)}, ServiceCIDRs: []netip.Prefix{netip.MustParsePrefix(services)}}
+}
+
 func (w *world) startSyncer(t *testing.T, id string) context.CancelFunc {
 	t.Helper()
 	local, err := dynamic.NewForConfig(w.memberEnv.Config)
@@ -135,22 +156,18 @@ func state(t *testing.T, c client.Client, ns string) string {
 // broken syncer from hanging the suite.
 func eventually(t *testing.T, c func(ns string) client.Client, want string, namespaces ...string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var got []string
+	if err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
 		ok := true
-		var got []string
+		got = got[:0]
 		for _, ns := range namespaces {
 			s := state(t, c(ns), ns)
 			got = append(got, ns+":\n"+s)
 			ok = ok && s == want
 		}
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not converged; want in every namespace:\n%s\ngot:\n%s", want, strings.Join(got, "\n"))
-		}
-		time.Sleep(100 * time.Millisecond)
+		return ok, nil
+	}); err != nil {
+		t.Fatalf("not converged; want in every namespace:\n%s\ngot:\n%s", want, strings.Join(got, "\n"))
 	}
 }
 
@@ -268,6 +285,8 @@ func TestSyncer(t *testing.T) {
 			return strings.Join(out, " ")
 		}
 		before := versions()
+		// Not synchronisation: two quiet seconds are what is under test (a
+		// flip-flopping pair of syncers rewrites within its resync back-off).
 		time.Sleep(2 * time.Second)
 		if after := versions(); after != before {
 			t.Errorf("objects still being written after convergence:\nbefore %s\nafter  %s", before, after)
@@ -288,6 +307,8 @@ func TestSyncer(t *testing.T) {
 		if err := w.members.Update(ctx, cl); err != nil {
 			t.Fatal(err)
 		}
+		// Not synchronisation: the outage lasting a while is what is under
+		// test; the syncers retry against the stopped broker meanwhile.
 		time.Sleep(3 * time.Second)
 		// c2 still has everything it imported: an unreachable broker deletes nothing.
 		if got := state(t, w.members, "c2-system"); !strings.Contains(got, "endpoint c1-gw owner=c1") || !strings.Contains(got, "cluster c1 owner=c1") {
@@ -306,8 +327,10 @@ func TestSyncer(t *testing.T) {
 	})
 
 	t.Run("a stopped syncer deletes nothing", func(t *testing.T) {
+		// stopC1 returns once Run has: whatever the syncer does on its way
+		// out is done by then, so no wait is needed, and no one else may
+		// delete c1's exports at the broker.
 		stopC1()
-		time.Sleep(time.Second)
 		if got := state(t, w.brokerAdmin, w.info.Namespace); !strings.Contains(got, "cluster c1 owner=c1") {
 			t.Fatalf("stopping c1's syncer removed its exports:\n%s", got)
 		}

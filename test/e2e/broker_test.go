@@ -146,9 +146,18 @@ func TestBrokerJoinAndLeave(t *testing.T) {
 				"--tcp", net.JoinHostPort(ips["c1"], "9000"), "--bytes", "200000000", "--timeout", "120s")
 			done <- result{out, err}
 		}()
-		// Kill soon after the transfer starts: it takes a few seconds on a
-		// quiet machine, and must still be running at the kill.
-		time.Sleep(150 * time.Millisecond)
+		// Kill once the transfer runs (its connection is established): it
+		// takes a few seconds on a quiet machine, and must still be running
+		// at the kill, or this proves nothing.
+		waitFor(t, 30*time.Second, "the transfer's connection", func(context.Context) (bool, error) {
+			select {
+			case res := <-done:
+				t.Fatalf("the transfer ended before the kill; it proves nothing: %v\n%s", res.err, res.out)
+			default:
+			}
+			out, err := execIn(t, "c2", nss["c2"], "gw-side", "ss", "-Htn", "state", "established", "dport", "=", ":9000")
+			return err == nil && strings.TrimSpace(out) != "", nil
+		})
 		node := active(ctx, c1)
 		old := gatewayPID(t, "c1", node)
 		if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
@@ -387,6 +396,8 @@ func TestBrokerJoinAndLeave(t *testing.T) {
 		if err := c2.Update(ctx, &cl); err != nil {
 			t.Fatal(err)
 		}
+		// Not synchronisation: an outage that lasts (longer than the
+		// syncer's back-off and the informers' relist) is what is under test.
 		time.Sleep(20 * time.Second)
 		if got := records(ctx, c2); !strings.Contains(got, "cluster c1") || !strings.Contains(got, "endpoint c1-") {
 			t.Fatalf("c2 lost c1's records during the outage: %s", got)
@@ -546,27 +557,22 @@ func checkCable(t *testing.T, from, to string) (ips, nss map[string]string) {
 		ips[cl], nss[cl] = p.Status.PodIP, ns
 	}
 	var r connectReport
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	if err := poll(60*time.Second, func(context.Context) (bool, error) {
 		r = connect(t, from, nss[from], "gw-side", "--http", "http://"+net.JoinHostPort(ips[to], "8080")+"/", "--timeout", "2s")
-		if r.OK {
-			break
+		return r.OK, nil
+	}); err != nil {
+		var diag []string
+		for _, cl := range []string{from, to} {
+			out, _ := straitctl(t, "show", "connections", "--kubeconfig", adminKubeconfig(cl))
+			node := active(ctx, ctrlClient(t, cl))
+			ns := sandbox.NodeNS(node)
+			rules, _ := exec.Command("ip", "-n", ns, "rule").CombinedOutput()
+			routes, _ := exec.Command("ip", "-n", ns, "route", "show", "table", "150").CombinedOutput()
+			neigh, _ := exec.Command("ip", "-n", ns, "neigh").CombinedOutput()
+			links, _ := exec.Command("ip", "-n", ns, "-d", "link", "show", "strait-cable").CombinedOutput()
+			diag = append(diag, fmt.Sprintf("== %s (active %s)\n%s\n%s\n%s\n%s\n%s", cl, node, out, rules, routes, neigh, links))
 		}
-		if time.Now().After(deadline) {
-			var diag []string
-			for _, cl := range []string{from, to} {
-				out, _ := straitctl(t, "show", "connections", "--kubeconfig", adminKubeconfig(cl))
-				node := active(ctx, ctrlClient(t, cl))
-				ns := sandbox.NodeNS(node)
-				rules, _ := exec.Command("ip", "-n", ns, "rule").CombinedOutput()
-				routes, _ := exec.Command("ip", "-n", ns, "route", "show", "table", "150").CombinedOutput()
-				neigh, _ := exec.Command("ip", "-n", ns, "neigh").CombinedOutput()
-				links, _ := exec.Command("ip", "-n", ns, "-d", "link", "show", "strait-cable").CombinedOutput()
-				diag = append(diag, fmt.Sprintf("== %s (active %s)\n%s\n%s\n%s\n%s\n%s", cl, node, out, rules, routes, neigh, links))
-			}
-			t.Fatalf("HTTP from %s's pod (%s) to %s's pod (%s) through the cable: %+v\n%s", from, ips[from], to, ips[to], r, strings.Join(diag, "\n"))
-		}
-		time.Sleep(500 * time.Millisecond)
+		t.Fatalf("HTTP from %s's pod (%s) to %s's pod (%s) through the cable: %+v\n%s", from, ips[from], to, ips[to], r, strings.Join(diag, "\n"))
 	}
 	var body struct{ Client string }
 	_ = json.Unmarshal(r.Body, &body)

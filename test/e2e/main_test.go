@@ -1,13 +1,16 @@
 // Package e2e holds Strait's end-to-end tests. TestMain brings one sandbox up
-// (two clusters of three nodes) with the strait-sandbox binary that
-// "make build" wrote, the tests use it, and the last test takes it down and
-// checks that nothing is left.
+// (three clusters of three nodes) with the strait-sandbox binary that
+// "make build" wrote, and the tests use it. Then TestMain itself runs the
+// checks that destroy it, in this order, whatever tests ran: the sandbox
+// recovers from a crash of its supervisor, and "down" leaves nothing behind
+// (finalChecks). No test relies on the order in which files or tests run.
 package e2e
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -43,6 +46,11 @@ var (
 func TestMain(m *testing.M) {
 	ctrllog.SetLogger(logr.Discard())
 	code := func() int {
+		flag.Parse()
+		if f := flag.Lookup("test.list"); f != nil && f.Value.String() != "" {
+			skipReason = "listing tests"
+			return m.Run()
+		}
 		if os.Geteuid() != 0 {
 			skipReason = "the sandbox needs root (network namespaces); run the e2e tests as root"
 			return m.Run()
@@ -68,11 +76,49 @@ func TestMain(m *testing.M) {
 			setupErr = fmt.Errorf("strait-sandbox up: %w\n%s", err, out)
 		}
 		code := m.Run()
-		// The last test takes the sandbox down; make sure, whatever happened.
+		if setupErr == nil && !runFinalChecks() {
+			code = 1
+		}
+		// The final checks take the sandbox down; make sure, whatever happened.
 		_ = sandboxCmd("down").Run()
 		return code
 	}()
 	os.Exit(code)
+}
+
+// finalChecks run after every test, in this order, because each destroys
+// the sandbox the tests share: the crash leaves a sandbox recovered by a
+// second "up", and "down" must then leave the machine as it was.
+var finalChecks = []struct {
+	name  string
+	check func() error
+}{
+	{"the sandbox recovers from a crash of its supervisor", sandboxRecoversFromCrash},
+	{"down leaves nothing behind", sandboxDownLeavesNothing},
+}
+
+// runFinalChecks runs finalChecks, printing each result as go test prints a
+// test's, and reports whether all passed. They run even when one fails: a
+// failed recovery still has to be taken down cleanly.
+func runFinalChecks() bool {
+	ok := true
+	for _, c := range finalChecks {
+		name := "TestMain/" + strings.ReplaceAll(c.name, " ", "_")
+		if testing.Verbose() {
+			fmt.Printf("=== RUN   %s\n", name)
+		}
+		start := time.Now()
+		err := c.check()
+		took := time.Since(start).Seconds()
+		switch {
+		case err != nil:
+			ok = false
+			fmt.Printf("--- FAIL: %s (%.2fs)\n    %s\n", name, took, strings.ReplaceAll(err.Error(), "\n", "\n    "))
+		case testing.Verbose():
+			fmt.Printf("--- PASS: %s (%.2fs)\n", name, took)
+		}
+	}
+	return ok
 }
 
 // upArgs is the sandbox every test shares: three clusters of three nodes,
@@ -129,9 +175,14 @@ func testNamespace(t *testing.T, cs kubernetes.Interface) string {
 // hanging the suite; it is not a performance assertion.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func(ctx context.Context) (bool, error)) {
 	t.Helper()
-	if err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, timeout, true, cond); err != nil {
+	if err := poll(timeout, cond); err != nil {
 		t.Fatalf("waiting for %s: %v", what, err)
 	}
+}
+
+// poll is waitFor for callers that explain a timeout themselves.
+func poll(timeout time.Duration, cond func(ctx context.Context) (bool, error)) error {
+	return wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, timeout, true, cond)
 }
 
 // testpodContainer is a container of the sandbox's test workload.

@@ -12,6 +12,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -52,14 +53,17 @@ func panicChild(out string) {
 // harness from hanging the suite; a dead parent's children die at once.
 func waitGone(t *testing.T, pids []int) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for _, pid := range pids {
-		for proc.Alive(pid) {
-			if time.Now().After(deadline) {
-				t.Fatalf("process %d is still running", pid)
+	var alive []int
+	if err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 15*time.Second, true, func(context.Context) (bool, error) {
+		alive = alive[:0]
+		for _, pid := range pids {
+			if proc.Alive(pid) {
+				alive = append(alive, pid)
 			}
-			time.Sleep(20 * time.Millisecond)
 		}
+		return len(alive) == 0, nil
+	}); err != nil {
+		t.Fatalf("processes %v are still running", alive)
 	}
 }
 
@@ -168,20 +172,16 @@ func TestUsersAndServiceAccounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, cfg := range map[string]*rest.Config{"user": alice, "service account": sa} {
-		// RBAC changes reach the authorizer through a watch: allow it a moment.
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			err := canListPods(cfg)
-			if err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s with a binding: %v", name, err)
-			}
-			time.Sleep(50 * time.Millisecond)
+		// RBAC changes reach the authorizer through a watch: wait for it.
+		var err error
+		if werr := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+			err = canListPods(cfg)
+			return err == nil, nil
+		}); werr != nil {
+			t.Fatalf("%s with a binding: %v", name, err)
 		}
 		// ...and nothing beyond the role.
-		_, err := kubernetes.NewForConfigOrDie(cfg).CoreV1().Secrets("strait-system").List(ctx, metav1.ListOptions{})
+		_, err = kubernetes.NewForConfigOrDie(cfg).CoreV1().Secrets("strait-system").List(ctx, metav1.ListOptions{})
 		if !apierrors.IsForbidden(err) {
 			t.Errorf("%s listing secrets: want Forbidden, got %v", name, err)
 		}

@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"strait.dev/strait/test/kubetest"
 	"strait.dev/strait/test/proc"
 	"strait.dev/strait/test/sandbox/node"
 )
@@ -172,8 +173,14 @@ func Status(ctx context.Context, l Layout, w io.Writer) error {
 		names = append(names, name)
 	}
 	sort.Strings(names)
+	// The kubectl built with the sandbox's Kubernetes binaries, which need
+	// not be on PATH.
+	kubectl := "kubectl"
+	if dir, err := kubetest.BinDir(); err == nil {
+		kubectl = filepath.Join(dir, "kubectl")
+	}
 	for _, name := range names {
-		fmt.Fprintf(w, "kubectl --kubeconfig %s get nodes   # %s, %s\n", l.Kubeconfig(name), name, s.APIServers[name])
+		fmt.Fprintf(w, "%s --kubeconfig %s get nodes   # %s, %s\n", kubectl, l.Kubeconfig(name), name, s.APIServers[name])
 	}
 	return nil
 }

@@ -275,8 +275,18 @@ func TestPingLoopback(t *testing.T) {
 		rep.Late+rep.Duplicates+rep.Ignored+rep.SendErrors != 0 {
 		t.Errorf("report %+v, want at least 10 sent and all received once", rep)
 	}
-	if rep.GapCount != 0 || len(rep.Gaps) != 0 || rep.MaxGapMs > 100 {
-		t.Errorf("gaps %v (%d), max %v ms; want none on loopback", rep.Gaps, rep.GapCount, rep.MaxGapMs)
+	// No bound on the gaps: a loaded machine can stall this process for
+	// more than ten intervals, which the report rightly lists as a gap
+	// (TestPingOutage tests the detector). With nothing lost, the report
+	// must only be consistent: each listed gap within the longest, and that
+	// below the reply timeout.
+	if len(rep.Gaps) != rep.GapCount || rep.MaxGapMs >= 1000 {
+		t.Errorf("gaps %v (%d), max %v ms; want as many listed as counted, the longest under the 1 s timeout", rep.Gaps, rep.GapCount, rep.MaxGapMs)
+	}
+	for _, g := range rep.Gaps {
+		if g.LengthMs > rep.MaxGapMs {
+			t.Errorf("gap %v longer than maxGapMs %v", g, rep.MaxGapMs)
+		}
 	}
 	if !(0 < rep.RTTP50Ms && rep.RTTP50Ms <= rep.RTTP99Ms && rep.RTTP99Ms <= rep.RTTMaxMs && rep.RTTMaxMs < 1000) {
 		t.Errorf("rtt p50 %v, p99 %v, max %v ms; want 0 < p50 <= p99 <= max < timeout", rep.RTTP50Ms, rep.RTTP99Ms, rep.RTTMaxMs)

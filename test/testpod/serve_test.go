@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // serveTimeout bounds how long a test waits for Serve to return: it only
@@ -348,17 +350,15 @@ func TestServeShutdown(t *testing.T) {
 	ts.cancel()
 	// Listeners close asynchronously once the context ends.
 	for _, l := range []net.Addr{ts.TCPEchoAddrs()[0], ts.HTTPAddrs()[0]} {
-		deadline := time.Now().Add(serveTimeout)
-		for {
+		if err := wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, serveTimeout, true, func(context.Context) (bool, error) {
 			c, err := net.Dial("tcp", l.String())
 			if err != nil {
-				break
+				return true, nil
 			}
 			c.Close()
-			if time.Now().After(deadline) {
-				t.Fatalf("%s still accepts after shutdown began", l)
-			}
-			time.Sleep(10 * time.Millisecond)
+			return false, nil
+		}); err != nil {
+			t.Fatalf("%s still accepts after shutdown began", l)
 		}
 	}
 	if err := echo("during"); err != nil {

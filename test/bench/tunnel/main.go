@@ -29,6 +29,8 @@ import (
 	"time"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"strait.dev/strait/test/kubetest"
 )
 
 // Result is one driver's figures.
@@ -80,6 +82,12 @@ func run() error {
 		return fmt.Errorf("unknown suite %q: tunnel or dataplane", suite)
 	}
 	dataplane := suite == "dataplane"
+	if _, err := kubetest.BinDir(); err != nil {
+		return err
+	}
+	if _, err := os.Stat(kubectlPath()); err != nil {
+		return fmt.Errorf("kubectl built from source: %w (run 'make kube-binaries')", err)
+	}
 	root, _ := os.Getwd()
 	bin := filepath.Join(root, "_output", "bin")
 	state := filepath.Join(root, "_output", "bench", "sandbox")
@@ -155,7 +163,7 @@ func measure(sbx func(...string) *exec.Cmd, bin, state, driver string, dataplane
 		kc := filepath.Join(state, c+".kubeconfig")
 		deadline := time.Now().Add(60 * time.Second)
 		for gwNode[c] == "" {
-			out, _ := exec.Command("kubectl", "--kubeconfig", kc, "-n", "strait-system", "get", "lease", "strait-gateway", "-o", "jsonpath={.spec.holderIdentity}").Output()
+			out, _ := kubectl("--kubeconfig", kc, "-n", "strait-system", "get", "lease", "strait-gateway", "-o", "jsonpath={.spec.holderIdentity}").Output()
 			gwNode[c] = strings.TrimSpace(string(out))
 			if time.Now().After(deadline) {
 				return r, fmt.Errorf("no active gateway in %s", c)
@@ -284,15 +292,15 @@ func gateways(c string, dataplane bool) string {
 // probe) on node and returns its IP.
 func benchPod(kc, name, node string) (string, error) {
 	manifest := fmt.Sprintf(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"%s","namespace":"default"},"spec":{"nodeName":"%s","containers":[{"name":"c","image":"strait/testpod","args":["serve"]}]}}`, name, node)
-	cmd := exec.Command("kubectl", "--kubeconfig", kc, "apply", "-f", "-")
+	cmd := kubectl("--kubeconfig", kc, "apply", "-f", "-")
 	cmd.Stdin = strings.NewReader(manifest)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("bench pod: %v\n%s", err, out)
 	}
-	if out, err := exec.Command("kubectl", "--kubeconfig", kc, "wait", "--for=condition=Ready", "pod/"+name, "--timeout=60s").CombinedOutput(); err != nil {
+	if out, err := kubectl("--kubeconfig", kc, "wait", "--for=condition=Ready", "pod/"+name, "--timeout=60s").CombinedOutput(); err != nil {
 		return "", fmt.Errorf("bench pod: %v\n%s", err, out)
 	}
-	out, err := exec.Command("kubectl", "--kubeconfig", kc, "get", "pod", name, "-o", "jsonpath={.status.podIP}").Output()
+	out, err := kubectl("--kubeconfig", kc, "get", "pod", name, "-o", "jsonpath={.status.podIP}").Output()
 	return string(out), err
 }
 
@@ -303,7 +311,7 @@ func benchPod(kc, name, node string) (string, error) {
 func failoverGaps(bin, state, target string, inPod func(c, pod string, args ...string) *exec.Cmd) ([]float64, error) {
 	kc := filepath.Join(state, "c1.kubeconfig")
 	holder := func() string {
-		out, _ := exec.Command("kubectl", "--kubeconfig", kc, "-n", "strait-system", "get", "lease", "strait-gateway", "-o", "jsonpath={.spec.holderIdentity}").Output()
+		out, _ := kubectl("--kubeconfig", kc, "-n", "strait-system", "get", "lease", "strait-gateway", "-o", "jsonpath={.spec.holderIdentity}").Output()
 		return strings.TrimSpace(string(out))
 	}
 	var gaps []float64
@@ -345,7 +353,7 @@ func failoverGaps(bin, state, target string, inPod func(c, pod string, args ...s
 		// heartbeats again (its Gateway status says passive).
 		deadline := time.Now().Add(60 * time.Second)
 		for {
-			st, _ := exec.Command("kubectl", "--kubeconfig", kc, "-n", "strait-system", "get", "gateways.strait.dev", active, "-o", "jsonpath={.status.haStatus}").Output()
+			st, _ := kubectl("--kubeconfig", kc, "-n", "strait-system", "get", "gateways.strait.dev", active, "-o", "jsonpath={.status.haStatus}").Output()
 			if p, err := gatewayPID("strait-" + active); err == nil && p != pid && string(st) == "passive" {
 				break
 			}
@@ -357,6 +365,21 @@ func failoverGaps(bin, state, target string, inPod func(c, pod string, args ...s
 		time.Sleep(2 * time.Second)
 	}
 	return gaps, nil
+}
+
+// kubectl runs the kubectl built from source with the other Kubernetes
+// binaries, never one that happens to be on PATH.
+func kubectl(args ...string) *exec.Cmd { return exec.Command(kubectlPath(), args...) }
+
+// kubectlPath is where "make kube-binaries" puts kubectl.
+func kubectlPath() string {
+	dir, err := kubetest.BinDir()
+	if err != nil {
+		// run checked BinDir first; a path that does not exist, so that an
+		// error names it.
+		return filepath.Join(string(filepath.Separator), "kubernetes-binaries-not-built", "kubectl")
+	}
+	return filepath.Join(dir, "kubectl")
 }
 
 // gatewayPID finds the gateway process in a node's network namespace.

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
+
 	"strait.dev/strait/test/testpod"
 )
 
@@ -126,13 +128,11 @@ func TestRunUntilSignal(t *testing.T) {
 		if args[0] == "serve" {
 			// Serving: the echo answers a probe through the same binary.
 			var probe bytes.Buffer
-			deadline := time.Now().Add(30 * time.Second)
-			for run([]string{"connect", "--tcp", "127.0.0.1:" + tcpPort, "--timeout", "1s"}, &probe, &bytes.Buffer{}) != exitOK {
-				if time.Now().After(deadline) {
-					t.Fatalf("serve never answered on %s: %s", tcpPort, probe.String())
-				}
+			if err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
 				probe.Reset()
-				time.Sleep(20 * time.Millisecond)
+				return run([]string{"connect", "--tcp", "127.0.0.1:" + tcpPort, "--timeout", "1s"}, &probe, &bytes.Buffer{}) == exitOK, nil
+			}); err != nil {
+				t.Fatalf("serve never answered on %s: %s", tcpPort, probe.String())
 			}
 		}
 		// Resend until run notices: the first may come before it listens.
@@ -213,12 +213,10 @@ func TestRunPingUntilSignal(t *testing.T) {
 		done <- run([]string{"ping", "--udp", target, "--interval", "10ms", "--report-every", "20ms"}, &stdout, &bytes.Buffer{})
 	}()
 	// An intermediate report says ping runs, and so listens for SIGTERM.
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(stdout.String(), `"final":false`) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no intermediate report: %q", stdout.String())
-		}
-		time.Sleep(10 * time.Millisecond)
+	if err := wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		return strings.Contains(stdout.String(), `"final":false`), nil
+	}); err != nil {
+		t.Fatalf("no intermediate report: %q", stdout.String())
 	}
 	_ = syscall.Kill(os.Getpid(), syscall.SIGTERM)
 	var code int
