@@ -23,13 +23,9 @@ import (
 // The driver registers under its descriptor's name.
 func init() {
 	cable.Register(string(cabledriver.VXLAN.Name), func(ctx context.Context, cfg cable.Config) (cable.Driver, error) {
-		return Open(ctx, cfg, 0)
+		return Open(ctx, cfg)
 	})
 }
-
-// DefaultRouteTable is the table a Config without a RouteTable gets (the
-// gateway always sets one; the benchmarks' bare tunnels do not).
-const DefaultRouteTable = 150
 
 // zeroMAC in an FDB entry means "all unknown destinations": with one such
 // entry per remote gateway, the device replicates broadcasts to all of them.
@@ -47,15 +43,11 @@ var (
 )
 
 // Open creates the device (or adopts one of the same name and settings) and
-// turns on proxy ARP on it. The route table comes in cfg; table, when not
-// zero, overrides it (a form kept for callers from before Config carried
-// it; pass 0). A VNI out of range is an error before anything is made.
-func Open(_ context.Context, cfg cable.Config, table int) (*Driver, error) {
-	if table != 0 {
-		cfg.RouteTable = table
-	}
-	if cfg.RouteTable == 0 {
-		cfg.RouteTable = DefaultRouteTable
+// turns on proxy ARP on it. A VNI out of range or a missing route table
+// (cfg.RouteTable 0) is an error before anything is made.
+func Open(_ context.Context, cfg cable.Config) (*Driver, error) {
+	if cfg.RouteTable <= 0 {
+		return nil, fmt.Errorf("vxlan: no route table in the configuration")
 	}
 	if cfg.VNI <= 0 || cfg.VNI >= 1<<24 {
 		return nil, fmt.Errorf("vxlan: VNI %d out of range 1..16777215", cfg.VNI)

@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 	var s helperSpec
 	cabletest.HelperMain(helperEnv, &s, func() (string, func(), error) {
 		ctx := context.Background()
-		d, err := Open(ctx, cable.Config{Interface: "strait-cable", MTU: 1450, RouteTable: testTable, ListenPort: 4800, VNI: 100}, 0)
+		d, err := Open(ctx, cable.Config{Interface: "strait-cable", MTU: 1450, RouteTable: testTable, ListenPort: 4800, VNI: 100})
 		if err != nil {
 			return "", nil, err
 		}
@@ -108,7 +108,7 @@ func TestVXLANBetweenNamespaces(t *testing.T) {
 
 func TestRejectsBadVNI(t *testing.T) {
 	for _, vni := range []int{0, -1, 1 << 24} {
-		if _, err := Open(context.Background(), cable.Config{Interface: "x", RouteTable: testTable, VNI: vni}, 0); err == nil || !strings.Contains(err.Error(), "VNI") {
+		if _, err := Open(context.Background(), cable.Config{Interface: "x", RouteTable: testTable, VNI: vni}); err == nil || !strings.Contains(err.Error(), "VNI") {
 			t.Errorf("VNI %d: %v", vni, err)
 		}
 	}

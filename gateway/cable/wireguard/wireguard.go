@@ -102,10 +102,6 @@ var (
 	_ cable.Reconfigurer   = (*Driver)(nil)
 )
 
-// DefaultRouteTable is the table a Config without a RouteTable gets (the
-// gateway always sets one; the benchmarks' bare tunnels do not).
-const DefaultRouteTable = 150
-
 // Open creates the device and configures its key and port. Errors: a
 // malformed key (the error never echoes it) before
 // anything is made; otherwise the failing step's, after the device is
@@ -115,8 +111,8 @@ func Open(_ context.Context, cfg cable.Config, o *Options) (*Driver, error) {
 	if o != nil {
 		opts = *o
 	}
-	if cfg.RouteTable == 0 {
-		cfg.RouteTable = DefaultRouteTable
+	if cfg.RouteTable <= 0 {
+		return nil, errors.New("wireguard: no route table in the configuration")
 	}
 	if opts.Log == nil {
 		opts.Log = slog.Default()
