@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 
 	"github.com/vishvananda/netlink"
@@ -15,16 +16,19 @@ import (
 	_ "strait.dev/strait/gateway/cable/wireguard" // registers the wireguard driver
 	"strait.dev/strait/pkg/cabledriver"
 	"strait.dev/strait/pkg/mtu"
+	"strait.dev/strait/pkg/nodenet"
 )
 
+// The cable's device, table and rule priority are pkg/nodenet's, which
+// declares every name and number Strait uses on a node.
 const (
 	// CableInterface is the cable device's name on gateway nodes.
-	CableInterface = "strait-cable"
+	CableInterface = nodenet.CableDevice
 	// RouteTable holds the routes to remote subnets (the drivers fill it).
-	RouteTable = 150
+	RouteTable = nodenet.GatewayTable
 	// RulePriority is the priority of the rules that send remote subnets to
 	// RouteTable: before the main table (32766), after the local one (0).
-	RulePriority = 150
+	RulePriority = nodenet.GatewayPriority
 	// defaultUnderlayMTU is Ethernet's.
 	defaultUnderlayMTU = 1500
 )
@@ -33,7 +37,8 @@ const (
 // device: a rule per remote subnet into the cable's table, the masquerade
 // exemption, the health-check addresses on the device (nodestate.go).
 type NodeSlice interface {
-	// Apply makes that share match; the cable device must exist.
+	// Apply makes that share match; with health-check addresses, the cable
+	// device must exist.
 	Apply(remoteSubnets []netip.Prefix, healthCheckIPs []netip.Addr) error
 	// Remove takes it away (the device's own addresses go with the device).
 	Remove() error
@@ -49,13 +54,16 @@ type Links interface {
 
 var _ Links = (*netlink.Handle)(nil)
 
-// kernelNodeSlice is the node's real state.
-type kernelNodeSlice struct{}
+// kernelNodeSlice is the node's real state, around the cable device and
+// table the data plane opens the driver with.
+type kernelNodeSlice struct{ cable cableNode }
 
-func (kernelNodeSlice) Apply(s []netip.Prefix, h []netip.Addr) error {
-	return applyGatewaySlice(s, h)
+var _ NodeSlice = kernelNodeSlice{}
+
+func (n kernelNodeSlice) Apply(s []netip.Prefix, h []netip.Addr) error {
+	return applyGatewaySliceTo(nodenet.Host(), n.cable, s, h)
 }
-func (kernelNodeSlice) Remove() error { return removeGatewaySlice() }
+func (n kernelNodeSlice) Remove() error { return removeGatewaySliceFrom(nodenet.Host(), n.cable) }
 
 // CableDataplane builds the cable with a registered cable driver and keeps
 // the node state around it. Its zero value, with UnderlayMTU, is the real
@@ -65,7 +73,8 @@ type CableDataplane struct {
 	UnderlayMTU int
 	Log         *slog.Logger
 	// Interface and Table are the device name and route table the driver
-	// is opened with (defaults CableInterface and RouteTable).
+	// is opened with (defaults CableInterface and RouteTable); the default
+	// Node's rules and health-check addresses follow them.
 	Interface string
 	Table     int
 	// Open opens a driver (default cable.Open, the registry).
@@ -75,10 +84,19 @@ type CableDataplane struct {
 	// Links removes a predecessor's device (default the current namespace).
 	Links Links
 
-	mu     sync.Mutex
-	driver cable.Driver
-	name   string       // the open driver's name
-	cfg    cable.Config // and what it was opened or reconfigured with
+	// mu serialises Set and Close: the whole change of the node.
+	mu sync.Mutex
+	// subnets are the remote subnets whose rules may be on the node: those
+	// of the last Set, or a superset after a failed one (under mu).
+	subnets []netip.Prefix
+	// driverMu guards the driver and every call into it, and is held only
+	// around those calls: a scrape (Traffic) waits for a driver call, never
+	// for the node slice's iptables-restore. It is a plain Mutex because a
+	// driver's Traffic need not be safe beside its own Set.
+	driverMu sync.Mutex
+	driver   cable.Driver
+	name     string       // the open driver's name
+	cfg      cable.Config // and what it was opened or reconfigured with
 }
 
 var _ Dataplane = (*CableDataplane)(nil)
@@ -100,7 +118,7 @@ func (d *CableDataplane) defaults() {
 		d.Open = cable.Open
 	}
 	if d.Node == nil {
-		d.Node = kernelNodeSlice{}
+		d.Node = kernelNodeSlice{cable: cableNode{dev: d.Interface, table: d.Table}}
 	}
 	if d.Links == nil {
 		d.Links = &netlink.Handle{}
@@ -111,6 +129,19 @@ func (d *CableDataplane) defaults() {
 // differ from those the open driver has, it reconfigures it in place where
 // the driver can (make before break) and else closes and reopens it; then
 // it gives the driver the peers and applies the node state around it.
+//
+// A rule at RulePriority never points at a subnet whose route is gone from
+// RouteTable, nor comes before its route: the rules of withdrawn subnets go
+// first (the node slice for the subnets both the old and the new state
+// have), then the driver takes the peers (adding and removing their
+// routes), then the node slice for the new subnets adds the new rules. The
+// one exception is a reopen (another driver, or a change the driver cannot
+// take in place, such as a VNI): the device, and with it every route of
+// RouteTable, goes before the new one comes under the same name, so the
+// kept rules point at an empty table for that moment. Lookups then fall
+// through to the route agent's table (nodenet.RemoteTable), whose
+// unreachable routes on the active gateway keep remote traffic from
+// leaking to the default route.
 func (d *CableDataplane) Set(ctx context.Context, s CableState) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -127,14 +158,53 @@ func (d *CableDataplane) Set(ctx context.Context, s CableState) error {
 	if err := d.ensureDriver(ctx, string(s.Driver), cfg); err != nil {
 		return err
 	}
-	if err := d.driver.Set(ctx, s.Peers); err != nil {
+	if kept := intersect(d.subnets, s.RemoteSubnets); len(kept) < len(d.subnets) {
+		if err := d.Node.Apply(kept, s.HealthCheckIPs); err != nil {
+			return err
+		}
+		d.subnets = kept
+	}
+	if err := d.setPeers(ctx, s.Peers); err != nil {
 		return err
 	}
-	return d.Node.Apply(s.RemoteSubnets, s.HealthCheckIPs)
+	if err := d.Node.Apply(s.RemoteSubnets, s.HealthCheckIPs); err != nil {
+		// Some of the new rules may be in.
+		d.subnets = union(d.subnets, s.RemoteSubnets)
+		return err
+	}
+	d.subnets = slices.Clone(s.RemoteSubnets)
+	return nil
+}
+
+// setPeers gives the open driver the peers.
+func (d *CableDataplane) setPeers(ctx context.Context, peers []cable.Peer) error {
+	d.driverMu.Lock()
+	defer d.driverMu.Unlock()
+	return d.driver.Set(ctx, peers)
+}
+
+// intersect is the prefixes of a that are in b, in a's order.
+func intersect(a, b []netip.Prefix) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range a {
+		if slices.Contains(b, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// union is a with the prefixes of b it lacks, sorted.
+func union(a, b []netip.Prefix) []netip.Prefix {
+	out := slices.Concat(a, b)
+	slices.SortFunc(out, netip.Prefix.Compare)
+	return slices.Compact(out)
 }
 
 // ensureDriver makes the open driver the named one with cfg.
 func (d *CableDataplane) ensureDriver(ctx context.Context, name string, cfg cable.Config) error {
+	d.driverMu.Lock()
+	defer d.driverMu.Unlock()
 	if d.driver != nil && d.name == name {
 		if d.cfg == cfg {
 			return nil
@@ -152,6 +222,8 @@ func (d *CableDataplane) ensureDriver(ctx context.Context, name string, cfg cabl
 		}
 	}
 	if d.driver != nil {
+		// The new device takes the old one's name, so it cannot be made
+		// first: see Set for what the kept rules do meanwhile.
 		d.Log.Info("cable driver or settings changed; reopening the driver",
 			append([]any{"from", d.name, "to", name}, settingsChange(d.cfg, cfg)...)...)
 		err := d.driver.Close()
@@ -176,10 +248,11 @@ func settingsChange(from, to cable.Config) []any {
 }
 
 // Traffic returns the cable's per-peer counters, by peer name, when the
-// driver keeps them; nil otherwise. Safe to call from a scrape.
+// driver keeps them; nil otherwise. Safe to call from a scrape: it waits at
+// most for a call into the driver, never for the node state's appliers.
 func (d *CableDataplane) Traffic() map[string]cable.Traffic {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.driverMu.Lock()
+	defer d.driverMu.Unlock()
 	if tc, ok := d.driver.(cable.TrafficCounter); ok {
 		if t, err := tc.Traffic(); err == nil {
 			return t
@@ -188,13 +261,17 @@ func (d *CableDataplane) Traffic() map[string]cable.Traffic {
 	return nil
 }
 
-// Close removes the device (the open driver's, or one a killed predecessor
-// left under the same name) and the node state around it.
+// Close removes the node state around the cable, then the device (the open
+// driver's, or one a killed predecessor left under the same name): the
+// rules go before the routes they point at.
 func (d *CableDataplane) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.defaults()
-	var errs []error
+	errs := []error{d.Node.Remove()}
+	d.subnets = nil
+	d.driverMu.Lock()
+	defer d.driverMu.Unlock()
 	if d.driver != nil {
 		errs = append(errs, d.driver.Close())
 		d.driver = nil
@@ -204,6 +281,5 @@ func (d *CableDataplane) Close() error {
 			errs = append(errs, fmt.Errorf("remove %s: %w", d.Interface, err))
 		}
 	}
-	errs = append(errs, d.Node.Remove())
 	return errors.Join(errs...)
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 
@@ -217,3 +218,136 @@ func TestCableDataplaneReconfiguresWireGuardInPlace(t *testing.T) {
 		t.Errorf("device after the change:\n--- got\n%s--- want\n%s", after, want)
 	}
 }
+
+// orderNode is a NodeSlice that logs its calls in one list with the fake
+// drivers' changes, so that a test sees their order.
+type orderNode struct {
+	drivers *cabletest.Drivers
+	log     []string
+}
+
+var _ NodeSlice = (*orderNode)(nil)
+
+// flush moves the drivers' changes so far into the log.
+func (n *orderNode) flush() {
+	if l := n.drivers.Log(); l != "" {
+		n.log = append(n.log, strings.Split(l, "\n")...)
+	}
+}
+
+func (n *orderNode) Apply(subnets []netip.Prefix, _ []netip.Addr) error {
+	n.flush()
+	n.log = append(n.log, fmt.Sprintf("node rules %v", subnets))
+	return nil
+}
+
+func (n *orderNode) Remove() error {
+	n.flush()
+	n.log = append(n.log, "node remove")
+	return nil
+}
+
+// The rules at 150 never point at routes that are gone: a withdrawn
+// subnet's rule goes before the driver drops its route, a new subnet's
+// rule comes after the driver added its route, and Close takes the rules
+// away before the device (and its table).
+func TestCableDataplaneOrdersRulesAndRoutes(t *testing.T) {
+	drivers := &cabletest.Drivers{}
+	node := &orderNode{drivers: drivers}
+	d := &CableDataplane{Log: slog.New(slog.DiscardHandler), Open: drivers.Open, Node: node, Links: &cabletest.Netlink{}}
+	step := func(name string, do func() error, want ...string) {
+		t.Helper()
+		node.log = nil
+		if err := do(); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		node.flush()
+		if got := strings.Join(node.log, "\n"); got != strings.Join(want, "\n") {
+			t.Errorf("%s:\n--- got\n%s\n--- want\n%s", name, got, strings.Join(want, "\n"))
+		}
+	}
+	set := func(s CableState) func() error { return func() error { return d.Set(context.Background(), s) } }
+	two := wgState(4500, testPriv)
+	one := wgState(4500, testPriv)
+	one.Peers[0].Subnets = one.Peers[0].Subnets[:1]
+	one.RemoteSubnets = one.RemoteSubnets[:1]
+	other := wgState(4500, testPriv)
+	other.Peers[0].Subnets = prefixes("10.3.0.0/16")
+	other.RemoteSubnets = prefixes("10.3.0.0/16")
+
+	step("first state: the routes, then the rules", set(two),
+		"open wireguard dev strait-cable mtu 1420 table 150 port 4500 vni 0 key sha256:"+fingerprint(testPriv),
+		"set strait-cable peers 1",
+		"node rules [10.2.0.0/16 fd00:2::/64]")
+	step("a subnet withdrawn: its rule goes first", set(one),
+		"node rules [10.2.0.0/16]",
+		"set strait-cable peers 1",
+		"node rules [10.2.0.0/16]")
+	step("one subnet replaced by another: old rule out, routes, new rule in", set(other),
+		"node rules []",
+		"set strait-cable peers 1",
+		"node rules [10.3.0.0/16]")
+	step("a subnet added: the route, then the rule", set(wgState(4500, testPriv)),
+		"node rules []",
+		"set strait-cable peers 1",
+		"node rules [10.2.0.0/16 fd00:2::/64]")
+	step("the same state: the rules re-applied only", set(wgState(4500, testPriv)),
+		"node rules [10.2.0.0/16 fd00:2::/64]")
+	step("close: the rules, then the device", d.Close,
+		"node remove",
+		"close wireguard strait-cable")
+}
+
+// blockingNode is a NodeSlice whose Apply waits until released, as an
+// iptables-restore on a busy node might.
+type blockingNode struct {
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (n *blockingNode) Apply([]netip.Prefix, []netip.Addr) error {
+	n.entered <- struct{}{}
+	<-n.release
+	return nil
+}
+
+func (n *blockingNode) Remove() error { return nil }
+
+// countingDriver is a fake driver that counts traffic.
+type countingDriver struct{ cable.Driver }
+
+func (countingDriver) Traffic() (map[string]cable.Traffic, error) {
+	return map[string]cable.Traffic{"c2-gw": {RxBytes: 1, TxBytes: 2}}, nil
+}
+
+// A scrape does not wait for Set's node state appliers.
+func TestCableDataplaneTrafficDuringSet(t *testing.T) {
+	drivers := &cabletest.Drivers{}
+	node := &blockingNode{entered: make(chan struct{}), release: make(chan struct{})}
+	d := &CableDataplane{Log: slog.New(slog.DiscardHandler), Node: node, Links: &cabletest.Netlink{},
+		Open: func(ctx context.Context, name string, cfg cable.Config) (cable.Driver, error) {
+			drv, err := drivers.Open(ctx, name, cfg)
+			return countingDriver{drv}, err
+		}}
+	set := make(chan error, 1)
+	go func() { set <- d.Set(context.Background(), wgState(4500, testPriv)) }()
+	<-node.entered // Set is in the node slice's Apply
+	traffic := make(chan map[string]cable.Traffic, 1)
+	go func() { traffic <- d.Traffic() }()
+	select {
+	case got := <-traffic:
+		if got["c2-gw"].TxBytes != 2 {
+			t.Errorf("traffic %v", got)
+		}
+	case <-time.After(hangTimeout):
+		t.Error("Traffic blocked behind Set's node state")
+	}
+	close(node.release)
+	if err := <-set; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// hangTimeout only catches a hang: far above what any step takes on a
+// loaded machine.
+const hangTimeout = 90 * time.Second

@@ -8,15 +8,21 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
@@ -50,6 +56,11 @@ const (
 	// statusInterval bounds how stale the Gateway status's round-trip
 	// times can get; it is also the informer's resync period.
 	statusInterval = 30 * time.Second
+	// localInterval is how often the active gateway re-reads its local
+	// facts (the Node, the key Secret, which it may only get, not watch):
+	// a rotated key reaches the Endpoint and the open driver within it. A
+	// change of the Node reaches them at once, through a watch.
+	localInterval = statusInterval
 	// resyncInterval is how often the active gateway looks at its health
 	// probes and NAT discovery without an Endpoint event: the status of a
 	// connection follows its probes within it.
@@ -152,11 +163,12 @@ func New(rc *rest.Config, cfg Config) (*Engine, error) {
 // Run runs the engine until ctx ends: it stands by until it wins the
 // gateway Lease, is active while it holds it, and when it loses it (another
 // gateway took it) or its active term fails, clears its data plane and
-// stands by again. On a clean stop it releases the Lease and records a
-// passive status. The error is only that of the first status write.
+// stands by again. An apiserver that is away (at start too) is waited for,
+// with back-off. On a clean stop it releases the Lease and records a
+// passive status. Only ctx ends Run; it returns nil.
 func (e *Engine) Run(ctx context.Context) error {
-	if err := e.writeStatus(ctx, v1.HAStatusPassive, ""); err != nil {
-		return fmt.Errorf("gateway status: %w", err)
+	if err := e.firstStatus(ctx); err != nil {
+		return e.stopped()
 	}
 	el := &elector{
 		kube: e.kube, namespace: e.cfg.Namespace, identity: e.cfg.NodeName,
@@ -184,16 +196,48 @@ func (e *Engine) Run(ctx context.Context) error {
 			backoff = termRetryMin
 		} else {
 			e.log.Error("active term failed; released the Lease, standing by", "err", err, "retryIn", backoff)
-			select {
-			case <-ctx.Done():
+			if !sleepCtx(ctx, backoff) {
 				return e.stopped()
-			case <-time.After(backoff):
 			}
 			backoff = min(2*backoff, termRetryMax)
 		}
 		if err := e.writeStatus(ctx, v1.HAStatusPassive, ""); err != nil {
 			e.log.Warn("passive status", "err", err)
 		}
+	}
+}
+
+// firstStatus records a passive status before the engine competes for the
+// Lease, trying again with back-off while the apiserver is away or refuses
+// (a gateway that starts with its node, before the apiserver is up, waits
+// for it instead of exiting into CrashLoopBackOff). Its error is ctx's.
+func (e *Engine) firstStatus(ctx context.Context) error {
+	backoff := termRetryMin
+	for {
+		err := e.writeStatus(ctx, v1.HAStatusPassive, "")
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		e.log.Warn("cannot record the gateway status; trying again", "err", err, "retryIn", backoff)
+		if !sleepCtx(ctx, backoff) {
+			return ctx.Err()
+		}
+		backoff = min(2*backoff, termRetryMax)
+	}
+}
+
+// sleepCtx waits for d; false when ctx ended first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
@@ -236,10 +280,16 @@ func (e *Engine) stopped() error {
 }
 
 // runActive is the active gateway's work: publish, sync, and drive the data
-// plane from the desired state until ctx ends.
+// plane from the desired state until ctx ends. Every goroutine of the term
+// (prober, NAT discovery, syncer, informers) has ended, and its sockets are
+// closed, when it returns: the next term never overlaps this one.
 func (e *Engine) runActive(ctx context.Context, epoch int32) error {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel: defers run last in, first out
+	defer cancel()
 	// Answer heartbeats and health probes first: the standbys watch for it.
-	prober, err := e.startProber(ctx)
+	prober, err := e.startProber(ctx, &wg)
 	if err != nil {
 		return err
 	}
@@ -253,7 +303,11 @@ func (e *Engine) runActive(ctx context.Context, epoch int32) error {
 	}
 	if e.cfg.Metrics != nil {
 		e.cfg.Metrics.SetActive(true)
-		defer e.cfg.Metrics.SetActive(false)
+		defer func() {
+			// A standby shows no connections: they were this term's.
+			e.cfg.Metrics.SetConnections(nil)
+			e.cfg.Metrics.SetActive(false)
+		}()
 	}
 	if err := e.publish(ctx, local, node); err != nil {
 		return err
@@ -262,52 +316,103 @@ func (e *Engine) runActive(ctx context.Context, epoch int32) error {
 	if err != nil {
 		return err
 	}
-	go func() {
+	wg.Go(func() {
 		if err := syncer.Run(ctx); err != nil {
 			e.log.Error("syncer", "err", err)
 		}
-	}()
+	})
 	// Take the data plane down when this gateway stops being active.
 	defer func() {
 		if err := e.cfg.Dataplane.Close(); err != nil {
 			e.log.Warn("data plane cleanup", "err", err)
 		}
 	}()
-	discovery, err := e.startDiscovery(ctx)
+	discovery, err := e.startDiscovery(ctx, &wg)
 	if err != nil {
 		return err
 	}
-	cache, err := e.watchEndpoints(ctx)
+	cache, err := e.watchEndpoints(ctx, &wg)
 	if err != nil {
 		return err
 	}
-	t := &activeTerm{e: e, local: local, settings: settings, prober: prober, discovery: discovery, cache: cache}
+	nodeChanged, err := e.watchNode(ctx, &wg)
+	if err != nil {
+		return err
+	}
+	t := &activeTerm{e: e, local: local, settings: settings, region: node.Labels[corev1.LabelTopologyRegion],
+		prober: prober, discovery: discovery, cache: cache}
 	tick := time.NewTicker(resyncInterval)
 	defer tick.Stop()
+	localTick := time.NewTicker(localInterval)
+	defer localTick.Stop()
 	for {
+		if t.localStale {
+			t.refreshLocal(ctx)
+		}
 		t.step(ctx)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
 		case <-cache.changed:
+		case <-localTick.C:
+			t.localStale = true
+		case <-nodeChanged:
+			t.localStale = true
 		}
 	}
 }
 
 // activeTerm is what one active term reconciles, and what it last did.
 type activeTerm struct {
-	e         *Engine
-	local     *v1.Endpoint
-	settings  cabledriver.Settings
-	prober    *health.Prober
-	discovery *natdiscovery.Discoverer
-	cache     *endpointCache
+	e        *Engine
+	local    *v1.Endpoint
+	settings cabledriver.Settings
+	// region is the Node's topology region, published in the Cluster.
+	region string
+	// localStale asks for the local facts to be read again.
+	localStale bool
+	prober     *health.Prober
+	discovery  *natdiscovery.Discoverer
+	cache      *endpointCache
 
 	applied    *CableState // last state the data plane took
 	appliedAt  time.Time
 	lastStatus []v1.Connection // last connections written
 	statusAt   time.Time
+}
+
+// refreshLocal reads the local facts again (the Node's addresses and
+// annotation, the key Secret) and, when the Endpoint, the cable settings or
+// the region changed, republishes them and takes them for the next step, so
+// that the data plane hands the open driver the new settings in this term:
+// no failover. On a failure it keeps the old ones and tries again at the
+// next step.
+func (t *activeTerm) refreshLocal(ctx context.Context) {
+	e := t.e
+	local, settings, node, err := e.localEndpoint(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			e.log.Warn("read the local endpoint", "err", err)
+		}
+		return
+	}
+	local.Annotations = t.local.Annotations
+	region := node.Labels[corev1.LabelTopologyRegion]
+	if equality.Semantic.DeepEqual(local.Spec, t.local.Spec) && settings == t.settings && region == t.region {
+		t.localStale = false
+		return
+	}
+	if err := e.publish(ctx, local, node); err != nil {
+		if ctx.Err() == nil {
+			e.log.Warn("republish the local endpoint", "err", err)
+		}
+		return
+	}
+	e.log.Info("local endpoint changed; republished it and handing the data plane its settings",
+		"publicIPs", local.Spec.PublicIPs, "privateIPs", local.Spec.PrivateIPs, "port", settings.Port,
+		"keyChanged", settings.PrivateKey != t.settings.PrivateKey)
+	t.local, t.settings, t.region, t.localStale = local, settings, region, false
 }
 
 // step computes the desired state from the cached Endpoints and NAT
@@ -392,20 +497,50 @@ func (c *endpointCache) list() ([]v1.Endpoint, error) {
 	return out, nil
 }
 
+// poker is a coalescing signal: poke never blocks.
+type poker chan struct{}
+
+func newPoker() poker { return make(poker, 1) }
+
+func (p poker) poke() {
+	select {
+	case p <- struct{}{}:
+	default:
+	}
+}
+
+// watchNode starts an informer on this gateway's Node; the channel signals
+// (coalesced) on every event. Its goroutines join wg when ctx ends.
+func (e *Engine) watchNode(ctx context.Context, wg *sync.WaitGroup) (<-chan struct{}, error) {
+	p := newPoker()
+	f := informers.NewSharedInformerFactoryWithOptions(e.kube, statusInterval,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", e.cfg.NodeName).String()
+		}))
+	inf := f.Core().V1().Nodes().Informer()
+	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc: func(any) { p.poke() }, UpdateFunc: func(any, any) { p.poke() }, DeleteFunc: func(any) { p.poke() },
+	}); err != nil {
+		return nil, err
+	}
+	f.Start(ctx.Done())
+	wg.Go(func() {
+		<-ctx.Done()
+		f.Shutdown()
+	})
+	return p, nil
+}
+
 // watchEndpoints starts an informer on the namespace's Endpoints and waits
 // for its first list; changed signals (coalesced) on every event after.
-func (e *Engine) watchEndpoints(ctx context.Context) (*endpointCache, error) {
+// Its goroutines join wg when ctx ends.
+func (e *Engine) watchEndpoints(ctx context.Context, wg *sync.WaitGroup) (*endpointCache, error) {
 	dyn, err := dynamic.NewForConfig(e.rest)
 	if err != nil {
 		return nil, err
 	}
-	kick := make(chan struct{}, 1)
-	poke := func() {
-		select {
-		case kick <- struct{}{}:
-		default:
-		}
-	}
+	kick := newPoker()
+	poke := kick.poke
 	f := dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, statusInterval, e.cfg.Namespace, nil)
 	gi := f.ForResource(v1.SchemeGroupVersion.WithResource("endpoints"))
 	inf := gi.Informer()
@@ -415,6 +550,10 @@ func (e *Engine) watchEndpoints(ctx context.Context) (*endpointCache, error) {
 		return nil, err
 	}
 	f.Start(ctx.Done())
+	wg.Go(func() {
+		<-ctx.Done()
+		f.Shutdown()
+	})
 	if !toolscache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
 		return nil, fmt.Errorf("endpoint informer: %w", context.Cause(ctx))
 	}
@@ -425,8 +564,9 @@ func (e *Engine) watchEndpoints(ctx context.Context) (*endpointCache, error) {
 	}, nil
 }
 
-// startProber answers and sends health probes on the health-check port.
-func (e *Engine) startProber(ctx context.Context) (*health.Prober, error) {
+// startProber answers and sends health probes on the health-check port
+// until ctx ends; the prober, having closed its socket, joins wg.
+func (e *Engine) startProber(ctx context.Context, wg *sync.WaitGroup) (*health.Prober, error) {
 	conn, err := listenUDP(ctx, e.cfg.HealthCheckPort)
 	if err != nil {
 		return nil, fmt.Errorf("health-check port %d: %w", e.cfg.HealthCheckPort, err)
@@ -437,25 +577,26 @@ func (e *Engine) startProber(ctx context.Context) (*health.Prober, error) {
 			e.log.Info("connection", "endpoint", target, "status", r.Status, "message", r.Message)
 		},
 	})
-	go func() { _ = p.Run(ctx) }()
+	wg.Go(func() { _ = p.Run(ctx) })
 	return p, nil
 }
 
 // startDiscovery answers and sends NAT discovery requests on the NAT
-// discovery port.
-func (e *Engine) startDiscovery(ctx context.Context) (*natdiscovery.Discoverer, error) {
+// discovery port until ctx ends; it joins wg, its socket closed.
+func (e *Engine) startDiscovery(ctx context.Context, wg *sync.WaitGroup) (*natdiscovery.Discoverer, error) {
 	conn, err := listenUDP(ctx, int(e.cfg.NATDiscoveryPort))
 	if err != nil {
 		return nil, fmt.Errorf("NAT discovery port %d: %w", e.cfg.NATDiscoveryPort, err)
 	}
 	d := natdiscovery.New(conn)
-	go func() { _ = d.Run(ctx) }()
+	wg.Go(func() { _ = d.Run(ctx) })
 	return d, nil
 }
 
 // listenUDP binds a UDP port on every address, retrying for a few seconds:
-// a predecessor on the same host (or this engine's previous term) may still
-// be letting go of it.
+// a predecessor process on the same host may still be letting go of it.
+// This engine's own previous term has closed its sockets before the next
+// term starts (runActive joins them).
 func listenUDP(ctx context.Context, port int) (*net.UDPConn, error) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {

@@ -2,12 +2,18 @@ package gateway_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -114,6 +120,13 @@ func (r *recorder) Set(_ context.Context, s gateway.CableState) error {
 	r.mu.Unlock()
 	r.k.poke()
 	return nil
+}
+
+// settings are the last state's cable settings.
+func (r *recorder) settings() cabledriver.Settings {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.last.Settings
 }
 
 // peers are the names of the last state's peers.
@@ -237,9 +250,10 @@ func (f *fixture) createCredential(t *testing.T) {
 
 // running is an engine running in a goroutine.
 type running struct {
-	rec    *recorder
-	cancel context.CancelFunc
-	done   chan error
+	rec     *recorder
+	metrics *gateway.Metrics
+	cancel  context.CancelFunc
+	done    chan error
 }
 
 // exited reports whether Run returned.
@@ -255,12 +269,18 @@ func (r *running) exited() bool {
 
 func (f *fixture) start(t *testing.T, node string) *running {
 	t.Helper()
-	r := &running{rec: &recorder{k: f.k}, done: make(chan error, 1)}
-	e, err := gateway.New(f.member.Config, gateway.Config{
+	return f.startWith(t, node, f.member.Config)
+}
+
+// startWith starts an engine that reaches the member cluster through rc.
+func (f *fixture) startWith(t *testing.T, node string, rc *rest.Config) *running {
+	t.Helper()
+	r := &running{rec: &recorder{k: f.k}, metrics: gateway.NewMetrics(), done: make(chan error, 1)}
+	e, err := gateway.New(rc, gateway.Config{
 		ClusterID: "c1", Namespace: v1.ComponentNamespace, NodeName: node,
 		PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}, ServiceCIDRs: []netip.Prefix{netip.MustParsePrefix("10.101.0.0/16")},
 		CableDriver: v1.CableDriverWireGuard, Cable: cabledriver.Settings{Port: 4500}, NATDiscoveryPort: 4490,
-		BrokerSecret: broker.SecretName, Dataplane: r.rec,
+		BrokerSecret: broker.SecretName, Dataplane: r.rec, Metrics: r.metrics,
 		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
@@ -281,6 +301,37 @@ func (r *running) stop(t *testing.T) {
 		t.Errorf("Run after a clean stop: %v", err)
 	}
 	r.done <- nil // for the cleanup
+}
+
+// scrape is the engine's metrics in the text format.
+func (r *running) scrape(t *testing.T) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	r.metrics.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	return rec.Body.String()
+}
+
+// termGoroutines lists the goroutines an engine's active term started that
+// are still there: any in a method of the Engine other than Run (the
+// standby loop), and any syncer.
+func termGoroutines() []string {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		inEngine := strings.Contains(g, "strait.dev/strait/gateway.(*Engine).") && !strings.Contains(g, "strait.dev/strait/gateway.(*Engine).Run(")
+		if inEngine || strings.Contains(g, "strait.dev/strait/pkg/syncer.(*Syncer).Run(") {
+			out = append(out, g)
+		}
+	}
+	return out
 }
 
 // role is a Gateway's current HAStatus.
@@ -411,6 +462,15 @@ func TestEngineLosesLeaseAndStandsBy(t *testing.T) {
 	f.k.waitFor(t, "node-a active with the remote as a peer", func() bool {
 		return f.role("node-a") == v1.HAStatusActive && slices.Equal(eng.rec.peers(), []string{"c2-gw"})
 	})
+	// The metrics show the connection while active (the status is written
+	// after the metrics are set, and kicks us).
+	f.k.waitFor(t, "the connection to c2 in the metrics", func() bool {
+		var gw v1.Gateway
+		if err := f.mc.Get(ctx, client.ObjectKey{Namespace: v1.ComponentNamespace, Name: "node-a"}, &gw); err != nil || len(gw.Status.Connections) == 0 {
+			return false
+		}
+		return strings.Contains(eng.scrape(t), `strait_connection_status{cluster_id="c2",endpoint="c2-gw"`)
+	})
 	epochOf := func() int {
 		var ep v1.Endpoint
 		if err := f.mc.Get(ctx, client.ObjectKey{Namespace: v1.ComponentNamespace, Name: "c1-node-a"}, &ep); err != nil {
@@ -434,14 +494,25 @@ func TestEngineLosesLeaseAndStandsBy(t *testing.T) {
 	if _, err := leases.Update(ctx, l, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// Two clears: the term's own as it ends, and the standby's once it has
+	// seen the thief hold the Lease.
 	f.k.waitFor(t, "node-a's data plane cleared and its Gateway passive", func() bool {
 		if eng.exited() {
 			t.Fatal("Run returned after losing the Lease")
 		}
 		_, closes := eng.rec.counts()
 		h := f.roles.history("node-a")
-		return closes > closesBefore && len(h) > rolesBefore && h[len(h)-1] == v1.HAStatusPassive
+		return closes >= closesBefore+2 && len(h) > rolesBefore && h[len(h)-1] == v1.HAStatusPassive
 	})
+	// The term's goroutines ended before it returned, and so before the
+	// passive status was written: none is left while node-a stands by.
+	if left := termGoroutines(); len(left) > 0 {
+		t.Errorf("%d goroutines of the lost term remain:\n%s", len(left), strings.Join(left, "\n\n"))
+	}
+	// A standby shows no connection of the term it lost.
+	if m := eng.scrape(t); strings.Contains(m, "strait_connection_") || !strings.Contains(m, "strait_gateway_active 0") {
+		t.Errorf("metrics of a standby:\n%s", m)
+	}
 	if eng.exited() {
 		t.Fatal("Run returned after losing the Lease")
 	}
@@ -464,8 +535,9 @@ func TestEngineLosesLeaseAndStandsBy(t *testing.T) {
 		return err == nil && ptr.Deref(l.Spec.HolderIdentity, "") == "node-a" &&
 			f.role("node-a") == v1.HAStatusActive && slices.Equal(eng.rec.peers(), []string{"c2-gw"}) && epochOf() > firstEpoch
 	})
-	if _, closes := eng.rec.counts(); closes < closesLost {
-		t.Errorf("closes went from %d to %d", closesLost, closes)
+	// Nothing cleared the data plane of the new term.
+	if _, closes := eng.rec.counts(); closes != closesLost {
+		t.Errorf("the data plane was cleared while active again: closes went from %d to %d", closesLost, closes)
 	}
 	if eng.exited() {
 		t.Fatal("Run returned")
@@ -501,6 +573,120 @@ func TestEngineRetriesAFailedTerm(t *testing.T) {
 	f.createCredential(t)
 	f.k.waitFor(t, "node-a active with its Endpoint at the broker", func() bool {
 		return f.role("node-a") == v1.HAStatusActive && slices.Equal(f.brokerEndpoints(), []string{"c1-node-a"})
+	})
+	eng.stop(t)
+}
+
+// A change of the local facts during a term (a rotated key, a new public
+// address on the Node) reaches the published Endpoint and the data plane in
+// the same term: no failover, no clear of the data plane.
+func TestEngineFollowsLocalChanges(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	eng := f.start(t, "node-a")
+	f.createRemote(t)
+	f.k.waitFor(t, "node-a active with the remote as a peer", func() bool {
+		return f.role("node-a") == v1.HAStatusActive && slices.Equal(eng.rec.peers(), []string{"c2-gw"})
+	})
+	endpoint := func() (v1.Endpoint, error) {
+		var ep v1.Endpoint
+		err := f.bc.Get(ctx, client.ObjectKey{Namespace: f.info.Namespace, Name: "c1-node-a"}, &ep)
+		return ep, err
+	}
+	f.k.waitFor(t, "node-a's Endpoint at the broker", func() bool { _, err := endpoint(); return err == nil })
+	before, _ := endpoint()
+	_, closesBefore := eng.rec.counts()
+	rolesBefore := f.roles.history("node-a")
+
+	// Rotate the key in its Secret, and move the Node's public address.
+	ks := cabledriver.WireGuard.Key
+	key, err := ks.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	public, err := ks.Public(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var secret corev1.Secret
+	if err := f.mc.Get(ctx, client.ObjectKey{Namespace: v1.ComponentNamespace, Name: ks.SecretPrefix + "node-a"}, &secret); err != nil {
+		t.Fatal(err)
+	}
+	secret.Data["privateKey"] = []byte(key)
+	if err := f.mc.Update(ctx, &secret); err != nil {
+		t.Fatal(err)
+	}
+	var node corev1.Node
+	if err := f.mc.Get(ctx, client.ObjectKey{Name: "node-a"}, &node); err != nil {
+		t.Fatal(err)
+	}
+	node.Annotations[gateway.PublicIPAnnotation] = "198.18.1.99"
+	if err := f.mc.Update(ctx, &node); err != nil {
+		t.Fatal(err)
+	}
+	f.k.waitFor(t, "the new key and address at the broker and the new key in the data plane", func() bool {
+		ep, err := endpoint()
+		return err == nil && ep.Spec.WireGuard != nil && ep.Spec.WireGuard.PublicKey == public &&
+			slices.Equal(ep.Spec.PublicIPs, v1.DualStackIPs{"198.18.1.99"}) && eng.rec.settings().PrivateKey == key
+	})
+	after, _ := endpoint()
+	if after.Annotations[v1.GatewayEpochAnnotation] != before.Annotations[v1.GatewayEpochAnnotation] {
+		t.Errorf("epoch went from %s to %s: a new term, not the same one", before.Annotations[v1.GatewayEpochAnnotation], after.Annotations[v1.GatewayEpochAnnotation])
+	}
+	if _, closes := eng.rec.counts(); closes != closesBefore {
+		t.Errorf("the data plane was cleared (closes %d to %d)", closesBefore, closes)
+	}
+	if h := f.roles.history("node-a"); !slices.Equal(h, rolesBefore) || f.role("node-a") != v1.HAStatusActive {
+		t.Errorf("roles went from %v to %v", rolesBefore, h)
+	}
+	if got := eng.rec.peers(); !slices.Equal(got, []string{"c2-gw"}) {
+		t.Errorf("peers after the change: %v", got)
+	}
+}
+
+// awayTransport fails every request while away is set, as an apiserver that
+// is not up yet would, and kicks the waiters on each failure.
+type awayTransport struct {
+	next     http.RoundTripper
+	away     *atomic.Bool
+	failures *atomic.Int32
+	k        *kicker
+}
+
+func (a awayTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if a.away.Load() {
+		a.failures.Add(1)
+		a.k.poke()
+		return nil, errors.New("connection refused (the test's apiserver is away)")
+	}
+	return a.next.RoundTrip(r)
+}
+
+// An apiserver that is away when the engine starts is waited for: Run tries
+// again with back-off instead of returning, and the engine becomes active
+// once the apiserver answers.
+func TestEngineWaitsForTheApiserver(t *testing.T) {
+	f := newFixture(t)
+	var away atomic.Bool
+	var failures atomic.Int32
+	away.Store(true)
+	rc := rest.CopyConfig(f.member.Config)
+	rc.Wrap(func(next http.RoundTripper) http.RoundTripper {
+		return awayTransport{next: next, away: &away, failures: &failures, k: f.k}
+	})
+	eng := f.startWith(t, "node-a", rc)
+	f.k.waitFor(t, "three failed requests", func() bool {
+		if eng.exited() {
+			t.Fatal("Run returned while the apiserver was away")
+		}
+		return failures.Load() >= 3
+	})
+	away.Store(false)
+	f.k.waitFor(t, "node-a active", func() bool {
+		if eng.exited() {
+			t.Fatal("Run returned")
+		}
+		return f.role("node-a") == v1.HAStatusActive
 	})
 	eng.stop(t)
 }

@@ -2,32 +2,20 @@ package gateway
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"net"
 	"net/http"
 	"sync"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"strait.dev/strait/gateway/cable"
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
+	"strait.dev/strait/pkg/metricsserver"
 )
 
 // DefaultMetricsAddr is where a gateway serves Prometheus metrics: a port of
 // its own in the node's network namespace.
 const DefaultMetricsAddr = ":9476"
-
-// metricsShutdownGrace bounds how long Serve waits for scrapes in flight when
-// its context ends: a scrape takes milliseconds, and a gateway that is
-// stopping should not wait on a slow scraper.
-const metricsShutdownGrace = time.Second
-
-// metricsReadHeaderTimeout keeps a client that never finishes its request
-// headers from holding a connection open.
-const metricsReadHeaderTimeout = 5 * time.Second
 
 // Metric descriptions of the per-connection series. They are rendered at
 // scrape time from the last connections set and the traffic source, so a
@@ -112,37 +100,11 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
-// Serve serves the metrics at /metrics on addr until ctx ends. It returns
-// an error if addr cannot be listened on or the server fails; nil once ctx
-// has ended.
+// Serve serves the metrics at /metrics on addr until ctx ends, with the
+// timeouts of pkg/metricsserver. It returns an error if addr cannot be
+// listened on or the server fails; nil once ctx has ended.
 func (m *Metrics) Serve(ctx context.Context, addr string) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("listen for metrics on %s: %w", addr, err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", m.Handler())
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: metricsReadHeaderTimeout}
-	served := make(chan struct{}) // closed when Serve returns
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		select {
-		case <-ctx.Done():
-		case <-served:
-			return
-		}
-		sctx, cancel := context.WithTimeout(context.Background(), metricsShutdownGrace)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-	err = srv.Serve(ln)
-	close(served)
-	<-stopped
-	if !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serve metrics on %s: %w", addr, err)
-	}
-	return nil
+	return metricsserver.ListenAndServe(ctx, addr, m.Handler())
 }
 
 // connCollector renders the per-connection series of a Metrics at scrape

@@ -9,11 +9,11 @@ import (
 
 // gatewayScope is what the gateway owns on its node: the rules at
 // nodenet.GatewayPriority, the masquerade exemption chain of each family, and
-// the addresses on the cable device (its health-check addresses; the driver
-// owns the device itself and the routes through it in GatewayTable).
-func gatewayScope() nodenet.Scope {
+// the addresses on the cable device dev (its health-check addresses; the
+// driver owns the device itself and the routes through it in its table).
+func gatewayScope(dev string) nodenet.Scope {
 	return nodenet.Scope{
-		AddrDevs:   []string{nodenet.CableDevice},
+		AddrDevs:   []string{dev},
 		Priorities: []int{nodenet.GatewayPriority},
 		Chains:     gatewayChains(nil),
 	}
@@ -28,7 +28,7 @@ func gatewayChains(remoteSubnets []netip.Prefix) []nodenet.Chain {
 		c := nodenet.Chain{Family: f, Table: "nat", Name: nodenet.GatewayNATChain, From: "POSTROUTING", Comment: nodenet.GatewayJumpComment}
 		for _, s := range remoteSubnets {
 			if nodenet.FamilyOf(s.Addr()) == f {
-				c.Rules = append(c.Rules, []string{"-d", s.Masked().String(), "-m", "comment", "--comment", "strait: cross-cluster, no masquerade", "-j", "ACCEPT"})
+				c.Rules = append(c.Rules, []string{"-d", s.Masked().String(), "-m", "comment", "--comment", nodenet.NoMasqueradeComment, "-j", "ACCEPT"})
 			}
 		}
 		out = append(out, c)
@@ -37,49 +37,53 @@ func gatewayChains(remoteSubnets []netip.Prefix) []nodenet.Chain {
 }
 
 // gatewayRules sends each remote subnet to the cable's table.
-func gatewayRules(remoteSubnets []netip.Prefix) []nodenet.Rule {
+func gatewayRules(table int, remoteSubnets []netip.Prefix) []nodenet.Rule {
 	var out []nodenet.Rule
 	for _, s := range remoteSubnets {
-		out = append(out, nodenet.Rule{Priority: nodenet.GatewayPriority, Dst: s.Masked(), Table: nodenet.GatewayTable})
+		out = append(out, nodenet.Rule{Priority: nodenet.GatewayPriority, Dst: s.Masked(), Table: table})
 	}
 	return out
 }
+
+// cableNode names the cable device and route table the gateway's share of
+// the node state refers to: nodenet.CableDevice and nodenet.GatewayTable
+// unless a CableDataplane overrides them.
+type cableNode struct {
+	dev   string
+	table int
+}
+
+// defaultCableNode is the cable device and table of a real gateway node.
+var defaultCableNode = cableNode{dev: nodenet.CableDevice, table: nodenet.GatewayTable}
 
 // gatewaySlice is the gateway's share of its node's state: a rule per remote
 // subnet into the cable's table, the masquerade exemption per family, and
 // the health-check addresses (/32 or /128) on the cable device, so that
 // probes leave and arrive through it.
-func gatewaySlice(remoteSubnets []netip.Prefix, healthCheckIPs []netip.Addr) nodenet.State {
-	s := nodenet.State{Rules: gatewayRules(remoteSubnets), Chains: gatewayChains(remoteSubnets)}
+func gatewaySlice(c cableNode, remoteSubnets []netip.Prefix, healthCheckIPs []netip.Addr) nodenet.State {
+	s := nodenet.State{Rules: gatewayRules(c.table, remoteSubnets), Chains: gatewayChains(remoteSubnets)}
 	for _, a := range healthCheckIPs {
-		s.Addrs = append(s.Addrs, nodenet.HostAddr(nodenet.CableDevice, a))
+		s.Addrs = append(s.Addrs, nodenet.HostAddr(c.dev, a))
 	}
 	return s
 }
 
-// applyGatewaySlice makes the gateway's share of the node state (see
-// gatewaySlice) match, make-before-break, in the current network namespace.
-// With health-check addresses, the cable device must exist.
-func applyGatewaySlice(remoteSubnets []netip.Prefix, healthCheckIPs []netip.Addr) error {
-	return applyGatewaySliceTo(nodenet.Host(), remoteSubnets, healthCheckIPs)
-}
-
-func applyGatewaySliceTo(k nodenet.Kernel, remoteSubnets []netip.Prefix, healthCheckIPs []netip.Addr) error {
-	a := nodenet.Applier{Kernel: k, Scope: gatewayScope()}
-	if err := a.Apply(gatewaySlice(remoteSubnets, healthCheckIPs)); err != nil {
+// applyGatewaySliceTo makes the gateway's share of the node state (see
+// gatewaySlice) match, make-before-break, in k. With health-check
+// addresses, the cable device must exist.
+func applyGatewaySliceTo(k nodenet.Kernel, c cableNode, remoteSubnets []netip.Prefix, healthCheckIPs []netip.Addr) error {
+	a := nodenet.Applier{Kernel: k, Scope: gatewayScope(c.dev)}
+	if err := a.Apply(gatewaySlice(c, remoteSubnets, healthCheckIPs)); err != nil {
 		return fmt.Errorf("gateway node state: %w", err)
 	}
 	return nil
 }
 
-// removeGatewaySlice removes the gateway's rules, chains and health-check
-// addresses (the cable device, with its routes, is the driver's to remove).
-func removeGatewaySlice() error {
-	return removeGatewaySliceFrom(nodenet.Host())
-}
-
-func removeGatewaySliceFrom(k nodenet.Kernel) error {
-	a := nodenet.Applier{Kernel: k, Scope: gatewayScope()}
+// removeGatewaySliceFrom removes the gateway's rules, chains and
+// health-check addresses from k (the cable device, with its routes, is the
+// driver's to remove).
+func removeGatewaySliceFrom(k nodenet.Kernel, c cableNode) error {
+	a := nodenet.Applier{Kernel: k, Scope: gatewayScope(c.dev)}
 	if err := a.Remove(); err != nil {
 		return fmt.Errorf("remove gateway node state: %w", err)
 	}

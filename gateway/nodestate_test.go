@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -63,7 +64,7 @@ COMMIT
 `,
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := gatewaySlice(tc.remote, tc.health).String(); got != tc.want {
+			if got := gatewaySlice(defaultCableNode, tc.remote, tc.health).String(); got != tc.want {
 				t.Errorf("slice:\n%s\nwant:\n%s", got, tc.want)
 			}
 		})
@@ -87,14 +88,14 @@ func TestGatewayAndAnotherWriterShareANode(t *testing.T) {
 		Routes: []nodenet.Route{{Table: nodenet.RemoteTable, Dst: remote[0], Unreachable: true}},
 		Chains: []nodenet.Chain{agentChain},
 	}
-	if err := applyGatewaySliceTo(k, remote, health); err != nil {
+	if err := applyGatewaySliceTo(k, defaultCableNode, remote, health); err != nil {
 		t.Fatal(err)
 	}
 	if err := agent.Apply(ra); err != nil {
 		t.Fatal(err)
 	}
 	k.Log = nil
-	if err := applyGatewaySliceTo(k, remote, health); err != nil {
+	if err := applyGatewaySliceTo(k, defaultCableNode, remote, health); err != nil {
 		t.Fatal(err)
 	}
 	if err := agent.Apply(ra); err != nil {
@@ -106,17 +107,41 @@ func TestGatewayAndAnotherWriterShareANode(t *testing.T) {
 	if err := agent.Remove(); err != nil {
 		t.Fatal(err)
 	}
-	gw := gatewaySlice(remote, health)
-	if got := k.State(gatewayScope().Chains); got.String() != gw.String() {
+	gw := gatewaySlice(defaultCableNode, remote, health)
+	if got := k.State(gatewayScope(nodenet.CableDevice).Chains); got.String() != gw.String() {
 		t.Errorf("after the other writer's removal:\n%s\nwant the gateway's slice:\n%s", got, gw)
 	}
 	if err := agent.Apply(ra); err != nil {
 		t.Fatal(err)
 	}
-	if err := removeGatewaySliceFrom(k); err != nil {
+	if err := removeGatewaySliceFrom(k, defaultCableNode); err != nil {
 		t.Fatal(err)
 	}
 	if got := k.State(agent.Scope.Chains); got.String() != ra.String() {
 		t.Errorf("after the gateway's removal:\n%s\nwant the other writer's slice:\n%s", got, ra)
+	}
+}
+
+// A data plane opened on another device and table (a test's, or a second
+// gateway's in one namespace) keeps its rules and health-check addresses on
+// those, not on the defaults.
+func TestGatewaySliceFollowsTheCableOverride(t *testing.T) {
+	d := &CableDataplane{Interface: "strait-test", Table: 250}
+	d.defaults()
+	n, ok := d.Node.(kernelNodeSlice)
+	if !ok || n.cable != (cableNode{dev: "strait-test", table: 250}) {
+		t.Fatalf("node slice %#v, want the device and table of the data plane", d.Node)
+	}
+	got := gatewaySlice(n.cable, prefixes("10.2.0.0/16"), []netip.Addr{netip.MustParseAddr("10.1.0.1")})
+	want := `# ip addr
+inet 10.1.0.1/32 dev strait-test
+# ip rule
+150:	from all to 10.2.0.0/16 lookup 250
+`
+	if s := got.String(); !strings.HasPrefix(s, want) {
+		t.Errorf("slice:\n%s\nwant it to begin with:\n%s", s, want)
+	}
+	if sc := gatewayScope("strait-test"); !slices.Equal(sc.AddrDevs, []string{"strait-test"}) {
+		t.Errorf("scope owns the addresses of %v", sc.AddrDevs)
 	}
 }

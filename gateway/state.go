@@ -83,7 +83,11 @@ type Skip struct {
 // Endpoint that cannot be a peer (another driver, malformed addresses or
 // subnets, a VNI that differs) is skipped with a reason and shows as an
 // Error connection; when a cluster has several Endpoints (while it fails
-// over), the one of the highest epoch stands for it.
+// over), the one of the highest epoch stands for it. A remote whose subnets
+// overlap this cluster's own, or another remote's, is skipped too: its
+// rules at the gateway's priority come before the main table, so it would
+// pull local traffic, or the other remote's, into the cable; between two
+// remotes neither can be trusted over the other, so both are skipped.
 func Compute(f Facts) State {
 	s := State{
 		Cable:         CableState{Driver: f.Local.CableDriver, Settings: f.Cable},
@@ -97,6 +101,7 @@ func Compute(f Facts) State {
 	remotes, skipped := activeEndpoints(f.Endpoints, f.ClusterID)
 	s.Skipped = skipped
 	desc, descErr := cabledriver.Get(f.Local.CableDriver)
+	var candidates []peerCandidate
 	for _, r := range remotes {
 		c := v1.Connection{ClusterID: r.Spec.ClusterID, Endpoint: r.Name, Status: v1.Connecting,
 			StatusMessage: "no health-check address published", UsingNAT: f.Local.NATTraversal || r.Spec.NATTraversal}
@@ -121,7 +126,12 @@ func Compute(f Facts) State {
 			}
 			return peer(desc, &f.Local, &r, addr)
 		}()
-		if err != nil {
+		candidates = append(candidates, peerCandidate{r: r, c: c, p: p, err: err})
+	}
+	overlaps(candidates, localSubnets(f.Local))
+	for _, cd := range candidates {
+		r, c, p := cd.r, cd.c, cd.p
+		if err := cd.err; err != nil {
 			c.Status, c.StatusMessage = v1.ConnectionError, err.Error()
 			s.Skipped = append(s.Skipped, Skip{Endpoint: r.Name, Reason: err.Error()})
 			s.Connections = append(s.Connections, c)
@@ -138,6 +148,72 @@ func Compute(f Facts) State {
 	s.Cable.RemoteSubnets = slices.Compact(s.Cable.RemoteSubnets)
 	slices.SortFunc(s.Skipped, func(a, b Skip) int { return strings.Compare(a.Endpoint, b.Endpoint) })
 	return s
+}
+
+// peerCandidate is a remote Endpoint on its way to be a peer: its connection,
+// and its peer or why it cannot be one.
+type peerCandidate struct {
+	r   v1.Endpoint
+	c   v1.Connection
+	p   cable.Peer
+	err error
+}
+
+// localSubnets are this cluster's subnets as its Endpoint publishes them
+// (one that does not parse is left out).
+func localSubnets(local v1.EndpointSpec) []netip.Prefix {
+	var out []netip.Prefix
+	for _, c := range local.Subnets {
+		if p, err := netip.ParsePrefix(string(c)); err == nil {
+			out = append(out, p.Masked())
+		}
+	}
+	return out
+}
+
+// overlaps gives an error to each candidate peer whose subnets overlap one
+// of local, and then to each of the others whose subnets overlap another's.
+func overlaps(cs []peerCandidate, local []netip.Prefix) {
+	for i := range cs {
+		if cs[i].err != nil {
+			continue
+		}
+		if a, b, ok := overlap(cs[i].p.Subnets, local); ok {
+			cs[i].err = fmt.Errorf("subnet %s overlaps this cluster's subnet %s", a, b)
+		}
+	}
+	var errs []error
+	for i := range cs {
+		var err error
+		for j := range cs {
+			if i == j || cs[i].err != nil || cs[j].err != nil {
+				continue
+			}
+			if a, b, ok := overlap(cs[i].p.Subnets, cs[j].p.Subnets); ok {
+				err = fmt.Errorf("subnet %s overlaps subnet %s of %s", a, b, cs[j].r.Name)
+				break
+			}
+		}
+		errs = append(errs, err)
+	}
+	// Set after the pass, so that both of an overlapping pair are skipped.
+	for i, err := range errs {
+		if err != nil {
+			cs[i].err = err
+		}
+	}
+}
+
+// overlap returns the first prefix of a that overlaps one of b, and that one.
+func overlap(a, b []netip.Prefix) (netip.Prefix, netip.Prefix, bool) {
+	for _, x := range a {
+		for _, y := range b {
+			if x.Overlaps(y) {
+				return x, y, true
+			}
+		}
+	}
+	return netip.Prefix{}, netip.Prefix{}, false
 }
 
 // peer is the cable peer of a remote Endpoint reached at addr. Keepalives

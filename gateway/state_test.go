@@ -154,6 +154,42 @@ skip c3-gw1: address "not-an-ip": ParseAddr("not-an-ip"): unable to parse IP
 skip c5-gw1: WireGuard public key: not 32 bytes in base64
 skip c6-gw1: no WireGuard configuration
 `},
+	{"subnets that overlap this cluster's or another remote's are skipped", facts(localWG(),
+		remote("c2-gw1", "c2", 1, func(s *v1.EndpointSpec) { s.Subnets = []v1.CIDR{"10.2.0.0/16", "10.1.128.0/17"} }),
+		remote("c3-gw1", "c3", 1, func(s *v1.EndpointSpec) {
+			s.Subnets, s.PublicIPs, s.WireGuard.PublicKey = []v1.CIDR{"10.3.0.0/16"}, v1.DualStackIPs{"198.18.3.1"}, keyC3
+		}),
+		remote("c4-gw1", "c4", 1, func(s *v1.EndpointSpec) {
+			s.Subnets, s.PublicIPs, s.WireGuard.PublicKey = []v1.CIDR{"10.4.0.0/16", "10.3.128.0/17"}, v1.DualStackIPs{"198.18.4.1"}, keyC3
+		}),
+		remote("c5-gw1", "c5", 1, func(s *v1.EndpointSpec) {
+			s.Subnets, s.PublicIPs, s.WireGuard.PublicKey = []v1.CIDR{"10.5.0.0/16"}, v1.DualStackIPs{"198.18.5.1"}, keyC2b
+		}),
+		// Not a peer (another driver): its overlap with c5 does not count.
+		remote("c6-gw1", "c6", 1, func(s *v1.EndpointSpec) {
+			s.Subnets, s.PublicIPs = []v1.CIDR{"10.5.0.0/24"}, v1.DualStackIPs{"198.18.6.1"}
+			s.CableDriver, s.WireGuard, s.VXLAN = v1.CableDriverVXLAN, nil, &v1.VXLANConfig{VNI: 100, Port: 4800}
+		}),
+	), `cable wireguard port 4500 vni 0 private-key (redacted)
+health-check-ip 10.1.0.1
+peer c5-gw1 endpoint 198.18.5.1:4500 key c2bAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= keepalive off subnets 10.5.0.0/16
+route 10.5.0.0/16
+health c5-gw1 10.2.0.1:4804
+discover c2-gw1 private 192.168.2.1:4490 public 198.18.2.1:4490
+discover c3-gw1 private 192.168.2.1:4490 public 198.18.3.1:4490
+discover c4-gw1 private 192.168.2.1:4490 public 198.18.4.1:4490
+discover c5-gw1 private 192.168.2.1:4490 public 198.18.5.1:4490
+discover c6-gw1 private 192.168.2.1:4490 public 198.18.6.1:4490
+connection c2-gw1 cluster c2 using 198.18.2.1 nat false status error "subnet 10.1.128.0/17 overlaps this cluster's subnet 10.1.0.0/16"
+connection c3-gw1 cluster c3 using 198.18.3.1 nat false status error "subnet 10.3.0.0/16 overlaps subnet 10.3.128.0/17 of c4-gw1"
+connection c4-gw1 cluster c4 using 198.18.4.1 nat false status error "subnet 10.3.128.0/17 overlaps subnet 10.3.0.0/16 of c3-gw1"
+connection c5-gw1 cluster c5 using 198.18.5.1 nat false status connecting "no health-check address published"
+connection c6-gw1 cluster c6 using 198.18.6.1 nat false status error "the remote gateway uses vxlan, this one wireguard"
+skip c2-gw1: subnet 10.1.128.0/17 overlaps this cluster's subnet 10.1.0.0/16
+skip c3-gw1: subnet 10.3.0.0/16 overlaps subnet 10.3.128.0/17 of c4-gw1
+skip c4-gw1: subnet 10.3.128.0/17 overlaps subnet 10.3.0.0/16 of c3-gw1
+skip c6-gw1: the remote gateway uses vxlan, this one wireguard
+`},
 	{"IPv6 and dual stack", func() Facts {
 		l := localWG()
 		l.HealthCheckIPs = v1.DualStackIPs{"fd00:1::1", "10.1.0.1"}

@@ -24,6 +24,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
 
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
 	"strait.dev/strait/pkg/nodenet"
@@ -31,6 +33,17 @@ import (
 
 // resync bounds how long drift (someone deleting our route) lasts.
 const resync = 30 * time.Second
+
+const (
+	// retryBase is the wait before retrying a failed reconcile, doubled on
+	// each failure in a row: a transient failure (the xtables lock held by
+	// kube-proxy, a device not there yet) costs half a second, not a
+	// resync, and a persistent one does not spin.
+	retryBase = 500 * time.Millisecond
+	// retryMax caps the back-off at the resync period, when the tick
+	// retries anyway.
+	retryMax = resync
+)
 
 // Config is a route agent's configuration.
 type Config struct {
@@ -55,6 +68,8 @@ type Config struct {
 	// network namespace.
 	Kernel nodenet.Kernel
 	Log    *slog.Logger
+	// Clock times the resync and the retries; nil is the real clock.
+	Clock clock.WithTicker
 }
 
 // Agent is one node's route agent.
@@ -64,6 +79,7 @@ type Agent struct {
 	dyn     dynamic.Interface
 	applier *nodenet.Applier
 	metrics *Metrics
+	clock   clock.WithTicker
 	// last is the String of the last state applied, to tell changes.
 	last string
 }
@@ -90,7 +106,10 @@ func New(rc *rest.Config, cfg Config) (*Agent, error) {
 	if cfg.Kernel == nil {
 		cfg.Kernel = nodenet.Host()
 	}
-	return &Agent{cfg: cfg, kube: kube, dyn: dyn, applier: &nodenet.Applier{Kernel: cfg.Kernel, Scope: Scope()}, metrics: NewMetrics()}, nil
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
+	}
+	return &Agent{cfg: cfg, kube: kube, dyn: dyn, applier: &nodenet.Applier{Kernel: cfg.Kernel, Scope: Scope()}, metrics: NewMetrics(), clock: cfg.Clock}, nil
 }
 
 // Metrics returns the agent's metrics.
@@ -140,18 +159,48 @@ func (a *Agent) Run(ctx context.Context) error {
 	if !cache.WaitForCacheSync(ctx.Done(), nodeInf.HasSynced, leaseInf.HasSynced, clusterInf.HasSynced) {
 		return a.stop(log)
 	}
-	tick := time.NewTicker(resync)
+	a.loop(ctx, log, kick, func() (Facts, error) {
+		return a.facts(nodeInf.GetStore(), leaseInf.GetStore(), clusterInf.GetStore())
+	})
+	return a.stop(log)
+}
+
+// loop reconciles the facts now, on every kick, every resync, and after a
+// failure again after a back-off (retryBase doubling up to retryMax, reset
+// by a success), until ctx ends.
+func (a *Agent) loop(ctx context.Context, log *slog.Logger, kick <-chan struct{}, facts func() (Facts, error)) {
+	tick := a.clock.NewTicker(resync)
 	defer tick.Stop()
+	// One item: the node's whole state is one reconcile.
+	const item = "state"
+	backoff := workqueue.NewTypedItemExponentialFailureRateLimiter[string](retryBase, retryMax)
+	var retry clock.Timer
+	defer func() {
+		if retry != nil {
+			retry.Stop()
+		}
+	}()
 	for {
-		f, err := a.facts(nodeInf.GetStore(), leaseInf.GetStore(), clusterInf.GetStore())
+		if retry != nil {
+			retry.Stop()
+			retry = nil
+		}
+		var retryC <-chan time.Time
+		f, err := facts()
 		if err := a.reconcile(f, err); err != nil {
-			log.Error("route agent", "err", err)
+			d := backoff.When(item)
+			log.Error("route agent", "err", err, "retry_in", d)
+			retry = a.clock.NewTimer(d)
+			retryC = retry.C()
+		} else {
+			backoff.Forget(item)
 		}
 		select {
 		case <-ctx.Done():
-			return a.stop(log)
+			return
 		case <-kick:
-		case <-tick.C:
+		case <-tick.C():
+		case <-retryC:
 		}
 	}
 }
@@ -203,7 +252,7 @@ func signal(c chan struct{}) {
 
 // facts reads the informers' stores.
 func (a *Agent) facts(nodes, leases, clusters cache.Store) (Facts, error) {
-	f := Facts{Local: a.cfg.LocalCIDRs, Cable: a.cfg.CableDriver, UnderlayMTU: a.cfg.UnderlayMTU}
+	f := Facts{Local: a.cfg.LocalCIDRs, Cable: a.cfg.CableDriver, UnderlayMTU: a.cfg.UnderlayMTU, Families: a.applier.Kernel.Families()}
 	for _, o := range nodes.List() {
 		n := o.(*corev1.Node)
 		nd := Node{Name: n.Name}

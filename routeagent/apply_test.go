@@ -8,17 +8,22 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"k8s.io/utils/clock"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"strait.dev/strait/pkg/nodenet"
 	"strait.dev/strait/pkg/nodenet/nodenettest"
 )
 
 func testAgent(k nodenet.Kernel) *Agent {
-	return &Agent{cfg: Config{NodeName: "n3", Log: slog.New(slog.DiscardHandler)}, applier: &nodenet.Applier{Kernel: k, Scope: Scope()}, metrics: NewMetrics()}
+	return &Agent{cfg: Config{NodeName: "n3", Log: slog.New(slog.DiscardHandler)}, applier: &nodenet.Applier{Kernel: k, Scope: Scope()}, metrics: NewMetrics(),
+		clock: clocktesting.NewFakeClock(time.Unix(0, 0))}
 }
 
 // Failover on a fake node: the routes to the remote subnets are replaced
@@ -169,4 +174,180 @@ func TestMetricsServe(t *testing.T) {
 	if err := <-served; err != nil {
 		t.Errorf("Serve after the context ended: %v", err)
 	}
+}
+
+// gatewayShaped is the gateway's usual slice on its node (gateway.gatewaySlice:
+// the routeagent cannot import it): a rule per remote subnet, the masquerade
+// exemption chain of each family, empty for IPv6, and a health-check
+// address on the cable device.
+func gatewayShaped(remote string) (nodenet.Scope, nodenet.State) {
+	chain := func(f nodenet.Family) nodenet.Chain {
+		return nodenet.Chain{Family: f, Table: "nat", Name: nodenet.GatewayNATChain, From: "POSTROUTING", Comment: nodenet.GatewayJumpComment}
+	}
+	sc := nodenet.Scope{AddrDevs: []string{CableInterface}, Priorities: []int{nodenet.GatewayPriority},
+		Chains: []nodenet.Chain{chain(nodenet.IPv4), chain(nodenet.IPv6)}}
+	d := netip.MustParsePrefix(remote)
+	v4 := chain(nodenet.IPv4)
+	v4.Rules = [][]string{{"-d", d.String(), "-m", "comment", "--comment", nodenet.NoMasqueradeComment, "-j", "ACCEPT"}}
+	return sc, nodenet.State{
+		Rules:  []nodenet.Rule{{Priority: nodenet.GatewayPriority, Dst: d, Table: nodenet.GatewayTable}},
+		Addrs:  []nodenet.Addr{nodenet.HostAddr(CableInterface, netip.MustParseAddr("10.2.255.254"))},
+		Chains: []nodenet.Chain{v4, chain(nodenet.IPv6)},
+	}
+}
+
+// On a node without IPv6 (ipv6.disable=1), the route agent's usual states
+// and the gateway's, which hold empty IPv6 chains, apply and converge:
+// nothing of IPv6 is listed or written, and applying again changes nothing.
+func TestApplyWithoutIPv6(t *testing.T) {
+	k := &nodenettest.Kernel{Absent: []nodenet.Family{nodenet.IPv6}, Devices: []string{CableInterface}}
+	gwScope, gwState := gatewayShaped("10.2.0.0/16")
+	gw := &nodenet.Applier{Kernel: k, Scope: gwScope}
+	for _, f := range []Facts{facts(n3, "", "10.2.0.0/16"), facts(n3, "n1", "10.2.0.0/16", "10.102.0.0/16"), facts(n1, "n1", "10.2.0.0/16"), facts(n3, "n1")} {
+		a := testAgent(k)
+		if err := a.reconcile(f, nil); err != nil {
+			t.Fatalf("self %s, active %q: %v", f.Self.Name, f.Active, err)
+		}
+		if err := gw.Apply(gwState); err != nil {
+			t.Fatalf("gateway: %v", err)
+		}
+		k.Log = nil
+		if err := a.reconcile(f, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := gw.Apply(gwState); err != nil {
+			t.Fatal(err)
+		}
+		if len(k.Log) != 0 {
+			t.Errorf("applying the same states again changed:\n%s", strings.Join(k.Log, "\n"))
+		}
+		want, _ := Compute(f)
+		want.Chains = slices.DeleteFunc(want.Chains, func(c nodenet.Chain) bool { return c.Family == nodenet.IPv6 })
+		got := k.State(Scope().Chains)
+		got.Sysctls = want.Sysctls // the fake holds only what was set
+		got.Addrs = slices.DeleteFunc(got.Addrs, func(a nodenet.Addr) bool { return a.Dev == CableInterface })
+		got.Rules = slices.DeleteFunc(got.Rules, func(r nodenet.Rule) bool { return r.Priority == nodenet.GatewayPriority })
+		if got.String() != want.String() {
+			t.Errorf("kernel:\n%s\nwant:\n%s", got, want)
+		}
+	}
+	if err := Cleanup(k); err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	s := k.State(append(Scope().Chains, gwScope.Chains...))
+	s.Sysctls = nil // not owned: they stay
+	if s.String() != "" {
+		t.Errorf("after Cleanup and the gateway's Remove:\n%s", s)
+	}
+}
+
+// On a node without IPv6, a dual-stack remote cluster's IPv6 subnets are
+// left out of the state computed for the node's families, which applies;
+// a state wanting them is refused before anything changes, naming them.
+func TestDualStackRemoteWithoutIPv6(t *testing.T) {
+	k := &nodenettest.Kernel{Absent: []nodenet.Family{nodenet.IPv6}}
+	f := facts(n3, "n1", "10.2.0.0/16", "fd02::/48")
+	a := testAgent(k)
+	var missing *nodenet.MissingFamilyError
+	if err := a.reconcile(f, nil); !errors.As(err, &missing) || !strings.Contains(err.Error(), "fd02::/48") {
+		t.Errorf("a state wanting IPv6 on a node without: %v, want a MissingFamilyError naming fd02::/48", err)
+	}
+	if len(k.Log) != 0 {
+		t.Errorf("a refused state changed:\n%s", strings.Join(k.Log, "\n"))
+	}
+	f.Families = k.Families()
+	if err := a.reconcile(f, nil); err != nil {
+		t.Fatal(err)
+	}
+	if s := k.State(Scope().Chains).String(); strings.Contains(s, "fd02") || !strings.Contains(s, "10.2.0.0/16 via 240.168.1.11") {
+		t.Errorf("kernel:\n%s", s)
+	}
+}
+
+// timerClock is a fake clock that reports each timer made, with its
+// duration, once the timer exists (so the test steps the clock after it).
+type timerClock struct {
+	*clocktesting.FakeClock
+	timers chan time.Duration
+}
+
+func (c *timerClock) NewTimer(d time.Duration) clock.Timer {
+	t := c.FakeClock.NewTimer(d)
+	c.timers <- d
+	return t
+}
+
+// failing fails its first n packet-filter commits, as a held xtables lock
+// would.
+type failing struct {
+	nodenet.Kernel
+	n int
+}
+
+func (f *failing) Restore(fam nodenet.Family, s string) error {
+	if f.n > 0 {
+		f.n--
+		return errors.New("another app is currently holding the xtables lock")
+	}
+	return f.Kernel.Restore(fam, s)
+}
+
+// recv returns the next value of c, failing the test if none comes within
+// a generous bound (a hang, not a timing assertion).
+func recv[T any](t *testing.T, c <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-c:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing happened: the agent is not retrying")
+		panic("unreachable")
+	}
+}
+
+// A failed apply is retried after a back-off that doubles, without waiting
+// for an informer event or the resync; once it succeeds there is no retry.
+func TestLoopRetriesWithBackoff(t *testing.T) {
+	clk := &timerClock{FakeClock: clocktesting.NewFakeClock(time.Unix(0, 0)), timers: make(chan time.Duration, 10)}
+	a := testAgent(&failing{Kernel: &nodenettest.Kernel{}, n: 2})
+	a.clock = clk
+	attempts := make(chan struct{}, 10)
+	kick := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.loop(ctx, a.cfg.Log, kick, func() (Facts, error) {
+			attempts <- struct{}{}
+			return facts(n3, "n1", "10.2.0.0/16"), nil
+		})
+	}()
+	recv(t, attempts) // fails
+	for i, want := range []time.Duration{retryBase, 2 * retryBase} {
+		if d := recv(t, clk.timers); d != want {
+			t.Errorf("retry %d after %v, want %v", i+1, d, want)
+		}
+		clk.Step(want - 1)
+		select {
+		case <-attempts:
+			t.Fatalf("retry %d before its back-off", i+1)
+		default:
+		}
+		clk.Step(1)
+		recv(t, attempts) // the second fails, the third succeeds
+	}
+	kick <- struct{}{}
+	recv(t, attempts)
+	// The loop ends after the attempt in hand: then it is done with its
+	// timers and metrics.
+	cancel()
+	recv(t, done)
+	if len(clk.timers) != 0 {
+		t.Errorf("a retry was scheduled after a success: %v", <-clk.timers)
+	}
+	wantMetrics(t, a, 1, 1, 4, 2, "n1")
 }

@@ -2,27 +2,19 @@ package routeagent
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"net"
 	"net/http"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"strait.dev/strait/pkg/metricsserver"
 )
 
 // DefaultMetricsAddr is where a route agent serves Prometheus metrics: in
 // the node's network namespace, the port after the gateway's (9476), so
 // that both run on a gateway node.
 const DefaultMetricsAddr = ":9477"
-
-const (
-	// metricsReadHeaderTimeout bounds a slow client's hold on a connection.
-	metricsReadHeaderTimeout = 5 * time.Second
-	// metricsShutdownGrace lets a scrape in flight finish at exit.
-	metricsShutdownGrace = 2 * time.Second
-)
 
 // Metrics tell whether, and which, desired state the agent has in the
 // kernel, so that tests and alerts wait on them instead of on time:
@@ -89,30 +81,9 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
-// Serve serves the metrics at /metrics on ln until ctx ends; nil once ctx
-// has ended, the server's error otherwise.
+// Serve serves the metrics at /metrics on ln until ctx ends, with the
+// timeouts of pkg/metricsserver; nil once ctx has ended, the server's error
+// otherwise.
 func (m *Metrics) Serve(ctx context.Context, ln net.Listener) error {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", m.Handler())
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: metricsReadHeaderTimeout}
-	served := make(chan struct{})
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		select {
-		case <-ctx.Done():
-		case <-served:
-			return
-		}
-		sctx, cancel := context.WithTimeout(context.Background(), metricsShutdownGrace)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-	err := srv.Serve(ln)
-	close(served)
-	<-stopped
-	if !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serve metrics on %s: %w", ln.Addr(), err)
-	}
-	return nil
+	return metricsserver.Serve(ctx, ln, m.Handler())
 }

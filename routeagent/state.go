@@ -53,6 +53,11 @@ type Facts struct {
 	Remote []netip.Prefix
 	// UnderlayMTU is the MTU of the node network.
 	UnderlayMTU int
+	// Families are the node's address families (nodenet.Kernel.Families);
+	// nil is both. Remote and local subnets of a family the node lacks are
+	// left out: it can neither route nor filter them, and a state wanting
+	// them would not apply.
+	Families []nodenet.Family
 }
 
 // Compute returns the state node f.Self should have: a pure function of the
@@ -69,8 +74,7 @@ func Compute(f Facts) (nodenet.State, error) {
 	fam := nodenet.FamilyOf(f.Self.IP)
 	overlay := nodenet.Link{
 		Name: OverlayInterface, VNI: OverlayVNI, Port: OverlayPort, Local: f.Self.IP,
-		// The overlay is VXLAN over the node network's family.
-		MTU: mtu - pmtu.Overhead("vxlan", pmtu.IPHeader(f.Self.IP)),
+		MTU: mtu - overlayOverhead(f.Self.IP),
 		MAC: overlayMAC(f.Self.IP),
 	}
 	s := nodenet.State{
@@ -97,7 +101,7 @@ func Compute(f Facts) (nodenet.State, error) {
 		byName[n.Name] = n
 	}
 	active, haveActive := byName[f.Active]
-	remote := canonical(f.Remote)
+	remote := onNode(canonical(f.Remote), f.Families)
 	families := map[nodenet.Family]bool{}
 	for _, d := range remote {
 		families[nodenet.FamilyOf(d.Addr())] = true
@@ -167,7 +171,7 @@ func Compute(f Facts) (nodenet.State, error) {
 			unreachable(d)
 		}
 	}
-	s.Chains = chains(remote, canonical(f.Local), pathMTU)
+	s.Chains = chains(remote, onNode(canonical(f.Local), f.Families), pathMTU)
 	return s, nil
 }
 
@@ -211,7 +215,7 @@ func chains(remote, local []netip.Prefix, pathMTU int) []nodenet.Chain {
 				if nodenet.FamilyOf(l.Addr()) != f {
 					continue
 				}
-				nat.Rules = append(nat.Rules, []string{"-s", l.String(), "-d", d.String(), "-m", "comment", "--comment", "strait: cross-cluster, no masquerade", "-j", "ACCEPT"})
+				nat.Rules = append(nat.Rules, []string{"-s", l.String(), "-d", d.String(), "-m", "comment", "--comment", nodenet.NoMasqueradeComment, "-j", "ACCEPT"})
 			}
 			// Another cluster's client of a local Service keeps its address
 			// too: kube-proxy would masquerade it (it is outside the cluster
@@ -228,6 +232,16 @@ func chains(remote, local []netip.Prefix, pathMTU int) []nodenet.Chain {
 		out = append(out, nat, fwd, mss)
 	}
 	return out
+}
+
+// overlayOverhead is what the overlay's encapsulation adds to a packet, in
+// bytes, over an underlay of node's family: the outer IP header, UDP, and
+// the VXLAN header with the inner Ethernet header it carries. The overlay is
+// the route agent's own VXLAN device between the nodes of one cluster, not
+// a cable: no cable driver's descriptor sizes it, whichever driver the
+// cluster's cable uses.
+func overlayOverhead(node netip.Addr) int {
+	return pmtu.IPHeader(node) + pmtu.UDPHeader + pmtu.VXLANHeader
 }
 
 // overlayAddr maps a node address to its overlay address: 240.0.0.0/8
@@ -255,16 +269,20 @@ func overlayPrefix(node netip.Addr) netip.Prefix {
 
 // overlayMAC is a locally administered MAC derived from the node address,
 // so that every node knows every other's without asking (no ARP on the
-// overlay).
+// overlay). It keeps the address's last four bytes only: IPv6 nodes whose
+// overlay addresses differ (the last eight bytes) may still share a MAC,
+// which Validate rejects.
 func overlayMAC(node netip.Addr) string {
 	b := node.AsSlice()
 	t := b[len(b)-4:]
 	return fmt.Sprintf("0a:53:%02x:%02x:%02x:%02x", t[0], t[1], t[2], t[3])
 }
 
-// Validate reports nodes whose overlay addresses would collide.
+// Validate reports nodes whose overlay addresses or overlay MACs would
+// collide: either would send one node's overlay traffic to the other.
 func Validate(nodes []Node) error {
 	seen := map[netip.Addr]string{}
+	seenMAC := map[string]string{}
 	for _, n := range nodes {
 		if !n.IP.IsValid() {
 			continue
@@ -274,8 +292,22 @@ func Validate(nodes []Node) error {
 			return fmt.Errorf("nodes %s and %s map to the same overlay address %s", other, n.Name, o)
 		}
 		seen[o] = n.Name
+		m := overlayMAC(n.IP)
+		if other, dup := seenMAC[m]; dup {
+			return fmt.Errorf("nodes %s and %s map to the same overlay MAC %s", other, n.Name, m)
+		}
+		seenMAC[m] = n.Name
 	}
 	return nil
+}
+
+// onNode returns the prefixes of ps of the families fams, all of them when
+// fams is nil.
+func onNode(ps []netip.Prefix, fams []nodenet.Family) []netip.Prefix {
+	if fams == nil {
+		return ps
+	}
+	return slices.DeleteFunc(ps, func(p netip.Prefix) bool { return !slices.Contains(fams, nodenet.FamilyOf(p.Addr())) })
 }
 
 func canonical(ps []netip.Prefix) []netip.Prefix {

@@ -313,3 +313,22 @@ func TestBadFacts(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// IPv6 nodes whose overlay addresses differ (their last eight bytes) but
+// whose last four bytes are equal would share an overlay MAC: Validate
+// names both.
+func TestValidateRejectsCollidingMACs(t *testing.T) {
+	a := Node{Name: "v6a", IP: netip.MustParseAddr("2001:db8::1:0:0:1")}
+	b := Node{Name: "v6b", IP: netip.MustParseAddr("2001:db8::2:0:0:1")}
+	if overlayAddr(a.IP) == overlayAddr(b.IP) {
+		t.Fatal("the case needs distinct overlay addresses")
+	}
+	err := Validate([]Node{a, b})
+	if err == nil || !strings.Contains(err.Error(), "v6a") || !strings.Contains(err.Error(), "v6b") || !strings.Contains(err.Error(), overlayMAC(a.IP)) {
+		t.Errorf("colliding overlay MACs: %v, want an error naming v6a, v6b and %s", err, overlayMAC(a.IP))
+	}
+	c := Node{Name: "v6c", IP: netip.MustParseAddr("2001:db8::2:0:0:2")}
+	if err := Validate([]Node{a, c}); err != nil {
+		t.Errorf("distinct MACs: %v", err)
+	}
+}

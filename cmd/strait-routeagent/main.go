@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"k8s.io/client-go/rest"
@@ -43,7 +44,7 @@ func run() error {
 	flag.StringVar(&cfg.NodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME)")
 	flag.StringVar(&pods, "pod-cidrs", "", "comma-separated pod CIDRs of the cluster (required)")
 	flag.StringVar(&services, "service-cidrs", "", "comma-separated service CIDRs of the cluster (required)")
-	flag.StringVar(&cfg.CableDriver, "cable-driver", string(v1.CableDriverWireGuard), "the cluster's cable driver, for the path MTU: wireguard or vxlan")
+	flag.StringVar(&cfg.CableDriver, "cable-driver", string(v1.CableDriverWireGuard), "the cluster's cable driver, for the path MTU: "+strings.Join(cabledriver.Names(), " or "))
 	flag.IntVar(&cfg.UnderlayMTU, "underlay-mtu", 1500, "MTU of the node network")
 	flag.StringVar(&cfg.LeaseName, "lease", v1.GatewayLeaseName, "the gateways' Lease, whose holder is the active gateway")
 	flag.StringVar(&cfg.DaemonSet, "daemonset", DaemonSetName, "this agent's DaemonSet: when it is gone at exit, clean up")

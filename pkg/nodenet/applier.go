@@ -26,14 +26,21 @@ type Applier struct {
 //
 // Every step adds before it removes and leaves alone what already matches,
 // so Apply may be called again and again with the same State and then
-// changes nothing. An *OutOfScopeError is returned, before anything
-// changes, for a State with entries outside the Scope; other errors name the
-// step and entry that failed, and a later Apply picks up from there.
+// changes nothing. Families the node lacks (Kernel.Families) are skipped:
+// nothing of theirs is listed or written. Before anything changes, an
+// *OutOfScopeError is returned for a State with entries outside the Scope,
+// and a *MissingFamilyError for one that wants entries (but empty chains)
+// of a family the node lacks; other errors name the step and entry that
+// failed, and a later Apply picks up from there.
 func (a *Applier) Apply(s State) error {
 	if err := a.Scope.Check(s); err != nil {
 		return err
 	}
 	k := a.Kernel
+	fams := k.Families()
+	if err := CheckFamilies(s, fams); err != nil {
+		return err
+	}
 	if err := SyncLinks(k, a.Scope.Links, s.Links); err != nil {
 		return err
 	}
@@ -43,7 +50,7 @@ func (a *Applier) Apply(s State) error {
 	if err := SyncNeighs(k, a.Scope.NeighDevs, s.Neighs, s.FDB); err != nil {
 		return err
 	}
-	if err := SyncChains(k, a.Scope.Chains, s.Chains); err != nil {
+	if err := SyncChains(k, chainsIn(a.Scope.Chains, fams), chainsIn(s.Chains, fams)); err != nil {
 		return err
 	}
 	if err := SyncSysctls(k, s.Sysctls); err != nil {
@@ -52,7 +59,7 @@ func (a *Applier) Apply(s State) error {
 	if err := AddRoutes(k, a.Scope.Tables, s.Routes); err != nil {
 		return err
 	}
-	if err := SyncRules(k, a.Scope.Priorities, s.Rules); err != nil {
+	if err := SyncRules(k, fams, a.Scope.Priorities, s.Rules); err != nil {
 		return err
 	}
 	return SyncRoutes(k, a.Scope.Tables, s.Routes)
@@ -61,12 +68,13 @@ func (a *Applier) Apply(s State) error {
 // Remove deletes everything in the Scope: rules first (traffic falls back to
 // the main table rather than into an emptied table), then chains, routes,
 // neighbours, addresses and links. Sysctls stay. It goes on past errors and
-// returns them joined.
+// returns them joined. Families the node lacks hold nothing to remove.
 func (a *Applier) Remove() error {
 	k := a.Kernel
+	fams := k.Families()
 	return errors.Join(
-		SyncRules(k, a.Scope.Priorities, nil),
-		SyncChains(k, a.Scope.Chains, nil),
+		SyncRules(k, fams, a.Scope.Priorities, nil),
+		SyncChains(k, chainsIn(a.Scope.Chains, fams), nil),
 		SyncRoutes(k, a.Scope.Tables, nil),
 		SyncNeighs(k, a.Scope.NeighDevs, nil, nil),
 		SyncAddrs(k, a.Scope.AddrDevs, nil),
@@ -77,9 +85,10 @@ func (a *Applier) Remove() error {
 // Read returns what the kernel holds within the Scope, as a State, and the
 // named sysctls (they are not owned, so the Scope does not list them).
 // Read(keys...).String() equals the applied State's String when the kernel
-// has converged.
+// has converged. Families the node lacks are not read.
 func (a *Applier) Read(sysctls ...string) (State, error) {
 	k := a.Kernel
+	fams := k.Families()
 	var s State
 	for _, name := range a.Scope.Links {
 		l, found, err := k.Link(name)
@@ -116,7 +125,7 @@ func (a *Applier) Read(sysctls ...string) (State, error) {
 			}
 		}
 	}
-	for _, f := range Families {
+	for _, f := range fams {
 		rs, err := k.Rules(f)
 		if err != nil {
 			return State{}, fmt.Errorf("list %s rules: %w", f, err)
@@ -149,7 +158,7 @@ func (a *Applier) Read(sysctls ...string) (State, error) {
 		}
 		s.Sysctls = append(s.Sysctls, Sysctl{Key: key, Value: v})
 	}
-	cs, err := ReadChains(k, a.Scope.Chains)
+	cs, err := ReadChains(k, chainsIn(a.Scope.Chains, fams))
 	if err != nil {
 		return State{}, err
 	}

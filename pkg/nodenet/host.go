@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -21,7 +22,45 @@ import (
 // /proc/sys, and the iptables-save/iptables-restore binaries (and their ip6
 // twins) of the iptables package.
 func Host() Kernel {
-	return &host{NetlinkRoutes: NetlinkRoutes{NL: &netlink.Handle{}}, nl: &netlink.Handle{}}
+	fams := nodeFamilies()
+	return &host{NetlinkRoutes: NetlinkRoutes{NL: &netlink.Handle{}, Families: fams}, nl: &netlink.Handle{}, fams: fams}
+}
+
+// nodeFamilies are the node's address families, detected once: a kernel
+// booted without IPv6 and the iptables package do not change while we run.
+var nodeFamilies = sync.OnceValue(func() []Family {
+	return detectFamilies(func(domain int) error {
+		fd, err := unix.Socket(domain, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err == nil {
+			unix.Close(fd)
+		}
+		return err
+	}, exec.LookPath)
+})
+
+// detectFamilies returns the families for which socket(domain) succeeds
+// (EAFNOSUPPORT for IPv6 under ipv6.disable=1) and lookPath finds both
+// packet-filter tools. The address family is a kernel-wide property, so the
+// current namespace's answer holds for every namespace.
+func detectFamilies(socket func(domain int) error, lookPath func(string) (string, error)) []Family {
+	var out []Family
+	for _, f := range Families {
+		domain := unix.AF_INET
+		if f == IPv6 {
+			domain = unix.AF_INET6
+		}
+		if socket(domain) != nil {
+			continue
+		}
+		if _, err := lookPath(iptablesBinary(f, "save")); err != nil {
+			continue
+		}
+		if _, err := lookPath(iptablesBinary(f, "restore")); err != nil {
+			continue
+		}
+		out = append(out, f)
+	}
+	return out
 }
 
 // HostAt returns the real Kernel of the named network namespace (as `ip
@@ -36,7 +75,8 @@ func HostAt(name string) (Kernel, func(), error) {
 		ns.Close()
 		return nil, nil, fmt.Errorf("netlink in %s: %w", name, err)
 	}
-	k := &host{NetlinkRoutes: NetlinkRoutes{NL: h}, nl: h, ns: ns, nsName: name}
+	fams := nodeFamilies()
+	k := &host{NetlinkRoutes: NetlinkRoutes{NL: h, Families: fams}, nl: h, ns: ns, nsName: name, fams: fams}
 	return k, func() { h.Close(); ns.Close() }, nil
 }
 
@@ -46,7 +86,11 @@ type host struct {
 	nl     *netlink.Handle
 	ns     netns.NsHandle // with nsName; unused for the current namespace
 	nsName string         // "" for the current namespace
+	fams   []Family       // the node's (nodeFamilies)
 }
+
+// Families returns the node's address families, detected once per process.
+func (h *host) Families() []Family { return h.fams }
 
 var _ Kernel = (*host)(nil)
 
@@ -62,9 +106,17 @@ type NetlinkRouter interface {
 // and indexed in netlink; Index and Name translate (nil: ask the kernel of
 // the current namespace).
 type NetlinkRoutes struct {
-	NL    NetlinkRouter
+	// NL reaches the routes: a *netlink.Handle, or a fake.
+	NL NetlinkRouter
+	// Index returns the interface index (ifindex, >0) of the named device,
+	// an error wrapping ErrNoLink when there is none.
 	Index func(dev string) (int, error)
-	Name  func(index int) (string, error)
+	// Name returns the name of the device of interface index index.
+	Name func(index int) (string, error)
+	// Families are the families Routes lists (FamilyHandle.Families); nil
+	// lists both. A family the kernel lacks must be left out: the kernel
+	// answers a route dump of an unknown family with every family's routes.
+	Families []Family
 }
 
 var _ RouteHandle = NetlinkRoutes{}
@@ -97,16 +149,24 @@ func (n NetlinkRoutes) name(index int) (string, error) {
 	return fmt.Sprintf("if%d", index), nil
 }
 
-// Routes lists table's routes of both families.
+// Routes lists table's routes of n.Families (both when nil): none, not an
+// error, for a table that holds nothing.
 func (n NetlinkRoutes) Routes(table int) ([]Route, error) {
+	fams := n.Families
+	if fams == nil {
+		fams = Families
+	}
 	var out []Route
-	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+	for _, f := range fams {
+		fam := netlinkFamily(f)
 		rs, err := n.NL.RouteListFiltered(fam, &netlink.Route{Table: table}, netlink.RT_FILTER_TABLE)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("list %s routes: %w", f, err)
 		}
 		for _, r := range rs {
-			if r.Dst == nil || r.Table != table {
+			// A fake may leave Family zero; the kernel sets it, and a dump
+			// that fell back to all families is filtered here.
+			if r.Dst == nil || r.Table != table || (r.Family != 0 && r.Family != fam) {
 				continue
 			}
 			x := Route{Table: r.Table, Dst: prefixOf(r.Dst), MTU: r.MTU, Unreachable: r.Type == unix.RTN_UNREACHABLE,
@@ -122,13 +182,16 @@ func (n NetlinkRoutes) Routes(table int) ([]Route, error) {
 	return out, nil
 }
 
-func (n NetlinkRoutes) netlinkRoute(r Route) (*netlink.Route, error) {
-	nr := &netlink.Route{Table: r.Table, Dst: ipNet(r.Dst), MTU: r.MTU}
-	if r.Family() == IPv6 {
-		nr.Family = netlink.FAMILY_V6
-	} else {
-		nr.Family = netlink.FAMILY_V4
+// netlinkFamily is f as netlink numbers it (AF_INET, AF_INET6).
+func netlinkFamily(f Family) int {
+	if f == IPv6 {
+		return netlink.FAMILY_V6
 	}
+	return netlink.FAMILY_V4
+}
+
+func (n NetlinkRoutes) netlinkRoute(r Route) (*netlink.Route, error) {
+	nr := &netlink.Route{Table: r.Table, Dst: ipNet(r.Dst), MTU: r.MTU, Family: netlinkFamily(r.Family())}
 	if r.Unreachable {
 		nr.Type = unix.RTN_UNREACHABLE
 		return nr, nil
@@ -289,10 +352,18 @@ func (h *host) netlinkAddr(a Addr) (netlink.Link, *netlink.Addr, error) {
 	}
 	// The address itself, not the network: ipNet would mask it.
 	p := a.Prefix
-	return l, &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}, nil
+	na := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
+	if FamilyOf(p.Addr()) == IPv6 {
+		// No duplicate address detection: our addresses are unique by
+		// construction (derived from the node's), and while DAD runs
+		// (a second or more) the address is tentative and the kernel refuses
+		// routes with it as their source, so Apply would fail.
+		na.Flags |= unix.IFA_F_NODAD
+	}
+	return l, na, nil
 }
 
-// AddAddr is `ip addr replace`.
+// AddAddr is `ip addr replace`, with nodad for an IPv6 address.
 func (h *host) AddAddr(a Addr) error {
 	l, na, err := h.netlinkAddr(a)
 	if err != nil {
@@ -312,11 +383,7 @@ func (h *host) DelAddr(a Addr) error {
 
 // Rules lists family f's rules.
 func (h *host) Rules(f Family) ([]Rule, error) {
-	fam := netlink.FAMILY_V4
-	if f == IPv6 {
-		fam = netlink.FAMILY_V6
-	}
-	rs, err := h.nl.RuleList(fam)
+	rs, err := h.nl.RuleList(netlinkFamily(f))
 	if err != nil {
 		return nil, err
 	}
@@ -356,7 +423,8 @@ func (h *host) Neighs(dev string) ([]Neigh, error) {
 		return nil, err
 	}
 	var out []Neigh
-	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+	for _, f := range h.fams {
+		fam := netlinkFamily(f)
 		ns, err := h.nl.NeighList(l.Attrs().Index, fam)
 		if err != nil {
 			return nil, err

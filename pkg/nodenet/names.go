@@ -61,4 +61,18 @@ const (
 	MSSChain = "STRAIT-MSS"
 	// RouteAgentJumpComment marks the route agent's jumps.
 	RouteAgentJumpComment = "strait route agent"
+
+	// ChainPrefix begins the name of every chain of ours. A jump to a chain
+	// of that name counts as ours when SyncChains checks that a writer's
+	// jump runs first: the gateway's and the route agent's jumps from nat
+	// POSTROUTING both only ACCEPT, so their order among themselves does
+	// not matter, and each writer moving its own to rule 1 would make the
+	// two take turns forever.
+	ChainPrefix = "STRAIT-"
+
+	// NoMasqueradeComment marks the nat ACCEPT rules (the gateway's and the
+	// route agent's) that exempt cross-cluster traffic from masquerade. The
+	// text is what iptables-save shows; changing it changes every node's
+	// rules and the golden tests.
+	NoMasqueradeComment = "strait: cross-cluster, no masquerade"
 )

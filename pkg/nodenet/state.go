@@ -106,12 +106,16 @@ func (r Route) Family() Family { return FamilyOf(r.Dst.Addr()) }
 // Rule is a policy routing rule: at Priority, packets to Dst, or arriving on
 // IIF, look up Table.
 type Rule struct {
+	// Priority is the rule's preference, as `ip rule` prints it (lower
+	// runs first; the kernel's rule for the main table is at 32766):
+	// GatewayPriority, RemotePriority, ReturnPriority.
 	Priority int
 	// Family matters only for IIF rules; a Dst rule's family is Dst's.
 	Family Family
-	Dst    netip.Prefix // zero with IIF
-	IIF    string
-	Table  int
+	Dst    netip.Prefix // masked; zero with IIF
+	IIF    string       // input device name; "" with Dst
+	// Table is the routing table's number, as TableScope.Table.
+	Table int
 }
 
 func (r Rule) family() Family {
@@ -153,8 +157,12 @@ type Sysctl struct {
 type Chain struct {
 	Family Family
 	Table  string // nat, filter, mangle
-	Name   string
-	From   string
+	// Name is the chain's name: ChainPrefix and at most 28 bytes in all
+	// (iptables' limit), e.g. NATChain.
+	Name string
+	// From is the built-in chain of Table that jumps to Name, the jump
+	// kept first there (POSTROUTING, FORWARD).
+	From string
 	// Comment marks the jump (the writer's, e.g. RouteAgentJumpComment).
 	Comment string
 	// Rules are the chain's rules in order, each as iptables arguments in

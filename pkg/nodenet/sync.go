@@ -12,76 +12,122 @@ import (
 // exist.
 var ErrNoLink = errors.New("no such device")
 
+// The handles below say, per method, what each returns for an entry that
+// is missing or already there. The reconcilers list before they write and
+// write only what the listing says is missing or stale, so an ESRCH, ENOENT,
+// EADDRNOTAVAIL or EEXIST reaching them means someone else changed the entry
+// in between: it is returned (wrapped, naming the entry), and the next Apply
+// lists again and converges.
+
 // LinkHandle reaches the kernel's links.
 type LinkHandle interface {
-	// Link returns the named VXLAN link; found is false when there is no
-	// link of that name. A link of another kind is returned with VNI 0.
+	// Link returns the named link; found is false, with a nil error, when
+	// there is no link of that name. A link of another kind than VXLAN is
+	// returned with VNI 0 (SyncLinks then makes it anew).
 	Link(name string) (l Link, found bool, err error)
-	// AddLink creates l, up, with its MTU and MAC.
+	// AddLink creates l, up, with its MTU and MAC. It fails with EEXIST
+	// when a link of that name exists (SyncLinks adds only links that Link
+	// did not find).
 	AddLink(l Link) error
-	// SetLink changes an existing link's MTU and MAC to l's and brings it up.
+	// SetLink changes an existing link's MTU and MAC to l's and brings it
+	// up, changing nothing that already matches; an error wrapping ErrNoLink
+	// when there is no such link.
 	SetLink(l Link) error
 	// DelLink deletes the named link (and, with it, its addresses, routes
-	// and neighbours).
+	// and neighbours); an error wrapping ErrNoLink when there is none.
 	DelLink(name string) error
 }
 
 // AddrHandle reaches the addresses of devices.
 type AddrHandle interface {
-	// Addrs lists dev's addresses, IPv6 link-local ones left out; an error
-	// wrapping ErrNoLink when dev does not exist.
+	// Addrs lists dev's addresses, IPv6 link-local ones left out (none is
+	// an empty list); an error wrapping ErrNoLink when dev does not exist,
+	// which SyncAddrs and Read take as "nothing to remove".
 	Addrs(dev string) ([]Addr, error)
+	// AddAddr adds a, or replaces the same address with other settings
+	// (no EEXIST). IPv6 addresses are added without duplicate address
+	// detection, usable at once as a route's source. An error wrapping
+	// ErrNoLink when a.Dev does not exist.
 	AddAddr(a Addr) error
+	// DelAddr deletes a; EADDRNOTAVAIL when dev does not hold it.
 	DelAddr(a Addr) error
 }
 
 // RouteHandle reaches the routes of one table at a time.
 type RouteHandle interface {
-	// Routes lists table's routes, both families.
+	// Routes lists table's routes, of the node's families; a table that
+	// holds nothing (or was never used) is an empty list, not an error.
 	Routes(table int) ([]Route, error)
 	// ReplaceRoute adds r, or swaps it in for the route to the same
-	// destination in the same table in one step.
+	// destination in the same table in one step (no EEXIST); an error
+	// wrapping ErrNoLink when r.Dev does not exist.
 	ReplaceRoute(r Route) error
+	// DelRoute deletes the route to r's destination in r's table; ESRCH
+	// when there is none.
 	DelRoute(r Route) error
 }
 
 // RuleHandle reaches the policy routing rules.
 type RuleHandle interface {
-	// Rules lists family f's rules.
+	// Rules lists family f's rules, the kernel's own (local, main,
+	// default) and other writers' included: callers keep the priorities
+	// they own. EAFNOSUPPORT for a family the kernel lacks, which is why
+	// SyncRules lists only FamilyHandle.Families.
 	Rules(f Family) ([]Rule, error)
+	// AddRule adds r; EEXIST when an identical rule exists (SyncRules adds
+	// only rules it did not list).
 	AddRule(r Rule) error
+	// DelRule deletes one rule matching all of r's selectors; ENOENT when
+	// none does.
 	DelRule(r Rule) error
 }
 
 // NeighHandle reaches the neighbour tables and the VXLAN FDB.
 type NeighHandle interface {
-	// Neighs lists dev's permanent and proxy entries, both families; an
-	// error wrapping ErrNoLink when dev does not exist.
+	// Neighs lists dev's permanent and proxy entries, of the node's
+	// families; an error wrapping ErrNoLink when dev does not exist, which
+	// SyncNeighs and Read take as "nothing to remove".
 	Neighs(dev string) ([]Neigh, error)
-	// SetNeigh adds or replaces n.
+	// SetNeigh adds n, or replaces the entry for its address (no EEXIST);
+	// an error wrapping ErrNoLink when n.Dev does not exist.
 	SetNeigh(n Neigh) error
+	// DelNeigh deletes the entry for n's address; ENOENT when there is
+	// none.
 	DelNeigh(n Neigh) error
-	// FDB lists dev's FDB entries that have a destination.
+	// FDB lists dev's FDB entries that have a destination (the device's
+	// own entries left out); an error wrapping ErrNoLink when dev does not
+	// exist.
 	FDB(dev string) ([]FDBEntry, error)
-	// AppendFDB adds e beside any entries for the same MAC.
+	// AppendFDB adds e beside any entries for the same MAC; an e that
+	// exists already is left as it is, without an error (bridge fdb
+	// append).
 	AppendFDB(e FDBEntry) error
+	// DelFDB deletes e; ENOENT when there is no such entry.
 	DelFDB(e FDBEntry) error
 }
 
 // SysctlHandle reads and writes kernel settings by sysctl(8) name.
 type SysctlHandle interface {
+	// GetSysctl returns the setting's value without the trailing newline;
+	// an error wrapping fs.ErrNotExist (ENOENT) for a setting the kernel
+	// does not have (a device that does not exist, a family it lacks).
 	GetSysctl(key string) (string, error)
+	// SetSysctl writes the setting; errors as GetSysctl's.
 	SetSysctl(key, value string) error
 }
 
 // FilterHandle reaches the packet filter (iptables or ip6tables) a table at a
 // time.
 type FilterHandle interface {
-	// Save returns table's rules as iptables-save -t table prints them.
+	// Save returns table's rules as iptables-save -t table prints them; an
+	// error when the family's packet filter cannot be reached (ip6tables on
+	// a kernel without IPv6).
 	Save(f Family, table string) (string, error)
 	// Restore commits script (iptables-restore input for one table)
 	// atomically, touching no chain the script does not name
-	// (iptables-restore --noflush).
+	// (iptables-restore --noflush). A line that fails (a -D of a rule that
+	// is not there, a -X of a chain still jumped to) fails the whole
+	// script, and nothing changes.
 	Restore(f Family, script string) error
 }
 
@@ -94,13 +140,18 @@ type Kernel interface {
 	NeighHandle
 	SysctlHandle
 	FilterHandle
+	FamilyHandle
 }
 
 // TableScope is a routing table a writer owns: all of it, or, with Dev, the
 // routes through Dev there (the cable driver's share of GatewayTable).
 type TableScope struct {
+	// Table is the routing table's number as `ip route show table` takes
+	// it (1-252 and above 255; 253-255 are the kernel's default, main and
+	// local tables): GatewayTable, RemoteTable, ReturnTable.
 	Table int
-	Dev   string
+	// Dev is a device name; "" owns every route of Table.
+	Dev string
 }
 
 func (t TableScope) owns(r Route) bool {
@@ -115,7 +166,8 @@ type Scope struct {
 	// AddrDevs are devices whose addresses (but IPv6 link-local ones) are
 	// the writer's.
 	AddrDevs []string
-	Tables   []TableScope
+	// Tables are the routing tables, or shares of them, the writer owns.
+	Tables []TableScope
 	// Priorities are the rule priorities the writer owns, both families.
 	Priorities []int
 	// NeighDevs are devices whose permanent and proxy neighbours and FDB
@@ -330,16 +382,17 @@ func AddRoutes(h RouteHandle, owned []TableScope, want []Route) error {
 	return err
 }
 
-// SyncRules makes the rules at the owned priorities, both families, match
-// want: missing rules are added first, stale ones deleted after.
-func SyncRules(h RuleHandle, owned []int, want []Rule) error {
+// SyncRules makes the rules at the owned priorities, of the families fams
+// (the node's: FamilyHandle.Families), match want: missing rules are added
+// first, stale ones deleted after. A family outside fams is not listed.
+func SyncRules(h RuleHandle, fams []Family, owned []int, want []Rule) error {
 	norm := func(r Rule) Rule {
 		r.Family = r.family()
 		r.Dst = r.Dst.Masked()
 		return r
 	}
 	var cur []Rule
-	for _, f := range Families {
+	for _, f := range fams {
 		rs, err := h.Rules(f)
 		if err != nil {
 			return fmt.Errorf("list %s rules: %w", f, err)
@@ -452,6 +505,9 @@ type savedChain struct {
 	exists bool
 	rules  []string // "-s 10.0.0.0/8 -j ACCEPT", without "-A NAME "
 	jumps  int      // our jumps to it from its From chain
+	// first is whether our first jump runs before every rule of From that
+	// is not a jump to a chain of ours (ChainPrefix).
+	first bool
 }
 
 // parseSave reads our chains out of iptables-save output for one table.
@@ -460,6 +516,9 @@ func parseSave(save string, owned []Chain) map[string]*savedChain {
 	for _, c := range owned {
 		out[c.Name] = &savedChain{}
 	}
+	// foreign are the chains in which a rule other than a jump to one of
+	// our chains has been seen so far.
+	foreign := map[string]bool{}
 	for line := range strings.Lines(save) {
 		line = strings.TrimRight(line, "\n")
 		if name, ok := strings.CutPrefix(line, ":"); ok {
@@ -479,20 +538,38 @@ func parseSave(save string, owned []Chain) map[string]*savedChain {
 		}
 		for _, c := range owned {
 			if chain == c.From && rule == c.jump() {
-				out[c.Name].jumps++
+				sc := out[c.Name]
+				if sc.jumps == 0 {
+					sc.first = !foreign[chain]
+				}
+				sc.jumps++
 			}
+		}
+		if !jumpsToOurs(rule) {
+			foreign[chain] = true
 		}
 	}
 	return out
 }
 
+// jumpsToOurs is whether rule (iptables-save form) jumps to a chain of
+// ours.
+func jumpsToOurs(rule string) bool {
+	args := splitArgs(rule)
+	i := slices.Index(args, "-j")
+	return i >= 0 && i+1 < len(args) && strings.HasPrefix(args[i+1], ChainPrefix)
+}
+
 // SyncChains makes the owned chains match want, one atomic
 // iptables-restore --noflush commit per family and table that differs: a
 // wanted chain whose rules differ is declared (which empties it) and filled
-// in the same commit, so there is no instant with a partial rule set; its jump
-// is inserted first in From if missing; an owned chain that want leaves out
-// loses its jump and goes. A table whose chains are all as wanted is not
-// written at all, so counters stay.
+// in the same commit, so there is no instant with a partial rule set; its
+// jump is inserted first in From if missing, and moved first if another
+// rule (kube-proxy's, a CNI's) has been inserted above it, so that our
+// exemptions run before their masquerade and drops (only jumps to other
+// chains of ours, ChainPrefix, may precede it); duplicate jumps go; an owned
+// chain that want leaves out loses its jump and goes. A table whose chains
+// are all as wanted is not written at all, so counters stay.
 func SyncChains(h FilterHandle, owned, want []Chain) error {
 	type tableKey struct {
 		f     Family
@@ -539,12 +616,18 @@ func SyncChains(h FilterHandle, owned, want []Chain) error {
 					fmt.Fprintf(&script, "-A %s %s\n", w.Name, r)
 				}
 			}
-			if sc.jumps == 0 {
-				fmt.Fprintf(&script, "-I %s 1 %s\n", w.From, w.jump())
+			if sc.jumps == 1 && sc.first {
+				continue
 			}
-			for j := 1; j < sc.jumps; j++ {
+			// Missing, duplicated or not first: the jumps there are go, by
+			// their spec (a rule number could name another writer's rule
+			// had it inserted one since our save), and one is inserted at
+			// 1. Both in this commit, which the kernel takes in one step:
+			// no packet sees From without the jump.
+			for range sc.jumps {
 				fmt.Fprintf(&script, "-D %s %s\n", w.From, w.jump())
 			}
+			fmt.Fprintf(&script, "-I %s 1 %s\n", w.From, w.jump())
 		}
 		if script.Len() == 0 {
 			continue
@@ -574,9 +657,12 @@ func ReadChains(h FilterHandle, owned []Chain) ([]Chain, error) {
 		for _, r := range sc.rules {
 			got.Rules = append(got.Rules, splitArgs(r))
 		}
-		if sc.jumps != 1 {
-			// Render the anomaly visibly: a State cannot hold it otherwise.
+		// Render anomalies visibly: a State cannot hold them otherwise.
+		switch {
+		case sc.jumps != 1:
 			got.Comment = fmt.Sprintf("%s (%d jumps)", c.Comment, sc.jumps)
+		case !sc.first:
+			got.Comment = c.Comment + " (not first)"
 		}
 		out = append(out, got)
 	}

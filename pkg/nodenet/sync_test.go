@@ -3,6 +3,7 @@ package nodenet_test
 import (
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -91,10 +92,10 @@ func TestSyncMakesBeforeBreaking(t *testing.T) {
 			return nodenet.SyncRoutes(k, owned, []nodenet.Route{r1b})
 		}, "route replace 10.2.0.0/16 via 192.0.2.9 dev eth0 table 151\nroute del 10.3.0.0/16 via 192.0.2.1 dev eth0 table 151"},
 		{"rules", func() error {
-			return nodenet.SyncRules(k, []int{151}, []nodenet.Rule{{Priority: 151, Dst: p("10.2.0.0/16"), Table: 151}})
+			return nodenet.SyncRules(k, nodenet.Families, []int{151}, []nodenet.Rule{{Priority: 151, Dst: p("10.2.0.0/16"), Table: 151}})
 		}, ""},
 		{"a rule's table changed", func() error {
-			return nodenet.SyncRules(k, []int{151}, []nodenet.Rule{{Priority: 151, Dst: p("10.2.0.0/16"), Table: 152}})
+			return nodenet.SyncRules(k, nodenet.Families, []int{151}, []nodenet.Rule{{Priority: 151, Dst: p("10.2.0.0/16"), Table: 152}})
 		}, "rule add 151:\tfrom all to 10.2.0.0/16 lookup 152\nrule del 151:\tfrom all to 10.2.0.0/16 lookup 151"},
 		{"addresses", func() error {
 			return nodenet.SyncAddrs(k, []string{"eth0"}, []nodenet.Addr{{Dev: "eth0", Prefix: p("192.0.2.5/24")}})
@@ -190,5 +191,151 @@ func TestApplyOrdersRoutesAroundRules(t *testing.T) {
 		"rule del 151:\tfrom all to 10.2.0.0/16 lookup 151\nroute del unreachable 10.2.0.0/16 table 151"
 	if got := strings.Join(k.Log, "\n"); got != want {
 		t.Errorf("order:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// Our jump stays first in its built-in chain: a rule inserted above it
+// (kube-proxy's, a CNI's) makes the next sync move ours back to rule 1 in
+// one commit, duplicates go, the sync after writes nothing, and another
+// writer's jump to a chain of ours may stay above it (or the two would take
+// turns forever).
+func TestSyncChainsKeepsTheJumpFirst(t *testing.T) {
+	k := &nodenettest.Kernel{}
+	c := chain("-s 10.2.0.0/16 -j ACCEPT")
+	owned := []nodenet.Chain{chain()}
+	sync := func(name string, want ...string) {
+		t.Helper()
+		k.Log = nil
+		if err := nodenet.SyncChains(k, owned, []nodenet.Chain{c}); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if got := strings.Join(k.Log, "\n"); len(want) > 0 && got != want[0] {
+			t.Errorf("%s:\n%s\nwant:\n%s", name, got, want[0])
+		}
+		k.Log = nil
+		if err := nodenet.SyncChains(k, owned, []nodenet.Chain{c}); err != nil {
+			t.Fatal(err)
+		}
+		if len(k.Log) != 0 {
+			t.Errorf("%s, again: changed %q", name, k.Log)
+		}
+		save, _ := k.Save(nodenet.IPv4, "filter")
+		if !strings.Contains(save, "-A FORWARD -m comment --comment test -j STRAIT-X\n") || strings.Count(save, "-j STRAIT-X") != 1 {
+			t.Errorf("%s: filter table:\n%s", name, save)
+		}
+	}
+	jump := "-A FORWARD -m comment --comment test -j STRAIT-X"
+	firstIn := func() string {
+		save, _ := k.Save(nodenet.IPv4, "filter")
+		for l := range strings.Lines(save) {
+			if strings.HasPrefix(l, "-A FORWARD ") {
+				return strings.TrimSpace(l)
+			}
+		}
+		return ""
+	}
+	sync("created")
+	if err := k.AddFilterRule(nodenet.IPv4, "filter", "FORWARD", "-j KUBE-FORWARD"); err != nil {
+		t.Fatal(err)
+	}
+	sync("a rule appended below ours", "")
+	if err := k.InsertFilterRule(nodenet.IPv4, "filter", "FORWARD", "-j KUBE-FORWARD"); err != nil {
+		t.Fatal(err)
+	}
+	sync("a rule inserted above ours", "restore ip filter: -D FORWARD -m comment --comment test -j STRAIT-X; -I FORWARD 1 -m comment --comment test -j STRAIT-X")
+	if got := firstIn(); got != jump {
+		t.Errorf("first rule of FORWARD: %q, want ours", got)
+	}
+	if err := k.AddFilterRule(nodenet.IPv4, "filter", "FORWARD", "-m comment --comment test -j STRAIT-X"); err != nil {
+		t.Fatal(err)
+	}
+	sync("a duplicate jump at the end", "restore ip filter: -D FORWARD -m comment --comment test -j STRAIT-X; -D FORWARD -m comment --comment test -j STRAIT-X; -I FORWARD 1 -m comment --comment test -j STRAIT-X")
+	if err := k.InsertFilterRule(nodenet.IPv4, "filter", "FORWARD", `-m comment --comment "another writer" -j STRAIT-Y`); err != nil {
+		t.Fatal(err)
+	}
+	sync("another writer's jump to a chain of ours above it", "")
+	if err := k.InsertFilterRule(nodenet.IPv4, "filter", "FORWARD", "-j CNI-FORWARD"); err != nil {
+		t.Fatal(err)
+	}
+	sync("a foreign rule above both", "restore ip filter: -D FORWARD -m comment --comment test -j STRAIT-X; -I FORWARD 1 -m comment --comment test -j STRAIT-X")
+	if got := firstIn(); got != jump {
+		t.Errorf("first rule of FORWARD: %q, want ours", got)
+	}
+}
+
+// On a node without IPv6, states whose IPv6 part is empty chains (the
+// gateway's and the route agent's with IPv4 remote subnets) apply, read back
+// and remove without touching IPv6; a state wanting IPv6 entries is refused
+// before anything changes, with an error naming every one of them.
+func TestApplyWithoutIPv6(t *testing.T) {
+	k := &nodenettest.Kernel{Absent: []nodenet.Family{nodenet.IPv6}, Devices: []string{nodenet.CableDevice}}
+	gateway := &nodenet.Applier{Kernel: k, Scope: gatewayScope()}
+	agent := &nodenet.Applier{Kernel: k, Scope: agentScope()}
+	gw := gatewayState([]string{"10.2.0.0/16"}, "10.2.255.254")
+	if err := gateway.Apply(gw); err != nil {
+		t.Fatal(err)
+	}
+	ra := nodenet.State{
+		Rules:  []nodenet.Rule{{Priority: nodenet.RemotePriority, Dst: netip.MustParsePrefix("10.2.0.0/16"), Table: nodenet.RemoteTable}},
+		Routes: []nodenet.Route{{Table: nodenet.RemoteTable, Dst: netip.MustParsePrefix("10.2.0.0/16"), Unreachable: true}},
+		Chains: chainsFor(nodenet.RouteAgentJumpComment, agentChains, []netip.Prefix{netip.MustParsePrefix("10.2.0.0/16")}, 1380),
+	}
+	if err := agent.Apply(ra); err != nil {
+		t.Fatal(err)
+	}
+	k.Log = nil
+	if err := gateway.Apply(gw); err != nil {
+		t.Fatal(err)
+	}
+	if err := agent.Apply(ra); err != nil {
+		t.Fatal(err)
+	}
+	if len(k.Log) != 0 {
+		t.Errorf("applying again changed:\n%s", strings.Join(k.Log, "\n"))
+	}
+	without6 := func(s nodenet.State) string {
+		s.Chains = slices.DeleteFunc(slices.Clone(s.Chains), func(c nodenet.Chain) bool { return c.Family == nodenet.IPv6 })
+		return s.String()
+	}
+	for _, c := range []struct {
+		a    *nodenet.Applier
+		want nodenet.State
+	}{{gateway, gw}, {agent, ra}} {
+		if got, err := c.a.Read(); err != nil {
+			t.Fatal(err)
+		} else if got.String() != without6(c.want) {
+			t.Errorf("read:\n%s\nwant:\n%s", got, without6(c.want))
+		}
+	}
+
+	k.Log = nil
+	rich := agentState(11, []string{"10.2.0.0/16", "fd02::/48"}, 1450)
+	err := agent.Apply(rich)
+	var missing *nodenet.MissingFamilyError
+	if !errors.As(err, &missing) || !slices.Equal(missing.Missing, []nodenet.Family{nodenet.IPv6}) {
+		t.Fatalf("a state wanting IPv6: %v, want a MissingFamilyError for inet6", err)
+	}
+	for _, entry := range []string{"address inet6 fd53::13/64 dev strait-overlay", "route fd02::/48 via fd53::b dev strait-overlay table 151 mtu 1420",
+		"rule -6 151:\tfrom all to fd02::/48 lookup 151", "neighbour fd53::b dev strait-overlay", "sysctl net.ipv6.conf.all.forwarding = 1",
+		"chain inet6 nat STRAIT-POSTROUTING"} {
+		if !strings.Contains(err.Error(), entry) {
+			t.Errorf("the error does not name %q: %v", entry, err)
+		}
+	}
+	if strings.Contains(err.Error(), "10.2.0.0/16") {
+		t.Errorf("the error names IPv4 entries: %v", err)
+	}
+	if len(k.Log) != 0 {
+		t.Errorf("a refused state changed:\n%s", strings.Join(k.Log, "\n"))
+	}
+
+	if err := agent.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if err := gateway.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if s := k.State(append(agentScope().Chains, gatewayScope().Chains...)); s.String() != "" {
+		t.Errorf("after Remove:\n%s", s)
 	}
 }

@@ -23,6 +23,11 @@ type Kernel struct {
 	// Devices are devices that exist without being ours (the cable device,
 	// made by its driver): addresses and neighbours may go on them.
 	Devices []string
+	// Absent are the address families the node lacks, as on a kernel booted
+	// with ipv6.disable=1: Families leaves them out, and every call of such
+	// a family fails as the kernel or ip6tables would (EAFNOSUPPORT, no
+	// /proc/sys/net/ipv6). The zero Kernel has both.
+	Absent []nodenet.Family
 
 	mu      sync.Mutex
 	s       nodenet.State
@@ -34,6 +39,36 @@ var _ nodenet.Kernel = (*Kernel)(nil)
 type table struct {
 	order  []string            // chains in creation order, built-in ones first
 	chains map[string][]string // chain -> rules, as iptables-save prints them
+}
+
+// Families returns the families not Absent, IPv4 first.
+func (k *Kernel) Families() []nodenet.Family {
+	var out []nodenet.Family
+	for _, f := range nodenet.Families {
+		if !slices.Contains(k.Absent, f) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// family fails with EAFNOSUPPORT for an Absent family.
+func (k *Kernel) family(f nodenet.Family) error {
+	if slices.Contains(k.Absent, f) {
+		return fmt.Errorf("%s: %w", f, syscall.EAFNOSUPPORT)
+	}
+	return nil
+}
+
+// sysctlFamily fails with ENOENT, as opening /proc/sys would, for a
+// setting of an Absent family.
+func (k *Kernel) sysctlFamily(key string) error {
+	if strings.HasPrefix(key, "net.ipv6.") {
+		if err := k.family(nodenet.IPv6); err != nil {
+			return fmt.Errorf("open /proc/sys/%s: %w", strings.ReplaceAll(key, ".", "/"), syscall.ENOENT)
+		}
+	}
+	return nil
 }
 
 func (k *Kernel) logf(format string, args ...any) {
@@ -67,6 +102,9 @@ func (k *Kernel) Link(name string) (nodenet.Link, bool, error) {
 func (k *Kernel) AddLink(l nodenet.Link) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if err := k.family(nodenet.FamilyOf(l.Local)); err != nil {
+		return err
+	}
 	if k.hasDev(l.Name) {
 		return syscall.EEXIST
 	}
@@ -129,6 +167,9 @@ func (k *Kernel) Addrs(dev string) ([]nodenet.Addr, error) {
 func (k *Kernel) AddAddr(a nodenet.Addr) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if err := k.family(nodenet.FamilyOf(a.Prefix.Addr())); err != nil {
+		return err
+	}
 	if err := k.dev(a.Dev); err != nil {
 		return err
 	}
@@ -171,6 +212,9 @@ func sameDst(a, b nodenet.Route) bool { return a.Table == b.Table && a.Dst == b.
 func (k *Kernel) ReplaceRoute(r nodenet.Route) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if err := k.family(r.Family()); err != nil {
+		return err
+	}
 	if r.Dev != "" {
 		if err := k.dev(r.Dev); err != nil {
 			return err
@@ -214,6 +258,9 @@ func ruleFamily(r nodenet.Rule) nodenet.Family {
 func (k *Kernel) Rules(f nodenet.Family) ([]nodenet.Rule, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if err := k.family(f); err != nil {
+		return nil, err
+	}
 	var out []nodenet.Rule
 	for _, r := range k.s.Rules {
 		if ruleFamily(r) == f {
@@ -224,11 +271,18 @@ func (k *Kernel) Rules(f nodenet.Family) ([]nodenet.Rule, error) {
 	return out, nil
 }
 
-// AddRule adds r; like the kernel, it allows duplicates.
+// AddRule adds r, or fails with EEXIST for an identical rule, as the
+// kernel does (ip rule add).
 func (k *Kernel) AddRule(r nodenet.Rule) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	r.Family = ruleFamily(r)
+	if err := k.family(r.Family); err != nil {
+		return err
+	}
+	if slices.Contains(k.s.Rules, r) {
+		return syscall.EEXIST
+	}
 	k.s.Rules = append(k.s.Rules, r)
 	k.logf("rule add %s", r)
 	return nil
@@ -268,6 +322,9 @@ func (k *Kernel) Neighs(dev string) ([]nodenet.Neigh, error) {
 func (k *Kernel) SetNeigh(n nodenet.Neigh) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if err := k.family(nodenet.FamilyOf(n.IP)); err != nil {
+		return err
+	}
 	if err := k.dev(n.Dev); err != nil {
 		return err
 	}
@@ -306,15 +363,19 @@ func (k *Kernel) FDB(dev string) ([]nodenet.FDBEntry, error) {
 	return out, nil
 }
 
-// AppendFDB adds e, or fails with EEXIST.
+// AppendFDB adds e; an existing e stays, without an error, as with the
+// kernel (bridge fdb append).
 func (k *Kernel) AppendFDB(e nodenet.FDBEntry) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if err := k.family(nodenet.FamilyOf(e.Dst)); err != nil {
+		return err
+	}
 	if err := k.dev(e.Dev); err != nil {
 		return err
 	}
 	if slices.Contains(k.s.FDB, e) {
-		return syscall.EEXIST
+		return nil
 	}
 	k.s.FDB = append(k.s.FDB, e)
 	k.logf("fdb append %s", e)
@@ -338,6 +399,9 @@ func (k *Kernel) DelFDB(e nodenet.FDBEntry) error {
 func (k *Kernel) GetSysctl(key string) (string, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if err := k.sysctlFamily(key); err != nil {
+		return "", err
+	}
 	for _, s := range k.s.Sysctls {
 		if s.Key == key {
 			return s.Value, nil
@@ -350,6 +414,9 @@ func (k *Kernel) GetSysctl(key string) (string, error) {
 func (k *Kernel) SetSysctl(key, value string) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if err := k.sysctlFamily(key); err != nil {
+		return err
+	}
 	k.s.Sysctls = slices.DeleteFunc(k.s.Sysctls, func(s nodenet.Sysctl) bool { return s.Key == key })
 	k.s.Sysctls = append(k.s.Sysctls, nodenet.Sysctl{Key: key, Value: value})
 	k.logf("sysctl %s=%s", key, value)
@@ -364,6 +431,9 @@ var builtin = map[string][]string{
 }
 
 func (k *Kernel) table(f nodenet.Family, name string) (*table, error) {
+	if err := k.family(f); err != nil {
+		return nil, fmt.Errorf("can't initialize %s %s table: %w", f, name, err)
+	}
 	bi, ok := builtin[name]
 	if !ok {
 		return nil, fmt.Errorf("table %s does not exist", name)
@@ -394,6 +464,23 @@ func (k *Kernel) AddFilterRule(f nodenet.Family, tbl, chain, rule string) error 
 		t.order = append(t.order, chain)
 	}
 	t.chains[chain] = append(t.chains[chain], rule)
+	return nil
+}
+
+// InsertFilterRule inserts rule (iptables-save form) first in an existing
+// chain, as kube-proxy or a CNI inserting its jump above ours would. It is
+// not logged.
+func (k *Kernel) InsertFilterRule(f nodenet.Family, tbl, chain, rule string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	t, err := k.table(f, tbl)
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(t.order, chain) {
+		return fmt.Errorf("chain %s does not exist", chain)
+	}
+	t.chains[chain] = slices.Insert(t.chains[chain], 0, rule)
 	return nil
 }
 
@@ -503,12 +590,13 @@ func (k *Kernel) Restore(f nodenet.Family, script string) error {
 	return nil
 }
 
-// State returns what the fake holds (chains are read through the owned
-// chains of sc, as nodenet.Applier.Read does).
+// State returns what the fake holds, its chains read through owned less
+// those of an Absent family, as nodenet.Applier.Read reads them.
 func (k *Kernel) State(owned []nodenet.Chain) nodenet.State {
 	k.mu.Lock()
 	s := nodenet.Merge(k.s)
 	k.mu.Unlock()
+	owned = slices.DeleteFunc(slices.Clone(owned), func(c nodenet.Chain) bool { return slices.Contains(k.Absent, c.Family) })
 	cs, err := nodenet.ReadChains(k, owned)
 	if err != nil {
 		panic(err) // the fake's own Save does not fail for known tables
