@@ -17,6 +17,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -425,10 +426,10 @@ func restartPod(t *testing.T, cluster, component, node string) string {
 }
 
 // gatewayRestarts restarts the standby gateway and then the active one,
-// restarts times each. The active gateway's clean stop hands the role to
-// the standby; the test then fails back (a clean restart of the new active)
-// so that every node has its original role, and every node of both
-// clusters must then be as in orig.
+// restarts times each. The active gateway's clean stop may hand the role
+// to the standby; the test then fails back (failBack) so that every node
+// has its original role, and every node of both clusters must then be as
+// in orig.
 func gatewayRestarts(t *testing.T, a, b placement, orig nodeStates) {
 	standby := otherGateway(a.cluster, a.gwNode)
 	for round := 1; round <= restarts; round++ {
@@ -452,8 +453,12 @@ func otherGateway(cluster, node string) string {
 }
 
 // failBack waits for a's gateways to settle, and when the active role is
-// no longer on a.gwNode, gives it back with a clean restart of the gateway
-// that holds it (a clean stop releases the Lease to the standby).
+// no longer on a.gwNode, gives it back. A restart of the active gateway
+// does not do that reliably: its clean stop frees the Lease, but its new
+// pod may take it again before the standby does. So the node holding the
+// role leaves the gateway set for a moment (its gateway pod goes, freeing
+// the Lease, and a.gwNode is the only candidate), then comes back, and its
+// new gateway starts as the standby.
 func failBack(t *testing.T, a, b placement) {
 	t.Helper()
 	var now string
@@ -464,9 +469,30 @@ func failBack(t *testing.T, a, b placement) {
 	if now != a.gwNode {
 		settle(t, a, b, now)
 		t.Logf("the active role moved to %s; failing back to %s", now, a.gwNode)
-		restartPod(t, a.cluster, "gateway", now)
+		setGatewayLabel(t, a.cluster, now, false)
+		t.Cleanup(func() { setGatewayLabel(t, a.cluster, now, true) })
+		cs := kubeClient(t, a.cluster)
+		waitFor(t, 90*time.Second, a.gwNode+" to take over from "+now+", out of the gateway set", func(ctx context.Context) (bool, error) {
+			pods, err := cs.CoreV1().Pods(v1.ComponentNamespace).List(ctx, metav1.ListOptions{
+				LabelSelector: "app.kubernetes.io/component=gateway", FieldSelector: "spec.nodeName=" + now})
+			return err == nil && len(pods.Items) == 0 && holder(t, a.cluster) == a.gwNode, nil
+		})
+		setGatewayLabel(t, a.cluster, now, true)
 	}
 	settle(t, a, b, a.gwNode)
+}
+
+// setGatewayLabel puts a node in the gateway set or takes it out, as
+// "straitctl join --gateway-nodes" labels it.
+func setGatewayLabel(t *testing.T, cluster, node string, on bool) {
+	t.Helper()
+	patch := []byte(`{"metadata":{"labels":{"strait.dev/gateway":null}}}`)
+	if on {
+		patch = []byte(`{"metadata":{"labels":{"strait.dev/gateway":"true"}}}`)
+	}
+	if _, err := kubeClient(t, cluster).CoreV1().Nodes().Patch(context.Background(), node, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatalf("label %s as a gateway (%v): %v", node, on, err)
+	}
 }
 
 // settle waits until active holds a's gateway Lease and says so in its
