@@ -116,12 +116,13 @@ verify: ## Fail if generated files are stale or were edited by hand.
 	@hack/verify-generated.sh
 
 .PHONY: lint
-lint: ## gofmt, go vet and staticcheck.
+lint: ## gofmt, go vet, staticcheck and the import rules (hack/check-imports.sh).
 	@unformatted=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed on:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	cd test/kube && $(GO) vet ./etcd
 	$(STATICCHECK) ./...
+	@hack/check-imports.sh
 
 .PHONY: clean
 clean: ## Remove build output (including the cached Kubernetes binaries).

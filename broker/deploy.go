@@ -11,14 +11,16 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"strait.dev/strait/deploy/crds"
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
+	"strait.dev/strait/pkg/kubeapply"
+	"strait.dev/strait/pkg/scheme"
 )
 
 const (
@@ -57,9 +59,19 @@ type DeployOptions struct {
 	GlobalnetCIDR netip.Prefix
 }
 
-// Deploy installs a broker: the CRDs, the namespace, the Roles for the
-// enroller and members, the isolation policy, and returns the join file's
-// contents with a fresh enrolment token. It is idempotent.
+// Deploy installs a broker in the cluster behind cfg and returns the join
+// file's contents (Info) with a fresh enrolment token.
+//
+// It server-side applies, as kubeapply.FieldManagerCLI and in this order:
+// Strait's CRDs (waiting until they are served), the broker namespace, the
+// Role every member is bound to (strait-member), the enroller's Role,
+// ServiceAccount and RoleBinding (strait-enroller), and the member isolation
+// ValidatingAdmissionPolicy with its binding. Then it requests a token for the
+// enroller. It is idempotent: deploying again changes no object and only
+// mints another enrolment token.
+//
+// Errors wrap the apiserver's (apierrors.IsForbidden and friends see through
+// them), or the reading of cfg's CA file.
 func Deploy(ctx context.Context, cfg *rest.Config, opts DeployOptions) (*Info, error) {
 	if opts.Namespace == "" {
 		opts.Namespace = v1.BrokerNamespace
@@ -69,15 +81,42 @@ func Deploy(ctx context.Context, cfg *rest.Config, opts DeployOptions) (*Info, e
 	}
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
+		return nil, fmt.Errorf("broker cluster client: %w", err)
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
+	if err != nil {
+		return nil, fmt.Errorf("broker cluster client: %w", err)
+	}
+	all, err := crds.All()
+	if err != nil {
 		return nil, err
 	}
-	if err := crds.Install(ctx, cfg); err != nil {
+	if err := kubeapply.ApplyCRDs(ctx, c, all, kubeapply.FieldManagerCLI); err != nil {
 		return nil, err
 	}
-	ns := opts.Namespace
-	if err := apply(ctx, cs.CoreV1().Namespaces(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"app.kubernetes.io/part-of": "strait"}}}); err != nil {
+	if err := kubeapply.All(ctx, c, brokerObjects(opts.Namespace), kubeapply.FieldManagerCLI); err != nil {
 		return nil, err
 	}
+	token, err := requestToken(ctx, cs, opts.Namespace, EnrollerName)
+	if err != nil {
+		return nil, err
+	}
+	ca := cfg.CAData
+	if len(ca) == 0 && cfg.CAFile != "" {
+		if ca, err = os.ReadFile(cfg.CAFile); err != nil {
+			return nil, fmt.Errorf("read the broker's CA: %w", err)
+		}
+	}
+	info := &Info{APIServer: opts.APIServer, CABundle: ca, Namespace: opts.Namespace, Token: token}
+	if opts.GlobalnetCIDR.IsValid() {
+		info.GlobalnetCIDR = opts.GlobalnetCIDR.Masked().String()
+	}
+	return info, nil
+}
+
+// brokerObjects are the objects of a broker in namespace ns, in the order
+// they are applied: the namespace first.
+func brokerObjects(ns string) []client.Object {
 	var memberRules []rbacv1.PolicyRule
 	for _, r := range SyncedResources {
 		memberRules = append(memberRules, rbacv1.PolicyRule{
@@ -85,53 +124,31 @@ func Deploy(ctx context.Context, cfg *rest.Config, opts DeployOptions) (*Info, e
 			Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"},
 		})
 	}
-	if err := apply(ctx, cs.RbacV1().Roles(ns), &rbacv1.Role{ObjectMeta: meta(MemberRoleName, ns), Rules: memberRules}); err != nil {
-		return nil, err
-	}
 	// The enroller makes and removes members: their service accounts, tokens
 	// and bindings. RBAC lets it bind the member Role only because it holds
-	// every permission in it (and "bind" on it by name, said outright).
+	// every permission in it (and "bind" on it by name, said outright). It
+	// writes with server-side apply, which needs "patch" (and "create" for a
+	// new object).
 	enrollerRules := append([]rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"serviceaccounts"}, Verbs: []string{"get", "list", "create", "update", "patch", "delete"}},
 		{APIGroups: []string{""}, Resources: []string{"serviceaccounts/token"}, Verbs: []string{"create"}},
 		{APIGroups: []string{"rbac.authorization.k8s.io"}, Resources: []string{"roles", "rolebindings"}, Verbs: []string{"get", "list", "create", "update", "patch", "delete"}},
 		{APIGroups: []string{"rbac.authorization.k8s.io"}, Resources: []string{"roles"}, Verbs: []string{"bind", "escalate"}},
 	}, memberRules...)
-	if err := apply(ctx, cs.RbacV1().Roles(ns), &rbacv1.Role{ObjectMeta: meta(EnrollerName, ns), Rules: enrollerRules}); err != nil {
-		return nil, err
-	}
-	if err := apply(ctx, cs.CoreV1().ServiceAccounts(ns), &corev1.ServiceAccount{ObjectMeta: meta(EnrollerName, ns)}); err != nil {
-		return nil, err
-	}
-	if err := apply(ctx, cs.RbacV1().RoleBindings(ns), &rbacv1.RoleBinding{
-		ObjectMeta: meta(EnrollerName, ns),
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: EnrollerName},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: EnrollerName, Namespace: ns}},
-	}); err != nil {
-		return nil, err
-	}
 	policy, binding := isolationPolicy(ns)
-	if err := apply(ctx, cs.AdmissionregistrationV1().ValidatingAdmissionPolicies(), policy); err != nil {
-		return nil, err
+	return []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"app.kubernetes.io/part-of": "strait"}}},
+		&rbacv1.Role{ObjectMeta: meta(MemberRoleName, ns), Rules: memberRules},
+		&rbacv1.Role{ObjectMeta: meta(EnrollerName, ns), Rules: enrollerRules},
+		&corev1.ServiceAccount{ObjectMeta: meta(EnrollerName, ns)},
+		&rbacv1.RoleBinding{
+			ObjectMeta: meta(EnrollerName, ns),
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: EnrollerName},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: EnrollerName, Namespace: ns}},
+		},
+		policy,
+		binding,
 	}
-	if err := apply(ctx, cs.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings(), binding); err != nil {
-		return nil, err
-	}
-	token, err := requestToken(ctx, cs, ns, EnrollerName)
-	if err != nil {
-		return nil, err
-	}
-	ca := cfg.CAData
-	if len(ca) == 0 && cfg.CAFile != "" {
-		if ca, err = os.ReadFile(cfg.CAFile); err != nil {
-			return nil, err
-		}
-	}
-	info := &Info{APIServer: opts.APIServer, CABundle: ca, Namespace: ns, Token: token}
-	if opts.GlobalnetCIDR.IsValid() {
-		info.GlobalnetCIDR = opts.GlobalnetCIDR.Masked().String()
-	}
-	return info, nil
 }
 
 // PolicyName is the name of the isolation policy of a broker namespace.
@@ -202,10 +219,15 @@ func isolationPolicy(ns string) (*admissionv1.ValidatingAdmissionPolicy, *admiss
 	return policy, binding
 }
 
+// meta is the metadata of a broker object: its name, its namespace and
+// Strait's part-of label.
 func meta(name, ns string) metav1.ObjectMeta {
 	return metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app.kubernetes.io/part-of": "strait"}}
 }
 
+// requestToken requests a token for the service account ns/sa through the
+// TokenRequest API, valid for credentialLifetime (or less, as the apiserver
+// decides).
 func requestToken(ctx context.Context, cs kubernetes.Interface, ns, sa string) (string, error) {
 	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
 		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(credentialLifetime.Seconds()))},
@@ -216,31 +238,11 @@ func requestToken(ctx context.Context, cs kubernetes.Interface, ns, sa string) (
 	return tr.Status.Token, nil
 }
 
-// object is what apply needs of a typed object.
-type object interface {
-	metav1.Object
-	comparable
-}
-
-// typedClient is the subset of a typed client-go client apply uses.
-type typedClient[T any] interface {
-	Create(context.Context, T, metav1.CreateOptions) (T, error)
-	Update(context.Context, T, metav1.UpdateOptions) (T, error)
-	Get(context.Context, string, metav1.GetOptions) (T, error)
-}
-
-// apply creates obj, or updates the existing object to it.
-func apply[T object](ctx context.Context, c typedClient[T], obj T) error {
-	_, err := c.Create(ctx, obj, metav1.CreateOptions{})
-	if apierrors.IsAlreadyExists(err) {
-		var cur T
-		if cur, err = c.Get(ctx, obj.GetName(), metav1.GetOptions{}); err == nil {
-			obj.SetResourceVersion(cur.GetResourceVersion())
-			_, err = c.Update(ctx, obj, metav1.UpdateOptions{})
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("apply %s: %w", obj.GetName(), err)
-	}
-	return nil
+// apply server-side applies obj through the typed client c as
+// kubeapply.FieldManagerCLI (kubeapply.ApplyTyped). Enroll writes with the
+// enroller's credential, which it holds as a clientset. Errors wrap the
+// apiserver's.
+func apply[T client.Object](ctx context.Context, c kubeapply.Patcher[T], obj T) error {
+	_, err := kubeapply.ApplyTyped(ctx, c, obj, kubeapply.FieldManagerCLI)
+	return err
 }

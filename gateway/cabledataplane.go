@@ -5,17 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
-	"time"
+	"sync"
 
 	"github.com/vishvananda/netlink"
 
 	"strait.dev/strait/gateway/cable"
 	_ "strait.dev/strait/gateway/cable/vxlan"     // registers the vxlan driver
 	_ "strait.dev/strait/gateway/cable/wireguard" // registers the wireguard driver
-	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
-	"strait.dev/strait/pkg/iptchain"
+	"strait.dev/strait/pkg/cabledriver"
 	"strait.dev/strait/pkg/mtu"
 )
 
@@ -27,164 +25,161 @@ const (
 	// RulePriority is the priority of the rules that send remote subnets to
 	// RouteTable: before the main table (32766), after the local one (0).
 	RulePriority = 150
-	// natChain exempts cross-cluster traffic from the node's masquerade: it
-	// is jumped to first from nat POSTROUTING and accepts (ends NAT for)
-	// packets to remote subnets.
-	natChain = "STRAIT-GW-POSTROUTING"
-	// natKeepalive holds a NAT mapping open; 25 s is WireGuard's usual.
-	natKeepalive = 25 * time.Second
+	// defaultUnderlayMTU is Ethernet's.
+	defaultUnderlayMTU = 1500
 )
 
-// CableDataplane builds the cables with a registered cable driver and routes
-// the remote subnets into them.
+// NodeSlice is the gateway's share of the node state around the cable
+// device: a rule per remote subnet into the cable's table, the masquerade
+// exemption, the health-check addresses on the device (nodestate.go).
+type NodeSlice interface {
+	// Apply makes that share match; the cable device must exist.
+	Apply(remoteSubnets []netip.Prefix, healthCheckIPs []netip.Addr) error
+	// Remove takes it away (the device's own addresses go with the device).
+	Remove() error
+}
+
+// Links is the part of netlink Close uses to remove a device a killed
+// predecessor left. *netlink.Handle implements it; cabletest.Netlink is its
+// fake.
+type Links interface {
+	LinkByName(name string) (netlink.Link, error)
+	LinkDel(link netlink.Link) error
+}
+
+var _ Links = (*netlink.Handle)(nil)
+
+// kernelNodeSlice is the node's real state.
+type kernelNodeSlice struct{}
+
+func (kernelNodeSlice) Apply(s []netip.Prefix, h []netip.Addr) error {
+	return applyGatewaySlice(s, h)
+}
+func (kernelNodeSlice) Remove() error { return removeGatewaySlice() }
+
+// CableDataplane builds the cable with a registered cable driver and keeps
+// the node state around it. Its zero value, with UnderlayMTU, is the real
+// thing; the other fields are seams for tests.
 type CableDataplane struct {
-	// UnderlayMTU is the MTU of the node's network (default 1500).
+	// UnderlayMTU is the MTU of the node's network, in bytes (default 1500).
 	UnderlayMTU int
 	Log         *slog.Logger
+	// Interface and Table are the device name and route table the driver
+	// is opened with (defaults CableInterface and RouteTable).
+	Interface string
+	Table     int
+	// Open opens a driver (default cable.Open, the registry).
+	Open func(ctx context.Context, name string, cfg cable.Config) (cable.Driver, error)
+	// Node is the node state around the cable (default the kernel's).
+	Node NodeSlice
+	// Links removes a predecessor's device (default the current namespace).
+	Links Links
 
+	mu     sync.Mutex
 	driver cable.Driver
+	name   string       // the open driver's name
+	cfg    cable.Config // and what it was opened or reconfigured with
 }
 
 var _ Dataplane = (*CableDataplane)(nil)
 
-// Set opens the driver on first use, gives it the peers, and keeps the
-// routing rules and masquerade exemption for their subnets.
-func (d *CableDataplane) Set(ctx context.Context, local Local, remotes []v1.Endpoint) error {
+func (d *CableDataplane) defaults() {
 	if d.Log == nil {
 		d.Log = slog.Default()
 	}
-	if d.driver == nil {
-		if err := d.open(ctx, local); err != nil {
-			return err
-		}
+	if d.UnderlayMTU == 0 {
+		d.UnderlayMTU = defaultUnderlayMTU
 	}
-	var peers []cable.Peer
-	var subnets []netip.Prefix
-	for _, r := range remotes {
-		p, err := peerFor(local.Spec, r, local.Reach[r.Name])
-		if err != nil {
-			d.Log.Warn("skipping remote endpoint", "endpoint", r.Name, "err", err)
-			continue
-		}
-		peers = append(peers, p)
-		subnets = append(subnets, p.Subnets...)
+	if d.Interface == "" {
+		d.Interface = CableInterface
 	}
-	if err := d.driver.Set(ctx, peers); err != nil {
-		return err
+	if d.Table == 0 {
+		d.Table = RouteTable
 	}
-	if err := setRules(subnets); err != nil {
-		return err
+	if d.Open == nil {
+		d.Open = cable.Open
 	}
-	if err := setNATExemption(subnets); err != nil {
-		return err
+	if d.Node == nil {
+		d.Node = kernelNodeSlice{}
 	}
-	return nil
+	if d.Links == nil {
+		d.Links = &netlink.Handle{}
+	}
 }
 
-func (d *CableDataplane) open(ctx context.Context, local Local) error {
-	underlay := d.UnderlayMTU
-	if underlay == 0 {
-		underlay = 1500
+// Set opens the driver on first use; when the state's driver or settings
+// differ from those the open driver has, it reconfigures it in place where
+// the driver can (make before break) and else closes and reopens it; then
+// it gives the driver the peers and applies the node state around it.
+func (d *CableDataplane) Set(ctx context.Context, s CableState) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.defaults()
+	desc, err := cabledriver.Get(s.Driver)
+	if err != nil {
+		return err
 	}
-	cfg := cable.Config{Interface: CableInterface, PrivateKey: local.PrivateKey}
-	switch local.Spec.CableDriver {
-	case v1.CableDriverWireGuard:
-		if local.Spec.WireGuard == nil {
-			return errors.New("local endpoint has no WireGuard configuration")
-		}
-		cfg.ListenPort = int(local.Spec.WireGuard.Port)
-	case v1.CableDriverVXLAN:
-		if local.Spec.VXLAN == nil {
-			return errors.New("local endpoint has no VXLAN configuration")
-		}
-		cfg.ListenPort, cfg.VNI = int(local.Spec.VXLAN.Port), int(local.Spec.VXLAN.VNI)
-	default:
-		return fmt.Errorf("cable driver %q is not available yet (have %v)", local.Spec.CableDriver, cable.Names())
+	if err := desc.Validate(s.Settings); err != nil {
+		return fmt.Errorf("cable settings: %w", err)
 	}
 	// Sized for an IPv6 outer header, so the MTU fits either family.
-	cfg.MTU = mtu.Cable(string(local.Spec.CableDriver), underlay)
-	drv, err := cable.Open(ctx, string(local.Spec.CableDriver), cfg)
-	if err != nil {
+	cfg := cable.ConfigFor(d.Interface, mtu.Cable(string(s.Driver), d.UnderlayMTU), d.Table, s.Settings)
+	if err := d.ensureDriver(ctx, string(s.Driver), cfg); err != nil {
 		return err
 	}
-	d.driver = drv
-	// The health-check addresses live on the cable device, so that probes
-	// leave and arrive through it.
-	link, err := netlink.LinkByName(CableInterface)
-	if err != nil {
+	if err := d.driver.Set(ctx, s.Peers); err != nil {
 		return err
 	}
-	for _, a := range local.HealthCheckIPs {
-		bits := a.BitLen()
-		addr := &netlink.Addr{IPNet: &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(bits, bits)}}
-		if err := netlink.AddrReplace(link, addr); err != nil {
-			return fmt.Errorf("health-check address %s: %w", a, err)
+	return d.Node.Apply(s.RemoteSubnets, s.HealthCheckIPs)
+}
+
+// ensureDriver makes the open driver the named one with cfg.
+func (d *CableDataplane) ensureDriver(ctx context.Context, name string, cfg cable.Config) error {
+	if d.driver != nil && d.name == name {
+		if d.cfg == cfg {
+			return nil
+		}
+		if r, ok := d.driver.(cable.Reconfigurer); ok {
+			err := r.Reconfigure(ctx, cfg)
+			if err == nil {
+				d.Log.Info("cable settings changed; driver reconfigured in place", settingsChange(d.cfg, cfg)...)
+				d.cfg = cfg
+				return nil
+			}
+			if !errors.Is(err, cable.ErrReopen) {
+				return err
+			}
 		}
 	}
+	if d.driver != nil {
+		d.Log.Info("cable driver or settings changed; reopening the driver",
+			append([]any{"from", d.name, "to", name}, settingsChange(d.cfg, cfg)...)...)
+		err := d.driver.Close()
+		d.driver = nil
+		if err != nil {
+			return fmt.Errorf("close %s cable: %w", d.name, err)
+		}
+	}
+	drv, err := d.Open(ctx, name, cfg)
+	if err != nil {
+		return fmt.Errorf("open %s cable: %w", name, err)
+	}
+	d.driver, d.name, d.cfg = drv, name, cfg
 	return nil
 }
 
-// peerFor turns a remote Endpoint into a cable peer, reached at addr (NAT
-// discovery's choice) or, without one, at its public address. Keepalives run
-// when either side sits behind NAT, so that the side behind it opens the path
-// and keeps the mapping.
-func peerFor(local v1.EndpointSpec, r v1.Endpoint, addr netip.Addr) (cable.Peer, error) {
-	if r.Spec.CableDriver != local.CableDriver {
-		return cable.Peer{}, fmt.Errorf("it uses %s, this gateway %s", r.Spec.CableDriver, local.CableDriver)
-	}
-	if !addr.IsValid() {
-		var err error
-		if addr, err = reachAddress(r.Spec); err != nil {
-			return cable.Peer{}, err
-		}
-	}
-	p := cable.Peer{Name: r.Name}
-	for _, s := range r.Spec.Subnets {
-		pfx, err := netip.ParsePrefix(string(s))
-		if err != nil {
-			return cable.Peer{}, err
-		}
-		p.Subnets = append(p.Subnets, pfx)
-	}
-	switch r.Spec.CableDriver {
-	case v1.CableDriverWireGuard:
-		if r.Spec.WireGuard == nil {
-			return cable.Peer{}, errors.New("no WireGuard configuration")
-		}
-		p.PublicKey = r.Spec.WireGuard.PublicKey
-		p.Endpoint = netip.AddrPortFrom(addr, uint16(r.Spec.WireGuard.Port))
-	case v1.CableDriverVXLAN:
-		if r.Spec.VXLAN == nil {
-			return cable.Peer{}, errors.New("no VXLAN configuration")
-		}
-		if local.VXLAN != nil && r.Spec.VXLAN.VNI != local.VXLAN.VNI {
-			return cable.Peer{}, fmt.Errorf("VNI %d differs from this gateway's %d", r.Spec.VXLAN.VNI, local.VXLAN.VNI)
-		}
-		p.Endpoint = netip.AddrPortFrom(addr, uint16(r.Spec.VXLAN.Port))
-	}
-	if behindNAT(local) || behindNAT(r.Spec) {
-		p.Keepalive = natKeepalive
-	}
-	return p, nil
+// settingsChange is the log fields of a change of cable.Config, without
+// key material.
+func settingsChange(from, to cable.Config) []any {
+	return []any{"port", to.ListenPort, "previousPort", from.ListenPort, "vni", to.VNI, "mtu", to.MTU,
+		"keyChanged", from.PrivateKey != to.PrivateKey}
 }
 
-func reachAddress(e v1.EndpointSpec) (netip.Addr, error) {
-	ips := e.PublicIPs
-	if len(ips) == 0 {
-		ips = e.PrivateIPs
-	}
-	if len(ips) == 0 {
-		return netip.Addr{}, errors.New("no address")
-	}
-	return netip.ParseAddr(string(ips[0]))
-}
-
-// behindNAT: the gateway published that its public address is not one of
-// its own (NATTraversal).
-func behindNAT(e v1.EndpointSpec) bool { return e.NATTraversal }
-
-// Traffic returns the cable's per-peer counters, when the driver keeps them.
+// Traffic returns the cable's per-peer counters, by peer name, when the
+// driver keeps them; nil otherwise. Safe to call from a scrape.
 func (d *CableDataplane) Traffic() map[string]cable.Traffic {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if tc, ok := d.driver.(cable.TrafficCounter); ok {
 		if t, err := tc.Traffic(); err == nil {
 			return t
@@ -193,24 +188,22 @@ func (d *CableDataplane) Traffic() map[string]cable.Traffic {
 	return nil
 }
 
-// Close removes the device, the rules and the chain.
+// Close removes the device (the open driver's, or one a killed predecessor
+// left under the same name) and the node state around it.
 func (d *CableDataplane) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.defaults()
 	var errs []error
 	if d.driver != nil {
 		errs = append(errs, d.driver.Close())
 		d.driver = nil
-	} else if l, err := netlink.LinkByName(CableInterface); err == nil {
+	} else if l, err := d.Links.LinkByName(d.Interface); err == nil {
 		// Left by a predecessor that was killed.
-		errs = append(errs, netlink.LinkDel(l))
-	}
-	errs = append(errs, setRules(nil))
-	for _, v6 := range []bool{false, true} {
-		ipt, err := newIPTables(v6)
-		if err != nil {
-			errs = append(errs, err)
-			continue
+		if err := d.Links.LinkDel(l); err != nil {
+			errs = append(errs, fmt.Errorf("remove %s: %w", d.Interface, err))
 		}
-		errs = append(errs, iptchain.Remove(ipt, natExemption(nil, v6)))
 	}
+	errs = append(errs, d.Node.Remove())
 	return errors.Join(errs...)
 }

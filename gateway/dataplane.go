@@ -3,58 +3,66 @@ package gateway
 import (
 	"context"
 	"log/slog"
-	"net/netip"
-
-	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
+	"sync"
 )
 
 // Dataplane is the seam between the gateway's control plane and its cable
-// drivers: the engine calls Set with the local endpoint and the complete,
-// desired set of remote endpoints whenever that set changes, and may call it
-// again with the same input at any time.
+// drivers: the engine calls Set with the desired cable state (a plain value,
+// no API object) whenever it changes, and may call it again with the same
+// value at any time; Set makes the node match it.
 type Dataplane interface {
-	Set(ctx context.Context, local Local, remotes []v1.Endpoint) error
-	// Close removes everything the data plane made on the node.
+	// Set opens, reconfigures or reopens the driver as the state's driver
+	// and settings say, gives it the peers and keeps the node state around
+	// the cable (rules, masquerade exemption, health-check addresses).
+	Set(ctx context.Context, s CableState) error
+	// Close removes everything the data plane made on the node, or that a
+	// killed predecessor on this node left; it is safe to call at any time.
 	Close() error
 }
 
-// Local is the local gateway as the data plane needs it.
-type Local struct {
-	Spec v1.EndpointSpec
-	// PrivateKey is the node's WireGuard private key (wireguard only). It is
-	// kept out of logs and out of the Endpoint.
-	PrivateKey string
-	// HealthCheckIPs are the addresses remote gateways probe; the data plane
-	// puts them on the cable device.
-	HealthCheckIPs []netip.Addr
-	// Reach is the address NAT discovery chose for each remote endpoint, by
-	// name; a remote without one is reached at its public address.
-	Reach map[string]netip.Addr
-}
-
 // ObserverDataplane builds no tunnel: it records and logs the desired state.
-// It is what runs until a cable driver is chosen with --dataplane, and what
-// control-plane tests use to see what the engine asked for.
+// It is what runs with --dataplane=observe, and what control-plane tests use
+// to see what the engine asked for.
 type ObserverDataplane struct {
 	Log *slog.Logger
-	// Last is the most recent remote set.
-	Last []v1.Endpoint
+
+	mu     sync.Mutex
+	last   CableState
+	sets   int
+	closes int
 }
 
 var _ Dataplane = (*ObserverDataplane)(nil)
 
-// Set records the remote set.
-func (d *ObserverDataplane) Set(_ context.Context, _ Local, remotes []v1.Endpoint) error {
-	d.Last = remotes
-	names := make([]string, len(remotes))
-	for i, r := range remotes {
-		names[i] = r.Name
-	}
+// Set records s.
+func (d *ObserverDataplane) Set(_ context.Context, s CableState) error {
+	d.mu.Lock()
+	d.last = s
+	d.sets++
+	d.mu.Unlock()
 	if d.Log != nil {
-		d.Log.Info("desired remote endpoints", "endpoints", names)
+		names := make([]string, len(s.Peers))
+		for i, p := range s.Peers {
+			names[i] = p.Name
+		}
+		d.Log.Info("desired cable state", "driver", s.Driver, "peers", names, "subnets", len(s.RemoteSubnets))
 	}
 	return nil
 }
 
-// Close does nothing: the observer made nothing.
-func (d *ObserverDataplane) Close() error { return nil }
+// Close records that the data plane was cleared; the observer made nothing.
+func (d *ObserverDataplane) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.last = CableState{}
+	d.closes++
+	return nil
+}
+
+// Last returns the most recent state Set was given, the zero CableState
+// after a Close, and how many Set and Close calls there were.
+func (d *ObserverDataplane) Last() (s CableState, sets, closes int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.last, d.sets, d.closes
+}

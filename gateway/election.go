@@ -5,20 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/netip"
-	"sync"
 	"time"
 
-	coordinationv1 "k8s.io/api/coordination/v1"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/utils/ptr"
-
-	"strait.dev/strait/gateway/health"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/utils/clock"
 )
+
+// releaseTimeout bounds the release of the Lease on a clean stop. The
+// process is going away: if the apiserver does not answer within this, the
+// standbys take the Lease through heartbeats or expiry instead.
+const releaseTimeout = 5 * time.Second
 
 // elector decides which gateway of a cluster is active. The Lease in the
 // apiserver is the only authority: a gateway becomes active only by writing
@@ -33,6 +32,14 @@ import (
 // active gateway and the apiserver, changes nothing and makes no second
 // active gateway; it only delays a takeover should the active gateway also
 // die meanwhile. See docs/gateway-failover.md.
+//
+// The Lease plumbing is client-go's resourcelock.LeaseLock; the policy above
+// is ours, which is why this is not client-go's LeaderElector: that one lets
+// a leader that cannot renew step down, takes every expired Lease, and knows
+// no heartbeats.
+//
+// acquire and hold run one at a time; after hold returns, acquire may be
+// called again on the same elector (the engine's standby loop).
 type elector struct {
 	kube      kubernetes.Interface
 	namespace string
@@ -41,130 +48,192 @@ type elector struct {
 	heartbeatPort     int
 	heartbeatInterval time.Duration
 	heartbeatFailures int
-	// standby runs once when another gateway is seen holding the Lease: it
-	// removes what a predecessor on this node may have left (a kill -9
-	// leaves a kernel device and its rules behind).
+	// standby runs once per acquire when another gateway is seen holding
+	// the Lease: it removes what a predecessor on this node may have left (a
+	// kill -9 leaves a kernel device and its rules behind).
 	standby func()
 	log     *slog.Logger
 
-	observedRV   string
-	observedTime time.Time
+	// The seams below let tests run the policy on fakes; the zero value of
+	// each is the real thing.
+
+	// lock reads and writes the Lease. nil: a resourcelock.LeaseLock on
+	// namespace/LeaseName through kube. Its Update sends the resourceVersion
+	// of its last Get, so of two gateways writing after the same read, one
+	// gets a Conflict.
+	lock resourcelock.Interface
+	// heartbeats starts the heartbeats of one acquire. nil: UDP probes
+	// through gateway/health to the holder node's InternalIP.
+	heartbeats func() heartbeater
+	// clock times retries, request deadlines and the Lease's expiry. nil:
+	// the real clock.
+	clock clock.WithDelayedExecution
+
+	// observed is the Lease record as this gateway last saw it change, and
+	// observedAt when, on this gateway's clock. A Lease expires when it has
+	// not changed for leaseDuration as this gateway sees it, whatever the
+	// holder's clock wrote into RenewTime: the gateways' clocks need not
+	// agree.
+	observed   *resourcelock.LeaderElectionRecord
+	observedAt time.Time
 }
 
-// leases is the Lease API of the namespace (timing: see engine.go).
-func (el *elector) leases() interface {
-	Get(context.Context, string, metav1.GetOptions) (*coordinationv1.Lease, error)
-	Create(context.Context, *coordinationv1.Lease, metav1.CreateOptions) (*coordinationv1.Lease, error)
-	Update(context.Context, *coordinationv1.Lease, metav1.UpdateOptions) (*coordinationv1.Lease, error)
-} {
-	return el.kube.CoordinationV1().Leases(el.namespace)
+// heartbeater is what the elector needs of the heartbeats a standby sends
+// to the active gateway. One serves one acquire.
+type heartbeater interface {
+	// watch points the heartbeats at holder, the gateway named in the Lease;
+	// "" points them nowhere.
+	watch(holder string)
+	// answering reports whether holder answers heartbeats now.
+	answering(holder string) bool
+	// dead delivers the watched holder once it has answered and then
+	// stopped answering.
+	dead() <-chan string
+	// close stops the heartbeats and frees what they hold (a socket).
+	close()
 }
+
+// errLost ends a term: another gateway holds the Lease.
+var errLost = errors.New("lost the gateway Lease")
 
 // acquire returns once this gateway holds the Lease, with the Lease's
 // transition count (the epoch of this term), or when ctx ends.
 func (el *elector) acquire(ctx context.Context) (int32, error) {
-	dead := make(chan string, 1)
-	hb := &heartbeat{el: el, dead: dead}
-	hctx, stop := context.WithCancel(ctx)
-	defer stop()
-	go hb.run(hctx)
-	tick := time.NewTicker(retryPeriod)
-	defer tick.Stop()
-	force := ""
-	cleaned := false
+	hb := el.startHeartbeats()
+	defer hb.close()
+	var (
+		// forced is a holder our heartbeats heard and then lost. It is
+		// taken at once while it stays silent, and stays forced until the
+		// Lease names another holder, so that an apiserver error on the
+		// first try does not turn a fast takeover into a wait for expiry.
+		forced  string
+		cleaned bool
+		failing bool
+	)
 	for {
-		epoch, holder, ok, err := el.tryAcquire(ctx, force, hb.answering)
+		epoch, holder, ok, err := el.tryAcquire(ctx, forced, hb.answering)
 		switch {
-		case err != nil:
-			el.log.Warn("gateway election", "err", err)
+		case ok && ctx.Err() != nil:
+			// Taken as the caller stopped: give it back rather than leave
+			// the standbys to wait for it to expire.
+			if err := el.release(); err != nil {
+				el.log.Warn("cannot release the gateway Lease", "err", err)
+			}
+			return 0, ctx.Err()
 		case ok:
+			if failing {
+				el.log.Info("the gateway Lease is reachable again")
+			}
 			return epoch, nil
+		case ctx.Err() != nil:
+			return 0, ctx.Err()
+		case err != nil:
+			if !failing {
+				el.log.Warn("cannot read or write the gateway Lease; trying again every retry period", "err", err)
+				failing = true
+			}
 		default:
+			if failing {
+				el.log.Info("the gateway Lease is reachable again")
+				failing = false
+			}
+			if holder != forced {
+				forced = ""
+			}
 			hb.watch(holder)
 			if !cleaned && holder != "" && el.standby != nil {
 				el.standby()
 				cleaned = true
 			}
 		}
-		force = ""
+		// The period starts when a round ends, so that a slow apiserver is
+		// not sent a new request the moment it answers the last one.
+		t := el.clk().NewTimer(retryPeriod)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return 0, ctx.Err()
-		case <-tick.C:
-		case h := <-dead:
-			el.log.Info("the active gateway stopped answering heartbeats; taking over", "active", h)
-			force = h
+		case <-t.C():
+		case h := <-hb.dead():
+			t.Stop()
+			el.log.Info("the active gateway stopped answering heartbeats; taking the Lease", "active", h)
+			forced = h
 		}
 	}
 }
 
 // tryAcquire takes the Lease if it is free, already ours, held by a holder
-// this gateway saw die (force), or expired with a holder that does not
-// answer heartbeats. It returns the current holder when it did not.
-func (el *elector) tryAcquire(ctx context.Context, force string, answering func(string) bool) (epoch int32, holder string, ok bool, err error) {
-	now := metav1.NewMicroTime(time.Now())
-	secs := int32(leaseDuration / time.Second)
-	l, err := el.leases().Get(ctx, LeaseName, metav1.GetOptions{})
+// this gateway heard and then lost (forced), or expired with a holder that
+// does not answer heartbeats. It returns the holder it read when it did not
+// take it. Losing a race (Conflict, AlreadyExists) is no error: the next
+// round reads the winner.
+func (el *elector) tryAcquire(ctx context.Context, forced string, answering func(string) bool) (epoch int32, holder string, ok bool, err error) {
+	ctx, cancel := el.withTimeout(ctx, renewDeadline)
+	defer cancel()
+	lock := el.leaseLock()
+	now := el.now()
+	rec, _, err := lock.Get(ctx)
 	if apierrors.IsNotFound(err) {
-		l = &coordinationv1.Lease{
-			ObjectMeta: metav1.ObjectMeta{Name: LeaseName, Namespace: el.namespace},
-			Spec: coordinationv1.LeaseSpec{HolderIdentity: &el.identity, LeaseDurationSeconds: &secs,
-				AcquireTime: &now, RenewTime: &now, LeaseTransitions: ptr.To(int32(0))},
+		r := el.record(now, 0, now)
+		if err := lock.Create(ctx, r); err != nil {
+			if apierrors.IsAlreadyExists(err) {
+				return 0, "", false, nil
+			}
+			return 0, "", false, leaseErr(ctx, "create", lock, err)
 		}
-		if _, err := el.leases().Create(ctx, l, metav1.CreateOptions{}); err != nil {
-			return 0, "", false, err
-		}
+		el.observe(r)
 		return 0, el.identity, true, nil
 	}
 	if err != nil {
-		return 0, "", false, err
+		return 0, "", false, leaseErr(ctx, "read", lock, err)
 	}
-	if l.ResourceVersion != el.observedRV {
-		el.observedRV, el.observedTime = l.ResourceVersion, time.Now()
-	}
-	holder = ptr.Deref(l.Spec.HolderIdentity, "")
-	transitions := ptr.Deref(l.Spec.LeaseTransitions, int32(0))
-	expired := time.Since(el.observedTime) > leaseDuration
+	el.observe(*rec)
+	holder = rec.HolderIdentity
+	expired := el.clk().Since(el.observedAt) > leaseDuration
+	next := *rec
 	switch {
 	case holder == el.identity:
-		// Ours already (this gateway restarted within its term).
-	case holder == "" || (expired && !answering(holder)) || (force != "" && force == holder):
-		transitions++
-		l.Spec.AcquireTime = &now
+		// Ours already: this gateway restarted within its term, which goes on.
+	case holder == "" || (!answering(holder) && (holder == forced || expired)):
+		next.LeaderTransitions++
+		next.AcquireTime = metav1.NewTime(now)
 	default:
 		return 0, holder, false, nil
 	}
-	l.Spec.HolderIdentity, l.Spec.RenewTime, l.Spec.LeaseDurationSeconds = &el.identity, &now, &secs
-	l.Spec.LeaseTransitions = &transitions
-	if _, err := el.leases().Update(ctx, l, metav1.UpdateOptions{}); err != nil {
+	next = el.record(next.AcquireTime.Time, next.LeaderTransitions, now)
+	if err := lock.Update(ctx, next); err != nil {
 		if apierrors.IsConflict(err) {
-			return 0, holder, false, nil // someone else was faster
+			return 0, holder, false, nil
 		}
-		return 0, holder, false, err
+		return 0, holder, false, leaseErr(ctx, "write", lock, err)
 	}
-	return transitions, el.identity, true, nil
+	el.observe(next)
+	return int32(next.LeaderTransitions), el.identity, true, nil
 }
 
-// hold renews the Lease until ctx ends (then it releases it) or another
-// gateway holds it. Failing renewals do not end the term: the standbys see
-// this gateway answer heartbeats and leave the Lease alone.
+// hold renews the Lease every retry period until ctx ends (then it releases
+// the Lease and returns nil) or another gateway holds it (errLost). Failing
+// renewals do not end the term: the standbys hear this gateway answer
+// heartbeats and leave the Lease alone.
 func (el *elector) hold(ctx context.Context) error {
-	tick := time.NewTicker(retryPeriod)
-	defer tick.Stop()
 	failing := false
 	for {
+		t := el.clk().NewTimer(retryPeriod)
 		select {
 		case <-ctx.Done():
-			el.release()
+			t.Stop()
+			if err := el.release(); err != nil {
+				el.log.Warn("cannot release the gateway Lease; the standbys take it when it expires or this gateway stops answering", "err", err)
+			}
 			return nil
-		case <-tick.C:
+		case <-t.C():
 		}
-		rctx, cancel := context.WithTimeout(ctx, renewDeadline)
-		err := el.renew(rctx)
-		cancel()
+		err := el.renew(ctx)
 		switch {
 		case errors.Is(err, errLost):
 			return err
+		case ctx.Err() != nil:
+			// Stopping: the next round releases.
 		case err == nil && failing:
 			el.log.Info("renewing the gateway Lease again")
 			failing = false
@@ -175,129 +244,137 @@ func (el *elector) hold(ctx context.Context) error {
 	}
 }
 
-var errLost = errors.New("lost the gateway Lease")
-
+// renew writes a new RenewTime into the Lease if this gateway still holds
+// it. A Conflict means someone wrote in between, most likely a standby
+// taking over, so it reads again at once rather than a period later.
 func (el *elector) renew(ctx context.Context) error {
-	l, err := el.leases().Get(ctx, LeaseName, metav1.GetOptions{})
-	if err != nil {
-		return err
-	}
-	if h := ptr.Deref(l.Spec.HolderIdentity, ""); h != el.identity {
-		return fmt.Errorf("%w: %s holds it", errLost, h)
-	}
-	now := metav1.NewMicroTime(time.Now())
-	l.Spec.RenewTime = &now
-	_, err = el.leases().Update(ctx, l, metav1.UpdateOptions{})
-	return err
-}
-
-// release gives the Lease up on a clean stop, so a standby takes over
-// without waiting.
-func (el *elector) release() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := el.withTimeout(ctx, renewDeadline)
 	defer cancel()
-	l, err := el.leases().Get(ctx, LeaseName, metav1.GetOptions{})
-	if err != nil || ptr.Deref(l.Spec.HolderIdentity, "") != el.identity {
-		return
-	}
-	empty := ""
-	l.Spec.HolderIdentity = &empty
-	if _, err := el.leases().Update(ctx, l, metav1.UpdateOptions{}); err != nil {
-		el.log.Warn("releasing the gateway Lease", "err", err)
-	}
-}
-
-// heartbeat probes the active gateway from a standby and reports it dead
-// once it answered and then stopped answering.
-type heartbeat struct {
-	el   *elector
-	dead chan<- string
-
-	mu     sync.Mutex
-	holder string
-	prober *health.Prober
-	alive  map[string]bool // holders that answered and have not stopped since
-}
-
-// answering reports whether holder answers heartbeats now.
-func (h *heartbeat) answering(holder string) bool {
-	h.mu.Lock()
-	p := h.prober
-	h.mu.Unlock()
-	if p == nil {
-		return false
-	}
-	return p.Results()[holder].Status == health.Connected
-}
-
-func (h *heartbeat) run(ctx context.Context) {
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{})
-	if err != nil {
-		h.el.log.Warn("heartbeat socket", "err", err)
-		return
-	}
-	h.mu.Lock()
-	h.alive = map[string]bool{}
-	h.prober = health.NewProber(conn, health.Options{
-		Interval: h.el.heartbeatInterval, Failures: h.el.heartbeatFailures, Log: h.el.log,
-		OnChange: func(target string, r health.Result) {
-			h.mu.Lock()
-			defer h.mu.Unlock()
-			switch {
-			case r.Status == health.Connected:
-				h.alive[target] = true
-			case r.Status == health.Error && h.alive[target] && target == h.holder:
-				delete(h.alive, target)
-				select {
-				case h.dead <- target:
-				default:
-				}
-			}
-		},
-	})
-	p := h.prober
-	h.mu.Unlock()
-	_ = p.Run(ctx)
-}
-
-// watch points the heartbeats at the current holder.
-func (h *heartbeat) watch(holder string) {
-	h.mu.Lock()
-	p := h.prober
-	same := holder == h.holder
-	h.holder = holder
-	h.mu.Unlock()
-	if p == nil || (same && holder != "") {
-		return
-	}
-	if holder == "" {
-		p.SetTargets(nil)
-		return
-	}
-	addr, err := h.address(holder)
-	if err != nil {
-		h.el.log.Warn("heartbeat target", "active", holder, "err", err)
-		h.mu.Lock()
-		h.holder = "" // try again next round
-		h.mu.Unlock()
-		return
-	}
-	p.SetTargets(map[string]netip.AddrPort{holder: addr})
-}
-
-func (h *heartbeat) address(node string) (netip.AddrPort, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	n, err := h.el.kube.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
-	if err != nil {
-		return netip.AddrPort{}, err
-	}
-	for _, a := range n.Status.Addresses {
-		if a.Type == corev1.NodeInternalIP {
-			if ip, err := netip.ParseAddr(a.Address); err == nil {
-				return netip.AddrPortFrom(ip, uint16(h.el.heartbeatPort)), nil
-			}
+	lock := el.leaseLock()
+	for try := 0; ; try++ {
+		rec, _, err := lock.Get(ctx)
+		if err != nil {
+			return leaseErr(ctx, "read", lock, err)
+		}
+		if rec.HolderIdentity != el.identity {
+			el.observe(*rec)
+			return fmt.Errorf("%w: %q holds it", errLost, rec.HolderIdentity)
+		}
+		next := el.record(rec.AcquireTime.Time, rec.LeaderTransitions, el.now())
+		err = lock.Update(ctx, next)
+		switch {
+		case err == nil:
+			el.observe(next)
+			return nil
+		case !apierrors.IsConflict(err) || try > 0:
+			return leaseErr(ctx, "write", lock, err)
 		}
 	}
-	return netip.AddrPort{}, fmt.Errorf("node %s has no InternalIP", node)
+}
+
+// release gives the Lease up on a clean stop, so that a standby takes over
+// at its next look instead of waiting for heartbeats or expiry. The epoch
+// stays; the next holder counts a transition.
+func (el *elector) release() error {
+	ctx, cancel := el.withTimeout(context.Background(), releaseTimeout)
+	defer cancel()
+	lock := el.leaseLock()
+	rec, _, err := lock.Get(ctx)
+	if err != nil {
+		return leaseErr(ctx, "read", lock, err)
+	}
+	if rec.HolderIdentity != el.identity {
+		return nil
+	}
+	next := *rec
+	next.HolderIdentity = ""
+	next.RenewTime = metav1.NewTime(el.now())
+	if err := lock.Update(ctx, next); err != nil {
+		return leaseErr(ctx, "write", lock, err)
+	}
+	el.observe(next)
+	return nil
+}
+
+// leaseErr wraps the error of a request on the Lease. When our own deadline
+// cut the request short, the request only says "context canceled"; the
+// cause says why.
+func leaseErr(ctx context.Context, op string, lock resourcelock.Interface, err error) error {
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(err, cause) {
+		return fmt.Errorf("%s Lease %s: %w (%w)", op, lock.Describe(), err, cause)
+	}
+	return fmt.Errorf("%s Lease %s: %w", op, lock.Describe(), err)
+}
+
+// record is the Lease record of this gateway's term.
+func (el *elector) record(acquired time.Time, transitions int, renewed time.Time) resourcelock.LeaderElectionRecord {
+	return resourcelock.LeaderElectionRecord{
+		HolderIdentity:       el.identity,
+		LeaseDurationSeconds: int(leaseDuration / time.Second),
+		AcquireTime:          metav1.NewTime(acquired),
+		RenewTime:            metav1.NewTime(renewed),
+		LeaderTransitions:    transitions,
+	}
+}
+
+// observe notes r as the Lease's content, restarting the expiry when it
+// differs from what this gateway saw last.
+func (el *elector) observe(r resourcelock.LeaderElectionRecord) {
+	if el.observed != nil && sameRecord(*el.observed, r) {
+		return
+	}
+	el.observed, el.observedAt = &r, el.clk().Now()
+}
+
+// sameRecord compares the fields of two Lease records, times by instant: a
+// record read back from the apiserver carries another location than the
+// one written.
+func sameRecord(a, b resourcelock.LeaderElectionRecord) bool {
+	return a.HolderIdentity == b.HolderIdentity && a.LeaseDurationSeconds == b.LeaseDurationSeconds &&
+		a.AcquireTime.Equal(&b.AcquireTime) && a.RenewTime.Equal(&b.RenewTime) &&
+		a.LeaderTransitions == b.LeaderTransitions && a.Strategy == b.Strategy && a.PreferredHolder == b.PreferredHolder
+}
+
+// leaseLock is the lock seam, a LeaseLock through kube unless a test set one.
+func (el *elector) leaseLock() resourcelock.Interface {
+	if el.lock == nil {
+		el.lock = &resourcelock.LeaseLock{
+			LeaseMeta:  metav1.ObjectMeta{Namespace: el.namespace, Name: LeaseName},
+			Client:     el.kube.CoordinationV1(),
+			LockConfig: resourcelock.ResourceLockConfig{Identity: el.identity},
+		}
+	}
+	return el.lock
+}
+
+// startHeartbeats starts the heartbeats seam, UDP probes unless a test set one.
+func (el *elector) startHeartbeats() heartbeater {
+	if el.heartbeats != nil {
+		return el.heartbeats()
+	}
+	return el.startProbes()
+}
+
+func (el *elector) clk() clock.WithDelayedExecution {
+	if el.clock == nil {
+		return clock.RealClock{}
+	}
+	return el.clock
+}
+
+// now is the time written into the Lease, to the microsecond the apiserver
+// keeps, so that a record read back compares equal to the one written.
+func (el *elector) now() time.Time {
+	return el.clk().Now().Truncate(time.Microsecond)
+}
+
+// withTimeout is context.WithTimeout on the elector's clock, so that a test
+// drives the deadline of a request to a slow apiserver.
+func (el *elector) withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	t := el.clk().AfterFunc(d, func() { cancel(context.DeadlineExceeded) })
+	return ctx, func() {
+		t.Stop()
+		cancel(context.Canceled)
+	}
 }

@@ -7,17 +7,14 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"sort"
 	"strconv"
 	"syscall"
 	"time"
 
-	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/kubernetes"
@@ -25,13 +22,12 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"strait.dev/strait/broker"
 	"strait.dev/strait/gateway/cable"
 	"strait.dev/strait/gateway/health"
 	"strait.dev/strait/gateway/natdiscovery"
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
+	"strait.dev/strait/pkg/cabledriver"
 	"strait.dev/strait/pkg/scheme"
-	"strait.dev/strait/pkg/syncer"
 )
 
 // Leader election timing. The Lease is the authority on which gateway is
@@ -51,8 +47,19 @@ const (
 	// costs a fraction of a second of traffic, so a rare false one is cheap.
 	DefaultHeartbeatInterval = 100 * time.Millisecond
 	DefaultHeartbeatFailures = 4
-	// statusInterval bounds how stale the Gateway status can get.
+	// statusInterval bounds how stale the Gateway status's round-trip
+	// times can get; it is also the informer's resync period.
 	statusInterval = 30 * time.Second
+	// resyncInterval is how often the active gateway looks at its health
+	// probes and NAT discovery without an Endpoint event: the status of a
+	// connection follows its probes within it.
+	resyncInterval = time.Second
+	// termRetryMin and termRetryMax bound the back-off after an active term
+	// failed (the apiserver refused the publish, the broker credential is
+	// missing): the Lease is released meanwhile, so a healthier gateway
+	// takes over rather than this one thrashing.
+	termRetryMin = time.Second
+	termRetryMax = time.Minute
 )
 
 // Config is a gateway engine's configuration.
@@ -62,11 +69,11 @@ type Config struct {
 	NodeName     string
 	PodCIDRs     []netip.Prefix
 	ServiceCIDRs []netip.Prefix
-	CableDriver  v1.CableDriver
-	// WireGuardPort and VXLAN settings are published in the Endpoint.
-	WireGuardPort    int32
-	VXLANPort        int32
-	VXLANVNI         int32
+	// CableDriver names the cable driver (a pkg/cabledriver descriptor).
+	CableDriver v1.CableDriver
+	// Cable are the driver's settings (port, VNI), published in the
+	// Endpoint; a keyed driver's private key is read from its Secret.
+	Cable            cabledriver.Settings
 	NATDiscoveryPort int32
 	// HealthCheckPort is the UDP port of the health probes between gateways.
 	HealthCheckPort int
@@ -82,34 +89,42 @@ type Config struct {
 	PublicIP netip.Addr
 	// BrokerSecret names the Secret holding the member's broker credential.
 	BrokerSecret string
-	// Dataplane receives the desired set of remote endpoints.
+	// Dataplane receives the desired cable state.
 	Dataplane Dataplane
-	// Metrics, when set, are kept up to date.
+	// Metrics, when set, are kept up to date; their traffic counters are
+	// read from the Dataplane when it has a Traffic method.
 	Metrics *Metrics
 	Log     *slog.Logger
 }
 
-// PublicIPAnnotation on a Node gives the address other clusters reach it at.
-const PublicIPAnnotation = v1.PublicIPAnnotation
-
 // Engine is one gateway node's engine.
 type Engine struct {
-	cfg  Config
-	log  *slog.Logger
-	rest *rest.Config
-	kube kubernetes.Interface
-	c    client.Client
-	// wgKey is this node's WireGuard private key, once read.
-	wgKey wgtypes.Key
+	cfg    Config
+	log    *slog.Logger
+	rest   *rest.Config
+	kube   kubernetes.Interface
+	c      client.Client
+	driver cabledriver.Descriptor
+	// started is when the engine was made: the Ready condition's
+	// transition time.
+	started metav1.Time
 }
 
-// New makes an engine that talks to the local cluster through rc.
+// New makes an engine that talks to the local cluster through rc. It fails
+// on a missing data plane, an unknown cable driver or invalid settings.
 func New(rc *rest.Config, cfg Config) (*Engine, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
 	if cfg.Dataplane == nil {
 		return nil, errors.New("no data plane")
+	}
+	desc, err := cabledriver.Get(cfg.CableDriver)
+	if err != nil {
+		return nil, err
+	}
+	if err := desc.Validate(cfg.Cable); err != nil {
+		return nil, fmt.Errorf("%s settings: %w", desc.Name, err)
 	}
 	if cfg.HeartbeatInterval <= 0 {
 		cfg.HeartbeatInterval = DefaultHeartbeatInterval
@@ -125,11 +140,20 @@ func New(rc *rest.Config, cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Engine{cfg: cfg, log: cfg.Log.With("node", cfg.NodeName, "cluster", cfg.ClusterID), rest: rc, kube: kube, c: c}, nil
+	if tc, ok := cfg.Dataplane.(interface {
+		Traffic() map[string]cable.Traffic
+	}); ok && cfg.Metrics != nil {
+		cfg.Metrics.SetTrafficSource(tc.Traffic)
+	}
+	return &Engine{cfg: cfg, log: cfg.Log.With("node", cfg.NodeName, "cluster", cfg.ClusterID), rest: rc, kube: kube, c: c,
+		driver: desc, started: metav1.Now()}, nil
 }
 
-// Run runs the engine until ctx ends or this gateway loses the active role
-// (then it returns an error, and its restart comes back as a standby).
+// Run runs the engine until ctx ends: it stands by until it wins the
+// gateway Lease, is active while it holds it, and when it loses it (another
+// gateway took it) or its active term fails, clears its data plane and
+// stands by again. On a clean stop it releases the Lease and records a
+// passive status. The error is only that of the first status write.
 func (e *Engine) Run(ctx context.Context) error {
 	if err := e.writeStatus(ctx, v1.HAStatusPassive, ""); err != nil {
 		return fmt.Errorf("gateway status: %w", err)
@@ -144,35 +168,59 @@ func (e *Engine) Run(ctx context.Context) error {
 			}
 		},
 	}
-	epoch, err := el.acquire(ctx)
-	if err != nil {
-		return e.stopped()
-	}
-	e.log.Info("active", "epoch", epoch)
-	actx, cancel := context.WithCancel(ctx)
-	held := make(chan error, 1)
-	go func() { held <- el.hold(actx) }()
-	activeErr := make(chan error, 1)
-	go func() { activeErr <- e.runActive(actx, epoch) }()
-	var lost error
-	select {
-	case lost = <-held:
-		cancel()
-		<-activeErr
-	case err := <-activeErr:
-		cancel()
-		<-held // releases the Lease
-		if ctx.Err() == nil {
-			if err == nil {
-				err = errors.New("active gateway stopped")
+	backoff := termRetryMin
+	for {
+		epoch, err := el.acquire(ctx)
+		if err != nil {
+			return e.stopped()
+		}
+		e.log.Info("active", "epoch", epoch)
+		err = e.term(ctx, el, epoch)
+		if ctx.Err() != nil {
+			return e.stopped()
+		}
+		if errors.Is(err, errLost) {
+			e.log.Warn("lost the active role; standing by", "err", err)
+			backoff = termRetryMin
+		} else {
+			e.log.Error("active term failed; released the Lease, standing by", "err", err, "retryIn", backoff)
+			select {
+			case <-ctx.Done():
+				return e.stopped()
+			case <-time.After(backoff):
 			}
-			return err
+			backoff = min(2*backoff, termRetryMax)
+		}
+		if err := e.writeStatus(ctx, v1.HAStatusPassive, ""); err != nil {
+			e.log.Warn("passive status", "err", err)
 		}
 	}
-	if ctx.Err() != nil {
-		return e.stopped()
+}
+
+// term is one active term: it holds the Lease and runs the active work
+// until either ends. It returns errLost (wrapped) when another gateway took
+// the Lease, the active work's error (the Lease then released), or nil when
+// ctx ended. The data plane is cleared either way.
+func (e *Engine) term(ctx context.Context, el *elector, epoch int32) error {
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	held := make(chan error, 1)
+	go func() { held <- el.hold(actx) }()
+	active := make(chan error, 1)
+	go func() { active <- e.runActive(actx, epoch) }()
+	select {
+	case err := <-held:
+		cancel()
+		<-active
+		return err
+	case err := <-active:
+		cancel()
+		<-held // releases the Lease
+		if err == nil && ctx.Err() == nil {
+			err = errors.New("active gateway stopped")
+		}
+		return err
 	}
-	return lost
 }
 
 // stopped records, on a clean stop (SIGTERM), that this gateway is not
@@ -187,14 +235,15 @@ func (e *Engine) stopped() error {
 	return nil
 }
 
-// runActive is the active gateway's work: publish, sync, and drive the data plane.
+// runActive is the active gateway's work: publish, sync, and drive the data
+// plane from the desired state until ctx ends.
 func (e *Engine) runActive(ctx context.Context, epoch int32) error {
 	// Answer heartbeats and health probes first: the standbys watch for it.
 	prober, err := e.startProber(ctx)
 	if err != nil {
 		return err
 	}
-	local, err := e.localEndpoint(ctx)
+	local, settings, node, err := e.localEndpoint(ctx)
 	if err != nil {
 		return err
 	}
@@ -206,7 +255,7 @@ func (e *Engine) runActive(ctx context.Context, epoch int32) error {
 		e.cfg.Metrics.SetActive(true)
 		defer e.cfg.Metrics.SetActive(false)
 	}
-	if err := e.publish(ctx, local); err != nil {
+	if err := e.publish(ctx, local, node); err != nil {
 		return err
 	}
 	syncer, err := e.newSyncer(ctx)
@@ -218,8 +267,7 @@ func (e *Engine) runActive(ctx context.Context, epoch int32) error {
 			e.log.Error("syncer", "err", err)
 		}
 	}()
-	// Drive the data plane from the imported Endpoints; take it down when
-	// this gateway stops being active.
+	// Take the data plane down when this gateway stops being active.
 	defer func() {
 		if err := e.cfg.Dataplane.Close(); err != nil {
 			e.log.Warn("data plane cleanup", "err", err)
@@ -229,67 +277,124 @@ func (e *Engine) runActive(ctx context.Context, epoch int32) error {
 	if err != nil {
 		return err
 	}
-	// React to imported Endpoints at once (a remote failover), and look
-	// again every second for health and status.
-	kick, err := e.watchEndpoints(ctx)
+	cache, err := e.watchEndpoints(ctx)
 	if err != nil {
 		return err
 	}
-	tick := time.NewTicker(time.Second)
+	t := &activeTerm{e: e, local: local, settings: settings, prober: prober, discovery: discovery, cache: cache}
+	tick := time.NewTicker(resyncInterval)
 	defer tick.Stop()
-	var last []string
-	var lastStatus []v1.Connection
-	statusTick := time.Now()
 	for {
-		remotes, err := e.remoteEndpoints(ctx)
-		if err == nil {
-			discovery.SetTargets(discoveryTargets(remotes))
-			l := e.local(local)
-			l.Reach = map[string]netip.Addr{}
-			names := make([]string, len(remotes))
-			for i, r := range remotes {
-				if a, _ := discovery.Choice(r.Name); a.IsValid() {
-					l.Reach[r.Name] = a
-				}
-				names[i] = r.Name + "@" + r.ResourceVersion + "@" + l.Reach[r.Name].String()
-			}
-			if fmt.Sprint(names) != fmt.Sprint(last) {
-				if err := e.cfg.Dataplane.Set(ctx, l, remotes); err != nil {
-					e.log.Warn("data plane", "err", err)
-				} else {
-					last = names
-				}
-			}
-			prober.SetTargets(healthTargets(remotes, e.cfg.HealthCheckPort))
-			// Write the status when a connection changes state, and refresh
-			// the round-trip times now and then: at most once a tick.
-			conns := connections(local.Spec, remotes, prober.Results(), l.Reach)
-			if e.cfg.Metrics != nil {
-				var traffic map[string]cable.Traffic
-				if tc, ok := e.cfg.Dataplane.(interface {
-					Traffic() map[string]cable.Traffic
-				}); ok {
-					traffic = tc.Traffic()
-				}
-				e.cfg.Metrics.SetConnections(conns, traffic)
-			}
-			if !sameStates(conns, lastStatus) || time.Since(statusTick) > statusInterval {
-				if err := e.writeStatus(ctx, v1.HAStatusActive, local.Name, conns...); err == nil {
-					statusTick, lastStatus = time.Now(), conns
-				}
-			}
-		}
+		t.step(ctx)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
-		case <-kick:
+		case <-cache.changed:
 		}
 	}
 }
 
-// watchEndpoints signals on every change to the namespace's Endpoints.
-func (e *Engine) watchEndpoints(ctx context.Context) (<-chan struct{}, error) {
+// activeTerm is what one active term reconciles, and what it last did.
+type activeTerm struct {
+	e         *Engine
+	local     *v1.Endpoint
+	settings  cabledriver.Settings
+	prober    *health.Prober
+	discovery *natdiscovery.Discoverer
+	cache     *endpointCache
+
+	applied    *CableState // last state the data plane took
+	appliedAt  time.Time
+	lastStatus []v1.Connection // last connections written
+	statusAt   time.Time
+}
+
+// step computes the desired state from the cached Endpoints and NAT
+// discovery, and hands it to the data plane, the prober, NAT discovery, the
+// metrics and the Gateway status. Failures are logged and retried by the
+// next step.
+func (t *activeTerm) step(ctx context.Context) {
+	e := t.e
+	eps, err := t.cache.list()
+	if err != nil {
+		e.log.Warn("read Endpoints from the cache", "err", err)
+		return
+	}
+	reach := map[string]netip.Addr{}
+	for _, ep := range eps {
+		if a, _ := t.discovery.Choice(ep.Name); a.IsValid() {
+			reach[ep.Name] = a
+		}
+	}
+	st := Compute(Facts{ClusterID: e.cfg.ClusterID, Local: t.local.Spec, Cable: t.settings,
+		HealthCheckPort: uint16(e.cfg.HealthCheckPort), Endpoints: eps, Reach: reach})
+	t.discovery.SetTargets(st.DiscoveryTargets)
+	// Hand the data plane changes at once, and the same state now and then,
+	// so that the node is repaired should something else have changed it
+	// (the appliers are idempotent).
+	changed := t.applied == nil || !t.applied.Equal(st.Cable)
+	if changed {
+		for _, s := range st.Skipped {
+			e.log.Info("remote endpoint is not a peer", "endpoint", s.Endpoint, "reason", s.Reason)
+		}
+	}
+	if changed || time.Since(t.appliedAt) > statusInterval {
+		if err := e.cfg.Dataplane.Set(ctx, st.Cable); err != nil {
+			e.log.Warn("data plane", "err", err)
+		} else {
+			t.applied, t.appliedAt = &st.Cable, time.Now()
+		}
+	}
+	t.prober.SetTargets(st.HealthTargets)
+	// Write the status when a connection changes state, and refresh the
+	// round-trip times now and then.
+	conns := withHealth(st.Connections, t.prober.Results())
+	if e.cfg.Metrics != nil {
+		e.cfg.Metrics.SetConnections(conns)
+	}
+	if sameStates(conns, t.lastStatus) && time.Since(t.statusAt) <= statusInterval {
+		return
+	}
+	if err := e.writeStatus(ctx, v1.HAStatusActive, t.local.Name, conns...); err != nil {
+		if ctx.Err() == nil {
+			e.log.Warn("active status", "err", err)
+		}
+		return
+	}
+	t.statusAt, t.lastStatus = time.Now(), conns
+}
+
+// endpointCache is the namespace's Endpoints as an informer keeps them.
+type endpointCache struct {
+	lister  func() ([]runtime.Object, error)
+	changed <-chan struct{}
+}
+
+// list returns the cached Endpoints.
+func (c *endpointCache) list() ([]v1.Endpoint, error) {
+	objs, err := c.lister()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]v1.Endpoint, 0, len(objs))
+	for _, o := range objs {
+		u, ok := o.(*unstructured.Unstructured)
+		if !ok {
+			continue
+		}
+		var ep v1.Endpoint
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &ep); err != nil {
+			return nil, fmt.Errorf("decode Endpoint %s: %w", u.GetName(), err)
+		}
+		out = append(out, ep)
+	}
+	return out, nil
+}
+
+// watchEndpoints starts an informer on the namespace's Endpoints and waits
+// for its first list; changed signals (coalesced) on every event after.
+func (e *Engine) watchEndpoints(ctx context.Context) (*endpointCache, error) {
 	dyn, err := dynamic.NewForConfig(e.rest)
 	if err != nil {
 		return nil, err
@@ -302,25 +407,22 @@ func (e *Engine) watchEndpoints(ctx context.Context) (<-chan struct{}, error) {
 		}
 	}
 	f := dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, statusInterval, e.cfg.Namespace, nil)
-	inf := f.ForResource(v1.SchemeGroupVersion.WithResource("endpoints")).Informer()
+	gi := f.ForResource(v1.SchemeGroupVersion.WithResource("endpoints"))
+	inf := gi.Informer()
 	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc: func(any) { poke() }, UpdateFunc: func(any, any) { poke() }, DeleteFunc: func(any) { poke() },
 	}); err != nil {
 		return nil, err
 	}
 	f.Start(ctx.Done())
-	return kick, nil
-}
-
-// local is the local gateway as the data plane needs it.
-func (e *Engine) local(ep *v1.Endpoint) Local {
-	l := Local{Spec: ep.Spec, PrivateKey: e.privateKey()}
-	for _, ip := range ep.Spec.HealthCheckIPs {
-		if a, err := netip.ParseAddr(string(ip)); err == nil {
-			l.HealthCheckIPs = append(l.HealthCheckIPs, a)
-		}
+	if !toolscache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+		return nil, fmt.Errorf("endpoint informer: %w", context.Cause(ctx))
 	}
-	return l
+	lister := gi.Lister().ByNamespace(e.cfg.Namespace)
+	return &endpointCache{
+		lister:  func() ([]runtime.Object, error) { return lister.List(labels.Everything()) },
+		changed: kick,
+	}, nil
 }
 
 // startProber answers and sends health probes on the health-check port.
@@ -352,7 +454,8 @@ func (e *Engine) startDiscovery(ctx context.Context) (*natdiscovery.Discoverer, 
 }
 
 // listenUDP binds a UDP port on every address, retrying for a few seconds:
-// a predecessor on the same host may still be letting go of it.
+// a predecessor on the same host (or this engine's previous term) may still
+// be letting go of it.
 func listenUDP(ctx context.Context, port int) (*net.UDPConn, error) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -366,340 +469,4 @@ func listenUDP(ctx context.Context, port int) (*net.UDPConn, error) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-}
-
-// discoveryTargets are the remote endpoints' private and public addresses
-// at their NAT discovery ports.
-func discoveryTargets(remotes []v1.Endpoint) map[string]natdiscovery.Target {
-	out := map[string]natdiscovery.Target{}
-	for _, r := range remotes {
-		if r.Spec.NATDiscoveryPort == 0 {
-			continue
-		}
-		port := uint16(r.Spec.NATDiscoveryPort)
-		var t natdiscovery.Target
-		if len(r.Spec.PrivateIPs) > 0 {
-			if a, err := netip.ParseAddr(string(r.Spec.PrivateIPs[0])); err == nil {
-				t.Private = netip.AddrPortFrom(a, port)
-			}
-		}
-		if len(r.Spec.PublicIPs) > 0 {
-			if a, err := netip.ParseAddr(string(r.Spec.PublicIPs[0])); err == nil {
-				t.Public = netip.AddrPortFrom(a, port)
-			}
-		}
-		out[r.Name] = t
-	}
-	return out
-}
-
-func healthTargets(remotes []v1.Endpoint, port int) map[string]netip.AddrPort {
-	out := map[string]netip.AddrPort{}
-	for _, r := range remotes {
-		if len(r.Spec.HealthCheckIPs) == 0 {
-			continue
-		}
-		if a, err := netip.ParseAddr(string(r.Spec.HealthCheckIPs[0])); err == nil {
-			out[r.Name] = netip.AddrPortFrom(a, uint16(port))
-		}
-	}
-	return out
-}
-
-// connections renders the Gateway status of every remote endpoint.
-func connections(local v1.EndpointSpec, remotes []v1.Endpoint, results map[string]health.Result, reach map[string]netip.Addr) []v1.Connection {
-	var out []v1.Connection
-	for _, r := range remotes {
-		c := v1.Connection{ClusterID: r.Spec.ClusterID, Endpoint: r.Name, Status: v1.Connecting,
-			StatusMessage: "no health-check address published", UsingNAT: behindNAT(local) || behindNAT(r.Spec)}
-		if a, ok := reach[r.Name]; ok {
-			c.UsingIP = v1.IP(a.String())
-		} else if a, err := reachAddress(r.Spec); err == nil {
-			c.UsingIP = v1.IP(a.String())
-		}
-		if res, ok := results[r.Name]; ok {
-			c.Status, c.StatusMessage = v1.ConnectionStatus(res.Status), res.Message
-			if res.Last > 0 {
-				c.LatencyRTT = &v1.LatencyRTT{
-					Last: metav1.Duration{Duration: res.Last}, Min: metav1.Duration{Duration: res.Min},
-					Average: metav1.Duration{Duration: res.Average}, Max: metav1.Duration{Duration: res.Max},
-				}
-			}
-		}
-		if r.Spec.CableDriver != local.CableDriver {
-			c.Status = v1.ConnectionError
-			c.StatusMessage = fmt.Sprintf("the remote gateway uses %s, this one %s", r.Spec.CableDriver, local.CableDriver)
-		}
-		out = append(out, c)
-	}
-	return out
-}
-
-// sameStates compares connections ignoring round-trip times.
-func sameStates(a, b []v1.Connection) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i].Endpoint != b[i].Endpoint || a[i].Status != b[i].Status || a[i].StatusMessage != b[i].StatusMessage || a[i].UsingIP != b[i].UsingIP {
-			return false
-		}
-	}
-	return true
-}
-
-func (e *Engine) privateKey() string {
-	if e.wgKey == (wgtypes.Key{}) {
-		return ""
-	}
-	return e.wgKey.String()
-}
-
-// localEndpoint describes this node as its cluster's gateway.
-func (e *Engine) localEndpoint(ctx context.Context) (*v1.Endpoint, error) {
-	node, err := e.kube.CoreV1().Nodes().Get(ctx, e.cfg.NodeName, metav1.GetOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("read node %s: %w", e.cfg.NodeName, err)
-	}
-	var private v1.DualStackIPs
-	for _, a := range node.Status.Addresses {
-		if a.Type == corev1.NodeInternalIP {
-			if ip, err := netip.ParseAddr(a.Address); err == nil {
-				private = append(private, v1.IP(ip.String()))
-			}
-		}
-	}
-	if len(private) == 0 {
-		return nil, fmt.Errorf("node %s has no InternalIP", e.cfg.NodeName)
-	}
-	public := private
-	natted := false
-	if e.cfg.PublicIP.IsValid() {
-		public = v1.DualStackIPs{v1.IP(e.cfg.PublicIP.String())}
-	} else if a := node.Annotations[PublicIPAnnotation]; a != "" {
-		ip, err := netip.ParseAddr(a)
-		if err != nil {
-			return nil, fmt.Errorf("node %s: annotation %s=%q: %w", node.Name, PublicIPAnnotation, a, err)
-		}
-		public = v1.DualStackIPs{v1.IP(ip.String())}
-	}
-	// Behind NAT when the public address is not one of this host's own (the
-	// engine runs in the node's network namespace).
-	if len(public) > 0 {
-		if ip, err := netip.ParseAddr(string(public[0])); err == nil {
-			natted = !localAddress(ip)
-		}
-	}
-	// The health-check address is the first address of the node's pod CIDR:
-	// inside the cluster's subnets, so it is reached through the cable, and
-	// unique to the node. The data plane puts it on the cable device.
-	var healthIPs v1.DualStackIPs
-	podCIDRs := node.Spec.PodCIDRs
-	if len(podCIDRs) == 0 && node.Spec.PodCIDR != "" {
-		podCIDRs = []string{node.Spec.PodCIDR}
-	}
-	for _, s := range podCIDRs {
-		if p, err := netip.ParsePrefix(s); err == nil && len(healthIPs) < 2 {
-			healthIPs = append(healthIPs, v1.IP(p.Masked().Addr().Next().String()))
-		}
-	}
-	var subnets []v1.CIDR
-	for _, p := range append(append([]netip.Prefix(nil), e.cfg.PodCIDRs...), e.cfg.ServiceCIDRs...) {
-		subnets = append(subnets, v1.CIDR(p.Masked().String()))
-	}
-	ep := &v1.Endpoint{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:      EndpointName(e.cfg.ClusterID, e.cfg.NodeName),
-			Namespace: e.cfg.Namespace,
-			Labels:    map[string]string{v1.ClusterIDLabel: e.cfg.ClusterID},
-		},
-		Spec: v1.EndpointSpec{
-			ClusterID:        v1.ClusterID(e.cfg.ClusterID),
-			Hostname:         e.cfg.NodeName,
-			PrivateIPs:       private,
-			PublicIPs:        public,
-			NATTraversal:     natted,
-			NATDiscoveryPort: e.cfg.NATDiscoveryPort,
-			Subnets:          subnets,
-			CableDriver:      e.cfg.CableDriver,
-			HealthCheckIPs:   healthIPs,
-		},
-	}
-	switch e.cfg.CableDriver {
-	case v1.CableDriverWireGuard:
-		key, err := ensureWireGuardKey(ctx, e.kube, e.cfg.Namespace, e.cfg.NodeName)
-		if err != nil {
-			return nil, err
-		}
-		e.wgKey = key
-		ep.Spec.WireGuard = &v1.WireGuardConfig{PublicKey: key.PublicKey().String(), Port: e.cfg.WireGuardPort}
-	case v1.CableDriverVXLAN:
-		ep.Spec.VXLAN = &v1.VXLANConfig{VNI: e.cfg.VXLANVNI, Port: e.cfg.VXLANPort}
-	default:
-		return nil, fmt.Errorf("unknown cable driver %q", e.cfg.CableDriver)
-	}
-	return ep, nil
-}
-
-// EndpointName is the name of a gateway node's Endpoint.
-func EndpointName(clusterID, node string) string { return clusterID + "-" + node }
-
-// publish writes the local Cluster and Endpoint into the local namespace,
-// where the syncer exports them, and removes Endpoints that earlier active
-// gateways of this cluster left.
-func (e *Engine) publish(ctx context.Context, local *v1.Endpoint) error {
-	var podCIDRs, svcCIDRs []v1.CIDR
-	for _, p := range e.cfg.PodCIDRs {
-		podCIDRs = append(podCIDRs, v1.CIDR(p.Masked().String()))
-	}
-	for _, p := range e.cfg.ServiceCIDRs {
-		svcCIDRs = append(svcCIDRs, v1.CIDR(p.Masked().String()))
-	}
-	cluster := &v1.Cluster{
-		ObjectMeta: metav1.ObjectMeta{Name: e.cfg.ClusterID, Namespace: e.cfg.Namespace, Labels: map[string]string{v1.ClusterIDLabel: e.cfg.ClusterID}},
-		Spec:       v1.ClusterSpec{ClusterID: v1.ClusterID(e.cfg.ClusterID), PodCIDRs: podCIDRs, ServiceCIDRs: svcCIDRs},
-	}
-	if node, err := e.kube.CoreV1().Nodes().Get(ctx, e.cfg.NodeName, metav1.GetOptions{}); err == nil {
-		cluster.Spec.Topology.Region = node.Labels[corev1.LabelTopologyRegion]
-	}
-	for _, obj := range []client.Object{cluster, local} {
-		if err := e.apply(ctx, obj); err != nil {
-			return err
-		}
-	}
-	var eps v1.EndpointList
-	if err := e.c.List(ctx, &eps, client.InNamespace(e.cfg.Namespace), client.MatchingLabels{v1.ClusterIDLabel: e.cfg.ClusterID}); err != nil {
-		return err
-	}
-	for _, ep := range eps.Items {
-		if ep.Name != local.Name {
-			e.log.Info("removing the Endpoint of a former active gateway", "endpoint", ep.Name)
-			if err := e.c.Delete(ctx, &ep); err != nil && !apierrors.IsNotFound(err) {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// apply creates obj or updates the stored object's spec and labels to it.
-func (e *Engine) apply(ctx context.Context, obj client.Object) error {
-	err := e.c.Create(ctx, obj)
-	if apierrors.IsAlreadyExists(err) {
-		cur := obj.DeepCopyObject().(client.Object)
-		if err = e.c.Get(ctx, client.ObjectKeyFromObject(obj), cur); err == nil {
-			obj.SetResourceVersion(cur.GetResourceVersion())
-			err = e.c.Update(ctx, obj)
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("publish %s: %w", obj.GetName(), err)
-	}
-	return nil
-}
-
-// remoteEndpoints are the other clusters' Endpoints the syncer imported.
-func (e *Engine) remoteEndpoints(ctx context.Context) ([]v1.Endpoint, error) {
-	var eps v1.EndpointList
-	if err := e.c.List(ctx, &eps, client.InNamespace(e.cfg.Namespace), client.HasLabels{v1.ClusterIDLabel}); err != nil {
-		return nil, err
-	}
-	return activeEndpoints(eps.Items, e.cfg.ClusterID), nil
-}
-
-// activeEndpoints keeps one Endpoint per other cluster: while a cluster
-// fails over, its old and new gateways' Endpoints may both be here for a
-// moment, and the one with the higher epoch is the active one.
-func activeEndpoints(eps []v1.Endpoint, self string) []v1.Endpoint {
-	best := map[string]v1.Endpoint{}
-	for _, ep := range eps {
-		c := ep.Labels[v1.ClusterIDLabel]
-		if c == self {
-			continue
-		}
-		if cur, ok := best[c]; !ok || newerGateway(ep, cur) {
-			best[c] = ep
-		}
-	}
-	out := make([]v1.Endpoint, 0, len(best))
-	for _, ep := range best {
-		out = append(out, ep)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
-}
-
-func newerGateway(a, b v1.Endpoint) bool {
-	ea, _ := strconv.Atoi(a.Annotations[v1.GatewayEpochAnnotation])
-	eb, _ := strconv.Atoi(b.Annotations[v1.GatewayEpochAnnotation])
-	if ea != eb {
-		return ea > eb
-	}
-	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
-		return b.CreationTimestamp.Before(&a.CreationTimestamp)
-	}
-	return a.Name > b.Name
-}
-
-func (e *Engine) newSyncer(ctx context.Context) (*syncer.Syncer, error) {
-	creds, err := broker.ReadCredentials(ctx, e.kube, e.cfg.Namespace, e.cfg.BrokerSecret)
-	if err != nil {
-		return nil, err
-	}
-	local, err := dynamic.NewForConfig(e.rest)
-	if err != nil {
-		return nil, err
-	}
-	remote, err := dynamic.NewForConfig(creds.Info.RESTConfig(creds.Token))
-	if err != nil {
-		return nil, err
-	}
-	return syncer.New(syncer.Config{
-		ClusterID: e.cfg.ClusterID, Local: local, LocalNamespace: e.cfg.Namespace,
-		Broker: remote, BrokerNamespace: creds.Info.Namespace,
-		Resources: []schema.GroupVersionResource{
-			v1.SchemeGroupVersion.WithResource("clusters"),
-			v1.SchemeGroupVersion.WithResource("endpoints"),
-		},
-		Log: e.cfg.Log,
-	}), nil
-}
-
-// writeStatus records this gateway's role in its Gateway object.
-func (e *Engine) writeStatus(ctx context.Context, role v1.HAStatus, localEndpoint string, conns ...v1.Connection) error {
-	gw := &v1.Gateway{ObjectMeta: metav1.ObjectMeta{Name: e.cfg.NodeName, Namespace: e.cfg.Namespace,
-		Labels: map[string]string{v1.ClusterIDLabel: e.cfg.ClusterID}}}
-	if err := e.c.Create(ctx, gw); err != nil && !apierrors.IsAlreadyExists(err) {
-		return err
-	}
-	if err := e.c.Get(ctx, client.ObjectKeyFromObject(gw), gw); err != nil {
-		return err
-	}
-	gw.Status.HAStatus = role
-	gw.Status.LocalEndpoint = localEndpoint
-	gw.Status.Connections = conns
-	meta.SetStatusCondition(&gw.Status.Conditions, metav1.Condition{
-		Type: "Ready", Status: metav1.ConditionTrue, Reason: "Running",
-		Message: fmt.Sprintf("gateway engine running as %s", role), ObservedGeneration: gw.Generation,
-	})
-	if err := e.c.Status().Update(ctx, gw); err != nil {
-		return fmt.Errorf("update Gateway status: %w", err)
-	}
-	return nil
-}
-
-// localAddress reports whether ip is assigned to an interface of this host.
-func localAddress(ip netip.Addr) bool {
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return false
-	}
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok {
-			if x, ok := netip.AddrFromSlice(n.IP); ok && x.Unmap() == ip.Unmap() {
-				return true
-			}
-		}
-	}
-	return false
 }

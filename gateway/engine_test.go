@@ -5,59 +5,174 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"strait.dev/strait/broker"
 	"strait.dev/strait/gateway"
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
+	"strait.dev/strait/pkg/cabledriver"
 	"strait.dev/strait/pkg/scheme"
 	"strait.dev/strait/test/kubetest"
 )
 
-// recorder is a Dataplane that remembers the last remote set, safely.
-type recorder struct {
-	mu   sync.Mutex
-	last []string
+// waitTimeout bounds every wait: far above what any step takes on a loaded
+// 2-core machine (a Lease renewal period is 2 s), it only catches a hang.
+const waitTimeout = 90 * time.Second
+
+// kicker wakes waiters whenever something they look at may have changed: a
+// data plane call, an informer event.
+type kicker struct{ c chan struct{} }
+
+func newKicker() *kicker { return &kicker{c: make(chan struct{}, 1)} }
+
+func (k *kicker) poke() {
+	select {
+	case k.c <- struct{}{}:
+	default:
+	}
 }
 
-func (r *recorder) Close() error { return nil }
-
-func (r *recorder) Set(_ context.Context, _ gateway.Local, remotes []v1.Endpoint) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.last = nil
-	for _, e := range remotes {
-		r.last = append(r.last, e.Name)
+// waitFor evaluates cond now and after every kick until it holds; no sleeps.
+func (k *kicker) waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.NewTimer(waitTimeout)
+	defer deadline.Stop()
+	for !cond() {
+		select {
+		case <-k.c:
+		case <-deadline.C:
+			t.Fatalf("timed out waiting for %s", what)
+		}
 	}
+}
+
+// watch runs an informer on resource in namespace of the cluster behind rc
+// that kicks k on every event and calls onEvent, if set, with the object.
+func (k *kicker) watch(t *testing.T, rc *rest.Config, namespace string, gvr schema.GroupVersionResource, onEvent func(*unstructured.Unstructured)) {
+	t.Helper()
+	dyn, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, 0, namespace, nil)
+	handle := func(obj any) {
+		if u, ok := obj.(*unstructured.Unstructured); ok && onEvent != nil {
+			onEvent(u)
+		}
+		k.poke()
+	}
+	if _, err := f.ForResource(gvr).Informer().AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc: handle, UpdateFunc: func(_, o any) { handle(o) }, DeleteFunc: func(any) { k.poke() },
+	}); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	f.Start(stop)
+	t.Cleanup(func() { close(stop); f.Shutdown() })
+}
+
+// recorder is a Dataplane that remembers what it was given, safely, and
+// kicks waiters on every call.
+type recorder struct {
+	k      *kicker
+	mu     sync.Mutex
+	last   gateway.CableState
+	sets   int
+	closes int
+}
+
+func (r *recorder) Close() error {
+	r.mu.Lock()
+	r.last = gateway.CableState{}
+	r.closes++
+	r.mu.Unlock()
+	r.k.poke()
 	return nil
 }
 
-func (r *recorder) get() []string {
+func (r *recorder) Set(_ context.Context, s gateway.CableState) error {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]string(nil), r.last...)
+	r.last = s
+	r.sets++
+	r.mu.Unlock()
+	r.k.poke()
+	return nil
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(100 * time.Millisecond)
+// peers are the names of the last state's peers.
+func (r *recorder) peers() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, p := range r.last.Peers {
+		out = append(out, p.Name)
+	}
+	return out
+}
+
+func (r *recorder) counts() (sets, closes int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sets, r.closes
+}
+
+// fixture is a member cluster c1 with two gateway nodes, enrolled at a
+// broker with a second member c2.
+type fixture struct {
+	member   *kubetest.Env
+	mc, bc   client.Client
+	info     *broker.Info
+	c1Token  string
+	c2Token  string
+	k        *kicker
+	roles    *roleLog
+	gateways schema.GroupVersionResource
+}
+
+// roleLog records every HAStatus each Gateway showed, in order.
+type roleLog struct {
+	mu   sync.Mutex
+	seen map[string][]v1.HAStatus
+}
+
+func (l *roleLog) record(u *unstructured.Unstructured) {
+	s, _, _ := unstructured.NestedString(u.Object, "status", "haStatus")
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	h := l.seen[u.GetName()]
+	if s != "" && (len(h) == 0 || h[len(h)-1] != v1.HAStatus(s)) {
+		l.seen[u.GetName()] = append(h, v1.HAStatus(s))
 	}
 }
 
-// TestEngineElectsPublishesAndFailsOver runs two gateway engines of cluster
-// c1 against real apiservers (the member's and the broker's).
-func TestEngineElectsPublishesAndFailsOver(t *testing.T) {
+// history is the roles a Gateway showed.
+func (l *roleLog) history(name string) []v1.HAStatus {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.seen[name])
+}
+
+// newFixture sets up the clusters; withCredential false leaves the broker
+// credential out of c1 (createCredential puts it in).
+func newFixture(t *testing.T, withCredential ...bool) *fixture {
+	t.Helper()
 	ctx := context.Background()
 	brokerEnv := kubetest.New(t, kubetest.Options{SkipCRDs: true})
 	memberEnv := kubetest.New(t, kubetest.Options{})
@@ -87,84 +202,148 @@ func TestEngineElectsPublishesAndFailsOver(t *testing.T) {
 	if err := mc.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: v1.ComponentNamespace}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := mc.Create(ctx, broker.CredentialSecret(v1.ComponentNamespace, info, c1Token)); err != nil {
-		t.Fatal(err)
+	f := &fixture{member: memberEnv, mc: mc, bc: bc, info: info, c1Token: c1Token, c2Token: c2Token, k: newKicker(),
+		roles: &roleLog{seen: map[string][]v1.HAStatus{}}, gateways: v1.SchemeGroupVersion.WithResource("gateways")}
+	if len(withCredential) == 0 || withCredential[0] {
+		f.createCredential(t)
 	}
 	for i, name := range []string{"node-a", "node-b"} {
 		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name,
 			Labels:      map[string]string{corev1.LabelTopologyRegion: "eu"},
-			Annotations: map[string]string{gateway.PublicIPAnnotation: "198.18.1." + string(rune('1'+i))}}}
+			Annotations: map[string]string{gateway.PublicIPAnnotation: "198.18.1." + strconv.Itoa(1+i)}}}
 		if err := mc.Create(ctx, n); err != nil {
 			t.Fatal(err)
 		}
-		n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "192.168.1." + string(rune('1'+i))}}
+		n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "192.168.1." + strconv.Itoa(1+i)}}
 		if err := mc.Status().Update(ctx, n); err != nil {
 			t.Fatal(err)
 		}
 	}
+	f.k.watch(t, memberEnv.Config, v1.ComponentNamespace, f.gateways, f.roles.record)
+	f.k.watch(t, memberEnv.Config, v1.ComponentNamespace, coordinationv1.SchemeGroupVersion.WithResource("leases"), nil)
+	f.k.watch(t, memberEnv.Config, v1.ComponentNamespace, v1.SchemeGroupVersion.WithResource("endpoints"), nil)
+	f.k.watch(t, brokerEnv.Config, info.Namespace, v1.SchemeGroupVersion.WithResource("endpoints"), nil)
+	f.k.watch(t, brokerEnv.Config, info.Namespace, v1.SchemeGroupVersion.WithResource("clusters"), nil)
+	return f
+}
 
-	type running struct {
-		rec    *recorder
-		cancel context.CancelFunc
-		done   chan error
+// createCredential stores c1's broker credential in c1.
+func (f *fixture) createCredential(t *testing.T) {
+	t.Helper()
+	if err := f.mc.Create(context.Background(), broker.CredentialSecret(v1.ComponentNamespace, f.info, f.c1Token)); err != nil {
+		t.Fatal(err)
 	}
-	start := func(node string) *running {
-		r := &running{rec: &recorder{}, done: make(chan error, 1)}
-		e, err := gateway.New(memberEnv.Config, gateway.Config{
-			ClusterID: "c1", Namespace: v1.ComponentNamespace, NodeName: node,
-			PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}, ServiceCIDRs: []netip.Prefix{netip.MustParsePrefix("10.101.0.0/16")},
-			CableDriver: v1.CableDriverWireGuard, WireGuardPort: 4500, NATDiscoveryPort: 4490,
-			BrokerSecret: broker.SecretName, Dataplane: r.rec,
-			Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var ctx context.Context
-		ctx, r.cancel = context.WithCancel(context.Background())
-		go func() { r.done <- e.Run(ctx) }()
-		t.Cleanup(func() { r.cancel(); <-r.done })
-		return r
-	}
-	engines := map[string]*running{"node-a": start("node-a"), "node-b": start("node-b")}
+}
 
-	roles := func() (active, passive []string) {
-		var gws v1.GatewayList
-		_ = mc.List(ctx, &gws, client.InNamespace(v1.ComponentNamespace))
-		for _, g := range gws.Items {
-			switch g.Status.HAStatus {
-			case v1.HAStatusActive:
-				active = append(active, g.Name)
-			case v1.HAStatusPassive:
-				passive = append(passive, g.Name)
-			}
-		}
-		return active, passive
-	}
-	var first string
-	waitUntil(t, "one active and one passive gateway", func() bool {
-		a, p := roles()
-		if len(a) == 1 && len(p) == 1 {
-			first = a[0]
-			return true
-		}
+// running is an engine running in a goroutine.
+type running struct {
+	rec    *recorder
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// exited reports whether Run returned.
+func (r *running) exited() bool {
+	select {
+	case err := <-r.done:
+		r.done <- err
+		return true
+	default:
 		return false
-	})
-	brokerEndpoints := func() []string {
-		var eps v1.EndpointList
-		_ = bc.List(ctx, &eps, client.InNamespace(info.Namespace))
-		var names []string
-		for _, e := range eps.Items {
-			names = append(names, e.Name)
-		}
-		return names
 	}
-	waitUntil(t, "the active gateway's Endpoint at the broker", func() bool {
-		got := brokerEndpoints()
-		return len(got) == 1 && got[0] == "c1-"+first
+}
+
+func (f *fixture) start(t *testing.T, node string) *running {
+	t.Helper()
+	r := &running{rec: &recorder{k: f.k}, done: make(chan error, 1)}
+	e, err := gateway.New(f.member.Config, gateway.Config{
+		ClusterID: "c1", Namespace: v1.ComponentNamespace, NodeName: node,
+		PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}, ServiceCIDRs: []netip.Prefix{netip.MustParsePrefix("10.101.0.0/16")},
+		CableDriver: v1.CableDriverWireGuard, Cable: cabledriver.Settings{Port: 4500}, NATDiscoveryPort: 4490,
+		BrokerSecret: broker.SecretName, Dataplane: r.rec,
+		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ctx context.Context
+	ctx, r.cancel = context.WithCancel(context.Background())
+	go func() { r.done <- e.Run(ctx); f.k.poke() }()
+	t.Cleanup(func() { r.cancel(); <-r.done })
+	return r
+}
+
+// stop stops the engine and waits for Run to return.
+func (r *running) stop(t *testing.T) {
+	t.Helper()
+	r.cancel()
+	if err := <-r.done; err != nil {
+		t.Errorf("Run after a clean stop: %v", err)
+	}
+	r.done <- nil // for the cleanup
+}
+
+// role is a Gateway's current HAStatus.
+func (f *fixture) role(name string) v1.HAStatus {
+	var gw v1.Gateway
+	if err := f.mc.Get(context.Background(), client.ObjectKey{Namespace: v1.ComponentNamespace, Name: name}, &gw); err != nil {
+		return ""
+	}
+	return gw.Status.HAStatus
+}
+
+func (f *fixture) brokerEndpoints() []string {
+	var eps v1.EndpointList
+	_ = f.bc.List(context.Background(), &eps, client.InNamespace(f.info.Namespace))
+	var names []string
+	for _, e := range eps.Items {
+		names = append(names, e.Name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// createRemote makes c2's gateway Endpoint at the broker, as c2 would.
+func (f *fixture) createRemote(t *testing.T) {
+	t.Helper()
+	c2, err := client.New(f.info.RESTConfig(f.c2Token), client.Options{Scheme: scheme.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	remote := &v1.Endpoint{
+		ObjectMeta: metav1.ObjectMeta{Name: "c2-gw", Namespace: f.info.Namespace, Labels: map[string]string{v1.ClusterIDLabel: "c2"}},
+		Spec: v1.EndpointSpec{ClusterID: "c2", Hostname: "gw", PrivateIPs: v1.DualStackIPs{"192.168.2.1"}, Subnets: []v1.CIDR{"10.2.0.0/16"},
+			CableDriver: v1.CableDriverWireGuard, WireGuard: &v1.WireGuardConfig{PublicKey: "c2aAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", Port: 4500}},
+	}
+	if err := c2.Create(context.Background(), remote); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestEngineElectsPublishesAndFailsOver runs two gateway engines of cluster
+// c1 against real apiservers (the member's and the broker's).
+func TestEngineElectsPublishesAndFailsOver(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	engines := map[string]*running{"node-a": f.start(t, "node-a"), "node-b": f.start(t, "node-b")}
+	var first, other string
+	f.k.waitFor(t, "one active and one passive gateway", func() bool {
+		a, b := f.role("node-a"), f.role("node-b")
+		switch {
+		case a == v1.HAStatusActive && b == v1.HAStatusPassive:
+			first, other = "node-a", "node-b"
+		case b == v1.HAStatusActive && a == v1.HAStatusPassive:
+			first, other = "node-b", "node-a"
+		default:
+			return false
+		}
+		return true
+	})
+	f.k.waitFor(t, "the active gateway's Endpoint at the broker", func() bool {
+		return slices.Equal(f.brokerEndpoints(), []string{"c1-" + first})
 	})
 	ep := &v1.Endpoint{}
-	if err := bc.Get(ctx, client.ObjectKey{Namespace: info.Namespace, Name: "c1-" + first}, ep); err != nil {
+	if err := f.bc.Get(ctx, client.ObjectKey{Namespace: f.info.Namespace, Name: "c1-" + first}, ep); err != nil {
 		t.Fatal(err)
 	}
 	if ep.Spec.WireGuard == nil || ep.Spec.WireGuard.Port != 4500 || len(ep.Spec.PublicIPs) != 1 || len(ep.Spec.Subnets) != 2 {
@@ -172,60 +351,156 @@ func TestEngineElectsPublishesAndFailsOver(t *testing.T) {
 	}
 	// The Cluster is synced on its own, perhaps a moment after the Endpoint.
 	var cl v1.Cluster
-	waitUntil(t, "the Cluster at the broker", func() bool {
-		return bc.Get(ctx, client.ObjectKey{Namespace: info.Namespace, Name: "c1"}, &cl) == nil
+	f.k.waitFor(t, "the Cluster at the broker", func() bool {
+		return f.bc.Get(ctx, client.ObjectKey{Namespace: f.info.Namespace, Name: "c1"}, &cl) == nil
 	})
 	if cl.Spec.Topology.Region != "eu" || len(cl.Spec.PodCIDRs) != 1 {
 		t.Errorf("published Cluster: %+v", cl.Spec)
 	}
 	// The private key stays in the cluster, never in the Endpoint.
 	var secret corev1.Secret
-	if err := mc.Get(ctx, client.ObjectKey{Namespace: v1.ComponentNamespace, Name: "strait-wireguard-" + first}, &secret); err != nil || len(secret.Data["privateKey"]) == 0 {
+	if err := f.mc.Get(ctx, client.ObjectKey{Namespace: v1.ComponentNamespace, Name: "strait-wireguard-" + first}, &secret); err != nil || len(secret.Data["privateKey"]) == 0 {
 		t.Errorf("WireGuard key Secret: %v", err)
 	}
 
-	// A remote cluster's Endpoint reaches the active gateway's data plane.
-	c2, err := client.New(info.RESTConfig(c2Token), client.Options{Scheme: scheme.New()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	remote := &v1.Endpoint{
-		ObjectMeta: metav1.ObjectMeta{Name: "c2-gw", Namespace: info.Namespace, Labels: map[string]string{v1.ClusterIDLabel: "c2"}},
-		Spec: v1.EndpointSpec{ClusterID: "c2", Hostname: "gw", PrivateIPs: v1.DualStackIPs{"192.168.2.1"}, Subnets: []v1.CIDR{"10.2.0.0/16"},
-			CableDriver: v1.CableDriverVXLAN, VXLAN: &v1.VXLANConfig{VNI: 100, Port: 4800}},
-	}
-	if err := c2.Create(ctx, remote); err != nil {
-		t.Fatal(err)
-	}
-	waitUntil(t, "the remote Endpoint in the active data plane", func() bool {
-		got := engines[first].rec.get()
-		return len(got) == 1 && got[0] == "c2-gw"
+	// A remote cluster's Endpoint reaches the active gateway's data plane,
+	// as a peer.
+	f.createRemote(t)
+	f.k.waitFor(t, "the remote Endpoint in the active data plane", func() bool {
+		return slices.Equal(engines[first].rec.peers(), []string{"c2-gw"})
 	})
-	other := "node-a"
-	if first == "node-a" {
-		other = "node-b"
-	}
-	if got := engines[other].rec.get(); len(got) != 0 {
+	f.k.waitFor(t, "the connection to c2 in the active Gateway's status", func() bool {
+		var gw v1.Gateway
+		if err := f.mc.Get(ctx, client.ObjectKey{Namespace: v1.ComponentNamespace, Name: first}, &gw); err != nil {
+			return false
+		}
+		c := gw.Status.Connections
+		return gw.Status.LocalEndpoint == "c1-"+first && len(c) == 1 && c[0].Endpoint == "c2-gw" && c[0].ClusterID == "c2" &&
+			c[0].UsingIP == "192.168.2.1" && c[0].Status == v1.Connecting
+	})
+	if got := engines[other].rec.peers(); len(got) != 0 {
 		t.Errorf("the passive gateway's data plane was given %v", got)
 	}
 
 	// Failover: stop the active engine; the standby takes over and
 	// republishes; the old Endpoint goes from the broker.
-	engines[first].cancel()
-	<-engines[first].done
-	engines[first].done <- nil // for the cleanup
-	waitUntil(t, other+" active and "+first+"'s Endpoint replaced at the broker", func() bool {
-		a, _ := roles()
-		got := brokerEndpoints()
-		hasNew, hasOld := false, false
-		for _, n := range got {
-			hasNew = hasNew || n == "c1-"+other
-			hasOld = hasOld || n == "c1-"+first
+	engines[first].stop(t)
+	f.k.waitFor(t, other+" active and "+first+"'s Endpoint replaced at the broker", func() bool {
+		return f.role(other) == v1.HAStatusActive && f.role(first) == v1.HAStatusPassive &&
+			slices.Equal(f.brokerEndpoints(), []string{"c1-" + other, "c2-gw"})
+	})
+	f.k.waitFor(t, "the remote Endpoint in the new active data plane", func() bool {
+		return slices.Equal(engines[other].rec.peers(), []string{"c2-gw"})
+	})
+}
+
+// TestEngineLosesLeaseAndStandsBy steals the Lease from under an active
+// engine: it must clear its data plane and stand by in the same process
+// (Run does not return), and become active again, in a new epoch, once the
+// Lease is free. A clean stop then releases the Lease.
+func TestEngineLosesLeaseAndStandsBy(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	kube, err := kubernetes.NewForConfig(f.member.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leases := kube.CoordinationV1().Leases(v1.ComponentNamespace)
+	eng := f.start(t, "node-a")
+	f.createRemote(t)
+	f.k.waitFor(t, "node-a active with the remote as a peer", func() bool {
+		return f.role("node-a") == v1.HAStatusActive && slices.Equal(eng.rec.peers(), []string{"c2-gw"})
+	})
+	epochOf := func() int {
+		var ep v1.Endpoint
+		if err := f.mc.Get(ctx, client.ObjectKey{Namespace: v1.ComponentNamespace, Name: "c1-node-a"}, &ep); err != nil {
+			return -1
 		}
-		return len(a) == 1 && a[0] == other && hasNew && !hasOld
+		n, _ := strconv.Atoi(ep.Annotations[v1.GatewayEpochAnnotation])
+		return n
+	}
+	firstEpoch := epochOf()
+	_, closesBefore := eng.rec.counts()
+	rolesBefore := len(f.roles.history("node-a"))
+
+	// Another holder takes the Lease (as a gateway that won a race would).
+	l, err := leases.Get(ctx, gateway.LeaseName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := metav1.NewMicroTime(time.Now())
+	l.Spec.HolderIdentity, l.Spec.RenewTime, l.Spec.AcquireTime = ptr.To("thief"), &now, &now
+	l.Spec.LeaseTransitions = ptr.To(ptr.Deref(l.Spec.LeaseTransitions, 0) + 1)
+	if _, err := leases.Update(ctx, l, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.k.waitFor(t, "node-a's data plane cleared and its Gateway passive", func() bool {
+		if eng.exited() {
+			t.Fatal("Run returned after losing the Lease")
+		}
+		_, closes := eng.rec.counts()
+		h := f.roles.history("node-a")
+		return closes > closesBefore && len(h) > rolesBefore && h[len(h)-1] == v1.HAStatusPassive
 	})
-	waitUntil(t, "the remote Endpoint in the new active data plane", func() bool {
-		got := engines[other].rec.get()
-		return len(got) == 1 && got[0] == "c2-gw"
+	if eng.exited() {
+		t.Fatal("Run returned after losing the Lease")
+	}
+	if got := eng.rec.peers(); len(got) != 0 {
+		t.Errorf("data plane after losing the Lease: %v", got)
+	}
+
+	// The Lease is free again: node-a takes it, in a new epoch.
+	_, closesLost := eng.rec.counts()
+	l, err = leases.Get(ctx, gateway.LeaseName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Spec.HolderIdentity = ptr.To("")
+	if _, err := leases.Update(ctx, l, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.k.waitFor(t, "node-a active again with the remote as a peer, in a new epoch", func() bool {
+		l, err := leases.Get(ctx, gateway.LeaseName, metav1.GetOptions{})
+		return err == nil && ptr.Deref(l.Spec.HolderIdentity, "") == "node-a" &&
+			f.role("node-a") == v1.HAStatusActive && slices.Equal(eng.rec.peers(), []string{"c2-gw"}) && epochOf() > firstEpoch
 	})
+	if _, closes := eng.rec.counts(); closes < closesLost {
+		t.Errorf("closes went from %d to %d", closesLost, closes)
+	}
+	if eng.exited() {
+		t.Fatal("Run returned")
+	}
+
+	// A clean stop releases the Lease and leaves a passive status.
+	eng.stop(t)
+	l, err = leases.Get(ctx, gateway.LeaseName, metav1.GetOptions{})
+	if err != nil || ptr.Deref(l.Spec.HolderIdentity, "x") != "" {
+		t.Errorf("Lease after a clean stop: holder %v (%v), want released", ptr.Deref(l.Spec.HolderIdentity, "<nil>"), err)
+	}
+	if got := f.role("node-a"); got != v1.HAStatusPassive {
+		t.Errorf("status after a clean stop: %q, want passive", got)
+	}
+	if _, closes := eng.rec.counts(); closes <= closesLost {
+		t.Error("the data plane was not cleared on the clean stop")
+	}
+}
+
+// TestEngineRetriesAFailedTerm: an active term that fails (here: no broker
+// credential yet) releases the Lease and stands by in the same process, and
+// a later term succeeds once the cause is gone.
+func TestEngineRetriesAFailedTerm(t *testing.T) {
+	f := newFixture(t, false)
+	eng := f.start(t, "node-a")
+	f.k.waitFor(t, "a failed active term: node-a active, then passive again", func() bool {
+		h := f.roles.history("node-a")
+		return len(h) >= 3 && slices.Equal(h[len(h)-2:], []v1.HAStatus{v1.HAStatusActive, v1.HAStatusPassive})
+	})
+	if eng.exited() {
+		t.Fatal("Run returned after a failed term")
+	}
+	f.createCredential(t)
+	f.k.waitFor(t, "node-a active with its Endpoint at the broker", func() bool {
+		return f.role("node-a") == v1.HAStatusActive && slices.Equal(f.brokerEndpoints(), []string{"c1-node-a"})
+	})
+	eng.stop(t)
 }

@@ -3,8 +3,10 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,31 +20,58 @@ import (
 // its own in the node's network namespace.
 const DefaultMetricsAddr = ":9476"
 
-// Metrics are a gateway's Prometheus metrics.
+// metricsShutdownGrace bounds how long Serve waits for scrapes in flight when
+// its context ends: a scrape takes milliseconds, and a gateway that is
+// stopping should not wait on a slow scraper.
+const metricsShutdownGrace = time.Second
+
+// metricsReadHeaderTimeout keeps a client that never finishes its request
+// headers from holding a connection open.
+const metricsReadHeaderTimeout = 5 * time.Second
+
+// Metric descriptions of the per-connection series. They are rendered at
+// scrape time from the last connections set and the traffic source, so a
+// connection that goes leaves no series behind and the byte counters are
+// the cable driver's own counters, read when Prometheus asks.
+var (
+	connStatusDesc = prometheus.NewDesc("strait_connection_status",
+		"1 for the current status of each connection to a remote gateway, 0 for the other statuses.",
+		[]string{"cluster_id", "endpoint", "status"}, nil)
+	connRTTDesc = prometheus.NewDesc("strait_connection_rtt_seconds",
+		"Health-check round-trip time through the cable: last, min, avg and max.",
+		[]string{"cluster_id", "endpoint", "stat"}, nil)
+	connRxDesc = prometheus.NewDesc("strait_connection_rx_bytes_total",
+		"Bytes received from a remote gateway through the cable (drivers that count per peer). The driver's counter: it restarts from 0 when the peer is set up again.",
+		[]string{"cluster_id", "endpoint"}, nil)
+	connTxDesc = prometheus.NewDesc("strait_connection_tx_bytes_total",
+		"Bytes sent to a remote gateway through the cable (drivers that count per peer). The driver's counter: it restarts from 0 when the peer is set up again.",
+		[]string{"cluster_id", "endpoint"}, nil)
+)
+
+// connectionStatuses are the values of the status label, one series each.
+var connectionStatuses = []v1.ConnectionStatus{v1.Connected, v1.Connecting, v1.ConnectionError}
+
+// Metrics are a gateway's Prometheus metrics, in a registry of their own.
+// The zero value is not usable: make one with NewMetrics. Its methods are
+// safe for concurrent use.
 type Metrics struct {
 	reg    *prometheus.Registry
 	active prometheus.Gauge
-	status *prometheus.GaugeVec
-	rtt    *prometheus.GaugeVec
-	rx, tx *prometheus.GaugeVec
+
+	mu      sync.Mutex
+	conns   []v1.Connection
+	traffic func() map[string]cable.Traffic
 }
 
-// NewMetrics makes the metrics in a registry of their own.
+// NewMetrics makes the metrics in a registry of their own: the gateway's
+// role, and the per-connection series collected at scrape time.
 func NewMetrics() *Metrics {
 	m := &Metrics{
 		reg: prometheus.NewRegistry(),
 		active: prometheus.NewGauge(prometheus.GaugeOpts{Name: "strait_gateway_active",
 			Help: "1 when this gateway is its cluster's active gateway, else 0."}),
-		status: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "strait_connection_status",
-			Help: "1 for the current status of each connection to a remote gateway."}, []string{"cluster_id", "endpoint", "status"}),
-		rtt: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "strait_connection_rtt_seconds",
-			Help: "Health-check round-trip time through the cable: last, min, avg and max."}, []string{"cluster_id", "endpoint", "stat"}),
-		rx: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "strait_connection_rx_bytes",
-			Help: "Bytes received from a remote gateway through the cable (drivers that count per peer)."}, []string{"cluster_id", "endpoint"}),
-		tx: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "strait_connection_tx_bytes",
-			Help: "Bytes sent to a remote gateway through the cable (drivers that count per peer)."}, []string{"cluster_id", "endpoint"}),
 	}
-	m.reg.MustRegister(m.active, m.status, m.rtt, m.rx, m.tx)
+	m.reg.MustRegister(m.active, (*connCollector)(m))
 	return m
 }
 
@@ -55,56 +84,122 @@ func (m *Metrics) SetActive(active bool) {
 	}
 }
 
-// SetConnections replaces the per-connection series with the given ones.
-func (m *Metrics) SetConnections(conns []v1.Connection, traffic map[string]cable.Traffic) {
-	m.status.Reset()
-	m.rtt.Reset()
-	m.rx.Reset()
-	m.tx.Reset()
-	for _, c := range conns {
-		id, ep := string(c.ClusterID), c.Endpoint
-		for _, s := range []v1.ConnectionStatus{v1.Connected, v1.Connecting, v1.ConnectionError} {
-			v := 0.0
-			if c.Status == s {
-				v = 1
-			}
-			m.status.WithLabelValues(id, ep, string(s)).Set(v)
-		}
-		if r := c.LatencyRTT; r != nil {
-			m.rtt.WithLabelValues(id, ep, "last").Set(r.Last.Seconds())
-			m.rtt.WithLabelValues(id, ep, "min").Set(r.Min.Seconds())
-			m.rtt.WithLabelValues(id, ep, "avg").Set(r.Average.Seconds())
-			m.rtt.WithLabelValues(id, ep, "max").Set(r.Max.Seconds())
-		}
-		if t, ok := traffic[ep]; ok {
-			m.rx.WithLabelValues(id, ep).Set(float64(t.RxBytes))
-			m.tx.WithLabelValues(id, ep).Set(float64(t.TxBytes))
-		}
+// SetConnections replaces the connections whose status, round-trip times
+// and traffic the metrics show. A connection left out leaves no series
+// behind. conns is copied.
+func (m *Metrics) SetConnections(conns []v1.Connection) {
+	cp := make([]v1.Connection, len(conns))
+	for i := range conns {
+		conns[i].DeepCopyInto(&cp[i])
 	}
+	m.mu.Lock()
+	m.conns = cp
+	m.mu.Unlock()
 }
 
-// Handler serves the metrics.
+// SetTrafficSource sets where the byte counters come from: a function,
+// called at each scrape, that returns the cable's counters by Endpoint name
+// (the connections' Endpoint field). Only endpoints of the connections last
+// set are shown. nil removes the byte counters.
+func (m *Metrics) SetTrafficSource(source func() map[string]cable.Traffic) {
+	m.mu.Lock()
+	m.traffic = source
+	m.mu.Unlock()
+}
+
+// Handler serves the metrics in the Prometheus exposition formats.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
-// Serve serves the metrics on addr until ctx ends.
+// Serve serves the metrics at /metrics on addr until ctx ends. It returns
+// an error if addr cannot be listened on or the server fails; nil once ctx
+// has ended.
 func (m *Metrics) Serve(ctx context.Context, addr string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return err
+		return fmt.Errorf("listen for metrics on %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", m.Handler())
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: metricsReadHeaderTimeout}
+	served := make(chan struct{}) // closed when Serve returns
+	stopped := make(chan struct{})
 	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer close(stopped)
+		select {
+		case <-ctx.Done():
+		case <-served:
+			return
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), metricsShutdownGrace)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+	err = srv.Serve(ln)
+	close(served)
+	<-stopped
+	if !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve metrics on %s: %w", addr, err)
 	}
 	return nil
+}
+
+// connCollector renders the per-connection series of a Metrics at scrape
+// time.
+type connCollector Metrics
+
+var _ prometheus.Collector = (*connCollector)(nil)
+
+// Describe implements prometheus.Collector.
+func (c *connCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{connStatusDesc, connRTTDesc, connRxDesc, connTxDesc} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *connCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	conns, source := c.conns, c.traffic
+	c.mu.Unlock()
+	// The source is called outside the lock: it may read the kernel.
+	var traffic map[string]cable.Traffic
+	if source != nil {
+		traffic = source()
+	}
+	emit := func(desc *prometheus.Desc, typ prometheus.ValueType, v float64, labels ...string) {
+		m, err := prometheus.NewConstMetric(desc, typ, v, labels...)
+		if err != nil {
+			m = prometheus.NewInvalidMetric(desc, err)
+		}
+		ch <- m
+	}
+	seen := map[string]bool{}
+	for _, conn := range conns {
+		id, ep := string(conn.ClusterID), conn.Endpoint
+		// Two entries for one endpoint would be duplicate series, which
+		// fail the whole scrape; the first wins.
+		if seen[ep] {
+			continue
+		}
+		seen[ep] = true
+		for _, s := range connectionStatuses {
+			v := 0.0
+			if conn.Status == s {
+				v = 1
+			}
+			emit(connStatusDesc, prometheus.GaugeValue, v, id, ep, string(s))
+		}
+		if r := conn.LatencyRTT; r != nil {
+			emit(connRTTDesc, prometheus.GaugeValue, r.Last.Seconds(), id, ep, "last")
+			emit(connRTTDesc, prometheus.GaugeValue, r.Min.Seconds(), id, ep, "min")
+			emit(connRTTDesc, prometheus.GaugeValue, r.Average.Seconds(), id, ep, "avg")
+			emit(connRTTDesc, prometheus.GaugeValue, r.Max.Seconds(), id, ep, "max")
+		}
+		if t, ok := traffic[ep]; ok {
+			emit(connRxDesc, prometheus.CounterValue, float64(t.RxBytes), id, ep)
+			emit(connTxDesc, prometheus.CounterValue, float64(t.TxBytes), id, ep)
+		}
+	}
 }

@@ -1,135 +1,87 @@
 package gateway
 
 import (
-	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 
-	"github.com/coreos/go-iptables/iptables"
-	"github.com/vishvananda/netlink"
-
-	"strait.dev/strait/pkg/iptchain"
+	"strait.dev/strait/pkg/nodenet"
 )
 
-// setRules keeps exactly one rule "to <subnet> lookup RouteTable" at
-// RulePriority per remote subnet, and no other rule at that priority.
-func setRules(subnets []netip.Prefix) error {
-	want := map[string]netip.Prefix{}
-	for _, s := range subnets {
-		want[s.Masked().String()] = s.Masked()
+// gatewayScope is what the gateway owns on its node: the rules at
+// nodenet.GatewayPriority, the masquerade exemption chain of each family, and
+// the addresses on the cable device (its health-check addresses; the driver
+// owns the device itself and the routes through it in GatewayTable).
+func gatewayScope() nodenet.Scope {
+	return nodenet.Scope{
+		AddrDevs:   []string{nodenet.CableDevice},
+		Priorities: []int{nodenet.GatewayPriority},
+		Chains:     gatewayChains(nil),
 	}
-	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		rules, err := netlink.RuleList(family)
-		if err != nil {
-			return fmt.Errorf("list rules: %w", err)
-		}
-		for _, r := range rules {
-			if r.Priority != RulePriority {
-				continue
-			}
-			if r.Dst != nil && r.Table == RouteTable {
-				if _, ok := want[r.Dst.String()]; ok {
-					delete(want, r.Dst.String())
-					continue
-				}
-			}
-			if err := netlink.RuleDel(&r); err != nil {
-				return fmt.Errorf("remove rule %v: %w", r, err)
+}
+
+// gatewayChains is nodenet.GatewayNATChain for both families, jumped to
+// first from nat POSTROUTING, holding one ACCEPT per remote subnet of the
+// family (an ACCEPT in nat ends NAT for the packet: no masquerade).
+func gatewayChains(remoteSubnets []netip.Prefix) []nodenet.Chain {
+	var out []nodenet.Chain
+	for _, f := range nodenet.Families {
+		c := nodenet.Chain{Family: f, Table: "nat", Name: nodenet.GatewayNATChain, From: "POSTROUTING", Comment: nodenet.GatewayJumpComment}
+		for _, s := range remoteSubnets {
+			if nodenet.FamilyOf(s.Addr()) == f {
+				c.Rules = append(c.Rules, []string{"-d", s.Masked().String(), "-m", "comment", "--comment", "strait: cross-cluster, no masquerade", "-j", "ACCEPT"})
 			}
 		}
+		out = append(out, c)
 	}
-	for _, p := range want {
-		r := netlink.NewRule()
-		r.Priority, r.Table = RulePriority, RouteTable
-		r.Family = netlink.FAMILY_V4
-		if p.Addr().Is6() {
-			r.Family = netlink.FAMILY_V6
-		}
-		r.Dst = &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
-		if err := netlink.RuleAdd(r); err != nil {
-			return fmt.Errorf("add rule to %s: %w", p, err)
-		}
-	}
-	return nil
+	return out
 }
 
-// natExemption is natChain holding one ACCEPT per remote subnet of the
-// family, jumped to first from nat POSTROUTING.
-func natExemption(subnets []netip.Prefix, v6 bool) iptchain.Chain {
-	c := iptchain.Chain{Table: "nat", Name: natChain, From: "POSTROUTING", Comment: "strait gateway"}
-	for _, s := range subnets {
-		if s.Addr().Is6() == v6 {
-			c.Rules = append(c.Rules, []string{"-d", s.Masked().String(), "-m", "comment", "--comment", "strait: cross-cluster, no masquerade", "-j", "ACCEPT"})
-		}
+// gatewayRules sends each remote subnet to the cable's table.
+func gatewayRules(remoteSubnets []netip.Prefix) []nodenet.Rule {
+	var out []nodenet.Rule
+	for _, s := range remoteSubnets {
+		out = append(out, nodenet.Rule{Priority: nodenet.GatewayPriority, Dst: s.Masked(), Table: nodenet.GatewayTable})
 	}
-	return c
+	return out
 }
 
-// setNATExemption keeps natChain for both families.
-func setNATExemption(subnets []netip.Prefix) error {
-	for _, v6 := range []bool{false, true} {
-		ipt, err := newIPTables(v6)
-		if err != nil {
-			return err
-		}
-		if err := iptchain.Ensure(ipt, natExemption(subnets, v6)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func newIPTables(v6 bool) (*iptables.IPTables, error) {
-	proto := iptables.ProtocolIPv4
-	if v6 {
-		proto = iptables.ProtocolIPv6
-	}
-	ipt, err := iptables.NewWithProtocol(proto)
-	if err != nil {
-		return nil, fmt.Errorf("iptables: %w", err)
-	}
-	return ipt, nil
-}
-
-// applyGatewaySlice makes the gateway's share of the node state match: a rule
-// per remote subnet into the cable's table, the masquerade exemption, and
-// the health-check addresses on the cable device.
-func applyGatewaySlice(remoteSubnets []netip.Prefix, healthCheckIPs []netip.Addr) error {
-	if err := setRules(remoteSubnets); err != nil {
-		return err
-	}
-	if err := setNATExemption(remoteSubnets); err != nil {
-		return err
-	}
-	if len(healthCheckIPs) == 0 {
-		return nil
-	}
-	link, err := netlink.LinkByName(CableInterface)
-	if err != nil {
-		return err
-	}
+// gatewaySlice is the gateway's share of its node's state: a rule per remote
+// subnet into the cable's table, the masquerade exemption per family, and
+// the health-check addresses (/32 or /128) on the cable device, so that
+// probes leave and arrive through it.
+func gatewaySlice(remoteSubnets []netip.Prefix, healthCheckIPs []netip.Addr) nodenet.State {
+	s := nodenet.State{Rules: gatewayRules(remoteSubnets), Chains: gatewayChains(remoteSubnets)}
 	for _, a := range healthCheckIPs {
-		bits := a.BitLen()
-		addr := &netlink.Addr{IPNet: &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(bits, bits)}}
-		if err := netlink.AddrReplace(link, addr); err != nil {
-			return fmt.Errorf("health-check address %s: %w", a, err)
-		}
+		s.Addrs = append(s.Addrs, nodenet.HostAddr(nodenet.CableDevice, a))
+	}
+	return s
+}
+
+// applyGatewaySlice makes the gateway's share of the node state (see
+// gatewaySlice) match, make-before-break, in the current network namespace.
+// With health-check addresses, the cable device must exist.
+func applyGatewaySlice(remoteSubnets []netip.Prefix, healthCheckIPs []netip.Addr) error {
+	return applyGatewaySliceTo(nodenet.Host(), remoteSubnets, healthCheckIPs)
+}
+
+func applyGatewaySliceTo(k nodenet.Kernel, remoteSubnets []netip.Prefix, healthCheckIPs []netip.Addr) error {
+	a := nodenet.Applier{Kernel: k, Scope: gatewayScope()}
+	if err := a.Apply(gatewaySlice(remoteSubnets, healthCheckIPs)); err != nil {
+		return fmt.Errorf("gateway node state: %w", err)
 	}
 	return nil
 }
 
-// removeGatewaySlice removes the gateway's rules and chains (the cable
-// device, with its addresses and routes, is the driver's to remove).
+// removeGatewaySlice removes the gateway's rules, chains and health-check
+// addresses (the cable device, with its routes, is the driver's to remove).
 func removeGatewaySlice() error {
-	errs := []error{setRules(nil)}
-	for _, v6 := range []bool{false, true} {
-		ipt, err := newIPTables(v6)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		errs = append(errs, iptchain.Remove(ipt, natExemption(nil, v6)))
+	return removeGatewaySliceFrom(nodenet.Host())
+}
+
+func removeGatewaySliceFrom(k nodenet.Kernel) error {
+	a := nodenet.Applier{Kernel: k, Scope: gatewayScope()}
+	if err := a.Remove(); err != nil {
+		return fmt.Errorf("remove gateway node state: %w", err)
 	}
-	return errors.Join(errs...)
+	return nil
 }

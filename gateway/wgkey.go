@@ -9,38 +9,40 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+	"strait.dev/strait/pkg/cabledriver"
 )
 
-// wireGuardKeySecret names the Secret holding a gateway node's WireGuard
-// private key. The key never leaves the cluster and is never logged; only
-// its public half is published.
-func wireGuardKeySecret(node string) string { return "strait-wireguard-" + node }
+// keySecretField is the Secret's data key holding the private key.
+const keySecretField = "privateKey"
 
-// ensureWireGuardKey returns the node's WireGuard private key, making and
-// storing it the first time.
-func ensureWireGuardKey(ctx context.Context, cs kubernetes.Interface, namespace, node string) (wgtypes.Key, error) {
+// ensureKey returns the node's private key for a keyed cable driver (the
+// WireGuard key lives in Secret strait-wireguard-<node>) and its public
+// half, making and storing the key the first time. The private key never
+// leaves the cluster and is never logged or put in an error; only its
+// public half is published.
+func ensureKey(ctx context.Context, cs kubernetes.Interface, namespace, node string, ks *cabledriver.KeyScheme) (private, public string, err error) {
+	name := ks.SecretPrefix + node
 	api := cs.CoreV1().Secrets(namespace)
-	s, err := api.Get(ctx, wireGuardKeySecret(node), metav1.GetOptions{})
+	s, err := api.Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		key, kerr := wgtypes.GeneratePrivateKey()
+		key, kerr := ks.Generate()
 		if kerr != nil {
-			return wgtypes.Key{}, kerr
+			return "", "", kerr
 		}
 		s = &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: wireGuardKeySecret(node), Namespace: namespace},
-			Data:       map[string][]byte{"privateKey": []byte(key.String())},
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
+			Data:       map[string][]byte{keySecretField: []byte(key)},
 		}
 		if s, err = api.Create(ctx, s, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
-			s, err = api.Get(ctx, wireGuardKeySecret(node), metav1.GetOptions{})
+			s, err = api.Get(ctx, name, metav1.GetOptions{})
 		}
 	}
 	if err != nil {
-		return wgtypes.Key{}, fmt.Errorf("WireGuard key of %s: %w", node, err)
+		return "", "", fmt.Errorf("key of %s in Secret %s: %w", node, name, err)
 	}
-	key, err := wgtypes.ParseKey(string(s.Data["privateKey"]))
-	if err != nil {
-		return wgtypes.Key{}, fmt.Errorf("WireGuard key of %s in Secret %s is corrupt", node, wireGuardKeySecret(node))
+	private = string(s.Data[keySecretField])
+	if public, err = ks.Public(private); err != nil {
+		return "", "", fmt.Errorf("key of %s in Secret %s is corrupt: %w", node, name, err)
 	}
-	return key, nil
+	return private, public, nil
 }

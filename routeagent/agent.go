@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"time"
 
@@ -24,6 +26,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
+	"strait.dev/strait/pkg/nodenet"
 )
 
 // resync bounds how long drift (someone deleting our route) lasts.
@@ -45,14 +48,24 @@ type Config struct {
 	// stops, Strait is being removed and the agent cleans up; otherwise (a
 	// restart, an upgrade) it leaves the data plane running.
 	DaemonSet string
-	Log       *slog.Logger
+	// MetricsAddr is where Prometheus metrics are served (DefaultMetricsAddr
+	// if empty; "-" serves none).
+	MetricsAddr string
+	// Kernel is the node's kernel; nil is nodenet.Host(), the current
+	// network namespace.
+	Kernel nodenet.Kernel
+	Log    *slog.Logger
 }
 
 // Agent is one node's route agent.
 type Agent struct {
-	cfg  Config
-	kube kubernetes.Interface
-	dyn  dynamic.Interface
+	cfg     Config
+	kube    kubernetes.Interface
+	dyn     dynamic.Interface
+	applier *nodenet.Applier
+	metrics *Metrics
+	// last is the String of the last state applied, to tell changes.
+	last string
 }
 
 // New makes an agent that talks to the cluster through rc.
@@ -71,12 +84,36 @@ func New(rc *rest.Config, cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Agent{cfg: cfg, kube: kube, dyn: dyn}, nil
+	if cfg.MetricsAddr == "" {
+		cfg.MetricsAddr = DefaultMetricsAddr
+	}
+	if cfg.Kernel == nil {
+		cfg.Kernel = nodenet.Host()
+	}
+	return &Agent{cfg: cfg, kube: kube, dyn: dyn, applier: &nodenet.Applier{Kernel: cfg.Kernel, Scope: Scope()}, metrics: NewMetrics()}, nil
 }
 
-// Run keeps the node's state until ctx ends.
+// Metrics returns the agent's metrics.
+func (a *Agent) Metrics() *Metrics { return a.metrics }
+
+// Run keeps the node's state, and serves the metrics, until ctx ends.
 func (a *Agent) Run(ctx context.Context) error {
 	log := a.cfg.Log.With("node", a.cfg.NodeName)
+	if a.cfg.MetricsAddr != "-" {
+		ln, err := net.Listen("tcp", a.cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("listen for metrics on %s: %w", a.cfg.MetricsAddr, err)
+		}
+		mctx, cancel := context.WithCancel(ctx)
+		served := make(chan struct{})
+		go func() {
+			defer close(served)
+			if err := a.metrics.Serve(mctx, ln); err != nil {
+				log.Error("metrics", "err", err)
+			}
+		}()
+		defer func() { cancel(); <-served }()
+	}
 	kick := make(chan struct{}, 1)
 	poke := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { signal(kick) },
@@ -103,26 +140,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	if !cache.WaitForCacheSync(ctx.Done(), nodeInf.HasSynced, leaseInf.HasSynced, clusterInf.HasSynced) {
 		return a.stop(log)
 	}
-	var last string
 	tick := time.NewTicker(resync)
 	defer tick.Stop()
 	for {
 		f, err := a.facts(nodeInf.GetStore(), leaseInf.GetStore(), clusterInf.GetStore())
-		if err == nil {
-			err = Validate(f.Nodes)
-		}
-		var s State
-		if err == nil {
-			s, err = Compute(f)
-		}
-		if err == nil {
-			err = Apply(s, f.Self.IP)
-		}
-		if err != nil {
+		if err := a.reconcile(f, err); err != nil {
 			log.Error("route agent", "err", err)
-		} else if txt := s.String(); txt != last {
-			log.Info("data plane set", "active", f.Active, "remote", len(f.Remote))
-			last = txt
 		}
 		select {
 		case <-ctx.Done():
@@ -131,6 +154,44 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// reconcile computes the state from f (unless factsErr says the facts
+// could not be read) and applies it, recording the outcome in the metrics.
+func (a *Agent) reconcile(f Facts, factsErr error) error {
+	err := factsErr
+	if err == nil {
+		err = Validate(f.Nodes)
+	}
+	var s nodenet.State
+	if err == nil {
+		s, err = Compute(f)
+	}
+	if err == nil {
+		err = a.applier.Apply(s)
+	}
+	if err != nil {
+		a.metrics.recordFailure()
+		return err
+	}
+	txt := s.String()
+	changed := txt != a.last
+	if changed {
+		a.cfg.Log.Info("data plane set", "node", a.cfg.NodeName, "active", f.Active, "remote", len(f.Remote))
+		a.last = txt
+	}
+	active := ""
+	if slices.ContainsFunc(f.Nodes, func(n Node) bool { return n.Name == f.Active }) {
+		active = f.Active
+	}
+	a.metrics.recordSuccess(changed, active)
+	return nil
+}
+
+// Cleanup removes everything the route agent makes on the node k, and
+// nothing else (nodenet.Applier.Remove over Scope).
+func Cleanup(k nodenet.Kernel) error {
+	return (&nodenet.Applier{Kernel: k, Scope: Scope()}).Remove()
 }
 
 func signal(c chan struct{}) {
@@ -208,7 +269,7 @@ func (a *Agent) stop(log *slog.Logger) error {
 	switch {
 	case apierrors.IsNotFound(err) || (err == nil && ds.DeletionTimestamp != nil):
 		log.Info("removing the data plane: the route agent is being uninstalled")
-		return Cleanup()
+		return Cleanup(a.cfg.Kernel)
 	case err != nil:
 		log.Warn("cannot tell whether this is an uninstall; leaving the data plane", "err", err)
 	default:

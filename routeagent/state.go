@@ -1,10 +1,3 @@
-// Package routeagent keeps every node of a member cluster routing to the
-// other clusters: remote pod and service CIDRs go through a VXLAN overlay to
-// the cluster's active gateway node, replies come back the same way, and
-// cross-cluster traffic is exempt from the pod network's masquerade, allowed
-// through FORWARD and clamped to the path MTU. The agent computes the
-// desired state (this file) as plain data from a handful of facts and a
-// separate applier makes the kernel match it.
 package routeagent
 
 import (
@@ -16,29 +9,26 @@ import (
 	"strings"
 
 	pmtu "strait.dev/strait/pkg/mtu"
+	"strait.dev/strait/pkg/nodenet"
 )
 
+// The names and numbers the agent uses, declared in nodenet (which says
+// why each value).
 const (
 	// OverlayInterface is the overlay device on every node.
-	OverlayInterface = "strait-overlay"
-	// OverlayVNI and OverlayPort keep the overlay apart from the cable
-	// (VXLAN port 4800) and from a CNI's VXLAN (4789/8472).
-	OverlayVNI  = 4100
-	OverlayPort = 4801
-	// RemoteTable holds, on nodes that are not the active gateway, the
-	// routes of remote subnets through the overlay; on the active gateway
-	// it holds unreachable routes, so that remote traffic never leaks to the
-	// default route while the cable is not up. The gateway's own table 150
-	// (rules at 150) comes first there.
-	RemoteTable = 151
-	RemotePrio  = 151
-	// ReturnTable holds, on the active gateway, the routes of the other
-	// nodes' pod CIDRs through the overlay, for traffic that arrived from
-	// the cable: replies take the path their requests took.
-	ReturnTable = 152
-	ReturnPrio  = 152
-	// CableInterface is the gateway's cable device (gateway.CableInterface).
-	CableInterface = "strait-cable"
+	OverlayInterface = nodenet.OverlayDevice
+	// OverlayVNI and OverlayPort are the overlay's VXLAN identity.
+	OverlayVNI  = nodenet.OverlayVNI
+	OverlayPort = nodenet.OverlayPort
+	// RemoteTable and RemotePrio route remote subnets (nodenet.RemoteTable).
+	RemoteTable = nodenet.RemoteTable
+	RemotePrio  = nodenet.RemotePriority
+	// ReturnTable and ReturnPrio route cable traffic back to other nodes'
+	// pods on the active gateway (nodenet.ReturnTable).
+	ReturnTable = nodenet.ReturnTable
+	ReturnPrio  = nodenet.ReturnPriority
+	// CableInterface is the gateway's cable device.
+	CableInterface = nodenet.CableDevice
 )
 
 // Node is one node of the local cluster as the agent needs it.
@@ -65,87 +55,42 @@ type Facts struct {
 	UnderlayMTU int
 }
 
-// State is the kernel state one node should have.
-type State struct {
-	// Overlay device.
-	OverlayMTU  int
-	OverlayMAC  string
-	OverlayAddr netip.Prefix
-	// SourceAddrs go on the overlay device too: the node's own pod-network
-	// address, the source of host-network traffic to other clusters.
-	SourceAddrs []netip.Addr
-	Routes      []Route
-	Rules       []Rule
-	// Neighbors and FDB: overlay address -> MAC -> node address.
-	Neighbors []Neighbor
-	Chains    []ChainRules
-	// LooseRPFilter lists our devices that need loose reverse-path
-	// filtering (replies arrive on another device than requests leave by).
-	LooseRPFilter []string
-}
-
-// Route is a route in one of our tables.
-type Route struct {
-	Table       int
-	Dst         netip.Prefix
-	Via         netip.Addr // zero for unreachable
-	Src         netip.Addr
-	MTU         int
-	Unreachable bool
-}
-
-// Rule is a policy routing rule of ours.
-type Rule struct {
-	Priority int
-	Dst      netip.Prefix // zero with IIF
-	IIF      string
-	Table    int
-}
-
-// Neighbor is a permanent neighbor on the overlay plus its FDB entry.
-type Neighbor struct {
-	IP     netip.Addr
-	MAC    string
-	Remote netip.Addr // underlay address of the node behind MAC
-}
-
-// ChainRules is one packet-filter chain's wanted rules.
-type ChainRules struct {
-	IPv6  bool
-	Table string
-	Name  string
-	From  string
-	Rules [][]string
-}
-
-// Chain names and the comment on their jumps.
-const (
-	natChain     = "STRAIT-POSTROUTING"
-	forwardChain = "STRAIT-FORWARD"
-	mssChain     = "STRAIT-MSS"
-	jumpComment  = "strait route agent"
-)
-
-// Compute returns the state node f.Self should have.
-func Compute(f Facts) (State, error) {
+// Compute returns the state node f.Self should have: a pure function of the
+// facts, whatever order they were listed in. It fails for a node without an
+// address.
+func Compute(f Facts) (nodenet.State, error) {
 	if !f.Self.IP.IsValid() {
-		return State{}, fmt.Errorf("node %s has no address", f.Self.Name)
+		return nodenet.State{}, fmt.Errorf("node %s has no address", f.Self.Name)
 	}
 	mtu := f.UnderlayMTU
 	if mtu == 0 {
 		mtu = 1500
 	}
-	s := State{
+	fam := nodenet.FamilyOf(f.Self.IP)
+	overlay := nodenet.Link{
+		Name: OverlayInterface, VNI: OverlayVNI, Port: OverlayPort, Local: f.Self.IP,
 		// The overlay is VXLAN over the node network's family.
-		OverlayMTU:  mtu - pmtu.Overhead("vxlan", pmtu.IPHeader(f.Self.IP)),
-		OverlayMAC:  overlayMAC(f.Self.IP),
-		OverlayAddr: overlayPrefix(f.Self.IP),
+		MTU: mtu - pmtu.Overhead("vxlan", pmtu.IPHeader(f.Self.IP)),
+		MAC: overlayMAC(f.Self.IP),
+	}
+	s := nodenet.State{
+		Links: []nodenet.Link{overlay},
+		Addrs: []nodenet.Addr{{Dev: OverlayInterface, Prefix: overlayPrefix(f.Self.IP)}},
+		// Forwarding: the overlay and the cable carry other nodes' traffic.
+		Sysctls: []nodenet.Sysctl{{Key: "net.ipv4.ip_forward", Value: "1"}},
 	}
 	// The path of cross-cluster packets: the overlay to the gateway, then the
 	// cable, as the gateway sizes it.
-	pathMTU := min(s.OverlayMTU, pmtu.Cable(f.Cable, mtu))
-	for _, p := range f.Self.PodCIDRs {
-		s.SourceAddrs = append(s.SourceAddrs, p.Masked().Addr().Next())
+	pathMTU := min(overlay.MTU, pmtu.Cable(f.Cable, mtu))
+	// The node's own pod-network addresses go on the overlay device too:
+	// the sources of host-network traffic to other clusters.
+	src := map[nodenet.Family]netip.Addr{}
+	for _, p := range canonical(f.Self.PodCIDRs) {
+		a := p.Addr().Next()
+		s.Addrs = append(s.Addrs, nodenet.HostAddr(OverlayInterface, a))
+		if _, ok := src[nodenet.FamilyOf(a)]; !ok {
+			src[nodenet.FamilyOf(a)] = a
+		}
 	}
 	byName := map[string]Node{}
 	for _, n := range f.Nodes {
@@ -153,16 +98,26 @@ func Compute(f Facts) (State, error) {
 	}
 	active, haveActive := byName[f.Active]
 	remote := canonical(f.Remote)
+	families := map[nodenet.Family]bool{}
+	for _, d := range remote {
+		families[nodenet.FamilyOf(d.Addr())] = true
+	}
+	if families[nodenet.IPv6] {
+		s.Sysctls = append(s.Sysctls, nodenet.Sysctl{Key: "net.ipv6.conf.all.forwarding", Value: "1"})
+	}
+	unreachable := func(d netip.Prefix) {
+		s.Routes = append(s.Routes, nodenet.Route{Table: RemoteTable, Dst: d, Unreachable: true})
+		s.Rules = append(s.Rules, nodenet.Rule{Priority: RemotePrio, Dst: d, Table: RemoteTable})
+	}
 	switch {
 	case haveActive && f.Active == f.Self.Name:
 		// The active gateway: remote subnets go to the cable (the gateway's
 		// rules come first); should they not, nowhere.
 		for _, d := range remote {
-			s.Routes = append(s.Routes, Route{Table: RemoteTable, Dst: d, Unreachable: true})
-			s.Rules = append(s.Rules, Rule{Priority: RemotePrio, Dst: d, Table: RemoteTable})
+			unreachable(d)
 		}
 		// What arrives from the cable for another node's pods goes back
-		// through the overlay.
+		// through the overlay (of the node network's family).
 		names := make([]string, 0, len(byName))
 		for n := range byName {
 			names = append(names, n)
@@ -170,69 +125,90 @@ func Compute(f Facts) (State, error) {
 		sort.Strings(names)
 		for _, name := range names {
 			n := byName[name]
-			if name == f.Self.Name || !n.IP.IsValid() || n.IP.Is4() != f.Self.IP.Is4() {
+			if name == f.Self.Name || !n.IP.IsValid() || nodenet.FamilyOf(n.IP) != fam {
 				continue
 			}
-			for _, p := range n.PodCIDRs {
-				s.Routes = append(s.Routes, Route{Table: ReturnTable, Dst: p.Masked(), Via: overlayAddr(n.IP), MTU: pathMTU})
+			for _, p := range canonical(n.PodCIDRs) {
+				if nodenet.FamilyOf(p.Addr()) == fam {
+					s.Routes = append(s.Routes, nodenet.Route{Table: ReturnTable, Dst: p, Via: overlayAddr(n.IP), Dev: OverlayInterface, MTU: pathMTU})
+				}
 			}
-			s.Neighbors = append(s.Neighbors, Neighbor{IP: overlayAddr(n.IP), MAC: overlayMAC(n.IP), Remote: n.IP})
+			s.Neighs = append(s.Neighs, nodenet.Neigh{Dev: OverlayInterface, IP: overlayAddr(n.IP), MAC: overlayMAC(n.IP)})
+			s.FDB = append(s.FDB, nodenet.FDBEntry{Dev: OverlayInterface, MAC: overlayMAC(n.IP), Dst: n.IP})
 		}
-		if len(remote) > 0 {
-			s.Rules = append(s.Rules, Rule{Priority: ReturnPrio, IIF: CableInterface, Table: ReturnTable})
+		for _, f := range nodenet.Families {
+			if families[f] {
+				s.Rules = append(s.Rules, nodenet.Rule{Priority: ReturnPrio, Family: f, IIF: CableInterface, Table: ReturnTable})
+			}
 		}
-		s.LooseRPFilter = []string{OverlayInterface}
-	case haveActive && active.IP.IsValid() && active.IP.Is4() == f.Self.IP.Is4():
+		// Replies arrive on another device than requests leave by. IPv6 has
+		// no reverse-path sysctl (its filtering is netfilter's rpfilter).
+		s.Sysctls = append(s.Sysctls, nodenet.Sysctl{Key: "net.ipv4.conf." + OverlayInterface + ".rp_filter", Value: "2"})
+	case haveActive && active.IP.IsValid() && nodenet.FamilyOf(active.IP) == fam:
 		gw := overlayAddr(active.IP)
-		var src netip.Addr
-		for _, a := range s.SourceAddrs {
-			if a.Is4() {
-				src = a
-			}
-		}
 		for _, d := range remote {
-			r := Route{Table: RemoteTable, Dst: d, Via: gw, MTU: pathMTU}
-			if src.IsValid() && src.Is4() == d.Addr().Is4() {
-				r.Src = src
+			if nodenet.FamilyOf(d.Addr()) != fam {
+				// The overlay carries the node network's family only: no
+				// path, and never the default route.
+				unreachable(d)
+				continue
 			}
-			s.Routes = append(s.Routes, r)
-			s.Rules = append(s.Rules, Rule{Priority: RemotePrio, Dst: d, Table: RemoteTable})
+			s.Routes = append(s.Routes, nodenet.Route{Table: RemoteTable, Dst: d, Via: gw, Dev: OverlayInterface, Src: src[fam], MTU: pathMTU})
+			s.Rules = append(s.Rules, nodenet.Rule{Priority: RemotePrio, Dst: d, Table: RemoteTable})
 		}
 		if len(remote) > 0 {
-			s.Neighbors = append(s.Neighbors, Neighbor{IP: gw, MAC: overlayMAC(active.IP), Remote: active.IP})
+			s.Neighs = append(s.Neighs, nodenet.Neigh{Dev: OverlayInterface, IP: gw, MAC: overlayMAC(active.IP)})
+			s.FDB = append(s.FDB, nodenet.FDBEntry{Dev: OverlayInterface, MAC: overlayMAC(active.IP), Dst: active.IP})
 		}
 	default:
 		// No active gateway (yet): remote traffic has nowhere to go, and
 		// must not take the default route.
 		for _, d := range remote {
-			s.Routes = append(s.Routes, Route{Table: RemoteTable, Dst: d, Unreachable: true})
-			s.Rules = append(s.Rules, Rule{Priority: RemotePrio, Dst: d, Table: RemoteTable})
+			unreachable(d)
 		}
 	}
 	s.Chains = chains(remote, canonical(f.Local), pathMTU)
 	return s, nil
 }
 
+// Scope is what the route agent owns on a node: the overlay device with its
+// addresses and neighbours, tables 151 and 152 and their rule priorities,
+// and its three chains per family.
+func Scope() nodenet.Scope {
+	return nodenet.Scope{
+		Links:      []string{OverlayInterface},
+		AddrDevs:   []string{OverlayInterface},
+		Tables:     []nodenet.TableScope{{Table: RemoteTable}, {Table: ReturnTable}},
+		Priorities: []int{RemotePrio, ReturnPrio},
+		NeighDevs:  []string{OverlayInterface},
+		Chains:     chains(nil, nil, 0),
+	}
+}
+
 // chains: no masquerade between clusters, forwarding allowed both
 // ways, TCP MSS clamped to the path in both directions (each side's SYN
-// advertises what it can receive, so both are clamped).
-func chains(remote, local []netip.Prefix, pathMTU int) []ChainRules {
-	var out []ChainRules
-	for _, v6 := range []bool{false, true} {
-		nat := ChainRules{IPv6: v6, Table: "nat", Name: natChain, From: "POSTROUTING"}
-		fwd := ChainRules{IPv6: v6, Table: "filter", Name: forwardChain, From: "FORWARD"}
-		mss := ChainRules{IPv6: v6, Table: "mangle", Name: mssChain, From: "FORWARD"}
+// advertises what it can receive, so both are clamped). Every chain exists,
+// empty for a family without remote subnets.
+func chains(remote, local []netip.Prefix, pathMTU int) []nodenet.Chain {
+	var out []nodenet.Chain
+	for _, f := range nodenet.Families {
+		c := func(table, name, from string) nodenet.Chain {
+			return nodenet.Chain{Family: f, Table: table, Name: name, From: from, Comment: nodenet.RouteAgentJumpComment}
+		}
+		nat := c("nat", nodenet.NATChain, "POSTROUTING")
+		fwd := c("filter", nodenet.ForwardChain, "FORWARD")
+		mss := c("mangle", nodenet.MSSChain, "FORWARD")
 		ip := pmtu.IPv4Header
-		if v6 {
+		if f == nodenet.IPv6 {
 			ip = pmtu.IPv6Header
 		}
 		clamp := strconv.Itoa(pathMTU - ip - pmtu.TCPHeader)
 		for _, d := range remote {
-			if d.Addr().Is6() != v6 {
+			if nodenet.FamilyOf(d.Addr()) != f {
 				continue
 			}
 			for _, l := range local {
-				if l.Addr().Is6() != v6 {
+				if nodenet.FamilyOf(l.Addr()) != f {
 					continue
 				}
 				nat.Rules = append(nat.Rules, []string{"-s", l.String(), "-d", d.String(), "-m", "comment", "--comment", "strait: cross-cluster, no masquerade", "-j", "ACCEPT"})
@@ -309,50 +285,4 @@ func canonical(ps []netip.Prefix) []netip.Prefix {
 	}
 	slices.SortFunc(out, func(a, b netip.Prefix) int { return strings.Compare(a.String(), b.String()) })
 	return slices.Compact(out)
-}
-
-// String renders the state as text in the shape of ip(8) and iptables -S
-// output: what golden tests compare.
-func (s State) String() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "link %s vxlan id %d dstport %d mtu %d address %s\n", OverlayInterface, OverlayVNI, OverlayPort, s.OverlayMTU, s.OverlayMAC)
-	fmt.Fprintf(&b, "addr %s dev %s\n", s.OverlayAddr, OverlayInterface)
-	for _, a := range s.SourceAddrs {
-		fmt.Fprintf(&b, "addr %s dev %s\n", netip.PrefixFrom(a, a.BitLen()), OverlayInterface)
-	}
-	for _, r := range s.Rules {
-		if r.IIF != "" {
-			fmt.Fprintf(&b, "rule %d: iif %s lookup %d\n", r.Priority, r.IIF, r.Table)
-		} else {
-			fmt.Fprintf(&b, "rule %d: to %s lookup %d\n", r.Priority, r.Dst, r.Table)
-		}
-	}
-	for _, r := range s.Routes {
-		if r.Unreachable {
-			fmt.Fprintf(&b, "route table %d unreachable %s\n", r.Table, r.Dst)
-			continue
-		}
-		fmt.Fprintf(&b, "route table %d %s via %s dev %s", r.Table, r.Dst, r.Via, OverlayInterface)
-		if r.Src.IsValid() {
-			fmt.Fprintf(&b, " src %s", r.Src)
-		}
-		fmt.Fprintf(&b, " mtu %d\n", r.MTU)
-	}
-	for _, n := range s.Neighbors {
-		fmt.Fprintf(&b, "neigh %s lladdr %s dev %s permanent\n", n.IP, n.MAC, OverlayInterface)
-		fmt.Fprintf(&b, "fdb %s dev %s dst %s\n", n.MAC, OverlayInterface, n.Remote)
-	}
-	for _, d := range s.LooseRPFilter {
-		fmt.Fprintf(&b, "sysctl net.ipv4.conf.%s.rp_filter=2\n", d)
-	}
-	for _, c := range s.Chains {
-		fam := "ip"
-		if c.IPv6 {
-			fam = "ip6"
-		}
-		for _, r := range c.Rules {
-			fmt.Fprintf(&b, "%s -t %s -A %s %s\n", fam, c.Table, c.Name, strings.Join(r, " "))
-		}
-	}
-	return b.String()
 }

@@ -38,62 +38,167 @@ func TestComputeGolden(t *testing.T) {
 	}{{
 		name: "non-gateway node routes remote subnets through the overlay to the active gateway",
 		f:    facts(n3, "n1", "10.2.0.0/16", "10.102.0.0/16"),
-		want: `link strait-overlay vxlan id 4100 dstport 4801 mtu 1450 address 0a:53:c0:a8:01:0d
-addr 240.168.1.13/8 dev strait-overlay
-addr 10.1.1.1/32 dev strait-overlay
-rule 151: to 10.102.0.0/16 lookup 151
-rule 151: to 10.2.0.0/16 lookup 151
-route table 151 10.102.0.0/16 via 240.168.1.11 dev strait-overlay src 10.1.1.1 mtu 1420
-route table 151 10.2.0.0/16 via 240.168.1.11 dev strait-overlay src 10.1.1.1 mtu 1420
-neigh 240.168.1.11 lladdr 0a:53:c0:a8:01:0b dev strait-overlay permanent
-fdb 0a:53:c0:a8:01:0b dev strait-overlay dst 192.168.1.11
-ip -t nat -A STRAIT-POSTROUTING -s 10.1.0.0/16 -d 10.102.0.0/16 -m comment --comment strait: cross-cluster, no masquerade -j ACCEPT
-ip -t nat -A STRAIT-POSTROUTING -s 10.101.0.0/16 -d 10.102.0.0/16 -m comment --comment strait: cross-cluster, no masquerade -j ACCEPT
-ip -t nat -A STRAIT-POSTROUTING -s 10.102.0.0/16 -m comment --comment strait: from another cluster, keep its source -j ACCEPT
-ip -t nat -A STRAIT-POSTROUTING -s 10.1.0.0/16 -d 10.2.0.0/16 -m comment --comment strait: cross-cluster, no masquerade -j ACCEPT
-ip -t nat -A STRAIT-POSTROUTING -s 10.101.0.0/16 -d 10.2.0.0/16 -m comment --comment strait: cross-cluster, no masquerade -j ACCEPT
-ip -t nat -A STRAIT-POSTROUTING -s 10.2.0.0/16 -m comment --comment strait: from another cluster, keep its source -j ACCEPT
-ip -t filter -A STRAIT-FORWARD -d 10.102.0.0/16 -m comment --comment strait: to another cluster -j ACCEPT
-ip -t filter -A STRAIT-FORWARD -s 10.102.0.0/16 -m comment --comment strait: from another cluster -j ACCEPT
-ip -t filter -A STRAIT-FORWARD -d 10.2.0.0/16 -m comment --comment strait: to another cluster -j ACCEPT
-ip -t filter -A STRAIT-FORWARD -s 10.2.0.0/16 -m comment --comment strait: from another cluster -j ACCEPT
-ip -t mangle -A STRAIT-MSS -d 10.102.0.0/16 -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1380
-ip -t mangle -A STRAIT-MSS -s 10.102.0.0/16 -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1380
-ip -t mangle -A STRAIT-MSS -d 10.2.0.0/16 -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1380
-ip -t mangle -A STRAIT-MSS -s 10.2.0.0/16 -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1380
+		want: `# ip link
+strait-overlay: vxlan id 4100 local 192.168.1.13 dstport 4801 nolearning mtu 1450 address 0a:53:c0:a8:01:0d up
+# ip addr
+inet 10.1.1.1/32 dev strait-overlay
+inet 240.168.1.13/8 dev strait-overlay
+# ip rule
+151:	from all to 10.102.0.0/16 lookup 151
+151:	from all to 10.2.0.0/16 lookup 151
+# ip route show table all
+10.102.0.0/16 via 240.168.1.11 dev strait-overlay table 151 src 10.1.1.1 mtu 1420
+10.2.0.0/16 via 240.168.1.11 dev strait-overlay table 151 src 10.1.1.1 mtu 1420
+# ip neigh
+240.168.1.11 dev strait-overlay lladdr 0a:53:c0:a8:01:0b PERMANENT
+# bridge fdb
+0a:53:c0:a8:01:0b dev strait-overlay dst 192.168.1.11 self permanent
+# sysctl
+net.ipv4.ip_forward = 1
+# iptables-save
+*filter
+:STRAIT-FORWARD - [0:0]
+-A FORWARD -m comment --comment "strait route agent" -j STRAIT-FORWARD
+-A STRAIT-FORWARD -d 10.102.0.0/16 -m comment --comment "strait: to another cluster" -j ACCEPT
+-A STRAIT-FORWARD -s 10.102.0.0/16 -m comment --comment "strait: from another cluster" -j ACCEPT
+-A STRAIT-FORWARD -d 10.2.0.0/16 -m comment --comment "strait: to another cluster" -j ACCEPT
+-A STRAIT-FORWARD -s 10.2.0.0/16 -m comment --comment "strait: from another cluster" -j ACCEPT
+COMMIT
+*mangle
+:STRAIT-MSS - [0:0]
+-A FORWARD -m comment --comment "strait route agent" -j STRAIT-MSS
+-A STRAIT-MSS -d 10.102.0.0/16 -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1380
+-A STRAIT-MSS -s 10.102.0.0/16 -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1380
+-A STRAIT-MSS -d 10.2.0.0/16 -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1380
+-A STRAIT-MSS -s 10.2.0.0/16 -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1380
+COMMIT
+*nat
+:STRAIT-POSTROUTING - [0:0]
+-A POSTROUTING -m comment --comment "strait route agent" -j STRAIT-POSTROUTING
+-A STRAIT-POSTROUTING -s 10.1.0.0/16 -d 10.102.0.0/16 -m comment --comment "strait: cross-cluster, no masquerade" -j ACCEPT
+-A STRAIT-POSTROUTING -s 10.101.0.0/16 -d 10.102.0.0/16 -m comment --comment "strait: cross-cluster, no masquerade" -j ACCEPT
+-A STRAIT-POSTROUTING -s 10.102.0.0/16 -m comment --comment "strait: from another cluster, keep its source" -j ACCEPT
+-A STRAIT-POSTROUTING -s 10.1.0.0/16 -d 10.2.0.0/16 -m comment --comment "strait: cross-cluster, no masquerade" -j ACCEPT
+-A STRAIT-POSTROUTING -s 10.101.0.0/16 -d 10.2.0.0/16 -m comment --comment "strait: cross-cluster, no masquerade" -j ACCEPT
+-A STRAIT-POSTROUTING -s 10.2.0.0/16 -m comment --comment "strait: from another cluster, keep its source" -j ACCEPT
+COMMIT
+# ip6tables-save
+*filter
+:STRAIT-FORWARD - [0:0]
+-A FORWARD -m comment --comment "strait route agent" -j STRAIT-FORWARD
+COMMIT
+*mangle
+:STRAIT-MSS - [0:0]
+-A FORWARD -m comment --comment "strait route agent" -j STRAIT-MSS
+COMMIT
+*nat
+:STRAIT-POSTROUTING - [0:0]
+-A POSTROUTING -m comment --comment "strait route agent" -j STRAIT-POSTROUTING
+COMMIT
 `,
 	}, {
 		name: "the active gateway sends cable traffic for other nodes' pods back through the overlay",
 		f:    facts(n1, "n1", "10.2.0.0/16"),
-		want: `link strait-overlay vxlan id 4100 dstport 4801 mtu 1450 address 0a:53:c0:a8:01:0b
-addr 240.168.1.11/8 dev strait-overlay
-addr 10.1.2.1/32 dev strait-overlay
-rule 151: to 10.2.0.0/16 lookup 151
-rule 152: iif strait-cable lookup 152
-route table 151 unreachable 10.2.0.0/16
-route table 152 10.1.0.0/24 via 240.168.1.12 dev strait-overlay mtu 1420
-route table 152 10.1.1.0/24 via 240.168.1.13 dev strait-overlay mtu 1420
-neigh 240.168.1.12 lladdr 0a:53:c0:a8:01:0c dev strait-overlay permanent
-fdb 0a:53:c0:a8:01:0c dev strait-overlay dst 192.168.1.12
-neigh 240.168.1.13 lladdr 0a:53:c0:a8:01:0d dev strait-overlay permanent
-fdb 0a:53:c0:a8:01:0d dev strait-overlay dst 192.168.1.13
-sysctl net.ipv4.conf.strait-overlay.rp_filter=2
+		want: `# ip link
+strait-overlay: vxlan id 4100 local 192.168.1.11 dstport 4801 nolearning mtu 1450 address 0a:53:c0:a8:01:0b up
+# ip addr
+inet 10.1.2.1/32 dev strait-overlay
+inet 240.168.1.11/8 dev strait-overlay
+# ip rule
+151:	from all to 10.2.0.0/16 lookup 151
+152:	from all iif strait-cable lookup 152
+# ip route show table all
+unreachable 10.2.0.0/16 table 151
+10.1.0.0/24 via 240.168.1.12 dev strait-overlay table 152 mtu 1420
+10.1.1.0/24 via 240.168.1.13 dev strait-overlay table 152 mtu 1420
+# ip neigh
+240.168.1.12 dev strait-overlay lladdr 0a:53:c0:a8:01:0c PERMANENT
+240.168.1.13 dev strait-overlay lladdr 0a:53:c0:a8:01:0d PERMANENT
+# bridge fdb
+0a:53:c0:a8:01:0c dev strait-overlay dst 192.168.1.12 self permanent
+0a:53:c0:a8:01:0d dev strait-overlay dst 192.168.1.13 self permanent
+# sysctl
+net.ipv4.conf.strait-overlay.rp_filter = 2
+net.ipv4.ip_forward = 1
 `,
 	}, {
 		name: "no active gateway: remote traffic is unreachable, never the default route",
 		f:    facts(n3, "", "10.2.0.0/16"),
-		want: `link strait-overlay vxlan id 4100 dstport 4801 mtu 1450 address 0a:53:c0:a8:01:0d
-addr 240.168.1.13/8 dev strait-overlay
-addr 10.1.1.1/32 dev strait-overlay
-rule 151: to 10.2.0.0/16 lookup 151
-route table 151 unreachable 10.2.0.0/16
+		want: `# ip link
+strait-overlay: vxlan id 4100 local 192.168.1.13 dstport 4801 nolearning mtu 1450 address 0a:53:c0:a8:01:0d up
+# ip addr
+inet 10.1.1.1/32 dev strait-overlay
+inet 240.168.1.13/8 dev strait-overlay
+# ip rule
+151:	from all to 10.2.0.0/16 lookup 151
+# ip route show table all
+unreachable 10.2.0.0/16 table 151
+# sysctl
+net.ipv4.ip_forward = 1
 `,
 	}, {
-		name: "no remote cluster: the overlay waits, nothing is routed",
+		name: "no remote cluster: the overlay waits, nothing is routed, the chains are empty",
 		f:    facts(n3, "n1"),
-		want: `link strait-overlay vxlan id 4100 dstport 4801 mtu 1450 address 0a:53:c0:a8:01:0d
-addr 240.168.1.13/8 dev strait-overlay
-addr 10.1.1.1/32 dev strait-overlay
+		want: `# ip link
+strait-overlay: vxlan id 4100 local 192.168.1.13 dstport 4801 nolearning mtu 1450 address 0a:53:c0:a8:01:0d up
+# ip addr
+inet 10.1.1.1/32 dev strait-overlay
+inet 240.168.1.13/8 dev strait-overlay
+# sysctl
+net.ipv4.ip_forward = 1
+# iptables-save
+*filter
+:STRAIT-FORWARD - [0:0]
+-A FORWARD -m comment --comment "strait route agent" -j STRAIT-FORWARD
+COMMIT
+*mangle
+:STRAIT-MSS - [0:0]
+-A FORWARD -m comment --comment "strait route agent" -j STRAIT-MSS
+COMMIT
+*nat
+:STRAIT-POSTROUTING - [0:0]
+-A POSTROUTING -m comment --comment "strait route agent" -j STRAIT-POSTROUTING
+COMMIT
+# ip6tables-save
+*filter
+:STRAIT-FORWARD - [0:0]
+-A FORWARD -m comment --comment "strait route agent" -j STRAIT-FORWARD
+COMMIT
+*mangle
+:STRAIT-MSS - [0:0]
+-A FORWARD -m comment --comment "strait route agent" -j STRAIT-MSS
+COMMIT
+*nat
+:STRAIT-POSTROUTING - [0:0]
+-A POSTROUTING -m comment --comment "strait route agent" -j STRAIT-POSTROUTING
+COMMIT
+`,
+	}, {
+		name: "IPv6 remote subnets: their chains, IPv6 forwarding, an iif rule per family",
+		f: Facts{Self: n1, Nodes: []Node{n1, n2}, Active: "n1", Cable: "wireguard", UnderlayMTU: 1500,
+			Local: pfx("fd01::/48"), Remote: pfx("10.2.0.0/16", "fd02::/48")},
+		want: `# ip link
+strait-overlay: vxlan id 4100 local 192.168.1.11 dstport 4801 nolearning mtu 1450 address 0a:53:c0:a8:01:0b up
+# ip addr
+inet 10.1.2.1/32 dev strait-overlay
+inet 240.168.1.11/8 dev strait-overlay
+# ip rule
+151:	from all to 10.2.0.0/16 lookup 151
+152:	from all iif strait-cable lookup 152
+-6 151:	from all to fd02::/48 lookup 151
+-6 152:	from all iif strait-cable lookup 152
+# ip route show table all
+unreachable 10.2.0.0/16 table 151
+10.1.0.0/24 via 240.168.1.12 dev strait-overlay table 152 mtu 1420
+unreachable fd02::/48 table 151
+# ip neigh
+240.168.1.12 dev strait-overlay lladdr 0a:53:c0:a8:01:0c PERMANENT
+# bridge fdb
+0a:53:c0:a8:01:0c dev strait-overlay dst 192.168.1.12 self permanent
+# sysctl
+net.ipv4.conf.strait-overlay.rp_filter = 2
+net.ipv4.ip_forward = 1
+net.ipv6.conf.all.forwarding = 1
 `,
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -102,10 +207,10 @@ addr 10.1.1.1/32 dev strait-overlay
 				t.Fatal(err)
 			}
 			got := s.String()
-			// The chains are the same on every node: compare them in the first
-			// case only.
-			if !strings.Contains(tc.want, " -A ") {
-				got = strings.Join(filter(strings.SplitAfter(got, "\n"), func(l string) bool { return !strings.Contains(l, " -A ") }), "")
+			// The chains depend on the remote and local subnets only:
+			// compared where the case shows them.
+			if !strings.Contains(tc.want, "# iptables-save") {
+				got, _, _ = strings.Cut(got, "# iptables-save")
 			}
 			if got != tc.want {
 				t.Errorf("state:\n%s\nwant:\n%s", got, tc.want)
@@ -114,14 +219,37 @@ addr 10.1.1.1/32 dev strait-overlay
 	}
 }
 
-func filter(ls []string, keep func(string) bool) []string {
-	var out []string
-	for _, l := range ls {
-		if keep(l) {
-			out = append(out, l)
-		}
+// The IPv6 chains hold IPv6 rules only, clamped for the larger header.
+func TestComputeChainsIPv6(t *testing.T) {
+	f := facts(n3, "n1", "fd02::/48")
+	f.Local = pfx("fd01::/48", "10.1.0.0/16")
+	s, err := Compute(f)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	_, got, _ := strings.Cut(s.String(), "# ip6tables-save\n")
+	want := `*filter
+:STRAIT-FORWARD - [0:0]
+-A FORWARD -m comment --comment "strait route agent" -j STRAIT-FORWARD
+-A STRAIT-FORWARD -d fd02::/48 -m comment --comment "strait: to another cluster" -j ACCEPT
+-A STRAIT-FORWARD -s fd02::/48 -m comment --comment "strait: from another cluster" -j ACCEPT
+COMMIT
+*mangle
+:STRAIT-MSS - [0:0]
+-A FORWARD -m comment --comment "strait route agent" -j STRAIT-MSS
+-A STRAIT-MSS -d fd02::/48 -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1360
+-A STRAIT-MSS -s fd02::/48 -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1360
+COMMIT
+*nat
+:STRAIT-POSTROUTING - [0:0]
+-A POSTROUTING -m comment --comment "strait route agent" -j STRAIT-POSTROUTING
+-A STRAIT-POSTROUTING -s fd01::/48 -d fd02::/48 -m comment --comment "strait: cross-cluster, no masquerade" -j ACCEPT
+-A STRAIT-POSTROUTING -s fd02::/48 -m comment --comment "strait: from another cluster, keep its source" -j ACCEPT
+COMMIT
+`
+	if got != want {
+		t.Errorf("ip6tables:\n%s\nwant:\n%s", got, want)
+	}
 }
 
 // The state depends on the facts, not on the order they were listed in.
@@ -167,8 +295,8 @@ func TestComputeMTU(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if s.OverlayMTU != tc.overlay || s.Routes[0].MTU != tc.route {
-			t.Errorf("%s over %d: overlay %d, route %d; want %d, %d", tc.cable, tc.underlay, s.OverlayMTU, s.Routes[0].MTU, tc.overlay, tc.route)
+		if s.Links[0].MTU != tc.overlay || s.Routes[0].MTU != tc.route {
+			t.Errorf("%s over %d: overlay %d, route %d; want %d, %d", tc.cable, tc.underlay, s.Links[0].MTU, s.Routes[0].MTU, tc.overlay, tc.route)
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -23,19 +24,15 @@ import (
 	"strait.dev/strait/gateway"
 	"strait.dev/strait/gateway/health"
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
+	"strait.dev/strait/pkg/cabledriver"
 	"strait.dev/strait/pkg/cidr"
 	"strait.dev/strait/pkg/version"
 )
 
-// Defaults of the published ports: WireGuard's customary 4500-range port as
-// Submariner uses it, the VXLAN port of the IANA assignment plus our own
-// offset so it never collides with a CNI's 4789, and a NAT discovery port.
-const (
-	defaultWireGuardPort    = 4500
-	defaultVXLANPort        = 4800
-	defaultVXLANVNI         = 100
-	defaultNATDiscoveryPort = 4490
-)
+// defaultNATDiscoveryPort is the NAT discovery port, next to the cable
+// drivers' default ports (each driver's descriptor declares its own flags
+// and defaults: --wireguard-port 4500, --vxlan-port 4800, --vxlan-vni 100).
+const defaultNATDiscoveryPort = 4490
 
 func main() {
 	if err := run(); err != nil {
@@ -46,27 +43,31 @@ func main() {
 
 func run() error {
 	var (
-		cfg                      gateway.Config
-		kubeconfig, driver       string
-		podCIDRs, serviceCIDRs   string
-		publicIP                 string
-		wgPort, vxPort, vni, nat int
-		showVersion              bool
-		dataplane                string
-		underlayMTU              int
-		metricsAddr              string
+		cfg                    gateway.Config
+		kubeconfig, driver     string
+		podCIDRs, serviceCIDRs string
+		publicIP               string
+		nat                    int
+		showVersion            bool
+		dataplane              string
+		underlayMTU            int
+		metricsAddr            string
 	)
+	// Each driver's tunables are flags of their own, set into its settings.
+	settings := map[v1.CableDriver]*cabledriver.Settings{}
+	for _, d := range cabledriver.All() {
+		s := &cabledriver.Settings{}
+		d.AddFlags(flag.CommandLine, s)
+		settings[d.Name] = s
+	}
 	flag.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster configuration)")
 	flag.StringVar(&cfg.ClusterID, "cluster-id", "", "this cluster's ID (required)")
 	flag.StringVar(&cfg.Namespace, "namespace", v1.ComponentNamespace, "namespace of Strait's components")
 	flag.StringVar(&cfg.NodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME)")
 	flag.StringVar(&podCIDRs, "pod-cidrs", "", "comma-separated pod CIDRs of the cluster (required)")
 	flag.StringVar(&serviceCIDRs, "service-cidrs", "", "comma-separated service CIDRs of the cluster (required)")
-	flag.StringVar(&driver, "cable-driver", string(v1.CableDriverWireGuard), "cable driver: wireguard or vxlan")
+	flag.StringVar(&driver, "cable-driver", string(v1.CableDriverWireGuard), "cable driver: "+strings.Join(cabledriver.Names(), " or "))
 	flag.StringVar(&publicIP, "public-ip", "", "public address (default: the node's strait.dev/public-ip annotation, else its InternalIP)")
-	flag.IntVar(&wgPort, "wireguard-port", defaultWireGuardPort, "WireGuard UDP port")
-	flag.IntVar(&vxPort, "vxlan-port", defaultVXLANPort, "VXLAN UDP port")
-	flag.IntVar(&vni, "vxlan-vni", defaultVXLANVNI, "VXLAN network identifier")
 	flag.IntVar(&nat, "nat-discovery-port", defaultNATDiscoveryPort, "NAT discovery UDP port")
 	flag.StringVar(&cfg.BrokerSecret, "broker-secret", broker.SecretName, "Secret with the broker credential")
 	flag.IntVar(&cfg.HealthCheckPort, "health-check-port", health.DefaultPort, "UDP port of the health probes between gateways")
@@ -103,8 +104,15 @@ func run() error {
 	case cfg.NodeName == "":
 		return fmt.Errorf("--node-name or $NODE_NAME is required")
 	}
-	cfg.CableDriver = v1.CableDriver(driver)
-	cfg.WireGuardPort, cfg.VXLANPort, cfg.VXLANVNI, cfg.NATDiscoveryPort = int32(wgPort), int32(vxPort), int32(vni), int32(nat)
+	desc, err := cabledriver.Get(v1.CableDriver(driver))
+	if err != nil {
+		return fmt.Errorf("--cable-driver: %w", err)
+	}
+	cfg.CableDriver, cfg.Cable = desc.Name, *settings[desc.Name]
+	if err := desc.Validate(cfg.Cable); err != nil {
+		return fmt.Errorf("%s settings: %w", desc.Name, err)
+	}
+	cfg.NATDiscoveryPort = int32(nat)
 	cfg.Log = log
 	switch dataplane {
 	case "cable":

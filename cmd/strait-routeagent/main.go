@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
+	"strait.dev/strait/pkg/cabledriver"
 	"strait.dev/strait/pkg/cidr"
 	"strait.dev/strait/pkg/version"
 	"strait.dev/strait/routeagent"
@@ -46,6 +47,7 @@ func run() error {
 	flag.IntVar(&cfg.UnderlayMTU, "underlay-mtu", 1500, "MTU of the node network")
 	flag.StringVar(&cfg.LeaseName, "lease", v1.GatewayLeaseName, "the gateways' Lease, whose holder is the active gateway")
 	flag.StringVar(&cfg.DaemonSet, "daemonset", DaemonSetName, "this agent's DaemonSet: when it is gone at exit, clean up")
+	flag.StringVar(&cfg.MetricsAddr, "metrics-addr", routeagent.DefaultMetricsAddr, `address to serve Prometheus metrics on, in the node's network namespace ("-" for none)`)
 	flag.BoolVar(&showVersion, "version", false, "print the version and exit")
 	flag.Parse()
 	if showVersion {
@@ -64,8 +66,8 @@ func run() error {
 		return fmt.Errorf("--pod-cidrs and --service-cidrs are required")
 	}
 	cfg.LocalCIDRs = append(p, s...)
-	if cfg.CableDriver != string(v1.CableDriverWireGuard) && cfg.CableDriver != string(v1.CableDriverVXLAN) {
-		return fmt.Errorf("--cable-driver %q: use wireguard or vxlan", cfg.CableDriver)
+	if _, err := cabledriver.Get(v1.CableDriver(cfg.CableDriver)); err != nil {
+		return fmt.Errorf("--cable-driver: %w", err)
 	}
 	var rc *rest.Config
 	if kubeconfig != "" {

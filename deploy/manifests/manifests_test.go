@@ -1,6 +1,13 @@
 package manifests
 
-import "testing"
+import (
+	"errors"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+)
 
 func TestRenderGateway(t *testing.T) {
 	objs, err := Render("gateway.yaml", GatewayValues{
@@ -42,6 +49,87 @@ func TestRenderRouteAgent(t *testing.T) {
 	for _, k := range []string{"ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "DaemonSet"} {
 		if kinds[k] != 1 {
 			t.Errorf("%d %s objects, want 1", kinds[k], k)
+		}
+	}
+}
+
+func TestRenderMember(t *testing.T) {
+	v := GatewayValues{
+		Namespace: "strait-system", ClusterID: "c1", PodCIDRs: "10.1.0.0/16", ServiceCIDRs: "10.101.0.0/16",
+		CableDriver: "wireguard", ImageRepository: "strait", ImageTag: "devel",
+	}
+	objs, err := RenderMember(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs) == 0 || objs[0].GetKind() != "Namespace" {
+		t.Fatalf("the first object is not the namespace the others live in")
+	}
+	seen := map[string]bool{}
+	for _, o := range objs {
+		id := o.GetKind() + " " + o.GetNamespace() + "/" + o.GetName()
+		if seen[id] {
+			t.Errorf("%s rendered twice", id)
+		}
+		seen[id] = true
+		if o.GetKind() != "Namespace" && o.GetNamespace() == "" && o.GetKind() != "ClusterRole" && o.GetKind() != "ClusterRoleBinding" {
+			t.Errorf("%s has no namespace", id)
+		}
+	}
+	for _, want := range []string{"DaemonSet strait-system/strait-gateway", "DaemonSet strait-system/strait-routeagent"} {
+		if !seen[want] {
+			t.Errorf("%s not rendered", want)
+		}
+	}
+}
+
+// Leave renders the manifests again with the values read back from a
+// DaemonSet in the cluster: they must be the values join rendered with.
+func TestReadValuesRoundTrip(t *testing.T) {
+	for _, v := range []GatewayValues{
+		{Namespace: "strait-system", ClusterID: "c1", PodCIDRs: "10.1.0.0/16,fd00:1::/48", ServiceCIDRs: "10.101.0.0/16",
+			CableDriver: "wireguard", ImageRepository: "strait", ImageTag: "devel"},
+		{Namespace: "other", ClusterID: "c-2", PodCIDRs: "10.2.0.0/16", ServiceCIDRs: "10.102.0.0/16",
+			CableDriver: "vxlan", ImageRepository: "registry.example:5000/team/strait", ImageTag: "v1.2.3"},
+	} {
+		objs, err := RenderMember(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, o := range objs {
+			if o.GetKind() != "DaemonSet" {
+				continue
+			}
+			n++
+			ds := &appsv1.DaemonSet{}
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, ds); err != nil {
+				t.Fatal(err)
+			}
+			got, err := ReadValues(ds)
+			if err != nil {
+				t.Fatalf("%s: %v", ds.Name, err)
+			}
+			if got != v {
+				t.Errorf("%s: read back %+v, rendered with %+v", ds.Name, got, v)
+			}
+		}
+		if n != 2 {
+			t.Errorf("%d DaemonSets, want 2", n)
+		}
+	}
+}
+
+func TestReadValuesErrors(t *testing.T) {
+	for name, ds := range map[string]*appsv1.DaemonSet{
+		"no container": {},
+		"image without repository": {Spec: appsv1.DaemonSetSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{Image: "strait-gateway:devel"}}}}}},
+		"image without tag": {Spec: appsv1.DaemonSetSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{Image: "host:5000/strait/strait-gateway"}}}}}},
+	} {
+		if _, err := ReadValues(ds); !errors.Is(err, ErrNotRendered) {
+			t.Errorf("%s: got %v, want ErrNotRendered", name, err)
 		}
 	}
 }

@@ -1,31 +1,25 @@
 // Package cable defines the seam between the gateway engine and its cable
 // drivers (WireGuard, VXLAN): a driver is handed the complete desired set of
 // peers and makes its device match, as often as it is called, and a registry
-// lets the engine pick a driver by name.
+// lets the engine pick a driver by name. A driver registers its Factory
+// under the name of its descriptor (pkg/cabledriver), which tells the rest
+// of Strait what is particular to it.
 package cable
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"net/netip"
 	"sort"
 	"sync"
-	"time"
+
+	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
+	"strait.dev/strait/pkg/cabledriver"
 )
 
-// Peer is one remote gateway as a driver needs it.
-type Peer struct {
-	// Name identifies the peer (the remote Endpoint's name).
-	Name string
-	// Endpoint is where the remote gateway listens.
-	Endpoint netip.AddrPort
-	// Subnets are routed to the peer through the cable.
-	Subnets []netip.Prefix
-	// PublicKey is the peer's WireGuard key (WireGuard only).
-	PublicKey string
-	// Keepalive, when set, keeps a NAT mapping open (WireGuard only).
-	Keepalive time.Duration
-}
+// Peer is one remote gateway as a driver needs it (declared in the pure
+// descriptor package, whose ReadPeer fills it).
+type Peer = cabledriver.Peer
 
 // Driver is a cable driver. Set may be called again and again with the same
 // input; it changes the device only where it differs from what is wanted.
@@ -47,6 +41,18 @@ type TrafficCounter interface {
 	Traffic() (map[string]Traffic, error)
 }
 
+// Reconfigurer is implemented by drivers that can take new settings (port,
+// key, MTU) on the open device, keeping its peers and routes: make before
+// break. Reconfigure returns ErrReopen, having changed nothing, when the
+// change needs a new device (another name, VNI or table).
+type Reconfigurer interface {
+	Reconfigure(ctx context.Context, cfg Config) error
+}
+
+// ErrReopen is what Reconfigure returns when the driver must be closed and
+// opened again with the new Config.
+var ErrReopen = errors.New("cable: the change needs a new device")
+
 // Factory opens a driver.
 type Factory func(ctx context.Context, cfg Config) (Driver, error)
 
@@ -54,14 +60,23 @@ type Factory func(ctx context.Context, cfg Config) (Driver, error)
 type Config struct {
 	// Interface is the device name (at most 15 characters).
 	Interface string
-	// MTU of the device.
+	// MTU of the device, in bytes.
 	MTU int
+	// RouteTable is the policy routing table the peers' subnets go into:
+	// the gateway's own, never main. Required.
+	RouteTable int
 	// ListenPort is the UDP port the device listens on.
 	ListenPort int
-	// PrivateKey is the WireGuard private key, base64 (WireGuard only).
+	// PrivateKey is the private key, base64 (keyed drivers: WireGuard).
 	PrivateKey string
 	// VNI is the VXLAN network identifier (VXLAN only).
 	VNI int
+}
+
+// ConfigFor is the Config of a driver opened with the given device name,
+// MTU, table and a gateway's settings.
+func ConfigFor(iface string, mtu, table int, s cabledriver.Settings) Config {
+	return Config{Interface: iface, MTU: mtu, RouteTable: table, ListenPort: int(s.Port), PrivateKey: s.PrivateKey, VNI: int(s.VNI)}
 }
 
 var (
@@ -69,8 +84,13 @@ var (
 	registry = map[string]Factory{}
 )
 
-// Register makes a driver available by name; drivers call it from init.
+// Register makes a driver available by name; drivers call it from init. The
+// name must be a descriptor's (pkg/cabledriver): a driver without one, or
+// registered twice, panics at start.
 func Register(name string, f Factory) {
+	if _, ok := cabledriver.Lookup(v1.CableDriver(name)); !ok {
+		panic("cable: driver " + name + " has no descriptor in pkg/cabledriver")
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	if _, dup := registry[name]; dup {

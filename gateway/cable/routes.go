@@ -6,60 +6,51 @@ import (
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
+
+	"strait.dev/strait/pkg/nodenet"
 )
 
 // RouteHandle is the part of netlink that SetRoutes uses. *netlink.Handle
 // implements it (the zero Handle works in the current namespace, like the
 // package-level functions); cabletest.Netlink is its fake.
 type RouteHandle interface {
-	RouteListFiltered(family int, filter *netlink.Route, filterMask uint64) ([]netlink.Route, error)
-	RouteReplace(route *netlink.Route) error
-	RouteDel(route *netlink.Route) error
+	nodenet.NetlinkRouter
 }
 
 var _ RouteHandle = (*netlink.Handle)(nil)
 
 // SetRoutes keeps one route per peer subnet through link in table, and no
 // other route through link there. Drivers share it: whatever the tunnel, a
-// remote subnet is a link-scope route through the cable device.
+// remote subnet is a link-scope route through the cable device. New and
+// changed routes are replaced in before stale ones are deleted
+// (nodenet.SyncRoutes), so a subnet that stays is never without its route;
+// routes of table through other devices are not touched.
 func SetRoutes(h RouteHandle, link netlink.Link, table int, peers []Peer) error {
-	want := map[string]netip.Prefix{}
+	name, idx := link.Attrs().Name, link.Attrs().Index
+	routes := nodenet.NetlinkRoutes{
+		NL: h,
+		Index: func(dev string) (int, error) {
+			if dev != name {
+				return 0, fmt.Errorf("device %s: %w", dev, nodenet.ErrNoLink)
+			}
+			return idx, nil
+		},
+		Name: func(i int) (string, error) {
+			if i != idx {
+				// Another device's route: outside this scope.
+				return fmt.Sprintf("if%d", i), nil
+			}
+			return name, nil
+		},
+	}
+	var want []nodenet.Route
 	for _, p := range peers {
 		for _, s := range p.Subnets {
-			want[s.Masked().String()] = s.Masked()
+			want = append(want, nodenet.Route{Table: table, Dst: s.Masked(), Dev: name})
 		}
 	}
-	idx := link.Attrs().Index
-	var cur []netlink.Route
-	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		rs, err := h.RouteListFiltered(family, &netlink.Route{Table: table, LinkIndex: idx},
-			netlink.RT_FILTER_TABLE|netlink.RT_FILTER_OIF)
-		if err != nil {
-			return fmt.Errorf("list routes: %w", err)
-		}
-		cur = append(cur, rs...)
-	}
-	have := map[string]bool{}
-	for _, r := range cur {
-		if r.Dst == nil {
-			continue
-		}
-		if _, ok := want[r.Dst.String()]; !ok {
-			if err := h.RouteDel(&r); err != nil {
-				return fmt.Errorf("remove route %s: %w", r.Dst, err)
-			}
-			continue
-		}
-		have[r.Dst.String()] = true
-	}
-	for s, p := range want {
-		if have[s] {
-			continue
-		}
-		dst := IPNets([]netip.Prefix{p})[0]
-		if err := h.RouteReplace(&netlink.Route{LinkIndex: idx, Dst: &dst, Table: table, Scope: netlink.SCOPE_LINK}); err != nil {
-			return fmt.Errorf("route %s: %w", s, err)
-		}
+	if err := nodenet.SyncRoutes(routes, []nodenet.TableScope{{Table: table, Dev: name}}, want); err != nil {
+		return fmt.Errorf("cable routes: %w", err)
 	}
 	return nil
 }

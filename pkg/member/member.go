@@ -1,30 +1,40 @@
 // Package member joins a cluster to a Strait broker and removes it again:
 // the library under "straitctl join" and "straitctl leave".
+//
+// Join writes every object through pkg/kubeapply (server-side apply, field
+// manager kubeapply.FieldManagerCLI): Strait's CRDs, what deploy/manifests
+// renders (the strait-system namespace, RBAC, the gateway and route agent
+// DaemonSets), the member's broker credential Secret and the ClusterProperty
+// with the cluster ID. Leave renders the same manifests again, with the values
+// read back from the cluster, and deletes those objects in reverse order: it
+// keeps no list of names of its own, and touches nothing it did not render.
 package member
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/discovery/cached/memory"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/restmapper"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"strait.dev/strait/broker"
@@ -32,46 +42,81 @@ import (
 	"strait.dev/strait/deploy/manifests"
 	aboutv1beta1 "strait.dev/strait/pkg/apis/about.k8s.io/v1beta1"
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
+	"strait.dev/strait/pkg/cabledriver"
 	"strait.dev/strait/pkg/cidr"
+	"strait.dev/strait/pkg/kubeapply"
 	"strait.dev/strait/pkg/scheme"
 )
 
 // GatewayLabel marks the nodes the gateway engine runs on.
 const GatewayLabel = "strait.dev/gateway"
 
-// fieldManager owns what straitctl applies.
-const fieldManager = "straitctl"
+const (
+	// leavePollInterval is how often Leave looks whether what it deleted is
+	// gone: often enough to add little to a leave that takes seconds.
+	leavePollInterval = 500 * time.Millisecond
+	// leaveWaitTimeout bounds each of Leave's waits: for the gateway and
+	// route agent pods to stop (a grace period of 10 s, and the removal of
+	// their node state), for the namespace to be emptied, for the CRDs to
+	// go with their objects. It only turns a stuck cluster into an error.
+	leaveWaitTimeout = 2 * time.Minute
+)
 
 // JoinOptions say how to join.
 type JoinOptions struct {
-	ClusterID   string
+	// ClusterID is the cluster's ID in the clusterset, an RFC 1123 label.
+	ClusterID string
+	// CableDriver is the driver of the gateways' cables.
 	CableDriver v1.CableDriver
 	// GatewayNodes are the nodes to label as gateways; empty keeps the
 	// nodes already labelled.
 	GatewayNodes []string
 	// PodCIDRs and ServiceCIDRs override discovery.
 	PodCIDRs, ServiceCIDRs []netip.Prefix
-	ImageRepository        string
-	ImageTag               string
-	Log                    func(format string, args ...any)
+	// ImageRepository and ImageTag name the components' images:
+	// <ImageRepository>/strait-gateway:<ImageTag> and so on. Both are
+	// required.
+	ImageRepository, ImageTag string
+	// Log receives progress lines for the user, printf-style; nil drops them.
+	Log func(format string, args ...any)
 }
 
-// Join joins the cluster behind cfg to the broker in info. It is idempotent:
-// joining again with the same options changes nothing, and with other
-// options updates what they change.
+// Join joins the cluster behind cfg to the broker in info.
+//
+// In order, it: refuses a cluster that already has another cluster ID;
+// discovers the pod and service CIDRs unless given; enrols the cluster at the
+// broker (keeping the member's token from an earlier join while it is valid);
+// applies Strait's CRDs, then the objects of deploy/manifests (gateway.yaml
+// then routeagent.yaml, rendered with the options), the broker credential
+// Secret and the ClusterProperty cluster.clusterset.k8s.io, all with
+// server-side apply as kubeapply.FieldManagerCLI; and labels exactly the
+// gateway nodes with GatewayLabel.
+//
+// It is idempotent: joining again with the same options changes no object,
+// and with other options updates what they change (fields join no longer
+// sets are removed, fields others set are kept).
+//
+// Errors: an invalid cluster ID, cable driver or image; a
+// *broker.ConflictError (wrapped: use errors.As) when the broker refuses the
+// cluster ID or CIDRs; otherwise the apiserver's
+// errors, wrapped with what was being done (apierrors.IsForbidden and
+// friends see through them).
 func Join(ctx context.Context, cfg *rest.Config, info *broker.Info, o JoinOptions) error {
 	logf := orDiscard(o.Log)
 	if err := broker.ValidateClusterID(o.ClusterID); err != nil {
 		return err
 	}
-	if o.CableDriver != v1.CableDriverWireGuard && o.CableDriver != v1.CableDriverVXLAN {
-		return fmt.Errorf("cable driver %q: use wireguard or vxlan", o.CableDriver)
+	if _, err := cabledriver.Get(o.CableDriver); err != nil {
+		return err
+	}
+	if o.ImageRepository == "" || o.ImageTag == "" {
+		return errors.New("the image repository and tag are required")
 	}
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return err
+		return fmt.Errorf("cluster client: %w", err)
 	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
+	c, err := newClient(cfg)
 	if err != nil {
 		return err
 	}
@@ -107,45 +152,26 @@ func Join(ctx context.Context, cfg *rest.Config, info *broker.Info, o JoinOption
 		PodCIDRs: o.PodCIDRs, ServiceCIDRs: o.ServiceCIDRs, CurrentToken: current,
 	})
 	if err != nil {
-		return err
+		return fmt.Errorf("enrol at the broker %s: %w", info.APIServer, err)
 	}
 	logf("enrolled at the broker %s", info.APIServer)
 
-	if err := crds.Install(ctx, cfg); err != nil {
-		return err
-	}
-	prop := &aboutv1beta1.ClusterProperty{
-		TypeMeta:   metav1.TypeMeta{APIVersion: aboutv1beta1.SchemeGroupVersion.String(), Kind: "ClusterProperty"},
-		ObjectMeta: metav1.ObjectMeta{Name: v1.ClusterIDPropertyName},
-		Spec:       aboutv1beta1.ClusterPropertySpec{Value: o.ClusterID},
-	}
-	propObj, err := toUnstructured(prop)
+	all, err := crds.All()
 	if err != nil {
 		return err
 	}
-
-	values := manifests.GatewayValues{
+	if err := kubeapply.ApplyCRDs(ctx, c, all, kubeapply.FieldManagerCLI); err != nil {
+		return err
+	}
+	objs, err := joinObjects(manifests.GatewayValues{
 		Namespace: v1.ComponentNamespace, ClusterID: o.ClusterID,
 		PodCIDRs: cidr.Join(o.PodCIDRs), ServiceCIDRs: cidr.Join(o.ServiceCIDRs), CableDriver: string(o.CableDriver),
 		ImageRepository: o.ImageRepository, ImageTag: o.ImageTag,
-	}
-	objs, err := manifests.Render("gateway.yaml", values)
+	}, info, token)
 	if err != nil {
 		return err
 	}
-	agent, err := manifests.Render("routeagent.yaml", values)
-	if err != nil {
-		return err
-	}
-	objs = append(objs, agent...)
-	secret := broker.CredentialSecret(v1.ComponentNamespace, info, token)
-	secret.TypeMeta = metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"}
-	secretObj, err := toUnstructured(secret)
-	if err != nil {
-		return err
-	}
-	// The namespace comes first in objs; the credential and the cluster ID after.
-	if err := applyAll(ctx, cfg, append(objs, secretObj, propObj)); err != nil {
+	if err := kubeapply.All(ctx, c, objs, kubeapply.FieldManagerCLI); err != nil {
 		return err
 	}
 	if err := labelGateways(ctx, cs, gateways); err != nil {
@@ -155,7 +181,48 @@ func Join(ctx context.Context, cfg *rest.Config, info *broker.Info, o JoinOption
 	return nil
 }
 
-// checkClusterID refuses to give a cluster that already has an ID another one.
+// newClient returns a client of cfg's cluster for Strait's scheme. Its
+// RESTMapper is controller-runtime's dynamic one, which looks a kind up when
+// first asked: the CRD kinds Join applies need not exist when it is made.
+func newClient(cfg *rest.Config) (client.Client, error) {
+	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
+	if err != nil {
+		return nil, fmt.Errorf("cluster client: %w", err)
+	}
+	return c, nil
+}
+
+// joinObjects are the objects join applies after the CRDs, in order: what
+// the member manifests render with values (the namespace first), the broker
+// credential Secret, and the ClusterProperty with the cluster ID. Leave
+// renders them again to know what to delete; for that, only their kinds,
+// namespaces and names matter, so info and token may be empty.
+func joinObjects(values manifests.GatewayValues, info *broker.Info, token string) ([]client.Object, error) {
+	rendered, err := manifests.RenderMember(values)
+	if err != nil {
+		return nil, err
+	}
+	objs := make([]client.Object, 0, len(rendered)+2)
+	for _, u := range rendered {
+		objs = append(objs, u)
+	}
+	return append(objs,
+		broker.CredentialSecret(values.Namespace, info, token),
+		clusterProperty(values.ClusterID),
+	), nil
+}
+
+// clusterProperty is the ClusterProperty that holds the cluster's ID
+// (KEP-2149).
+func clusterProperty(id string) *aboutv1beta1.ClusterProperty {
+	return &aboutv1beta1.ClusterProperty{
+		ObjectMeta: metav1.ObjectMeta{Name: v1.ClusterIDPropertyName},
+		Spec:       aboutv1beta1.ClusterPropertySpec{Value: id},
+	}
+}
+
+// checkClusterID refuses to give a cluster that already has an ID another
+// one. The error says how to change it.
 func checkClusterID(ctx context.Context, c client.Client, id string) error {
 	prop := &aboutv1beta1.ClusterProperty{}
 	err := c.Get(ctx, client.ObjectKey{Name: v1.ClusterIDPropertyName}, prop)
@@ -170,9 +237,10 @@ func checkClusterID(ctx context.Context, c client.Client, id string) error {
 
 var clusterCIDRFlag = regexp.MustCompile(`--cluster-cidr=(\S+)`)
 
-// DiscoverPodCIDRs finds the cluster's pod CIDRs: from the --cluster-cidr
-// flag of a kube-controller-manager or kube-proxy pod (kubeadm-style
-// clusters), else the nodes' spec.podCIDRs.
+// DiscoverPodCIDRs finds the cluster's pod CIDRs, masked and without
+// duplicates: from the --cluster-cidr flag of a kube-controller-manager or
+// kube-proxy pod (kubeadm-style clusters), else the nodes' spec.podCIDRs,
+// sorted. It fails when neither gives any, saying to use --pod-cidr.
 func DiscoverPodCIDRs(ctx context.Context, cs kubernetes.Interface) ([]netip.Prefix, error) {
 	pods, err := cs.CoreV1().Pods(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{})
 	if err == nil {
@@ -213,8 +281,9 @@ func DiscoverPodCIDRs(ctx context.Context, cs kubernetes.Interface) ([]netip.Pre
 	return out, nil
 }
 
-// DiscoverServiceCIDRs reads the cluster's service CIDRs from the ServiceCIDR
-// API (networking.k8s.io/v1).
+// DiscoverServiceCIDRs reads the cluster's service CIDRs, masked, from the
+// ServiceCIDR API (networking.k8s.io/v1). It fails when the API is missing
+// or empty, saying to use --service-cidr.
 func DiscoverServiceCIDRs(ctx context.Context, cs kubernetes.Interface) ([]netip.Prefix, error) {
 	list, err := cs.NetworkingV1().ServiceCIDRs().List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -234,12 +303,13 @@ func DiscoverServiceCIDRs(ctx context.Context, cs kubernetes.Interface) ([]netip
 	return out, nil
 }
 
-// gatewayNodes checks the named nodes, or finds the already labelled ones.
+// gatewayNodes checks that the named nodes exist, or finds the already
+// labelled ones when none are named, and returns them sorted.
 func gatewayNodes(ctx context.Context, cs kubernetes.Interface, names []string) ([]string, error) {
 	if len(names) == 0 {
 		nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: GatewayLabel + "=true"})
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("list gateway nodes: %w", err)
 		}
 		for _, n := range nodes.Items {
 			names = append(names, n.Name)
@@ -253,11 +323,17 @@ func gatewayNodes(ctx context.Context, cs kubernetes.Interface, names []string) 
 			return nil, fmt.Errorf("gateway node %s: %w", n, err)
 		}
 	}
+	names = slices.Clone(names)
 	sort.Strings(names)
 	return names, nil
 }
 
 // labelGateways labels exactly the given nodes as gateways.
+//
+// Nodes are not Strait's objects, and the label may have been set by hand or
+// by an older straitctl: a JSON merge patch of that one label adds or removes
+// it whoever set it, and, unlike an apply, cannot create a Node that was
+// deleted in the meantime.
 func labelGateways(ctx context.Context, cs kubernetes.Interface, names []string) error {
 	want := map[string]bool{}
 	for _, n := range names {
@@ -265,86 +341,75 @@ func labelGateways(ctx context.Context, cs kubernetes.Interface, names []string)
 	}
 	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return err
+		return fmt.Errorf("list nodes: %w", err)
 	}
 	for _, n := range nodes.Items {
 		has := n.Labels[GatewayLabel] == "true"
-		var patch string
 		switch {
 		case want[n.Name] && !has:
-			patch = fmt.Sprintf(`{"metadata":{"labels":{%q:"true"}}}`, GatewayLabel)
+			err = patchGatewayLabel(ctx, cs, n.Name, true)
 		case !want[n.Name] && has:
-			patch = fmt.Sprintf(`{"metadata":{"labels":{%q:null}}}`, GatewayLabel)
-		default:
-			continue
+			err = patchGatewayLabel(ctx, cs, n.Name, false)
 		}
-		if _, err := cs.CoreV1().Nodes().Patch(ctx, n.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
-			return fmt.Errorf("label node %s: %w", n.Name, err)
-		}
-	}
-	return nil
-}
-
-// applyAll server-side applies objects in order.
-func applyAll(ctx context.Context, cfg *rest.Config, objs []*unstructured.Unstructured) error {
-	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
-	if err != nil {
-		return err
-	}
-	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		return err
-	}
-	for _, u := range objs {
-		gvk := u.GroupVersionKind()
-		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-		if err != nil {
-			return fmt.Errorf("%s %s: %w", gvk.Kind, u.GetName(), err)
-		}
-		var ri dynamic.ResourceInterface = dyn.Resource(m.Resource)
-		if m.Scope.Name() == meta.RESTScopeNameNamespace {
-			ri = dyn.Resource(m.Resource).Namespace(u.GetNamespace())
-		}
-		data, err := u.MarshalJSON()
 		if err != nil {
 			return err
 		}
-		if _, err := ri.Patch(ctx, u.GetName(), types.ApplyPatchType, data, metav1.PatchOptions{FieldManager: fieldManager, Force: ptrTrue()}); err != nil {
-			return fmt.Errorf("apply %s %s: %w", gvk.Kind, u.GetName(), err)
-		}
 	}
 	return nil
 }
 
-func ptrTrue() *bool { t := true; return &t }
-
-func toUnstructured(obj runtime.Object) (*unstructured.Unstructured, error) {
-	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
-	if err != nil {
-		return nil, err
+// patchGatewayLabel sets GatewayLabel=true on a node, or removes it.
+func patchGatewayLabel(ctx context.Context, cs kubernetes.Interface, node string, set bool) error {
+	var value any // JSON null removes the label
+	if set {
+		value = "true"
 	}
-	u := &unstructured.Unstructured{Object: m}
-	unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
-	unstructured.RemoveNestedField(u.Object, "status")
-	return u, nil
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"labels": map[string]any{GatewayLabel: value}}})
+	if err != nil {
+		return err
+	}
+	if _, err := cs.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: kubeapply.FieldManagerCLI}); err != nil {
+		return fmt.Errorf("label node %s: %w", node, err)
+	}
+	return nil
 }
 
 // LeaveOptions say how to leave.
 type LeaveOptions struct {
+	// Log receives progress lines for the user, printf-style; nil drops them.
 	Log func(format string, args ...any)
 }
 
-// Leave removes the cluster from its broker and removes everything join
-// made in it. The gateway pods go first, so that they remove their node
-// state; the broker records go with the member's own credential.
+// Leave removes the cluster behind cfg from its broker and removes what join
+// made in it, in this order:
+//
+//  1. The gateway and route agent DaemonSets, with foreground propagation,
+//     and Leave waits until their pods are gone: they remove their node
+//     state as they stop (a route agent does so only when its DaemonSet is
+//     going).
+//  2. The cluster's records and credential at the broker, with the member's
+//     own credential (the broker Secret).
+//  3. GatewayLabel on every node.
+//  4. The other objects join applied, in reverse order, then the namespace
+//     (Leave waits until it is gone) and the ClusterProperty.
+//  5. Strait's CRDs, unless the cluster hosts a broker; a CRD that still has
+//     objects (a user's ServiceExport, say) stays too.
+//
+// What is deleted is what the manifests render with the values read back
+// from the DaemonSets in the cluster (manifests.ReadValues), so Leave deletes
+// nothing join did not make, and never a user's object. An object already
+// gone counts as deleted, so Leave can be run again after a failure.
+//
+// Errors: the cluster has no ClusterProperty cluster.clusterset.k8s.io (it has
+// not joined); a wait that timed out; otherwise the apiserver's errors,
+// wrapped with what was being done.
 func Leave(ctx context.Context, cfg *rest.Config, o LeaveOptions) error {
 	logf := orDiscard(o.Log)
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return err
+		return fmt.Errorf("cluster client: %w", err)
 	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
+	c, err := newClient(cfg)
 	if err != nil {
 		return err
 	}
@@ -353,88 +418,286 @@ func Leave(ctx context.Context, cfg *rest.Config, o LeaveOptions) error {
 		if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
 			return errors.New("this cluster has not joined a broker (no ClusterProperty cluster.clusterset.k8s.io)")
 		}
-		return err
+		return fmt.Errorf("read ClusterProperty %s: %w", v1.ClusterIDPropertyName, err)
 	}
 	id := prop.Spec.Value
-	ns := v1.ComponentNamespace
-
-	// Gateways and route agents first: they clean their node state as they
-	// stop (a route agent does so only when its DaemonSet is going).
-	policy := metav1.DeletePropagationForeground
-	for _, ds := range []struct{ name, component string }{{"strait-gateway", "gateway"}, {"strait-routeagent", "routeagent"}} {
-		err = cs.AppsV1().DaemonSets(ns).Delete(ctx, ds.name, metav1.DeleteOptions{PropagationPolicy: &policy})
-		if err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("remove the %s DaemonSet: %w", ds.component, err)
+	values, err := joinedValues(ctx, c, id)
+	if err != nil {
+		return err
+	}
+	objs, err := joinObjects(values, &broker.Info{}, "")
+	if err != nil {
+		return err
+	}
+	var daemonSets, rest []client.Object
+	var namespace client.Object
+	for _, obj := range objs {
+		gvk, err := kindOf(c, obj)
+		if err != nil {
+			return err
+		}
+		switch gvk.Kind {
+		case "DaemonSet":
+			daemonSets = append(daemonSets, obj)
+		case "Namespace":
+			namespace = obj
+		case "ClusterProperty":
+			// The one read above goes last.
+		default:
+			rest = append(rest, obj)
 		}
 	}
-	for _, component := range []string{"gateway", "routeagent"} {
-		if err := waitGone(ctx, func(ctx context.Context) (bool, error) {
-			pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=" + component})
-			return err == nil && len(pods.Items) == 0, nil
-		}); err != nil {
-			return fmt.Errorf("wait for the %s pods to stop: %w", component, err)
+
+	// 1. Gateways and route agents, and wait for their pods.
+	for _, ds := range slices.Backward(daemonSets) {
+		if err := kubeapply.Delete(ctx, c, ds, client.PropagationPolicy(metav1.DeletePropagationForeground)); err != nil {
+			return err
+		}
+	}
+	for _, ds := range daemonSets {
+		if err := waitPodsGone(ctx, c, ds); err != nil {
+			return err
 		}
 	}
 	logf("gateways and route agents stopped")
 
-	if creds, err := broker.ReadCredentials(ctx, cs, ns, broker.SecretName); err == nil {
+	// 2. The broker's records, with the member's own credential.
+	if creds, err := broker.ReadCredentials(ctx, cs, values.Namespace, broker.SecretName); err == nil {
 		if err := broker.Leave(ctx, creds.Info.RESTConfig(creds.Token), creds.Info.Namespace, id); err != nil {
 			return fmt.Errorf("remove %s from the broker: %w", id, err)
 		}
 		logf("removed %s from the broker", id)
 	} else if !apierrors.IsNotFound(err) {
+		return fmt.Errorf("read the broker credential: %w", err)
+	}
+
+	// 3. The gateway labels.
+	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: GatewayLabel})
+	if err != nil {
+		return fmt.Errorf("list gateway nodes: %w", err)
+	}
+	for _, n := range nodes.Items {
+		if err := patchGatewayLabel(ctx, cs, n.Name, false); err != nil {
+			return err
+		}
+	}
+
+	// 4. The rest, in reverse; the namespace and the cluster ID last.
+	if err := kubeapply.DeleteAll(ctx, c, rest); err != nil {
+		return err
+	}
+	if namespace != nil {
+		if err := kubeapply.Delete(ctx, c, namespace); err != nil {
+			return err
+		}
+		if err := waitGone(ctx, c, namespace); err != nil {
+			return err
+		}
+	}
+	if err := kubeapply.Delete(ctx, c, prop); err != nil {
 		return err
 	}
 
-	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: GatewayLabel})
-	if err != nil {
+	// 5. The CRDs.
+	if err := removeCRDs(ctx, c, logf); err != nil {
 		return err
-	}
-	for _, n := range nodes.Items {
-		patch := fmt.Sprintf(`{"metadata":{"labels":{%q:null}}}`, GatewayLabel)
-		if _, err := cs.CoreV1().Nodes().Patch(ctx, n.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
-			return err
-		}
-	}
-	for _, del := range []func() error{
-		func() error {
-			return cs.RbacV1().ClusterRoleBindings().Delete(ctx, "strait-gateway", metav1.DeleteOptions{})
-		},
-		func() error { return cs.RbacV1().ClusterRoles().Delete(ctx, "strait-gateway", metav1.DeleteOptions{}) },
-		func() error {
-			return cs.RbacV1().ClusterRoleBindings().Delete(ctx, "strait-routeagent", metav1.DeleteOptions{})
-		},
-		func() error {
-			return cs.RbacV1().ClusterRoles().Delete(ctx, "strait-routeagent", metav1.DeleteOptions{})
-		},
-		func() error { return cs.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}) },
-		func() error { return c.Delete(ctx, prop) },
-	} {
-		if err := del(); err != nil && !apierrors.IsNotFound(err) {
-			return err
-		}
-	}
-	if err := waitGone(ctx, func(ctx context.Context) (bool, error) {
-		_, err := cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
-		return apierrors.IsNotFound(err), nil
-	}); err != nil {
-		return fmt.Errorf("wait for namespace %s to go: %w", ns, err)
-	}
-	// The CRDs stay where the cluster also hosts a broker: removing them would
-	// remove the broker's records.
-	if _, err := cs.CoreV1().Namespaces().Get(ctx, v1.BrokerNamespace, metav1.GetOptions{}); apierrors.IsNotFound(err) {
-		if err := crds.Uninstall(ctx, cfg); err != nil {
-			return err
-		}
-	} else {
-		logf("kept the CRDs: this cluster hosts the broker")
 	}
 	logf("cluster %s left", id)
 	return nil
 }
 
-func waitGone(ctx context.Context, cond wait.ConditionWithContextFunc) error {
-	return wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 2*time.Minute, true, cond)
+// kindOf returns obj's kind: its own, or its type's in c's scheme.
+func kindOf(c client.Client, obj client.Object) (schema.GroupVersionKind, error) {
+	if gvk := obj.GetObjectKind().GroupVersionKind(); !gvk.Empty() {
+		return gvk, nil
+	}
+	gvk, err := c.GroupVersionKindFor(obj)
+	if err != nil {
+		return gvk, fmt.Errorf("kind of %T: %w", obj, err)
+	}
+	return gvk, nil
+}
+
+// joinedValues reads back the values join rendered the manifests with, from
+// the first rendered DaemonSet still in the cluster. Without one (a leave run
+// again after a failure), it falls back to the cluster ID, the component
+// namespace and placeholders: the objects' kinds, namespaces and names, which
+// are all Leave needs, do not depend on the other values.
+func joinedValues(ctx context.Context, c client.Client, id string) (manifests.GatewayValues, error) {
+	fallback := manifests.GatewayValues{
+		Namespace: v1.ComponentNamespace, ClusterID: id,
+		// The image must render as <repository>/<name>:<tag> to be valid YAML.
+		ImageRepository: unknownValue, ImageTag: unknownValue,
+	}
+	rendered, err := manifests.RenderMember(fallback)
+	if err != nil {
+		return fallback, err
+	}
+	for _, u := range rendered {
+		if u.GetKind() != "DaemonSet" {
+			continue
+		}
+		ds := &appsv1.DaemonSet{}
+		err := c.Get(ctx, client.ObjectKey{Namespace: u.GetNamespace(), Name: u.GetName()}, ds)
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return fallback, fmt.Errorf("read DaemonSet %s/%s: %w", u.GetNamespace(), u.GetName(), err)
+		}
+		v, err := manifests.ReadValues(ds)
+		if err != nil {
+			// Edited by hand: the names are still the rendered ones.
+			continue
+		}
+		if v.Namespace == "" {
+			v.Namespace = fallback.Namespace
+		}
+		if v.ClusterID == "" {
+			v.ClusterID = id
+		}
+		return v, nil
+	}
+	return fallback, nil
+}
+
+// waitPodsGone waits until no pod of the DaemonSet ds (as rendered) is left.
+func waitPodsGone(ctx context.Context, c client.Client, ds client.Object) error {
+	u, ok := ds.(*unstructured.Unstructured)
+	if !ok {
+		return fmt.Errorf("DaemonSet %s is not rendered", ds.GetName())
+	}
+	sel, _, err := unstructured.NestedStringMap(u.Object, "spec", "selector", "matchLabels")
+	if err != nil {
+		return fmt.Errorf("DaemonSet %s/%s: spec.selector.matchLabels: %w", u.GetNamespace(), u.GetName(), err)
+	}
+	if len(sel) == 0 {
+		return fmt.Errorf("DaemonSet %s/%s has no spec.selector.matchLabels", u.GetNamespace(), u.GetName())
+	}
+	err = wait.PollUntilContextTimeout(ctx, leavePollInterval, leaveWaitTimeout, true, func(ctx context.Context) (bool, error) {
+		var pods corev1.PodList
+		if err := c.List(ctx, &pods, client.InNamespace(u.GetNamespace()), client.MatchingLabels(sel)); err != nil {
+			return false, nil // transient: ask again
+		}
+		return len(pods.Items) == 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("wait for the pods of DaemonSet %s/%s to stop: %w", u.GetNamespace(), u.GetName(), err)
+	}
+	return nil
+}
+
+// waitGone waits until obj no longer exists.
+func waitGone(ctx context.Context, c client.Client, obj client.Object) error {
+	u := &unstructured.Unstructured{}
+	gvk, err := kindOf(c, obj)
+	if err != nil {
+		return err
+	}
+	u.SetGroupVersionKind(gvk)
+	err = wait.PollUntilContextTimeout(ctx, leavePollInterval, leaveWaitTimeout, true, func(ctx context.Context) (bool, error) {
+		err := c.Get(ctx, client.ObjectKeyFromObject(obj), u)
+		return apierrors.IsNotFound(err) || meta.IsNoMatchError(err), nil
+	})
+	if err != nil {
+		return fmt.Errorf("wait for %s %s to go: %w", gvk.Kind, obj.GetName(), err)
+	}
+	return nil
+}
+
+// removeCRDs deletes Strait's CRDs, except where they are still in use: all
+// of them stay when the cluster hosts a broker (removing them would remove
+// the broker's records), and a CRD stays while objects of its kind remain,
+// which by now are users' objects (a ServiceExport, another ClusterProperty).
+func removeCRDs(ctx context.Context, c client.Client, logf func(string, ...any)) error {
+	hosts, err := hostsBroker(ctx, c)
+	if err != nil {
+		return err
+	}
+	if hosts {
+		logf("kept the CRDs: this cluster hosts the broker")
+		return nil
+	}
+	all, err := crds.All()
+	if err != nil {
+		return err
+	}
+	var remove []client.Object
+	for _, crd := range all {
+		inUse, err := crdInUse(ctx, c, crd)
+		if err != nil {
+			return fmt.Errorf("list the objects of CRD %s: %w", crd.Name, err)
+		}
+		if inUse {
+			logf("kept CRD %s: objects of its kind remain", crd.Name)
+			continue
+		}
+		crd.SetGroupVersionKind(crdGVK)
+		remove = append(remove, crd)
+	}
+	if err := kubeapply.DeleteAll(ctx, c, remove); err != nil {
+		return err
+	}
+	for _, crd := range remove {
+		if err := waitGone(ctx, c, crd); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unknownValue fills the values Leave cannot read back and does not need.
+const unknownValue = "unknown"
+
+var crdGVK = apiextv1.SchemeGroupVersion.WithKind("CustomResourceDefinition")
+
+// crdInUse reports whether any object of crd's kind exists, in any
+// namespace. A kind the apiserver does not serve has none.
+func crdInUse(ctx context.Context, c client.Client, crd *apiextv1.CustomResourceDefinition) (bool, error) {
+	// The apiserver defaults listKind to <kind>List.
+	listKind := crd.Spec.Names.ListKind
+	if listKind == "" {
+		listKind = crd.Spec.Names.Kind + "List"
+	}
+	for _, v := range crd.Spec.Versions {
+		if !v.Storage {
+			continue
+		}
+		list := &unstructured.UnstructuredList{}
+		list.SetGroupVersionKind(schema.GroupVersionKind{Group: crd.Spec.Group, Version: v.Name, Kind: listKind})
+		err := c.List(ctx, list, client.Limit(1))
+		if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		return len(list.Items) > 0, nil
+	}
+	return false, nil
+}
+
+// hostsBroker reports whether the cluster hosts a Strait broker: it has the
+// default broker namespace, or a member isolation policy (of any broker
+// namespace).
+func hostsBroker(ctx context.Context, c client.Client) (bool, error) {
+	ns := &corev1.Namespace{}
+	switch err := c.Get(ctx, client.ObjectKey{Name: v1.BrokerNamespace}, ns); {
+	case err == nil:
+		return true, nil
+	case !apierrors.IsNotFound(err):
+		return false, fmt.Errorf("read namespace %s: %w", v1.BrokerNamespace, err)
+	}
+	var policies admissionv1.ValidatingAdmissionPolicyList
+	if err := c.List(ctx, &policies); err != nil {
+		return false, fmt.Errorf("list ValidatingAdmissionPolicies: %w", err)
+	}
+	for _, p := range policies.Items {
+		if strings.HasPrefix(p.Name, broker.PolicyName("")) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // orDiscard returns logf, or a logger that drops everything.

@@ -1,37 +1,47 @@
-// Package mtu holds what each encapsulation adds to a packet, so that the
+// Package mtu holds the sizes that path MTUs are computed from, so that the
 // gateway (which sizes the cable) and the route agent (which sizes the
 // overlay and the path through the cable) compute from the same numbers.
+// What each cable driver adds comes from its descriptor (pkg/cabledriver).
 package mtu
 
-import "net/netip"
+import (
+	"net/netip"
+
+	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
+	"strait.dev/strait/pkg/cabledriver"
+)
 
 // Header sizes in bytes.
 const (
-	IPv4Header = 20
-	IPv6Header = 40
-	UDPHeader  = 8
+	IPv4Header = cabledriver.IPv4Header
+	IPv6Header = cabledriver.IPv6Header
+	UDPHeader  = cabledriver.UDPHeader
 	TCPHeader  = 20
-	// VXLAN's own header plus the inner Ethernet header it carries.
-	VXLANHeader = 8 + 14
-	// WireGuard's data message header (16) and authentication tag (16).
-	WireGuardHeader = 32
+	// VXLANHeader is VXLAN's own header plus the inner Ethernet header it
+	// carries (also the route agent's overlay).
+	VXLANHeader = cabledriver.VXLANHeader
+	// WireGuardHeader is WireGuard's data message header and tag.
+	WireGuardHeader = cabledriver.WireGuardHeader
 )
 
 // IPHeader is the IP header size of addr's family.
 func IPHeader(addr netip.Addr) int {
-	if addr.Is4() {
-		return IPv4Header
-	}
-	return IPv6Header
+	return cabledriver.FamilyOf(addr).IPHeader()
 }
 
-// Overhead is what a driver ("wireguard" or "vxlan") adds over an underlay
-// whose outer IP header is ipHeader bytes.
+// Overhead is what the named driver adds over an underlay whose outer IP
+// header is ipHeader bytes (IPv4Header or IPv6Header), in bytes. For a
+// driver no descriptor describes it is the largest any driver adds, the
+// safe figure.
 func Overhead(driver string, ipHeader int) int {
-	if driver == "wireguard" {
-		return ipHeader + UDPHeader + WireGuardHeader
+	if d, ok := cabledriver.Lookup(v1.CableDriver(driver)); ok {
+		return ipHeader + d.Encapsulation
 	}
-	return ipHeader + UDPHeader + VXLANHeader
+	f := cabledriver.IPv6
+	if ipHeader == IPv4Header {
+		f = cabledriver.IPv4
+	}
+	return cabledriver.MaxOverhead(f) - f.IPHeader() + ipHeader
 }
 
 // Cable is the MTU of a cable device over an underlay of the given MTU. It

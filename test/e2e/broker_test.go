@@ -229,7 +229,7 @@ func TestBrokerJoinAndLeave(t *testing.T) {
 		if err != nil {
 			t.Fatalf("scrape c1's gateway: %v", err)
 		}
-		for _, want := range []string{"strait_gateway_active 1", `status="connected"} 1`, "strait_connection_rtt_seconds{", "strait_connection_rx_bytes{"} {
+		for _, want := range []string{"strait_gateway_active 1", `status="connected"} 1`, "strait_connection_rtt_seconds{", "strait_connection_rx_bytes_total{"} {
 			if !strings.Contains(string(metrics), want) {
 				t.Errorf("c1's gateway metrics lack %q", want)
 			}

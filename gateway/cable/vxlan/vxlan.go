@@ -17,19 +17,15 @@ import (
 	"golang.org/x/sys/unix"
 
 	"strait.dev/strait/gateway/cable"
+	"strait.dev/strait/pkg/cabledriver"
 )
 
-// DriverName is the name the driver registers under.
-const DriverName = "vxlan"
-
+// The driver registers under its descriptor's name.
 func init() {
-	cable.Register(DriverName, func(ctx context.Context, cfg cable.Config) (cable.Driver, error) {
-		return Open(ctx, cfg, 0)
+	cable.Register(string(cabledriver.VXLAN.Name), func(ctx context.Context, cfg cable.Config) (cable.Driver, error) {
+		return Open(ctx, cfg)
 	})
 }
-
-// DefaultRouteTable is Strait's routing table for remote subnets.
-const DefaultRouteTable = 150
 
 // zeroMAC in an FDB entry means "all unknown destinations": with one such
 // entry per remote gateway, the device replicates broadcasts to all of them.
@@ -37,18 +33,21 @@ var zeroMAC = net.HardwareAddr{0, 0, 0, 0, 0, 0}
 
 // Driver is an open VXLAN device.
 type Driver struct {
-	cfg   cable.Config
-	table int
-	link  netlink.Link
+	cfg  cable.Config
+	link netlink.Link
 }
 
-var _ cable.Driver = (*Driver)(nil)
+var (
+	_ cable.Driver       = (*Driver)(nil)
+	_ cable.Reconfigurer = (*Driver)(nil)
+)
 
 // Open creates the device (or adopts one of the same name and settings) and
-// turns on proxy ARP on it.
-func Open(_ context.Context, cfg cable.Config, table int) (*Driver, error) {
-	if table == 0 {
-		table = DefaultRouteTable
+// turns on proxy ARP on it. A VNI out of range or a missing route table
+// (cfg.RouteTable 0) is an error before anything is made.
+func Open(_ context.Context, cfg cable.Config) (*Driver, error) {
+	if cfg.RouteTable <= 0 {
+		return nil, fmt.Errorf("vxlan: no route table in the configuration")
 	}
 	if cfg.VNI <= 0 || cfg.VNI >= 1<<24 {
 		return nil, fmt.Errorf("vxlan: VNI %d out of range 1..16777215", cfg.VNI)
@@ -75,7 +74,7 @@ func Open(_ context.Context, cfg cable.Config, table int) (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vxlan: find %s: %w", cfg.Interface, err)
 	}
-	d := &Driver{cfg: cfg, table: table, link: link}
+	d := &Driver{cfg: cfg, link: link}
 	if err := netlink.LinkSetMTU(link, cfg.MTU); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("vxlan: MTU of %s: %w", cfg.Interface, err)
@@ -138,7 +137,25 @@ func (d *Driver) Set(_ context.Context, peers []cable.Peer) error {
 		}
 	}
 	// The zero Handle works in the current namespace, like the calls above.
-	return cable.SetRoutes(&netlink.Handle{}, d.link, d.table, peers)
+	return cable.SetRoutes(&netlink.Handle{}, d.link, d.cfg.RouteTable, peers)
+}
+
+// Reconfigure changes the open device's MTU in place. A new port, VNI,
+// name or table needs a new device: it returns cable.ErrReopen, having
+// changed nothing.
+func (d *Driver) Reconfigure(_ context.Context, cfg cable.Config) error {
+	c := cfg
+	c.MTU = d.cfg.MTU
+	if c != d.cfg {
+		return cable.ErrReopen
+	}
+	if cfg.MTU != d.cfg.MTU {
+		if err := netlink.LinkSetMTU(d.link, cfg.MTU); err != nil {
+			return fmt.Errorf("vxlan: MTU of %s: %w", cfg.Interface, err)
+		}
+	}
+	d.cfg = cfg
+	return nil
 }
 
 // flushNeighbors removes the learned (not permanent) neighbors of the device.

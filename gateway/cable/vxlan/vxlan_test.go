@@ -21,6 +21,9 @@ import (
 
 const helperEnv = "STRAIT_VXLAN_TEST_HELPER"
 
+// testTable is the route table the tests open the driver with.
+const testTable = 150
+
 type helperSpec struct {
 	Address netip.Prefix `json:"address"` // the cable's own address (health-check address)
 	Pod     netip.Prefix `json:"pod"`     // the pod's address, routed to the veth "pod"
@@ -31,7 +34,7 @@ func TestMain(m *testing.M) {
 	var s helperSpec
 	cabletest.HelperMain(helperEnv, &s, func() (string, func(), error) {
 		ctx := context.Background()
-		d, err := Open(ctx, cable.Config{Interface: "strait-cable", MTU: 1450, ListenPort: 4800, VNI: 100}, 0)
+		d, err := Open(ctx, cable.Config{Interface: "strait-cable", MTU: 1450, RouteTable: testTable, ListenPort: 4800, VNI: 100})
 		if err != nil {
 			return "", nil, err
 		}
@@ -47,7 +50,7 @@ func TestMain(m *testing.M) {
 			{"route", "add", s.Pod.String(), "dev", "pod"},
 		}
 		for _, sub := range s.Peer.Subnets {
-			steps = append(steps, []string{"rule", "add", "to", sub.String(), "lookup", fmt.Sprint(DefaultRouteTable)})
+			steps = append(steps, []string{"rule", "add", "to", sub.String(), "lookup", fmt.Sprint(testTable)})
 		}
 		for _, st := range steps {
 			if out, err := exec.Command("ip", st...).CombinedOutput(); err != nil {
@@ -105,7 +108,7 @@ func TestVXLANBetweenNamespaces(t *testing.T) {
 
 func TestRejectsBadVNI(t *testing.T) {
 	for _, vni := range []int{0, -1, 1 << 24} {
-		if _, err := Open(context.Background(), cable.Config{Interface: "x", VNI: vni}, 0); err == nil || !strings.Contains(err.Error(), "VNI") {
+		if _, err := Open(context.Background(), cable.Config{Interface: "x", RouteTable: testTable, VNI: vni}); err == nil || !strings.Contains(err.Error(), "VNI") {
 			t.Errorf("VNI %d: %v", vni, err)
 		}
 	}

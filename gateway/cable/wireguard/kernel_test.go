@@ -64,7 +64,7 @@ func newFakes(t *testing.T) *fakes {
 	idx := nl.AddLink(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: "eth0", MTU: 1500, Flags: net.FlagUp}})
 	for _, r := range []netlink.Route{
 		{LinkIndex: idx, Dst: ipNet("192.0.2.0/24"), Scope: netlink.SCOPE_LINK},
-		{LinkIndex: idx, Dst: ipNet("10.99.0.0/16"), Table: DefaultRouteTable},
+		{LinkIndex: idx, Dst: ipNet("10.99.0.0/16"), Table: testTable},
 	} {
 		if err := nl.RouteReplace(&r); err != nil {
 			t.Fatal(err)
@@ -99,7 +99,7 @@ type closerFunc func() error
 func (c closerFunc) Close() error { return c() }
 
 func testConfig() cable.Config {
-	return cable.Config{Interface: testDev, MTU: 1420, ListenPort: 51820, PrivateKey: testKey}
+	return cable.Config{Interface: testDev, MTU: 1420, RouteTable: testTable, ListenPort: 51820, PrivateKey: testKey}
 }
 
 func (f *fakes) open(t *testing.T) *Driver {
@@ -370,5 +370,52 @@ func TestMalformedKey(t *testing.T) {
 	}
 	if len(f.nl.Log) > 0 || f.wg.Configures > 0 {
 		t.Errorf("made %q before checking the key", f.nl.Log)
+	}
+}
+
+// Reconfigure takes a new key, port and MTU on the open device: the link,
+// its peers and routes stay (make before break). A new name or table is
+// refused with cable.ErrReopen, changing nothing.
+func TestReconfigureInPlace(t *testing.T) {
+	f := newFakes(t)
+	d := f.open(t)
+	set(t, d, []cable.Peer{peerBv6, peerC})
+	before := f.nl.String()
+	f.nl.Log = nil
+	peerChanges := f.wg.PeerChanges
+
+	const key2 = "cHJpdmF0ZS1rZXktb2YtdGhlLWdhdGV3YXktMDAwMDE="
+	k2, _ := wgtypes.ParseKey(key2)
+	cfg := testConfig()
+	cfg.PrivateKey, cfg.ListenPort, cfg.MTU = key2, 51821, 1380
+	if err := d.Reconfigure(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	want := strings.NewReplacer("listen-port 51820", "listen-port 51821", testPub, k2.PublicKey().String(),
+		"stwg0 wireguard mtu 1420", "stwg0 wireguard mtu 1380").Replace(before)
+	diff(t, "state after Reconfigure", f.nl.String(), want)
+	diff(t, "changes", strings.Join(f.nl.Log, "\n"),
+		"link set stwg0 mtu 1380\nwg set stwg0 private-key\nwg set stwg0 listen-port 51821")
+	if f.wg.PeerChanges != peerChanges {
+		t.Errorf("Reconfigure changed %d peers", f.wg.PeerChanges-peerChanges)
+	}
+	// The same settings again change nothing; Set still works.
+	f.nl.Log = nil
+	if err := d.Reconfigure(context.Background(), cfg); err != nil || len(f.nl.Log) > 0 {
+		t.Errorf("the same Reconfigure again: %v, changed %q", err, f.nl.Log)
+	}
+	set(t, d, []cable.Peer{peerB})
+
+	for _, mod := range []func(*cable.Config){
+		func(c *cable.Config) { c.Interface = "stwg1" },
+		func(c *cable.Config) { c.RouteTable = 151 },
+	} {
+		c := cfg
+		mod(&c)
+		state := f.nl.String()
+		if err := d.Reconfigure(context.Background(), c); !errors.Is(err, cable.ErrReopen) {
+			t.Errorf("Reconfigure to %+v: %v, want ErrReopen", c, err)
+		}
+		diff(t, "state after a refused Reconfigure", f.nl.String(), state)
 	}
 }

@@ -31,13 +31,12 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"strait.dev/strait/gateway/cable"
+	"strait.dev/strait/pkg/cabledriver"
 )
 
-// DriverName is the name the driver registers under.
-const DriverName = "wireguard"
-
+// The driver registers under its descriptor's name.
 func init() {
-	cable.Register(DriverName, func(ctx context.Context, cfg cable.Config) (cable.Driver, error) {
+	cable.Register(string(cabledriver.WireGuard.Name), func(ctx context.Context, cfg cable.Config) (cable.Driver, error) {
 		return Open(ctx, cfg, nil)
 	})
 }
@@ -69,9 +68,6 @@ var (
 // Options are the driver's own knobs and its seams to the kernel; the zero
 // value of each field means the real thing.
 type Options struct {
-	// RouteTable is the policy routing table the peers' subnets go into;
-	// Strait's own, never main. Zero means DefaultRouteTable.
-	RouteTable int
 	// ForceUserspace skips the kernel device (for tests of the fallback on
 	// machines that have the module).
 	ForceUserspace bool
@@ -89,10 +85,6 @@ type Options struct {
 	StartUserspace func(name string, mtu int) (io.Closer, error)
 }
 
-// DefaultRouteTable is Strait's routing table for remote subnets: a number
-// no distribution or CNI uses by default.
-const DefaultRouteTable = 150
-
 // Driver is an open WireGuard device.
 type Driver struct {
 	cfg       cable.Config
@@ -107,16 +99,20 @@ type Driver struct {
 var (
 	_ cable.Driver         = (*Driver)(nil)
 	_ cable.TrafficCounter = (*Driver)(nil)
+	_ cable.Reconfigurer   = (*Driver)(nil)
 )
 
-// Open creates the device and configures its key and port.
+// Open creates the device and configures its key and port. Errors: a
+// malformed key (the error never echoes it) before
+// anything is made; otherwise the failing step's, after the device is
+// removed again.
 func Open(_ context.Context, cfg cable.Config, o *Options) (*Driver, error) {
 	opts := Options{}
 	if o != nil {
 		opts = *o
 	}
-	if opts.RouteTable == 0 {
-		opts.RouteTable = DefaultRouteTable
+	if cfg.RouteTable <= 0 {
+		return nil, errors.New("wireguard: no route table in the configuration")
 	}
 	if opts.Log == nil {
 		opts.Log = slog.Default()
@@ -317,7 +313,41 @@ func (d *Driver) Set(_ context.Context, peers []cable.Peer) error {
 			return fmt.Errorf("wireguard: configure peers of %s: %w", d.cfg.Interface, err)
 		}
 	}
-	return cable.SetRoutes(d.opts.Netlink, d.link, d.opts.RouteTable, peers)
+	return cable.SetRoutes(d.opts.Netlink, d.link, d.cfg.RouteTable, peers)
+}
+
+// Reconfigure gives the open device a new private key, port and MTU in
+// place: its peers, routes and, for peers whose keys stay, the tunnels'
+// sessions are kept (make before break). Another interface name or route
+// table returns cable.ErrReopen, having changed nothing.
+func (d *Driver) Reconfigure(_ context.Context, cfg cable.Config) error {
+	if cfg.Interface != d.cfg.Interface || cfg.RouteTable != d.cfg.RouteTable {
+		return cable.ErrReopen
+	}
+	key, err := wgtypes.ParseKey(cfg.PrivateKey)
+	if err != nil {
+		return errors.New("wireguard: the private key is not a WireGuard key") // never echo key material
+	}
+	if cfg.MTU != d.cfg.MTU {
+		if err := d.opts.Netlink.LinkSetMTU(d.link, cfg.MTU); err != nil {
+			return fmt.Errorf("wireguard: set MTU of %s: %w", cfg.Interface, err)
+		}
+	}
+	var c wgtypes.Config
+	if key != d.key {
+		c.PrivateKey = &key
+	}
+	if cfg.ListenPort != d.cfg.ListenPort {
+		port := cfg.ListenPort
+		c.ListenPort = &port
+	}
+	if c.PrivateKey != nil || c.ListenPort != nil {
+		if err := d.client.ConfigureDevice(cfg.Interface, c); err != nil {
+			return fmt.Errorf("wireguard: reconfigure %s: %w", cfg.Interface, err)
+		}
+	}
+	d.cfg, d.key = cfg, key
+	return nil
 }
 
 func peerConfig(k wgtypes.Key, p cable.Peer) wgtypes.PeerConfig {

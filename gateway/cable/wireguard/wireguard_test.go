@@ -24,6 +24,9 @@ import (
 
 const helperEnv = "STRAIT_WG_TEST_HELPER"
 
+// testTable is the route table the tests open the driver with.
+const testTable = 150
+
 // helperSpec is what one side's helper process does.
 type helperSpec struct {
 	Interface string       `json:"interface"`
@@ -37,7 +40,7 @@ func TestMain(m *testing.M) {
 	var s helperSpec
 	cabletest.HelperMain(helperEnv, &s, func() (string, func(), error) {
 		ctx := context.Background()
-		d, err := Open(ctx, cable.Config{Interface: s.Interface, MTU: 1420, ListenPort: s.Port, PrivateKey: s.Key}, &Options{ForceUserspace: true})
+		d, err := Open(ctx, cable.Config{Interface: s.Interface, MTU: 1420, RouteTable: testTable, ListenPort: s.Port, PrivateKey: s.Key}, &Options{ForceUserspace: true})
 		if err != nil {
 			return "", nil, fmt.Errorf("open: %w", err)
 		}
@@ -64,7 +67,7 @@ func setup(dev string, addr netip.Prefix, subnets []netip.Prefix) error {
 		return errors.New("address: " + string(out))
 	}
 	for _, sub := range subnets {
-		if out, err := exec.Command("ip", "rule", "add", "to", sub.String(), "lookup", fmt.Sprint(DefaultRouteTable)).CombinedOutput(); err != nil {
+		if out, err := exec.Command("ip", "rule", "add", "to", sub.String(), "lookup", fmt.Sprint(testTable)).CombinedOutput(); err != nil {
 			return errors.New("rule: " + string(out))
 		}
 	}
@@ -95,9 +98,9 @@ func TestTunnelBetweenNamespaces(t *testing.T) {
 	// Traffic crosses the tunnel, including a packet larger than its MTU.
 	cabletest.Run(t, "ip", "netns", "exec", a, "ping", "-c", "3", "-i", "0.2", "-W", "2", "100.64.2.1")
 	cabletest.Run(t, "ip", "netns", "exec", a, "ping", "-c", "1", "-s", "3000", "-W", "2", "100.64.2.1")
-	routes := cabletest.Run(t, "ip", "-n", a, "route", "show", "table", fmt.Sprint(DefaultRouteTable))
+	routes := cabletest.Run(t, "ip", "-n", a, "route", "show", "table", fmt.Sprint(testTable))
 	if !strings.Contains(routes, "100.64.2.0/24 dev stwgta") {
-		t.Errorf("table %d in %s:\n%s", DefaultRouteTable, a, routes)
+		t.Errorf("table %d in %s:\n%s", testTable, a, routes)
 	}
 	if main := cabletest.Run(t, "ip", "-n", a, "route", "show"); strings.Contains(main, "100.64.2.0/24") {
 		t.Errorf("a peer subnet leaked into the main table:\n%s", main)

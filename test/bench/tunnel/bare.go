@@ -12,6 +12,7 @@ import (
 	"strait.dev/strait/gateway/cable"
 	"strait.dev/strait/gateway/cable/vxlan"
 	"strait.dev/strait/gateway/cable/wireguard"
+	"strait.dev/strait/pkg/nodenet"
 )
 
 // The bare cable's ports, VNI and rule priority: apart from Strait's own
@@ -30,14 +31,15 @@ func bareSide(ctx context.Context, driver, dev, key, peerKey string, addr, peerA
 	var d cable.Driver
 	var err error
 	peer := cable.Peer{Name: "bare", Subnets: []netip.Prefix{netip.PrefixFrom(peerAddr, 32)}}
-	table := wireguard.DefaultRouteTable
+	// The gateway's table: the bare tunnel stands where Strait's cable would.
+	table := nodenet.GatewayTable
 	switch driver {
 	case "wireguard":
-		d, err = wireguard.Open(ctx, cable.Config{Interface: dev, MTU: 1420, ListenPort: bareWGPort, PrivateKey: key}, nil)
+		d, err = wireguard.Open(ctx, cable.Config{Interface: dev, MTU: 1420, RouteTable: table, ListenPort: bareWGPort, PrivateKey: key}, nil)
 		peer.Endpoint, peer.PublicKey = netip.AddrPortFrom(peerUnderlay, bareWGPort), peerKey
 	case "vxlan":
-		d, err = vxlan.Open(ctx, cable.Config{Interface: dev, MTU: 1430, ListenPort: bareVXLANPort, VNI: bareVNI}, 0)
-		peer.Endpoint, table = netip.AddrPortFrom(peerUnderlay, bareVXLANPort), vxlan.DefaultRouteTable
+		d, err = vxlan.Open(ctx, cable.Config{Interface: dev, MTU: 1430, RouteTable: table, ListenPort: bareVXLANPort, VNI: bareVNI})
+		peer.Endpoint = netip.AddrPortFrom(peerUnderlay, bareVXLANPort)
 	default:
 		return fmt.Errorf("unknown driver %q", driver)
 	}

@@ -1,0 +1,129 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
+	"strait.dev/strait/pkg/cabledriver"
+)
+
+// PublicIPAnnotation on a Node gives the address other clusters reach it at.
+const PublicIPAnnotation = v1.PublicIPAnnotation
+
+// EndpointName is the name of a gateway node's Endpoint.
+func EndpointName(clusterID, node string) string { return clusterID + "-" + node }
+
+// localEndpoint describes this node as its cluster's gateway, with the cable
+// settings its driver is opened with (the private key of a keyed driver
+// read from, or first stored in, its Secret), and returns the Node too.
+func (e *Engine) localEndpoint(ctx context.Context) (*v1.Endpoint, cabledriver.Settings, *corev1.Node, error) {
+	node, err := e.kube.CoreV1().Nodes().Get(ctx, e.cfg.NodeName, metav1.GetOptions{})
+	if err != nil {
+		return nil, cabledriver.Settings{}, nil, fmt.Errorf("read node %s: %w", e.cfg.NodeName, err)
+	}
+	settings := e.cfg.Cable
+	publicKey := ""
+	if e.driver.Key != nil {
+		if settings.PrivateKey, publicKey, err = ensureKey(ctx, e.kube, e.cfg.Namespace, e.cfg.NodeName, e.driver.Key); err != nil {
+			return nil, cabledriver.Settings{}, nil, err
+		}
+	}
+	ep, err := localEndpointFor(e.cfg, e.driver, node, settings, publicKey, localAddress)
+	if err != nil {
+		return nil, cabledriver.Settings{}, nil, err
+	}
+	return ep, settings, node, nil
+}
+
+// localEndpointFor is the local Endpoint from the Node and the settings;
+// isLocal tells whether an address is one of this host's own (a public
+// address that is not means the gateway is behind NAT).
+func localEndpointFor(cfg Config, desc cabledriver.Descriptor, node *corev1.Node, s cabledriver.Settings, publicKey string, isLocal func(netip.Addr) bool) (*v1.Endpoint, error) {
+	var private v1.DualStackIPs
+	for _, a := range node.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP {
+			if ip, err := netip.ParseAddr(a.Address); err == nil {
+				private = append(private, v1.IP(ip.String()))
+			}
+		}
+	}
+	if len(private) == 0 {
+		return nil, fmt.Errorf("node %s has no InternalIP", node.Name)
+	}
+	public := private
+	if cfg.PublicIP.IsValid() {
+		public = v1.DualStackIPs{v1.IP(cfg.PublicIP.String())}
+	} else if a := node.Annotations[PublicIPAnnotation]; a != "" {
+		ip, err := netip.ParseAddr(a)
+		if err != nil {
+			return nil, fmt.Errorf("node %s: annotation %s=%q: %w", node.Name, PublicIPAnnotation, a, err)
+		}
+		public = v1.DualStackIPs{v1.IP(ip.String())}
+	}
+	// Behind NAT when the public address is not one of this host's own (the
+	// engine runs in the node's network namespace).
+	natted := false
+	if ip, err := netip.ParseAddr(string(public[0])); err == nil {
+		natted = !isLocal(ip)
+	}
+	// The health-check address is the first address of the node's pod CIDR
+	// of each family: inside the cluster's subnets, so it is reached through
+	// the cable, and unique to the node. The data plane puts it on the
+	// cable device.
+	var healthIPs v1.DualStackIPs
+	podCIDRs := node.Spec.PodCIDRs
+	if len(podCIDRs) == 0 && node.Spec.PodCIDR != "" {
+		podCIDRs = []string{node.Spec.PodCIDR}
+	}
+	for _, c := range podCIDRs {
+		if p, err := netip.ParsePrefix(c); err == nil && len(healthIPs) < 2 {
+			healthIPs = append(healthIPs, v1.IP(p.Masked().Addr().Next().String()))
+		}
+	}
+	var subnets []v1.CIDR
+	for _, p := range append(append([]netip.Prefix(nil), cfg.PodCIDRs...), cfg.ServiceCIDRs...) {
+		subnets = append(subnets, v1.CIDR(p.Masked().String()))
+	}
+	ep := &v1.Endpoint{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      EndpointName(cfg.ClusterID, cfg.NodeName),
+			Namespace: cfg.Namespace,
+			Labels:    map[string]string{v1.ClusterIDLabel: cfg.ClusterID},
+		},
+		Spec: v1.EndpointSpec{
+			ClusterID:        v1.ClusterID(cfg.ClusterID),
+			Hostname:         cfg.NodeName,
+			PrivateIPs:       private,
+			PublicIPs:        public,
+			NATTraversal:     natted,
+			NATDiscoveryPort: cfg.NATDiscoveryPort,
+			Subnets:          subnets,
+			CableDriver:      desc.Name,
+			HealthCheckIPs:   healthIPs,
+		},
+	}
+	desc.Fill(&ep.Spec, s, publicKey)
+	return ep, nil
+}
+
+// localAddress reports whether ip is assigned to an interface of this host.
+func localAddress(ip netip.Addr) bool {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if x, ok := netip.AddrFromSlice(n.IP); ok && x.Unmap() == ip.Unmap() {
+				return true
+			}
+		}
+	}
+	return false
+}

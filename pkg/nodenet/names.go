@@ -1,0 +1,64 @@
+package nodenet
+
+// Every device name, routing table, rule priority, VXLAN identity and chain
+// name Strait uses on a node, declared once. Each writer's Scope lists the
+// ones it owns; no two writers own the same one.
+const (
+	// CableDevice is the gateway's cable device. The cable driver creates
+	// it; the gateway puts its health-check addresses on it.
+	CableDevice = "strait-cable"
+	// GatewayTable holds the routes of remote subnets through the cable
+	// (the cable driver fills it). 150 is far from the tables the kernel
+	// (253-255) and common CNIs (Calico uses 1-250 sparsely from the low
+	// end, Cilium 2004+) use.
+	GatewayTable = 150
+	// GatewayPriority is the priority of the gateway's rules "to <remote
+	// subnet> lookup GatewayTable": after the local table (0), before the
+	// main table (32766), and before the route agent's (RemotePriority), so
+	// that on the active gateway remote traffic takes the cable.
+	GatewayPriority = 150
+
+	// RemoteTable holds, on nodes that are not the active gateway, the
+	// routes of remote subnets through the overlay to the active gateway;
+	// on the active gateway, unreachable routes for them, so that remote
+	// traffic never leaks to the default route while the cable is down.
+	RemoteTable = 151
+	// RemotePriority is the priority of the route agent's rules "to
+	// <remote subnet> lookup RemoteTable": right after the gateway's.
+	RemotePriority = 151
+	// ReturnTable holds, on the active gateway, the routes of the other
+	// nodes' pod CIDRs through the overlay, for traffic that arrived from
+	// the cable: replies take the path their requests took.
+	ReturnTable = 152
+	// ReturnPriority is the priority of the rule "iif CableDevice lookup
+	// ReturnTable", after the remote rules so that cable traffic for
+	// another cluster is not bent back into the overlay.
+	ReturnPriority = 152
+
+	// OverlayDevice is the route agent's VXLAN device on every node.
+	OverlayDevice = "strait-overlay"
+	// OverlayVNI keeps the overlay apart from the VXLAN cable's VNI and
+	// from a CNI's VXLAN (flannel uses VNI 1, Calico 4096).
+	OverlayVNI = 4100
+	// OverlayPort is the overlay's UDP port: apart from the VXLAN cable
+	// (4800), the IANA VXLAN port (4789, Cilium, Calico) and the Linux
+	// default (8472, flannel).
+	OverlayPort = 4801
+
+	// GatewayNATChain (nat, jumped to first from POSTROUTING on gateway
+	// nodes) exempts traffic to remote subnets from the node's masquerade.
+	GatewayNATChain = "STRAIT-GW-POSTROUTING"
+	// GatewayJumpComment marks the gateway's jumps, so they are found again.
+	GatewayJumpComment = "strait gateway"
+	// NATChain (nat, jumped to first from POSTROUTING on every node)
+	// exempts cross-cluster traffic from the pod network's masquerade.
+	NATChain = "STRAIT-POSTROUTING"
+	// ForwardChain (filter, jumped to first from FORWARD) accepts
+	// cross-cluster traffic before a CNI's or kube-proxy's drops.
+	ForwardChain = "STRAIT-FORWARD"
+	// MSSChain (mangle, jumped to first from FORWARD) clamps the TCP MSS
+	// of cross-cluster connections to the path MTU.
+	MSSChain = "STRAIT-MSS"
+	// RouteAgentJumpComment marks the route agent's jumps.
+	RouteAgentJumpComment = "strait route agent"
+)

@@ -1,0 +1,194 @@
+package nodenet_test
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"strait.dev/strait/pkg/nodenet"
+	"strait.dev/strait/pkg/nodenet/nodenettest"
+)
+
+// String renders every section sorted, as the ip tools and iptables-save
+// would, whatever order the State lists entries in.
+func TestStateStringGolden(t *testing.T) {
+	s := nodenet.State{
+		Sysctls: []nodenet.Sysctl{{Key: "net.ipv6.conf.all.forwarding", Value: "1"}, {Key: "net.ipv4.ip_forward", Value: "1"}},
+		FDB:     []nodenet.FDBEntry{{Dev: "ov", MAC: "0a:00:00:00:00:02", Dst: netip.MustParseAddr("192.0.2.2")}},
+		Neighs: []nodenet.Neigh{{Dev: "ov", IP: netip.MustParseAddr("fd00::2"), MAC: "0a:00:00:00:00:02"},
+			{Dev: "ov", IP: netip.MustParseAddr("10.0.0.9"), Proxy: true}},
+		Routes: []nodenet.Route{
+			{Table: 151, Dst: netip.MustParsePrefix("fd02::/48"), Via: netip.MustParseAddr("fd00::2"), Dev: "ov", MTU: 1400},
+			{Table: 150, Dst: netip.MustParsePrefix("10.2.0.0/16"), Dev: "cable"},
+			{Table: 151, Dst: netip.MustParsePrefix("10.3.0.0/16"), Unreachable: true},
+		},
+		Rules: []nodenet.Rule{{Priority: 152, Family: nodenet.IPv6, IIF: "cable", Table: 152},
+			{Priority: 151, Dst: netip.MustParsePrefix("10.3.0.0/16"), Table: 151}},
+		Addrs: []nodenet.Addr{nodenet.HostAddr("cable", netip.MustParseAddr("fd02::fffe")), {Dev: "ov", Prefix: netip.MustParsePrefix("240.0.0.1/8")}},
+		Links: []nodenet.Link{{Name: "ov", VNI: 7, Port: 4801, Local: netip.MustParseAddr("192.0.2.1"), MTU: 1450, MAC: "0a:00:00:00:00:01"}},
+		Chains: []nodenet.Chain{{Family: nodenet.IPv6, Table: "nat", Name: "C", From: "POSTROUTING", Comment: "a writer",
+			Rules: [][]string{{"-d", "fd02::/48", "-m", "comment", "--comment", "two words", "-j", "ACCEPT"}}}},
+	}
+	want := `# ip link
+ov: vxlan id 7 local 192.0.2.1 dstport 4801 nolearning mtu 1450 address 0a:00:00:00:00:01 up
+# ip addr
+inet 240.0.0.1/8 dev ov
+inet6 fd02::fffe/128 dev cable
+# ip rule
+151:	from all to 10.3.0.0/16 lookup 151
+-6 152:	from all iif cable lookup 152
+# ip route show table all
+10.2.0.0/16 dev cable table 150 scope link
+unreachable 10.3.0.0/16 table 151
+fd02::/48 via fd00::2 dev ov table 151 mtu 1400
+# ip neigh
+10.0.0.9 dev ov proxy
+fd00::2 dev ov lladdr 0a:00:00:00:00:02 PERMANENT
+# bridge fdb
+0a:00:00:00:00:02 dev ov dst 192.0.2.2 self permanent
+# sysctl
+net.ipv4.ip_forward = 1
+net.ipv6.conf.all.forwarding = 1
+# ip6tables-save
+*nat
+:C - [0:0]
+-A POSTROUTING -m comment --comment "a writer" -j C
+-A C -d fd02::/48 -m comment --comment "two words" -j ACCEPT
+COMMIT
+`
+	if got := s.String(); got != want {
+		t.Errorf("String:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func chain(rules ...string) nodenet.Chain {
+	c := nodenet.Chain{Family: nodenet.IPv4, Table: "filter", Name: "STRAIT-X", From: "FORWARD", Comment: "test"}
+	for _, r := range rules {
+		c.Rules = append(c.Rules, strings.Fields(r))
+	}
+	return c
+}
+
+// Each reconciler adds before it removes, and changes nothing the second
+// time.
+func TestSyncMakesBeforeBreaking(t *testing.T) {
+	k := &nodenettest.Kernel{Devices: []string{"eth0"}}
+	p := netip.MustParsePrefix
+	a := netip.MustParseAddr
+	owned := []nodenet.TableScope{{Table: 151}}
+	r1 := nodenet.Route{Table: 151, Dst: p("10.2.0.0/16"), Via: a("192.0.2.1"), Dev: "eth0"}
+	r2 := nodenet.Route{Table: 151, Dst: p("10.3.0.0/16"), Via: a("192.0.2.1"), Dev: "eth0"}
+	steps := []struct {
+		name string
+		sync func() error
+		want string
+	}{
+		{"routes", func() error { return nodenet.SyncRoutes(k, owned, []nodenet.Route{r1, r2}) }, ""},
+		{"a route re-pointed, one gone", func() error {
+			r1b := r1
+			r1b.Via = a("192.0.2.9")
+			return nodenet.SyncRoutes(k, owned, []nodenet.Route{r1b})
+		}, "route replace 10.2.0.0/16 via 192.0.2.9 dev eth0 table 151\nroute del 10.3.0.0/16 via 192.0.2.1 dev eth0 table 151"},
+		{"rules", func() error {
+			return nodenet.SyncRules(k, []int{151}, []nodenet.Rule{{Priority: 151, Dst: p("10.2.0.0/16"), Table: 151}})
+		}, ""},
+		{"a rule's table changed", func() error {
+			return nodenet.SyncRules(k, []int{151}, []nodenet.Rule{{Priority: 151, Dst: p("10.2.0.0/16"), Table: 152}})
+		}, "rule add 151:\tfrom all to 10.2.0.0/16 lookup 152\nrule del 151:\tfrom all to 10.2.0.0/16 lookup 151"},
+		{"addresses", func() error {
+			return nodenet.SyncAddrs(k, []string{"eth0"}, []nodenet.Addr{{Dev: "eth0", Prefix: p("192.0.2.5/24")}})
+		}, ""},
+		{"an address moved", func() error {
+			return nodenet.SyncAddrs(k, []string{"eth0"}, []nodenet.Addr{{Dev: "eth0", Prefix: p("192.0.2.6/24")}, {Dev: "eth0", Prefix: p("fd00::6/64")}})
+		}, "addr replace inet 192.0.2.6/24 dev eth0\naddr replace inet6 fd00::6/64 dev eth0\naddr del inet 192.0.2.5/24 dev eth0"},
+		{"neighbours", func() error {
+			return nodenet.SyncNeighs(k, []string{"eth0"}, []nodenet.Neigh{{Dev: "eth0", IP: a("192.0.2.7"), MAC: "0a:00:00:00:00:07"}},
+				[]nodenet.FDBEntry{{Dev: "eth0", MAC: "0a:00:00:00:00:07", Dst: a("198.51.100.7")}})
+		}, ""},
+		{"a neighbour moved", func() error {
+			return nodenet.SyncNeighs(k, []string{"eth0"}, []nodenet.Neigh{{Dev: "eth0", IP: a("192.0.2.8"), MAC: "0a:00:00:00:00:08"}, {Dev: "eth0", IP: a("fd00::8"), Proxy: true}},
+				[]nodenet.FDBEntry{{Dev: "eth0", MAC: "0a:00:00:00:00:08", Dst: a("198.51.100.8")}})
+		}, "neigh replace 192.0.2.8 dev eth0 lladdr 0a:00:00:00:00:08 PERMANENT\nneigh replace fd00::8 dev eth0 proxy\n" +
+			"fdb append 0a:00:00:00:00:08 dev eth0 dst 198.51.100.8 self permanent\nneigh del 192.0.2.7 dev eth0 lladdr 0a:00:00:00:00:07 PERMANENT\n" +
+			"fdb del 0a:00:00:00:00:07 dev eth0 dst 198.51.100.7 self permanent"},
+		{"a chain", func() error {
+			return nodenet.SyncChains(k, []nodenet.Chain{chain()}, []nodenet.Chain{chain("-s 10.2.0.0/16 -j ACCEPT")})
+		}, ""},
+		{"a chain's rules swapped in one commit", func() error {
+			return nodenet.SyncChains(k, []nodenet.Chain{chain()}, []nodenet.Chain{chain("-d 10.2.0.0/16 -j ACCEPT", "-s 10.2.0.0/16 -j ACCEPT")})
+		}, `restore ip filter: :STRAIT-X - [0:0]; -A STRAIT-X -d 10.2.0.0/16 -j ACCEPT; -A STRAIT-X -s 10.2.0.0/16 -j ACCEPT`},
+		{"a chain removed with its jump", func() error { return nodenet.SyncChains(k, []nodenet.Chain{chain()}, nil) },
+			`restore ip filter: -D FORWARD -m comment --comment test -j STRAIT-X; -F STRAIT-X; -X STRAIT-X`},
+	}
+	for _, s := range steps {
+		k.Log = nil
+		if err := s.sync(); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		if s.want != "" {
+			if got := strings.Join(k.Log, "\n"); got != s.want {
+				t.Errorf("%s:\n%s\nwant:\n%s", s.name, got, s.want)
+			}
+		}
+		k.Log = nil
+		if err := s.sync(); err != nil {
+			t.Fatalf("%s again: %v", s.name, err)
+		}
+		if len(k.Log) != 0 {
+			t.Errorf("%s again changed:\n%s", s.name, strings.Join(k.Log, "\n"))
+		}
+	}
+}
+
+// A writer's Applier refuses a State with entries outside its Scope, before
+// changing anything, and never removes another writer's entries.
+func TestApplierScope(t *testing.T) {
+	k := &nodenettest.Kernel{}
+	mine := nodenet.Applier{Kernel: k, Scope: nodenet.Scope{Priorities: []int{151}, Tables: []nodenet.TableScope{{Table: 151}}}}
+	theirs := nodenet.Applier{Kernel: k, Scope: nodenet.Scope{Priorities: []int{150}}}
+	r := nodenet.Rule{Priority: 150, Dst: netip.MustParsePrefix("10.2.0.0/16"), Table: 150}
+	var oos *nodenet.OutOfScopeError
+	if err := mine.Apply(nodenet.State{Rules: []nodenet.Rule{r}}); !errors.As(err, &oos) {
+		t.Errorf("a rule at another writer's priority: %v, want an OutOfScopeError", err)
+	}
+	if len(k.Log) != 0 {
+		t.Errorf("a refused State changed: %q", k.Log)
+	}
+	if err := theirs.Apply(nodenet.State{Rules: []nodenet.Rule{r}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := mine.Apply(nodenet.State{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := mine.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := theirs.Read(); got.String() != (nodenet.State{Rules: []nodenet.Rule{r}}).String() {
+		t.Errorf("the other writer's state:\n%s", got)
+	}
+}
+
+// When a subnet goes and another comes, no rule points at a table that
+// lacks its route at any instant: the new route comes before its rule, and
+// the old rule goes before its route.
+func TestApplyOrdersRoutesAroundRules(t *testing.T) {
+	k := &nodenettest.Kernel{}
+	a := nodenet.Applier{Kernel: k, Scope: nodenet.Scope{Priorities: []int{151}, Tables: []nodenet.TableScope{{Table: 151}}}}
+	state := func(dst string) nodenet.State {
+		d := netip.MustParsePrefix(dst)
+		return nodenet.State{Routes: []nodenet.Route{{Table: 151, Dst: d, Unreachable: true}}, Rules: []nodenet.Rule{{Priority: 151, Dst: d, Table: 151}}}
+	}
+	if err := a.Apply(state("10.2.0.0/16")); err != nil {
+		t.Fatal(err)
+	}
+	k.Log = nil
+	if err := a.Apply(state("10.3.0.0/16")); err != nil {
+		t.Fatal(err)
+	}
+	want := "route replace unreachable 10.3.0.0/16 table 151\nrule add 151:\tfrom all to 10.3.0.0/16 lookup 151\n" +
+		"rule del 151:\tfrom all to 10.2.0.0/16 lookup 151\nroute del unreachable 10.2.0.0/16 table 151"
+	if got := strings.Join(k.Log, "\n"); got != want {
+		t.Errorf("order:\n%s\nwant:\n%s", got, want)
+	}
+}
