@@ -360,9 +360,9 @@ func routeAgentRestarts(t *testing.T, a, b placement, orig nodeStates) {
 		for _, n := range nodes {
 			// A graceful restart (delete the pod; the DaemonSet makes a
 			// new one) must leave the data plane in place.
-			pod := restartPod(t, a.cluster, "routeagent", n)
+			restartPod(t, a.cluster, "routeagent", n)
 			waitFor(t, 60*time.Second, "the new route agent on "+n+" to apply its state", func(ctx context.Context) (bool, error) {
-				return routeAgentApplied(ctx, a.cluster, pod)
+				return routeAgentApplied(ctx, n)
 			})
 		}
 		orig.requireSame(t, fmt.Sprintf("route agent restart %d on %v", round, nodes))
@@ -376,18 +376,31 @@ func routeAgentRestarts(t *testing.T, a, b placement, orig nodeStates) {
 	t.Logf("%d route agent restarts on each of %v: sent %d, lost %d, longest gap %.0f ms", restarts, nodes, rep.Sent, rep.Lost, rep.MaxGapMs)
 }
 
-// routeAgentApplied reports whether a route agent pod has applied a state
-// since it started. The agent logs "data plane set" once for each state it
-// applies that differs from its last, so the first line comes with its
-// first apply. (Its metrics on :9477, strait_routeagent_state_applied and
-// strait_routeagent_state_generation, say the same; reading them instead
-// changes only this function.)
-func routeAgentApplied(ctx context.Context, cluster string, pod string) (bool, error) {
-	var log bytes.Buffer
-	if err := layout.Logs(ctx, sandbox.PodRef{Cluster: cluster, Namespace: v1.ComponentNamespace, Name: pod}, "routeagent", &log); err != nil {
-		return false, nil
+// routeAgentApplied reports whether the route agent on node has applied
+// its desired state since it started, from its metrics on :9477 in the
+// node's network namespace: strait_routeagent_state_applied is 1 once the
+// current desired state is in the kernel, and
+// strait_routeagent_state_generation counts the states applied, from 0 at
+// the process's start. Call it once the agent's new pod runs: the old
+// process has exited by then, so the port is the new one's.
+func routeAgentApplied(ctx context.Context, node string) (bool, error) {
+	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", sandbox.NodeNS(node),
+		"curl", "-s", "--max-time", "2", "http://127.0.0.1:9477/metrics").Output()
+	if err != nil {
+		return false, nil // not listening yet
 	}
-	return strings.Contains(log.String(), "data plane set"), nil
+	applied, generation := false, 0
+	for _, l := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(l); len(f) == 2 {
+			switch f[0] {
+			case "strait_routeagent_state_applied":
+				applied = f[1] == "1"
+			case "strait_routeagent_state_generation":
+				generation, _ = strconv.Atoi(f[1])
+			}
+		}
+	}
+	return applied && generation >= 1, nil
 }
 
 // restartPod deletes the pod of a component ("routeagent", "gateway") on
