@@ -17,6 +17,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -359,9 +360,9 @@ func routeAgentRestarts(t *testing.T, a, b placement, orig nodeStates) {
 		for _, n := range nodes {
 			// A graceful restart (delete the pod; the DaemonSet makes a
 			// new one) must leave the data plane in place.
-			pod := restartPod(t, a.cluster, "routeagent", n)
+			restartPod(t, a.cluster, "routeagent", n)
 			waitFor(t, 60*time.Second, "the new route agent on "+n+" to apply its state", func(ctx context.Context) (bool, error) {
-				return routeAgentApplied(ctx, a.cluster, pod)
+				return routeAgentApplied(ctx, n)
 			})
 		}
 		orig.requireSame(t, fmt.Sprintf("route agent restart %d on %v", round, nodes))
@@ -375,18 +376,31 @@ func routeAgentRestarts(t *testing.T, a, b placement, orig nodeStates) {
 	t.Logf("%d route agent restarts on each of %v: sent %d, lost %d, longest gap %.0f ms", restarts, nodes, rep.Sent, rep.Lost, rep.MaxGapMs)
 }
 
-// routeAgentApplied reports whether a route agent pod has applied a state
-// since it started. The agent logs "data plane set" once for each state it
-// applies that differs from its last, so the first line comes with its
-// first apply. (Its metrics on :9477, strait_routeagent_state_applied and
-// strait_routeagent_state_generation, say the same; reading them instead
-// changes only this function.)
-func routeAgentApplied(ctx context.Context, cluster string, pod string) (bool, error) {
-	var log bytes.Buffer
-	if err := layout.Logs(ctx, sandbox.PodRef{Cluster: cluster, Namespace: v1.ComponentNamespace, Name: pod}, "routeagent", &log); err != nil {
-		return false, nil
+// routeAgentApplied reports whether the route agent on node has applied
+// its desired state since it started, from its metrics on :9477 in the
+// node's network namespace: strait_routeagent_state_applied is 1 once the
+// current desired state is in the kernel, and
+// strait_routeagent_state_generation counts the states applied, from 0 at
+// the process's start. Call it once the agent's new pod runs: the old
+// process has exited by then, so the port is the new one's.
+func routeAgentApplied(ctx context.Context, node string) (bool, error) {
+	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", sandbox.NodeNS(node),
+		"curl", "-s", "--max-time", "2", "http://127.0.0.1:9477/metrics").Output()
+	if err != nil {
+		return false, nil // not listening yet
 	}
-	return strings.Contains(log.String(), "data plane set"), nil
+	applied, generation := false, 0
+	for _, l := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(l); len(f) == 2 {
+			switch f[0] {
+			case "strait_routeagent_state_applied":
+				applied = f[1] == "1"
+			case "strait_routeagent_state_generation":
+				generation, _ = strconv.Atoi(f[1])
+			}
+		}
+	}
+	return applied && generation >= 1, nil
 }
 
 // restartPod deletes the pod of a component ("routeagent", "gateway") on
@@ -425,10 +439,10 @@ func restartPod(t *testing.T, cluster, component, node string) string {
 }
 
 // gatewayRestarts restarts the standby gateway and then the active one,
-// restarts times each. The active gateway's clean stop hands the role to
-// the standby; the test then fails back (a clean restart of the new active)
-// so that every node has its original role, and every node of both
-// clusters must then be as in orig.
+// restarts times each. The active gateway's clean stop may hand the role
+// to the standby; the test then fails back (failBack) so that every node
+// has its original role, and every node of both clusters must then be as
+// in orig.
 func gatewayRestarts(t *testing.T, a, b placement, orig nodeStates) {
 	standby := otherGateway(a.cluster, a.gwNode)
 	for round := 1; round <= restarts; round++ {
@@ -452,8 +466,12 @@ func otherGateway(cluster, node string) string {
 }
 
 // failBack waits for a's gateways to settle, and when the active role is
-// no longer on a.gwNode, gives it back with a clean restart of the gateway
-// that holds it (a clean stop releases the Lease to the standby).
+// no longer on a.gwNode, gives it back. A restart of the active gateway
+// does not do that reliably: its clean stop frees the Lease, but its new
+// pod may take it again before the standby does. So the node holding the
+// role leaves the gateway set for a moment (its gateway pod goes, freeing
+// the Lease, and a.gwNode is the only candidate), then comes back, and its
+// new gateway starts as the standby.
 func failBack(t *testing.T, a, b placement) {
 	t.Helper()
 	var now string
@@ -464,9 +482,30 @@ func failBack(t *testing.T, a, b placement) {
 	if now != a.gwNode {
 		settle(t, a, b, now)
 		t.Logf("the active role moved to %s; failing back to %s", now, a.gwNode)
-		restartPod(t, a.cluster, "gateway", now)
+		setGatewayLabel(t, a.cluster, now, false)
+		t.Cleanup(func() { setGatewayLabel(t, a.cluster, now, true) })
+		cs := kubeClient(t, a.cluster)
+		waitFor(t, 90*time.Second, a.gwNode+" to take over from "+now+", out of the gateway set", func(ctx context.Context) (bool, error) {
+			pods, err := cs.CoreV1().Pods(v1.ComponentNamespace).List(ctx, metav1.ListOptions{
+				LabelSelector: "app.kubernetes.io/component=gateway", FieldSelector: "spec.nodeName=" + now})
+			return err == nil && len(pods.Items) == 0 && holder(t, a.cluster) == a.gwNode, nil
+		})
+		setGatewayLabel(t, a.cluster, now, true)
 	}
 	settle(t, a, b, a.gwNode)
+}
+
+// setGatewayLabel puts a node in the gateway set or takes it out, as
+// "straitctl join --gateway-nodes" labels it.
+func setGatewayLabel(t *testing.T, cluster, node string, on bool) {
+	t.Helper()
+	patch := []byte(`{"metadata":{"labels":{"strait.dev/gateway":null}}}`)
+	if on {
+		patch = []byte(`{"metadata":{"labels":{"strait.dev/gateway":"true"}}}`)
+	}
+	if _, err := kubeClient(t, cluster).CoreV1().Nodes().Patch(context.Background(), node, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatalf("label %s as a gateway (%v): %v", node, on, err)
+	}
 }
 
 // settle waits until active holds a's gateway Lease and says so in its
