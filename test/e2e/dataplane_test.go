@@ -577,12 +577,12 @@ func settle(t *testing.T, a, b placement, active string) {
 	waitCrossCluster(t, a, b)
 }
 
-// failover kills a's active gateway, then takes the new active gateway's
-// node off the network, each while a probe runs between the n3 pods; the
-// traffic must come back through the other gateway. The gaps are logged
-// (make bench-dataplane measures them), not asserted. With two gateway
-// nodes the role ends where it started; every node of both clusters must
-// then be as in orig.
+// failover kills a's active gateway (kill -9) and, once the standby holds
+// the Lease and traffic flows, fails back; then the active gateway's node
+// loses its links, and again. Each time a probe runs between the n3 pods
+// and the traffic must come back through the other gateway; the gaps are
+// logged (make bench-dataplane measures them), not asserted. After each
+// failing back every node of both clusters must be as in orig.
 func failover(t *testing.T, a, b placement, orig nodeStates) {
 	ca := ctrlClient(t, a.cluster)
 	first := holder(t, a.cluster)
@@ -599,10 +599,13 @@ func failover(t *testing.T, a, b placement, orig nodeStates) {
 	p.waitReplyAfter(t, "kill -9", killedAt)
 	rep := p.stop(t)
 	t.Logf("kill -9 of the active gateway on %s: %s took over; longest gap %.0f ms (sent %d, lost %d)", first, second, rep.MaxGapMs, rep.Sent, rep.Lost)
+	failBack(t, a, b)
+	orig.waitSame(t, "kill -9 of the active gateway on "+first+" and failing back")
 
-	// The new active gateway's node loses its links (LAN and internet): the
+	// The active gateway's node loses its links (LAN and internet): the
 	// switch ports go down, as when its cables are pulled.
-	index, _ := strconv.Atoi(strings.TrimPrefix(second, a.cluster+"-n"))
+	first = holder(t, a.cluster)
+	index, _ := strconv.Atoi(strings.TrimPrefix(first, a.cluster+"-n"))
 	setLinks := func(state string) {
 		for _, sp := range sandbox.SwitchPorts(a.cluster, index) {
 			if out, err := exec.Command("ip", "-n", sp[0], "link", "set", sp[1], state).CombinedOutput(); err != nil {
@@ -614,14 +617,13 @@ func failover(t *testing.T, a, b placement, orig nodeStates) {
 	p = startProbe(t, a, b)
 	setLinks("down")
 	downAt := p.now()
-	var third string
-	waitFor(t, 90*time.Second, "another gateway to hold the Lease after "+second+" lost its links", func(context.Context) (bool, error) {
-		third = holder(t, a.cluster)
-		return third != "" && third != second, nil
+	waitFor(t, 90*time.Second, "another gateway to hold the Lease after "+first+" lost its links", func(context.Context) (bool, error) {
+		second = holder(t, a.cluster)
+		return second != "" && second != first, nil
 	})
 	p.waitReplyAfter(t, "links down", downAt)
 	rep = p.stop(t)
-	t.Logf("links of %s down: %s took over; longest gap %.0f ms (sent %d, lost %d)", second, third, rep.MaxGapMs, rep.Sent, rep.Lost)
+	t.Logf("links of %s down: %s took over; longest gap %.0f ms (sent %d, lost %d)", first, second, rep.MaxGapMs, rep.Sent, rep.Lost)
 
 	// Back on the network, the old gateway sees the Lease taken and steps
 	// down: one active gateway, and traffic flows.
@@ -637,7 +639,7 @@ func failover(t *testing.T, a, b placement, orig nodeStates) {
 				n++
 			}
 		}
-		return n == 1 && holder(t, a.cluster) == third, nil
+		return n == 1 && holder(t, a.cluster) == second, nil
 	})
 	failBack(t, a, b)
 	// Traffic for three seconds' worth of probes: the window is the thing
@@ -651,7 +653,7 @@ func failover(t *testing.T, a, b placement, orig nodeStates) {
 	if !rep.OK || rep.Lost*100 > rep.Sent*5 {
 		t.Errorf("traffic after the old gateway came back and the role went back to %s: %+v", a.gwNode, rep)
 	}
-	orig.waitSame(t, "kill -9 of "+first+", "+second+"'s links down and up")
+	orig.waitSame(t, first+"'s links down and up, and failing back")
 }
 
 // holder is the node holding the cluster's gateway Lease: the active
