@@ -506,8 +506,13 @@ type savedChain struct {
 	rules  []string // "-s 10.0.0.0/8 -j ACCEPT", without "-A NAME "
 	jumps  int      // our jumps to it from its From chain
 	// first is whether our first jump runs before every rule of From that
-	// is not a jump to a chain of ours (ChainPrefix).
+	// is not a jump to a chain of ours (ChainPrefix), and no jump to a chain
+	// of ours that ranks before it (see jumpRank) comes after it.
 	first bool
+	// pos is where a jump to it belongs in From, counted from 1 once its
+	// own jumps are gone: right after the last leading jump to a chain of
+	// ours that ranks before it, else 1.
+	pos int
 }
 
 // parseSave reads our chains out of iptables-save output for one table.
@@ -517,8 +522,10 @@ func parseSave(save string, owned []Chain) map[string]*savedChain {
 		out[c.Name] = &savedChain{}
 	}
 	// foreign are the chains in which a rule other than a jump to one of
-	// our chains has been seen so far.
+	// our chains has been seen so far; lead are the targets of the jumps
+	// to our chains that start each chain, before any foreign rule.
 	foreign := map[string]bool{}
+	lead := map[string][]string{}
 	for line := range strings.Lines(save) {
 		line = strings.TrimRight(line, "\n")
 		if name, ok := strings.CutPrefix(line, ":"); ok {
@@ -545,19 +552,58 @@ func parseSave(save string, owned []Chain) map[string]*savedChain {
 				sc.jumps++
 			}
 		}
-		if !jumpsToOurs(rule) {
+		switch target, ours := jumpsToOurs(rule); {
+		case !ours:
 			foreign[chain] = true
+		case !foreign[chain]:
+			lead[chain] = append(lead[chain], target)
+		}
+	}
+	// A jump in the leading block is in place when no jump to a chain of
+	// ours that ranks before it comes after it; its place is right after
+	// the last such jump. Each writer moving only its own jump by this rule
+	// converges to the rank order, whatever order the jumps were inserted
+	// in, and a jump left out of order by someone else makes no writer flap.
+	for _, c := range owned {
+		sc := out[c.Name]
+		var others []string
+		seenOwn := false
+		for _, t := range lead[c.From] {
+			if t == c.Name {
+				seenOwn = true
+				continue
+			}
+			others = append(others, t)
+			if seenOwn && jumpRank(t, c.Name) {
+				sc.first = false
+			}
+		}
+		sc.pos = 1
+		for i, t := range others {
+			if jumpRank(t, c.Name) {
+				sc.pos = i + 2
+			}
 		}
 	}
 	return out
 }
 
-// jumpsToOurs is whether rule (iptables-save form) jumps to a chain of
-// ours.
-func jumpsToOurs(rule string) bool {
+// jumpRank is whether a jump to our chain a belongs before a jump to our
+// chain b when both are jumped to from one built-in chain (the gateway's and
+// the route agent's from nat POSTROUTING on a gateway node): by name, so
+// that the order never depends on which writer inserted its jump last and a
+// node's rule set is the same after any history of restarts and failovers.
+func jumpRank(a, b string) bool { return a < b }
+
+// jumpsToOurs returns the target of rule (iptables-save form) and whether
+// it is a chain of ours.
+func jumpsToOurs(rule string) (string, bool) {
 	args := splitArgs(rule)
 	i := slices.Index(args, "-j")
-	return i >= 0 && i+1 < len(args) && strings.HasPrefix(args[i+1], ChainPrefix)
+	if i < 0 || i+1 >= len(args) || !strings.HasPrefix(args[i+1], ChainPrefix) {
+		return "", false
+	}
+	return args[i+1], true
 }
 
 // SyncChains makes the owned chains match want, one atomic
@@ -619,15 +665,16 @@ func SyncChains(h FilterHandle, owned, want []Chain) error {
 			if sc.jumps == 1 && sc.first {
 				continue
 			}
-			// Missing, duplicated or not first: the jumps there are go, by
-			// their spec (a rule number could name another writer's rule
-			// had it inserted one since our save), and one is inserted at
-			// 1. Both in this commit, which the kernel takes in one step:
-			// no packet sees From without the jump.
+			// Missing, duplicated or out of place: the jumps there are go,
+			// by their spec (a rule number could name another writer's
+			// rule had it inserted one since our save), and one is inserted
+			// at its place: first, after only the jumps to our chains that
+			// rank before it. Both in this commit, which the kernel takes
+			// in one step: no packet sees From without the jump.
 			for range sc.jumps {
 				fmt.Fprintf(&script, "-D %s %s\n", w.From, w.jump())
 			}
-			fmt.Fprintf(&script, "-I %s 1 %s\n", w.From, w.jump())
+			fmt.Fprintf(&script, "-I %s %d %s\n", w.From, sc.pos, w.jump())
 		}
 		if script.Len() == 0 {
 			continue

@@ -250,16 +250,83 @@ func TestSyncChainsKeepsTheJumpFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	sync("a duplicate jump at the end", "restore ip filter: -D FORWARD -m comment --comment test -j STRAIT-X; -D FORWARD -m comment --comment test -j STRAIT-X; -I FORWARD 1 -m comment --comment test -j STRAIT-X")
+	if err := k.InsertFilterRule(nodenet.IPv4, "filter", "FORWARD", `-m comment --comment "another writer" -j STRAIT-A`); err != nil {
+		t.Fatal(err)
+	}
+	sync("another writer's jump to a chain of ours that ranks before it, above it", "")
 	if err := k.InsertFilterRule(nodenet.IPv4, "filter", "FORWARD", `-m comment --comment "another writer" -j STRAIT-Y`); err != nil {
 		t.Fatal(err)
 	}
-	sync("another writer's jump to a chain of ours above it", "")
+	// Y's writer would move Y below X by the same rule; X stays put.
+	sync("another writer's jump to a chain of ours that ranks after it, above it", "")
 	if err := k.InsertFilterRule(nodenet.IPv4, "filter", "FORWARD", "-j CNI-FORWARD"); err != nil {
 		t.Fatal(err)
 	}
 	sync("a foreign rule above both", "restore ip filter: -D FORWARD -m comment --comment test -j STRAIT-X; -I FORWARD 1 -m comment --comment test -j STRAIT-X")
 	if got := firstIn(); got != jump {
 		t.Errorf("first rule of FORWARD: %q, want ours", got)
+	}
+}
+
+// Two writers whose chains are both jumped to from one built-in chain (the
+// gateway's and the route agent's from nat POSTROUTING on a gateway node)
+// end with their jumps in rank order at the top, whatever order they were
+// applied, removed and re-applied in and whatever foreign rules were
+// inserted meanwhile: a node's rule set does not depend on its history.
+func TestSyncChainsOrdersOurJumpsByRank(t *testing.T) {
+	mk := func(name string) nodenet.Chain {
+		return nodenet.Chain{Family: nodenet.IPv4, Table: "nat", Name: name, From: "POSTROUTING", Comment: name,
+			Rules: [][]string{{"-d", "10.2.0.0/16", "-j", "ACCEPT"}}}
+	}
+	a, b := mk("STRAIT-A"), mk("STRAIT-B")
+	want := "-A POSTROUTING -m comment --comment STRAIT-A -j STRAIT-A\n-A POSTROUTING -m comment --comment STRAIT-B -j STRAIT-B\n-A POSTROUTING -j KUBE-POSTROUTING\n"
+	type step struct {
+		c      nodenet.Chain
+		remove bool
+	}
+	for _, steps := range [][]step{
+		{{c: a}, {c: b}},
+		{{c: b}, {c: a}},
+		{{c: a}, {c: b}, {c: a, remove: true}, {c: a}},
+		{{c: b}, {c: a}, {c: b, remove: true}, {c: b}, {c: a}},
+	} {
+		k := &nodenettest.Kernel{}
+		if err := k.AddFilterRule(nodenet.IPv4, "nat", "POSTROUTING", "-j KUBE-POSTROUTING"); err != nil {
+			t.Fatal(err)
+		}
+		apply := func(s step) {
+			t.Helper()
+			var w []nodenet.Chain
+			if !s.remove {
+				w = []nodenet.Chain{s.c}
+			}
+			if err := nodenet.SyncChains(k, []nodenet.Chain{s.c}, w); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, s := range steps {
+			apply(s)
+		}
+		// Both writers apply once more (a resync): this settles the order,
+		// and a further round writes nothing.
+		apply(step{c: a})
+		apply(step{c: b})
+		k.Log = nil
+		apply(step{c: a})
+		apply(step{c: b})
+		if len(k.Log) != 0 {
+			t.Errorf("%v: settled state rewritten: %q", steps, k.Log)
+		}
+		save, _ := k.Save(nodenet.IPv4, "nat")
+		var got strings.Builder
+		for l := range strings.Lines(save) {
+			if strings.HasPrefix(l, "-A POSTROUTING ") {
+				got.WriteString(l)
+			}
+		}
+		if got.String() != want {
+			t.Errorf("%v: POSTROUTING:\n%swant:\n%s", steps, got.String(), want)
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ package nodenettest
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -552,10 +553,12 @@ func (k *Kernel) Restore(f nodenet.Family, script string) error {
 			w.chains[chain] = append(w.chains[chain], rule)
 		case "-I":
 			pos, r, _ := strings.Cut(rule, " ")
-			if pos != "1" {
-				return fmt.Errorf("restore: only -I CHAIN 1 is faked (line %q)", l)
+			n, err := strconv.Atoi(pos)
+			if err != nil || n < 1 || n > len(w.chains[chain])+1 {
+				// iptables-restore refuses a position past the end + 1.
+				return fmt.Errorf("restore: bad rule number %q for %s (line %q)", pos, chain, l)
 			}
-			w.chains[chain] = slices.Insert(w.chains[chain], 0, r)
+			w.chains[chain] = slices.Insert(w.chains[chain], n-1, r)
 		case "-D":
 			i := slices.Index(w.chains[chain], rule)
 			if i < 0 {
