@@ -237,12 +237,3 @@ func requestToken(ctx context.Context, cs kubernetes.Interface, ns, sa string) (
 	}
 	return tr.Status.Token, nil
 }
-
-// apply server-side applies obj through the typed client c as
-// kubeapply.FieldManagerCLI (kubeapply.ApplyTyped). Enroll writes with the
-// enroller's credential, which it holds as a clientset. Errors wrap the
-// apiserver's.
-func apply[T client.Object](ctx context.Context, c kubeapply.Patcher[T], obj T) error {
-	_, err := kubeapply.ApplyTyped(ctx, c, obj, kubeapply.FieldManagerCLI)
-	return err
-}

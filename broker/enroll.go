@@ -19,6 +19,7 @@ import (
 
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
 	"strait.dev/strait/pkg/cidr"
+	"strait.dev/strait/pkg/kubeapply"
 )
 
 // Annotations on a member's service account: what the broker knows of the
@@ -109,7 +110,7 @@ func Enroll(ctx context.Context, info *Info, m Member) (string, error) {
 		podCIDRsAnnotation:     cidr.Join(m.PodCIDRs),
 		serviceCIDRsAnnotation: cidr.Join(m.ServiceCIDRs),
 	}
-	if err := apply(ctx, cs.CoreV1().ServiceAccounts(ns), sa); err != nil {
+	if _, err := kubeapply.ApplyTyped(ctx, cs.CoreV1().ServiceAccounts(ns), sa, kubeapply.FieldManagerCLI); err != nil {
 		return "", err
 	}
 	sa, err = cs.CoreV1().ServiceAccounts(ns).Get(ctx, name, metav1.GetOptions{})
@@ -123,7 +124,7 @@ func Enroll(ctx context.Context, info *Info, m Member) (string, error) {
 		APIGroups: []string{""}, Resources: []string{"serviceaccounts"}, ResourceNames: []string{name}, Verbs: []string{"get", "delete"},
 	}}}
 	self.OwnerReferences = owner
-	if err := apply(ctx, cs.RbacV1().Roles(ns), self); err != nil {
+	if _, err := kubeapply.ApplyTyped(ctx, cs.RbacV1().Roles(ns), self, kubeapply.FieldManagerCLI); err != nil {
 		return "", err
 	}
 	for _, rb := range []*rbacv1.RoleBinding{
@@ -132,7 +133,7 @@ func Enroll(ctx context.Context, info *Info, m Member) (string, error) {
 	} {
 		rb.OwnerReferences = owner
 		rb.Subjects = []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: ns}}
-		if err := apply(ctx, cs.RbacV1().RoleBindings(ns), rb); err != nil {
+		if _, err := kubeapply.ApplyTyped(ctx, cs.RbacV1().RoleBindings(ns), rb, kubeapply.FieldManagerCLI); err != nil {
 			return "", err
 		}
 	}

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,6 +21,7 @@ import (
 
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
 	"strait.dev/strait/test/sandbox"
+	"strait.dev/strait/test/testutil"
 )
 
 // placement is where the test workload of one cluster runs.
@@ -232,8 +231,8 @@ type pingReport struct {
 // however long that takes on a busy machine.
 type probe struct {
 	cmd     *exec.Cmd
-	out     syncBuffer
-	errOut  syncBuffer
+	out     testutil.SyncBuffer
+	errOut  testutil.SyncBuffer
 	started time.Time
 	done    chan error
 }
@@ -310,24 +309,6 @@ func (p *probe) stop(t *testing.T) pingReport {
 		t.Fatalf("probe: no final report: %s%s", p.out.String(), p.errOut.String())
 	}
 	return r
-}
-
-// syncBuffer is a bytes.Buffer a process writes while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // leftovers are the lines of a node's state that belong to Strait: its

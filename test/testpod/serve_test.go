@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/wait"
+	"strait.dev/strait/test/testutil"
 )
 
 // serveTimeout bounds how long a test waits for Serve to return: it only
@@ -28,7 +29,7 @@ const serveTimeout = 30 * time.Second
 // testServer is a Server on loopback that serves until the test ends.
 type testServer struct {
 	*Server
-	logs   *syncBuffer
+	logs   *testutil.SyncBuffer
 	cancel context.CancelFunc
 	done   chan error
 	once   sync.Once
@@ -47,7 +48,7 @@ func loopback() ServeConfig {
 
 func startServer(t *testing.T, cfg ServeConfig) *testServer {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	cfg.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	s, err := Listen(ctx, cfg)
@@ -81,23 +82,6 @@ func (ts *testServer) stop(t *testing.T) error {
 
 func (ts *testServer) httpURL(path string) string {
 	return "http://" + ts.HTTPAddrs()[0].String() + path
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // jsonLines decodes every line of s as a JSON object, failing the test on

@@ -9,7 +9,6 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"strait.dev/strait/test/testpod"
+	"strait.dev/strait/test/testutil"
 )
 
 func TestRunExitCodes(t *testing.T) {
@@ -91,23 +91,6 @@ func freePort(t *testing.T) string {
 	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // TestRunUntilSignal checks that serve and sleep run until SIGTERM and
 // then exit 0.
 func TestRunUntilSignal(t *testing.T) {
@@ -122,7 +105,7 @@ func TestRunUntilSignal(t *testing.T) {
 		{"sleep"},
 		{"serve", "--http", freePort(t), "--tcp-echo", tcpPort, "--udp-echo", freePort(t)},
 	} {
-		var stdout syncBuffer
+		var stdout testutil.SyncBuffer
 		done := make(chan int, 1)
 		go func() { done <- run(args, &stdout, &bytes.Buffer{}) }()
 		if args[0] == "serve" {
@@ -207,7 +190,7 @@ func TestRunPingUntilSignal(t *testing.T) {
 	defer signal.Stop(guard)
 
 	target := udpEcho(t)
-	var stdout syncBuffer
+	var stdout testutil.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run([]string{"ping", "--udp", target, "--interval", "10ms", "--report-every", "20ms"}, &stdout, &bytes.Buffer{})
