@@ -68,7 +68,10 @@ type ClusterPlan struct {
 	// KubernetesServiceIP is the first address of the service CIDR, which the
 	// apiserver gives the "kubernetes" Service.
 	KubernetesServiceIP netip.Addr `json:"kubernetesServiceIP"`
-	Region              string     `json:"region"`
+	// DNSServiceIP is the tenth address of the service CIDR, which the
+	// cluster DNS Service kube-system/kube-dns takes, as kubeadm gives it.
+	DNSServiceIP netip.Addr `json:"dnsServiceIP"`
+	Region       string     `json:"region"`
 	NAT                 bool       `json:"nat"`
 	// RouterLANIP and RouterPublicIP are the NAT router's addresses (NAT only).
 	RouterLANIP    netip.Addr `json:"routerLANIP,omitzero"`
@@ -115,6 +118,7 @@ func Plan(o Options) []ClusterPlan {
 			Region:          fmt.Sprintf("region-%d", i),
 		}
 		c.KubernetesServiceIP = c.ServiceCIDR.Addr().Next()
+		c.DNSServiceIP = nthAddr(c.ServiceCIDR.Addr(), 10)
 		for _, n := range o.NAT {
 			c.NAT = c.NAT || n == c.Name
 		}
@@ -175,3 +179,11 @@ const AdminNS = Prefix + "admin"
 
 // AdminIP is the admin host's address on the internet.
 var AdminIP = netip.MustParseAddr("198.18.0.2")
+
+// nthAddr returns the address n after a.
+func nthAddr(a netip.Addr, n int) netip.Addr {
+	for range n {
+		a = a.Next()
+	}
+	return a
+}

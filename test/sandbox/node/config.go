@@ -41,6 +41,19 @@ type Config struct {
 	// KubernetesServiceIP is the ClusterIP of the kubernetes Service, which
 	// in-cluster clients find in KUBERNETES_SERVICE_HOST.
 	KubernetesServiceIP netip.Addr `json:"kubernetesServiceIP"`
+	// ClusterDNS is the cluster DNS Service's ClusterIP (kube-system/kube-dns)
+	// and ClusterDomain its domain ("cluster.local"), which pods with
+	// dnsPolicy ClusterFirst get in their /etc/resolv.conf.
+	ClusterDNS    netip.Addr `json:"clusterDNS"`
+	ClusterDomain string     `json:"clusterDomain"`
+	// ProxyMode is kube-proxy's --proxy-mode: "iptables" or "nftables".
+	ProxyMode string `json:"proxyMode"`
+	// KubeletCertFile and KubeletKeyFile are the PEM files of the node's
+	// kubelet serving certificate (for its InternalIP); ClientCAFile is the
+	// cluster CA that signs the clients the kubelet API accepts.
+	KubeletCertFile string `json:"kubeletCertFile"`
+	KubeletKeyFile  string `json:"kubeletKeyFile"`
+	ClientCAFile    string `json:"clientCAFile"`
 	// Labels and Annotations are set on the Node at registration.
 	Labels      map[string]string `json:"labels"`
 	Annotations map[string]string `json:"annotations"`
