@@ -72,7 +72,7 @@ type ClusterPlan struct {
 	// cluster DNS Service kube-system/kube-dns takes, as kubeadm gives it.
 	DNSServiceIP netip.Addr `json:"dnsServiceIP"`
 	Region       string     `json:"region"`
-	NAT                 bool       `json:"nat"`
+	NAT          bool       `json:"nat"`
 	// RouterLANIP and RouterPublicIP are the NAT router's addresses (NAT only).
 	RouterLANIP    netip.Addr `json:"routerLANIP,omitzero"`
 	RouterPublicIP netip.Addr `json:"routerPublicIP,omitzero"`
