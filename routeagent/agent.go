@@ -55,6 +55,10 @@ type Config struct {
 	// CableDriver is the cluster's cable driver (for the path MTU).
 	CableDriver string
 	UnderlayMTU int
+	// MasqueradeMark is the mark bit the cluster's kube-proxy sets on
+	// packets it will masquerade (1<<--iptables-masquerade-bit); 0 is
+	// kube-proxy's default, nodenet.KubeProxyMasqueradeMark.
+	MasqueradeMark uint32
 	// LeaseName is the gateways' Lease; its holder is the active gateway.
 	LeaseName string
 	// DaemonSet is the agent's own DaemonSet: when it is gone as the agent
@@ -252,7 +256,7 @@ func signal(c chan struct{}) {
 
 // facts reads the informers' stores.
 func (a *Agent) facts(nodes, leases, clusters cache.Store) (Facts, error) {
-	f := Facts{Local: a.cfg.LocalCIDRs, Cable: a.cfg.CableDriver, UnderlayMTU: a.cfg.UnderlayMTU, Families: a.applier.Kernel.Families()}
+	f := Facts{Local: a.cfg.LocalCIDRs, Cable: a.cfg.CableDriver, UnderlayMTU: a.cfg.UnderlayMTU, MasqueradeMark: a.cfg.MasqueradeMark, Families: a.applier.Kernel.Families()}
 	for _, o := range nodes.List() {
 		n := o.(*corev1.Node)
 		nd := Node{Name: n.Name}

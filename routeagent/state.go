@@ -53,6 +53,9 @@ type Facts struct {
 	Remote []netip.Prefix
 	// UnderlayMTU is the MTU of the node network.
 	UnderlayMTU int
+	// MasqueradeMark is the mark bit kube-proxy sets on packets it will
+	// masquerade; 0 is its default, nodenet.KubeProxyMasqueradeMark.
+	MasqueradeMark uint32
 	// Families are the node's address families (nodenet.Kernel.Families);
 	// nil is both. Remote and local subnets of a family the node lacks are
 	// left out: it can neither route nor filter them, and a state wanting
@@ -171,13 +174,17 @@ func Compute(f Facts) (nodenet.State, error) {
 			unreachable(d)
 		}
 	}
-	s.Chains = chains(remote, onNode(canonical(f.Local), f.Families), pathMTU)
+	mark := f.MasqueradeMark
+	if mark == 0 {
+		mark = nodenet.KubeProxyMasqueradeMark
+	}
+	s.Chains = chains(remote, onNode(canonical(f.Local), f.Families), pathMTU, mark)
 	return s, nil
 }
 
 // Scope is what the route agent owns on a node: the overlay device with its
 // addresses and neighbours, tables 151 and 152 and their rule priorities,
-// and its three chains per family.
+// and its four chains per family.
 func Scope() nodenet.Scope {
 	return nodenet.Scope{
 		Links:      []string{OverlayInterface},
@@ -185,15 +192,16 @@ func Scope() nodenet.Scope {
 		Tables:     []nodenet.TableScope{{Table: RemoteTable}, {Table: ReturnTable}},
 		Priorities: []int{RemotePrio, ReturnPrio},
 		NeighDevs:  []string{OverlayInterface},
-		Chains:     chains(nil, nil, 0),
+		Chains:     chains(nil, nil, 0, 0),
 	}
 }
 
-// chains: no masquerade between clusters, forwarding allowed both
-// ways, TCP MSS clamped to the path in both directions (each side's SYN
-// advertises what it can receive, so both are clamped). Every chain exists,
-// empty for a family without remote subnets.
-func chains(remote, local []netip.Prefix, pathMTU int) []nodenet.Chain {
+// chains: no masquerade between clusters, neither ours nor kube-proxy's in
+// either of its modes, forwarding allowed both ways, TCP MSS clamped to the
+// path in both directions (each side's SYN advertises what it can receive,
+// so both are clamped). Every chain exists, empty for a family without
+// remote subnets. mark is kube-proxy's masquerade mark bit.
+func chains(remote, local []netip.Prefix, pathMTU int, mark uint32) []nodenet.Chain {
 	var out []nodenet.Chain
 	for _, f := range nodenet.Families {
 		c := func(table, name, from string) nodenet.Chain {
@@ -202,6 +210,9 @@ func chains(remote, local []netip.Prefix, pathMTU int) []nodenet.Chain {
 		nat := c("nat", nodenet.NATChain, "POSTROUTING")
 		fwd := c("filter", nodenet.ForwardChain, "FORWARD")
 		mss := c("mangle", nodenet.MSSChain, "FORWARD")
+		unmark := c("mangle", nodenet.UnmarkMasqChain, "POSTROUTING")
+		// MARK --and-mark ~mark, as iptables-save prints it.
+		unsetMark := fmt.Sprintf("0x0/%#x", mark)
 		ip := pmtu.IPv4Header
 		if f == nodenet.IPv6 {
 			ip = pmtu.IPv6Header
@@ -222,6 +233,10 @@ func chains(remote, local []netip.Prefix, pathMTU int) []nodenet.Chain {
 			// CIDR), but the reply comes back through the active gateway,
 			// which undoes the Service's DNAT, so no SNAT is needed.
 			nat.Rules = append(nat.Rules, []string{"-s", d.String(), "-m", "comment", "--comment", "strait: from another cluster, keep its source", "-j", "ACCEPT"})
+			// The ACCEPT above does not stop kube-proxy's nftables
+			// masquerade (its own base chain): clear the mark it goes by
+			// (nodenet.UnmarkMasqChain says why here).
+			unmark.Rules = append(unmark.Rules, []string{"-s", d.String(), "-m", "comment", "--comment", "strait: from another cluster, no kube-proxy masquerade", "-j", "MARK", "--set-xmark", unsetMark})
 			fwd.Rules = append(fwd.Rules,
 				[]string{"-d", d.String(), "-m", "comment", "--comment", "strait: to another cluster", "-j", "ACCEPT"},
 				[]string{"-s", d.String(), "-m", "comment", "--comment", "strait: from another cluster", "-j", "ACCEPT"})
@@ -229,7 +244,7 @@ func chains(remote, local []netip.Prefix, pathMTU int) []nodenet.Chain {
 				[]string{"-d", d.String(), "-p", "tcp", "-m", "tcp", "--tcp-flags", "SYN,RST", "SYN", "-j", "TCPMSS", "--set-mss", clamp},
 				[]string{"-s", d.String(), "-p", "tcp", "-m", "tcp", "--tcp-flags", "SYN,RST", "SYN", "-j", "TCPMSS", "--set-mss", clamp})
 		}
-		out = append(out, nat, fwd, mss)
+		out = append(out, nat, fwd, mss, unmark)
 	}
 	return out
 }

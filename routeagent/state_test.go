@@ -66,11 +66,15 @@ net.ipv4.ip_forward = 1
 COMMIT
 *mangle
 :STRAIT-MSS - [0:0]
+:STRAIT-UNMARK-MASQ - [0:0]
 -A FORWARD -m comment --comment "strait route agent" -j STRAIT-MSS
+-A POSTROUTING -m comment --comment "strait route agent" -j STRAIT-UNMARK-MASQ
 -A STRAIT-MSS -d 10.102.0.0/16 -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1380
 -A STRAIT-MSS -s 10.102.0.0/16 -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1380
 -A STRAIT-MSS -d 10.2.0.0/16 -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1380
 -A STRAIT-MSS -s 10.2.0.0/16 -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1380
+-A STRAIT-UNMARK-MASQ -s 10.102.0.0/16 -m comment --comment "strait: from another cluster, no kube-proxy masquerade" -j MARK --set-xmark 0x0/0x4000
+-A STRAIT-UNMARK-MASQ -s 10.2.0.0/16 -m comment --comment "strait: from another cluster, no kube-proxy masquerade" -j MARK --set-xmark 0x0/0x4000
 COMMIT
 *nat
 :STRAIT-POSTROUTING - [0:0]
@@ -89,7 +93,9 @@ COMMIT
 COMMIT
 *mangle
 :STRAIT-MSS - [0:0]
+:STRAIT-UNMARK-MASQ - [0:0]
 -A FORWARD -m comment --comment "strait route agent" -j STRAIT-MSS
+-A POSTROUTING -m comment --comment "strait route agent" -j STRAIT-UNMARK-MASQ
 COMMIT
 *nat
 :STRAIT-POSTROUTING - [0:0]
@@ -153,7 +159,9 @@ net.ipv4.ip_forward = 1
 COMMIT
 *mangle
 :STRAIT-MSS - [0:0]
+:STRAIT-UNMARK-MASQ - [0:0]
 -A FORWARD -m comment --comment "strait route agent" -j STRAIT-MSS
+-A POSTROUTING -m comment --comment "strait route agent" -j STRAIT-UNMARK-MASQ
 COMMIT
 *nat
 :STRAIT-POSTROUTING - [0:0]
@@ -166,7 +174,9 @@ COMMIT
 COMMIT
 *mangle
 :STRAIT-MSS - [0:0]
+:STRAIT-UNMARK-MASQ - [0:0]
 -A FORWARD -m comment --comment "strait route agent" -j STRAIT-MSS
+-A POSTROUTING -m comment --comment "strait route agent" -j STRAIT-UNMARK-MASQ
 COMMIT
 *nat
 :STRAIT-POSTROUTING - [0:0]
@@ -236,9 +246,12 @@ func TestComputeChainsIPv6(t *testing.T) {
 COMMIT
 *mangle
 :STRAIT-MSS - [0:0]
+:STRAIT-UNMARK-MASQ - [0:0]
 -A FORWARD -m comment --comment "strait route agent" -j STRAIT-MSS
+-A POSTROUTING -m comment --comment "strait route agent" -j STRAIT-UNMARK-MASQ
 -A STRAIT-MSS -d fd02::/48 -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1360
 -A STRAIT-MSS -s fd02::/48 -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1360
+-A STRAIT-UNMARK-MASQ -s fd02::/48 -m comment --comment "strait: from another cluster, no kube-proxy masquerade" -j MARK --set-xmark 0x0/0x4000
 COMMIT
 *nat
 :STRAIT-POSTROUTING - [0:0]
@@ -330,5 +343,19 @@ func TestValidateRejectsCollidingMACs(t *testing.T) {
 	c := Node{Name: "v6c", IP: netip.MustParseAddr("2001:db8::2:0:0:2")}
 	if err := Validate([]Node{a, c}); err != nil {
 		t.Errorf("distinct MACs: %v", err)
+	}
+}
+
+// A kube-proxy with another masquerade bit: the mark cleared is its.
+func TestComputeMasqueradeMark(t *testing.T) {
+	f := facts(n3, "n1", "10.2.0.0/16")
+	f.MasqueradeMark = 1 << 16
+	s, err := Compute(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `-A STRAIT-UNMARK-MASQ -s 10.2.0.0/16 -m comment --comment "strait: from another cluster, no kube-proxy masquerade" -j MARK --set-xmark 0x0/0x10000`
+	if !strings.Contains(s.String(), want+"\n") || strings.Contains(s.String(), "0x4000") {
+		t.Errorf("state:\n%s\nwant the rule %s and no 0x4000", s, want)
 	}
 }

@@ -59,6 +59,25 @@ const (
 	// MSSChain (mangle, jumped to first from FORWARD) clamps the TCP MSS
 	// of cross-cluster connections to the path MTU.
 	MSSChain = "STRAIT-MSS"
+	// UnmarkMasqChain (mangle, jumped to first from POSTROUTING on every
+	// node) clears kube-proxy's masquerade mark (KubeProxyMasqueradeMark)
+	// on packets from other clusters. kube-proxy marks a packet for
+	// masquerade when it enters a Service from outside the cluster CIDR
+	// (in PREROUTING, at DNAT) and masquerades marked packets in nat
+	// POSTROUTING: in iptables mode the NATChain's ACCEPT ends nat
+	// POSTROUTING before that, but in nftables mode the masquerade is a
+	// base chain of its own (table ip kube-proxy, hook postrouting,
+	// priority srcnat = 100) that no iptables verdict stops. mangle
+	// POSTROUTING (priority -150) runs after the marking and before
+	// either masquerade, so one rule covers both modes.
+	UnmarkMasqChain = "STRAIT-UNMARK-MASQ"
+	// KubeProxyMasqueradeMark is the packet mark bit kube-proxy sets on
+	// packets it is to masquerade: 1<<14, from its masquerade bit's
+	// default (14) in both modes (--iptables-masquerade-bit, and
+	// nftables.masqueradeBit in its configuration file; kube-proxy 1.37
+	// pkg/proxy/apis/config/v1alpha1 defaults). A cluster whose kube-proxy
+	// uses another bit sets routeagent.Config.MasqueradeMark.
+	KubeProxyMasqueradeMark uint32 = 1 << 14
 	// RouteAgentJumpComment marks the route agent's jumps.
 	RouteAgentJumpComment = "strait route agent"
 
