@@ -89,7 +89,9 @@ func TestRemoteClientKeepsSourceThroughKubeProxy(t *testing.T) {
 		// STRAIT-UNMARK-MASQ's rules.
 		keptWithoutUnmark bool
 	}{
-		{"nftables", func(t *testing.T, ns string) { runIn(t, kubeProxyNFTables, "ip", "netns", "exec", ns, "nft", "-f", "-") }, false},
+		{"nftables", func(t *testing.T, ns string) {
+			runIn(t, kubeProxyNFTables, "ip", "netns", "exec", ns, "nft", "-f", "-")
+		}, false},
 		{"iptables", func(t *testing.T, ns string) {
 			runIn(t, kubeProxyIPTables, "ip", "netns", "exec", ns, "iptables-restore", "--noflush")
 		}, true},
