@@ -18,6 +18,7 @@ declare -A need=(
   [ip6tables-save]=iptables
   [ip6tables-restore]=iptables
   [conntrack]=conntrack  # kube-proxy clears stale UDP flows with it
+  [nft]=nftables         # kube-proxy's nftables mode (--proxy-mode nftables) runs it
   [nsenter]=util-linux   # entering pod and node namespaces
   [unshare]=util-linux
   [ping]=iputils-ping    # ICMP checks across tunnels

@@ -122,8 +122,10 @@ func runFinalChecks() bool {
 }
 
 // upArgs is the sandbox every test shares: three clusters of three nodes,
-// the first two gateway-capable, c2 behind a NAT router.
-var upArgs = []string{"up", "--clusters", "3", "--nodes", "3", "--nat", "c2"}
+// the first two gateway-capable, c2 behind a NAT router, kube-proxy in
+// iptables mode in c1 and in nftables mode in c2 and c3 (so cross-cluster
+// Service traffic goes into clusters of both modes).
+var upArgs = []string{"up", "--clusters", "3", "--nodes", "3", "--nat", "c2", "--proxy-mode", "iptables,c2=nftables,c3=nftables"}
 
 func sandboxCmd(args ...string) *exec.Cmd {
 	// The flag goes first: after "exec ... --" every word is the command's.

@@ -3,6 +3,8 @@ package sandbox
 import (
 	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 )
 
 // Prefix starts the name of every network namespace the sandbox creates; only
@@ -18,6 +20,15 @@ const APIServerPort = 6443
 // real address on this machine's network.
 var InternetCIDR = netip.MustParsePrefix("198.18.0.0/16")
 
+// ProxyModes are the kube-proxy modes a sandbox cluster can run (its
+// --proxy-mode): "iptables", kube-proxy's default, and "nftables" (GA since
+// Kubernetes 1.33; it runs the nft binary, and needs kernel 5.13 or later).
+var ProxyModes = []string{"iptables", "nftables"}
+
+// DefaultProxyMode is the clusters' kube-proxy mode unless told otherwise:
+// kube-proxy's own default.
+const DefaultProxyMode = "iptables"
+
 // Options describe the sandbox to build.
 type Options struct {
 	Clusters int `json:"clusters"`
@@ -30,6 +41,51 @@ type Options struct {
 	NAT []string `json:"nat,omitempty"`
 	// Overlapping gives every cluster the same pod and service CIDRs.
 	Overlapping bool `json:"overlapping"`
+	// ProxyMode is kube-proxy's mode in every cluster (one of ProxyModes);
+	// empty is DefaultProxyMode.
+	ProxyMode string `json:"proxyMode,omitempty"`
+	// ClusterProxyModes overrides ProxyMode for the clusters it names
+	// ("c2": "nftables").
+	ClusterProxyModes map[string]string `json:"clusterProxyModes,omitempty"`
+}
+
+// ParseProxyModes sets o's ProxyMode and ClusterProxyModes from the
+// --proxy-mode flag's value: a mode for every cluster, then clusters with
+// their own, comma-separated: "nftables", "iptables,c2=nftables,c3=nftables",
+// or only overrides, "c2=nftables". Modes and cluster names are checked by
+// Validate.
+func (o *Options) ParseProxyModes(flag string) error {
+	for item := range strings.SplitSeq(flag, ",") {
+		cluster, mode, per := strings.Cut(item, "=")
+		switch {
+		case item == "":
+			return fmt.Errorf("--proxy-mode %q: an empty item; write e.g. iptables,c2=nftables", flag)
+		case !per && o.ProxyMode != "":
+			return fmt.Errorf("--proxy-mode %s: two modes for all clusters (%s and %s); name a cluster for the second: c2=%s", flag, o.ProxyMode, item, item)
+		case !per:
+			o.ProxyMode = item
+		default:
+			if o.ClusterProxyModes == nil {
+				o.ClusterProxyModes = map[string]string{}
+			}
+			if _, dup := o.ClusterProxyModes[cluster]; dup {
+				return fmt.Errorf("--proxy-mode %s: cluster %s named twice", flag, cluster)
+			}
+			o.ClusterProxyModes[cluster] = mode
+		}
+	}
+	return nil
+}
+
+// proxyMode is cluster's kube-proxy mode.
+func (o Options) proxyMode(cluster string) string {
+	if m, ok := o.ClusterProxyModes[cluster]; ok {
+		return m
+	}
+	if o.ProxyMode != "" {
+		return o.ProxyMode
+	}
+	return DefaultProxyMode
 }
 
 // Validate reports options that cannot make a sandbox.
@@ -43,15 +99,39 @@ func (o Options) Validate() error {
 		return fmt.Errorf("--gateway-nodes must be 0 to --nodes (%d), not %d", o.Nodes, o.GatewayNodes)
 	}
 	for _, name := range o.NAT {
-		ok := false
-		for i := 1; i <= o.Clusters; i++ {
-			ok = ok || name == clusterName(i)
-		}
-		if !ok {
+		if !o.hasCluster(name) {
 			return fmt.Errorf("--nat %s: no such cluster (have c1 to c%d)", name, o.Clusters)
 		}
 	}
+	modes := strings.Join(ProxyModes, " or ")
+	if o.ProxyMode != "" && !slices.Contains(ProxyModes, o.ProxyMode) {
+		return fmt.Errorf("--proxy-mode %q: kube-proxy mode must be %s", o.ProxyMode, modes)
+	}
+	names := make([]string, 0, len(o.ClusterProxyModes))
+	for c := range o.ClusterProxyModes {
+		names = append(names, c)
+	}
+	slices.Sort(names)
+	for _, c := range names {
+		m := o.ClusterProxyModes[c]
+		if !o.hasCluster(c) {
+			return fmt.Errorf("--proxy-mode %s=%s: no such cluster (have c1 to c%d)", c, m, o.Clusters)
+		}
+		if !slices.Contains(ProxyModes, m) {
+			return fmt.Errorf("--proxy-mode %s=%s: kube-proxy mode must be %s", c, m, modes)
+		}
+	}
 	return nil
+}
+
+// hasCluster reports whether the sandbox has a cluster of that name.
+func (o Options) hasCluster(name string) bool {
+	for i := 1; i <= o.Clusters; i++ {
+		if name == clusterName(i) {
+			return true
+		}
+	}
+	return false
 }
 
 // ClusterPlan is where one cluster's hosts sit and what ranges it uses.
@@ -73,6 +153,9 @@ type ClusterPlan struct {
 	DNSServiceIP netip.Addr `json:"dnsServiceIP"`
 	Region       string     `json:"region"`
 	NAT          bool       `json:"nat"`
+	// ProxyMode is the mode its nodes' kube-proxy runs in: "iptables" or
+	// "nftables".
+	ProxyMode string `json:"proxyMode"`
 	// RouterLANIP and RouterPublicIP are the NAT router's addresses (NAT only).
 	RouterLANIP    netip.Addr `json:"routerLANIP,omitzero"`
 	RouterPublicIP netip.Addr `json:"routerPublicIP,omitzero"`
@@ -116,6 +199,7 @@ func Plan(o Options) []ClusterPlan {
 			PodCIDR:         netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(ci), 0, 0}), 16),
 			ServiceCIDR:     netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(100 + ci), 0, 0}), 16),
 			Region:          fmt.Sprintf("region-%d", i),
+			ProxyMode:       o.proxyMode(clusterName(i)),
 		}
 		c.KubernetesServiceIP = c.ServiceCIDR.Addr().Next()
 		c.DNSServiceIP = nthAddr(c.ServiceCIDR.Addr(), 10)

@@ -107,3 +107,51 @@ func TestParsePodRef(t *testing.T) {
 		}
 	}
 }
+
+// --proxy-mode: a mode for all clusters, overrides per cluster, and clear
+// errors for what cannot be.
+func TestProxyModes(t *testing.T) {
+	for _, tc := range []struct {
+		flag string
+		want []string // c1, c2, c3's modes
+		err  string
+	}{
+		{"", []string{"iptables", "iptables", "iptables"}, ""},
+		{"nftables", []string{"nftables", "nftables", "nftables"}, ""},
+		{"iptables,c2=nftables,c3=nftables", []string{"iptables", "nftables", "nftables"}, ""},
+		{"c3=nftables", []string{"iptables", "iptables", "nftables"}, ""},
+		{"nftables,c1=iptables", []string{"iptables", "nftables", "nftables"}, ""},
+		{"ipvs", nil, `--proxy-mode "ipvs": kube-proxy mode must be iptables or nftables`},
+		{"iptables,c2=ebpf", nil, "--proxy-mode c2=ebpf: kube-proxy mode must be iptables or nftables"},
+		{"c4=nftables", nil, "--proxy-mode c4=nftables: no such cluster (have c1 to c3)"},
+		{"iptables,nftables", nil, "two modes for all clusters"},
+		{"c2=nftables,c2=iptables", nil, "cluster c2 named twice"},
+		{"iptables,", nil, "an empty item"},
+	} {
+		o := Options{Clusters: 3, Nodes: 1}
+		var err error
+		if tc.flag != "" {
+			err = o.ParseProxyModes(tc.flag)
+		}
+		if err == nil {
+			err = o.Validate()
+		}
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("--proxy-mode %s: error %v, want one with %q", tc.flag, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("--proxy-mode %s: %v", tc.flag, err)
+			continue
+		}
+		var got []string
+		for _, c := range Plan(o) {
+			got = append(got, c.ProxyMode)
+		}
+		if strings.Join(got, " ") != strings.Join(tc.want, " ") {
+			t.Errorf("--proxy-mode %s: clusters' modes %v, want %v", tc.flag, got, tc.want)
+		}
+	}
+}

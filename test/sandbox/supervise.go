@@ -177,7 +177,7 @@ func (s *supervisor) writeNodeConfig(c ClusterPlan, n NodePlan, f clusterFiles) 
 		KubernetesServiceIP: c.KubernetesServiceIP,
 		ClusterDNS:          c.DNSServiceIP,
 		ClusterDomain:       "cluster.local",
-		ProxyMode:           "iptables",
+		ProxyMode:           c.ProxyMode,
 		KubeletCertFile:     f.path("pki", "kubelet-"+n.Name+".crt"),
 		KubeletKeyFile:      f.path("pki", "kubelet-"+n.Name+".key"),
 		ClientCAFile:        f.path("pki", "ca.crt"),

@@ -55,17 +55,23 @@ from source, and a node agent that runs Strait's own images as processes.`,
 	}
 
 	var opts sandbox.Options
-	var nat string
+	var nat, proxyMode string
 	up := &cobra.Command{
 		Use:   "up",
 		Short: "Bring a sandbox up (an earlier one is taken down first)",
 		Example: `  strait-sandbox up --clusters 2 --nodes 3
   strait-sandbox up --clusters 2 --nat c2
-  strait-sandbox up --clusters 2 --overlapping`,
+  strait-sandbox up --clusters 2 --overlapping
+  strait-sandbox up --clusters 3 --proxy-mode iptables,c2=nftables,c3=nftables`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if nat != "" {
 				opts.NAT = strings.Split(nat, ",")
+			}
+			if proxyMode != "" {
+				if err := opts.ParseProxyModes(proxyMode); err != nil {
+					return err
+				}
 			}
 			if _, err := sandbox.Up(cmd.Context(), layout(), opts, cmd.OutOrStdout()); err != nil {
 				return err
@@ -77,6 +83,7 @@ from source, and a node agent that runs Strait's own images as processes.`,
 	up.Flags().IntVar(&opts.Nodes, "nodes", 3, "nodes per cluster")
 	up.Flags().IntVar(&opts.GatewayNodes, "gateway-nodes", 2, "gateway-capable nodes per cluster (the first ones), attached to the internet")
 	up.Flags().StringVar(&nat, "nat", "", "comma-separated clusters that sit behind a NAT router")
+	up.Flags().StringVar(&proxyMode, "proxy-mode", "", `kube-proxy's mode, iptables or nftables (default iptables), for all clusters and then per cluster, comma-separated: "nftables" or "iptables,c2=nftables"`)
 	up.Flags().BoolVar(&opts.Overlapping, "overlapping", false, "give every cluster the same pod and service CIDRs")
 
 	down := &cobra.Command{

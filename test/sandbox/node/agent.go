@@ -232,8 +232,16 @@ func (a *Agent) heartbeat(ctx context.Context) {
 	}
 }
 
-// startKubeProxy runs kube-proxy in iptables mode in the node's namespaces.
+// startKubeProxy runs kube-proxy in the node's namespaces, in the mode
+// Config.ProxyMode names ("iptables" when empty). Both modes take the same
+// flags: in nftables mode kube-proxy 1.37 runs the nft binary (1.0.1 or
+// later, on kernel 5.13 or later) and, like iptables mode, writes only the
+// node's own network namespace, apart from the conntrack sysctls below.
 func (a *Agent) startKubeProxy() (*exec.Cmd, error) {
+	mode := a.cfg.ProxyMode
+	if mode == "" {
+		mode = "iptables"
+	}
 	logFile, err := os.Create(filepath.Join(a.cfg.Dir, "kube-proxy.log"))
 	if err != nil {
 		return nil, err
@@ -241,7 +249,7 @@ func (a *Agent) startKubeProxy() (*exec.Cmd, error) {
 	cmd := exec.Command(filepath.Join(a.cfg.KubeBin, "kube-proxy"),
 		"--kubeconfig="+a.cfg.ProxyKubeconfig,
 		"--hostname-override="+a.cfg.NodeName,
-		"--proxy-mode=iptables",
+		"--proxy-mode="+mode,
 		"--cluster-cidr="+a.cfg.ClusterPodCIDR.String(),
 		"--bind-address="+a.cfg.NodeIP.String(),
 		"--metrics-bind-address=127.0.0.1:10249",
