@@ -67,11 +67,13 @@ COMMIT
 // ClusterIP through the active gateway keeps its address at the endpoint,
 // whichever mode kube-proxy runs in, with real kernels in throwaway
 // namespaces: a remote host, the gateway node (kube-proxy's rules, the
-// cable driver's route, the route agent's state) and a pod. Each case first
-// shows that the kube-proxy rules do masquerade (no state of ours), then
-// what the route agent's state without STRAIT-UNMARK-MASQ leaves (in
-// nftables mode: masquerade, the bug), then that the whole state keeps the
-// source.
+// cable driver's route, the route agent's state) and a pod. kube-proxy's
+// rules are first the excerpts above, then those the real kube-proxy
+// (_output/kube, as the sandbox runs it) writes for a Service on a real
+// apiserver. Each case first shows that kube-proxy's rules do masquerade
+// (no state of ours), then what the route agent's state without
+// STRAIT-UNMARK-MASQ leaves (in nftables mode: masquerade, the bug), then
+// that the whole state keeps the source.
 func TestRemoteClientKeepsSourceThroughKubeProxy(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates throwaway network namespaces (strait-h-nft-*) with nftables and iptables rules")
@@ -81,22 +83,31 @@ func TestRemoteClientKeepsSourceThroughKubeProxy(t *testing.T) {
 			t.Skipf("needs %s (iproute2, nftables, iptables packages): %v", bin, err)
 		}
 	}
+	api := newLazyAPIServer(t)
+	real := func(mode string) func(t *testing.T, ns string) {
+		return func(t *testing.T, ns string) { startKubeProxy(t, api, ns, mode) }
+	}
 	for _, tc := range []struct {
-		mode string
+		name string
+		// service is the Service's ClusterIP, port 80, whose endpoint is
+		// the pod's 10.1.2.10:8080.
+		service string
 		// install puts kube-proxy's rules into namespace ns.
 		install func(t *testing.T, ns string)
 		// keptWithoutUnmark: whether the source survives the state without
 		// STRAIT-UNMARK-MASQ's rules.
 		keptWithoutUnmark bool
 	}{
-		{"nftables", func(t *testing.T, ns string) {
+		{"nftables rules", "10.101.0.10", func(t *testing.T, ns string) {
 			runIn(t, kubeProxyNFTables, "ip", "netns", "exec", ns, "nft", "-f", "-")
 		}, false},
-		{"iptables", func(t *testing.T, ns string) {
+		{"iptables rules", "10.101.0.10", func(t *testing.T, ns string) {
 			runIn(t, kubeProxyIPTables, "ip", "netns", "exec", ns, "iptables-restore", "--noflush")
 		}, true},
+		{"kube-proxy nftables", kubeProxyServiceIP, real("nftables"), false},
+		{"kube-proxy iptables", kubeProxyServiceIP, real("iptables"), true},
 	} {
-		t.Run(tc.mode, func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			node, remote, pod := newNS(t, "node"), newNS(t, "remote"), newNS(t, "pod")
 			// The node: n1 of facts(), the active gateway. Its cable to the
 			// remote cluster is a veth; the cable driver's route for the
@@ -123,7 +134,7 @@ func TestRemoteClientKeepsSourceThroughKubeProxy(t *testing.T) {
 				err := inNS(remote, func() error {
 					var err error
 					d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("10.2.0.5")}, Timeout: 5 * time.Second}
-					c, err = d.Dial("tcp", "10.101.0.10:80")
+					c, err = d.Dial("tcp", net.JoinHostPort(tc.service, "80"))
 					return err
 				})
 				if err != nil {
@@ -138,7 +149,7 @@ func TestRemoteClientKeepsSourceThroughKubeProxy(t *testing.T) {
 			}
 			client := netip.MustParseAddr("10.2.0.5")
 			if got := ask(); got == client {
-				t.Fatalf("without the route agent the endpoint saw %s: the %s rules do not masquerade, the test proves nothing", got, tc.mode)
+				t.Fatalf("without the route agent the endpoint saw %s: the %s do not masquerade, the test proves nothing", got, tc.name)
 			}
 
 			host, closeFn, err := nodenet.HostAt(node)
