@@ -234,8 +234,8 @@ func chains(remote, local []netip.Prefix, pathMTU int, mark uint32) []nodenet.Ch
 			// which undoes the Service's DNAT, so no SNAT is needed.
 			nat.Rules = append(nat.Rules, []string{"-s", d.String(), "-m", "comment", "--comment", "strait: from another cluster, keep its source", "-j", "ACCEPT"})
 			// The ACCEPT above does not stop kube-proxy's nftables
-			// masquerade (its own base chain): clear the mark it goes by
-			// (nodenet.UnmarkMasqChain says why here).
+			// masquerade, a base chain of its own: clear the mark it goes
+			// by instead (see nodenet.UnmarkMasqChain).
 			unmark.Rules = append(unmark.Rules, []string{"-s", d.String(), "-m", "comment", "--comment", "strait: from another cluster, no kube-proxy masquerade", "-j", "MARK", "--set-xmark", unsetMark})
 			fwd.Rules = append(fwd.Rules,
 				[]string{"-d", d.String(), "-m", "comment", "--comment", "strait: to another cluster", "-j", "ACCEPT"},

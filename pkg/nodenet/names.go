@@ -75,8 +75,9 @@ const (
 	// packets it is to masquerade: 1<<14, from its masquerade bit's
 	// default (14) in both modes (--iptables-masquerade-bit, and
 	// nftables.masqueradeBit in its configuration file; kube-proxy 1.37
-	// pkg/proxy/apis/config/v1alpha1 defaults). A cluster whose kube-proxy
-	// uses another bit sets routeagent.Config.MasqueradeMark.
+	// pkg/proxy/apis/config/v1alpha1 defaults), for IPv4 and IPv6 alike.
+	// The route agent takes another (its Config.MasqueradeMark) for a
+	// kube-proxy configured with another bit.
 	KubeProxyMasqueradeMark uint32 = 1 << 14
 	// RouteAgentJumpComment marks the route agent's jumps.
 	RouteAgentJumpComment = "strait route agent"

@@ -236,7 +236,8 @@ func (a *Agent) heartbeat(ctx context.Context) {
 // Config.ProxyMode names ("iptables" when empty). Both modes take the same
 // flags: in nftables mode kube-proxy 1.37 runs the nft binary (1.0.1 or
 // later, on kernel 5.13 or later) and, like iptables mode, writes only the
-// node's own network namespace, apart from the conntrack sysctls below.
+// node's own network namespace (the conntrack flags below keep it off the
+// conntrack sysctls, which are machine-wide).
 func (a *Agent) startKubeProxy() (*exec.Cmd, error) {
 	mode := a.cfg.ProxyMode
 	if mode == "" {
