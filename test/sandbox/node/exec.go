@@ -47,7 +47,7 @@ func ContainerExec(specPath string) error {
 	}
 	var created []string
 	for _, m := range spec.Mounts {
-		made, err := mkdirAllRecord(m.Target)
+		made, err := mountPoint(m)
 		for _, d := range made {
 			// /run is the node's own tmpfs: nothing made there reaches the host.
 			if d != "/run" && !strings.HasPrefix(d, "/run/") && !strings.HasPrefix(d, "/var/run/") {
@@ -57,13 +57,8 @@ func ContainerExec(specPath string) error {
 		if err != nil {
 			return err
 		}
-		if err := syscall.Mount(m.Source, m.Target, "", syscall.MS_BIND|syscall.MS_REC, ""); err != nil {
-			return fmt.Errorf("mount %s at %s: %w", m.Source, m.Target, err)
-		}
-		if m.ReadOnly {
-			if err := syscall.Mount("", m.Target, "", syscall.MS_BIND|syscall.MS_REMOUNT|syscall.MS_RDONLY, ""); err != nil {
-				return fmt.Errorf("make %s read-only: %w", m.Target, err)
-			}
+		if err := bindMount(m.Source, m.Target, m.ReadOnly); err != nil {
+			return err
 		}
 	}
 	if len(created) > 0 && spec.CreatedPathsFile != "" {
@@ -80,6 +75,48 @@ func ContainerExec(specPath string) error {
 		}
 	}
 	return syscall.Exec(spec.Binary, spec.Args, spec.Env)
+}
+
+// mountPoint makes what a mount needs at its target: a directory for a
+// directory, an empty file (in a directory) for a file such as a pod's
+// /etc/resolv.conf or a subPath of a ConfigMap. It returns what it made,
+// outermost first.
+func mountPoint(m Mount) ([]string, error) {
+	st, err := os.Stat(m.Source)
+	if err != nil {
+		return nil, fmt.Errorf("mount %s at %s: %w", m.Source, m.Target, err)
+	}
+	if st.IsDir() {
+		return mkdirAllRecord(m.Target)
+	}
+	made, err := mkdirAllRecord(filepath.Dir(m.Target))
+	if err != nil {
+		return made, err
+	}
+	if _, err := os.Stat(m.Target); errors.Is(err, os.ErrNotExist) {
+		f, err := os.OpenFile(m.Target, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		if err != nil && !errors.Is(err, os.ErrExist) {
+			return made, err
+		} else if err == nil {
+			f.Close()
+			made = append(made, m.Target)
+		}
+	}
+	return made, nil
+}
+
+// bindMount bind-mounts source (a directory or a file) at target, read-only
+// when asked.
+func bindMount(source, target string, readOnly bool) error {
+	if err := syscall.Mount(source, target, "", syscall.MS_BIND|syscall.MS_REC, ""); err != nil {
+		return fmt.Errorf("mount %s at %s: %w", source, target, err)
+	}
+	if readOnly {
+		if err := syscall.Mount("", target, "", syscall.MS_BIND|syscall.MS_REMOUNT|syscall.MS_RDONLY, ""); err != nil {
+			return fmt.Errorf("make %s read-only: %w", target, err)
+		}
+	}
+	return nil
 }
 
 // mkdirAllRecord makes dir and its missing parents and returns those it made,
