@@ -11,7 +11,10 @@ import (
 	"syscall"
 )
 
-// Mount is one volume mount of a container.
+// Mount is one bind mount of a container: a volume (a directory, or a file
+// with subPath) or one of the pod's /etc files (resolv.conf, hosts,
+// hostname). Target is made when missing, as a directory or an empty file
+// like Source.
 type Mount struct {
 	Source   string `json:"source"`
 	Target   string `json:"target"`
@@ -20,19 +23,23 @@ type Mount struct {
 
 // ContainerSpec is what container-exec needs to become a container process.
 type ContainerSpec struct {
+	// Binary is the file to execute: a program of the image's realised
+	// directory (a symlink), while Args[0] stays as the pod wrote it.
 	Binary     string   `json:"binary"`
 	Args       []string `json:"args"` // argv, Args[0] included
 	Env        []string `json:"env"`
 	WorkingDir string   `json:"workingDir,omitempty"`
 	Mounts     []Mount  `json:"mounts"`
-	// CreatedPathsFile records mount-point directories made on the host.
+	// CreatedPathsFile records mount points (directories, and empty files
+	// for file mounts) made on the host, for the sandbox to remove.
 	CreatedPathsFile string `json:"createdPathsFile"`
 }
 
 // ContainerExec is the body of the container-exec helper. It runs in a fresh
 // mount namespace (the agent starts it with CLONE_NEWNS) inside the pod's
-// network namespace, bind-mounts the pod's volumes at their mount paths, and
-// replaces itself with the container's binary.
+// network namespace, bind-mounts the pod's volumes at their mount paths and
+// the pod's resolv.conf, hosts and hostname over /etc's, and replaces itself
+// with the container's binary.
 func ContainerExec(specPath string) error {
 	data, err := os.ReadFile(specPath)
 	if err != nil {

@@ -117,7 +117,13 @@ var imageTable = []imageKind{{
 	matches:    func(repo string) bool { return lastElems(repo, 2) == "coredns/coredns" },
 	entrypoint: []string{"/coredns"},
 	extra: func(cfg Config) map[string]string {
-		return map[string]string{"coredns": filepath.Join(cfg.KubeBin, "coredns")}
+		// Built from source by the sandbox's build; missing, /coredns is
+		// a command the image lacks (RunContainerError naming it).
+		p := filepath.Join(cfg.KubeBin, "coredns")
+		if _, err := os.Stat(p); err != nil {
+			return nil
+		}
+		return map[string]string{"coredns": p}
 	},
 }, {
 	// registry.k8s.io/pause: its /pause holds a pod's namespaces and exits
@@ -161,6 +167,7 @@ func lookupImage(cfg Config, image string) (*Image, error) {
 			for _, a := range bb.applets {
 				img.Programs[a] = bb.bin
 			}
+			img.Programs["busybox"] = bb.bin
 		}
 		for _, p := range k.debian {
 			if host := lookHost(p); host != "" {
