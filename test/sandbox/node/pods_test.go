@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -28,6 +29,13 @@ func TestMain(m *testing.M) {
 		err := ContainerExec(os.Args[3])
 		fmt.Fprintln(os.Stderr, "container-exec:", err)
 		os.Exit(127)
+	}
+	if len(os.Args) == 4 && os.Args[1] == "pause" && os.Args[2] == "--hostname" {
+		if err := Pause(os.Args[3]); err != nil {
+			fmt.Fprintln(os.Stderr, "pause:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
 	os.Exit(m.Run())
 }
@@ -103,6 +111,9 @@ type agentFixture struct {
 	a      *Agent
 	client kubernetes.Interface
 	mnt    string // a scratch directory for the pods' mount paths
+	// podNetwork: pods get network namespaces of their own (the fixture
+	// runs in a throwaway network namespace); else they are hostNetwork.
+	podNetwork bool
 }
 
 func newAgentFixture(t *testing.T) *agentFixture {
@@ -165,7 +176,7 @@ func (f *agentFixture) create(t *testing.T, pod *corev1.Pod) {
 	t.Helper()
 	pod.Namespace = "default"
 	pod.Spec.NodeName = f.a.cfg.NodeName
-	pod.Spec.HostNetwork = true
+	pod.Spec.HostNetwork = !f.podNetwork
 	pod.Spec.AutomountServiceAccountToken = ptr.To(false)
 	pod.Spec.TerminationGracePeriodSeconds = ptr.To(int64(2))
 	if _, err := f.client.CoreV1().Pods("default").Create(context.Background(), pod, metav1.CreateOptions{}); err != nil {
@@ -348,6 +359,88 @@ func TestDeleteIgnoringSIGTERM(t *testing.T) {
 	if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
 		if stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); !strings.Contains(string(stat), ") Z") {
 			t.Errorf("container process %d still alive after the pod's deletion", pid)
+		}
+	}
+}
+
+// podNetnsEnv, when set, names the throwaway network namespace that
+// TestPodNetwork's body runs in.
+const podNetnsEnv = "STRAIT_H_PODS_NETNS"
+
+// TestPodNetwork runs a pod on a pod network for real: the test binary runs
+// itself again in a throwaway network namespace (strait-h-pods-<pid>), where
+// the agent makes the pod's namespaces (pause, veth) and its /etc files.
+// Two containers share the pod's network namespace: a socat server (the
+// alpine/socat image's entrypoint with args) answers on localhost, a netshoot
+// container reaches it there and sees the pod's hostname, hosts and
+// resolv.conf (dnsPolicy ClusterFirst).
+func TestPodNetwork(t *testing.T) {
+	if os.Getenv(podNetnsEnv) == "" {
+		if os.Geteuid() != 0 {
+			t.Skip("needs root: makes a network namespace")
+		}
+		requireBusybox(t)
+		ns := fmt.Sprintf("strait-h-pods-%d", os.Getpid())
+		if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+			t.Fatalf("ip netns add: %v: %s", err, out)
+		}
+		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+		if out, err := exec.Command("ip", "-n", ns, "link", "set", "lo", "up").CombinedOutput(); err != nil {
+			t.Fatalf("lo up: %v: %s", err, out)
+		}
+		exe, err := os.Executable()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("ip", "netns", "exec", ns, exe, "-test.run=^TestPodNetwork$", "-test.v", "-test.count=1")
+		cmd.Env = append(os.Environ(), podNetnsEnv+"="+ns)
+		out, err := cmd.CombinedOutput()
+		t.Logf("in %s:\n%s", ns, out)
+		if err != nil || !strings.Contains(string(out), "--- PASS: TestPodNetwork") {
+			t.Fatalf("TestPodNetwork in %s: %v", ns, err)
+		}
+		return
+	}
+	f := newAgentFixture(t)
+	f.podNetwork = true
+	f.a.podCIDR = netip.MustParsePrefix("10.244.7.0/24")
+	f.a.gateway = f.a.podCIDR.Addr().Next()
+	f.create(t, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "twoc"},
+		Spec: corev1.PodSpec{
+			Subdomain: "sub",
+			Containers: []corev1.Container{
+				{Name: "server", Image: "docker.io/alpine/socat:1.8.0.1", Args: []string{"TCP-LISTEN:8080,fork,reuseaddr", "SYSTEM:echo hello-from-server"}},
+				{Name: "client", Image: "nicolaka/netshoot", Command: []string{"sh", "-c", `hostname; cat /etc/hostname /etc/hosts /etc/resolv.conf
+for i in $(seq 100); do out=$(nc -w 1 127.0.0.1 8080 </dev/null) && [ -n "$out" ] && break; sleep 0.1; done
+echo "got=$out"; echo done; exec sleep 600`}},
+			},
+		},
+	})
+	p := f.waitPod(t, "twoc", "Running with both containers", 30*time.Second, func(p *corev1.Pod) bool {
+		return p.Status.Phase == corev1.PodRunning && len(p.Status.ContainerStatuses) == 2 &&
+			p.Status.ContainerStatuses[0].State.Running != nil && p.Status.ContainerStatuses[1].State.Running != nil
+	})
+	if p.Status.PodIP != "10.244.7.2" {
+		t.Errorf("pod IP %q; want the first after the gateway", p.Status.PodIP)
+	}
+	var log string
+	if err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 20*time.Second, true, func(context.Context) (bool, error) {
+		b, _ := os.ReadFile(filepath.Join(f.podDir("twoc"), "client.log"))
+		log = string(b)
+		return strings.Contains(log, "done\n"), nil
+	}); err != nil {
+		t.Fatalf("client container's log: %q", log)
+	}
+	for _, want := range []string{
+		"twoc\ntwoc\n", // hostname(1), then /etc/hostname
+		"127.0.0.1\tlocalhost\n",
+		"10.244.7.2\ttwoc.sub.default.svc.cluster.local\ttwoc\n",
+		"nameserver 10.96.0.10\nsearch default.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n",
+		"got=hello-from-server\n",
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("client container's log lacks %q:\n%s", want, log)
 		}
 	}
 }
