@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 // imageConfig is a node configuration whose image and Kubernetes binary
@@ -274,6 +276,44 @@ func TestExpand(t *testing.T) {
 	} {
 		if got := expand(in, env); got != want {
 			t.Errorf("expand(%q) = %q; want %q", in, got, want)
+		}
+	}
+}
+
+// TestContainerCommand checks what the agent runs for a container and the
+// waiting reasons of what it cannot run.
+func TestContainerCommand(t *testing.T) {
+	requireBusybox(t)
+	cfg := imageConfig(t)
+	w := &podWorker{a: &Agent{cfg: cfg}}
+	env := func(path string) ([]string, error) { return []string{"PATH=" + path, "TARGET=world"}, nil }
+	images := filepath.Join(cfg.Dir, "images")
+	for _, tc := range []struct {
+		c                    corev1.Container
+		binary, argv, reason string
+	}{
+		{c: corev1.Container{Image: "docker.io/library/nginx:1.27"}, reason: "ErrImagePull"},
+		{c: corev1.Container{Image: "busybox", Command: []string{"no-such-tool"}}, reason: "RunContainerError"},
+		{c: corev1.Container{Image: "registry.k8s.io/coredns/coredns:v1.12.1", Args: []string{"-conf", "/etc/coredns/Corefile"}},
+			binary: filepath.Join(images, "coredns_coredns", "bin", "coredns"), argv: "/coredns -conf /etc/coredns/Corefile"},
+		{c: corev1.Container{Image: "busybox:1.36", Command: []string{"sh", "-c", "echo $(TARGET) $$(TARGET)"}},
+			binary: filepath.Join(images, "busybox", "bin", "sh"), argv: "sh -c echo world $(TARGET)"},
+		{c: corev1.Container{Image: "busybox:1.36"}, binary: filepath.Join(images, "busybox", "bin", "sh"), argv: "sh"},
+		{c: corev1.Container{Image: "strait/testpod:e2e", Args: []string{"serve", "--port=$(TARGET)"}},
+			binary: filepath.Join(images, "strait-testpod", "bin", "strait-testpod"), argv: "/strait-testpod serve --port=world"},
+	} {
+		binary, argv, envv, reason, err := w.containerCommand(&tc.c, env)
+		if tc.reason != "" {
+			if reason != tc.reason || err == nil {
+				t.Errorf("%s %q: got %q, %v; want %s", tc.c.Image, tc.c.Command, reason, err, tc.reason)
+			}
+			continue
+		}
+		if err != nil || binary != tc.binary || strings.Join(argv, " ") != tc.argv || !strings.HasPrefix(envv[0], "PATH="+images) {
+			t.Errorf("%s: got %q %q %q, %v; want %q %q", tc.c.Image, binary, argv, envv, err, tc.binary, tc.argv)
+		}
+		if target, err := filepath.EvalSymlinks(binary); err != nil || target == binary {
+			t.Errorf("%s: %s is no link to a program: %q, %v", tc.c.Image, binary, target, err)
 		}
 	}
 }
