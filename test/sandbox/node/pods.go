@@ -597,9 +597,9 @@ func probeOnce(p *corev1.Probe, ip string, timeout time.Duration) error {
 // App containers stop first, then init containers (sidecars), as the kubelet
 // ends sidecars after the containers they serve; a container that ignores
 // SIGTERM is killed when the grace period is over, and the sidecars get
-// what is left of it (at least a second).
+// what is left of it (at least a second, unless the grace period is shorter).
 func (w *podWorker) teardown(grace time.Duration) {
-	deadline := time.Now().Add(grace)
+	deadline, floor := time.Now().Add(grace), min(grace, time.Second)
 	for _, group := range [][]*containerState{w.containers, w.inits} {
 		var wg sync.WaitGroup
 		for _, c := range group {
@@ -608,7 +608,7 @@ func (w *podWorker) teardown(grace time.Duration) {
 				go func(c *containerState, grace time.Duration) {
 					defer wg.Done()
 					proc.StopWaiting(c.cmd, grace, c.exited)
-				}(c, max(time.Until(deadline), time.Second))
+				}(c, max(time.Until(deadline), floor))
 				c.running = false
 			}
 		}
