@@ -444,3 +444,35 @@ echo "got=$out"; echo done; exec sleep 600`}},
 		}
 	}
 }
+
+// TestSidecar: a native sidecar (an init container with restartPolicy
+// Always) starts before the next init container and keeps running beside the
+// app container; when the app container finishes a restartPolicy Never pod,
+// the pod Succeeds and the sidecar is stopped.
+func TestSidecar(t *testing.T) {
+	f := newAgentFixture(t)
+	f.create(t, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "sidecar"},
+		Spec: corev1.PodSpec{
+			RestartPolicy: corev1.RestartPolicyNever,
+			InitContainers: []corev1.Container{
+				{Name: "side", Image: "busybox", RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways), Command: []string{"sleep", "600"}},
+				{Name: "init", Image: "busybox", Command: []string{"true"}},
+			},
+			Containers: []corev1.Container{{Name: "app", Image: "busybox", Command: []string{"sh", "-c", "sleep 2"}}},
+		},
+	})
+	p := f.waitPod(t, "sidecar", "Running beside its sidecar", 30*time.Second, func(p *corev1.Pod) bool {
+		return p.Status.Phase == corev1.PodRunning && condition(p, corev1.PodInitialized) == corev1.ConditionTrue &&
+			p.Status.ContainerStatuses[0].State.Running != nil
+	})
+	if s := p.Status.InitContainerStatuses; s[0].State.Running == nil || s[1].State.Terminated == nil {
+		t.Errorf("init statuses %+v; want the sidecar running and the init container finished", s)
+	}
+	p = f.waitPod(t, "sidecar", "Succeeded", 30*time.Second, func(p *corev1.Pod) bool {
+		return p.Status.Phase == corev1.PodSucceeded && p.Status.InitContainerStatuses[0].State.Terminated != nil
+	})
+	if p.Status.ContainerStatuses[0].State.Terminated.ExitCode != 0 {
+		t.Errorf("app container %+v", p.Status.ContainerStatuses[0].State)
+	}
+}
