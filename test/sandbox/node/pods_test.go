@@ -30,6 +30,20 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "container-exec:", err)
 		os.Exit(127)
 	}
+	if len(os.Args) >= 4 && os.Args[1] == "node-resolv-conf" {
+		// TestNodeResolvConf's body, in a throwaway mount and network
+		// namespace: install the node's resolv.conf, then run a lookup.
+		if err := installNodeResolvConf(os.Args[2]); err != nil {
+			fmt.Fprintln(os.Stderr, "install:", err)
+			os.Exit(2)
+		}
+		cmd := exec.Command(os.Args[3], os.Args[4:]...)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Println("lookup failed:", err)
+		}
+		os.Exit(0)
+	}
 	if len(os.Args) == 4 && os.Args[1] == "pause" && os.Args[2] == "--hostname" {
 		if err := Pause(os.Args[3]); err != nil {
 			fmt.Fprintln(os.Stderr, "pause:", err)
@@ -474,5 +488,52 @@ func TestSidecar(t *testing.T) {
 	})
 	if p.Status.ContainerStatuses[0].State.Terminated.ExitCode != 0 {
 		t.Errorf("app container %+v", p.Status.ContainerStatuses[0].State)
+	}
+}
+
+// TestNodeResolvConf installs the node's own resolv.conf in a throwaway
+// mount and network namespace (ip netns exec makes both): a lookup there
+// reads it and fails at once, with no nameserver to wait for, and the
+// machine's /etc/resolv.conf stays as it was.
+func TestNodeResolvConf(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: makes a network namespace and mounts in it")
+	}
+	nslookup := lookHost("nslookup")
+	if nslookup == "" {
+		t.Skip("nslookup is not installed (hack/prereqs.sh installs bind9-dnsutils)")
+	}
+	before, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := fmt.Sprintf("strait-h-pods-rc%d", os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+	if out, err := exec.Command("ip", "-n", ns, "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		t.Fatalf("lo up: %v: %s", err, out)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	start := time.Now()
+	out, err := exec.Command("ip", "netns", "exec", ns, exe, "node-resolv-conf", dir, "/bin/sh", "-c",
+		"cat /etc/resolv.conf; "+nslookup+" -timeout=5 -retry=1 kubernetes.default").CombinedOutput()
+	took := time.Since(start)
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if !strings.Contains(string(out), nodeResolvConf) || !strings.Contains(string(out), "lookup failed") {
+		t.Errorf("want the node's resolv.conf and a failed lookup, got:\n%s", out)
+	}
+	if took > 3*time.Second {
+		t.Errorf("the lookup took %s: it waited for a nameserver instead of failing at once", took)
+	}
+	if after, _ := os.ReadFile("/etc/resolv.conf"); string(after) != string(before) {
+		t.Errorf("the machine's /etc/resolv.conf changed to %q", after)
 	}
 }
