@@ -24,6 +24,11 @@ declare -A need=(
   [ping]=iputils-ping    # ICMP checks across tunnels
   [iperf3]=iperf3        # throughput benchmarks
   [curl]=curl            # HTTP checks in demos
+  [busybox]=busybox      # the sandbox's busybox, alpine/socat and netshoot images (test/sandbox/node/images.go)
+  [dig]=bind9-dnsutils   # netshoot's dig and nslookup
+  [nslookup]=bind9-dnsutils
+  [nc]=netcat-openbsd    # netshoot's nc
+  [socat]=socat          # the alpine/socat image's entrypoint, and netshoot's socat
   [git]=git              # make verify compares generated files
   [make]=make
 )

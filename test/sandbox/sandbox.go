@@ -289,10 +289,15 @@ func removeCreatedPaths(l Layout) error {
 		return err
 	}
 	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-	// Deepest first; only empty directories go, so nothing of anyone else's.
+	// Deepest first; only empty directories and empty files (mount points
+	// for files) go, so nothing of anyone else's.
 	for i := len(lines) - 1; i >= 0; i-- {
 		if p := strings.TrimSpace(lines[i]); p != "" {
-			_ = syscall.Rmdir(p)
+			if errors.Is(syscall.Rmdir(p), syscall.ENOTDIR) {
+				if st, err := os.Lstat(p); err == nil && st.Mode().IsRegular() && st.Size() == 0 {
+					_ = os.Remove(p)
+				}
+			}
 		}
 	}
 	return nil

@@ -90,8 +90,8 @@ func Run(ctx context.Context, cfg Config) error {
 }
 
 // prepareHost gives the node its own /run (so per-node runtime files such as
-// /run/xtables.lock and /run/wireguard do not collide between nodes) and
-// turns on forwarding. "ip netns exec" already put the agent in a mount
+// /run/xtables.lock and /run/wireguard do not collide between nodes) and its
+// own /etc/resolv.conf, and turns on forwarding. "ip netns exec" already put the agent in a mount
 // namespace of its own whose mounts do not propagate back to the machine.
 func (a *Agent) prepareHost() error {
 	if err := syscall.Mount("none", "/", "", syscall.MS_REC|syscall.MS_PRIVATE, ""); err != nil {
@@ -114,7 +114,12 @@ func (a *Agent) prepareHost() error {
 			return fmt.Errorf("sysctl %s: %w", key, err)
 		}
 	}
-	return os.MkdirAll(filepath.Join(a.cfg.Dir, "pods"), 0o755)
+	if err := os.MkdirAll(filepath.Join(a.cfg.Dir, "pods"), 0o755); err != nil {
+		return err
+	}
+	// The node's own resolv.conf, which hostNetwork and dnsPolicy Default
+	// pods get: the machine's would point at a resolver the node cannot reach.
+	return installNodeResolvConf(a.cfg.Dir)
 }
 
 func (a *Agent) register(ctx context.Context) error {

@@ -3,11 +3,12 @@
 // Lease, wires the node into a host-gw pod network with masquerade for traffic
 // leaving the cluster (as common CNIs do), runs kube-proxy, and runs the pods
 // the scheduler binds to the node: hostNetwork pods in the node's namespace,
-// others in a network namespace of their own with a veth to the node. A
-// container whose image is one of Strait's runs the matching binary from
-// _output/bin as a real process, with the pod's command, args, env and
-// volumes (Secret, ConfigMap, projected service-account token, emptyDir,
-// hostPath) mounted in a private mount namespace.
+// others in a network namespace of their own with a veth to the node. Each
+// container runs as a real process: its image, looked up in the image table
+// (images.go: Strait's binaries from _output/bin, and tool images realised
+// from the machine's busybox and Debian programs), gives its programs, and
+// the pod's command, args, env, volumes and /etc/resolv.conf, hosts and
+// hostname are set up in a private mount namespace.
 //
 // The agent authenticates as system:node:<name>, so the Node authorizer and
 // NodeRestriction limit it exactly as they limit a kubelet.

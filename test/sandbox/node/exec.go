@@ -11,7 +11,10 @@ import (
 	"syscall"
 )
 
-// Mount is one volume mount of a container.
+// Mount is one bind mount of a container: a volume (a directory, or a file
+// with subPath) or one of the pod's /etc files (resolv.conf, hosts,
+// hostname). Target is made when missing, as a directory or an empty file
+// like Source.
 type Mount struct {
 	Source   string `json:"source"`
 	Target   string `json:"target"`
@@ -20,19 +23,23 @@ type Mount struct {
 
 // ContainerSpec is what container-exec needs to become a container process.
 type ContainerSpec struct {
+	// Binary is the file to execute: a program of the image's realised
+	// directory (a symlink), while Args[0] stays as the pod wrote it.
 	Binary     string   `json:"binary"`
 	Args       []string `json:"args"` // argv, Args[0] included
 	Env        []string `json:"env"`
 	WorkingDir string   `json:"workingDir,omitempty"`
 	Mounts     []Mount  `json:"mounts"`
-	// CreatedPathsFile records mount-point directories made on the host.
+	// CreatedPathsFile records mount points (directories, and empty files
+	// for file mounts) made on the host, for the sandbox to remove.
 	CreatedPathsFile string `json:"createdPathsFile"`
 }
 
 // ContainerExec is the body of the container-exec helper. It runs in a fresh
 // mount namespace (the agent starts it with CLONE_NEWNS) inside the pod's
-// network namespace, bind-mounts the pod's volumes at their mount paths, and
-// replaces itself with the container's binary.
+// network namespace, bind-mounts the pod's volumes at their mount paths and
+// the pod's resolv.conf, hosts and hostname over /etc's, and replaces itself
+// with the container's binary.
 func ContainerExec(specPath string) error {
 	data, err := os.ReadFile(specPath)
 	if err != nil {
@@ -47,7 +54,7 @@ func ContainerExec(specPath string) error {
 	}
 	var created []string
 	for _, m := range spec.Mounts {
-		made, err := mkdirAllRecord(m.Target)
+		made, err := mountPoint(m)
 		for _, d := range made {
 			// /run is the node's own tmpfs: nothing made there reaches the host.
 			if d != "/run" && !strings.HasPrefix(d, "/run/") && !strings.HasPrefix(d, "/var/run/") {
@@ -57,13 +64,8 @@ func ContainerExec(specPath string) error {
 		if err != nil {
 			return err
 		}
-		if err := syscall.Mount(m.Source, m.Target, "", syscall.MS_BIND|syscall.MS_REC, ""); err != nil {
-			return fmt.Errorf("mount %s at %s: %w", m.Source, m.Target, err)
-		}
-		if m.ReadOnly {
-			if err := syscall.Mount("", m.Target, "", syscall.MS_BIND|syscall.MS_REMOUNT|syscall.MS_RDONLY, ""); err != nil {
-				return fmt.Errorf("make %s read-only: %w", m.Target, err)
-			}
+		if err := bindMount(m.Source, m.Target, m.ReadOnly); err != nil {
+			return err
 		}
 	}
 	if len(created) > 0 && spec.CreatedPathsFile != "" {
@@ -80,6 +82,48 @@ func ContainerExec(specPath string) error {
 		}
 	}
 	return syscall.Exec(spec.Binary, spec.Args, spec.Env)
+}
+
+// mountPoint makes what a mount needs at its target: a directory for a
+// directory, an empty file (in a directory) for a file such as a pod's
+// /etc/resolv.conf or a subPath of a ConfigMap. It returns what it made,
+// outermost first.
+func mountPoint(m Mount) ([]string, error) {
+	st, err := os.Stat(m.Source)
+	if err != nil {
+		return nil, fmt.Errorf("mount %s at %s: %w", m.Source, m.Target, err)
+	}
+	if st.IsDir() {
+		return mkdirAllRecord(m.Target)
+	}
+	made, err := mkdirAllRecord(filepath.Dir(m.Target))
+	if err != nil {
+		return made, err
+	}
+	if _, err := os.Stat(m.Target); errors.Is(err, os.ErrNotExist) {
+		f, err := os.OpenFile(m.Target, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		if err != nil && !errors.Is(err, os.ErrExist) {
+			return made, err
+		} else if err == nil {
+			f.Close()
+			made = append(made, m.Target)
+		}
+	}
+	return made, nil
+}
+
+// bindMount bind-mounts source (a directory or a file) at target, read-only
+// when asked.
+func bindMount(source, target string, readOnly bool) error {
+	if err := syscall.Mount(source, target, "", syscall.MS_BIND|syscall.MS_REC, ""); err != nil {
+		return fmt.Errorf("mount %s at %s: %w", source, target, err)
+	}
+	if readOnly {
+		if err := syscall.Mount("", target, "", syscall.MS_BIND|syscall.MS_REMOUNT|syscall.MS_RDONLY, ""); err != nil {
+			return fmt.Errorf("make %s read-only: %w", target, err)
+		}
+	}
+	return nil
 }
 
 // mkdirAllRecord makes dir and its missing parents and returns those it made,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -49,6 +50,57 @@ type containerState struct {
 	ready     bool
 	probes    map[string]*probeState // by kind: "readiness", "liveness"
 	done      bool                   // will not be restarted
+	// init marks an init container; sidecar an init container with
+	// restartPolicy Always (a native sidecar, KEP-753), which keeps running
+	// beside the app containers.
+	init, sidecar bool
+	// stopping: the agent is stopping it for good (a sidecar once the app
+	// containers finished), so its exit is final.
+	stopping bool
+}
+
+// restartPolicy is the container's effective restart policy: a sidecar's
+// own (Always); for other init containers the pod's, with Always meaning
+// OnFailure, since an init container that succeeded is finished; for app
+// containers the pod's.
+func (c *containerState) restartPolicy(pod corev1.RestartPolicy) corev1.RestartPolicy {
+	if pod == "" {
+		pod = corev1.RestartPolicyAlways
+	}
+	switch {
+	case c.sidecar:
+		return corev1.RestartPolicyAlways
+	case c.init && pod == corev1.RestartPolicyAlways:
+		return corev1.RestartPolicyOnFailure
+	}
+	return pod
+}
+
+// succeeded: the container finished with exit code 0 and stays finished.
+func (c *containerState) succeeded() bool {
+	return c.done && c.lastExit != nil && c.lastExit.ExitCode == 0
+}
+
+// initStep says where a pod's initialisation stands, given its init
+// containers in order: each regular one must succeed before the next starts,
+// and a sidecar must have started. next is the index of the init container
+// to run (or wait for), initialized that all are through, failed that a
+// regular one failed for good (restartPolicy Never), which fails the pod.
+func initStep(inits []*containerState) (next int, initialized, failed bool) {
+	for i, c := range inits {
+		switch {
+		case c.sidecar:
+			if c.startedAt.IsZero() {
+				return i, false, false
+			}
+		case c.succeeded():
+		case c.done:
+			return i, false, true
+		default:
+			return i, false, false
+		}
+	}
+	return len(inits), true, false
 }
 
 // RuntimeInfo is written per pod for "strait-sandbox exec" and "logs".
@@ -74,6 +126,8 @@ type podWorker struct {
 	// Owned by the run goroutine.
 	sandbox    *podSandbox
 	volumes    map[string]string
+	etc        *etcFiles // the pod's resolv.conf, hosts and hostname
+	inits      []*containerState
 	containers []*containerState
 	lastStatus *corev1.PodStatus
 	setupErr   string
@@ -131,12 +185,7 @@ func (w *podWorker) run(ctx context.Context) {
 			}
 			w.teardown(grace)
 			if !deleted {
-				// The kubelet's last word: delete at once, for this very pod.
-				err := w.a.client.CoreV1().Pods(pod.Namespace).Delete(context.Background(), pod.Name,
-					metav1.DeleteOptions{GracePeriodSeconds: ptr.To(int64(0)), Preconditions: metav1.NewUIDPreconditions(w.uid)})
-				if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-					log.Warn("final delete", "err", err)
-				}
+				w.finalDelete(pod, log)
 			}
 			log.Info("pod removed")
 			return
@@ -152,8 +201,35 @@ func (w *podWorker) run(ctx context.Context) {
 	}
 }
 
+// finalDelete is the kubelet's last word on a pod it has stopped: delete it at
+// once, for this very pod (a UID precondition). Until that delete goes
+// through, the pod stays Terminating and so does its namespace, and no
+// later event would bring the worker back: it retries with back-off until it
+// succeeds, the pod is gone, or the agent stops.
+func (w *podWorker) finalDelete(pod *corev1.Pod, log *slog.Logger) {
+	delay := backoffBase
+	for {
+		err := w.a.client.CoreV1().Pods(pod.Namespace).Delete(context.Background(), pod.Name,
+			metav1.DeleteOptions{GracePeriodSeconds: ptr.To(int64(0)), Preconditions: metav1.NewUIDPreconditions(w.uid)})
+		if err == nil || apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+			return
+		}
+		log.Warn("final delete; retrying", "err", err, "after", delay)
+		select {
+		case <-w.stop:
+			return
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, backoffMax)
+	}
+}
+
 func (w *podWorker) sync(ctx context.Context, pod *corev1.Pod) {
 	if w.containers == nil {
+		for _, c := range pod.Spec.InitContainers {
+			sidecar := c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
+			w.inits = append(w.inits, &containerState{spec: c, init: true, sidecar: sidecar})
+		}
 		for _, c := range pod.Spec.Containers {
 			w.containers = append(w.containers, &containerState{spec: c})
 		}
@@ -171,12 +247,22 @@ func (w *podWorker) sync(ctx context.Context, pod *corev1.Pod) {
 		}
 	}
 	if w.setupErr == "" && w.sandbox == nil && !pod.Spec.HostNetwork {
-		sb, err := w.a.createSandbox(w.uid, pod.Name)
+		sb, err := w.a.createSandbox(w.uid, kernelHostname(pod, w.a.cfg.ClusterDomain))
 		if err != nil {
 			w.setupErr = err.Error()
 			w.a.log.Warn("pod sandbox", "pod", pod.Name, "err", err)
 		} else {
 			w.sandbox = sb
+		}
+	}
+	if w.setupErr == "" && w.etc == nil {
+		w.fillIPs(pod)
+		etc, err := w.a.writeEtcFiles(pod, podIPs(pod), w.dir)
+		if err != nil {
+			w.setupErr = err.Error()
+			w.a.log.Warn("pod /etc files", "pod", pod.Name, "err", err)
+		} else {
+			w.etc = &etc
 		}
 	}
 	if w.setupErr != "" {
@@ -187,72 +273,133 @@ func (w *podWorker) sync(ctx context.Context, pod *corev1.Pod) {
 		return
 	}
 	w.reap()
-	for _, c := range w.containers {
-		if c.running || c.done || time.Now().Before(c.nextStart) {
-			continue
+	startable := func(c *containerState) bool {
+		return !c.running && !c.done && !time.Now().Before(c.nextStart)
+	}
+	next, initialized, failed := initStep(w.inits)
+	for i, c := range w.inits {
+		// Sidecars before next keep running (restarted as needed); next
+		// itself starts when it is its turn.
+		if !failed && i <= next && (c.sidecar || i == next) && startable(c) {
+			w.start(ctx, pod, c)
 		}
-		w.start(ctx, pod, c)
+	}
+	if initialized {
+		for _, c := range w.containers {
+			if startable(c) {
+				w.start(ctx, pod, c)
+			}
+		}
+	}
+	if failed || initialized && len(w.containers) > 0 && allDone(w.containers) {
+		// The pod is finished: its sidecars go too, as the kubelet ends them.
+		w.stopSidecars()
 	}
 	w.probe()
 	w.writeRuntime(pod)
 	w.pushStatus(ctx, pod)
 }
 
-// resolveImage maps an image to one of Strait's binaries: the last path
-// element of the repository, without tag or digest, names the binary, with
-// "strait-" in front when it lacks it (strait/testpod → strait-testpod).
-func (w *podWorker) resolveImage(image string) (string, error) {
-	name := image
-	if i := strings.LastIndex(name, "@"); i >= 0 {
-		name = name[:i]
+// allDone reports whether none of cs will run again.
+func allDone(cs []*containerState) bool {
+	for _, c := range cs {
+		if !c.done {
+			return false
+		}
 	}
-	name = name[strings.LastIndex(name, "/")+1:]
-	if i := strings.Index(name, ":"); i >= 0 {
-		name = name[:i]
-	}
-	if !strings.HasPrefix(name, "strait-") {
-		name = "strait-" + name
-	}
-	path := filepath.Join(w.a.cfg.ImageBin, name)
-	if st, err := os.Stat(path); err != nil || st.IsDir() || name == "strait-sandbox" {
-		return "", fmt.Errorf("image %q is not one the sandbox can run: it runs Strait's own images (their binaries in %s), and %s is not there", image, w.a.cfg.ImageBin, name)
-	}
-	return path, nil
+	return true
 }
 
-func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, c *containerState) {
-	binary, err := w.resolveImage(c.spec.Image)
-	if err != nil {
-		c.waiting = &corev1.ContainerStateWaiting{Reason: "ErrImagePull", Message: err.Error()}
-		c.nextStart = time.Now().Add(backoffMax)
-		return
-	}
-	argv := []string{binary}
-	if len(c.spec.Command) > 0 {
-		// The command names the binary inside the image: one of ours as well.
-		if binary, err = w.resolveImage(filepath.Base(c.spec.Command[0])); err != nil {
-			c.waiting = &corev1.ContainerStateWaiting{Reason: "RunContainerError", Message: fmt.Sprintf("command %q: %v", c.spec.Command[0], err)}
-			c.nextStart = time.Now().Add(backoffMax)
-			return
+// stopSidecars ends the pod's sidecars for good, in the background: their
+// exits are then final.
+func (w *podWorker) stopSidecars() {
+	for _, c := range w.inits {
+		if !c.sidecar || c.done || c.stopping {
+			continue
 		}
-		argv = append([]string{binary}, c.spec.Command[1:]...)
+		if !c.running {
+			c.done = true
+			continue
+		}
+		c.stopping = true
+		go proc.StopWaiting(c.cmd, w.a.cfg.StopGrace, c.exited)
 	}
+}
+
+// all returns the pod's containers, init containers first.
+func (w *podWorker) all() []*containerState {
+	return append(append([]*containerState(nil), w.inits...), w.containers...)
+}
+
+// fillIPs writes the pod's addresses into pod.Status, for the downward API
+// and /etc/hosts, before the status carries them.
+func (w *podWorker) fillIPs(pod *corev1.Pod) {
 	if w.sandbox != nil {
 		pod.Status.PodIP = w.sandbox.ip.String()
 	} else {
 		pod.Status.PodIP = w.a.cfg.NodeIP.String()
 	}
+	pod.Status.PodIPs = []corev1.PodIP{{IP: pod.Status.PodIP}}
 	pod.Status.HostIP = w.a.cfg.NodeIP.String()
-	env, err := w.a.containerEnv(ctx, pod, &c.spec)
+	pod.Status.HostIPs = []corev1.HostIP{{IP: pod.Status.HostIP}}
+}
+
+// podIPs lists pod.Status.PodIPs.
+func podIPs(pod *corev1.Pod) []string {
+	var ips []string
+	for _, ip := range pod.Status.PodIPs {
+		ips = append(ips, ip.IP)
+	}
+	return ips
+}
+
+// containerCommand works out what a container runs: the image's program
+// directory (realised under the node's images directory), the file to
+// execute, argv (argv[0] as written, $(VAR) references expanded from env)
+// and the PATH. The error's reason is ErrImagePull for an image the sandbox
+// does not know, RunContainerError for a command the image lacks.
+func (w *podWorker) containerCommand(c *corev1.Container, env func(path string) ([]string, error)) (binary string, argv, envv []string, reason string, err error) {
+	img, err := lookupImage(w.a.cfg, c.Image)
 	if err != nil {
-		c.waiting = &corev1.ContainerStateWaiting{Reason: "CreateContainerConfigError", Message: err.Error()}
-		c.nextStart = time.Now().Add(backoffBase)
+		return "", nil, nil, "ErrImagePull", err
+	}
+	binDir, err := img.realise(filepath.Join(w.a.cfg.Dir, "images"), w.a.cfg.SandboxExecutable)
+	if err != nil {
+		return "", nil, nil, "ErrImagePull", err
+	}
+	if envv, err = env(img.PATH(binDir)); err != nil {
+		return "", nil, nil, "CreateContainerConfigError", err
+	}
+	if argv, err = containerArgv(img, c.Command, c.Args); err != nil {
+		return "", nil, nil, "RunContainerError", err
+	}
+	for i := range argv {
+		argv[i] = expand(argv[i], envv)
+	}
+	if binary, err = img.resolve(binDir, argv[0]); err != nil {
+		return "", nil, nil, "RunContainerError", err
+	}
+	return binary, argv, envv, "", nil
+}
+
+func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, c *containerState) {
+	w.fillIPs(pod)
+	binary, argv, env, reason, err := w.containerCommand(&c.spec, func(path string) ([]string, error) {
+		return w.a.containerEnv(ctx, pod, &c.spec, path)
+	})
+	if err != nil {
+		c.waiting = &corev1.ContainerStateWaiting{Reason: reason, Message: err.Error()}
+		if reason == "CreateContainerConfigError" {
+			c.nextStart = time.Now().Add(backoffBase)
+		} else {
+			c.nextStart = time.Now().Add(backoffMax)
+		}
 		return
 	}
-	for _, a := range c.spec.Args {
-		argv = append(argv, expand(a, env))
-	}
 	spec := ContainerSpec{Binary: binary, Args: argv, Env: env, WorkingDir: c.spec.WorkingDir, CreatedPathsFile: w.a.cfg.CreatedPathsFile}
+	if w.etc != nil {
+		spec.Mounts = w.etc.mounts(&c.spec)
+	}
 	for _, m := range c.spec.VolumeMounts {
 		src, ok := w.volumes[m.Name]
 		if !ok {
@@ -311,7 +458,7 @@ func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, c *containerStat
 // reap records containers that exited and plans their restarts.
 func (w *podWorker) reap() {
 	pod, _ := w.current()
-	for _, c := range w.containers {
+	for _, c := range w.all() {
 		if !c.running {
 			continue
 		}
@@ -331,13 +478,13 @@ func (w *podWorker) reap() {
 		}
 		c.lastExit = &corev1.ContainerStateTerminated{ExitCode: code, Reason: reason, StartedAt: c.startedAt, FinishedAt: metav1.Now()}
 		restart := false
-		switch pod.Spec.RestartPolicy {
-		case corev1.RestartPolicyAlways, "":
+		switch c.restartPolicy(pod.Spec.RestartPolicy) {
+		case corev1.RestartPolicyAlways:
 			restart = true
 		case corev1.RestartPolicyOnFailure:
 			restart = code != 0
 		}
-		if !restart {
+		if !restart || c.stopping {
 			c.done = true
 			continue
 		}
@@ -362,8 +509,8 @@ func (w *podWorker) probe() {
 	if w.sandbox != nil {
 		ip = w.sandbox.ip.String()
 	}
-	for _, c := range w.containers {
-		if !c.running {
+	for _, c := range w.all() {
+		if !c.running || (c.init && !c.sidecar) {
 			continue
 		}
 		if c.spec.ReadinessProbe == nil {
@@ -446,19 +593,27 @@ func probeOnce(p *corev1.Probe, ip string, timeout time.Duration) error {
 
 // teardown stops every container (SIGTERM, then SIGKILL after grace) and the
 // pod's sandbox.
+//
+// App containers stop first, then init containers (sidecars), as the kubelet
+// ends sidecars after the containers they serve; a container that ignores
+// SIGTERM is killed when the grace period is over, and the sidecars get
+// what is left of it (at least a second, unless the grace period is shorter).
 func (w *podWorker) teardown(grace time.Duration) {
-	var wg sync.WaitGroup
-	for _, c := range w.containers {
-		if c.running {
-			wg.Add(1)
-			go func(c *containerState) {
-				defer wg.Done()
-				proc.StopWaiting(c.cmd, grace, c.exited)
-			}(c)
-			c.running = false
+	deadline, floor := time.Now().Add(grace), min(grace, time.Second)
+	for _, group := range [][]*containerState{w.containers, w.inits} {
+		var wg sync.WaitGroup
+		for _, c := range group {
+			if c.running {
+				wg.Add(1)
+				go func(c *containerState, grace time.Duration) {
+					defer wg.Done()
+					proc.StopWaiting(c.cmd, grace, c.exited)
+				}(c, max(time.Until(deadline), floor))
+				c.running = false
+			}
 		}
+		wg.Wait()
 	}
-	wg.Wait()
 	if w.sandbox != nil {
 		w.a.destroySandbox(w.sandbox)
 		w.sandbox = nil
@@ -471,7 +626,7 @@ func (w *podWorker) writeRuntime(pod *corev1.Pod) {
 	if w.sandbox != nil {
 		info.SandboxPID = w.sandbox.pause.Process.Pid
 	}
-	for _, c := range w.containers {
+	for _, c := range w.all() {
 		if c.running {
 			info.Containers[c.spec.Name] = c.cmd.Process.Pid
 		}
@@ -518,41 +673,34 @@ func (w *podWorker) status(pod *corev1.Pod) corev1.PodStatus {
 	if st.PodIP != "" {
 		st.PodIPs = []corev1.PodIP{{IP: st.PodIP}}
 	}
+	_, initialized, initFailed := initStep(w.inits)
 	allReady, running, succeeded, failed := true, 0, 0, 0
-	for _, c := range w.containers {
-		cs := corev1.ContainerStatus{
-			Name: c.spec.Name, Image: c.spec.Image, ImageID: "strait-sandbox://" + c.spec.Image,
-			RestartCount: c.restarts, Ready: c.running && c.ready, Started: ptr.To(c.running),
-			LastTerminationState: corev1.ContainerState{},
+	for _, c := range w.inits {
+		cs := w.containerStatus(c, !initialized)
+		if c.sidecar {
+			allReady = allReady && cs.Ready
 		}
+		st.InitContainerStatuses = append(st.InitContainerStatuses, cs)
+	}
+	for _, c := range w.containers {
+		cs := w.containerStatus(c, !initialized)
 		switch {
 		case c.running:
-			cs.State.Running = &corev1.ContainerStateRunning{StartedAt: c.startedAt}
-			cs.ContainerID = fmt.Sprintf("strait-sandbox://%d", c.cmd.Process.Pid)
 			running++
+		case c.done && c.lastExit != nil && c.lastExit.ExitCode == 0:
+			succeeded++
 		case c.done && c.lastExit != nil:
-			cs.State.Terminated = c.lastExit
-			if c.lastExit.ExitCode == 0 {
-				succeeded++
-			} else {
-				failed++
-			}
-		case c.waiting != nil:
-			cs.State.Waiting = c.waiting
-		default:
-			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}
-		}
-		if w.setupErr != "" && !c.running {
-			cs.State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CreateContainerError", Message: w.setupErr}}
-		}
-		if c.lastExit != nil && !c.done {
-			cs.LastTerminationState.Terminated = c.lastExit
+			failed++
 		}
 		allReady = allReady && cs.Ready
 		st.ContainerStatuses = append(st.ContainerStatuses, cs)
 	}
 	n := len(w.containers)
 	switch {
+	case initFailed:
+		st.Phase = corev1.PodFailed
+	case !initialized:
+		st.Phase = corev1.PodPending
 	case succeeded == n:
 		st.Phase = corev1.PodSucceeded
 	case failed > 0 && running == 0 && failed+succeeded == n:
@@ -579,11 +727,45 @@ func (w *podWorker) status(pod *corev1.Pod) corev1.PodStatus {
 	st.Conditions = []corev1.PodCondition{
 		cond(corev1.PodScheduled, true),
 		cond(corev1.PodReadyToStartContainers, w.sandbox != nil || pod.Spec.HostNetwork),
-		cond(corev1.PodInitialized, true),
+		cond(corev1.PodInitialized, initialized),
 		cond(corev1.ContainersReady, ready),
 		cond(corev1.PodReady, ready),
 	}
 	return st
+}
+
+// containerStatus is one container's status. A container that has not run
+// yet waits in PodInitializing while the pod initialises; a regular init
+// container is ready once it has succeeded.
+func (w *podWorker) containerStatus(c *containerState, initializing bool) corev1.ContainerStatus {
+	cs := corev1.ContainerStatus{
+		Name: c.spec.Name, Image: c.spec.Image, ImageID: "strait-sandbox://" + c.spec.Image,
+		RestartCount: c.restarts, Ready: c.running && c.ready, Started: ptr.To(c.running),
+		LastTerminationState: corev1.ContainerState{},
+	}
+	switch {
+	case c.running:
+		cs.State.Running = &corev1.ContainerStateRunning{StartedAt: c.startedAt}
+		cs.ContainerID = fmt.Sprintf("strait-sandbox://%d", c.cmd.Process.Pid)
+	case c.done && c.lastExit != nil:
+		cs.State.Terminated = c.lastExit
+	case c.waiting != nil:
+		cs.State.Waiting = c.waiting
+	case initializing:
+		cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "PodInitializing"}
+	default:
+		cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}
+	}
+	if c.init && !c.sidecar {
+		cs.Ready = c.succeeded()
+	}
+	if w.setupErr != "" && !c.running {
+		cs.State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CreateContainerError", Message: w.setupErr}}
+	}
+	if c.lastExit != nil && !c.done {
+		cs.LastTerminationState.Terminated = c.lastExit
+	}
+	return cs
 }
 
 // stripTimes drops timestamps, so that status is written on change only.

@@ -2,15 +2,18 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 )
@@ -46,8 +49,10 @@ func (a *Agent) prepareVolumes(ctx context.Context, pod *corev1.Pod, dir string)
 			files, err = a.configMapFiles(ctx, pod.Namespace, v.ConfigMap.Name, v.ConfigMap.Items, ptr.Deref(v.ConfigMap.Optional, false))
 		case v.Projected != nil:
 			files, err = a.projectedFiles(ctx, pod, v.Projected)
+		case v.DownwardAPI != nil:
+			files, err = a.downwardAPIFiles(pod, v.DownwardAPI.Items)
 		default:
-			return nil, fmt.Errorf("volume %s: only secret, configMap, projected, emptyDir and hostPath volumes run in the sandbox", v.Name)
+			return nil, fmt.Errorf("volume %s: only secret, configMap, projected, downwardAPI, emptyDir and hostPath volumes run in the sandbox", v.Name)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("volume %s: %w", v.Name, err)
@@ -138,20 +143,34 @@ func (a *Agent) projectedFiles(ctx context.Context, pod *corev1.Pod, p *corev1.P
 		case src.Secret != nil:
 			err = merge(a.secretFiles(ctx, pod.Namespace, src.Secret.Name, src.Secret.Items, ptr.Deref(src.Secret.Optional, false)))
 		case src.DownwardAPI != nil:
-			for _, it := range src.DownwardAPI.Items {
-				if it.FieldRef == nil {
-					return nil, fmt.Errorf("downwardAPI %s: only fieldRef is supported", it.Path)
-				}
-				v, ferr := fieldValue(pod, it.FieldRef.FieldPath)
-				if ferr != nil {
-					return nil, ferr
-				}
-				out[it.Path] = []byte(v)
-			}
+			err = merge(a.downwardAPIFiles(pod, src.DownwardAPI.Items))
 		}
 		if err != nil {
 			return nil, err
 		}
+	}
+	return out, nil
+}
+
+// downwardAPIFiles renders downward API items: fieldRef and resourceFieldRef
+// values, one file each.
+func (a *Agent) downwardAPIFiles(pod *corev1.Pod, items []corev1.DownwardAPIVolumeFile) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	for _, it := range items {
+		var v string
+		var err error
+		switch {
+		case it.FieldRef != nil:
+			v, err = fieldValue(pod, it.FieldRef.FieldPath)
+		case it.ResourceFieldRef != nil:
+			v, err = resourceValue(pod, it.ResourceFieldRef.ContainerName, it.ResourceFieldRef, a.allocatable())
+		default:
+			err = errors.New("neither fieldRef nor resourceFieldRef")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("downwardAPI %s: %w", it.Path, err)
+		}
+		out[it.Path] = []byte(v)
 	}
 	return out, nil
 }
@@ -177,7 +196,10 @@ func (a *Agent) serviceAccountToken(ctx context.Context, pod *corev1.Pod, src *c
 	return tr.Status.Token, nil
 }
 
-// fieldValue resolves a downward-API field path of the pod.
+// fieldValue resolves a downward-API field path of the pod, as the kubelet
+// does: status.podIPs and status.hostIPs are comma-joined, and the whole
+// metadata.labels or metadata.annotations are key="value" lines sorted by key
+// (the value quoted as Go quotes strings), without a final newline.
 func fieldValue(pod *corev1.Pod, path string) (string, error) {
 	switch path {
 	case "metadata.name":
@@ -192,33 +214,114 @@ func fieldValue(pod *corev1.Pod, path string) (string, error) {
 		return pod.Spec.ServiceAccountName, nil
 	case "status.podIP":
 		return pod.Status.PodIP, nil
+	case "status.podIPs":
+		var ips []string
+		for _, ip := range pod.Status.PodIPs {
+			ips = append(ips, ip.IP)
+		}
+		return strings.Join(ips, ","), nil
 	case "status.hostIP":
 		return pod.Status.HostIP, nil
+	case "status.hostIPs":
+		var ips []string
+		for _, ip := range pod.Status.HostIPs {
+			ips = append(ips, ip.IP)
+		}
+		return strings.Join(ips, ","), nil
 	}
 	for _, kind := range []struct {
 		prefix string
 		m      map[string]string
 	}{{"metadata.labels", pod.Labels}, {"metadata.annotations", pod.Annotations}} {
-		if rest, ok := strings.CutPrefix(path, kind.prefix); ok {
-			if key, ok := strings.CutPrefix(rest, "['"); ok {
-				return kind.m[strings.TrimSuffix(key, "']")], nil
+		rest, ok := strings.CutPrefix(path, kind.prefix)
+		if !ok {
+			continue
+		}
+		if rest == "" {
+			keys := make([]string, 0, len(kind.m))
+			for k := range kind.m {
+				keys = append(keys, k)
 			}
-			var lines []string
-			for k, v := range kind.m {
-				lines = append(lines, k+"="+strconv.Quote(v))
+			sort.Strings(keys)
+			lines := make([]string, 0, len(keys))
+			for _, k := range keys {
+				lines = append(lines, k+"="+strconv.Quote(kind.m[k]))
 			}
 			return strings.Join(lines, "\n"), nil
+		}
+		if key, ok := strings.CutPrefix(rest, "['"); ok && strings.HasSuffix(key, "']") {
+			return kind.m[strings.TrimSuffix(key, "']")], nil
 		}
 	}
 	return "", fmt.Errorf("field path %q is not supported", path)
 }
 
-// containerEnv resolves a container's environment. podIP is the address the
-// pod has (or will have) and hostIP the node's.
-func (a *Agent) containerEnv(ctx context.Context, pod *corev1.Pod, c *corev1.Container) ([]string, error) {
+// allocatable is what the node reports as allocatable, which stands in for a
+// container's unset limits in resourceFieldRef, as on a kubelet.
+func (a *Agent) allocatable() corev1.ResourceList { return a.nodeStatus(true).Allocatable }
+
+// resourceValue resolves a resourceFieldRef (limits.cpu, requests.memory,
+// limits.ephemeral-storage ...) of the named container (the first when name
+// is empty): the quantity divided by the divisor (default 1) and rounded up,
+// as the kubelet does. An unset limit is the node's allocatable; an unset
+// request is 0.
+func resourceValue(pod *corev1.Pod, name string, ref *corev1.ResourceFieldSelector, allocatable corev1.ResourceList) (string, error) {
+	if ref.ContainerName != "" {
+		name = ref.ContainerName
+	}
+	var c *corev1.Container
+	for _, list := range [][]corev1.Container{pod.Spec.Containers, pod.Spec.InitContainers} {
+		for i := range list {
+			if c == nil && (list[i].Name == name || name == "") {
+				c = &list[i]
+			}
+		}
+	}
+	if c == nil {
+		return "", fmt.Errorf("resourceFieldRef %s: no container %q", ref.Resource, name)
+	}
+	kind, res, ok := strings.Cut(ref.Resource, ".")
+	if !ok || (kind != "limits" && kind != "requests") {
+		return "", fmt.Errorf("resourceFieldRef %q is not supported", ref.Resource)
+	}
+	var q resource.Quantity
+	if kind == "limits" {
+		if v, ok := c.Resources.Limits[corev1.ResourceName(res)]; ok {
+			q = v
+		} else {
+			q = allocatable[corev1.ResourceName(res)]
+		}
+	} else {
+		q = c.Resources.Requests[corev1.ResourceName(res)]
+	}
+	divisor := ref.Divisor
+	if divisor.IsZero() {
+		divisor = resource.MustParse("1")
+	}
+	var n, d int64
+	if res == string(corev1.ResourceCPU) {
+		n, d = q.MilliValue(), divisor.MilliValue()
+	} else {
+		n, d = q.Value(), divisor.Value()
+	}
+	if d <= 0 {
+		return "", fmt.Errorf("resourceFieldRef %s: divisor %s", ref.Resource, divisor.String())
+	}
+	return strconv.FormatInt((n+d-1)/d, 10), nil
+}
+
+// containerEnv resolves a container's environment: the image's PATH, the
+// variables every container gets (HOSTNAME, the kubernetes Service's), envFrom
+// and env in order, a later definition of a name replacing an earlier one.
+// pod.Status.PodIP(s) and HostIP(s) must hold the addresses the pod has.
+func (a *Agent) containerEnv(ctx context.Context, pod *corev1.Pod, c *corev1.Container, path string) ([]string, error) {
+	hostname, _ := PodHostname(pod, a.cfg.ClusterDomain)
+	if pod.Spec.HostNetwork {
+		hostname, _ = os.Hostname()
+	}
 	env := []string{
-		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-		"HOSTNAME=" + pod.Name,
+		"PATH=" + path,
+		"HOSTNAME=" + hostname,
 		"KUBERNETES_SERVICE_HOST=" + a.cfg.KubernetesServiceIP.String(),
 		"KUBERNETES_SERVICE_PORT=443",
 		"KUBERNETES_SERVICE_PORT_HTTPS=443",
@@ -236,8 +339,13 @@ func (a *Agent) containerEnv(ctx context.Context, pod *corev1.Pod, c *corev1.Con
 		if err != nil {
 			return nil, err
 		}
-		for k, v := range data {
-			env = append(env, from.Prefix+k+"="+string(v))
+		keys := make([]string, 0, len(data))
+		for k := range data {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			env = setEnv(env, from.Prefix+k, string(data[k]))
 		}
 	}
 	for _, e := range c.Env {
@@ -256,25 +364,70 @@ func (a *Agent) containerEnv(ctx context.Context, pod *corev1.Pod, c *corev1.Con
 				data, err = a.configMapFiles(ctx, pod.Namespace, src.ConfigMapKeyRef.Name, nil, ptr.Deref(src.ConfigMapKeyRef.Optional, false))
 				v = string(data[src.ConfigMapKeyRef.Key])
 			case src.ResourceFieldRef != nil:
-				v = "0"
+				v, err = resourceValue(pod, c.Name, src.ResourceFieldRef, a.allocatable())
 			}
 			if err != nil {
 				return nil, fmt.Errorf("env %s: %w", e.Name, err)
 			}
+		} else {
+			v = expand(v, env)
 		}
-		env = append(env, e.Name+"="+expand(v, env))
+		env = setEnv(env, e.Name, v)
 	}
 	return env, nil
 }
 
-// expand replaces $(VAR) references with earlier variables, as Kubernetes does.
+// setEnv sets name=value in env, replacing an earlier definition in place
+// (a process's getenv would otherwise find the first).
+func setEnv(env []string, name, value string) []string {
+	for i, kv := range env {
+		if k, _, _ := strings.Cut(kv, "="); k == name {
+			env[i] = name + "=" + value
+			return env
+		}
+	}
+	return append(env, name+"="+value)
+}
+
+// expand replaces $(VAR) references with the values env defines, as
+// Kubernetes does in env values, command and args: $$ is a literal $, a
+// reference to an undefined variable stays as written, and so does an
+// unterminated "$(".
 func expand(s string, env []string) string {
-	if !strings.Contains(s, "$(") {
+	if !strings.Contains(s, "$") {
 		return s
 	}
+	vals := map[string]string{}
 	for _, kv := range env {
 		k, v, _ := strings.Cut(kv, "=")
-		s = strings.ReplaceAll(s, "$("+k+")", v)
+		vals[k] = v
 	}
-	return s
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '$' || i+1 == len(s) {
+			b.WriteByte(s[i])
+			continue
+		}
+		switch s[i+1] {
+		case '$':
+			b.WriteByte('$')
+			i++
+		case '(':
+			end := strings.IndexByte(s[i+2:], ')')
+			if end < 0 {
+				b.WriteString(s[i:])
+				return b.String()
+			}
+			ref := s[i : i+3+end]
+			if v, ok := vals[ref[2:len(ref)-1]]; ok {
+				b.WriteString(v)
+			} else {
+				b.WriteString(ref)
+			}
+			i += 2 + end
+		default:
+			b.WriteByte('$')
+		}
+	}
+	return b.String()
 }
