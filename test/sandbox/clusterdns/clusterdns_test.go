@@ -188,3 +188,32 @@ func TestVersionIsGoMods(t *testing.T) {
 func typeName(o client.Object) string {
 	return fmt.Sprintf("%T", o)
 }
+
+func TestRolledOut(t *testing.T) {
+	available := func(s corev1.ConditionStatus) []appsv1.DeploymentCondition {
+		return []appsv1.DeploymentCondition{{Type: appsv1.DeploymentAvailable, Status: s}}
+	}
+	two := int32(2)
+	tests := []struct {
+		name   string
+		gen    int64
+		status appsv1.DeploymentStatus
+		want   bool
+	}{
+		{"all ready", 1, appsv1.DeploymentStatus{ObservedGeneration: 1, Replicas: 2, UpdatedReplicas: 2, ReadyReplicas: 2, Conditions: available(corev1.ConditionTrue)}, true},
+		{"one of two ready", 1, appsv1.DeploymentStatus{ObservedGeneration: 1, Replicas: 2, UpdatedReplicas: 2, ReadyReplicas: 1, Conditions: available(corev1.ConditionTrue)}, false},
+		{"spec not yet seen", 2, appsv1.DeploymentStatus{ObservedGeneration: 1, Replicas: 2, UpdatedReplicas: 2, ReadyReplicas: 2, Conditions: available(corev1.ConditionTrue)}, false},
+		{"old replica still running", 1, appsv1.DeploymentStatus{ObservedGeneration: 1, Replicas: 3, UpdatedReplicas: 2, ReadyReplicas: 2, Conditions: available(corev1.ConditionTrue)}, false},
+		{"not available", 1, appsv1.DeploymentStatus{ObservedGeneration: 1, Replicas: 2, UpdatedReplicas: 2, ReadyReplicas: 2, Conditions: available(corev1.ConditionFalse)}, false},
+		{"no conditions", 1, appsv1.DeploymentStatus{ObservedGeneration: 1, Replicas: 2, UpdatedReplicas: 2, ReadyReplicas: 2}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := &appsv1.Deployment{Spec: appsv1.DeploymentSpec{Replicas: &two}, Status: tc.status}
+			d.Generation = tc.gen
+			if got := rolledOut(d); got != tc.want {
+				t.Errorf("rolledOut = %v, want %v (%s)", got, tc.want, deploymentStatus(d))
+			}
+		})
+	}
+}

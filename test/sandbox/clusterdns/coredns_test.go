@@ -53,12 +53,21 @@ func TestCoreDNS(t *testing.T) {
 		t.Fatal(err)
 	}
 	dnsIP := netip.MustParseAddr("10.0.0.10") // the tenth address of kubetest's service range
+	cs := kubernetes.NewForConfigOrDie(env.Config)
+	var versions []string
 	for range 2 {
 		if err := Apply(ctx, c, Values{DNSServiceIP: dnsIP}); err != nil {
 			t.Fatal(err)
 		}
+		d, err := cs.AppsV1().Deployments(Namespace).Get(ctx, DeploymentName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		versions = append(versions, d.ResourceVersion)
 	}
-	cs := kubernetes.NewForConfigOrDie(env.Config)
+	if versions[0] != versions[1] {
+		t.Errorf("applying again changed the Deployment (resourceVersion %s, then %s)", versions[0], versions[1])
+	}
 	kubeDNS, err := cs.CoreV1().Services(Namespace).Get(ctx, ServiceName, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
