@@ -68,6 +68,22 @@ func TestCoreDNS(t *testing.T) {
 	if versions[0] != versions[1] {
 		t.Errorf("applying again changed the Deployment (resourceVersion %s, then %s)", versions[0], versions[1])
 	}
+	// The pods the ReplicaSet controller will make pass admission (priority
+	// class, service account, validation); no controller runs here, so the
+	// test asks for one, as a dry run.
+	d, err := cs.AppsV1().Deployments(Namespace).Get(ctx, DeploymentName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := &corev1.Pod{ObjectMeta: d.Spec.Template.ObjectMeta, Spec: d.Spec.Template.Spec}
+	pod.GenerateName = DeploymentName + "-"
+	admitted, err := cs.CoreV1().Pods(Namespace).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	if err != nil {
+		t.Fatalf("a coredns pod is not admitted: %v", err)
+	}
+	if admitted.Spec.Priority == nil || *admitted.Spec.Priority < 2_000_000_000 {
+		t.Errorf("coredns pod priority %v, want system-cluster-critical's (2000000000)", admitted.Spec.Priority)
+	}
 	kubeDNS, err := cs.CoreV1().Services(Namespace).Get(ctx, ServiceName, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
