@@ -39,12 +39,20 @@ build: ## Build every Strait binary (and the sandbox's test binaries) into _outp
 	$(GO) build -o $(BIN)/ ./cmd/... ./test/cmd/...
 
 .PHONY: kube-binaries
-kube-binaries: $(KUBE_BIN)/.built ## Build etcd and the Kubernetes binaries from source (once).
+kube-binaries: $(KUBE_BIN)/.built $(KUBE_BIN)/coredns ## Build etcd, the Kubernetes binaries and CoreDNS from source (once).
 
 $(KUBE_BIN)/.built: test/kube/go.mod test/kube/go.sum test/kube/etcd/main.go
 	@echo "Building etcd and Kubernetes $(KUBE_VERSION) from source into $(KUBE_BIN) (a few minutes the first time)"
 	cd test/kube && $(GO) build -trimpath -o $(STRAIT_KUBE_BIN)/ ./etcd $(addprefix k8s.io/kubernetes/cmd/,$(KUBE_CMDS))
 	touch $@
+
+# CoreDNS, the sandbox clusters' DNS: the version the root go.mod pins with its
+# tool directive (test/sandbox/clusterdns names the same tag). It depends on the
+# root go.mod alone, so that a change there rebuilds CoreDNS (about 3 minutes
+# cold) and not Kubernetes.
+$(KUBE_BIN)/coredns: go.mod go.sum
+	@echo "Building CoreDNS $$($(GO) list -m -f '{{.Version}}' github.com/coredns/coredns) from source into $(KUBE_BIN)"
+	$(GO) build -trimpath -o $(STRAIT_KUBE_BIN)/coredns github.com/coredns/coredns
 
 # Extra flags for go test in the test targets, e.g. TESTFLAGS="-v -run TestDataplane".
 TESTFLAGS ?=

@@ -20,9 +20,11 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"strait.dev/strait/test/kubetest"
 	"strait.dev/strait/test/proc"
+	"strait.dev/strait/test/sandbox/clusterdns"
 	"strait.dev/strait/test/sandbox/node"
 )
 
@@ -149,6 +151,41 @@ func (s *supervisor) build(ctx context.Context, state *State) error {
 			return err
 		}
 	}
+	// Cluster DNS, all clusters at once, once there are nodes to run it.
+	errs := make([]error, len(state.Clusters))
+	var wg sync.WaitGroup
+	for i, c := range state.Clusters {
+		wg.Go(func() { errs[i] = s.deployClusterDNS(ctx, c) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// clusterDNSTimeout bounds the wait for a cluster's CoreDNS: it is usually
+// ready within seconds of being applied, and a minute means it never will be.
+const clusterDNSTimeout = time.Minute
+
+// deployClusterDNS applies CoreDNS to cluster c and waits until its
+// Deployment is available (every replica ready).
+func (s *supervisor) deployClusterDNS(ctx context.Context, c ClusterPlan) error {
+	start := time.Now()
+	cfg, err := clientcmd.BuildConfigFromFlags("", s.l.Kubeconfig(c.Name))
+	if err != nil {
+		return err
+	}
+	cl, err := client.New(cfg, client.Options{})
+	if err != nil {
+		return err
+	}
+	if err := clusterdns.Apply(ctx, cl, clusterdns.Values{DNSServiceIP: c.DNSServiceIP}); err != nil {
+		return fmt.Errorf("%s: cluster DNS: %w", c.Name, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, clusterDNSTimeout)
+	defer cancel()
+	if err := clusterdns.WaitAvailable(ctx, cl); err != nil {
+		return fmt.Errorf("%s: cluster DNS: %w", c.Name, err)
+	}
+	s.log.Info("cluster DNS available", "cluster", c.Name, "service", c.DNSServiceIP, "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -176,7 +213,7 @@ func (s *supervisor) writeNodeConfig(c ClusterPlan, n NodePlan, f clusterFiles) 
 		ServiceCIDR:         c.ServiceCIDR,
 		KubernetesServiceIP: c.KubernetesServiceIP,
 		ClusterDNS:          c.DNSServiceIP,
-		ClusterDomain:       "cluster.local",
+		ClusterDomain:       clusterdns.ClusterDomain,
 		ProxyMode:           c.ProxyMode,
 		KubeletCertFile:     f.path("pki", "kubelet-"+n.Name+".crt"),
 		KubeletKeyFile:      f.path("pki", "kubelet-"+n.Name+".key"),
