@@ -110,13 +110,7 @@ func (l Layout) Logs(ctx context.Context, ref PodRef, container string, w io.Wri
 	if container == "" {
 		container = pod.Spec.Containers[0].Name
 	}
-	f, err := os.Open(filepath.Join(info.LogDir, container+".log"))
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = io.Copy(w, f)
-	return err
+	return node.WriteContainerLog(ctx, w, info.LogDir, container, node.LogOptions{TailLines: -1})
 }
 
 // Status prints the sandbox's clusters, their kubeconfigs, nodes and processes.
