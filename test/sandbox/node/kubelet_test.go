@@ -26,12 +26,14 @@ import (
 	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/tools/remotecommand"
 	"k8s.io/client-go/transport/spdy"
 	utilexec "k8s.io/utils/exec"
 
+	"strait.dev/strait/test/kubetest"
 	"strait.dev/strait/test/pki"
 )
 
@@ -597,5 +599,38 @@ func TestKubeletPortForward(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSARAuthorizerWithNodeCredentials asks a real apiserver (Node and RBAC
+// authorization, as in the sandbox) with a node's credentials, as the agent
+// does: the apiserver's kubelet client may use the kubelet API, a plain user
+// may not.
+func TestSARAuthorizerWithNodeCredentials(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a kube-apiserver")
+	}
+	// The harness runs RBAC; the flag adds Node (the sandbox's Node,RBAC):
+	// RBAC binds no role to nodes, the Node authorizer lets them create SARs.
+	env := kubetest.New(t, kubetest.Options{SkipCRDs: true, APIServerArgs: []string{"--authorization-mode=Node"}})
+	cfg, err := env.UserConfig("system:node:n1", "system:nodes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	authz := SARAuthorizer{Client: cs}
+	attrs := func(user string, groups ...string) authorizationv1.SubjectAccessReviewSpec {
+		return authorizationv1.SubjectAccessReviewSpec{User: user, Groups: append(groups, "system:authenticated"),
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: "create", Version: "v1", Resource: "nodes", Subresource: "proxy", Name: "n1"}}
+	}
+	ctx := context.Background()
+	if ok, reason, err := authz.Authorize(ctx, attrs("kube-apiserver-kubelet-client", "system:masters")); err != nil || !ok {
+		t.Errorf("apiserver's kubelet client: allowed=%v reason=%q err=%v, want allowed", ok, reason, err)
+	}
+	if ok, _, err := authz.Authorize(ctx, attrs("someone", "devs")); err != nil || ok {
+		t.Errorf("plain user: allowed=%v err=%v, want denied", ok, err)
 	}
 }

@@ -261,11 +261,15 @@ func runTTY(ctx context.Context, c *exec.Cmd, in io.Reader, stdout io.Writer, re
 	if err != nil {
 		return err
 	}
-	defer ptmx.Close()
-	stop := make(chan struct{})
-	defer close(stop)
+	stop, resized := make(chan struct{}), make(chan struct{})
+	defer func() {
+		close(stop)
+		<-resized // no resize may touch the terminal once it is closed
+		ptmx.Close()
+	}()
 	go killGroupOnDone(ctx, c.Process.Pid, stop)
 	go func() {
+		defer close(resized)
 		for {
 			select {
 			case size, ok := <-resize:
