@@ -63,6 +63,9 @@ type KubeletServer struct {
 	NodeIP     netip.Addr
 	Authorizer Authorizer
 	Log        *slog.Logger
+	// MarkerEnv (KEY=VALUE) is added to the environment of exec'd commands,
+	// as to every process of the agent.
+	MarkerEnv string
 	// IdleTimeout closes a streaming connection without traffic for that
 	// long (the kubelet's --streaming-connection-idle-timeout, default 4 h).
 	IdleTimeout time.Duration
@@ -396,7 +399,7 @@ func (a *Agent) startKubeletServer(ctx context.Context) (func(), error) {
 	}
 	ks := &KubeletServer{
 		NodeName: a.cfg.NodeName, PodsDir: filepath.Join(a.cfg.Dir, "pods"), NodeIP: a.cfg.NodeIP,
-		Authorizer: SARAuthorizer{Client: a.client}, Log: a.log.With("component", "kubelet-api"),
+		Authorizer: SARAuthorizer{Client: a.client}, Log: a.log.With("component", "kubelet-api"), MarkerEnv: a.cfg.MarkerEnv,
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(a.cfg.NodeIP.String(), strconv.Itoa(KubeletPort)))
 	if err != nil {

@@ -23,6 +23,8 @@ import (
 	"k8s.io/cri-streaming/pkg/streaming/portforward"
 	"k8s.io/cri-streaming/pkg/streaming/remotecommand"
 	utilexec "k8s.io/utils/exec"
+
+	"strait.dev/strait/test/proc"
 )
 
 const syscallZero = syscall.Signal(0)
@@ -166,6 +168,9 @@ func (e *executor) ExecInContainer(ctx context.Context, pod, uid, container stri
 		return err
 	}
 	c := containerCommand(pid, cmd)
+	if e.s.MarkerEnv != "" {
+		c.Env = append(c.Env, e.s.MarkerEnv)
+	}
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -234,7 +239,8 @@ func runPiped(ctx context.Context, c *exec.Cmd, in io.Reader, stdout, stderr io.
 			return err
 		}
 	}
-	if err := c.Start(); err != nil {
+	// In a process group of its own, killed should the agent die.
+	if err := proc.Start(c); err != nil {
 		return err
 	}
 	stop := make(chan struct{})
@@ -256,7 +262,10 @@ func runPiped(ctx context.Context, c *exec.Cmd, in io.Reader, stdout, stderr io.
 
 func runTTY(ctx context.Context, c *exec.Cmd, in io.Reader, stdout io.Writer, resize <-chan remotecommand.TerminalSize) error {
 	// pty.Start makes the command a session leader with the terminal as its
-	// controlling one: its session ID is its process group.
+	// controlling one: its session ID is its process group. (Not through
+	// proc.Start, which puts the command in a process group, and a session
+	// leader cannot be moved to one; the marker in its environment lets the
+	// sandbox find it should the agent die.)
 	ptmx, err := pty.Start(c)
 	if err != nil {
 		return err
