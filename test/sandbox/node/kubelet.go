@@ -34,6 +34,8 @@ type Authorizer interface {
 	Authorize(ctx context.Context, spec authorizationv1.SubjectAccessReviewSpec) (allowed bool, reason string, err error)
 }
 
+var _ Authorizer = SARAuthorizer{}
+
 // SARAuthorizer asks the apiserver with a SubjectAccessReview, as the
 // kubelet's Webhook authorization mode does. A node's credentials may create
 // SubjectAccessReviews (RBAC's system:node role has that for this purpose).
@@ -369,6 +371,16 @@ func parseLogOptions(r *http.Request) (LogOptions, error) {
 	}
 	if opts.LimitBytes, _, err = intParam("limitBytes", 1); err != nil {
 		return opts, err
+	}
+	switch v := q.Get("stream"); v {
+	case "", "All":
+	case "Stdout", "Stderr":
+		if opts.TailLines >= 0 {
+			return opts, fmt.Errorf("%w: tailLines cannot be combined with stream=%s", errBadRequest, v)
+		}
+		opts.Stream = strings.ToLower(v)
+	default:
+		return opts, fmt.Errorf("%w: stream=%q: must be All, Stdout or Stderr", errBadRequest, v)
 	}
 	since, hasSince, err := intParam("sinceSeconds", 1)
 	if err != nil {

@@ -38,6 +38,8 @@ import (
 )
 
 // fakeAuthorizer allows the users in allow and records what it was asked.
+var _ Authorizer = (*fakeAuthorizer)(nil)
+
 type fakeAuthorizer struct {
 	allow map[string]bool
 	mu    sync.Mutex
@@ -174,11 +176,15 @@ func execQuery(stdin, tty bool, argv ...string) url.Values {
 	return q
 }
 
-type fixedSize struct{ sent bool }
+// fixedSize sends one terminal size, then blocks until done is closed.
+type fixedSize struct {
+	sent bool
+	done chan struct{}
+}
 
 func (s *fixedSize) Next() *remotecommand.TerminalSize {
 	if s.sent {
-		time.Sleep(time.Hour) // one size only; the stream ends first
+		<-s.done
 		return nil
 	}
 	s.sent = true
@@ -227,9 +233,13 @@ func TestKubeletExec(t *testing.T) {
 	})
 	t.Run("tty with size", func(t *testing.T) {
 		var out bytes.Buffer
-		// The size arrives over the resize stream shortly after the start.
-		err := run(t, f.allowed, execQuery(true, true, "sh", "-c", "sleep 0.5; stty size; tty"), remotecommand.StreamOptions{
-			Stdin: strings.NewReader(""), Stdout: &out, Tty: true, TerminalSizeQueue: &fixedSize{}})
+		// The size arrives over the resize stream after the start: the
+		// command polls for it.
+		size := &fixedSize{done: make(chan struct{})}
+		defer close(size.done)
+		script := `for i in $(seq 100); do s=$(stty size); [ "$s" = "45 123" ] && break; sleep 0.05; done; echo $s; tty`
+		err := run(t, f.allowed, execQuery(true, true, "sh", "-c", script), remotecommand.StreamOptions{
+			Stdin: strings.NewReader(""), Stdout: &out, Tty: true, TerminalSizeQueue: size})
 		if err != nil || !strings.Contains(out.String(), "45 123") || !strings.Contains(out.String(), "/dev/pts/") {
 			t.Errorf("got err %v, output %q; want the terminal size 45 123 and a /dev/pts terminal", err, out.String())
 		}
@@ -407,18 +417,31 @@ func TestContainerLogFormat(t *testing.T) {
 	}
 }
 
+// writeCRILog writes a CRI log file of records at t0, t0+1s, ...
+func writeCRILog(t *testing.T, podDir, container string, attempt int32, t0 time.Time, records ...string) {
+	t.Helper()
+	path := containerLogPath(podDir, container, attempt)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for i, r := range records {
+		fmt.Fprintf(&b, "%s %s\n", t0.Add(time.Duration(i)*time.Second).Format(time.RFC3339Nano), r)
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestKubeletContainerLogs(t *testing.T) {
 	f := newKubeletFixture(t)
 	podDir := f.fakePod(t, "ns1", "p1", RuntimeInfo{UID: "uid-1", Containers: map[string]int{}})
-	writeAttempt(t, podDir, "c", 0, "echo first-1; echo first-2")
-	waitLog(t, containerLogPath(podDir, "c", 0), 2)
-	before := time.Now()
-	time.Sleep(1100 * time.Millisecond)
-	writeAttempt(t, podDir, "c", 1, "echo a; echo b; echo c")
-	waitLog(t, containerLogPath(podDir, "c", 1), 3)
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+	writeCRILog(t, podDir, "c", 0, t0.Add(-time.Hour), "stdout F first-1", "stdout F first-2")
+	writeCRILog(t, podDir, "c", 1, t0, "stdout F a", "stderr F b", "stdout P c-", "stdout F continued", "stdout F d")
 	client := httpClient(t, f.allowed)
-	get := func(query string) (int, string) {
-		resp, err := client.Get(f.srv.URL + "/containerLogs/ns1/p1/c?" + query)
+	get := func(path string) (int, string) {
+		resp, err := client.Get(f.srv.URL + path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -430,46 +453,44 @@ func TestKubeletContainerLogs(t *testing.T) {
 		query, want string
 		code        int
 	}{
-		{"", "a\nb\nc\n", 200},
-		{"tailLines=2", "b\nc\n", 200},
+		{"", "a\nb\nc-continued\nd\n", 200},
+		{"tailLines=2", "continued\nd\n", 200},
 		{"tailLines=0", "", 200},
 		{"limitBytes=3", "a\nb", 200},
 		{"previous=true", "first-1\nfirst-2\n", 200},
 		{"previous=true&tailLines=1", "first-2\n", 200},
-		{"sinceTime=" + url.QueryEscape(before.Add(time.Second).UTC().Format(time.RFC3339)), "a\nb\nc\n", 200},
-		{"sinceSeconds=3600", "a\nb\nc\n", 200},
+		{"sinceTime=" + url.QueryEscape(t0.Add(3*time.Second).UTC().Format(time.RFC3339)), "continued\nd\n", 200},
+		{"sinceSeconds=7200", "a\nb\nc-continued\nd\n", 200},
+		{"sinceSeconds=60", "", 200},
+		{"stream=Stderr", "b\n", 200},
+		{"stream=Stdout", "a\nc-continued\nd\n", 200},
+		{"timestamps=true&tailLines=1", t0.Add(4*time.Second).Format(time.RFC3339Nano) + " d\n", 200},
+		{"timestamps=true&stream=Stderr", t0.Add(time.Second).Format(time.RFC3339Nano) + " b\n", 200},
 		{"tailLines=-1", "", 400},
+		{"limitBytes=0", "", 400},
+		{"follow=maybe", "", 400},
+		{"stream=Stdout&tailLines=1", "", 400},
 		{"sinceSeconds=1&sinceTime=2020-01-01T00:00:00Z", "", 400},
 	} {
-		code, body := get(tc.query)
+		code, body := get("/containerLogs/ns1/p1/c?" + tc.query)
 		if code != tc.code || (code == 200 && body != tc.want) {
 			t.Errorf("?%s: %d %q, want %d %q", tc.query, code, body, tc.code, tc.want)
 		}
 	}
-	code, body := get("timestamps=true")
-	re := regexp.MustCompile(`^(\S+) (a|b|c)$`)
-	for _, l := range strings.Split(strings.TrimSuffix(body, "\n"), "\n") {
-		m := re.FindStringSubmatch(l)
-		if code != 200 || m == nil {
-			t.Errorf("timestamps: %d %q", code, body)
-			break
-		}
-		if ts, err := time.Parse(time.RFC3339Nano, m[1]); err != nil || ts.Before(before) {
-			t.Errorf("timestamp %q: %v", m[1], err)
-		}
-	}
-	if code, _ := get("x=1"); code != 200 {
-		t.Errorf("plain request: %d", code)
-	}
-	resp, err := client.Get(f.srv.URL + "/containerLogs/ns1/p1/nope")
-	if err == nil {
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusNotFound {
-			t.Errorf("unknown container: %d, want 404", resp.StatusCode)
+	for path, want := range map[string]int{
+		"/containerLogs/ns1/p1/nope":            http.StatusNotFound,
+		"/containerLogs/ns1/other/c":            http.StatusNotFound,
+		"/containerLogs/ns1/p1/c":               http.StatusOK,
+		"/containerLogs/ns1/p1/c?x=1":           http.StatusOK,
+		"/containerLogs/ns1/p1/d?previous=true": http.StatusNotFound,
+	} {
+		if code, body := get(path); code != want {
+			t.Errorf("%s: %d %q, want %d", path, code, body, want)
 		}
 	}
-	if code, _ := get("previous=true"); code != 200 {
-		t.Errorf("previous: %d", code)
+	writeCRILog(t, podDir, "only-one", 0, t0, "stdout F x")
+	if code, _ := get("/containerLogs/ns1/p1/only-one?previous=true"); code != http.StatusBadRequest {
+		t.Errorf("previous of a first start: %d, want 400", code)
 	}
 }
 

@@ -142,7 +142,18 @@ func (l *containerLog) Finished() {
 	l.file.Close()
 }
 
-const logDrainTimeout = 2 * time.Second
+const (
+	// logDrainTimeout bounds the wait for a container's output after it
+	// exits: long enough for pipes to drain, short enough not to delay
+	// restarts noticeably.
+	logDrainTimeout = 2 * time.Second
+	// logFollowPoll is how often a follow looks for more lines; a tenth of a
+	// second keeps "kubectl logs -f" feeling live at little cost.
+	logFollowPoll = 100 * time.Millisecond
+	// logFinalReadDelay is how long a follow waits, after its container
+	// stopped, before the last read: the writer may still be draining pipes.
+	logFinalReadDelay = 300 * time.Millisecond
+)
 
 // logRecord is one parsed CRI log line.
 type logRecord struct {
@@ -185,6 +196,9 @@ type LogOptions struct {
 	Timestamps bool
 	// LimitBytes, when > 0, stops after that many bytes of output.
 	LimitBytes int64
+	// Stream, when "stdout" or "stderr", keeps only that stream's records
+	// (PodLogOptions.Stream "Stdout"/"Stderr"); empty keeps both.
+	Stream string
 	// Running reports whether the container whose latest log is read still
 	// runs (Follow only); nil means it does not.
 	Running func() bool
@@ -271,7 +285,7 @@ func WriteContainerLog(ctx context.Context, w io.Writer, podDir, container strin
 			if perr != nil {
 				continue
 			}
-			if !opts.Since.IsZero() && rec.time.Before(opts.Since) {
+			if !opts.Since.IsZero() && rec.time.Before(opts.Since) || opts.Stream != "" && rec.stream != opts.Stream {
 				continue
 			}
 			var out []byte
@@ -300,14 +314,14 @@ func WriteContainerLog(ctx context.Context, w io.Writer, podDir, container strin
 			select {
 			case <-ctx.Done():
 				return nil
-			case <-time.After(300 * time.Millisecond):
+			case <-time.After(logFinalReadDelay):
 			}
 			continue
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(logFollowPoll):
 		}
 	}
 }
