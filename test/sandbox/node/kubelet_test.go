@@ -26,7 +26,10 @@ import (
 	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/tools/remotecommand"
@@ -269,6 +272,13 @@ func TestKubeletExecKilledWhenStreamCloses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	waitKilledAfterCancel(t, ex)
+}
+
+// waitKilledAfterCancel runs an exec that prints its PID and sleeps, drops
+// the client's connection and checks the process is killed.
+func waitKilledAfterCancel(t *testing.T, ex remotecommand.Executor) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
@@ -655,3 +665,137 @@ func TestSARAuthorizerWithNodeCredentials(t *testing.T) {
 		t.Errorf("plain user: allowed=%v err=%v, want denied", ok, err)
 	}
 }
+
+// TestKubeletAPIThroughAPIServer drives the kubelet API as kubectl 1.37
+// does, through a real kube-apiserver: exec and port-forward over WebSocket
+// to the apiserver, which calls the kubelet with its kubelet client
+// certificate (SPDY), and logs.
+func TestKubeletAPIThroughAPIServer(t *testing.T) {
+	requireRoot(t)
+	if testing.Short() {
+		t.Skip("starts a kube-apiserver")
+	}
+	f := newKubeletFixture(t)
+	dir := t.TempDir()
+	caKP, _ := f.ca.KeyPair()
+	caFile := filepath.Join(dir, "kubelet-ca.crt")
+	if err := os.WriteFile(caFile, caKP.CertPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kc, err := f.ca.ClientCert("kube-apiserver-kubelet-client", "system:masters")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile, err := kc.Write(dir, "apiserver-kubelet-client")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := kubetest.New(t, kubetest.Options{SkipCRDs: true, APIServerArgs: []string{
+		"--kubelet-client-certificate=" + certFile, "--kubelet-client-key=" + keyFile,
+		"--kubelet-certificate-authority=" + caFile, "--kubelet-preferred-address-types=InternalIP",
+	}})
+	cs, err := kubernetes.NewForConfig(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	port, _ := strconv.Atoi(f.srv.URL[strings.LastIndex(f.srv.URL, ":")+1:])
+	n, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}}
+	n.Status.DaemonEndpoints.KubeletEndpoint.Port = int32(port)
+	if _, err := cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// No controller-manager runs to make the namespace's service account.
+	if _, err := cs.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pod, err := cs.CoreV1().Pods("default").Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "p1"},
+		Spec:       corev1.PodSpec{NodeName: "n1", Containers: []corev1.Container{{Name: "c", Image: "strait/testpod"}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctr := startProcess(t, []string{"PATH=/usr/bin:/bin", "GREETING=via-apiserver"}, "sleep", "1000")
+	podDir := f.fakePod(t, "default", "p1", RuntimeInfo{UID: string(pod.UID), HostNetwork: true, Containers: map[string]int{"c": ctr.Process.Pid}})
+	writeCRILog(t, podDir, "c", 0, time.Now().Add(-time.Minute), "stdout F line-1", "stdout F line-2")
+
+	t.Run("exec", func(t *testing.T) {
+		u := cs.CoreV1().RESTClient().Post().Resource("pods").Namespace("default").Name("p1").SubResource("exec").
+			VersionedParams(&corev1.PodExecOptions{Container: "c", Command: []string{"sh", "-c", "echo $GREETING; exit 7"}, Stdout: true, Stderr: true}, scheme.ParameterCodec).URL()
+		ex, err := remotecommand.NewWebSocketExecutor(env.Config, "GET", u.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		err = ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: &out, Stderr: io.Discard})
+		var ee utilexec.ExitError
+		if !errors.As(err, &ee) || ee.ExitStatus() != 7 || out.String() != "via-apiserver\n" {
+			t.Errorf("got err %v, output %q; want exit status 7 and via-apiserver", err, out.String())
+		}
+	})
+	t.Run("exec killed when the client goes", func(t *testing.T) {
+		u := cs.CoreV1().RESTClient().Post().Resource("pods").Namespace("default").Name("p1").SubResource("exec").
+			VersionedParams(&corev1.PodExecOptions{Container: "c", Command: []string{"sh", "-c", "echo $$; exec sleep 1000"}, Stdout: true}, scheme.ParameterCodec).URL()
+		ex, err := remotecommand.NewWebSocketExecutor(env.Config, "GET", u.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitKilledAfterCancel(t, ex)
+	})
+	t.Run("logs", func(t *testing.T) {
+		b, err := cs.CoreV1().Pods("default").GetLogs("p1", &corev1.PodLogOptions{Container: "c", TailLines: ptrTo(int64(1))}).DoRaw(ctx)
+		if err != nil || string(b) != "line-2\n" {
+			t.Errorf("logs %q %v, want line-2", b, err)
+		}
+	})
+	t.Run("port-forward", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		go func() {
+			if c, err := ln.Accept(); err == nil {
+				_, _ = c.Write([]byte("hello from the pod\n"))
+				c.Close()
+			}
+		}()
+		u := cs.CoreV1().RESTClient().Post().Resource("pods").Namespace("default").Name("p1").SubResource("portforward").URL()
+		dialer, err := portforward.NewSPDYOverWebsocketDialer(u, env.Config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop, ready := make(chan struct{}), make(chan struct{})
+		pf, err := portforward.NewOnAddresses(dialer, []string{"127.0.0.1"}, []string{"0:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)}, stop, ready, io.Discard, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		errc := make(chan error, 1)
+		go func() { errc <- pf.ForwardPorts() }()
+		defer func() { close(stop); <-errc }()
+		select {
+		case <-ready:
+		case err := <-errc:
+			t.Fatal(err)
+		}
+		ports, _ := pf.GetPorts()
+		c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(ports[0].Local))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		got, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil || got != "hello from the pod\n" {
+			t.Errorf("read %q %v", got, err)
+		}
+	})
+}
+
+func ptrTo[T any](v T) *T { return &v }
