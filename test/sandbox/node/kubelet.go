@@ -418,7 +418,10 @@ func (a *Agent) startKubeletServer(ctx context.Context) (func(), error) {
 		return nil, fmt.Errorf("kubelet API: %w", err)
 	}
 	srv := &http.Server{Handler: ks.Handler(), TLSConfig: tlsCfg, ReadHeaderTimeout: 30 * time.Second,
-		BaseContext: func(net.Listener) context.Context { return ctx }}
+		// Exec'd commands and port forwards end with the agent.
+		BaseContext: func(net.Listener) context.Context { return ctx },
+		// No HTTP/2: streaming upgrades the HTTP/1.1 connection.
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){}}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
