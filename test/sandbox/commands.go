@@ -98,7 +98,8 @@ func (l Layout) ExecCommand(ctx context.Context, ref PodRef, argv ...string) (*e
 	return cmd, nil
 }
 
-// Logs copies a container's log (the first container's when none is named).
+// Logs prints the content of a container's latest CRI log (the first
+// container's when none is named), as "kubectl logs" does.
 func (l Layout) Logs(ctx context.Context, ref PodRef, container string, w io.Writer) error {
 	pod, info, err := l.Runtime(ctx, ref)
 	if err != nil && info == nil {
@@ -110,13 +111,7 @@ func (l Layout) Logs(ctx context.Context, ref PodRef, container string, w io.Wri
 	if container == "" {
 		container = pod.Spec.Containers[0].Name
 	}
-	f, err := os.Open(filepath.Join(info.LogDir, container+".log"))
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = io.Copy(w, f)
-	return err
+	return node.WriteContainerLog(ctx, w, info.LogDir, container, node.LogOptions{TailLines: -1})
 }
 
 // Status prints the sandbox's clusters, their kubeconfigs, nodes and processes.

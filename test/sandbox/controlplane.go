@@ -50,6 +50,26 @@ func clusterPKI(c ClusterPlan, f clusterFiles, userKubeconfig, adminHostKubeconf
 	if _, _, err := serving.Write(pkiDir, "apiserver"); err != nil {
 		return err
 	}
+	// The kubelet API: each node serves it with a certificate for its
+	// InternalIP and name (CN system:node:<name>, as the kubelet's serving
+	// certificate signing requests have it), and the apiserver calls it with a
+	// client certificate of kubeadm's apiserver-kubelet-client identity.
+	for _, n := range c.Nodes {
+		kp, err := ca.ServingCert("system:node:"+n.Name, []netip.Addr{n.IP}, []string{n.Name})
+		if err != nil {
+			return err
+		}
+		if _, _, err := kp.Write(pkiDir, "kubelet-"+n.Name); err != nil {
+			return err
+		}
+	}
+	kubeletClient, err := ca.ClientCert("kube-apiserver-kubelet-client", "system:masters")
+	if err != nil {
+		return err
+	}
+	if _, _, err := kubeletClient.Write(pkiDir, "apiserver-kubelet-client"); err != nil {
+		return err
+	}
 	saKey, saPub, err := pki.NewSigningKey()
 	if err != nil {
 		return err
@@ -133,6 +153,10 @@ func controlPlaneCommands(c ClusterPlan, f clusterFiles, kubeBin string) [][]str
 			"--tls-cert-file=" + p("pki", "apiserver.crt"),
 			"--tls-private-key-file=" + p("pki", "apiserver.key"),
 			"--client-ca-file=" + p("pki", "ca.crt"),
+			"--kubelet-client-certificate=" + p("pki", "apiserver-kubelet-client.crt"),
+			"--kubelet-client-key=" + p("pki", "apiserver-kubelet-client.key"),
+			"--kubelet-certificate-authority=" + p("pki", "ca.crt"),
+			"--kubelet-preferred-address-types=InternalIP",
 			"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 			"--service-account-key-file=" + p("pki", "sa.pub"),
 			"--service-account-signing-key-file=" + p("pki", "sa.key"),

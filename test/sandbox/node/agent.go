@@ -63,6 +63,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := a.register(ctx); err != nil {
 		return fmt.Errorf("register node: %w", err)
 	}
+	stopKubeletAPI, err := a.startKubeletServer(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopKubeletAPI()
 	if err := a.setupPodNetwork(ctx); err != nil {
 		return fmt.Errorf("pod network: %w", err)
 	}
@@ -172,6 +177,7 @@ func (a *Agent) nodeStatus(ready bool) corev1.NodeStatus {
 			Type: corev1.NodeReady, Status: status, Reason: reason, Message: msg,
 			LastHeartbeatTime: now, LastTransitionTime: now,
 		}},
+		DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: KubeletPort}},
 		Addresses: []corev1.NodeAddress{
 			{Type: corev1.NodeInternalIP, Address: a.cfg.NodeIP.String()},
 			{Type: corev1.NodeHostName, Address: a.cfg.NodeName},

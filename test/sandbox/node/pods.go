@@ -105,6 +105,7 @@ func initStep(inits []*containerState) (next int, initialized, failed bool) {
 
 // RuntimeInfo is written per pod for "strait-sandbox exec" and "logs".
 type RuntimeInfo struct {
+	UID         string         `json:"uid"`
 	HostNetwork bool           `json:"hostNetwork"`
 	SandboxPID  int            `json:"sandboxPID,omitempty"`
 	Containers  map[string]int `json:"containers"` // name -> PID while running
@@ -417,7 +418,7 @@ func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, c *containerStat
 		c.waiting = &corev1.ContainerStateWaiting{Reason: "RunContainerError", Message: err.Error()}
 		return
 	}
-	logFile, err := os.OpenFile(filepath.Join(w.dir, c.spec.Name+".log"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	logFile, err := openContainerLog(w.dir, c.spec.Name, logAttempt(c))
 	if err != nil {
 		c.waiting = &corev1.ContainerStateWaiting{Reason: "RunContainerError", Message: err.Error()}
 		return
@@ -429,11 +430,13 @@ func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, c *containerStat
 	} else {
 		cmd = exec.Command(w.a.cfg.SandboxExecutable, "container-exec", "--spec", specPath)
 	}
-	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.Stdout, cmd.Stderr = logFile.Stdout, logFile.Stderr
 	cmd.Env = []string{w.a.cfg.MarkerEnv}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS}
-	if err := proc.Start(cmd); err != nil {
-		logFile.Close()
+	err = proc.Start(cmd)
+	logFile.Started()
+	if err != nil {
+		logFile.Finished()
 		c.waiting = &corev1.ContainerStateWaiting{Reason: "RunContainerError", Message: err.Error()}
 		c.nextStart = time.Now().Add(backoffBase)
 		return
@@ -448,7 +451,7 @@ func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, c *containerStat
 	c.probes = map[string]*probeState{"readiness": {last: time.Now()}, "liveness": {last: time.Now()}}
 	go func(c *containerState, cmd *exec.Cmd, exited chan struct{}) {
 		_ = cmd.Wait()
-		logFile.Close()
+		logFile.Finished()
 		close(exited)
 		w.wake()
 	}(c, cmd, c.exited)
@@ -622,7 +625,7 @@ func (w *podWorker) teardown(grace time.Duration) {
 }
 
 func (w *podWorker) writeRuntime(pod *corev1.Pod) {
-	info := RuntimeInfo{HostNetwork: pod.Spec.HostNetwork, Containers: map[string]int{}, LogDir: w.dir}
+	info := RuntimeInfo{UID: w.uid, HostNetwork: pod.Spec.HostNetwork, Containers: map[string]int{}, LogDir: w.dir}
 	if w.sandbox != nil {
 		info.SandboxPID = w.sandbox.pause.Process.Pid
 	}
