@@ -223,6 +223,7 @@ func (s *supervisor) writeNodeConfig(c ClusterPlan, n NodePlan, f clusterFiles) 
 		Dir:                 dir,
 		KubeBin:             s.kubeBin,
 		ImageBin:            s.binDir,
+		ImageDir:            "/run/strait-sandbox/images",
 		CreatedPathsFile:    s.l.createdPathsFile(),
 		StopGrace:           stopGrace,
 		MarkerEnv:           MarkerEnv + "=" + s.l.Dir,

@@ -63,6 +63,11 @@ type Config struct {
 	// KubeBin holds kube-proxy; ImageBin holds the binaries images map to.
 	KubeBin  string `json:"kubeBin"`
 	ImageBin string `json:"imageBin"`
+	// ImageDir holds the images realised as directories of programs
+	// (<ImageDir>/<image>/bin, a container's PATH); Dir/images when empty.
+	// The sandbox puts it on the node's own /run, where a pod's volume
+	// mounted at a path such as /work or /data does not hide it.
+	ImageDir string `json:"imageDir,omitempty"`
 	// CreatedPathsFile records directories created on the host as mount
 	// points, so that the sandbox can remove them.
 	CreatedPathsFile string        `json:"createdPathsFile"`

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Mount is one bind mount of a container: a volume (a directory, or a file
@@ -51,6 +53,18 @@ func ContainerExec(specPath string) error {
 	}
 	if err := syscall.Mount("none", "/", "", syscall.MS_REC|syscall.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make mounts private: %w", err)
+	}
+	// Hold every source open before the first mount: a volume mounted at
+	// /work would otherwise hide sources that live under /work (the
+	// sandbox's own state directory may), as runc resolves its mount
+	// sources first too.
+	for i, m := range spec.Mounts {
+		fd, err := unix.Open(m.Source, unix.O_PATH|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("mount %s at %s: %w", m.Source, m.Target, err)
+		}
+		defer unix.Close(fd)
+		spec.Mounts[i].Source = fmt.Sprintf("/proc/self/fd/%d", fd)
 	}
 	var created []string
 	for _, m := range spec.Mounts {

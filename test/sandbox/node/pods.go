@@ -364,7 +364,7 @@ func (w *podWorker) containerCommand(c *corev1.Container, env func(path string) 
 	if err != nil {
 		return "", nil, nil, "ErrImagePull", err
 	}
-	binDir, err := img.realise(filepath.Join(w.a.cfg.Dir, "images"), w.a.cfg.SandboxExecutable)
+	binDir, err := img.realise(w.a.imageDir(), w.a.cfg.SandboxExecutable)
 	if err != nil {
 		return "", nil, nil, "ErrImagePull", err
 	}
@@ -663,7 +663,9 @@ func (w *podWorker) status(pod *corev1.Pod) corev1.PodStatus {
 		HostIP:    w.a.cfg.NodeIP.String(),
 		HostIPs:   []corev1.HostIP{{IP: w.a.cfg.NodeIP.String()}},
 		StartTime: pod.Status.StartTime,
-		QOSClass:  corev1.PodQOSBestEffort,
+		// The apiserver sets the QoS class from the resources at creation
+		// and refuses a status that changes it.
+		QOSClass: pod.Status.QOSClass,
 	}
 	if st.StartTime == nil {
 		st.StartTime = &now
@@ -779,4 +781,12 @@ func stripTimes(st corev1.PodStatus) corev1.PodStatus {
 		st.Conditions[i].LastTransitionTime = metav1.Time{}
 	}
 	return st
+}
+
+// imageDir is where images are realised: cfg.ImageDir, or Dir/images.
+func (a *Agent) imageDir() string {
+	if a.cfg.ImageDir != "" {
+		return a.cfg.ImageDir
+	}
+	return filepath.Join(a.cfg.Dir, "images")
 }
