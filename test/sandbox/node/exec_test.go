@@ -76,3 +76,52 @@ func TestContainerExecFileMounts(t *testing.T) {
 		t.Errorf("created paths %q; want %q: mount points made, outermost first", got, wantCreated)
 	}
 }
+
+// TestContainerExecMountOverSources mounts a volume over a directory that
+// holds the source of a later mount, as a pod's emptyDir at /work does when
+// the sandbox's state directory lies under /work: every source is resolved
+// before the first mount, so the later one still finds its source.
+func TestContainerExecMountOverSources(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: container-exec mounts in a mount namespace of its own")
+	}
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	vol := filepath.Join(state, "pods", "vol")
+	empty := filepath.Join(dir, "empty")
+	for _, d := range []string{vol, empty} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(vol, "file"), []byte("in the volume\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	spec := ContainerSpec{
+		Binary: "/bin/sh",
+		Args:   []string{"sh", "-c", `ls "$1"; cat "$2/file"`, "sh", state, filepath.Join(state, "mnt")},
+		Env:    []string{"PATH=/usr/bin:/bin"},
+		Mounts: []Mount{
+			{Source: empty, Target: state},
+			{Source: vol, Target: filepath.Join(state, "mnt")},
+		},
+	}
+	data, _ := json.Marshal(spec)
+	specPath := filepath.Join(dir, "spec.json")
+	if err := os.WriteFile(specPath, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "container-exec", "--spec", specPath)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("container-exec: %v: %s", err, out)
+	}
+	if want := "mnt\nin the volume\n"; string(out) != want {
+		t.Errorf("the container saw\n%s\nwant\n%s", out, want)
+	}
+}
