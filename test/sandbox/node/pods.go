@@ -234,7 +234,7 @@ func (w *podWorker) sync(ctx context.Context, pod *corev1.Pod) {
 		for _, c := range pod.Spec.Containers {
 			w.containers = append(w.containers, &containerState{spec: c})
 		}
-		if err := os.MkdirAll(w.dir, 0o755); err != nil {
+		if err := w.claimDir(); err != nil {
 			w.setupErr = err.Error()
 		}
 	}
@@ -789,4 +789,23 @@ func (a *Agent) imageDir() string {
 		return a.cfg.ImageDir
 	}
 	return filepath.Join(a.cfg.Dir, "images")
+}
+
+// claimDir makes the pod's directory, <Dir>/pods/<namespace>_<name>, its
+// own. The directory is named after the pod, as "strait-sandbox exec" and
+// "logs" find it, so a pod of the same name made again (a StatefulSet's
+// web-0) lands in its predecessor's: the predecessor's logs, volumes and
+// files go first, or the new pod's "kubectl logs" would show the old
+// pod's output. The file "uid" records the owner.
+func (w *podWorker) claimDir() error {
+	uidFile := filepath.Join(w.dir, "uid")
+	if old, err := os.ReadFile(uidFile); err == nil && string(old) != w.uid {
+		if err := os.RemoveAll(w.dir); err != nil {
+			return fmt.Errorf("remove the directory of an earlier pod of the same name: %w", err)
+		}
+	}
+	if err := os.MkdirAll(w.dir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(uidFile, []byte(w.uid), 0o644)
 }
