@@ -53,7 +53,11 @@ func clusterPKI(c ClusterPlan, f clusterFiles, userKubeconfig, adminHostKubeconf
 	// The kubelet API: each node serves it with a certificate for its
 	// InternalIP and name (CN system:node:<name>, as the kubelet's serving
 	// certificate signing requests have it), and the apiserver calls it with a
-	// client certificate of kubeadm's apiserver-kubelet-client identity.
+	// client certificate of the identity kubeadm names
+	// apiserver-kubelet-client, in group system:masters (kubeadm 1.29 and
+	// later use a group of its own, bound to cluster-admin; the sandbox has
+	// no such binding, and the kubelet API only needs the SubjectAccessReview
+	// to allow nodes/proxy).
 	for _, n := range c.Nodes {
 		kp, err := ca.ServingCert("system:node:"+n.Name, []netip.Addr{n.IP}, []string{n.Name})
 		if err != nil {

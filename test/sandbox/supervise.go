@@ -171,11 +171,11 @@ func (s *supervisor) deployClusterDNS(ctx context.Context, c ClusterPlan) error 
 	start := time.Now()
 	cfg, err := clientcmd.BuildConfigFromFlags("", s.l.Kubeconfig(c.Name))
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: cluster DNS: %w", c.Name, err)
 	}
 	cl, err := client.New(cfg, client.Options{})
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: cluster DNS: %w", c.Name, err)
 	}
 	if err := clusterdns.Apply(ctx, cl, clusterdns.Values{DNSServiceIP: c.DNSServiceIP}); err != nil {
 		return fmt.Errorf("%s: cluster DNS: %w", c.Name, err)

@@ -294,7 +294,7 @@ func (w *podWorker) sync(ctx context.Context, pod *corev1.Pod) {
 	}
 	if failed || initialized && len(w.containers) > 0 && allDone(w.containers) {
 		// The pod is finished: its sidecars go too, as the kubelet ends them.
-		w.stopSidecars()
+		w.stopSidecars(podGrace(pod))
 	}
 	w.probe()
 	w.writeRuntime(pod)
@@ -313,7 +313,7 @@ func allDone(cs []*containerState) bool {
 
 // stopSidecars ends the pod's sidecars for good, in the background: their
 // exits are then final.
-func (w *podWorker) stopSidecars() {
+func (w *podWorker) stopSidecars(grace time.Duration) {
 	for _, c := range w.inits {
 		if !c.sidecar || c.done || c.stopping {
 			continue
@@ -323,8 +323,18 @@ func (w *podWorker) stopSidecars() {
 			continue
 		}
 		c.stopping = true
-		go proc.StopWaiting(c.cmd, w.a.cfg.StopGrace, c.exited)
+		go proc.StopWaiting(c.cmd, grace, c.exited)
 	}
+}
+
+// podGrace is the pod's terminationGracePeriodSeconds: what the kubelet
+// gives its containers between SIGTERM and SIGKILL when the pod ends
+// (30 s, the API default, when unset).
+func podGrace(pod *corev1.Pod) time.Duration {
+	if s := pod.Spec.TerminationGracePeriodSeconds; s != nil {
+		return time.Duration(*s) * time.Second
+	}
+	return 30 * time.Second
 }
 
 // all returns the pod's containers, init containers first.
