@@ -55,10 +55,14 @@ type Config struct {
 	// CableDriver is the cluster's cable driver (for the path MTU).
 	CableDriver string
 	UnderlayMTU int
-	// MasqueradeMark is the mark bit the cluster's kube-proxy sets on
-	// packets it will masquerade (1<<--iptables-masquerade-bit); 0 is
-	// kube-proxy's default, nodenet.KubeProxyMasqueradeMark.
-	MasqueradeMark uint32
+	// MasqueradeBit is the bit of the packet mark the cluster's kube-proxy
+	// sets on packets it will masquerade: its --iptables-masquerade-bit
+	// (iptables.masqueradeBit or nftables.masqueradeBit in its
+	// configuration file), 0 to 31; nil is kube-proxy's default,
+	// DefaultMasqueradeBit. The agent clears that bit on traffic from other
+	// clusters; with the wrong bit kube-proxy masquerades remote clients of
+	// Services.
+	MasqueradeBit *int
 	// LeaseName is the gateways' Lease; its holder is the active gateway.
 	LeaseName string
 	// DaemonSet is the agent's own DaemonSet: when it is gone as the agent
@@ -103,6 +107,11 @@ func New(rc *rest.Config, cfg Config) (*Agent, error) {
 	dyn, err := dynamic.NewForConfig(rc)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.MasqueradeBit != nil {
+		if err := ValidateMasqueradeBit(*cfg.MasqueradeBit); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.MetricsAddr == "" {
 		cfg.MetricsAddr = DefaultMetricsAddr
@@ -256,7 +265,7 @@ func signal(c chan struct{}) {
 
 // facts reads the informers' stores.
 func (a *Agent) facts(nodes, leases, clusters cache.Store) (Facts, error) {
-	f := Facts{Local: a.cfg.LocalCIDRs, Cable: a.cfg.CableDriver, UnderlayMTU: a.cfg.UnderlayMTU, MasqueradeMark: a.cfg.MasqueradeMark, Families: a.applier.Kernel.Families()}
+	f := Facts{Local: a.cfg.LocalCIDRs, Cable: a.cfg.CableDriver, UnderlayMTU: a.cfg.UnderlayMTU, MasqueradeBit: a.cfg.MasqueradeBit, Families: a.applier.Kernel.Families()}
 	for _, o := range nodes.List() {
 		n := o.(*corev1.Node)
 		nd := Node{Name: n.Name}

@@ -53,9 +53,11 @@ type Facts struct {
 	Remote []netip.Prefix
 	// UnderlayMTU is the MTU of the node network.
 	UnderlayMTU int
-	// MasqueradeMark is the mark bit kube-proxy sets on packets it will
-	// masquerade; 0 is its default, nodenet.KubeProxyMasqueradeMark.
-	MasqueradeMark uint32
+	// MasqueradeBit is the bit of the packet mark kube-proxy sets on
+	// packets it will masquerade (its --iptables-masquerade-bit, or
+	// iptables.masqueradeBit / nftables.masqueradeBit in its configuration
+	// file; 0 to 31); nil is its default, DefaultMasqueradeBit.
+	MasqueradeBit *int
 	// Families are the node's address families (nodenet.Kernel.Families);
 	// nil is both. Remote and local subnets of a family the node lacks are
 	// left out: it can neither route nor filter them, and a state wanting
@@ -174,12 +176,32 @@ func Compute(f Facts) (nodenet.State, error) {
 			unreachable(d)
 		}
 	}
-	mark := f.MasqueradeMark
-	if mark == 0 {
-		mark = nodenet.KubeProxyMasqueradeMark
+	bit := DefaultMasqueradeBit
+	if f.MasqueradeBit != nil {
+		bit = *f.MasqueradeBit
 	}
+	if err := ValidateMasqueradeBit(bit); err != nil {
+		return nodenet.State{}, err
+	}
+	mark := uint32(1) << bit
 	s.Chains = chains(remote, onNode(canonical(f.Local), f.Families), pathMTU, mark)
 	return s, nil
+}
+
+// DefaultMasqueradeBit is kube-proxy's default masquerade bit (its
+// --iptables-masquerade-bit, and iptables.masqueradeBit and
+// nftables.masqueradeBit in its configuration file): the mark 0x4000,
+// nodenet.KubeProxyMasqueradeMark. Clusters whose kube-proxy uses another
+// bit configure it (Config.MasqueradeBit).
+const DefaultMasqueradeBit = 14
+
+// ValidateMasqueradeBit reports a masquerade bit outside kube-proxy's
+// range, 0 to 31 (a bit of the 32-bit packet mark).
+func ValidateMasqueradeBit(bit int) error {
+	if bit < 0 || bit > 31 {
+		return fmt.Errorf("masquerade bit %d is out of range: kube-proxy's masquerade bit is 0 to 31 (default %d)", bit, DefaultMasqueradeBit)
+	}
+	return nil
 }
 
 // Scope is what the route agent owns on a node: the overlay device with its
@@ -200,7 +222,7 @@ func Scope() nodenet.Scope {
 // either of its modes, forwarding allowed both ways, TCP MSS clamped to the
 // path in both directions (each side's SYN advertises what it can receive,
 // so both are clamped). Every chain exists, empty for a family without
-// remote subnets. mark is kube-proxy's masquerade mark bit.
+// remote subnets. mark is kube-proxy's masquerade mark (1<<its bit).
 func chains(remote, local []netip.Prefix, pathMTU int, mark uint32) []nodenet.Chain {
 	var out []nodenet.Chain
 	for _, f := range nodenet.Families {

@@ -5,6 +5,10 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"k8s.io/utils/ptr"
+
+	"strait.dev/strait/pkg/nodenet"
 )
 
 func pfx(s ...string) []netip.Prefix {
@@ -347,15 +351,46 @@ func TestValidateRejectsCollidingMACs(t *testing.T) {
 }
 
 // A kube-proxy with another masquerade bit: the mark cleared is its.
-func TestComputeMasqueradeMark(t *testing.T) {
-	f := facts(n3, "n1", "10.2.0.0/16")
-	f.MasqueradeMark = 1 << 16
-	s, err := Compute(f)
-	if err != nil {
-		t.Fatal(err)
+func TestComputeMasqueradeBit(t *testing.T) {
+	for _, tc := range []struct {
+		bit  *int
+		mark string
+	}{
+		{nil, "0x4000"},
+		{ptr.To(DefaultMasqueradeBit), "0x4000"},
+		{ptr.To(16), "0x10000"},
+		{ptr.To(0), "0x1"},
+		{ptr.To(31), "0x80000000"},
+	} {
+		f := facts(n3, "n1", "10.2.0.0/16")
+		f.MasqueradeBit = tc.bit
+		s, err := Compute(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := `-A STRAIT-UNMARK-MASQ -s 10.2.0.0/16 -m comment --comment "strait: from another cluster, no kube-proxy masquerade" -j MARK --set-xmark 0x0/` + tc.mark + "\n"
+		if !strings.Contains(s.String(), want) || strings.Count(s.String(), "--set-xmark") != 1 {
+			t.Errorf("bit %v: state:\n%s\nwant the one rule %s", deref(tc.bit), s, want)
+		}
 	}
-	want := `-A STRAIT-UNMARK-MASQ -s 10.2.0.0/16 -m comment --comment "strait: from another cluster, no kube-proxy masquerade" -j MARK --set-xmark 0x0/0x10000`
-	if !strings.Contains(s.String(), want+"\n") || strings.Contains(s.String(), "0x4000") {
-		t.Errorf("state:\n%s\nwant the rule %s and no 0x4000", s, want)
+	for _, bit := range []int{-1, 32, 64} {
+		f := facts(n3, "n1", "10.2.0.0/16")
+		f.MasqueradeBit = &bit
+		if _, err := Compute(f); err == nil || !strings.Contains(err.Error(), "0 to 31") {
+			t.Errorf("bit %d: %v, want an error saying 0 to 31", bit, err)
+		}
 	}
+	// The default is the mark nodenet's documentation of kube-proxy names.
+	if uint32(1)<<DefaultMasqueradeBit != nodenet.KubeProxyMasqueradeMark {
+		t.Errorf("DefaultMasqueradeBit %d is not nodenet.KubeProxyMasqueradeMark %#x", DefaultMasqueradeBit, nodenet.KubeProxyMasqueradeMark)
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+func deref(p *int) any {
+	if p == nil {
+		return "nil"
+	}
+	return *p
 }

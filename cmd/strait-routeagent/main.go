@@ -46,6 +46,8 @@ func run() error {
 	flag.StringVar(&services, "service-cidrs", "", "comma-separated service CIDRs of the cluster (required)")
 	flag.StringVar(&cfg.CableDriver, "cable-driver", string(v1.CableDriverWireGuard), "the cluster's cable driver, for the path MTU: "+strings.Join(cabledriver.Names(), " or "))
 	flag.IntVar(&cfg.UnderlayMTU, "underlay-mtu", 1500, "MTU of the node network")
+	cfg.MasqueradeBit = flag.Int("kube-proxy-masquerade-bit", routeagent.DefaultMasqueradeBit,
+		"the bit kube-proxy marks packets to masquerade with; must match kube-proxy's --iptables-masquerade-bit / masqueradeBit (0 to 31)")
 	flag.StringVar(&cfg.LeaseName, "lease", v1.GatewayLeaseName, "the gateways' Lease, whose holder is the active gateway")
 	flag.StringVar(&cfg.DaemonSet, "daemonset", DaemonSetName, "this agent's DaemonSet: when it is gone at exit, clean up")
 	flag.StringVar(&cfg.MetricsAddr, "metrics-addr", routeagent.DefaultMetricsAddr, `address to serve Prometheus metrics on, in the node's network namespace ("-" for none)`)
@@ -67,6 +69,9 @@ func run() error {
 		return fmt.Errorf("--pod-cidrs and --service-cidrs are required")
 	}
 	cfg.LocalCIDRs = append(p, s...)
+	if err := routeagent.ValidateMasqueradeBit(*cfg.MasqueradeBit); err != nil {
+		return fmt.Errorf("--kube-proxy-masquerade-bit: %w", err)
+	}
 	if _, err := cabledriver.Get(v1.CableDriver(cfg.CableDriver)); err != nil {
 		return fmt.Errorf("--cable-driver: %w", err)
 	}

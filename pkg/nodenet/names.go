@@ -76,8 +76,8 @@ const (
 	// default (14) in both modes (--iptables-masquerade-bit, and
 	// nftables.masqueradeBit in its configuration file; kube-proxy 1.37
 	// pkg/proxy/apis/config/v1alpha1 defaults), for IPv4 and IPv6 alike.
-	// The route agent takes another (its Config.MasqueradeMark) for a
-	// kube-proxy configured with another bit.
+	// The route agent takes another bit (its --kube-proxy-masquerade-bit,
+	// routeagent.Config.MasqueradeBit) for a kube-proxy configured with one.
 	KubeProxyMasqueradeMark uint32 = 1 << 14
 	// RouteAgentJumpComment marks the route agent's jumps.
 	RouteAgentJumpComment = "strait route agent"

@@ -32,7 +32,7 @@ func imageConfig(t *testing.T) Config {
 func requireBusybox(t *testing.T) {
 	t.Helper()
 	if _, err := busyboxApplets(); err != nil {
-		t.Skipf("busybox is not installed (hack/prereqs.sh installs it): %v", err)
+		t.Fatalf("busybox is not installed (hack/prereqs.sh installs it): %v", err)
 	}
 }
 
@@ -232,7 +232,7 @@ func TestRealise(t *testing.T) {
 
 	socat, _ := lookupImage(cfg, "alpine/socat")
 	if _, ok := socat.Programs["socat"]; !ok {
-		t.Skip("socat is not installed (hack/prereqs.sh installs it)")
+		t.Fatal("socat is not installed (hack/prereqs.sh installs it)")
 	}
 	sdir, err := socat.realise(root, "/nonexistent/strait-sandbox")
 	if err != nil {

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -20,6 +19,7 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -59,10 +59,7 @@ type KubeletServer struct {
 	NodeName string
 	// PodsDir holds a directory <namespace>_<name> per pod with the pod's
 	// runtime.json and logs (the agent's <Dir>/pods).
-	PodsDir string
-	// NodeIP is the node's address; hostNetwork pods' ports are dialled on
-	// the node's loopback.
-	NodeIP     netip.Addr
+	PodsDir    string
 	Authorizer Authorizer
 	Log        *slog.Logger
 	// MarkerEnv (KEY=VALUE) is added to the environment of exec'd commands,
@@ -120,20 +117,40 @@ func (s *KubeletServer) Handler() http.Handler {
 	return s.authFilter(mux)
 }
 
-// kubeletSubresource maps a request path to the subresource of nodes its
-// authorization is asked for, as the kubelet maps them: stats, metrics, log
-// (node logs), spec, pods, healthz and configz have their own, everything
-// else (exec, attach, portForward, containerLogs, run) is proxy.
-func kubeletSubresource(path string) string {
-	for _, p := range []struct{ prefix, sub string }{
-		{"/stats", "stats"}, {"/metrics", "metrics"}, {"/logs", "log"}, {"/spec", "spec"},
-		{"/pods", "pods"}, {"/healthz", "healthz"}, {"/configz", "configz"}, {"/checkpoint", "checkpoint"},
-	} {
-		if path == p.prefix || strings.HasPrefix(path, p.prefix+"/") {
-			return p.sub
-		}
+// kubeletSubresources maps a request path to the subresources of nodes
+// its authorization is asked for, in that order, as the kubelet 1.37 maps
+// them (fine-grained authorization, KEP 2862, GA and always on there): pods,
+// healthz and configz are asked first and, when denied, proxy (which covered
+// them before, so that clients allowed proxy keep working); stats, metrics,
+// log (node logs), checkpoint, statusz and flagz (as configz) are asked on
+// their own only; everything else (exec, attach, portForward,
+// containerLogs, run) is proxy.
+func kubeletSubresources(path string) []string {
+	under := func(prefix string) bool { return path == prefix || strings.HasPrefix(path, prefix+"/") }
+	var subs []string
+	switch {
+	case under("/pods"), under("/allocatedPods"), under("/runningpods"):
+		subs = append(subs, "pods")
+	case under("/healthz"):
+		subs = append(subs, "healthz")
+	case under("/configz"):
+		subs = append(subs, "configz")
 	}
-	return "proxy"
+	switch {
+	case under("/stats"):
+		return append(subs, "stats")
+	case under("/metrics"):
+		return append(subs, "metrics")
+	case under("/logs"):
+		return append(subs, "log")
+	case under("/checkpoint"):
+		return append(subs, "checkpoint")
+	case under("/statusz"):
+		return append(subs, "statusz")
+	case under("/flagz"):
+		return append(subs, "configz")
+	}
+	return append(subs, "proxy")
 }
 
 // kubeletVerb maps an HTTP method to an authorization verb as the kubelet
@@ -156,8 +173,10 @@ func kubeletVerb(method string) string {
 
 // authFilter authenticates the client by its verified certificate (CN the
 // user, O the groups, as Kubernetes' x509 authenticator reads them, plus
-// system:authenticated) and authorizes the request on the node: 401 without
-// a verified certificate, 403 when denied.
+// system:authenticated) and authorizes the request on the node, trying each
+// of kubeletSubresources in turn until one is allowed: 401 without a
+// verified certificate, 403 when all are denied, 500 when one could not be
+// decided.
 func (s *KubeletServer) authFilter(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
@@ -167,24 +186,31 @@ func (s *KubeletServer) authFilter(next http.Handler) http.Handler {
 		leaf := r.TLS.VerifiedChains[0][0]
 		user := leaf.Subject.CommonName
 		groups := append(append([]string(nil), leaf.Subject.Organization...), "system:authenticated")
-		verb, sub := kubeletVerb(r.Method), kubeletSubresource(r.URL.Path)
-		spec := authorizationv1.SubjectAccessReviewSpec{
-			User: user, Groups: groups,
-			ResourceAttributes: &authorizationv1.ResourceAttributes{
-				Verb: verb, Group: "", Version: "v1", Resource: "nodes", Subresource: sub, Name: s.NodeName,
-			},
+		verb, subs := kubeletVerb(r.Method), kubeletSubresources(r.URL.Path)
+		allowed, reason := false, ""
+		ask := subs
+		if verb == "" {
+			ask = nil // a method the kubelet has no verb for is refused
 		}
-		allowed, reason, err := false, "", error(nil)
-		if verb != "" {
-			allowed, reason, err = s.Authorizer.Authorize(r.Context(), spec)
-		}
-		if err != nil {
-			s.log().Warn("kubelet API authorization", "user", user, "err", err)
-			http.Error(w, fmt.Sprintf("Authorization error (user=%s, verb=%s, resource=nodes, subresource=%s)", user, verb, sub), http.StatusInternalServerError)
-			return
+		for _, sub := range ask {
+			var err error
+			allowed, reason, err = s.Authorizer.Authorize(r.Context(), authorizationv1.SubjectAccessReviewSpec{
+				User: user, Groups: groups,
+				ResourceAttributes: &authorizationv1.ResourceAttributes{
+					Verb: verb, Group: "", Version: "v1", Resource: "nodes", Subresource: sub, Name: s.NodeName,
+				},
+			})
+			if err != nil {
+				s.log().Warn("kubelet API authorization", "user", user, "verb", verb, "subresource", sub, "err", err)
+				http.Error(w, fmt.Sprintf("Authorization error (user=%s, verb=%s, resource=nodes, subresource=%s)", user, verb, sub), http.StatusInternalServerError)
+				return
+			}
+			if allowed {
+				break
+			}
 		}
 		if !allowed {
-			msg := fmt.Sprintf("Forbidden (user=%s, verb=%s, resource=nodes, subresource=%s)", user, verb, sub)
+			msg := fmt.Sprintf("Forbidden (user=%s, verb=%s, resource=nodes, subresource(s)=%v)", user, verb, subs)
 			if reason != "" {
 				msg += ": " + reason
 			}
@@ -255,6 +281,38 @@ func httpError(w http.ResponseWriter, err error) {
 
 var errBadRequest = errors.New("bad request")
 
+// podRef is what a /containerLogs, /exec or /portForward path names.
+type podRef struct{ namespace, pod, uid, container string }
+
+// podRefOf reads the path values of the request's pattern and validates
+// them as the apiserver validates the objects they name: namespaces and
+// container names DNS-1123 labels, pod names DNS-1123 subdomains, UIDs
+// (when the pattern has one) non-empty without '/' or "..". They become
+// file names under PodsDir: unchecked, a container named "../../x" (sent as
+// ..%2F..%2Fx, which the mux unescapes) would read outside the pod's log
+// directory. An invalid value is errBadRequest.
+func podRefOf(r *http.Request) (podRef, error) {
+	ref := podRef{namespace: r.PathValue("namespace"), pod: r.PathValue("pod"), uid: r.PathValue("uid"), container: r.PathValue("container")}
+	var bad []string
+	check := func(what, value string, errs []string) {
+		if len(errs) > 0 {
+			bad = append(bad, fmt.Sprintf("%s %q: %s", what, value, strings.Join(errs, "; ")))
+		}
+	}
+	check("namespace", ref.namespace, validation.IsDNS1123Label(ref.namespace))
+	check("pod name", ref.pod, validation.IsDNS1123Subdomain(ref.pod))
+	if strings.Contains(r.Pattern, "{uid}") && (ref.uid == "" || strings.Contains(ref.uid, "/") || strings.Contains(ref.uid, "..")) {
+		bad = append(bad, fmt.Sprintf("pod UID %q: must be non-empty and contain neither '/' nor '..'", ref.uid))
+	}
+	if strings.Contains(r.Pattern, "{container}") {
+		check("container name", ref.container, validation.IsDNS1123Label(ref.container))
+	}
+	if len(bad) > 0 {
+		return podRef{}, fmt.Errorf("%w: invalid %s", errBadRequest, strings.Join(bad, ", invalid "))
+	}
+	return ref, nil
+}
+
 // servePods lists the pods with a runtime record on this node: name,
 // namespace, UID and containers only (the kubelet returns its full pod
 // objects).
@@ -286,7 +344,12 @@ func (s *KubeletServer) servePods(w http.ResponseWriter, _ *http.Request) {
 // with the query parameters of corev1.PodLogOptions, validated as the
 // kubelet validates them.
 func (s *KubeletServer) serveContainerLogs(w http.ResponseWriter, r *http.Request) {
-	ns, pod, container := r.PathValue("namespace"), r.PathValue("pod"), r.PathValue("container")
+	ref, err := podRefOf(r)
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	ns, pod, container := ref.namespace, ref.pod, ref.container
 	opts, err := parseLogOptions(r)
 	if err != nil {
 		httpError(w, err)
@@ -410,7 +473,7 @@ func (a *Agent) startKubeletServer(ctx context.Context) (func(), error) {
 		return nil, err
 	}
 	ks := &KubeletServer{
-		NodeName: a.cfg.NodeName, PodsDir: filepath.Join(a.cfg.Dir, "pods"), NodeIP: a.cfg.NodeIP,
+		NodeName: a.cfg.NodeName, PodsDir: filepath.Join(a.cfg.Dir, "pods"),
 		Authorizer: SARAuthorizer{Client: a.client}, Log: a.log.With("component", "kubelet-api"), MarkerEnv: a.cfg.MarkerEnv,
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(a.cfg.NodeIP.String(), strconv.Itoa(KubeletPort)))

@@ -40,7 +40,8 @@ import (
 	"strait.dev/strait/test/pki"
 )
 
-// fakeAuthorizer allows the users in allow and records what it was asked.
+// fakeAuthorizer allows the users in allow everything, and "<user>/<sub>"
+// in allow the subresource sub of nodes, and records what it was asked.
 var _ Authorizer = (*fakeAuthorizer)(nil)
 
 type fakeAuthorizer struct {
@@ -53,7 +54,24 @@ func (f *fakeAuthorizer) Authorize(_ context.Context, spec authorizationv1.Subje
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.asked = append(f.asked, spec)
-	return f.allow[spec.User], "test says no", nil
+	return f.allow[spec.User] || f.allow[spec.User+"/"+spec.ResourceAttributes.Subresource], "test says no", nil
+}
+
+// askedSince is the subresources asked about after the first n questions.
+func (f *fakeAuthorizer) askedSince(n int) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var subs []string
+	for _, a := range f.asked[n:] {
+		subs = append(subs, a.ResourceAttributes.Subresource)
+	}
+	return subs
+}
+
+func (f *fakeAuthorizer) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.asked)
 }
 
 func (f *fakeAuthorizer) last() authorizationv1.SubjectAccessReviewSpec {
@@ -101,7 +119,7 @@ func newKubeletFixture(t *testing.T) *kubeletFixture {
 	if err := os.MkdirAll(podsDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	f.ks = &KubeletServer{NodeName: "n1", PodsDir: podsDir, NodeIP: netip.MustParseAddr("127.0.0.1"), Authorizer: f.authz}
+	f.ks = &KubeletServer{NodeName: "n1", PodsDir: podsDir, Authorizer: f.authz}
 	f.srv = httptest.NewUnstartedServer(f.ks.Handler())
 	f.srv.TLS = tlsCfg
 	f.srv.StartTLS()
@@ -297,11 +315,13 @@ func waitKilledAfterCancel(t *testing.T, ex remotecommand.Executor) {
 	}
 	cancel() // closes the client's connection
 	<-done
-	deadline := time.Now().Add(5 * time.Second)
+	// The exec'd command never exits on its own: only the kill ends it.
+	// The deadline is a guard against a hang, not a bound on how fast.
+	deadline := time.Now().Add(time.Minute)
 	for pidAlive(pid) {
 		if time.Now().After(deadline) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
-			t.Fatalf("process %d still runs 5 s after the exec stream closed", pid)
+			t.Fatalf("process %d still runs a minute after the exec stream closed: not killed", pid)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -358,6 +378,104 @@ func TestKubeletAuthentication(t *testing.T) {
 	}
 }
 
+// TestKubeletAuthorizationFallsBackToProxy: as the kubelet's fine-grained
+// authorization, a request for pods, healthz or configz that is denied its
+// own subresource is asked again as proxy; others are asked once.
+func TestKubeletAuthorizationFallsBackToProxy(t *testing.T) {
+	f := newKubeletFixture(t)
+	f.authz.allow["proxy-only/proxy"] = true
+	f.authz.allow["healthz-only/healthz"] = true
+	for _, tc := range []struct {
+		user, path string
+		code       int
+		asked      []string
+	}{
+		{"proxy-only", "/healthz", http.StatusOK, []string{"healthz", "proxy"}},
+		{"proxy-only", "/pods", http.StatusOK, []string{"pods", "proxy"}},
+		{"proxy-only", "/containerLogs/ns1/p1/c", http.StatusNotFound, []string{"proxy"}},
+		{"healthz-only", "/healthz", http.StatusOK, []string{"healthz"}},
+		{"healthz-only", "/pods", http.StatusForbidden, []string{"pods", "proxy"}},
+		{"healthz-only", "/containerLogs/ns1/p1/c", http.StatusForbidden, []string{"proxy"}},
+		{"someone", "/healthz", http.StatusForbidden, []string{"healthz", "proxy"}},
+	} {
+		n := f.authz.count()
+		resp, err := httpClient(t, f.clientConfig(t, tc.user)).Get(f.srv.URL + tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.code {
+			t.Errorf("%s GET %s: %d %q, want %d", tc.user, tc.path, resp.StatusCode, body, tc.code)
+		}
+		if got := f.authz.askedSince(n); !equalStrings(got, tc.asked) {
+			t.Errorf("%s GET %s: asked about subresources %v, want %v", tc.user, tc.path, got, tc.asked)
+		}
+		if tc.code == http.StatusForbidden && !strings.Contains(string(body), fmt.Sprintf("subresource(s)=%v", tc.asked)) {
+			t.Errorf("%s GET %s: %q does not name the subresources asked, %v", tc.user, tc.path, body, tc.asked)
+		}
+	}
+}
+
+func TestKubeletSubresources(t *testing.T) {
+	for path, want := range map[string]string{
+		"/pods": "pods proxy", "/runningpods/": "pods proxy", "/healthz": "healthz proxy", "/healthz/ping": "healthz proxy",
+		"/configz": "configz proxy", "/stats/summary": "stats", "/metrics/cadvisor": "metrics", "/logs/syslog": "log",
+		"/checkpoint/ns/p/c": "checkpoint", "/flagz": "configz", "/statusz": "statusz",
+		"/exec/ns/p/c": "proxy", "/containerLogs/ns/p/c": "proxy", "/portForward/ns/p": "proxy", "/podsx": "proxy",
+	} {
+		if got := strings.Join(kubeletSubresources(path), " "); got != want {
+			t.Errorf("%s: %q, want %q", path, got, want)
+		}
+	}
+}
+
+// TestKubeletPathValidation: names in the path are checked before they
+// become file names; a container named ../../secret must not read a log
+// outside the pod's directory.
+func TestKubeletPathValidation(t *testing.T) {
+	f := newKubeletFixture(t)
+	podDir := f.fakePod(t, "ns1", "p1", RuntimeInfo{UID: "uid-1", Containers: map[string]int{}})
+	writeCRILog(t, podDir, "c", 0, time.Now(), "stdout F fine")
+	// A log outside the pod's directory: <podDir>/logs/../../secret is
+	// <PodsDir>/secret.
+	writeCRILog(t, podDir, "../../secret", 0, time.Now(), "stdout F secret-content")
+	if _, err := os.Stat(filepath.Join(f.ks.PodsDir, "secret", "0.log")); err != nil {
+		t.Fatalf("setup: %v", err)
+	}
+	client := httpClient(t, f.allowed)
+	for _, tc := range []struct {
+		method, path string
+		code         int
+		msg          string
+	}{
+		{"GET", "/containerLogs/ns1/p1/c", http.StatusOK, "fine"},
+		{"GET", "/containerLogs/ns1/p1/..%2F..%2Fsecret", http.StatusBadRequest, `invalid container name "../../secret"`},
+		{"GET", "/containerLogs/ns1/p1/C", http.StatusBadRequest, `invalid container name "C"`},
+		{"GET", "/containerLogs/NS1/p1/c", http.StatusBadRequest, `invalid namespace "NS1"`},
+		{"GET", "/containerLogs/ns1/p1%2F..%2Fp2/c", http.StatusBadRequest, `invalid pod name "p1/../p2"`},
+		{"POST", "/exec/ns1/p1/..%2Fc?command=true", http.StatusBadRequest, `invalid container name "../c"`},
+		{"POST", "/exec/ns1/p1/uid%2F..%2F1/c?command=true", http.StatusBadRequest, `invalid pod UID "uid/../1"`},
+		{"POST", "/exec/ns1/p1/uid..1/c?command=true", http.StatusBadRequest, `invalid pod UID "uid..1"`},
+		{"POST", "/portForward/ns1/..%2Fp1", http.StatusBadRequest, `invalid pod name "../p1"`},
+		{"POST", "/portForward/x_y/p1", http.StatusBadRequest, `invalid namespace "x_y"`},
+	} {
+		req, err := http.NewRequest(tc.method, f.srv.URL+tc.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.code || !strings.Contains(string(body), tc.msg) || strings.Contains(string(body), "secret-content") {
+			t.Errorf("%s %s: %d %q, want %d and %q", tc.method, tc.path, resp.StatusCode, body, tc.code, tc.msg)
+		}
+	}
+}
+
 func equalStrings(a, b []string) bool { return strings.Join(a, ",") == strings.Join(b, ",") }
 
 // writeAttempt runs a shell script as one start of container c, its output
@@ -380,9 +498,11 @@ func writeAttempt(t *testing.T, podDir, container string, attempt int32, script 
 	return cmd
 }
 
+// waitLog waits until path has the given number of lines; the minute is a
+// guard against a hang.
 func waitLog(t *testing.T, path string, lines int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		data, _ := os.ReadFile(path)
 		if bytes.Count(data, []byte("\n")) >= lines {
@@ -504,32 +624,62 @@ func TestKubeletContainerLogs(t *testing.T) {
 	}
 }
 
+// TestKubeletContainerLogsFollow follows a running container's log. The
+// container prints one line, then waits on a FIFO that the test writes only
+// once it has read that line from the follow; the lines printed after that
+// must come on the same follow, which ends when the container has exited.
+// A follow that stopped at the end of the file would miss them; one that
+// held its output back would never deliver the first line (the context is
+// a guard against that hang, not a bound on how fast anything is).
 func TestKubeletContainerLogsFollow(t *testing.T) {
 	f := newKubeletFixture(t)
 	podDir := f.fakePod(t, "ns1", "p1", RuntimeInfo{UID: "uid-1"})
-	ctr := writeAttempt(t, podDir, "c", 0, "echo one; sleep 1; echo two; sleep 1; echo three")
+	gate := filepath.Join(t.TempDir(), "gate")
+	if err := syscall.Mkfifo(gate, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctr := writeAttempt(t, podDir, "c", 0, "echo one; read go <'"+gate+"'; echo two; echo three")
 	f.fakePod(t, "ns1", "p1", RuntimeInfo{UID: "uid-1", Containers: map[string]int{"c": ctr.Process.Pid}})
-	waitLog(t, containerLogPath(podDir, "c", 0), 1)
-	resp, err := httpClient(t, f.allowed).Get(f.srv.URL + "/containerLogs/ns1/p1/c?follow=true")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.srv.URL+"/containerLogs/ns1/p1/c?follow=true", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := httpClient(t, f.allowed).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("follow: %d", resp.StatusCode)
+	}
 	br := bufio.NewReader(resp.Body)
-	start := time.Now()
 	first, err := br.ReadString('\n')
 	if err != nil || first != "one\n" {
-		t.Fatalf("first line %q %v", first, err)
+		t.Fatalf("first line %q %v; want one, streamed while the container waits", first, err)
 	}
-	if time.Since(start) > 900*time.Millisecond {
-		t.Errorf("first line took %s: not streamed", time.Since(start))
+	// Opening the FIFO waits for the container to open it for reading.
+	opened := make(chan error, 1)
+	go func() {
+		g, err := os.OpenFile(gate, os.O_WRONLY, 0)
+		if err == nil {
+			_, err = g.WriteString("go\n")
+			g.Close()
+		}
+		opened <- err
+	}()
+	select {
+	case err := <-opened:
+		if err != nil {
+			t.Fatalf("release the container: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the container never opened its FIFO")
 	}
 	rest, err := io.ReadAll(br)
 	if err != nil || string(rest) != "two\nthree\n" {
-		t.Errorf("rest %q %v", rest, err)
-	}
-	if d := time.Since(start); d < 1500*time.Millisecond || d > 6*time.Second {
-		t.Errorf("follow ended after %s; want it to end shortly after the container's exit at 2 s", d)
+		t.Errorf("after the release: %q %v; want two and three, then the end of the follow as the container exits", rest, err)
 	}
 }
 
@@ -539,7 +689,7 @@ func listenInNetns(t *testing.T, port int) int {
 	t.Helper()
 	name := fmt.Sprintf("strait-h-kubelet-%d", os.Getpid())
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Skipf("ip netns add: %v %s", err, out)
+		t.Fatalf("ip netns add: %v %s", err, out)
 	}
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
 	if out, err := exec.Command("ip", "-n", name, "link", "set", "lo", "up").CombinedOutput(); err != nil {
@@ -547,7 +697,7 @@ func listenInNetns(t *testing.T, port int) int {
 	}
 	srv := startProcess(t, os.Environ(), "ip", "netns", "exec", name, "socat",
 		fmt.Sprintf("TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork", port), "EXEC:cat")
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(time.Minute) // a guard against a hang
 	for {
 		if out, _ := exec.Command("ip", "netns", "exec", name, "ss", "-Htln").Output(); strings.Contains(string(out), "127.0.0.1:"+strconv.Itoa(port)) {
 			break
@@ -563,7 +713,7 @@ func listenInNetns(t *testing.T, port int) int {
 func TestKubeletPortForward(t *testing.T) {
 	requireRoot(t)
 	if _, err := exec.LookPath("socat"); err != nil {
-		t.Skip("needs socat")
+		t.Fatalf("socat is not installed (hack/prereqs.sh installs it): %v", err)
 	}
 	f := newKubeletFixture(t)
 	// A pod with a network namespace of its own, and a hostNetwork pod whose
@@ -609,8 +759,8 @@ func TestKubeletPortForward(t *testing.T) {
 			case <-ready:
 			case err := <-errc:
 				t.Fatal(err)
-			case <-time.After(10 * time.Second):
-				t.Fatal("port forward not ready")
+			case <-time.After(time.Minute): // a guard against a hang
+				t.Fatal("port forward never became ready")
 			}
 			ports, _ := pf.GetPorts()
 			for i := range 2 { // two connections over one forward
@@ -619,7 +769,7 @@ func TestKubeletPortForward(t *testing.T) {
 					t.Fatal(err)
 				}
 				msg := fmt.Sprintf("ping %d\n", i)
-				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				_ = c.SetDeadline(time.Now().Add(time.Minute)) // a guard against a hang
 				if _, err := c.Write([]byte(msg)); err != nil {
 					t.Fatal(err)
 				}

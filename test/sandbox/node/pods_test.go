@@ -500,7 +500,7 @@ func TestNodeResolvConf(t *testing.T) {
 	}
 	nslookup := lookHost("nslookup")
 	if nslookup == "" {
-		t.Skip("nslookup is not installed (hack/prereqs.sh installs bind9-dnsutils)")
+		t.Fatal("nslookup is not installed (hack/prereqs.sh installs bind9-dnsutils)")
 	}
 	before, err := os.ReadFile("/etc/resolv.conf")
 	if err != nil {

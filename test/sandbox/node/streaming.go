@@ -46,7 +46,12 @@ func (s *KubeletServer) idleTimeout() time.Duration {
 // over SPDY (channel.k8s.io v1 to v4) or WebSocket (v1 to v5), as the
 // kubelet's streaming server does.
 func (s *KubeletServer) serveExec(w http.ResponseWriter, r *http.Request) {
-	ns, pod, uid, container := r.PathValue("namespace"), r.PathValue("pod"), r.PathValue("uid"), r.PathValue("container")
+	ref, err := podRefOf(r)
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	ns, pod, uid, container := ref.namespace, ref.pod, ref.uid, ref.container
 	cmd := r.URL.Query()["command"]
 	if len(cmd) == 0 {
 		http.Error(w, "missing command", http.StatusBadRequest)
@@ -69,7 +74,12 @@ func (s *KubeletServer) serveExec(w http.ResponseWriter, r *http.Request) {
 // servePortForward answers /portForward/{namespace}/{pod}[/{uid}] over SPDY
 // (portforward.k8s.io) or WebSocket.
 func (s *KubeletServer) servePortForward(w http.ResponseWriter, r *http.Request) {
-	ns, pod, uid := r.PathValue("namespace"), r.PathValue("pod"), r.PathValue("uid")
+	ref, err := podRefOf(r)
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	ns, pod, uid := ref.namespace, ref.pod, ref.uid
 	if _, _, err := s.podRuntime(ns, pod, uid); err != nil {
 		httpError(w, err)
 		return
