@@ -386,8 +386,6 @@ func TestComputeMasqueradeBit(t *testing.T) {
 	}
 }
 
-func ptrTo[T any](v T) *T { return &v }
-
 func deref(p *int) any {
 	if p == nil {
 		return "nil"
