@@ -3,6 +3,8 @@ package lighthouse
 import (
 	"fmt"
 	"hash/fnv"
+
+	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
 )
 
 // Labels and annotations Lighthouse writes. The multicluster.kubernetes.io
@@ -15,8 +17,9 @@ const (
 	ManagedBy = "lighthouse.strait.dev"
 	// ManagedLabel (value "true") marks every object Lighthouse makes in an
 	// application namespace: ServiceImports, derived Services and imported
-	// EndpointSlices. straitctl leave deletes exactly these.
-	ManagedLabel = "lighthouse.strait.dev/managed"
+	// EndpointSlices. straitctl leave deletes exactly these. The key is
+	// defined in the API package, where straitctl can import it.
+	ManagedLabel = v1.LighthouseManagedLabel
 	// OriginNameLabel and OriginNamespaceLabel name the exported Service of
 	// an export record (a ServiceImport or EndpointSlice in strait-system
 	// and at the broker).

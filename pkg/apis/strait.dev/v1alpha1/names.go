@@ -33,4 +33,11 @@ const (
 	// ClusterSetPropertyName is the ClusterProperty naming the clusterset the
 	// cluster belongs to.
 	ClusterSetPropertyName = "clusterset.k8s.io"
+
+	// LighthouseManagedLabel (value "true") marks every object Lighthouse
+	// makes in an application namespace: ServiceImports, derived Services and
+	// imported EndpointSlices. It is lighthouse.ManagedLabel; it lives here
+	// because straitctl leave (pkg/member), which may not import a
+	// component, deletes exactly the objects that carry it.
+	LighthouseManagedLabel = "lighthouse.strait.dev/managed"
 )
