@@ -170,7 +170,7 @@ func runSyncer(ctx context.Context, rc *rest.Config, cfg Config, log *slog.Logge
 					schema.GroupVersionResource{Group: mcsv1beta1.GroupName, Version: "v1beta1", Resource: "serviceimports"},
 					discoveryv1.SchemeGroupVersion.WithResource("endpointslices"),
 				},
-				// STAMP StampBrokerCreation: true,
+				StampBrokerCreation: true,
 				Log:                 log,
 			}).Run(ctx)
 		}

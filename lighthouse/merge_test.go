@@ -33,7 +33,6 @@ func portsString(ps []mcsv1beta1.ServicePort) string {
 	return strings.Join(s, " ")
 }
 
-
 func reasons(m Merged) string {
 	var s []string
 	for _, c := range m.Conflicts {

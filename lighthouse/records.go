@@ -11,6 +11,7 @@ import (
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
+	"strait.dev/strait/pkg/syncer"
 )
 
 // Validity is why a ServiceExport can or cannot be exported: the reason of
@@ -96,7 +97,7 @@ func ParseExport(rec *mcsv1beta1.ServiceImport) (Export, error) {
 	if e.Cluster == "" {
 		return Export{}, fmt.Errorf("export record %s has no %s label", rec.Name, mcsv1beta1.LabelSourceCluster)
 	}
-	if t, ok := brokerCreatedAt(rec); ok {
+	if t, ok := syncer.BrokerCreatedAt(rec); ok {
 		e.Stored = t
 	}
 	for key, dst := range map[string]*map[string]string{ExportedLabelsAnnotation: &e.Labels, ExportedAnnotationsAnnotation: &e.Annotations} {
