@@ -48,7 +48,7 @@ func (f *forwarder) serve(ctx context.Context) {
 
 func (f *forwarder) handle(c net.Conn) {
 	defer c.Close()
-	up, err := dialInNetns(f.netns, f.target)
+	up, err := dialInNetns(f.netns, "tcp", f.target)
 	if err != nil {
 		f.log.Warn("forward", "target", f.target, "err", err)
 		return
@@ -68,11 +68,12 @@ func (f *forwarder) handle(c net.Conn) {
 	wg.Wait()
 }
 
-// dialInNetns opens a TCP connection from inside another network namespace.
+// dialInNetns opens a connection (network "tcp" or "udp") from inside another
+// network namespace.
 // A socket keeps the namespace it was made in, so only the dial needs the
 // thread switched; the thread is never switched back and dies with its
 // goroutine, so no other goroutine can ever run in the wrong namespace.
-func dialInNetns(netnsPath, addr string) (net.Conn, error) {
+func dialInNetns(netnsPath, network, addr string) (net.Conn, error) {
 	type result struct {
 		c   net.Conn
 		err error
@@ -90,7 +91,7 @@ func dialInNetns(netnsPath, addr string) (net.Conn, error) {
 			ch <- result{err: err}
 			return
 		}
-		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		c, err := net.DialTimeout(network, addr, 5*time.Second)
 		ch <- result{c, err}
 	}()
 	r := <-ch

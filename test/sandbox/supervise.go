@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -15,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/miekg/dns"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -185,7 +187,48 @@ func (s *supervisor) deployClusterDNS(ctx context.Context, c ClusterPlan) error 
 	if err := clusterdns.WaitAvailable(ctx, cl); err != nil {
 		return fmt.Errorf("%s: cluster DNS: %w", c.Name, err)
 	}
+	// A ready Deployment is not yet a served Service: every node's
+	// kube-proxy must have programmed the DNS service IP, or a pod's first
+	// lookups time out. Ask it from each node, as a pod there would.
+	for _, n := range c.Nodes {
+		if err := waitDNSAnswers(ctx, "/run/netns/"+NodeNS(n.Name), c.DNSServiceIP); err != nil {
+			return fmt.Errorf("%s: cluster DNS from node %s: %w", c.Name, n.Name, err)
+		}
+	}
 	s.log.Info("cluster DNS available", "cluster", c.Name, "service", c.DNSServiceIP, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// waitDNSAnswers polls the cluster DNS service at server:53 over UDP from the
+// network namespace at netnsPath until it answers the A query for the
+// kubernetes Service with NOERROR. It returns the last failure when ctx ends.
+func waitDNSAnswers(ctx context.Context, netnsPath string, server netip.Addr) error {
+	name := "kubernetes.default.svc." + clusterdns.ClusterDomain + "."
+	var last error
+	err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(context.Context) (bool, error) {
+		conn, err := dialInNetns(netnsPath, "udp", netip.AddrPortFrom(server, 53).String())
+		if err != nil {
+			last = err
+			return false, nil
+		}
+		defer conn.Close()
+		q := new(dns.Msg)
+		q.SetQuestion(name, dns.TypeA)
+		c := &dns.Client{Timeout: time.Second}
+		r, _, err := c.ExchangeWithConn(q, &dns.Conn{Conn: conn})
+		switch {
+		case err != nil:
+			last = err
+		case r.Rcode != dns.RcodeSuccess || len(r.Answer) == 0:
+			last = fmt.Errorf("%s: rcode %s, %d answers", name, dns.RcodeToString[r.Rcode], len(r.Answer))
+		default:
+			return true, nil
+		}
+		return false, nil
+	})
+	if err != nil {
+		return fmt.Errorf("%w (last: %v)", err, last)
+	}
 	return nil
 }
 

@@ -126,31 +126,28 @@ func (s *KubeletServer) Handler() http.Handler {
 // their own only; everything else (exec, attach, portForward,
 // containerLogs, run) is proxy.
 func kubeletSubresources(path string) []string {
-	under := func(prefix string) bool { return path == prefix || strings.HasPrefix(path, prefix+"/") }
-	var subs []string
-	switch {
-	case under("/pods"), under("/allocatedPods"), under("/runningpods"):
-		subs = append(subs, "pods")
-	case under("/healthz"):
-		subs = append(subs, "healthz")
-	case under("/configz"):
-		subs = append(subs, "configz")
+	for _, r := range kubeletPathSubresources {
+		for _, prefix := range r.prefixes {
+			if path == prefix || strings.HasPrefix(path, prefix+"/") {
+				return r.subs
+			}
+		}
 	}
-	switch {
-	case under("/stats"):
-		return append(subs, "stats")
-	case under("/metrics"):
-		return append(subs, "metrics")
-	case under("/logs"):
-		return append(subs, "log")
-	case under("/checkpoint"):
-		return append(subs, "checkpoint")
-	case under("/statusz"):
-		return append(subs, "statusz")
-	case under("/flagz"):
-		return append(subs, "configz")
-	}
-	return append(subs, "proxy")
+	return []string{"proxy"}
+}
+
+// kubeletPathSubresources is kubeletSubresources' table: path prefixes and
+// the subresources asked for them, in order.
+var kubeletPathSubresources = []struct{ prefixes, subs []string }{
+	{[]string{"/pods", "/allocatedPods", "/runningpods"}, []string{"pods", "proxy"}},
+	{[]string{"/healthz"}, []string{"healthz", "proxy"}},
+	{[]string{"/configz"}, []string{"configz", "proxy"}},
+	{[]string{"/stats"}, []string{"stats"}},
+	{[]string{"/metrics"}, []string{"metrics"}},
+	{[]string{"/logs"}, []string{"log"}},
+	{[]string{"/checkpoint"}, []string{"checkpoint"}},
+	{[]string{"/statusz"}, []string{"statusz"}},
+	{[]string{"/flagz"}, []string{"configz"}},
 }
 
 // kubeletVerb maps an HTTP method to an authorization verb as the kubelet

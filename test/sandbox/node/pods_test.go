@@ -303,8 +303,12 @@ func TestInitContainersAndPodFiles(t *testing.T) {
 			t.Errorf("main container's log lacks %q:\n%s", want, log)
 		}
 	}
-	if b := readContainerLog(f.podDir("init"), "socat"); !strings.Contains(b, "socat-ran\n") {
-		t.Errorf("socat container's log %q; want its entrypoint run with the args", b)
+	// The socat container starts after main and runs on its own clock.
+	if err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		log = readContainerLog(f.podDir("init"), "socat")
+		return strings.Contains(log, "socat-ran\n"), nil
+	}); err != nil {
+		t.Errorf("socat container's log %q; want its entrypoint run with the args", log)
 	}
 	if b, err := os.ReadFile("/etc/resolv.conf"); err != nil || strings.Contains(string(b), "10.96.0.10") {
 		t.Errorf("the pod's resolv.conf leaked into the test's mount namespace: %q %v", b, err)
