@@ -8,6 +8,7 @@ package lighthouse
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -38,6 +39,7 @@ type fabric struct {
 	brokerEnv *kubetest.Env
 	info      *broker.Info
 	members   map[string]*memberCluster
+	t         *testing.T // the whole test, which the agents live as long as
 }
 
 type memberCluster struct {
@@ -50,7 +52,7 @@ type memberCluster struct {
 func newFabric(t *testing.T, ids ...string) *fabric {
 	t.Helper()
 	ctx := context.Background()
-	f := &fabric{members: map[string]*memberCluster{}}
+	f := &fabric{t: t, members: map[string]*memberCluster{}}
 	f.brokerEnv = kubetest.New(t, kubetest.Options{SkipCRDs: true})
 	var err error
 	if f.info, err = broker.Deploy(ctx, f.brokerEnv.Config, broker.DeployOptions{}); err != nil {
@@ -73,12 +75,13 @@ func newFabric(t *testing.T, ids ...string) *fabric {
 	return f
 }
 
+// start runs m's agent until m.stop or the end of t.
 func (m *memberCluster) start(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	cfg := Config{ClusterID: m.id, Namespace: v1.ComponentNamespace, Workers: 2,
-		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("member", m.id)}
+		Log: slog.New(slog.NewTextHandler(testLogOut, &slog.HandlerOptions{Level: testLogLevel})).With("member", m.id)}
 	go func() { done <- Run(ctx, rest.CopyConfig(m.env.Config), cfg) }()
 	m.stop = func() {
 		cancel()
@@ -401,7 +404,8 @@ func TestLighthouse(t *testing.T) {
 	t.Run("an agent restart changes nothing", func(t *testing.T) {
 		before := versions(t, c1, "app", v1.ComponentNamespace)
 		f.members["c1"].stop()
-		f.members["c1"].start(t)
+		// Started on the whole test's t: the agent outlives this subtest.
+		f.members["c1"].start(f.t)
 		// Something new goes through the restarted agent, after the
 		// resync of everything it found.
 		mustCreate(t, c2, service("app", "probe", http), serviceExport("app", "probe", nil))
@@ -517,3 +521,14 @@ func versions(t *testing.T, c client.Client, namespaces ...string) map[string]st
 	}
 	return out
 }
+
+// testLogOut and testLogLevel: the agents' logs, warnings to stderr unless
+// STRAIT_TEST_LOG names a file, which then gets everything from Debug up.
+var testLogOut, testLogLevel = func() (io.Writer, slog.Level) {
+	if p := os.Getenv("STRAIT_TEST_LOG"); p != "" {
+		if f, err := os.Create(p); err == nil {
+			return f, slog.LevelDebug
+		}
+	}
+	return os.Stderr, slog.LevelWarn
+}()

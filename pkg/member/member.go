@@ -613,10 +613,11 @@ var lighthouseKinds = []schema.GroupVersionKind{
 	discoveryv1.SchemeGroupVersion.WithKind("EndpointSlice"),
 }
 
-// removeLighthouseObjects deletes every object of lighthouseKinds labelled
-// v1.LighthouseManagedLabel=true, in every namespace, and nothing else: a
-// user's Service or EndpointSlice lacks the label, and ServiceExports are not
-// among the kinds. Each is deleted with its UID as a precondition, so an
+// removeLighthouseObjects deletes, in every namespace, every Service and
+// EndpointSlice labelled v1.LighthouseManagedLabel=true and every
+// ServiceImport written by field manager kubeapply.FieldManagerLighthouse,
+// and nothing else: a user's Service or EndpointSlice lacks the label, and
+// ServiceExports are not among the kinds. Each is deleted with its UID as a precondition, so an
 // object made again under the same name since the list stays. A kind the
 // cluster does not serve (the MCS CRDs removed by an earlier leave) has
 // none.
@@ -624,7 +625,13 @@ func removeLighthouseObjects(ctx context.Context, c client.Client, logf func(str
 	for _, gvk := range lighthouseKinds {
 		list := &metav1.PartialObjectMetadataList{}
 		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
-		err := c.List(ctx, list, client.MatchingLabels{v1.LighthouseManagedLabel: "true"})
+		// A ServiceImport carries only the labels its exports list, so
+		// Lighthouse's are told by their field manager instead.
+		var opts []client.ListOption
+		if gvk.Kind != "ServiceImport" {
+			opts = append(opts, client.MatchingLabels{v1.LighthouseManagedLabel: "true"})
+		}
+		err := c.List(ctx, list, opts...)
 		if meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
 			continue
 		}
@@ -634,6 +641,9 @@ func removeLighthouseObjects(ctx context.Context, c client.Client, logf func(str
 		n := 0
 		for i := range list.Items {
 			obj := &list.Items[i]
+			if gvk.Kind == "ServiceImport" && !managedBy(obj, kubeapply.FieldManagerLighthouse) {
+				continue
+			}
 			obj.SetGroupVersionKind(gvk)
 			uid := obj.GetUID()
 			switch err := c.Delete(ctx, obj, client.Preconditions{UID: &uid}); {
@@ -648,6 +658,16 @@ func removeLighthouseObjects(ctx context.Context, c client.Client, logf func(str
 		}
 	}
 	return nil
+}
+
+// managedBy reports whether manager wrote any of obj's fields.
+func managedBy(obj metav1.Object, manager string) bool {
+	for _, f := range obj.GetManagedFields() {
+		if f.Manager == manager {
+			return true
+		}
+	}
+	return false
 }
 
 // waitGone waits until obj no longer exists.

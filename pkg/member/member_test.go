@@ -83,23 +83,35 @@ func endpointSlice(namespace, name, svc string, labels map[string]string) *disco
 // lighthouseObjects are what Lighthouse makes of imports, in two
 // application namespaces (app and app2, which the caller makes): a
 // ServiceImport, its derived Service and an EndpointSlice imported from
-// another cluster; a headless ServiceImport and its EndpointSlice.
+// another cluster; a headless ServiceImport and its EndpointSlice. The
+// ServiceImports carry only an exported label, not Lighthouse's: the caller
+// creates them as Lighthouse's field manager.
 func lighthouseObjects() []client.Object {
 	managed := map[string]string{v1.LighthouseManagedLabel: "true"}
 	return []client.Object{
 		&mcsv1beta1.ServiceImport{
-			ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "app", Labels: managed},
+			ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "app", Labels: map[string]string{"team": "web"}},
 			Spec: mcsv1beta1.ServiceImportSpec{Type: mcsv1beta1.ClusterSetIP,
 				Ports: []mcsv1beta1.ServicePort{{Port: 80, Protocol: corev1.ProtocolTCP}}},
 		},
 		service("app", "derived-0123456789", managed),
 		endpointSlice("app", "web-c2-0a1b2c3d", "derived-0123456789", managed),
 		&mcsv1beta1.ServiceImport{
-			ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "app2", Labels: managed},
+			ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "app2"},
 			Spec: mcsv1beta1.ServiceImportSpec{Type: mcsv1beta1.Headless,
 				Ports: []mcsv1beta1.ServicePort{{Port: 5432, Protocol: corev1.ProtocolTCP}}},
 		},
 		endpointSlice("app2", "db-c2-4e5f6a7b", "db", managed),
+	}
+}
+
+// createAsLighthouse creates objs as Lighthouse's field manager.
+func createAsLighthouse(t *testing.T, c client.Client, objs []client.Object) {
+	t.Helper()
+	for _, o := range objs {
+		if err := c.Create(context.Background(), o, client.FieldOwner(kubeapply.FieldManagerLighthouse)); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -425,14 +437,22 @@ func TestJoinLeave(t *testing.T) {
 		service("app", "web", nil),
 		endpointSlice("app", "web-x7k2p", "web", nil),
 		&mcsv1beta1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "app"}},
+		// A ServiceImport someone else wrote by hand, with the label
+		// Lighthouse puts on what it makes: not Lighthouse's.
+		&mcsv1beta1.ServiceImport{
+			ObjectMeta: metav1.ObjectMeta{Name: "manual", Namespace: "app", Labels: map[string]string{v1.LighthouseManagedLabel: "true"}},
+			Spec: mcsv1beta1.ServiceImportSpec{Type: mcsv1beta1.Headless,
+				Ports: []mcsv1beta1.ServicePort{{Port: 53, Protocol: corev1.ProtocolUDP}}},
+		},
 		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "strait-viewer", Labels: map[string]string{"app.kubernetes.io/part-of": "strait"}}},
 	}
 	made := lighthouseObjects()
-	for _, o := range append(slices.Clone(user), made...) {
+	for _, o := range user {
 		if err := c.Create(ctx, o); err != nil {
 			t.Fatal(err)
 		}
 	}
+	createAsLighthouse(t, c, made)
 	// A gateway pod of the DaemonSet, which takes its time to stop.
 	gwDS := &unstructured.Unstructured{}
 	gwDS.SetAPIVersion("apps/v1")
@@ -673,14 +693,15 @@ func TestLeaveWaitsForLighthouse(t *testing.T) {
 		t.Fatalf("join: %v", err)
 	}
 	made := lighthouseObjects()
-	for _, o := range append([]client.Object{
+	for _, o := range []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "app"}},
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "app2"}},
-	}, made...) {
+	} {
 		if err := c.Create(ctx, o); err != nil {
 			t.Fatal(err)
 		}
 	}
+	createAsLighthouse(t, c, made)
 	d := &appsv1.Deployment{}
 	if err := c.Get(ctx, client.ObjectKey{Namespace: v1.ComponentNamespace, Name: lighthouseName}, d); err != nil {
 		t.Fatalf("the Lighthouse Deployment after join: %v", err)
