@@ -172,13 +172,20 @@ func (im *importer) syncSlices(ctx context.Context, key types.NamespacedName, m 
 	}
 	bound := map[string]bool{}
 	if m.Spec.Type == mcsv1beta1.ClusterSetIP {
-		health, err := im.health(ctx)
+		health, active, err := im.health(ctx)
 		if err != nil {
 			return err
 		}
 		var sources []Source
 		for _, s := range bySource {
 			sources = append(sources, *s)
+			// With an active gateway, a remote cluster it has no
+			// connection to is as unreachable as one in error (its
+			// gateways are gone, say); without one, nothing is known
+			// and every cluster counts as healthy.
+			if _, ok := health[s.Cluster]; active && !ok && s.Cluster != im.cfg.ClusterID {
+				health[s.Cluster] = ClusterHealth{Error: true}
+			}
 		}
 		var ports []string
 		for _, p := range m.Spec.Ports {
@@ -226,16 +233,18 @@ func (im *importer) syncSlices(ctx context.Context, key types.NamespacedName, m 
 // health reads the local active gateway's connections: per remote cluster,
 // whether its connection is in error and its mean RTT. A cluster with
 // several connections counts as in error only when none is connected.
-func (im *importer) health(ctx context.Context) (map[string]ClusterHealth, error) {
+// active is false when the cluster has no active gateway.
+func (im *importer) health(ctx context.Context) (_ map[string]ClusterHealth, active bool, _ error) {
 	var gws v1.GatewayList
 	if err := im.c.List(ctx, &gws, client.InNamespace(im.cfg.Namespace)); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	out := map[string]ClusterHealth{}
 	for _, gw := range gws.Items {
 		if gw.Status.HAStatus != v1.HAStatusActive {
 			continue
 		}
+		active = true
 		connected := map[string]bool{}
 		for _, c := range gw.Status.Connections {
 			id := string(c.ClusterID)
@@ -253,7 +262,7 @@ func (im *importer) health(ctx context.Context) (map[string]ClusterHealth, error
 			out[id] = h
 		}
 	}
-	return out, nil
+	return out, active, nil
 }
 
 // remove deletes the service's ServiceImport (when Lighthouse made it),

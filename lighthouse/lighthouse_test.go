@@ -32,6 +32,7 @@ import (
 	"strait.dev/strait/broker"
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
 	"strait.dev/strait/pkg/scheme"
+	"strait.dev/strait/pkg/syncer"
 	"strait.dev/strait/test/kubetest"
 )
 
@@ -348,6 +349,18 @@ func TestLighthouse(t *testing.T) {
 	t.Run("conflict: the oldest export wins, Conflict on both", func(t *testing.T) {
 		other := svcPort("http", corev1.ProtocolTCP, 8080)
 		sctp := svcPort("sctp", corev1.ProtocolSCTP, 9000)
+		// The broker stamps have second precision, and exports stored
+		// in the same second go by cluster ID (c1 first): start c1's in
+		// a later second than c2's was stored, as it would be in life.
+		var rec mcsv1beta1.ServiceImport
+		if err := c2.Get(ctx, types.NamespacedName{Namespace: v1.ComponentNamespace, Name: ExportRecordName("web", "app", "c2")}, &rec); err != nil {
+			t.Fatal(err)
+		}
+		stored, ok := syncer.BrokerCreatedAt(&rec)
+		if !ok {
+			t.Fatalf("c2's record has no broker stamp: %v", rec.Annotations)
+		}
+		time.Sleep(time.Until(stored.Add(time.Second)))
 		mustCreate(t, c1, service("app", "web", other, sctp), localSlice("app", "web", "web-xyz", []corev1.ServicePort{other, sctp}, "10.1.0.7"),
 			serviceExport("app", "web", map[string]string{"exported": "other"}))
 		for id, c := range map[string]client.Client{"c1": c1, "c2": c2} {
@@ -387,6 +400,16 @@ func TestLighthouse(t *testing.T) {
 		// is bound for dns, which c1 does not offer.
 		setGateway(t, c1, v1.ConnectionError)
 		eventually(t, "c2's slice unbound in c1", func() string {
+			if got := importState(c1, "app", "web"); !strings.HasSuffix(got, "slices=c1:true:10.1.0.7 c2:false:10.2.0.5") {
+				return got
+			}
+			return ""
+		})
+		// Gateways gone in c2: c1's active gateway has no connection to
+		// it at all, which is no better than one in error.
+		setGateway(t, c1, v1.Connected)
+		setGateway(t, c1, "")
+		eventually(t, "c2's slice unbound in c1 without a connection", func() string {
 			if got := importState(c1, "app", "web"); !strings.HasSuffix(got, "slices=c1:true:10.1.0.7 c2:false:10.2.0.5") {
 				return got
 			}
@@ -480,7 +503,7 @@ func TestLighthouse(t *testing.T) {
 }
 
 // setGateway makes c's active Gateway report its connection to c2 as
-// status.
+// status, or no connection when status is "".
 func setGateway(t *testing.T, c client.Client, status v1.ConnectionStatus) {
 	t.Helper()
 	ctx := context.Background()
@@ -490,10 +513,13 @@ func setGateway(t *testing.T, c client.Client, status v1.ConnectionStatus) {
 	} else if err != nil {
 		t.Fatal(err)
 	}
-	gw.Status = v1.GatewayStatus{HAStatus: v1.HAStatusActive, Connections: []v1.Connection{{
-		ClusterID: "c2", Endpoint: "c2-gw", Status: status,
-		LatencyRTT: &v1.LatencyRTT{Last: metav1.Duration{Duration: time.Millisecond}, Min: metav1.Duration{Duration: time.Millisecond}, Average: metav1.Duration{Duration: time.Millisecond}, Max: metav1.Duration{Duration: time.Millisecond}},
-	}}}
+	gw.Status = v1.GatewayStatus{HAStatus: v1.HAStatusActive}
+	if status != "" {
+		gw.Status.Connections = []v1.Connection{{
+			ClusterID: "c2", Endpoint: "c2-gw", Status: status,
+			LatencyRTT: &v1.LatencyRTT{Last: metav1.Duration{Duration: time.Millisecond}, Min: metav1.Duration{Duration: time.Millisecond}, Average: metav1.Duration{Duration: time.Millisecond}, Max: metav1.Duration{Duration: time.Millisecond}},
+		}}
+	}
 	if err := c.Status().Update(ctx, gw); err != nil {
 		t.Fatal(err)
 	}
