@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -100,6 +101,12 @@ func Run(ctx context.Context, rc *rest.Config, cfg Config) error {
 		LeaderElectionID:              LeaseName,
 		LeaderElectionNamespace:       cfg.Namespace,
 		LeaderElectionReleaseOnCancel: true,
+		// Gateways are read only in the component namespace, which is all
+		// the RBAC grants (deploy/manifests/lighthouse.yaml): a cluster-wide
+		// watch would be forbidden and keep every controller from starting.
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&v1.Gateway{}: {Namespaces: map[string]cache.Config{cfg.Namespace: {}}},
+		}},
 	})
 	if err != nil {
 		return fmt.Errorf("lighthouse manager: %w", err)

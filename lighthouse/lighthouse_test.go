@@ -30,6 +30,7 @@ import (
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	"strait.dev/strait/broker"
+	"strait.dev/strait/deploy/manifests"
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
 	"strait.dev/strait/pkg/scheme"
 	"strait.dev/strait/pkg/syncer"
@@ -70,6 +71,7 @@ func newFabric(t *testing.T, ids ...string) *fabric {
 		}
 		mustCreate(t, m.c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: v1.ComponentNamespace}})
 		mustCreate(t, m.c, broker.CredentialSecret(v1.ComponentNamespace, f.info, tok))
+		applyRBAC(t, m.c)
 		f.members[id] = m
 		m.start(t)
 	}
@@ -83,7 +85,14 @@ func (m *memberCluster) start(t *testing.T) {
 	done := make(chan error, 1)
 	cfg := Config{ClusterID: m.id, Namespace: v1.ComponentNamespace, Workers: 2,
 		Log: slog.New(slog.NewTextHandler(testLogOut, &slog.HandlerOptions{Level: testLogLevel})).With("member", m.id)}
-	go func() { done <- Run(ctx, rest.CopyConfig(m.env.Config), cfg) }()
+	// The agent runs as its ServiceAccount, with exactly the RBAC the
+	// manifest grants it.
+	rc := rest.CopyConfig(m.env.Config)
+	rc.Impersonate = rest.ImpersonationConfig{
+		UserName: "system:serviceaccount:" + v1.ComponentNamespace + ":" + agentName,
+		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + v1.ComponentNamespace, "system:authenticated"},
+	}
+	go func() { done <- Run(ctx, rc, cfg) }()
 	m.stop = func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -92,6 +101,29 @@ func (m *memberCluster) start(t *testing.T) {
 		m.stop = func() {}
 	}
 	t.Cleanup(func() { m.stop() })
+}
+
+// agentName is the agent's ServiceAccount (deploy/manifests/lighthouse.yaml).
+const agentName = "strait-lighthouse"
+
+// applyRBAC applies the ServiceAccount and RBAC of lighthouse.yaml as join
+// renders it, without the Deployment: the test runs the agents itself.
+func applyRBAC(t *testing.T, c client.Client) {
+	t.Helper()
+	objs, err := manifests.Render("lighthouse.yaml", manifests.GatewayValues{Namespace: v1.ComponentNamespace,
+		ClusterID: "c0", PodCIDRs: "10.0.0.0/16", ServiceCIDRs: "10.100.0.0/16", CableDriver: "wireguard", ImageRepository: "strait", ImageTag: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		if o.GetKind() == "Deployment" {
+			continue
+		}
+		if o.GetName() != agentName {
+			t.Fatalf("%s %s in lighthouse.yaml, want %s", o.GetKind(), o.GetName(), agentName)
+		}
+		mustCreate(t, c, o)
+	}
 }
 
 func mustClient(t *testing.T, cfg *rest.Config) client.Client {

@@ -15,10 +15,11 @@ const (
 	// every EndpointSlice Lighthouse writes (discoveryv1.LabelManagedBy),
 	// so that the cluster's EndpointSlice controller leaves them alone.
 	ManagedBy = "lighthouse.strait.dev"
-	// ManagedLabel (value "true") marks every object Lighthouse makes in an
-	// application namespace: ServiceImports, derived Services and imported
-	// EndpointSlices. straitctl leave deletes exactly these. The key is
-	// defined in the API package, where straitctl can import it.
+	// ManagedLabel (value "true") marks the derived Services and imported
+	// EndpointSlices Lighthouse makes in application namespaces; straitctl
+	// leave deletes these, and the ServiceImports Lighthouse's field manager
+	// wrote. The key is defined in the API package, where straitctl can
+	// import it.
 	ManagedLabel = v1.LighthouseManagedLabel
 	// OriginNameLabel and OriginNamespaceLabel name the exported Service of
 	// an export record (a ServiceImport or EndpointSlice in strait-system
@@ -34,8 +35,6 @@ const (
 	// every cluster reach the service's clusters: TrafficPolicyLocalFirst
 	// (the default) or TrafficPolicyBalanced.
 	TrafficPolicyAnnotation = "lighthouse.strait.dev/traffic-policy"
-	// DerivedServiceAnnotation on a ServiceImport names its derived Service.
-	DerivedServiceAnnotation = "lighthouse.strait.dev/derived-service"
 )
 
 // TrafficPolicy is the value of TrafficPolicyAnnotation.

@@ -34,10 +34,12 @@ const (
 	// cluster belongs to.
 	ClusterSetPropertyName = "clusterset.k8s.io"
 
-	// LighthouseManagedLabel (value "true") marks every object Lighthouse
-	// makes in an application namespace: ServiceImports, derived Services and
-	// imported EndpointSlices. It is lighthouse.ManagedLabel; it lives here
-	// because straitctl leave (pkg/member), which may not import a
-	// component, deletes exactly the objects that carry it.
+	// LighthouseManagedLabel (value "true") marks the derived Services and
+	// imported EndpointSlices Lighthouse makes in application namespaces
+	// (ServiceImports carry only their exports' exported labels; Lighthouse's
+	// are told by their field manager, strait-lighthouse). It is
+	// lighthouse.ManagedLabel; it lives here because straitctl leave
+	// (pkg/member), which may not import a component, deletes the objects
+	// that carry it.
 	LighthouseManagedLabel = "lighthouse.strait.dev/managed"
 )
