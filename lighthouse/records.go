@@ -3,7 +3,6 @@ package lighthouse
 import (
 	"encoding/json"
 	"fmt"
-	"maps"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -169,12 +168,4 @@ func ImportedSlice(rec *discoveryv1.EndpointSlice, local string, bound bool, own
 		out.Endpoints = append(out.Endpoints, ep)
 	}
 	return out
-}
-
-// exportedLabels and exportedAnnotations copy m without nil.
-func copyMap(m map[string]string) map[string]string {
-	if len(m) == 0 {
-		return nil
-	}
-	return maps.Clone(m)
 }
