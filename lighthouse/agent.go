@@ -9,6 +9,7 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
@@ -227,12 +228,24 @@ func (m mapper) recordOrigin(_ context.Context, o client.Object) []reconcile.Req
 }
 
 // importKey: an export record affects its origin's import; a ServiceImport
-// elsewhere is an import (changed or deleted by someone: put it back).
+// elsewhere is an import (changed or deleted by someone: put it back),
+// unless it is a record (labelled with a cluster ID) outside the component
+// namespace: the broker's copies, where this cluster hosts the broker.
 func (m mapper) importKey(ctx context.Context, o client.Object) []reconcile.Request {
 	if o.GetNamespace() == m.ns {
 		return m.recordOrigin(ctx, o)
 	}
+	if isRecord(o) {
+		return nil
+	}
 	return one(o.GetNamespace(), o.GetName())
+}
+
+// isRecord reports whether o is an export or slice record (or a broker
+// copy of one): records carry the owning cluster's ID, imports never do.
+func isRecord(o metav1.Object) bool {
+	_, ok := o.GetLabels()[v1.ClusterIDLabel]
+	return ok
 }
 
 // sliceImportKey: a slice record affects its origin's import, an imported
@@ -242,7 +255,7 @@ func (m mapper) sliceImportKey(ctx context.Context, o client.Object) []reconcile
 		return m.recordOrigin(ctx, o)
 	}
 	l := o.GetLabels()
-	if l[discoveryv1.LabelManagedBy] != ManagedBy || l[mcsv1beta1.LabelServiceName] == "" {
+	if isRecord(o) || l[discoveryv1.LabelManagedBy] != ManagedBy || l[mcsv1beta1.LabelServiceName] == "" {
 		return nil
 	}
 	return one(o.GetNamespace(), l[mcsv1beta1.LabelServiceName])

@@ -221,7 +221,7 @@ func (im *importer) syncSlices(ctx context.Context, key types.NamespacedName, m 
 		return err
 	}
 	for i := range have.Items {
-		if !want[have.Items[i].Name] {
+		if !want[have.Items[i].Name] && !isRecord(&have.Items[i]) {
 			if err := kubeapply.Delete(ctx, im.c, &have.Items[i]); err != nil {
 				return err
 			}
@@ -274,6 +274,9 @@ func (im *importer) remove(ctx context.Context, key types.NamespacedName) error 
 		return err
 	}
 	for i := range have.Items {
+		if isRecord(&have.Items[i]) {
+			continue // a broker copy, where this cluster hosts the broker
+		}
 		if err := kubeapply.Delete(ctx, im.c, &have.Items[i]); err != nil {
 			return err
 		}
@@ -285,7 +288,7 @@ func (im *importer) remove(ctx context.Context, key types.NamespacedName) error 
 		}
 	}
 	var si mcsv1beta1.ServiceImport
-	if err := im.c.Get(ctx, key, &si); err == nil && managedByUs(&si) {
+	if err := im.c.Get(ctx, key, &si); err == nil && managedByUs(&si) && !isRecord(&si) {
 		if err := kubeapply.Delete(ctx, im.c, &si, client.Preconditions{UID: &si.UID}); err != nil && !apierrors.IsConflict(err) {
 			return err
 		}

@@ -51,17 +51,32 @@ type memberCluster struct {
 	stop func()
 }
 
-func newFabric(t *testing.T, ids ...string) *fabric {
+// newFabric runs a broker in an apiserver of its own and a member with a
+// running agent per ID.
+func newFabric(t *testing.T, ids ...string) *fabric { return buildFabric(t, false, ids...) }
+
+// buildFabric is newFabric; with hostBroker the first member's apiserver
+// hosts the broker too, as a user's first cluster often does.
+func buildFabric(t *testing.T, hostBroker bool, ids ...string) *fabric {
 	t.Helper()
 	ctx := context.Background()
 	f := &fabric{t: t, members: map[string]*memberCluster{}}
-	f.brokerEnv = kubetest.New(t, kubetest.Options{SkipCRDs: true})
+	if hostBroker {
+		f.brokerEnv = kubetest.New(t, kubetest.Options{})
+	} else {
+		f.brokerEnv = kubetest.New(t, kubetest.Options{SkipCRDs: true})
+	}
 	var err error
 	if f.info, err = broker.Deploy(ctx, f.brokerEnv.Config, broker.DeployOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	for i, id := range ids {
-		m := &memberCluster{id: id, env: kubetest.New(t, kubetest.Options{})}
+		m := &memberCluster{id: id}
+		if hostBroker && i == 0 {
+			m.env = f.brokerEnv
+		} else {
+			m.env = kubetest.New(t, kubetest.Options{})
+		}
 		m.c = mustClient(t, m.env.Config)
 		tok, err := broker.Enroll(ctx, f.info, broker.Member{ClusterID: id, ClusterUID: "uid-" + id,
 			PodCIDRs:     []netip.Prefix{netip.MustParsePrefix(fmt.Sprintf("10.%d.0.0/16", i+1))},
@@ -590,3 +605,62 @@ var testLogOut, testLogLevel = func() (io.Writer, slog.Level) {
 	}
 	return os.Stderr, slog.LevelWarn
 }()
+
+// TestLighthouseBrokerInMember: c1 hosts the broker, so its agent also sees
+// the broker's copies of every record (ServiceImports and EndpointSlices in
+// strait-broker). They are records, not imports: the agent must leave them
+// alone, or c2's exports are deleted at the broker as fast as c2's syncer
+// makes them again.
+func TestLighthouseBrokerInMember(t *testing.T) {
+	f := buildFabric(t, true, "c1", "c2")
+	c1, c2 := f.members["c1"].c, f.members["c2"].c
+	ctx := context.Background()
+	http := svcPort("http", corev1.ProtocolTCP, 80)
+	for _, c := range []client.Client{c1, c2} {
+		mustCreate(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "app"}})
+	}
+	mustCreate(t, c2, service("app", "web", http), localSlice("app", "web", "web-abc", []corev1.ServicePort{http}, "10.2.0.5"),
+		serviceExport("app", "web", nil))
+	eventually(t, "c1 imports app/web", func() string {
+		if got := importState(c1, "app", "web"); got != "ClusterSetIP ports=http:TCP/80 ips=1 clusters=c2 slices=c2:true:10.2.0.5" {
+			return got
+		}
+		return ""
+	})
+	uids := func() map[string]string {
+		out := map[string]string{}
+		var sis mcsv1beta1.ServiceImportList
+		var sls discoveryv1.EndpointSliceList
+		for _, l := range []client.ObjectList{&sis, &sls} {
+			if err := c1.List(ctx, l, client.InNamespace(v1.BrokerNamespace)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, o := range sis.Items {
+			out["ServiceImport "+o.Name] = string(o.UID)
+		}
+		for _, o := range sls.Items {
+			out["EndpointSlice "+o.Name] = string(o.UID)
+		}
+		return out
+	}
+	before := uids()
+	if len(before) != 2 {
+		t.Fatalf("broker copies %v, want c2's export record and slice record", before)
+	}
+	// Another export's round trip: whatever the agent did to the first
+	// one's copies meanwhile, it has done by then.
+	mustCreate(t, c2, service("app", "api", http), serviceExport("app", "api", nil))
+	eventually(t, "c1 imports app/api", func() string {
+		if got := importState(c1, "app", "api"); !strings.HasPrefix(got, "ClusterSetIP") {
+			return got
+		}
+		return ""
+	})
+	after := uids()
+	for k, uid := range before {
+		if after[k] != uid {
+			t.Errorf("%s at the broker: uid %q, was %q (deleted and made again)", k, after[k], uid)
+		}
+	}
+}

@@ -68,9 +68,12 @@ type Config struct {
 // makes a copy differ from its source.
 const BrokerCreatedAtAnnotation = "strait.dev/broker-created-at"
 
-// FieldManager is the field manager of the syncer's patches of
-// BrokerCreatedAtAnnotation onto the local cluster's own objects: that
-// component's server-side applies neither own the annotation nor remove it.
+// FieldManager is the field manager of every write of the syncer: the
+// copies it creates and updates (on both sides), and its patches of
+// BrokerCreatedAtAnnotation onto the local cluster's own objects, so that
+// the component's server-side applies neither own the annotation nor remove
+// it, and a component can tell its own writes (its binary's name is the
+// default field manager) from the syncer's.
 const FieldManager = "strait-syncer"
 
 // BrokerCreatedAt returns the time in obj's BrokerCreatedAtAnnotation, in
@@ -291,7 +294,7 @@ func (s *Syncer) sync(ctx context.Context, k key) error {
 // sameContent says it already matches.
 func upsert(ctx context.Context, api dynamic.ResourceInterface, want, cur *unstructured.Unstructured) error {
 	if cur == nil {
-		_, err := api.Create(ctx, want, metav1.CreateOptions{})
+		_, err := api.Create(ctx, want, metav1.CreateOptions{FieldManager: FieldManager})
 		if apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("create %s: %w (the cache is behind; retrying)", want.GetName(), err)
 		}
@@ -302,7 +305,7 @@ func upsert(ctx context.Context, api dynamic.ResourceInterface, want, cur *unstr
 	}
 	want.SetResourceVersion(cur.GetResourceVersion())
 	want.SetUID(cur.GetUID())
-	_, err := api.Update(ctx, want, metav1.UpdateOptions{})
+	_, err := api.Update(ctx, want, metav1.UpdateOptions{FieldManager: FieldManager})
 	return err
 }
 
