@@ -212,6 +212,16 @@ func (im *importer) syncSlices(ctx context.Context, key types.NamespacedName, m 
 		if err != nil && !apierrors.IsNotFound(err) {
 			return err
 		}
+		// Binding or unbinding changes kubernetes.io/service-name, and
+		// kube-proxy keys its endpoints by that label as it sees a slice
+		// now: an update that removes or changes it leaves the endpoints
+		// under the old Service for good (k8s pkg/proxy
+		// endpointslicecache). Such a slice is deleted and made again.
+		if err == nil && cur.Labels[discoveryv1.LabelServiceName] != sl.Labels[discoveryv1.LabelServiceName] {
+			if err := kubeapply.Delete(ctx, im.c, &cur, client.Preconditions{UID: &cur.UID}); err != nil && !apierrors.IsConflict(err) {
+				return err
+			}
+		}
 		if err := kubeapply.Apply(ctx, im.c, sl, kubeapply.FieldManagerLighthouse); err != nil {
 			return err
 		}
