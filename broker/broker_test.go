@@ -10,9 +10,12 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	"strait.dev/strait/broker"
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
@@ -38,6 +41,35 @@ func endpoint(name, owner, clusterID string) *v1.Endpoint {
 		Spec: v1.EndpointSpec{
 			ClusterID: v1.ClusterID(clusterID), Hostname: name, PrivateIPs: v1.DualStackIPs{"192.168.1.11"},
 			Subnets: []v1.CIDR{"10.1.0.0/16"}, CableDriver: v1.CableDriverVXLAN, VXLAN: &v1.VXLANConfig{VNI: 100, Port: 4800},
+		},
+	}
+}
+
+// exportRecords are a ServiceImport and an EndpointSlice as Lighthouse
+// publishes them for Service demo/web, labelled with owner's cluster ID and,
+// unless source is "", with source as the MCS source cluster.
+func exportRecords(owner, source string) []client.Object {
+	labels := func() map[string]string {
+		l := map[string]string{v1.ClusterIDLabel: owner}
+		if source != "" {
+			l[mcsv1beta1.LabelSourceCluster] = source
+		}
+		return l
+	}
+	meta := func(name string) metav1.ObjectMeta {
+		return metav1.ObjectMeta{Name: name, Namespace: v1.BrokerNamespace, Labels: labels()}
+	}
+	return []client.Object{
+		&mcsv1beta1.ServiceImport{
+			ObjectMeta: meta("web.demo." + owner),
+			Spec: mcsv1beta1.ServiceImportSpec{Type: mcsv1beta1.ClusterSetIP,
+				Ports: []mcsv1beta1.ServicePort{{Name: "http", Protocol: corev1.ProtocolTCP, Port: 80}}},
+		},
+		&discoveryv1.EndpointSlice{
+			ObjectMeta:  meta("web.demo." + owner + ".0a1b2c3d"),
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"10.1.0.5"}}},
+			Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Protocol: ptr.To(corev1.ProtocolTCP), Port: ptr.To[int32](8080)}},
 		},
 	}
 }
@@ -159,6 +191,48 @@ func TestDeployEnrollAndIsolation(t *testing.T) {
 	})
 	t.Run("c1 cannot delete c2's objects", func(t *testing.T) {
 		forbidden(t, c1.Delete(ctx, endpoint("c2-gw", "c2", "c2")), "owned by cluster c2")
+	})
+	t.Run("c1 cannot publish records labelled with another source cluster", func(t *testing.T) {
+		for _, obj := range exportRecords("c1", "c2") {
+			forbidden(t, c1.Create(ctx, obj), "cluster c1 may only label its records multicluster.kubernetes.io/source-cluster=c1, not 'c2'")
+		}
+	})
+	t.Run("c1 publishes records of its own source cluster", func(t *testing.T) {
+		for _, obj := range exportRecords("c1", "c1") {
+			if err := c1.Create(ctx, obj); err != nil {
+				t.Fatalf("c1 creates %T %s: %v", obj, obj.GetName(), err)
+			}
+		}
+		// Without the MCS label (a ServiceImport needs none) is fine too.
+		for _, obj := range exportRecords("c1", "") {
+			obj.SetName(obj.GetName() + "-unlabelled")
+			if err := c1.Create(ctx, obj); err != nil {
+				t.Fatalf("c1 creates %T %s: %v", obj, obj.GetName(), err)
+			}
+		}
+	})
+	t.Run("c1 cannot relabel its records to another source cluster", func(t *testing.T) {
+		for _, obj := range exportRecords("c1", "c1") {
+			if err := c1.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+				t.Fatal(err)
+			}
+			obj.GetLabels()[mcsv1beta1.LabelSourceCluster] = "c2"
+			forbidden(t, c1.Update(ctx, obj), "may only label its records multicluster.kubernetes.io/source-cluster=c1, not 'c2'")
+		}
+	})
+	t.Run("c2 cannot change or delete c1's records", func(t *testing.T) {
+		for _, obj := range exportRecords("c1", "c1") {
+			if err := c2.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+				t.Fatal(err)
+			}
+			obj.SetAnnotations(map[string]string{"tampered": "yes"})
+			forbidden(t, c2.Update(ctx, obj), "cluster c2 may only write objects labelled strait.dev/cluster-id=c2, not c1 ones")
+			// Taking the record over, labels and all, is no better.
+			obj.GetLabels()[v1.ClusterIDLabel] = "c2"
+			obj.GetLabels()[mcsv1beta1.LabelSourceCluster] = "c2"
+			forbidden(t, c2.Update(ctx, obj), "cluster c2 may not change or delete an object owned by cluster c1")
+			forbidden(t, c2.Delete(ctx, obj), "cluster c2 may not change or delete an object owned by cluster c1")
+		}
 	})
 	t.Run("members cannot touch anything else", func(t *testing.T) {
 		err := c1.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "x", Namespace: v1.BrokerNamespace}})

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	"strait.dev/strait/deploy/crds"
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
@@ -158,11 +159,16 @@ func PolicyName(namespace string) string { return "strait-member-isolation." + n
 // namespace: a member credential (service account strait-member-<id>) may
 // create, change and delete only objects labelled with its own cluster ID,
 // cannot move an object to or from another cluster's label, and cannot claim
-// another cluster ID in spec.clusterID. A ValidatingAdmissionPolicy runs in
-// the apiserver itself: there is no webhook to run or to fail open.
+// another cluster ID in spec.clusterID nor in the MCS API's
+// multicluster.kubernetes.io/source-cluster label (importers take that label
+// as the cluster an EndpointSlice's endpoints live in, so a member must not
+// publish slices in another cluster's name; records without the label are
+// left alone). A ValidatingAdmissionPolicy runs in the apiserver itself:
+// there is no webhook to run or to fail open.
 func isolationPolicy(ns string) (*admissionv1.ValidatingAdmissionPolicy, *admissionv1.ValidatingAdmissionPolicyBinding) {
 	user := "system:serviceaccount:" + ns + ":" + MemberPrefix
 	label := v1.ClusterIDLabel
+	source := mcsv1beta1.LabelSourceCluster
 	ownerOf := func(obj string) string {
 		return fmt.Sprintf("(has(%[1]s.metadata.labels) && '%[2]s' in %[1]s.metadata.labels ? %[1]s.metadata.labels['%[2]s'] : '')", obj, label)
 	}
@@ -201,6 +207,11 @@ func isolationPolicy(ns string) (*admissionv1.ValidatingAdmissionPolicy, *admiss
 				{
 					Expression:        "request.operation == 'DELETE' || !has(object.spec) || !has(object.spec.clusterID) || object.spec.clusterID == variables.cluster",
 					MessageExpression: "'cluster ' + variables.cluster + ' may not publish records for cluster ' + string(object.spec.clusterID)",
+					Reason:            ptr.To(metav1.StatusReasonForbidden),
+				},
+				{
+					Expression:        fmt.Sprintf("request.operation == 'DELETE' || !has(object.metadata.labels) || !('%[1]s' in object.metadata.labels) || object.metadata.labels['%[1]s'] == variables.cluster", source),
+					MessageExpression: fmt.Sprintf(`'cluster ' + variables.cluster + ' may only label its records %[1]s=' + variables.cluster + ", not '" + object.metadata.labels['%[1]s'] + "'"`, source),
 					Reason:            ptr.To(metav1.StatusReasonForbidden),
 				},
 			},

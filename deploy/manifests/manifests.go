@@ -22,9 +22,10 @@ var files embed.FS
 
 // MemberFiles are the manifests of a member cluster, in the order join
 // applies them: gateway.yaml makes the namespace the others live in.
-var MemberFiles = []string{"gateway.yaml", "routeagent.yaml"}
+var MemberFiles = []string{"gateway.yaml", "routeagent.yaml", "lighthouse.yaml"}
 
-// GatewayValues fill gateway.yaml and routeagent.yaml.
+// GatewayValues fill MemberFiles (lighthouse.yaml uses only the namespace,
+// the cluster ID and the image).
 type GatewayValues struct {
 	Namespace       string
 	ClusterID       string

@@ -4,10 +4,12 @@
 // Join writes every object through pkg/kubeapply (server-side apply, field
 // manager kubeapply.FieldManagerCLI): Strait's CRDs, what deploy/manifests
 // renders (the strait-system namespace, RBAC, the gateway and route agent
-// DaemonSets), the member's broker credential Secret and the ClusterProperty
-// with the cluster ID. Leave renders the same manifests again, with the values
-// read back from the cluster, and deletes those objects in reverse order: it
-// keeps no list of names of its own, and touches nothing it did not render.
+// DaemonSets, the Lighthouse Deployment), the member's broker credential
+// Secret and the ClusterProperty with the cluster ID. Leave renders the same
+// manifests again, with the values read back from the cluster, and deletes
+// those objects in reverse order: it keeps no list of names of its own. Of
+// what it did not render, it deletes only what Lighthouse made, the objects
+// labelled v1.LighthouseManagedLabel.
 package member
 
 import (
@@ -25,6 +27,7 @@ import (
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -36,6 +39,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	"strait.dev/strait/broker"
 	"strait.dev/strait/deploy/crds"
@@ -55,10 +59,11 @@ const (
 	// leavePollInterval is how often Leave looks whether what it deleted is
 	// gone: often enough to add little to a leave that takes seconds.
 	leavePollInterval = 500 * time.Millisecond
-	// leaveWaitTimeout bounds each of Leave's waits: for the gateway and
-	// route agent pods to stop (a grace period of 10 s, and the removal of
-	// their node state), for the namespace to be emptied, for the CRDs to
-	// go with their objects. It only turns a stuck cluster into an error.
+	// leaveWaitTimeout bounds each of Leave's waits: for the gateway, route
+	// agent and Lighthouse pods to stop (a grace period of 10 s, and the
+	// removal of their node state), for the namespace to be emptied, for the
+	// CRDs to go with their objects. It only turns a stuck cluster into an
+	// error.
 	leaveWaitTimeout = 2 * time.Minute
 )
 
@@ -86,9 +91,9 @@ type JoinOptions struct {
 // In order, it: refuses a cluster that already has another cluster ID;
 // discovers the pod and service CIDRs unless given; enrols the cluster at the
 // broker (keeping the member's token from an earlier join while it is valid);
-// applies Strait's CRDs, then the objects of deploy/manifests (gateway.yaml
-// then routeagent.yaml, rendered with the options), the broker credential
-// Secret and the ClusterProperty cluster.clusterset.k8s.io, all with
+// applies Strait's CRDs, then the objects of deploy/manifests (the files of
+// manifests.MemberFiles in order, rendered with the options), the broker
+// credential Secret and the ClusterProperty cluster.clusterset.k8s.io, all with
 // server-side apply as kubeapply.FieldManagerCLI; and labels exactly the
 // gateway nodes with GatewayLabel.
 //
@@ -383,22 +388,28 @@ type LeaveOptions struct {
 // Leave removes the cluster behind cfg from its broker and removes what join
 // made in it, in this order:
 //
-//  1. The gateway and route agent DaemonSets, with foreground propagation,
-//     and Leave waits until their pods are gone: they remove their node
-//     state as they stop (a route agent does so only when its DaemonSet is
-//     going).
-//  2. The cluster's records and credential at the broker, with the member's
+//  1. The Lighthouse Deployment and the gateway and route agent DaemonSets,
+//     with foreground propagation, and Leave waits until their pods are gone:
+//     the gateways and route agents remove their node state as they stop (a
+//     route agent does so only when its DaemonSet is going), and a
+//     Lighthouse agent still running would make again what step 2 deletes.
+//  2. What Lighthouse made in the application namespaces: every
+//     ServiceImport, Service and EndpointSlice labelled
+//     v1.LighthouseManagedLabel=true, in every namespace. ServiceExports are
+//     the users' and stay.
+//  3. The cluster's records and credential at the broker, with the member's
 //     own credential (the broker Secret).
-//  3. GatewayLabel on every node.
-//  4. The other objects join applied, in reverse order, then the namespace
+//  4. GatewayLabel on every node.
+//  5. The other objects join applied, in reverse order, then the namespace
 //     (Leave waits until it is gone) and the ClusterProperty.
-//  5. Strait's CRDs, unless the cluster hosts a broker; a CRD that still has
+//  6. Strait's CRDs, unless the cluster hosts a broker; a CRD that still has
 //     objects (a user's ServiceExport, say) stays too.
 //
 // What is deleted is what the manifests render with the values read back
-// from the DaemonSets in the cluster (manifests.ReadValues), so Leave deletes
-// nothing join did not make, and never a user's object. An object already
-// gone counts as deleted, so Leave can be run again after a failure.
+// from the DaemonSets in the cluster (manifests.ReadValues), and what carries
+// Lighthouse's label, so Leave deletes nothing join or Lighthouse did not
+// make, and never a user's object. An object already gone counts as deleted,
+// so Leave can be run again after a failure.
 //
 // Errors: the cluster has no ClusterProperty cluster.clusterset.k8s.io (it has
 // not joined); a wait that timed out; otherwise the apiserver's errors,
@@ -429,7 +440,7 @@ func Leave(ctx context.Context, cfg *rest.Config, o LeaveOptions) error {
 	if err != nil {
 		return err
 	}
-	var daemonSets, rest []client.Object
+	var workloads, rest []client.Object
 	var namespace client.Object
 	for _, obj := range objs {
 		gvk, err := kindOf(c, obj)
@@ -437,8 +448,8 @@ func Leave(ctx context.Context, cfg *rest.Config, o LeaveOptions) error {
 			return err
 		}
 		switch gvk.Kind {
-		case "DaemonSet":
-			daemonSets = append(daemonSets, obj)
+		case "DaemonSet", "Deployment":
+			workloads = append(workloads, obj)
 		case "Namespace":
 			namespace = obj
 		case "ClusterProperty":
@@ -448,20 +459,25 @@ func Leave(ctx context.Context, cfg *rest.Config, o LeaveOptions) error {
 		}
 	}
 
-	// 1. Gateways and route agents, and wait for their pods.
-	for _, ds := range slices.Backward(daemonSets) {
-		if err := kubeapply.Delete(ctx, c, ds, client.PropagationPolicy(metav1.DeletePropagationForeground)); err != nil {
+	// 1. Lighthouse, gateways and route agents, and wait for their pods.
+	for _, w := range slices.Backward(workloads) {
+		if err := kubeapply.Delete(ctx, c, w, client.PropagationPolicy(metav1.DeletePropagationForeground)); err != nil {
 			return err
 		}
 	}
-	for _, ds := range daemonSets {
-		if err := waitPodsGone(ctx, c, ds); err != nil {
+	for _, w := range workloads {
+		if err := waitPodsGone(ctx, c, w); err != nil {
 			return err
 		}
 	}
-	logf("gateways and route agents stopped")
+	logf("Lighthouse, gateways and route agents stopped")
 
-	// 2. The broker's records, with the member's own credential.
+	// 2. What Lighthouse made in the application namespaces.
+	if err := removeLighthouseObjects(ctx, c, logf); err != nil {
+		return err
+	}
+
+	// 3. The broker's records, with the member's own credential.
 	if creds, err := broker.ReadCredentials(ctx, cs, values.Namespace, broker.SecretName); err == nil {
 		if err := broker.Leave(ctx, creds.Info.RESTConfig(creds.Token), creds.Info.Namespace, id); err != nil {
 			return fmt.Errorf("remove %s from the broker: %w", id, err)
@@ -471,7 +487,7 @@ func Leave(ctx context.Context, cfg *rest.Config, o LeaveOptions) error {
 		return fmt.Errorf("read the broker credential: %w", err)
 	}
 
-	// 3. The gateway labels.
+	// 4. The gateway labels.
 	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: GatewayLabel})
 	if err != nil {
 		return fmt.Errorf("list gateway nodes: %w", err)
@@ -482,7 +498,7 @@ func Leave(ctx context.Context, cfg *rest.Config, o LeaveOptions) error {
 		}
 	}
 
-	// 4. The rest, in reverse; the namespace and the cluster ID last.
+	// 5. The rest, in reverse; the namespace and the cluster ID last.
 	if err := kubeapply.DeleteAll(ctx, c, rest); err != nil {
 		return err
 	}
@@ -498,7 +514,7 @@ func Leave(ctx context.Context, cfg *rest.Config, o LeaveOptions) error {
 		return err
 	}
 
-	// 5. The CRDs.
+	// 6. The CRDs.
 	if err := removeCRDs(ctx, c, logf); err != nil {
 		return err
 	}
@@ -561,18 +577,19 @@ func joinedValues(ctx context.Context, c client.Client, id string) (manifests.Ga
 	return fallback, nil
 }
 
-// waitPodsGone waits until no pod of the DaemonSet ds (as rendered) is left.
-func waitPodsGone(ctx context.Context, c client.Client, ds client.Object) error {
-	u, ok := ds.(*unstructured.Unstructured)
+// waitPodsGone waits until no pod of the workload w (a DaemonSet or
+// Deployment, as rendered) is left.
+func waitPodsGone(ctx context.Context, c client.Client, w client.Object) error {
+	u, ok := w.(*unstructured.Unstructured)
 	if !ok {
-		return fmt.Errorf("DaemonSet %s is not rendered", ds.GetName())
+		return fmt.Errorf("workload %s is not rendered", w.GetName())
 	}
 	sel, _, err := unstructured.NestedStringMap(u.Object, "spec", "selector", "matchLabels")
 	if err != nil {
-		return fmt.Errorf("DaemonSet %s/%s: spec.selector.matchLabels: %w", u.GetNamespace(), u.GetName(), err)
+		return fmt.Errorf("%s %s/%s: spec.selector.matchLabels: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
 	}
 	if len(sel) == 0 {
-		return fmt.Errorf("DaemonSet %s/%s has no spec.selector.matchLabels", u.GetNamespace(), u.GetName())
+		return fmt.Errorf("%s %s/%s has no spec.selector.matchLabels", u.GetKind(), u.GetNamespace(), u.GetName())
 	}
 	err = wait.PollUntilContextTimeout(ctx, leavePollInterval, leaveWaitTimeout, true, func(ctx context.Context) (bool, error) {
 		var pods corev1.PodList
@@ -582,9 +599,75 @@ func waitPodsGone(ctx context.Context, c client.Client, ds client.Object) error 
 		return len(pods.Items) == 0, nil
 	})
 	if err != nil {
-		return fmt.Errorf("wait for the pods of DaemonSet %s/%s to stop: %w", u.GetNamespace(), u.GetName(), err)
+		return fmt.Errorf("wait for the pods of %s %s/%s to stop: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
 	}
 	return nil
+}
+
+// lighthouseKinds are the kinds of what Lighthouse makes in application
+// namespaces, in the order Leave deletes them: ServiceImports first, so that
+// the clusterset's DNS stops answering for a service before its endpoints go.
+var lighthouseKinds = []schema.GroupVersionKind{
+	mcsv1beta1.SchemeGroupVersion.WithKind("ServiceImport"),
+	corev1.SchemeGroupVersion.WithKind("Service"),
+	discoveryv1.SchemeGroupVersion.WithKind("EndpointSlice"),
+}
+
+// removeLighthouseObjects deletes, in every namespace, every Service and
+// EndpointSlice labelled v1.LighthouseManagedLabel=true and every
+// ServiceImport written by field manager kubeapply.FieldManagerLighthouse,
+// and nothing else: a user's Service or EndpointSlice lacks the label, and
+// ServiceExports are not among the kinds. Each is deleted with its UID as a precondition, so an
+// object made again under the same name since the list stays. A kind the
+// cluster does not serve (the MCS CRDs removed by an earlier leave) has
+// none.
+func removeLighthouseObjects(ctx context.Context, c client.Client, logf func(string, ...any)) error {
+	for _, gvk := range lighthouseKinds {
+		list := &metav1.PartialObjectMetadataList{}
+		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+		// A ServiceImport carries only the labels its exports list, so
+		// Lighthouse's are told by their field manager instead.
+		var opts []client.ListOption
+		if gvk.Kind != "ServiceImport" {
+			opts = append(opts, client.MatchingLabels{v1.LighthouseManagedLabel: "true"})
+		}
+		err := c.List(ctx, list, opts...)
+		if meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("list Lighthouse's %ss: %w", gvk.Kind, err)
+		}
+		n := 0
+		for i := range list.Items {
+			obj := &list.Items[i]
+			if gvk.Kind == "ServiceImport" && !managedBy(obj, kubeapply.FieldManagerLighthouse) {
+				continue
+			}
+			obj.SetGroupVersionKind(gvk)
+			uid := obj.GetUID()
+			switch err := c.Delete(ctx, obj, client.Preconditions{UID: &uid}); {
+			case err == nil:
+				n++
+			case !apierrors.IsNotFound(err) && !apierrors.IsConflict(err):
+				return fmt.Errorf("delete %s %s/%s: %w", gvk.Kind, obj.GetNamespace(), obj.GetName(), err)
+			}
+		}
+		if n > 0 {
+			logf("removed %d %s objects Lighthouse made", n, gvk.Kind)
+		}
+	}
+	return nil
+}
+
+// managedBy reports whether manager wrote any of obj's fields.
+func managedBy(obj metav1.Object, manager string) bool {
+	for _, f := range obj.GetManagedFields() {
+		if f.Manager == manager {
+			return true
+		}
+	}
+	return false
 }
 
 // waitGone waits until obj no longer exists.

@@ -12,7 +12,10 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -48,9 +51,103 @@ const (
 	pollInterval = 100 * time.Millisecond
 	waitTimeout  = time.Minute
 	// nodeStateFinalizer stands for a gateway pod that removes its node
-	// state as it stops: the pod is not gone until the test says so.
+	// state as it stops, or a Lighthouse pod that takes its time: the pod is
+	// not gone until the test says so.
 	nodeStateFinalizer = "test.strait.dev/node-state"
+	// lighthouseName names the Lighthouse Deployment, its ServiceAccount and
+	// RBAC (deploy/manifests/lighthouse.yaml).
+	lighthouseName = "strait-lighthouse"
 )
+
+// service is a ClusterIP Service with one port.
+func service(namespace, name string, labels map[string]string) *corev1.Service {
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: labels},
+		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80, Protocol: corev1.ProtocolTCP}}},
+	}
+}
+
+// endpointSlice is an IPv4 EndpointSlice of Service svc with one endpoint.
+func endpointSlice(namespace, name, svc string, labels map[string]string) *discoveryv1.EndpointSlice {
+	l := map[string]string{discoveryv1.LabelServiceName: svc}
+	for k, v := range labels {
+		l[k] = v
+	}
+	return &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: l},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"10.2.0.7"}}},
+	}
+}
+
+// lighthouseObjects are what Lighthouse makes of imports, in two
+// application namespaces (app and app2, which the caller makes): a
+// ServiceImport, its derived Service and an EndpointSlice imported from
+// another cluster; a headless ServiceImport and its EndpointSlice. The
+// ServiceImports carry only an exported label, not Lighthouse's: the caller
+// creates them as Lighthouse's field manager.
+func lighthouseObjects() []client.Object {
+	managed := map[string]string{v1.LighthouseManagedLabel: "true"}
+	return []client.Object{
+		&mcsv1beta1.ServiceImport{
+			ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "app", Labels: map[string]string{"team": "web"}},
+			Spec: mcsv1beta1.ServiceImportSpec{Type: mcsv1beta1.ClusterSetIP,
+				Ports: []mcsv1beta1.ServicePort{{Port: 80, Protocol: corev1.ProtocolTCP}}},
+		},
+		service("app", "derived-0123456789", managed),
+		endpointSlice("app", "web-c2-0a1b2c3d", "derived-0123456789", managed),
+		&mcsv1beta1.ServiceImport{
+			ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "app2"},
+			Spec: mcsv1beta1.ServiceImportSpec{Type: mcsv1beta1.Headless,
+				Ports: []mcsv1beta1.ServicePort{{Port: 5432, Protocol: corev1.ProtocolTCP}}},
+		},
+		endpointSlice("app2", "db-c2-4e5f6a7b", "db", managed),
+	}
+}
+
+// createAsLighthouse creates objs as Lighthouse's field manager.
+func createAsLighthouse(t *testing.T, c client.Client, objs []client.Object) {
+	t.Helper()
+	for _, o := range objs {
+		if err := c.Create(context.Background(), o, client.FieldOwner(kubeapply.FieldManagerLighthouse)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// assertExist checks that every one of objs exists; when says when they must.
+func assertExist(t *testing.T, c client.Client, objs []client.Object, when string) {
+	t.Helper()
+	for _, o := range objs {
+		if err := c.Get(context.Background(), client.ObjectKeyFromObject(o), o); err != nil {
+			t.Errorf("%T %s/%s went %s: %v", o, o.GetNamespace(), o.GetName(), when, err)
+		}
+	}
+}
+
+// assertGone checks that none of objs exists (or its kind is gone).
+func assertGone(t *testing.T, c client.Client, objs []client.Object) {
+	t.Helper()
+	for _, o := range objs {
+		err := c.Get(context.Background(), client.ObjectKeyFromObject(o), o)
+		if !apierrors.IsNotFound(err) && !meta.IsNoMatchError(err) {
+			t.Errorf("%T %s/%s after leave: %v, want it gone", o, o.GetNamespace(), o.GetName(), err)
+		}
+	}
+}
+
+// release removes the finalizers of pod, which lets it go.
+func release(t *testing.T, c client.Client, pod *corev1.Pod) {
+	t.Helper()
+	got := &corev1.Pod{}
+	if err := c.Get(context.Background(), client.ObjectKeyFromObject(pod), got); err != nil {
+		t.Fatal(err)
+	}
+	got.Finalizers = nil
+	if err := c.Update(context.Background(), got); err != nil {
+		t.Fatal(err)
+	}
+}
 
 func newClient(t *testing.T, cfg *rest.Config) client.Client {
 	t.Helper()
@@ -246,17 +343,75 @@ func TestJoinLeave(t *testing.T) {
 					t.Errorf("%s %s is written by %s (%s), want %s (Apply)", want.GetKind(), want.GetName(), m.Manager, m.Operation, kubeapply.FieldManagerCLI)
 				}
 			}
-			if want.GetKind() == "DaemonSet" {
+			if want.GetKind() == "DaemonSet" || want.GetKind() == "Deployment" {
 				// The values reached the cluster.
 				gotCtrs, _, _ := unstructured.NestedSlice(got.Object, "spec", "template", "spec", "containers")
 				wantCtrs, _, _ := unstructured.NestedSlice(want.Object, "spec", "template", "spec", "containers")
 				g, w := gotCtrs[0].(map[string]any), wantCtrs[0].(map[string]any)
 				if fmt.Sprint(g["args"]) != fmt.Sprint(w["args"]) || g["image"] != w["image"] {
-					t.Errorf("DaemonSet %s: image %v args %v, want %v %v", want.GetName(), g["image"], g["args"], w["image"], w["args"])
+					t.Errorf("%s %s: image %v args %v, want %v %v", want.GetKind(), want.GetName(), g["image"], g["args"], w["image"], w["args"])
 				}
 			}
 		}
 		assertGatewayLabels(t, c, "n1", "n2")
+	})
+
+	t.Run("join installs Lighthouse with the rights it needs", func(t *testing.T) {
+		// The loop above checks what the manifests render; this says that
+		// Lighthouse is among it.
+		for _, want := range []client.Object{
+			&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: v1.ComponentNamespace, Name: lighthouseName}},
+			&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: v1.ComponentNamespace, Name: lighthouseName}},
+			&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: v1.ComponentNamespace, Name: lighthouseName}},
+			&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: v1.ComponentNamespace, Name: lighthouseName}},
+			&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: lighthouseName}},
+			&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: lighthouseName}},
+		} {
+			if err := c.Get(ctx, client.ObjectKeyFromObject(want), want); err != nil {
+				t.Errorf("%T %s: %v", want, want.GetName(), err)
+			}
+		}
+		// The apiserver's RBAC answers for the agent's service account.
+		for _, tc := range []struct {
+			verb, group, resource, subresource, namespace, name string
+			allowed                                             bool
+		}{
+			{"get", "", "secrets", "", v1.ComponentNamespace, broker.SecretName, true},
+			{"get", "", "secrets", "", v1.ComponentNamespace, "other", false},
+			{"list", "", "secrets", "", v1.ComponentNamespace, "", false},
+			{"update", "coordination.k8s.io", "leases", "", v1.ComponentNamespace, "strait-lighthouse", true},
+			{"watch", "strait.dev", "gateways", "", v1.ComponentNamespace, "", true},
+			{"update", "strait.dev", "gateways", "", v1.ComponentNamespace, "", false},
+			{"create", "multicluster.x-k8s.io", "serviceimports", "", "app", "", true},
+			{"patch", "multicluster.x-k8s.io", "serviceimports", "status", "app", "web", true},
+			{"watch", "multicluster.x-k8s.io", "serviceexports", "", "", "", true},
+			{"patch", "multicluster.x-k8s.io", "serviceexports", "status", "app", "web", true},
+			{"update", "multicluster.x-k8s.io", "serviceexports", "", "app", "web", false},
+			{"delete", "multicluster.x-k8s.io", "serviceexports", "", "app", "web", false},
+			{"create", "", "services", "", "app", "", true},
+			{"delete", "discovery.k8s.io", "endpointslices", "", "app", "web-c2", true},
+			{"list", "", "namespaces", "", "", "", true},
+			{"create", "", "namespaces", "", "", "", false},
+			{"watch", "about.k8s.io", "clusterproperties", "", "", "", true},
+			{"create", "", "events", "", v1.ComponentNamespace, "", true},
+			{"create", "", "pods", "", "app", "", false},
+		} {
+			sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+				User:   "system:serviceaccount:" + v1.ComponentNamespace + ":" + lighthouseName,
+				Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + v1.ComponentNamespace},
+				ResourceAttributes: &authorizationv1.ResourceAttributes{
+					Verb: tc.verb, Group: tc.group, Resource: tc.resource, Subresource: tc.subresource,
+					Namespace: tc.namespace, Name: tc.name,
+				},
+			}}
+			if err := c.Create(ctx, sar); err != nil {
+				t.Fatal(err)
+			}
+			if sar.Status.Allowed != tc.allowed {
+				t.Errorf("Lighthouse may %s %s.%s/%s %s/%s: %v, want %v", tc.verb, tc.resource, tc.group, tc.subresource,
+					tc.namespace, tc.name, sar.Status.Allowed, tc.allowed)
+			}
+		}
 	})
 
 	t.Run("joining again changes nothing", func(t *testing.T) {
@@ -272,20 +427,32 @@ func TestJoinLeave(t *testing.T) {
 		}
 	})
 
-	// Users' objects: in a namespace of theirs, a ConfigMap, a ServiceExport
-	// (of a Strait CRD), and a ClusterRole that even carries Strait's
-	// part-of label.
+	// Users' objects: in a namespace of theirs, a ConfigMap, a Service with
+	// its EndpointSlice and its ServiceExport (of a Strait CRD), and a
+	// ClusterRole that even carries Strait's part-of label.
 	user := []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "app"}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "app2"}},
 		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "settings", Namespace: "app"}, Data: map[string]string{"k": "v"}},
+		service("app", "web", nil),
+		endpointSlice("app", "web-x7k2p", "web", nil),
 		&mcsv1beta1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "app"}},
+		// A ServiceImport someone else wrote by hand, with the label
+		// Lighthouse puts on what it makes: not Lighthouse's.
+		&mcsv1beta1.ServiceImport{
+			ObjectMeta: metav1.ObjectMeta{Name: "manual", Namespace: "app", Labels: map[string]string{v1.LighthouseManagedLabel: "true"}},
+			Spec: mcsv1beta1.ServiceImportSpec{Type: mcsv1beta1.Headless,
+				Ports: []mcsv1beta1.ServicePort{{Port: 53, Protocol: corev1.ProtocolUDP}}},
+		},
 		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "strait-viewer", Labels: map[string]string{"app.kubernetes.io/part-of": "strait"}}},
 	}
+	made := lighthouseObjects()
 	for _, o := range user {
 		if err := c.Create(ctx, o); err != nil {
 			t.Fatal(err)
 		}
 	}
+	createAsLighthouse(t, c, made)
 	// A gateway pod of the DaemonSet, which takes its time to stop.
 	gwDS := &unstructured.Unstructured{}
 	gwDS.SetAPIVersion("apps/v1")
@@ -322,6 +489,23 @@ func TestJoinLeave(t *testing.T) {
 		}
 		joinedKeys[object{m.Resource, o.GetNamespace(), o.GetName()}] = true
 	}
+	madeKeys := map[object]bool{}
+	for _, o := range made {
+		gvk, err := c.GroupVersionKindFor(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := c.RESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			t.Fatal(err)
+		}
+		madeKeys[object{m.Resource, o.GetNamespace(), o.GetName()}] = true
+		// The apiserver frees a Service's cluster IP with it: its IPAddress
+		// goes too.
+		if svc, ok := o.(*corev1.Service); ok {
+			madeKeys[object{schema.GroupVersionResource{Group: "networking.k8s.io", Version: "v1", Resource: "ipaddresses"}, "", svc.Spec.ClusterIP}] = true
+		}
+	}
 
 	left := make(chan error, 1)
 	go func() { left <- member.Leave(ctx, env.Config, member.LeaveOptions{Log: t.Logf}) }()
@@ -333,6 +517,7 @@ func TestJoinLeave(t *testing.T) {
 			return err == nil && p.DeletionTimestamp != nil, nil
 		})
 		// The pod still stands: Leave must not have gone further.
+		assertExist(t, c, made, "while a gateway pod was still stopping")
 		if err := bc.Get(ctx, memberSA, &corev1.ServiceAccount{}); err != nil {
 			t.Errorf("the broker records went while a gateway pod was still stopping: %v", err)
 		}
@@ -342,14 +527,7 @@ func TestJoinLeave(t *testing.T) {
 			t.Errorf("the broker credential went while a gateway pod was still stopping: %v", err)
 		}
 		// The gateway has cleaned its node state.
-		p := &corev1.Pod{}
-		if err := c.Get(ctx, client.ObjectKeyFromObject(pod), p); err != nil {
-			t.Fatal(err)
-		}
-		p.Finalizers = nil
-		if err := c.Update(ctx, p); err != nil {
-			t.Fatal(err)
-		}
+		release(t, c, pod)
 	})
 	if err := <-left; err != nil {
 		t.Fatalf("leave: %v", err)
@@ -368,6 +546,10 @@ func TestJoinLeave(t *testing.T) {
 		if err := bc.Get(ctx, memberSA, &corev1.ServiceAccount{}); !apierrors.IsNotFound(err) {
 			t.Errorf("the member's service account at the broker after leave: %v, want it gone", err)
 		}
+	})
+
+	t.Run("leave removes what Lighthouse made", func(t *testing.T) {
+		assertGone(t, c, made)
 	})
 
 	t.Run("leave removes nothing else", func(t *testing.T) {
@@ -391,7 +573,7 @@ func TestJoinLeave(t *testing.T) {
 				continue
 			}
 			switch {
-			case joinedKeys[o]:
+			case joinedKeys[o], madeKeys[o]:
 			case o.namespace == v1.ComponentNamespace:
 				// Strait's namespace goes, and what is in it (the pod).
 			case o.gvr.Resource == "customresourcedefinitions" && o.name != "serviceexports.multicluster.x-k8s.io":
@@ -474,7 +656,7 @@ func TestLeaveKeepsTheBroker(t *testing.T) {
 		switch {
 		case o.gvr.Resource == "namespaces" && o.name == v1.ComponentNamespace:
 		case o.gvr.Resource == "clusterroles" || o.gvr.Resource == "clusterrolebindings":
-			if !strings.HasPrefix(o.name, "strait-gateway") && !strings.HasPrefix(o.name, "strait-routeagent") {
+			if !strings.HasPrefix(o.name, "strait-gateway") && !strings.HasPrefix(o.name, "strait-routeagent") && !strings.HasPrefix(o.name, lighthouseName) {
 				t.Errorf("leave removed %s", o)
 			}
 		case o.gvr.Resource == "clusterproperties" && o.name == v1.ClusterIDPropertyName:
@@ -485,4 +667,70 @@ func TestLeaveKeepsTheBroker(t *testing.T) {
 			t.Errorf("leave removed %s", o)
 		}
 	}
+}
+
+// Leave deletes what Lighthouse made only once the Lighthouse pods are gone:
+// an agent still running would make it again. Here a Lighthouse pod is all
+// that holds Leave back.
+func TestLeaveWaitsForLighthouse(t *testing.T) {
+	ctx := context.Background()
+	env := kubetest.New(t, kubetest.Options{SkipCRDs: true})
+	startControllers(t, env)
+	info, err := broker.Deploy(ctx, env.Config, broker.DeployOptions{})
+	if err != nil {
+		t.Fatalf("deploy the broker: %v", err)
+	}
+	c := newClient(t, env.Config)
+	if err := c.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := member.Join(ctx, env.Config, info, member.JoinOptions{
+		ClusterID: clusterID, CableDriver: v1.CableDriverWireGuard, GatewayNodes: []string{"n1"},
+		PodCIDRs:        []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")},
+		ServiceCIDRs:    []netip.Prefix{netip.MustParsePrefix("10.101.0.0/16")},
+		ImageRepository: "strait", ImageTag: "devel",
+	}); err != nil {
+		t.Fatalf("join: %v", err)
+	}
+	made := lighthouseObjects()
+	for _, o := range []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "app"}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "app2"}},
+	} {
+		if err := c.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	createAsLighthouse(t, c, made)
+	d := &appsv1.Deployment{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: v1.ComponentNamespace, Name: lighthouseName}, d); err != nil {
+		t.Fatalf("the Lighthouse Deployment after join: %v", err)
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: "strait-lighthouse-7d9f8-abc12", Namespace: v1.ComponentNamespace,
+			Labels:     map[string]string{"app.kubernetes.io/component": "lighthouse"},
+			Finalizers: []string{nodeStateFinalizer},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: d.Name, UID: d.UID,
+				Controller: new(true), BlockOwnerDeletion: new(true)}},
+		},
+		Spec: corev1.PodSpec{ServiceAccountName: lighthouseName, Containers: []corev1.Container{{Name: "lighthouse", Image: "strait/strait-lighthouse:devel"}}},
+	}
+	if err := c.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+
+	left := make(chan error, 1)
+	go func() { left <- member.Leave(ctx, env.Config, member.LeaveOptions{Log: t.Logf}) }()
+	poll(t, "the Lighthouse pod to be terminating", func(ctx context.Context) (bool, error) {
+		p := &corev1.Pod{}
+		err := c.Get(ctx, client.ObjectKeyFromObject(pod), p)
+		return err == nil && p.DeletionTimestamp != nil, nil
+	})
+	assertExist(t, c, made, "while the Lighthouse pod was still stopping")
+	release(t, c, pod)
+	if err := <-left; err != nil {
+		t.Fatalf("leave: %v", err)
+	}
+	assertGone(t, c, made)
 }

@@ -6,6 +6,7 @@ package syncer
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -38,7 +39,59 @@ type Config struct {
 	// Resources are the types to sync. Only objects labelled with
 	// strait.dev/cluster-id take part.
 	Resources []schema.GroupVersionResource
-	Log       *slog.Logger
+	// StampBrokerCreation makes the syncer record, on each synced object in
+	// the local namespace, when the broker first stored it: annotation
+	// BrokerCreatedAtAnnotation. Lighthouse turns it on to order exports of
+	// the same service by age without trusting member clocks; the gateway
+	// leaves it off.
+	StampBrokerCreation bool
+	Log                 *slog.Logger
+}
+
+// BrokerCreatedAtAnnotation, with StampBrokerCreation, holds the
+// metadata.creationTimestamp of an object's copy at the broker, in RFC 3339
+// at second precision ("2006-01-02T15:04:05Z", as metav1.Time writes it),
+// on the object's copy in a member's local namespace:
+//
+//   - on an import (another cluster's object), the syncer writes it with the
+//     rest of the copy;
+//   - on an export (the local cluster's own object, written by some other
+//     component), the syncer patches it on, under FieldManager, once the
+//     broker copy exists; writers that use server-side apply or patches keep
+//     it, and a writer that replaces the object whole gets it put back.
+//
+// It is a creation time taken from the one broker apiserver's clock, so
+// every member orders every record the same way whatever their own clocks
+// say. When the broker copy is deleted and created again (by an orphan
+// removal, a leave, an administrator), the stamp follows the new copy. It
+// belongs to one member's copy: it is never exported to the broker and never
+// makes a copy differ from its source.
+const BrokerCreatedAtAnnotation = "strait.dev/broker-created-at"
+
+// FieldManager is the field manager of every write of the syncer: the
+// copies it creates and updates (on both sides), and its patches of
+// BrokerCreatedAtAnnotation onto the local cluster's own objects, so that
+// the component's server-side applies neither own the annotation nor remove
+// it, and a component can tell its own writes (its binary's name is the
+// default field manager) from the syncer's.
+const FieldManager = "strait-syncer"
+
+// BrokerCreatedAt returns the time in obj's BrokerCreatedAtAnnotation, in
+// UTC, and true; or the zero time and false when obj has no stamp (the syncer
+// has not seen its broker copy yet, or stamping is off) or one that is not
+// RFC 3339. Stamps have second precision: records the broker stored within the
+// same second compare equal, and callers that need a strict order break the
+// tie themselves (by cluster ID, say).
+func BrokerCreatedAt(obj metav1.Object) (time.Time, bool) {
+	v, ok := obj.GetAnnotations()[BrokerCreatedAtAnnotation]
+	if !ok {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return t.UTC(), true
 }
 
 // Syncer keeps label-selected objects in step between a member's namespace
@@ -56,6 +109,10 @@ type Config struct {
 // only from a complete, successful list of the other side, so a broker that
 // cannot be reached delays sync and never deletes local state; informers
 // relist when it returns, which also removes what went stale meanwhile.
+//
+// With Config.StampBrokerCreation, local objects also carry
+// BrokerCreatedAtAnnotation; that is the one write the syncer makes to the
+// local cluster's own objects.
 type Syncer struct {
 	cfg   Config
 	log   *slog.Logger
@@ -96,7 +153,11 @@ const (
 // anything a lost event left behind.
 const resyncPeriod = 5 * time.Minute
 
-// Run syncs until ctx ends.
+// Run syncs until ctx ends, and returns nil then. It writes nothing until
+// both sides of every resource in Config.Resources have been listed once, so
+// a broker unreachable at start delays all sync (as it would anyway: nothing
+// can be exported or imported without it). The error is from registering
+// the informers' event handlers.
 func (s *Syncer) Run(ctx context.Context) error {
 	selector := func(o *metav1.ListOptions) { o.LabelSelector = v1.ClusterIDLabel }
 	lf := dynamicinformer.NewFilteredDynamicSharedInformerFactory(s.cfg.Local, resyncPeriod, s.cfg.LocalNamespace, selector)
@@ -122,7 +183,17 @@ func (s *Syncer) Run(ctx context.Context) error {
 		<-ctx.Done()
 		s.queue.ShutDown()
 	}()
-	for s.processNext(ctx) {
+	// Work starts once both sides of every resource are listed: before, an
+	// object missing from one cache may only not be there yet, and creating
+	// it again would fail (AlreadyExists) and be retried, on every start.
+	// Events meanwhile wait in the queue.
+	var synced []cache.InformerSynced
+	for _, gvr := range s.cfg.Resources {
+		synced = append(synced, s.local[gvr].HasSynced, s.brk[gvr].HasSynced)
+	}
+	if cache.WaitForCacheSync(ctx.Done(), synced...) {
+		for s.processNext(ctx) {
+		}
 	}
 	lf.Shutdown()
 	bf.Shutdown()
@@ -183,13 +254,23 @@ func (s *Syncer) sync(ctx context.Context, k key) error {
 		if haveRemote && owner(remote) != me {
 			return fmt.Errorf("%s %s at the broker belongs to cluster %s; not overwriting it", k.gvr.Resource, k.name, owner(remote))
 		}
-		return upsert(ctx, brokerAPI, local, remote, s.cfg.BrokerNamespace)
+		if err := upsert(ctx, brokerAPI, copyOf(local, s.cfg.BrokerNamespace), remote); err != nil || !s.cfg.StampBrokerCreation || !haveRemote {
+			return err
+		}
+		// Stamped from the cache: a broker copy created just now is stamped
+		// when its add event brings it there, so that the stamp's own
+		// update event never finds the broker cache behind.
+		return stampOwn(ctx, localAPI, local, remote)
 	case haveRemote && owner(remote) != me:
 		// Theirs: import.
 		if haveLocal && owner(local) == me {
 			return nil // handled above; unreachable
 		}
-		return upsert(ctx, localAPI, remote, local, s.cfg.LocalNamespace)
+		want := copyOf(remote, s.cfg.LocalNamespace)
+		if s.cfg.StampBrokerCreation {
+			setStamp(want, remote)
+		}
+		return upsert(ctx, localAPI, want, local)
 	case haveRemote && owner(remote) == me:
 		// Our export whose source is gone: an orphan, once the local list is complete.
 		if !linf.HasSynced() {
@@ -208,14 +289,14 @@ func (s *Syncer) sync(ctx context.Context, k key) error {
 	return nil
 }
 
-// upsert makes the copy in namespace ns match src: the same labels,
-// annotations and content (everything but metadata and status).
-func upsert(ctx context.Context, api dynamic.ResourceInterface, src, cur *unstructured.Unstructured, ns string) error {
-	want := copyOf(src, ns)
+// upsert makes cur, the copy in want's namespace (nil when there is none),
+// match want: it creates or replaces the copy, or leaves it alone when
+// sameContent says it already matches.
+func upsert(ctx context.Context, api dynamic.ResourceInterface, want, cur *unstructured.Unstructured) error {
 	if cur == nil {
-		_, err := api.Create(ctx, want, metav1.CreateOptions{})
+		_, err := api.Create(ctx, want, metav1.CreateOptions{FieldManager: FieldManager})
 		if apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("create %s: %w (the cache is behind; retrying)", src.GetName(), err)
+			return fmt.Errorf("create %s: %w (the cache is behind; retrying)", want.GetName(), err)
 		}
 		return err
 	}
@@ -224,8 +305,57 @@ func upsert(ctx context.Context, api dynamic.ResourceInterface, src, cur *unstru
 	}
 	want.SetResourceVersion(cur.GetResourceVersion())
 	want.SetUID(cur.GetUID())
-	_, err := api.Update(ctx, want, metav1.UpdateOptions{})
+	_, err := api.Update(ctx, want, metav1.UpdateOptions{FieldManager: FieldManager})
 	return err
+}
+
+// stamp is the value of BrokerCreatedAtAnnotation for a record whose broker
+// copy is atBroker, or "" when atBroker has no creation time (only a fake
+// apiserver leaves it out, and a zero time would pass for the oldest record).
+func stamp(atBroker *unstructured.Unstructured) string {
+	t := atBroker.GetCreationTimestamp()
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// setStamp puts the stamp of atBroker on u, an import's local copy.
+func setStamp(u, atBroker *unstructured.Unstructured) {
+	v := stamp(atBroker)
+	if v == "" {
+		return
+	}
+	a := u.GetAnnotations()
+	if a == nil {
+		a = map[string]string{}
+	}
+	a[BrokerCreatedAtAnnotation] = v
+	u.SetAnnotations(a)
+}
+
+// stampOwn puts the stamp of atBroker on local, one of the local cluster's
+// own objects, unless it is already there. It patches that one annotation
+// (a JSON merge patch, as FieldManager) and nothing else, because another
+// component owns the rest of the object. A local object deleted meanwhile is
+// not an error: its sync removes the broker copy.
+func stampOwn(ctx context.Context, api dynamic.ResourceInterface, local, atBroker *unstructured.Unstructured) error {
+	v := stamp(atBroker)
+	if v == "" || local.GetAnnotations()[BrokerCreatedAtAnnotation] == v {
+		return nil
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{BrokerCreatedAtAnnotation: v}}})
+	if err != nil {
+		return err
+	}
+	_, err = api.Patch(ctx, local.GetName(), types.MergePatchType, patch, metav1.PatchOptions{FieldManager: FieldManager})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("stamp %s with its broker creation time: %w", local.GetName(), err)
+	}
+	return nil
 }
 
 // copyOf is what a synced copy of src in namespace ns looks like.
@@ -245,20 +375,31 @@ func copyOf(src *unstructured.Unstructured, ns string) *unstructured.Unstructure
 	return out
 }
 
-// syncedAnnotations drops annotations that belong to one apiserver's copy.
+// syncedAnnotations drops annotations that belong to one apiserver's copy:
+// kubectl's last applied configuration, and BrokerCreatedAtAnnotation, which
+// is the syncer's own note on a member's copy.
 func syncedAnnotations(in map[string]string) map[string]string {
 	out := map[string]string{}
 	for k, v := range in {
-		if k != "kubectl.kubernetes.io/last-applied-configuration" {
+		if k != "kubectl.kubernetes.io/last-applied-configuration" && k != BrokerCreatedAtAnnotation {
 			out[k] = v
 		}
 	}
 	return out
 }
 
+// sameContent reports whether cur, a synced copy, already matches want, what
+// it should be: the same labels, synced annotations and content (everything
+// but metadata and status). A stamp (BrokerCreatedAtAnnotation) is not
+// content, so an export's stamp never makes it differ from its broker copy;
+// but when want carries one (an import, with stamping on) cur must carry the
+// same, so that a broker copy made anew, with the same content, is restamped.
 func sameContent(want, cur *unstructured.Unstructured) bool {
 	if !reflect.DeepEqual(want.GetLabels(), cur.GetLabels()) ||
 		!reflect.DeepEqual(syncedAnnotations(want.GetAnnotations()), syncedAnnotations(cur.GetAnnotations())) {
+		return false
+	}
+	if v, ok := want.GetAnnotations()[BrokerCreatedAtAnnotation]; ok && cur.GetAnnotations()[BrokerCreatedAtAnnotation] != v {
 		return false
 	}
 	for k, v := range want.Object {

@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/transport"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"strait.dev/strait/broker"
@@ -40,6 +41,8 @@ type world struct {
 	tokens               map[string]string
 	members              client.Client // admin on the members' apiserver
 	brokerAdmin          client.Client
+	// memberDyn and brokerDyn are the same admins' dynamic clients.
+	memberDyn, brokerDyn dynamic.Interface
 }
 
 func newWorld(t *testing.T) *world {
@@ -61,6 +64,12 @@ func newWorld(t *testing.T) *world {
 	}
 	w.members = mustClient(t, w.memberEnv.Config)
 	w.brokerAdmin = mustClient(t, w.brokerEnv.Config)
+	if w.memberDyn, err = dynamic.NewForConfig(w.memberEnv.Config); err != nil {
+		t.Fatal(err)
+	}
+	if w.brokerDyn, err = dynamic.NewForConfig(w.brokerEnv.Config); err != nil {
+		t.Fatal(err)
+	}
 	for _, id := range []string{"c1", "c2"} {
 		if err := w.members.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: id + "-system"}}); err != nil {
 			t.Fatal(err)
@@ -78,8 +87,6 @@ func mustClient(t *testing.T, cfg *rest.Config) client.Client {
 	return c
 }
 
-// startSyncer runs a member's syncer with the member's own broker credential,
-// so the isolation policy applies to everything it writes.
 // endpoint is an Endpoint record owned by owner, in the broker namespace
 // until the caller moves it. (Also the broker test's helper before.)
 func endpoint(name, owner, clusterID string) *v1.Endpoint {
@@ -99,20 +106,48 @@ func member(id, uid, pods, services string) broker.Member {
 		PodCIDRs: []netip.Prefix{netip.MustParsePrefix(pods)}, ServiceCIDRs: []netip.Prefix{netip.MustParsePrefix(services)}}
 }
 
+// syncerOptions vary the syncer startSyncerWith runs.
+type syncerOptions struct {
+	// resources to sync; nil means syncedGVRs, the gateway's.
+	resources []schema.GroupVersionResource
+	// stamp turns on Config.StampBrokerCreation.
+	stamp bool
+	// wrap, when set, wraps the transports of both of the syncer's clients.
+	wrap transport.WrapperFunc
+}
+
+// startSyncer runs a member's syncer as the gateway does, with the member's
+// own broker credential, so the isolation policy applies to everything it
+// writes. The returned function stops it and returns once Run has.
 func (w *world) startSyncer(t *testing.T, id string) context.CancelFunc {
 	t.Helper()
-	local, err := dynamic.NewForConfig(w.memberEnv.Config)
+	return w.startSyncerWith(t, id, syncerOptions{})
+}
+
+// startSyncerWith is startSyncer with opts.
+func (w *world) startSyncerWith(t *testing.T, id string, opts syncerOptions) context.CancelFunc {
+	t.Helper()
+	localCfg, remoteCfg := rest.CopyConfig(w.memberEnv.Config), w.info.RESTConfig(w.tokens[id])
+	if opts.wrap != nil {
+		localCfg.Wrap(opts.wrap)
+		remoteCfg.Wrap(opts.wrap)
+	}
+	local, err := dynamic.NewForConfig(localCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	remote, err := dynamic.NewForConfig(w.info.RESTConfig(w.tokens[id]))
+	remote, err := dynamic.NewForConfig(remoteCfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if opts.resources == nil {
+		opts.resources = syncedGVRs
 	}
 	s := syncer.New(syncer.Config{
 		ClusterID: id, Local: local, LocalNamespace: id + "-system",
-		Broker: remote, BrokerNamespace: w.info.Namespace, Resources: syncedGVRs,
-		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Broker: remote, BrokerNamespace: w.info.Namespace, Resources: opts.resources,
+		StampBrokerCreation: opts.stamp,
+		Log:                 slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -290,6 +325,11 @@ func TestSyncer(t *testing.T) {
 		time.Sleep(2 * time.Second)
 		if after := versions(); after != before {
 			t.Errorf("objects still being written after convergence:\nbefore %s\nafter  %s", before, after)
+		}
+		// Stamping is off, as for the gateway: after those quiet seconds no
+		// copy, imported or own, carries a stamp.
+		if got := stamped(t, w, syncedGVRs, all...); got != "" {
+			t.Errorf("objects stamped with StampBrokerCreation off:\n%s", got)
 		}
 	})
 

@@ -33,4 +33,13 @@ const (
 	// ClusterSetPropertyName is the ClusterProperty naming the clusterset the
 	// cluster belongs to.
 	ClusterSetPropertyName = "clusterset.k8s.io"
+
+	// LighthouseManagedLabel (value "true") marks the derived Services and
+	// imported EndpointSlices Lighthouse makes in application namespaces
+	// (ServiceImports carry only their exports' exported labels; Lighthouse's
+	// are told by their field manager, strait-lighthouse). It is
+	// lighthouse.ManagedLabel; it lives here because straitctl leave
+	// (pkg/member), which may not import a component, deletes the objects
+	// that carry it.
+	LighthouseManagedLabel = "lighthouse.strait.dev/managed"
 )

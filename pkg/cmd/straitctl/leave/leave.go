@@ -16,9 +16,11 @@ func NewCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "leave",
 		Short: "Remove a cluster from its broker and uninstall Strait from it",
-		Long: `leave stops the gateways (which remove their node state as they go), removes
-the cluster's records and credential at the broker, and removes everything join
-made in the cluster. The CRDs stay when the cluster also hosts the broker.`,
+		Long: `leave stops the gateways (which remove their node state as they go) and
+Lighthouse, removes the ServiceImports, Services and EndpointSlices Lighthouse
+made in application namespaces (ServiceExports stay), removes the cluster's
+records and credential at the broker, and removes everything join made in the
+cluster. The CRDs stay when the cluster also hosts the broker.`,
 		Example: `  straitctl leave --kubeconfig c2.kubeconfig`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

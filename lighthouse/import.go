@@ -1,0 +1,415 @@
+package lighthouse
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+
+	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
+	"strait.dev/strait/pkg/kubeapply"
+)
+
+// importer turns the export records of every cluster (the component
+// namespace holds this cluster's own and, through the syncer, everyone
+// else's) into a ServiceImport, its derived Service and the imported
+// EndpointSlices in the service's namespace, where that namespace exists.
+type importer struct {
+	c      client.Client
+	reader client.Reader // uncached, for what was just written
+	cfg    Config
+	log    *slog.Logger
+}
+
+// Reconcile brings the import of one service (req: its namespace and
+// name) in line with the records.
+func (im *importer) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	key := req.NamespacedName
+	exports, err := exportsOf(ctx, im.c, im.cfg.Namespace, key, im.log)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	var ns corev1.Namespace
+	nsErr := im.c.Get(ctx, types.NamespacedName{Name: key.Namespace}, &ns)
+	if nsErr != nil && !apierrors.IsNotFound(nsErr) {
+		return ctrl.Result{}, nsErr
+	}
+	if len(exports) == 0 || apierrors.IsNotFound(nsErr) || ns.DeletionTimestamp != nil || key.Namespace == im.cfg.Namespace {
+		return ctrl.Result{}, im.remove(ctx, key)
+	}
+	m := Merge(exports)
+
+	// The ServiceImport first: the derived Service and the slices name it
+	// as their owner.
+	si := &mcsv1beta1.ServiceImport{
+		TypeMeta:   metav1.TypeMeta{APIVersion: mcsv1beta1.GroupVersion.String(), Kind: "ServiceImport"},
+		ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace, Labels: m.Labels, Annotations: m.Annotations},
+		Spec:       m.Spec,
+	}
+	var derived corev1.Service
+	haveDerived := false
+	if m.Spec.Type == mcsv1beta1.ClusterSetIP {
+		err := im.c.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: DerivedServiceName(key.Name)}, &derived)
+		if err != nil && !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, err
+		}
+		haveDerived = err == nil && ownedBy(&derived, key.Name)
+		if haveDerived {
+			si.Spec.IPs = ipsOf(&derived)
+		}
+	}
+	cur, err := im.applyImport(ctx, si)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	owner := metav1.OwnerReference{APIVersion: mcsv1beta1.GroupVersion.String(), Kind: "ServiceImport", Name: cur.Name, UID: cur.UID}
+
+	switch m.Spec.Type {
+	case mcsv1beta1.ClusterSetIP:
+		want := derivedService(key, m, owner)
+		if !haveDerived || !sameDerived(&derived, want) {
+			if err := kubeapply.Apply(ctx, im.c, want, kubeapply.FieldManagerLighthouse); err != nil {
+				return ctrl.Result{}, err
+			}
+			if err := im.reader.Get(ctx, client.ObjectKeyFromObject(want), &derived); err != nil {
+				return ctrl.Result{}, err
+			}
+			if ips := ipsOf(&derived); !slices.Equal(ips, si.Spec.IPs) {
+				si.Spec.IPs = ips
+				if _, err := im.applyImport(ctx, si); err != nil {
+					return ctrl.Result{}, err
+				}
+			}
+		}
+	default:
+		if err := kubeapply.Delete(ctx, im.c, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: DerivedServiceName(key.Name)}}); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+
+	if err := im.syncSlices(ctx, key, m, owner); err != nil {
+		return ctrl.Result{}, err
+	}
+	clusters := make([]mcsv1beta1.ClusterStatus, 0, len(m.Clusters))
+	for _, c := range m.Clusters {
+		clusters = append(clusters, mcsv1beta1.ClusterStatus{Cluster: c})
+	}
+	if !equality.Semantic.DeepEqual(clusters, cur.Status.Clusters) && !(len(clusters) == 0 && len(cur.Status.Clusters) == 0) {
+		st := &mcsv1beta1.ServiceImport{
+			TypeMeta:   si.TypeMeta,
+			ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace},
+			Status:     mcsv1beta1.ServiceImportStatus{Clusters: clusters},
+		}
+		if err := kubeapply.ApplyStatus(ctx, im.c, st, kubeapply.FieldManagerLighthouse); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	return ctrl.Result{}, nil
+}
+
+// applyImport applies si unless the cached ServiceImport already says
+// what it says, and returns the ServiceImport as stored.
+func (im *importer) applyImport(ctx context.Context, si *mcsv1beta1.ServiceImport) (*mcsv1beta1.ServiceImport, error) {
+	var cur mcsv1beta1.ServiceImport
+	err := im.c.Get(ctx, client.ObjectKeyFromObject(si), &cur)
+	if err == nil && sameImport(&cur, si) {
+		return &cur, nil
+	}
+	if err != nil && !apierrors.IsNotFound(err) {
+		return nil, err
+	}
+	if err := kubeapply.Apply(ctx, im.c, si, kubeapply.FieldManagerLighthouse); err != nil {
+		return nil, err
+	}
+	if err := im.reader.Get(ctx, client.ObjectKeyFromObject(si), &cur); err != nil {
+		return nil, err
+	}
+	return &cur, nil
+}
+
+// syncSlices writes an imported EndpointSlice per slice record of the
+// service, bound to the derived Service for the clusters Bound picks, and
+// removes imported slices whose record is gone.
+func (im *importer) syncSlices(ctx context.Context, key types.NamespacedName, m Merged, owner metav1.OwnerReference) error {
+	recs, err := sliceRecordsOf(ctx, im.c, im.cfg.Namespace, key, "")
+	if err != nil {
+		return err
+	}
+	exporting := map[string]bool{}
+	for _, c := range m.Clusters {
+		exporting[c] = true
+	}
+	bySource := map[string]*Source{}
+	for _, r := range recs {
+		c := r.Labels[mcsv1beta1.LabelSourceCluster]
+		if !exporting[c] {
+			continue // a slice record whose export record is gone or not here yet
+		}
+		s := bySource[c]
+		if s == nil {
+			s = &Source{Cluster: c, Ports: map[string]bool{}}
+			bySource[c] = s
+		}
+		for _, p := range r.Ports {
+			s.Ports[ptr.Deref(p.Name, "")] = true
+		}
+		for _, ep := range r.Endpoints {
+			if ptr.Deref(ep.Conditions.Ready, true) {
+				s.Ready = true
+			}
+		}
+	}
+	bound := map[string]bool{}
+	if m.Spec.Type == mcsv1beta1.ClusterSetIP {
+		health, active, err := im.health(ctx)
+		if err != nil {
+			return err
+		}
+		var sources []Source
+		for _, s := range bySource {
+			sources = append(sources, *s)
+			// With an active gateway, a remote cluster it has no
+			// connection to is as unreachable as one in error (its
+			// gateways are gone, say); without one, nothing is known
+			// and every cluster counts as healthy.
+			if _, ok := health[s.Cluster]; active && !ok && s.Cluster != im.cfg.ClusterID {
+				health[s.Cluster] = ClusterHealth{Error: true}
+			}
+		}
+		var ports []string
+		for _, p := range m.Spec.Ports {
+			ports = append(ports, p.Name)
+		}
+		for _, c := range Bound(im.cfg.ClusterID, m.Policy, ports, sources, health) {
+			bound[c] = true
+		}
+	}
+	want := map[string]bool{}
+	for i := range recs {
+		r := &recs[i]
+		c := r.Labels[mcsv1beta1.LabelSourceCluster]
+		if !exporting[c] {
+			continue
+		}
+		sl := ImportedSlice(r, im.cfg.ClusterID, bound[c], owner)
+		want[sl.Name] = true
+		var cur discoveryv1.EndpointSlice
+		err := im.c.Get(ctx, client.ObjectKeyFromObject(sl), &cur)
+		if err == nil && sameSlice(&cur, sl) {
+			continue
+		}
+		if err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+		// Binding or unbinding changes kubernetes.io/service-name, and
+		// kube-proxy keys its endpoints by that label as it sees a slice
+		// now: an update that removes or changes it leaves the endpoints
+		// under the old Service for good (k8s pkg/proxy
+		// endpointslicecache). Such a slice is deleted and made again.
+		if err == nil && cur.Labels[discoveryv1.LabelServiceName] != sl.Labels[discoveryv1.LabelServiceName] {
+			if err := kubeapply.Delete(ctx, im.c, &cur, client.Preconditions{UID: &cur.UID}); err != nil && !apierrors.IsConflict(err) {
+				return err
+			}
+		}
+		if err := kubeapply.Apply(ctx, im.c, sl, kubeapply.FieldManagerLighthouse); err != nil {
+			return err
+		}
+	}
+	var have discoveryv1.EndpointSliceList
+	if err := im.c.List(ctx, &have, client.InNamespace(key.Namespace), importedSlices(key.Name)); err != nil {
+		return err
+	}
+	for i := range have.Items {
+		if !want[have.Items[i].Name] && !isRecord(&have.Items[i]) {
+			if err := kubeapply.Delete(ctx, im.c, &have.Items[i]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// health reads the local active gateway's connections: per remote cluster,
+// whether its connection is in error and its mean RTT. A cluster with
+// several connections counts as in error only when none is connected.
+// active is false when the cluster has no active gateway.
+func (im *importer) health(ctx context.Context) (_ map[string]ClusterHealth, active bool, _ error) {
+	var gws v1.GatewayList
+	if err := im.c.List(ctx, &gws, client.InNamespace(im.cfg.Namespace)); err != nil {
+		return nil, false, err
+	}
+	out := map[string]ClusterHealth{}
+	for _, gw := range gws.Items {
+		if gw.Status.HAStatus != v1.HAStatusActive {
+			continue
+		}
+		active = true
+		connected := map[string]bool{}
+		for _, c := range gw.Status.Connections {
+			id := string(c.ClusterID)
+			h := out[id]
+			switch c.Status {
+			case v1.Connected:
+				connected[id] = true
+				h.Error = false
+				if c.LatencyRTT != nil {
+					h.RTT = c.LatencyRTT.Average.Duration
+				}
+			case v1.ConnectionError:
+				h.Error = !connected[id]
+			}
+			out[id] = h
+		}
+	}
+	return out, active, nil
+}
+
+// remove deletes the service's ServiceImport (when Lighthouse made it),
+// derived Service and imported slices: no cluster exports it any more, or
+// its namespace is not here.
+func (im *importer) remove(ctx context.Context, key types.NamespacedName) error {
+	var have discoveryv1.EndpointSliceList
+	if err := im.c.List(ctx, &have, client.InNamespace(key.Namespace), importedSlices(key.Name)); err != nil {
+		return err
+	}
+	for i := range have.Items {
+		if isRecord(&have.Items[i]) {
+			continue // a broker copy, where this cluster hosts the broker
+		}
+		if err := kubeapply.Delete(ctx, im.c, &have.Items[i]); err != nil {
+			return err
+		}
+	}
+	var svc corev1.Service
+	if err := im.c.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: DerivedServiceName(key.Name)}, &svc); err == nil && ownedBy(&svc, key.Name) {
+		if err := kubeapply.Delete(ctx, im.c, &svc); err != nil {
+			return err
+		}
+	}
+	var si mcsv1beta1.ServiceImport
+	if err := im.c.Get(ctx, key, &si); err == nil && managedByUs(&si) && !isRecord(&si) {
+		if err := kubeapply.Delete(ctx, im.c, &si, client.Preconditions{UID: &si.UID}); err != nil && !apierrors.IsConflict(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+// importedSlices selects the slices Lighthouse imported for service name.
+func importedSlices(name string) client.MatchingLabels {
+	return client.MatchingLabels{mcsv1beta1.LabelServiceName: name, discoveryv1.LabelManagedBy: ManagedBy}
+}
+
+// derivedService is the Service that gives the import its clusterset IP:
+// no selector (its endpoints are the imported slices bound to it), the
+// import's ports, session affinity, internal traffic policy, traffic
+// distribution and IP families (preferring dual-stack when the import has
+// two, so that a single-stack cluster still gets one).
+func derivedService(key types.NamespacedName, m Merged, owner metav1.OwnerReference) *corev1.Service {
+	svc := &corev1.Service{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name: DerivedServiceName(key.Name), Namespace: key.Namespace,
+			Labels:          map[string]string{mcsv1beta1.LabelServiceName: key.Name, ManagedLabel: "true"},
+			OwnerReferences: []metav1.OwnerReference{owner},
+		},
+		Spec: corev1.ServiceSpec{
+			Type:                  corev1.ServiceTypeClusterIP,
+			SessionAffinity:       orNone(m.Spec.SessionAffinity),
+			InternalTrafficPolicy: m.Spec.InternalTrafficPolicy,
+			TrafficDistribution:   m.Spec.TrafficDistribution,
+			IPFamilies:            m.Spec.IPFamilies,
+		},
+	}
+	if svc.Spec.SessionAffinity == corev1.ServiceAffinityClientIP {
+		svc.Spec.SessionAffinityConfig = m.Spec.SessionAffinityConfig.DeepCopy()
+	}
+	switch len(m.Spec.IPFamilies) {
+	case 0:
+	case 1:
+		svc.Spec.IPFamilyPolicy = ptr.To(corev1.IPFamilyPolicySingleStack)
+	default:
+		svc.Spec.IPFamilyPolicy = ptr.To(corev1.IPFamilyPolicyPreferDualStack)
+	}
+	for _, p := range m.Spec.Ports {
+		svc.Spec.Ports = append(svc.Spec.Ports, corev1.ServicePort{
+			Name: p.Name, Protocol: p.Protocol, AppProtocol: p.AppProtocol, Port: p.Port, TargetPort: intstr.FromInt32(p.Port),
+		})
+	}
+	return svc
+}
+
+func ipsOf(svc *corev1.Service) []string {
+	if len(svc.Spec.ClusterIPs) > 0 {
+		return slices.Clone(svc.Spec.ClusterIPs)
+	}
+	if svc.Spec.ClusterIP != "" && svc.Spec.ClusterIP != corev1.ClusterIPNone {
+		return []string{svc.Spec.ClusterIP}
+	}
+	return nil
+}
+
+// ownedBy reports whether svc is the derived Service of import name.
+func ownedBy(svc *corev1.Service, name string) bool {
+	return svc.Labels[ManagedLabel] == "true" && svc.Labels[mcsv1beta1.LabelServiceName] == name
+}
+
+// managedByUs reports whether Lighthouse wrote o (its field manager is in
+// o's managed fields): the ServiceImports it makes carry only the exported
+// labels, so this is how they are told from anyone else's.
+func managedByUs(o metav1.Object) bool {
+	for _, f := range o.GetManagedFields() {
+		if f.Manager == kubeapply.FieldManagerLighthouse {
+			return true
+		}
+	}
+	return false
+}
+
+func sameImport(cur, want *mcsv1beta1.ServiceImport) bool {
+	return equality.Semantic.DeepEqual(cur.Spec, want.Spec) && sameMap(cur.Labels, want.Labels) && sameMap(cur.Annotations, want.Annotations)
+}
+
+func sameDerived(cur, want *corev1.Service) bool {
+	if !sameMap(cur.Labels, want.Labels) || len(cur.Spec.Ports) != len(want.Spec.Ports) || !slices.Equal(cur.Spec.IPFamilies, want.Spec.IPFamilies) && len(want.Spec.IPFamilies) > 0 {
+		return false
+	}
+	for i, p := range want.Spec.Ports {
+		c := cur.Spec.Ports[i]
+		if c.Name != p.Name || c.Protocol != p.Protocol || c.Port != p.Port || !equality.Semantic.DeepEqual(c.AppProtocol, p.AppProtocol) {
+			return false
+		}
+	}
+	return cur.Spec.SessionAffinity == want.Spec.SessionAffinity &&
+		equality.Semantic.DeepEqual(affinityOf(cur), affinityOf(want)) &&
+		ptr.Deref(cur.Spec.InternalTrafficPolicy, corev1.ServiceInternalTrafficPolicyCluster) == ptr.Deref(want.Spec.InternalTrafficPolicy, corev1.ServiceInternalTrafficPolicyCluster) &&
+		ptr.Deref(cur.Spec.TrafficDistribution, "") == ptr.Deref(want.Spec.TrafficDistribution, "")
+}
+
+func affinityOf(s *corev1.Service) *corev1.SessionAffinityConfig {
+	if s.Spec.SessionAffinity != corev1.ServiceAffinityClientIP {
+		return nil
+	}
+	return s.Spec.SessionAffinityConfig
+}
+
+func sameSlice(cur, want *discoveryv1.EndpointSlice) bool {
+	return sameMap(cur.Labels, want.Labels) && cur.AddressType == want.AddressType &&
+		equality.Semantic.DeepEqual(cur.Ports, want.Ports) &&
+		(len(cur.Endpoints) == 0 && len(want.Endpoints) == 0 || equality.Semantic.DeepEqual(cur.Endpoints, want.Endpoints))
+}
+
+func sameMap(a, b map[string]string) bool {
+	return len(a) == 0 && len(b) == 0 || equality.Semantic.DeepEqual(a, b)
+}

@@ -1,0 +1,89 @@
+package lighthouse
+
+import (
+	"cmp"
+	"slices"
+	"time"
+)
+
+// ClusterHealth is what the local active gateway reports about its
+// connection to one remote cluster (its Gateway status).
+type ClusterHealth struct {
+	// Error is true when the connection's status is error: the cluster
+	// cannot be reached.
+	Error bool
+	// RTT is the health check's mean round trip; 0 when unknown.
+	RTT time.Duration
+}
+
+// Source is what one exporting cluster offers an importing cluster: the
+// named ports its slices carry and whether any of its endpoints is ready.
+type Source struct {
+	Cluster string
+	Ports   map[string]bool
+	Ready   bool
+}
+
+// Bound picks the exporting clusters whose endpoints back the clusterset
+// IP in the cluster local, per port name of the import (ports), under
+// policy:
+//
+//   - a cluster whose connection is in error (health) is never picked;
+//     clusters the gateway does not report on (the local one, or before
+//     it has measured) count as healthy;
+//   - LocalFirst (the default): for each port, the local cluster when it
+//     offers that port with ready endpoints, otherwise the nearest healthy
+//     cluster offering it with ready endpoints (least RTT, unknown last,
+//     then by ID), otherwise every healthy cluster offering it;
+//   - Balanced: for each port, every healthy cluster offering it.
+//
+// The result is the union over ports, sorted. kube-proxy balances each
+// port over the bound clusters' slices that carry it, so a cluster picked
+// for one port also takes that port's share of any other port it carries.
+func Bound(local string, policy TrafficPolicy, ports []string, sources []Source, health map[string]ClusterHealth) []string {
+	picked := map[string]bool{}
+	healthy := func(c string) bool { return c == local || !health[c].Error }
+	for _, port := range ports {
+		var offer []Source
+		for _, s := range sources {
+			if s.Ports[port] && healthy(s.Cluster) {
+				offer = append(offer, s)
+			}
+		}
+		if policy != TrafficPolicyBalanced {
+			var ready []Source
+			for _, s := range offer {
+				if s.Ready {
+					ready = append(ready, s)
+				}
+			}
+			if i := slices.IndexFunc(ready, func(s Source) bool { return s.Cluster == local }); i >= 0 {
+				picked[local] = true
+				continue
+			}
+			if len(ready) > 0 {
+				nearest := slices.MinFunc(ready, func(a, b Source) int {
+					ra, rb := health[a.Cluster].RTT, health[b.Cluster].RTT
+					switch {
+					case ra == 0 && rb != 0:
+						return 1
+					case rb == 0 && ra != 0:
+						return -1
+					}
+					return cmp.Or(cmp.Compare(ra, rb), cmp.Compare(a.Cluster, b.Cluster))
+				})
+				picked[nearest.Cluster] = true
+				continue
+			}
+		}
+		for _, s := range offer {
+			picked[s.Cluster] = true
+		}
+	}
+	out := make([]string, 0, len(picked))
+	for c := range picked {
+		out = append(out, c)
+	}
+	slices.Sort(out)
+	return out
+}

@@ -1,0 +1,169 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+
+	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
+)
+
+// mcsClusters are the clusters the MCS tests join: c2 sits behind NAT, so
+// every cluster uses WireGuard.
+var mcsClusters = []string{"c1", "c2", "c3"}
+
+// joinClusterSet deploys the broker on c1 and joins every cluster of
+// mcsClusters with WireGuard, as a user would with straitctl; it returns once
+// every cluster's active gateway reports every other cluster Connected and
+// every cluster's Lighthouse Deployment is available. The clusters leave
+// when t ends.
+func joinClusterSet(t *testing.T) {
+	t.Helper()
+	info := filepath.Join(t.TempDir(), "broker-info.strait")
+	if out, err := straitctl(t, "deploy-broker", "--kubeconfig", adminKubeconfig("c1"), "--output", info); err != nil {
+		t.Fatalf("deploy-broker: %v\n%s", err, out)
+	}
+	for _, c := range mcsClusters {
+		if out, err := straitctl(t, "join", info, "--kubeconfig", adminKubeconfig(c), "--clusterid", c,
+			"--gateway-nodes", c+"-n1,"+c+"-n2", "--pod-cidr", podCIDR(c), "--cable-driver", "wireguard"); err != nil {
+			t.Fatalf("join %s: %v\n%s", c, err, out)
+		}
+	}
+	t.Cleanup(func() {
+		for _, c := range slices.Backward(mcsClusters) {
+			if out, err := straitctl(t, "leave", "--kubeconfig", adminKubeconfig(c)); err != nil {
+				t.Errorf("leave %s: %v\n%s", c, err, out)
+			}
+		}
+	})
+	for _, c := range mcsClusters {
+		cl := ctrlClient(t, c)
+		var last string
+		if err := poll(2*time.Minute, func(ctx context.Context) (bool, error) {
+			last = connectionsOf(ctx, cl)
+			want := 0
+			for _, o := range mcsClusters {
+				if o != c && strings.Contains(last, o+"=connected") {
+					want++
+				}
+			}
+			return want == len(mcsClusters)-1, nil
+		}); err != nil {
+			out, _ := straitctl(t, "show", "connections", "--kubeconfig", adminKubeconfig(c))
+			t.Fatalf("%s: the active gateway never connected to every other cluster: %s\n%s", c, last, out)
+		}
+		waitFor(t, 2*time.Minute, "the Lighthouse Deployment in "+c, func(ctx context.Context) (bool, error) {
+			var d appsv1.Deployment
+			if err := cl.Get(ctx, types.NamespacedName{Namespace: v1.ComponentNamespace, Name: "strait-lighthouse"}, &d); err != nil {
+				return false, nil
+			}
+			return d.Status.AvailableReplicas >= 1 && d.Status.ObservedGeneration == d.Generation, nil
+		})
+	}
+}
+
+// connectionsOf describes the active gateway's connections, as
+// "<cluster>=<status>" words.
+func connectionsOf(ctx context.Context, c client.Client) string {
+	var gws v1.GatewayList
+	if err := c.List(ctx, &gws, client.InNamespace(v1.ComponentNamespace)); err != nil {
+		return err.Error()
+	}
+	for _, g := range gws.Items {
+		if g.Status.HAStatus != v1.HAStatusActive {
+			continue
+		}
+		var out []string
+		for _, conn := range g.Status.Connections {
+			out = append(out, fmt.Sprintf("%s=%s", conn.ClusterID, strings.ToLower(string(conn.Status))))
+		}
+		return strings.Join(out, " ")
+	}
+	return "no active gateway"
+}
+
+// mcsNamespace creates namespace ns in every cluster of clusters and
+// deletes it when t ends (namespace sameness: the same name everywhere).
+func mcsNamespace(t *testing.T, ns string, clusters ...string) {
+	t.Helper()
+	for _, c := range clusters {
+		cs := kubeClient(t, c)
+		if _, err := cs.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
+		waitFor(t, 30*time.Second, "default service account in "+c+"/"+ns, func(ctx context.Context) (bool, error) {
+			_, err := cs.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+			return err == nil, nil
+		})
+	}
+}
+
+// exportService creates a ServiceExport for Service ns/name in cluster with
+// kubectl, as an app team would; annotations may be nil.
+func exportService(t *testing.T, cluster, ns, name string, annotations map[string]string) {
+	t.Helper()
+	var ann string
+	for k, v := range annotations {
+		ann += fmt.Sprintf("\n    %s: %q", k, v)
+	}
+	if ann != "" {
+		ann = "\n  annotations:" + ann
+	}
+	manifest := fmt.Sprintf("apiVersion: multicluster.x-k8s.io/v1beta1\nkind: ServiceExport\nmetadata:\n  name: %s\n  namespace: %s%s\n", name, ns, ann)
+	r := kubectlStdin(t, cluster, manifest, "apply", "-f", "-")
+	if r.code != 0 {
+		t.Fatalf("kubectl apply ServiceExport %s/%s in %s: exit %d\n%s%s", ns, name, cluster, r.code, r.stdout, r.stderr)
+	}
+}
+
+// waitImport waits until cluster has ServiceImport ns/name and cond holds
+// for it, and returns it.
+func waitImport(t *testing.T, cluster, ns, name string, what string, cond func(*mcsv1beta1.ServiceImport) bool) *mcsv1beta1.ServiceImport {
+	t.Helper()
+	cl := ctrlClient(t, cluster)
+	var si mcsv1beta1.ServiceImport
+	var last string
+	if err := poll(90*time.Second, func(ctx context.Context) (bool, error) {
+		if err := cl.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &si); err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		last = fmt.Sprintf("%+v %+v", si.Spec, si.Status)
+		return cond(&si), nil
+	}); err != nil {
+		t.Fatalf("%s: ServiceImport %s/%s %s: %s", cluster, ns, name, what, last)
+	}
+	return &si
+}
+
+// kubectlStdin is kubectl with stdin, for "apply -f -".
+func kubectlStdin(t *testing.T, cluster, stdin string, args ...string) kubectlResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := withContext(ctx, kubectlCmd(t, cluster, args...))
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	r := kubectlResult{}
+	if err := cmd.Run(); err != nil {
+		r.code = -1
+		if cmd.ProcessState != nil && cmd.ProcessState.Exited() {
+			r.code = cmd.ProcessState.ExitCode()
+		}
+	}
+	r.stdout, r.stderr = out.String(), errOut.String()
+	return r
+}
