@@ -298,7 +298,7 @@ func (im *importer) remove(ctx context.Context, key types.NamespacedName) error 
 		}
 	}
 	var si mcsv1beta1.ServiceImport
-	if err := im.c.Get(ctx, key, &si); err == nil && managedByUs(&si) && !isRecord(&si) {
+	if err := im.c.Get(ctx, key, &si); err == nil && kubeapply.WrittenBy(&si, kubeapply.FieldManagerLighthouse) && !isRecord(&si) {
 		if err := kubeapply.Delete(ctx, im.c, &si, client.Preconditions{UID: &si.UID}); err != nil && !apierrors.IsConflict(err) {
 			return err
 		}
@@ -363,18 +363,6 @@ func ipsOf(svc *corev1.Service) []string {
 // ownedBy reports whether svc is the derived Service of import name.
 func ownedBy(svc *corev1.Service, name string) bool {
 	return svc.Labels[ManagedLabel] == "true" && svc.Labels[mcsv1beta1.LabelServiceName] == name
-}
-
-// managedByUs reports whether Lighthouse wrote o (its field manager is in
-// o's managed fields): the ServiceImports it makes carry only the exported
-// labels, so this is how they are told from anyone else's.
-func managedByUs(o metav1.Object) bool {
-	for _, f := range o.GetManagedFields() {
-		if f.Manager == kubeapply.FieldManagerLighthouse {
-			return true
-		}
-	}
-	return false
 }
 
 func sameImport(cur, want *mcsv1beta1.ServiceImport) bool {

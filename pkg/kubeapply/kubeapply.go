@@ -234,3 +234,16 @@ func key(u *unstructured.Unstructured) string {
 	}
 	return u.GetNamespace() + "/" + u.GetName()
 }
+
+// WrittenBy reports whether field manager manager (one of the
+// FieldManager* constants) owns any of obj's fields, from its
+// metadata.managedFields: how a component tells what it wrote from what a
+// user or another component did.
+func WrittenBy(obj metav1.Object, manager string) bool {
+	for _, f := range obj.GetManagedFields() {
+		if f.Manager == manager {
+			return true
+		}
+	}
+	return false
+}

@@ -641,7 +641,7 @@ func removeLighthouseObjects(ctx context.Context, c client.Client, logf func(str
 		n := 0
 		for i := range list.Items {
 			obj := &list.Items[i]
-			if gvk.Kind == "ServiceImport" && !managedBy(obj, kubeapply.FieldManagerLighthouse) {
+			if gvk.Kind == "ServiceImport" && !kubeapply.WrittenBy(obj, kubeapply.FieldManagerLighthouse) {
 				continue
 			}
 			obj.SetGroupVersionKind(gvk)
@@ -658,16 +658,6 @@ func removeLighthouseObjects(ctx context.Context, c client.Client, logf func(str
 		}
 	}
 	return nil
-}
-
-// managedBy reports whether manager wrote any of obj's fields.
-func managedBy(obj metav1.Object, manager string) bool {
-	for _, f := range obj.GetManagedFields() {
-		if f.Manager == manager {
-			return true
-		}
-	}
-	return false
 }
 
 // waitGone waits until obj no longer exists.

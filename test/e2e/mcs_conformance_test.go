@@ -553,25 +553,7 @@ func serverPod(name, app string) *corev1.Pod {
 // changes them.
 func exportServiceSpec(t *testing.T, cluster, ns, name string, labels, annotations map[string]string) {
 	t.Helper()
-	spec := map[string]any{}
-	if len(labels) > 0 {
-		spec["exportedLabels"] = labels
-	}
-	if len(annotations) > 0 {
-		spec["exportedAnnotations"] = annotations
-	}
-	manifest, err := json.Marshal(map[string]any{
-		"apiVersion": mcsv1beta1.GroupVersion.String(),
-		"kind":       "ServiceExport",
-		"metadata":   map[string]any{"name": name, "namespace": ns},
-		"spec":       spec,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r := kubectlStdin(t, cluster, string(manifest), "apply", "-f", "-"); r.code != 0 {
-		t.Fatalf("kubectl apply ServiceExport %s/%s in %s: exit %d\n%s%s", ns, name, cluster, r.code, r.stdout, r.stderr)
-	}
+	applyServiceExport(t, cluster, ns, name, nil, labels, annotations)
 }
 
 // unexport deletes the ServiceExport ns/name of cluster with kubectl.

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -111,19 +112,36 @@ func mcsNamespace(t *testing.T, ns string, clusters ...string) {
 }
 
 // exportService creates a ServiceExport for Service ns/name in cluster with
-// kubectl, as an app team would; annotations may be nil.
+// kubectl, as an app team would; annotations (the ServiceExport's own, such
+// as the traffic policy) may be nil.
 func exportService(t *testing.T, cluster, ns, name string, annotations map[string]string) {
 	t.Helper()
-	var ann string
-	for k, v := range annotations {
-		ann += fmt.Sprintf("\n    %s: %q", k, v)
+	applyServiceExport(t, cluster, ns, name, annotations, nil, nil)
+}
+
+// applyServiceExport applies ServiceExport ns/name in cluster with
+// "kubectl apply", with metadata.annotations and spec.exportedLabels and
+// spec.exportedAnnotations as given (nil or empty: none).
+func applyServiceExport(t *testing.T, cluster, ns, name string, annotations, exportedLabels, exportedAnnotations map[string]string) {
+	t.Helper()
+	meta := map[string]any{"name": name, "namespace": ns}
+	if len(annotations) > 0 {
+		meta["annotations"] = annotations
 	}
-	if ann != "" {
-		ann = "\n  annotations:" + ann
+	spec := map[string]any{}
+	if len(exportedLabels) > 0 {
+		spec["exportedLabels"] = exportedLabels
 	}
-	manifest := fmt.Sprintf("apiVersion: multicluster.x-k8s.io/v1beta1\nkind: ServiceExport\nmetadata:\n  name: %s\n  namespace: %s%s\n", name, ns, ann)
-	r := kubectlStdin(t, cluster, manifest, "apply", "-f", "-")
-	if r.code != 0 {
+	if len(exportedAnnotations) > 0 {
+		spec["exportedAnnotations"] = exportedAnnotations
+	}
+	manifest, err := json.Marshal(map[string]any{
+		"apiVersion": mcsv1beta1.GroupVersion.String(), "kind": "ServiceExport", "metadata": meta, "spec": spec,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := kubectlStdin(t, cluster, string(manifest), "apply", "-f", "-"); r.code != 0 {
 		t.Fatalf("kubectl apply ServiceExport %s/%s in %s: exit %d\n%s%s", ns, name, cluster, r.code, r.stdout, r.stderr)
 	}
 }

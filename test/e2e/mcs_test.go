@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -39,6 +38,7 @@ func TestMCS(t *testing.T) {
 	joinClusterSet(t)
 	const ns = "mcs-e2e"
 	mcsNamespace(t, ns, mcsClusters...)
+	c1 := ctrlClient(t, "c1")
 
 	// A server in every cluster, named after it, behind Services srv (to
 	// export under Balanced), near (the default policy) and hidden (never
@@ -131,12 +131,11 @@ func TestMCS(t *testing.T) {
 		// connected, and when c2's slice was unbound.
 		start := time.Now()
 		var lost, unbound time.Duration
-		c1 := ctrlClient(t, "c1")
 		waitFor(t, 90*time.Second, "c2's slice unbound in c1", func(ctx context.Context) (bool, error) {
 			if lost == 0 && !strings.Contains(connectionsOf(ctx, c1), "c2=connected") {
 				lost = time.Since(start)
 			}
-			b := boundClusters(ctx, t, "c1", ns, "srv")
+			b := boundClusters(ctx, c1, ns, "srv")
 			if slices.Equal(b, []string{"c3"}) {
 				unbound = time.Since(start)
 				return true, nil
@@ -157,7 +156,7 @@ func TestMCS(t *testing.T) {
 		})
 		restore()
 		waitFor(t, 2*time.Minute, "c2's slice bound again in c1", func(ctx context.Context) (bool, error) {
-			return slices.Equal(boundClusters(ctx, t, "c1", ns, "srv"), []string{"c2", "c3"}), nil
+			return slices.Equal(boundClusters(ctx, c1, ns, "srv"), []string{"c2", "c3"}), nil
 		})
 		waitAnswer(t, "c1", ns, srvIP, "c2")
 	})
@@ -171,7 +170,7 @@ func TestMCS(t *testing.T) {
 		})
 		ip := si.Spec.IPs[0]
 		waitFor(t, 60*time.Second, "only c1 bound for near in c1", func(ctx context.Context) (bool, error) {
-			return slices.Equal(boundClusters(ctx, t, "c1", ns, "near"), []string{"c1"}), nil
+			return slices.Equal(boundClusters(ctx, c1, ns, "near"), []string{"c1"}), nil
 		})
 		t.Cleanup(func() {
 			if t.Failed() {
@@ -191,7 +190,7 @@ func TestMCS(t *testing.T) {
 		}
 		var bound []string
 		waitFor(t, 60*time.Second, "one remote cluster bound for near in c1", func(ctx context.Context) (bool, error) {
-			bound = boundClusters(ctx, t, "c1", ns, "near")
+			bound = boundClusters(ctx, c1, ns, "near")
 			return len(bound) == 1 && bound[0] != "c1", nil
 		})
 		// The choice may move with the measured RTTs; what matters is
@@ -235,11 +234,11 @@ func importClusters(si *mcsv1beta1.ServiceImport) []string {
 }
 
 // boundClusters lists the source clusters of the imported slices of ns/name
-// in cluster that are bound to the derived Service (kube-proxy routes only
+// in c's cluster that are bound to the derived Service (kube-proxy routes only
 // those), sorted.
-func boundClusters(ctx context.Context, t *testing.T, cluster, ns, name string) []string {
+func boundClusters(ctx context.Context, c client.Client, ns, name string) []string {
 	var sl discoveryv1.EndpointSliceList
-	if err := ctrlClient(t, cluster).List(ctx, &sl, client.InNamespace(ns), client.MatchingLabels{
+	if err := c.List(ctx, &sl, client.InNamespace(ns), client.MatchingLabels{
 		mcsv1beta1.LabelServiceName: name, discoveryv1.LabelManagedBy: lighthouse.ManagedBy}); err != nil {
 		return nil
 	}
@@ -265,19 +264,17 @@ func execTools(t *testing.T, cluster, ns, script string) string {
 	return strings.TrimSpace(r.stdout)
 }
 
-// answer asks the HTTP server behind ip:80 from cluster's tools pod with
-// curl and returns the cluster it runs in (its pod is "srv-<cluster>"), or
-// "" when nothing answered.
+// answer asks the HTTP server behind ip:80 once from cluster's tools pod
+// (httpAnswers) and returns the cluster it runs in (its pod is
+// "srv-<cluster>"), or "" when nothing answered.
 func answer(t *testing.T, cluster, ns, ip string) string {
 	t.Helper()
-	out := execTools(t, cluster, ns, "curl -s -m 3 http://"+ip+"/")
-	var body struct {
-		Pod string `json:"pod"`
-	}
-	if err := json.Unmarshal([]byte(out), &body); err != nil {
+	got, err := httpAnswers(t, cluster, ns, "tools", ip, 80, 1)
+	if err != nil || len(got) != 1 || !strings.HasPrefix(got[0], "srv-") {
+		t.Logf("%s: HTTP to %s: %v %v", cluster, ip, got, err)
 		return ""
 	}
-	return strings.TrimPrefix(body.Pod, "srv-")
+	return strings.TrimPrefix(got[0], "srv-")
 }
 
 // waitAnswer waits until the HTTP server behind ip answers from cluster
