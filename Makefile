@@ -113,6 +113,17 @@ bench-dataplane: prereqs build kube-binaries ## Benchmark pod-to-pod through gat
 	$(GO) build -o $(BIN)/strait-bench-tunnel ./test/bench/tunnel
 	$(BIN)/strait-bench-tunnel dataplane
 
+# Extra flags for "make bench-dns", e.g. BENCH_DNS_ARGS="-imports 500 -rounds 2 -duration 2s"
+# for a quick run; every flag also has a BENCH_DNS_* environment variable
+# ("$(BIN)/strait-bench-dns -h" lists them).
+BENCH_DNS_ARGS ?=
+
+.PHONY: bench-dns
+bench-dns: prereqs build kube-binaries ## Benchmark strait-dns against stock CoreDNS on 5,000 imports; writes _output/bench/dns.json.
+	@mkdir -p $(OUT)/bench
+	$(GO) build -o $(BIN)/strait-bench-dns ./test/bench/dns
+	$(BIN)/strait-bench-dns $(BENCH_DNS_ARGS)
+
 .PHONY: generate
 generate: ## Regenerate deepcopy code and deploy/crds.
 	$(CONTROLLER_GEN) object paths=./pkg/apis/...
