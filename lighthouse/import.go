@@ -240,39 +240,15 @@ func (im *importer) syncSlices(ctx context.Context, key types.NamespacedName, m 
 	return nil
 }
 
-// health reads the local active gateway's connections: per remote cluster,
-// whether its connection is in error and its mean RTT. A cluster with
-// several connections counts as in error only when none is connected.
-// active is false when the cluster has no active gateway.
-func (im *importer) health(ctx context.Context) (_ map[string]ClusterHealth, active bool, _ error) {
+// health reads the local active gateway's view of the remote clusters
+// (GatewayHealth) from the Gateways in the component namespace.
+func (im *importer) health(ctx context.Context) (map[string]ClusterHealth, bool, error) {
 	var gws v1.GatewayList
 	if err := im.c.List(ctx, &gws, client.InNamespace(im.cfg.Namespace)); err != nil {
 		return nil, false, err
 	}
-	out := map[string]ClusterHealth{}
-	for _, gw := range gws.Items {
-		if gw.Status.HAStatus != v1.HAStatusActive {
-			continue
-		}
-		active = true
-		connected := map[string]bool{}
-		for _, c := range gw.Status.Connections {
-			id := string(c.ClusterID)
-			h := out[id]
-			switch c.Status {
-			case v1.Connected:
-				connected[id] = true
-				h.Error = false
-				if c.LatencyRTT != nil {
-					h.RTT = c.LatencyRTT.Average.Duration
-				}
-			case v1.ConnectionError:
-				h.Error = !connected[id]
-			}
-			out[id] = h
-		}
-	}
-	return out, active, nil
+	h := GatewayHealth(gws.Items)
+	return h.Clusters, h.Active, nil
 }
 
 // remove deletes the service's ServiceImport (when Lighthouse made it),

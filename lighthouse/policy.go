@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"slices"
 	"time"
+
+	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
 )
 
 // ClusterHealth is what the local active gateway reports about its
@@ -14,6 +16,63 @@ type ClusterHealth struct {
 	Error bool
 	// RTT is the health check's mean round trip; 0 when unknown.
 	RTT time.Duration
+}
+
+// Health is the local active gateway's view of the remote clusters.
+type Health struct {
+	// Clusters holds, per remote cluster ID the gateway has connections
+	// to, whether they are all in error and the mean RTT.
+	Clusters map[string]ClusterHealth
+	// Active is true when the cluster has an active gateway; without one
+	// nothing is known about any remote cluster.
+	Active bool
+}
+
+// GatewayHealth reads the active gateway's connections from gws (the
+// Gateways of the component namespace): per remote cluster, whether its
+// connection is in error and its mean RTT. A cluster with several
+// connections counts as in error only when none is connected.
+func GatewayHealth(gws []v1.Gateway) Health {
+	h := Health{Clusters: map[string]ClusterHealth{}}
+	for _, gw := range gws {
+		if gw.Status.HAStatus != v1.HAStatusActive {
+			continue
+		}
+		h.Active = true
+		connected := map[string]bool{}
+		for _, c := range gw.Status.Connections {
+			id := string(c.ClusterID)
+			ch := h.Clusters[id]
+			switch c.Status {
+			case v1.Connected:
+				connected[id] = true
+				ch.Error = false
+				if c.LatencyRTT != nil {
+					ch.RTT = c.LatencyRTT.Average.Duration
+				}
+			case v1.ConnectionError:
+				ch.Error = !connected[id]
+			}
+			h.Clusters[id] = ch
+		}
+	}
+	return h
+}
+
+// Reachable reports whether the endpoints of cluster can serve clients in
+// cluster local: the local cluster always; a remote one unless its
+// connection is in error or, while the cluster has an active gateway, that
+// gateway has no connection to it at all (its gateways are gone). Without
+// an active gateway nothing is known and every cluster counts as reachable.
+func (h Health) Reachable(cluster, local string) bool {
+	if cluster == local {
+		return true
+	}
+	ch, ok := h.Clusters[cluster]
+	if !ok {
+		return !h.Active
+	}
+	return !ch.Error
 }
 
 // Source is what one exporting cluster offers an importing cluster: the

@@ -1,0 +1,41 @@
+// Command strait-dns is Strait's DNS server for the clusterset zone: a
+// CoreDNS build with Lighthouse's plugin (lighthouse/coredns) and only the
+// plugins its Corefile uses. Flags are CoreDNS's (-conf FILE, -dns.port,
+// -version ...); deploy/manifests/dns.yaml runs it with
+// -conf /etc/strait-dns/Corefile.
+package main
+
+import (
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/coremain"
+
+	// The plugins compiled in; each registers itself with CoreDNS.
+	_ "github.com/coredns/coredns/plugin/bind"
+	_ "github.com/coredns/coredns/plugin/errors"
+	_ "github.com/coredns/coredns/plugin/health"
+	_ "github.com/coredns/coredns/plugin/log"
+	_ "github.com/coredns/coredns/plugin/metrics"
+	_ "github.com/coredns/coredns/plugin/ready"
+	_ "github.com/coredns/coredns/plugin/reload"
+
+	_ "strait.dev/strait/lighthouse/coredns"
+)
+
+// directives is the plugin chain's order (CoreDNS's plugin.cfg order for
+// the stock plugins), with lighthouse where CoreDNS puts kubernetes: after
+// every plugin that observes or shapes a request, before the data plugins.
+var directives = []string{
+	"reload",
+	"bind",
+	"ready",
+	"health",
+	"prometheus",
+	"errors",
+	"log",
+	"lighthouse",
+}
+
+func main() {
+	dnsserver.Directives = directives
+	coremain.Run()
+}

@@ -1,0 +1,140 @@
+package coredns
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+
+	"strait.dev/strait/lighthouse"
+	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
+	"strait.dev/strait/pkg/scheme"
+)
+
+// syncPoll is how often Watch checks whether its informers have delivered
+// their first list: short, because the server answers SERVFAIL until then.
+const syncPoll = 50 * time.Millisecond
+
+// Watch fills store from the apiserver behind cfg until ctx ends: every
+// ServiceImport, the EndpointSlices Lighthouse imported (labelled managed
+// by lighthouse.ManagedBy and lighthouse.ManagedLabel), and the Gateways of
+// namespace (Strait's component namespace). It returns once the informers
+// are started; the store reports Synced when all three have delivered
+// their first list. Errors: the cache's (a scheme or a rest.Config it
+// cannot use).
+func Watch(ctx context.Context, cfg *rest.Config, namespace string, store *Store) error {
+	sel := labels.SelectorFromSet(labels.Set{discoveryv1.LabelManagedBy: lighthouse.ManagedBy, lighthouse.ManagedLabel: "true"})
+	c, err := cache.New(cfg, cache.Options{
+		Scheme:           scheme.New(),
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{
+			&discoveryv1.EndpointSlice{}: {Label: sel},
+			&v1.Gateway{}:                {Namespaces: map[string]cache.Config{namespace: {}}},
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("lighthouse: informer cache: %w", err)
+	}
+	handlers := []struct {
+		obj client.Object
+		h   toolscache.ResourceEventHandlerFuncs
+	}{
+		{&mcsv1beta1.ServiceImport{}, toolscache.ResourceEventHandlerFuncs{
+			AddFunc:    func(o any) { setImport(store, o) },
+			UpdateFunc: func(_, o any) { setImport(store, o) },
+			DeleteFunc: func(o any) {
+				if si, ok := unwrap(o).(*mcsv1beta1.ServiceImport); ok {
+					store.DeleteImport(si.Namespace, si.Name)
+					importsGauge.Set(float64(store.Imports()))
+				}
+			},
+		}},
+		{&discoveryv1.EndpointSlice{}, toolscache.ResourceEventHandlerFuncs{
+			AddFunc:    func(o any) { setSlice(store, o) },
+			UpdateFunc: func(_, o any) { setSlice(store, o) },
+			DeleteFunc: func(o any) {
+				if es, ok := unwrap(o).(*discoveryv1.EndpointSlice); ok {
+					store.DeleteSlice(es.Namespace, es.Labels[mcsv1beta1.LabelServiceName], es.Name)
+				}
+			},
+		}},
+		{&v1.Gateway{}, toolscache.ResourceEventHandlerFuncs{
+			AddFunc:    func(o any) { setGateway(store, o) },
+			UpdateFunc: func(_, o any) { setGateway(store, o) },
+			DeleteFunc: func(o any) {
+				if gw, ok := unwrap(o).(*v1.Gateway); ok {
+					store.DeleteGateway(gw.Name)
+				}
+			},
+		}},
+	}
+	var regs []toolscache.ResourceEventHandlerRegistration
+	for _, h := range handlers {
+		inf, err := c.GetInformer(ctx, h.obj, cache.BlockUntilSynced(false))
+		if err != nil {
+			return fmt.Errorf("lighthouse: informer for %T: %w", h.obj, err)
+		}
+		reg, err := inf.AddEventHandler(h.h)
+		if err != nil {
+			return fmt.Errorf("lighthouse: handler for %T: %w", h.obj, err)
+		}
+		regs = append(regs, reg)
+	}
+	go func() {
+		if err := c.Start(ctx); err != nil {
+			log.Errorf("informer cache: %v", err)
+		}
+	}()
+	go func() {
+		err := wait.PollUntilContextCancel(ctx, syncPoll, true, func(context.Context) (bool, error) {
+			for _, r := range regs {
+				if !r.HasSynced() {
+					return false, nil
+				}
+			}
+			return true, nil
+		})
+		if err == nil {
+			store.SetSynced(true)
+			syncedGauge.Set(1)
+			log.Infof("synced: %d ServiceImports", store.Imports())
+		}
+	}()
+	return nil
+}
+
+func setImport(store *Store, o any) {
+	if si, ok := o.(*mcsv1beta1.ServiceImport); ok {
+		store.SetImport(si)
+		importsGauge.Set(float64(store.Imports()))
+	}
+}
+
+func setSlice(store *Store, o any) {
+	if es, ok := o.(*discoveryv1.EndpointSlice); ok {
+		store.SetSlice(es)
+	}
+}
+
+func setGateway(store *Store, o any) {
+	if gw, ok := o.(*v1.Gateway); ok {
+		store.SetGateway(gw)
+	}
+}
+
+// unwrap returns the object of a delete event, which may come as a
+// tombstone when the watch missed the deletion.
+func unwrap(o any) any {
+	if t, ok := o.(toolscache.DeletedFinalStateUnknown); ok {
+		return t.Obj
+	}
+	return o
+}
