@@ -19,6 +19,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"strait.dev/strait/test/kubetest"
 	"strait.dev/strait/test/proc"
 )
@@ -118,7 +120,9 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 			return nil, ctx.Err()
 		default:
 		}
-		if ready(ctx, url) {
+		// The ready plugin can say yes a moment before the DNS listener
+		// is open: wait for both.
+		if ready(ctx, url) && answers(s.Addr) {
 			return s, nil
 		}
 		if time.Now().After(deadline) {
@@ -140,6 +144,16 @@ func ready(ctx context.Context, url string) bool {
 	}
 	resp.Body.Close()
 	return resp.StatusCode == http.StatusOK
+}
+
+// answers reports whether a DNS server answers on addr over UDP: any
+// reply counts, REFUSED included.
+func answers(addr string) bool {
+	m := new(dns.Msg)
+	m.SetQuestion("probe.corednstest.invalid.", dns.TypeA)
+	c := &dns.Client{Timeout: 200 * time.Millisecond}
+	_, _, err := c.Exchange(m, addr)
+	return err == nil
 }
 
 // Stop stops the server and waits until it has exited. It may be called
@@ -171,6 +185,32 @@ func (s *Server) RSS() (int64, error) {
 		}
 	}
 	return 0, errors.New("no VmRSS in /proc/PID/status")
+}
+
+// CPUTime returns the CPU time the server has used so far, user and
+// system, all threads (utime and stime in /proc/PID/stat).
+func (s *Server) CPUTime() (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.PID()))
+	if err != nil {
+		return 0, err
+	}
+	// The fields after the command name, which is in parentheses and may
+	// hold spaces: state is field 3, utime 14, stime 15.
+	i := strings.LastIndexByte(string(data), ')')
+	fields := strings.Fields(string(data[i+1:]))
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("short /proc/%d/stat", s.PID())
+	}
+	var ticks int64
+	for _, f := range fields[11:13] {
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return 0, err
+		}
+		ticks += n
+	}
+	// USER_HZ is 100 on every Linux architecture Go supports.
+	return time.Duration(ticks) * (time.Second / 100), nil
 }
 
 // Tail returns the last 30 lines of the server's log.

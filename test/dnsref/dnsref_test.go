@@ -178,6 +178,7 @@ func TestStockMulticluster(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := answer(r, qname)
+			t.Logf("stock answers %s", got)
 			if got != tc.want {
 				t.Errorf("stock answers\n  %s\nwant\n  %s", got, tc.want)
 			}

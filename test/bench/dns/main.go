@@ -97,6 +97,17 @@ type sideResult struct {
 	Answered  int       `json:"answered"`
 	Timeouts  int       `json:"timeouts"`
 	Wrong     int       `json:"wrongAnswers"`
+	// ServerCPU is the server's CPU time over the saturated
+	// measurements' wall time (1.0 is one CPU busy): well below the CPUs
+	// it is pinned to means the load generator, not the server, was the
+	// limit. CPUPerQueryUs is its CPU time per answered query, which does
+	// not depend on how hard it was pushed.
+	ServerCPU     float64 `json:"serverCpu"`
+	CPUPerQueryUs float64 `json:"serverCpuPerQueryUs"`
+	// QPSPerCPU is answered queries per second of server CPU: the
+	// throughput of one saturated CPU, which the load generator on two
+	// cores cannot reach.
+	QPSPerCPU float64 `json:"qpsPerServerCpu"`
 	// Latency under saturation (Workers in a closed loop), all kinds and
 	// by kind.
 	Latency       latencyStats            `json:"latency"`
@@ -338,6 +349,15 @@ func run() error {
 	fmt.Printf("queries: %d workers, %s per measurement, %d rounds, %d queries (%s)\n", cfg.Workers, cfg.duration, cfg.Rounds, len(qs), cfg.Mix)
 	sat := make([]measurement, len(sides))
 	single := make([]measurement, len(sides))
+	cpu := make([]time.Duration, len(sides))
+	// One unrecorded round first: the apiserver and etcd, which share the
+	// load generator's CPUs, are still busy for a few seconds after the
+	// bulk load, and the first round measured them.
+	for i, srv := range servers {
+		if _, err := blast(srv.Addr, wires[sides[i].Name], cfg.Workers, 3*warmup); err != nil {
+			return err
+		}
+	}
 	for r := range cfg.Rounds {
 		// Alternate the order, so that neither side always goes first.
 		for j := range sides {
@@ -346,17 +366,27 @@ func run() error {
 			if _, err := blast(srv.Addr, w, cfg.Workers, warmup); err != nil {
 				return err
 			}
+			before, err := srv.CPUTime()
+			if err != nil {
+				return err
+			}
 			res, err := blast(srv.Addr, w, cfg.Workers, cfg.duration)
 			if err != nil {
 				return err
 			}
+			after, err := srv.CPUTime()
+			if err != nil {
+				return err
+			}
+			cpu[i] += after - before
 			one, err := blast(srv.Addr, w, 1, cfg.duration/2)
 			if err != nil {
 				return err
 			}
 			qps := float64(res.answered) / res.elapsed.Seconds()
 			results[i].QPSRounds = append(results[i].QPSRounds, round1(qps))
-			fmt.Printf("  round %d %-9s %8.0f q/s  timeouts %d  wrong %d\n", r+1, sides[i].Name, qps, res.timeouts, res.wrong)
+			fmt.Printf("  round %d %-9s %8.0f q/s  server CPU %3.0f%%  timeouts %d  wrong %d\n", r+1, sides[i].Name, qps,
+				100*(after-before).Seconds()/res.elapsed.Seconds(), res.timeouts, res.wrong)
 			merge(&sat[i], res)
 			merge(&single[i], one)
 		}
@@ -370,6 +400,13 @@ func run() error {
 		res.Memory.AfterBenchMiB = mib(b)
 		res.QPS = round1(float64(sat[i].answered) / sat[i].elapsed.Seconds())
 		res.Answered, res.Timeouts, res.Wrong = sat[i].answered, sat[i].timeouts, sat[i].wrong
+		res.ServerCPU = float64(int(cpu[i].Seconds()/sat[i].elapsed.Seconds()*1000+0.5)) / 1000
+		if sat[i].answered > 0 {
+			res.CPUPerQueryUs = round1(float64(cpu[i].Microseconds()) / float64(sat[i].answered))
+		}
+		if cpu[i] > 0 {
+			res.QPSPerCPU = round1(float64(sat[i].answered) / cpu[i].Seconds())
+		}
 		var everything, one []time.Duration
 		for k := range kinds {
 			everything = append(everything, sat[i].lat[k]...)
@@ -399,7 +436,8 @@ func run() error {
 		"seconds": round1(time.Since(began).Seconds()),
 		"notes": []string{
 			"ratios are the first clusterset.local side over stock: qps > 1 and latency < 1 favour it",
-			"no cache plugin on any side; latency is under saturation by the workers in a closed loop, singleWorkerLatency with one worker",
+			"no cache plugin on any side; latency is under load by the workers in a closed loop, singleWorkerLatency with one worker",
+			"serverCpu below the CPUs the servers are pinned to means the load generator was the limit of qps; qpsPerServerCpu (answers per second of server CPU) is then the throughput figure",
 			"misses are the search-path names ndots:5 produces, under each side's own zone (its own NXDOMAIN path)",
 			"memory per 1,000 is the RSS growth from the side's own objects: imports for clusterset.local sides, Services for stock",
 		},
@@ -446,10 +484,12 @@ type ratios struct {
 	// strait is not measured.
 	Side              string  `json:"side"`
 	QPS               float64 `json:"qps"`
+	QPSPerCPU         float64 `json:"qpsPerServerCpu"`
 	LatencyMean       float64 `json:"latencyMean"`
 	LatencyP50        float64 `json:"latencyP50"`
 	LatencyP99        float64 `json:"latencyP99"`
 	SingleWorkerMean  float64 `json:"singleWorkerLatencyMean"`
+	CPUPerQuery       float64 `json:"serverCpuPerQuery"`
 	MemoryPerThousand float64 `json:"memoryPerThousand"`
 	RSSAllLoaded      float64 `json:"rssAllLoaded"`
 }
@@ -464,10 +504,12 @@ func ratio(a, b *sideResult) *ratios {
 	return &ratios{
 		Side:              a.Name,
 		QPS:               div(a.QPS, b.QPS),
+		QPSPerCPU:         div(a.QPSPerCPU, b.QPSPerCPU),
 		LatencyMean:       div(a.Latency.MeanMs, b.Latency.MeanMs),
 		LatencyP50:        div(a.Latency.P50Ms, b.Latency.P50Ms),
 		LatencyP99:        div(a.Latency.P99Ms, b.Latency.P99Ms),
 		SingleWorkerMean:  div(a.SingleLatency.MeanMs, b.SingleLatency.MeanMs),
+		CPUPerQuery:       div(a.CPUPerQueryUs, b.CPUPerQueryUs),
 		MemoryPerThousand: div(a.Memory.PerThousandMiB, b.Memory.PerThousandMiB),
 		RSSAllLoaded:      div(a.Memory.AllMiB, b.Memory.AllMiB),
 	}
@@ -476,10 +518,11 @@ func ratio(a, b *sideResult) *ratios {
 func printSummary(cfg config, rs []sideResult, rat *ratios) {
 	fmt.Printf("\nbench-dns: %d imports / Services, %d workers, %d x %s per side, CPU %s for the servers\n",
 		cfg.Imports, cfg.Workers, cfg.Rounds, cfg.duration, orAll(cfg.ServerCPUs))
-	fmt.Printf("%-10s %-32s %9s %9s %9s %9s %11s %10s %10s %10s\n", "SIDE", "PLUGIN", "QPS", "MEAN ms", "P50 ms", "P99 ms", "1-WKR ms", "RSS0 MiB", "RSS MiB", "MiB/1000")
+	fmt.Printf("%-10s %-32s %8s %8s %9s %8s %8s %8s %9s %9s %8s %9s\n", "SIDE", "PLUGIN", "QPS", "SRV CPU", "QPS/CPU", "MEAN ms", "P50 ms", "P99 ms", "1-WKR ms", "RSS0 MiB", "RSS MiB", "MiB/1000")
 	for _, r := range rs {
-		fmt.Printf("%-10s %-32s %9.0f %9.3f %9.3f %9.3f %11.3f %10.1f %10.1f %10.2f\n", r.Name, r.Plugin, r.QPS,
-			r.Latency.MeanMs, r.Latency.P50Ms, r.Latency.P99Ms, r.SingleLatency.MeanMs, r.Memory.EmptyMiB, r.Memory.AllMiB, r.Memory.PerThousandMiB)
+		fmt.Printf("%-10s %-32s %8.0f %8.2f %9.0f %8.3f %8.3f %8.3f %9.3f %9.1f %8.1f %9.2f\n", r.Name, r.Plugin, r.QPS, r.ServerCPU, r.QPSPerCPU,
+			r.Latency.MeanMs, r.Latency.P50Ms, r.Latency.P99Ms, r.SingleLatency.MeanMs,
+			r.Memory.EmptyMiB, r.Memory.AllMiB, r.Memory.PerThousandMiB)
 	}
 	fmt.Printf("\n%-10s", "KIND p99")
 	for _, r := range rs {
@@ -496,8 +539,8 @@ func printSummary(cfg config, rs []sideResult, rat *ratios) {
 	}
 	fmt.Println("(mean/p99 per kind)")
 	if rat != nil {
-		fmt.Printf("\n%s/stock: QPS %.3fx, mean latency %.3fx, p99 %.3fx, one-worker mean %.3fx, memory per 1,000 %.3fx\n", rat.Side,
-			rat.QPS, rat.LatencyMean, rat.LatencyP99, rat.SingleWorkerMean, rat.MemoryPerThousand)
+		fmt.Printf("\n%s/stock: QPS %.3fx, QPS per server CPU %.3fx, mean latency %.3fx, p99 %.3fx, one-worker mean %.3fx, memory per 1,000 %.3fx\n", rat.Side,
+			rat.QPS, rat.QPSPerCPU, rat.LatencyMean, rat.LatencyP99, rat.SingleWorkerMean, rat.MemoryPerThousand)
 	}
 }
 
