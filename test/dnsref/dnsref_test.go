@@ -3,6 +3,8 @@ package dnsref
 import (
 	"context"
 	"fmt"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -23,15 +25,17 @@ import (
 	"strait.dev/strait/test/kubetest"
 )
 
-// refCase is one question and what stock CoreDNS answers, rendered by
-// answer(). kep says how that differs from KEP-1645's DNS specification
+// refCase is one question and what stock CoreDNS answers (want), rendered
+// by answer(). kep says how that differs from KEP-1645's DNS specification
 // (specification.md of the KEP), empty where stock follows it or the KEP
-// says nothing.
+// says nothing. strait is what strait-dns answers where that is not the
+// same as stock; both servers are asked every question.
 type refCase struct {
-	name  string // relative to the zone ("" for the apex); absolute if it ends in "."
-	qtype uint16
-	want  string
-	kep   string
+	name   string // relative to the zone ("" for the apex); absolute if it ends in "."
+	qtype  uint16
+	want   string
+	kep    string
+	strait string
 }
 
 // The objects of the test, in namespace ns, as Lighthouse writes them in an
@@ -52,35 +56,38 @@ const ns = "ref"
 
 var cases = []refCase{
 	{"dns-version", dns.TypeTXT, `NOERROR: TXT "1.1.0" ttl=28800`,
-		"KEP 2.2: dns-version.clusterset.local is 1.0.0, the MCS DNS schema; stock answers the cluster-local schema's 1.1.0 in every zone"},
+		"KEP 2.2: dns-version.clusterset.local is 1.0.0, the MCS DNS schema; stock answers the cluster-local schema's 1.1.0 in every zone",
+		`NOERROR: TXT "1.0.0" ttl=5`},
 
 	// ClusterSetIP.
-	{"web.ref.svc", dns.TypeA, "NOERROR: A 10.42.0.10 ttl=5", ""},
-	{"web.ref.svc", dns.TypeAAAA, "NOERROR, no answer, SOA", ""},
-	{"dual.ref.svc", dns.TypeA, "NOERROR: A 10.42.0.11 ttl=5", ""},
-	{"dual.ref.svc", dns.TypeAAAA, "NOERROR: AAAA fd00:42::11 ttl=5", ""},
-	{"pending.ref.svc", dns.TypeA, "NOERROR, no answer, SOA", ""},
-	{"_http._tcp.web.ref.svc", dns.TypeSRV, "NOERROR: SRV 0 100 80 web.ref.svc.clusterset.local. ttl=5 | extra web.ref.svc.clusterset.local. A 10.42.0.10", ""},
-	{"_dns._udp.web.ref.svc", dns.TypeSRV, "NOERROR: SRV 0 100 53 web.ref.svc.clusterset.local. ttl=5 | extra web.ref.svc.clusterset.local. A 10.42.0.10", ""},
-	{"_http._udp.web.ref.svc", dns.TypeSRV, "NXDOMAIN, SOA", ""},
+	{"web.ref.svc", dns.TypeA, "NOERROR: A 10.42.0.10 ttl=5", "", ""},
+	{"web.ref.svc", dns.TypeAAAA, "NOERROR, no answer, SOA", "", ""},
+	{"dual.ref.svc", dns.TypeA, "NOERROR: A 10.42.0.11 ttl=5", "", ""},
+	{"dual.ref.svc", dns.TypeAAAA, "NOERROR: AAAA fd00:42::11 ttl=5", "", ""},
+	{"pending.ref.svc", dns.TypeA, "NOERROR, no answer, SOA", "", ""},
+	{"_http._tcp.web.ref.svc", dns.TypeSRV, "NOERROR: SRV 0 100 80 web.ref.svc.clusterset.local. ttl=5 | extra web.ref.svc.clusterset.local. A 10.42.0.10", "", ""},
+	{"_dns._udp.web.ref.svc", dns.TypeSRV, "NOERROR: SRV 0 100 53 web.ref.svc.clusterset.local. ttl=5 | extra web.ref.svc.clusterset.local. A 10.42.0.10", "", ""},
+	{"_http._udp.web.ref.svc", dns.TypeSRV, "NXDOMAIN, SOA", "", ""},
 	{"web.ref.svc", dns.TypeSRV, "NOERROR: SRV 0 33 53 web.ref.svc.clusterset.local. ttl=5, SRV 0 33 80 web.ref.svc.clusterset.local. ttl=5, SRV 0 33 8080 web.ref.svc.clusterset.local. ttl=5 | extra web.ref.svc.clusterset.local. A 10.42.0.10",
-		"the KEP defines SRV only under _port._proto names, and none for unnamed ports; stock answers the bare name with every port, the unnamed 8080 too"},
-	{"c2.web.ref.svc", dns.TypeA, "NXDOMAIN, SOA", ""},
+		"the KEP defines SRV only under _port._proto names, and none for unnamed ports; stock answers the bare name with every port, the unnamed 8080 too (strait-dns too)", ""},
+	{"c2.web.ref.svc", dns.TypeA, "NXDOMAIN, SOA", "", ""},
 	{"10-1-1-10.c2.web.ref.svc", dns.TypeA, "NOERROR: A 10.1.1.10 ttl=5",
-		"the KEP defines <hostname>.<clusterid> names only for headless services (2.4.1); stock answers them for a ClusterSetIP service's endpoints as well, bypassing the clusterset IP"},
-	{"web.ref.svc", dns.TypeTXT, "NOERROR, no answer, SOA", ""},
-	{"web.ref.svc", dns.TypeANY, "NOERROR, no answer, SOA", ""},
+		"the KEP defines <hostname>.<clusterid> names only for headless services (2.4.1); stock answers them for a ClusterSetIP service's endpoints as well, bypassing the clusterset IP",
+		"NXDOMAIN, SOA"},
+	{"web.ref.svc", dns.TypeTXT, "NOERROR, no answer, SOA", "", ""},
+	{"web.ref.svc", dns.TypeANY, "NOERROR, no answer, SOA", "", "NOERROR: A 10.42.0.10 ttl=5"},
 
 	// Headless.
-	{"db.ref.svc", dns.TypeA, "NOERROR: A 10.1.2.10 ttl=5, A 10.1.2.11 ttl=5, A 10.1.3.10 ttl=5", ""},
-	{"db.ref.svc", dns.TypeAAAA, "NOERROR: AAAA fd00:1::10 ttl=5", ""},
-	{"db-0.c2.db.ref.svc", dns.TypeA, "NOERROR: A 10.1.2.10 ttl=5", ""},
-	{"db-0.c3.db.ref.svc", dns.TypeAAAA, "NOERROR: AAAA fd00:1::10 ttl=5", ""},
-	{"10-1-2-11.c2.db.ref.svc", dns.TypeA, "NOERROR: A 10.1.2.11 ttl=5", ""},
-	{"db-2.c2.db.ref.svc", dns.TypeA, "NXDOMAIN, SOA", ""},
+	{"db.ref.svc", dns.TypeA, "NOERROR: A 10.1.2.10 ttl=5, A 10.1.2.11 ttl=5, A 10.1.3.10 ttl=5", "", ""},
+	{"db.ref.svc", dns.TypeAAAA, "NOERROR: AAAA fd00:1::10 ttl=5", "", ""},
+	{"db-0.c2.db.ref.svc", dns.TypeA, "NOERROR: A 10.1.2.10 ttl=5", "", ""},
+	{"db-0.c3.db.ref.svc", dns.TypeAAAA, "NOERROR: AAAA fd00:1::10 ttl=5", "", ""},
+	{"10-1-2-11.c2.db.ref.svc", dns.TypeA, "NOERROR: A 10.1.2.11 ttl=5", "", ""},
+	{"db-2.c2.db.ref.svc", dns.TypeA, "NXDOMAIN, SOA", "", ""},
 	{"db-1.east.prod.db.ref.svc", dns.TypeA, "NXDOMAIN, SOA",
-		"a cluster ID of two labels (east.prod; KEP-2149 allows a DNS subdomain) gets no name: stock's parseRequest takes exactly one label between hostname and service"},
-	{"c2.db.ref.svc", dns.TypeA, "NXDOMAIN, SOA", ""},
+		"a cluster ID of two labels (east.prod; KEP-2149 allows a DNS subdomain) gets no name: stock's parseRequest takes exactly one label between hostname and service",
+		"NOERROR: A 10.1.3.10 ttl=5"},
+	{"c2.db.ref.svc", dns.TypeA, "NXDOMAIN, SOA", "", ""},
 	{"_http._tcp.db.ref.svc", dns.TypeSRV, "NOERROR: " + strings.Join([]string{
 		"SRV 0 25 80 10-1-2-11.c2.db.ref.svc.clusterset.local. ttl=5",
 		"SRV 0 25 80 db-0.c2.db.ref.svc.clusterset.local. ttl=5",
@@ -92,24 +99,27 @@ var cases = []refCase{
 		"extra db-0.c3.db.ref.svc.clusterset.local. AAAA fd00:1::10",
 		"extra db-1.east.prod.db.ref.svc.clusterset.local. A 10.1.3.10",
 	}, ", "),
-		"the target db-1.east.prod.db... of the two-label cluster is one stock itself answers NXDOMAIN (case above)"},
-	{"idle.ref.svc", dns.TypeA, "NXDOMAIN, SOA", ""},
+		"the target db-1.east.prod.db... of the two-label cluster is one stock itself answers NXDOMAIN (case above)", ""},
+	{"idle.ref.svc", dns.TypeA, "NXDOMAIN, SOA", "", ""},
 
 	// Names that do not exist.
-	{"nothere.ref.svc", dns.TypeA, "NXDOMAIN, SOA", ""},
-	{"web.nothere.svc", dns.TypeA, "NXDOMAIN, SOA", ""},
-	{"local.ref.svc", dns.TypeA, "NXDOMAIN, SOA", ""},
-	{"web.ref.svc.clusterset.local.ref.svc", dns.TypeA, "NXDOMAIN, SOA", ""},
-	{"web.ref.svc.clusterset.local.ref.svc.cluster.local.", dns.TypeA, "NXDOMAIN, SOA", ""},
-	{"ref.svc", dns.TypeA, "NOERROR, no answer, SOA", ""},
-	{"svc", dns.TypeA, "NOERROR, no answer, SOA", ""},
-	{"", dns.TypeSOA, "NOERROR: SOA ttl=5", ""},
+	{"nothere.ref.svc", dns.TypeA, "NXDOMAIN, SOA", "", ""},
+	{"web.nothere.svc", dns.TypeA, "NXDOMAIN, SOA", "", ""},
+	{"local.ref.svc", dns.TypeA, "NXDOMAIN, SOA", "", ""},
+	{"web.ref.svc.clusterset.local.ref.svc", dns.TypeA, "NXDOMAIN, SOA", "", ""},
+	// A search-path name in cluster.local: strait-dns is not asked such
+	// names in a cluster, only the cluster's DNS is.
+	{"web.ref.svc.clusterset.local.ref.svc.cluster.local.", dns.TypeA, "NXDOMAIN, SOA", "", "REFUSED"},
+	{"ref.svc", dns.TypeA, "NOERROR, no answer, SOA", "", ""},
+	{"svc", dns.TypeA, "NOERROR, no answer, SOA", "", ""},
+	{"", dns.TypeSOA, "NOERROR: SOA ttl=5", "", ""},
 
 	// Case.
-	{"WEB.Ref.SVC", dns.TypeA, "NOERROR: A 10.42.0.10 ttl=5", ""},
+	{"WEB.Ref.SVC", dns.TypeA, "NOERROR: A 10.42.0.10 ttl=5", "", ""},
 
-	// The same server's cluster.local zone.
-	{"local.ref.svc.cluster.local.", dns.TypeA, "NOERROR: A 10.0.0.50 ttl=5", ""},
+	// The same server's cluster.local zone (strait-dns has none: the
+	// cluster's own DNS answers cluster.local and forwards clusterset.local).
+	{"local.ref.svc.cluster.local.", dns.TypeA, "NOERROR: A 10.0.0.50 ttl=5", "", "REFUSED"},
 }
 
 func TestStockMulticluster(t *testing.T) {
@@ -141,8 +151,9 @@ func TestStockMulticluster(t *testing.T) {
 	}
 
 	load(ctx, t, env)
-	srv, err := corednstest.Start(ctx, corednstest.Options{
-		Name: "stock-multicluster", Binary: stock, Dir: t.TempDir(),
+	dir := t.TempDir()
+	stockSrv, err := corednstest.Start(ctx, corednstest.Options{
+		Name: "stock-multicluster", Binary: stock, Dir: dir,
 		Corefile: func(port, readyPort int) string {
 			// The README's "Configure multicluster" example.
 			return fmt.Sprintf(`cluster.local:%[1]d clusterset.local:%[1]d {
@@ -159,9 +170,37 @@ func TestStockMulticluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(srv.Stop)
+	t.Cleanup(stockSrv.Stop)
+	straitSrv, err := corednstest.Start(ctx, corednstest.Options{
+		Name: "strait-dns", Binary: buildStraitDNS(t), Dir: dir,
+		Corefile: func(port, readyPort int) string {
+			return fmt.Sprintf(`clusterset.local:%[1]d {
+    bind 127.0.0.1
+    ready 127.0.0.1:%[2]d
+    lighthouse {
+        kubeconfig %[3]s
+        cluster-id c1
+    }
+}
+`, port, readyPort, env.Kubeconfig)
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(straitSrv.Stop)
 
 	c := &dns.Client{Timeout: 2 * time.Second}
+	ask := func(t *testing.T, addr, qname string, qtype uint16) string {
+		t.Helper()
+		m := new(dns.Msg)
+		m.SetQuestion(qname, qtype)
+		r, _, err := c.Exchange(m, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return answer(r, qname)
+	}
 	for _, tc := range cases {
 		qname := tc.name
 		switch {
@@ -171,22 +210,42 @@ func TestStockMulticluster(t *testing.T) {
 			qname += ".clusterset.local."
 		}
 		t.Run(dns.TypeToString[tc.qtype]+" "+qname, func(t *testing.T) {
-			m := new(dns.Msg)
-			m.SetQuestion(qname, tc.qtype)
-			r, _, err := c.Exchange(m, srv.Addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got := answer(r, qname)
+			got := ask(t, stockSrv.Addr, qname, tc.qtype)
 			t.Logf("stock answers %s", got)
 			if got != tc.want {
 				t.Errorf("stock answers\n  %s\nwant\n  %s", got, tc.want)
 			}
 			if tc.kep != "" {
-				t.Logf("differs from the KEP: %s", tc.kep)
+				t.Logf("stock differs from the KEP: %s", tc.kep)
+			}
+			want := tc.strait
+			if want == "" {
+				want = tc.want
+			}
+			got = ask(t, straitSrv.Addr, qname, tc.qtype)
+			t.Logf("strait-dns answers %s", got)
+			if got != want {
+				t.Errorf("strait-dns answers\n  %s\nwant\n  %s", got, want)
 			}
 		})
 	}
+}
+
+// buildStraitDNS builds cmd/strait-dns into the test's temporary folder:
+// the test compares the server of this tree, not whatever was built last.
+func buildStraitDNS(t *testing.T) string {
+	t.Helper()
+	root, err := kubetest.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "strait-dns")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/strait-dns")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/strait-dns: %v\n%s", err, out)
+	}
+	return bin
 }
 
 // answer renders a reply: the rcode, then the answers (owner name only
