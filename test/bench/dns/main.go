@@ -28,6 +28,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -94,9 +95,12 @@ type sideResult struct {
 	side
 	QPS       float64   `json:"qps"`
 	QPSRounds []float64 `json:"qpsRounds"`
-	Answered  int       `json:"answered"`
-	Timeouts  int       `json:"timeouts"`
-	Wrong     int       `json:"wrongAnswers"`
+	// QPSMedian is the median of the rounds: one round disturbed by
+	// something else on the machine moves it less than the total.
+	QPSMedian float64 `json:"qpsMedianRound"`
+	Answered  int     `json:"answered"`
+	Timeouts  int     `json:"timeouts"`
+	Wrong     int     `json:"wrongAnswers"`
 	// ServerCPU is the server's CPU time over the saturated
 	// measurements' wall time (1.0 is one CPU busy): well below the CPUs
 	// it is pinned to means the load generator, not the server, was the
@@ -244,6 +248,9 @@ func run() error {
 			if err := pinSelf(rest); err != nil {
 				return err
 			}
+			// Go sized GOMAXPROCS from the CPUs it had at start; more Ps
+			// than CPUs only adds spinning threads to the generator.
+			runtime.GOMAXPROCS(len(rest))
 			cfg.LoadCPUs = joinInts(rest)
 		}
 	}
@@ -399,6 +406,7 @@ func run() error {
 		res := &results[i]
 		res.Memory.AfterBenchMiB = mib(b)
 		res.QPS = round1(float64(sat[i].answered) / sat[i].elapsed.Seconds())
+		res.QPSMedian = median(res.QPSRounds)
 		res.Answered, res.Timeouts, res.Wrong = sat[i].answered, sat[i].timeouts, sat[i].wrong
 		res.ServerCPU = float64(int(cpu[i].Seconds()/sat[i].elapsed.Seconds()*1000+0.5)) / 1000
 		if sat[i].answered > 0 {
@@ -459,6 +467,18 @@ func run() error {
 	return nil
 }
 
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return round1((s[len(s)/2-1] + s[len(s)/2]) / 2)
+}
+
 func merge(into *measurement, r measurement) {
 	into.answered += r.answered
 	into.timeouts += r.timeouts
@@ -485,6 +505,7 @@ type ratios struct {
 	Side              string  `json:"side"`
 	QPS               float64 `json:"qps"`
 	QPSPerCPU         float64 `json:"qpsPerServerCpu"`
+	QPSMedian         float64 `json:"qpsMedianRound"`
 	LatencyMean       float64 `json:"latencyMean"`
 	LatencyP50        float64 `json:"latencyP50"`
 	LatencyP99        float64 `json:"latencyP99"`
@@ -505,6 +526,7 @@ func ratio(a, b *sideResult) *ratios {
 		Side:              a.Name,
 		QPS:               div(a.QPS, b.QPS),
 		QPSPerCPU:         div(a.QPSPerCPU, b.QPSPerCPU),
+		QPSMedian:         div(a.QPSMedian, b.QPSMedian),
 		LatencyMean:       div(a.Latency.MeanMs, b.Latency.MeanMs),
 		LatencyP50:        div(a.Latency.P50Ms, b.Latency.P50Ms),
 		LatencyP99:        div(a.Latency.P99Ms, b.Latency.P99Ms),
@@ -524,6 +546,9 @@ func printSummary(cfg config, rs []sideResult, rat *ratios) {
 			r.Latency.MeanMs, r.Latency.P50Ms, r.Latency.P99Ms, r.SingleLatency.MeanMs,
 			r.Memory.EmptyMiB, r.Memory.AllMiB, r.Memory.PerThousandMiB)
 	}
+	for _, r := range rs {
+		fmt.Printf("%-10s QPS by round %v, median %.0f\n", r.Name, r.QPSRounds, r.QPSMedian)
+	}
 	fmt.Printf("\n%-10s", "KIND p99")
 	for _, r := range rs {
 		fmt.Printf(" %14s", r.Name+" ms")
@@ -539,8 +564,8 @@ func printSummary(cfg config, rs []sideResult, rat *ratios) {
 	}
 	fmt.Println("(mean/p99 per kind)")
 	if rat != nil {
-		fmt.Printf("\n%s/stock: QPS %.3fx, QPS per server CPU %.3fx, mean latency %.3fx, p99 %.3fx, one-worker mean %.3fx, memory per 1,000 %.3fx\n", rat.Side,
-			rat.QPS, rat.QPSPerCPU, rat.LatencyMean, rat.LatencyP99, rat.SingleWorkerMean, rat.MemoryPerThousand)
+		fmt.Printf("\n%s/stock: QPS %.3fx (median round %.3fx), QPS per server CPU %.3fx, mean latency %.3fx, p99 %.3fx, one-worker mean %.3fx, memory per 1,000 %.3fx\n", rat.Side,
+			rat.QPS, rat.QPSMedian, rat.QPSPerCPU, rat.LatencyMean, rat.LatencyP99, rat.SingleWorkerMean, rat.MemoryPerThousand)
 	}
 }
 
