@@ -6,6 +6,8 @@ import (
 	"time"
 
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
@@ -32,8 +34,21 @@ const syncPoll = 50 * time.Millisecond
 // cannot use).
 func Watch(ctx context.Context, cfg *rest.Config, namespace string, store *Store) error {
 	sel := labels.SelectorFromSet(labels.Set{discoveryv1.LabelManagedBy: lighthouse.ManagedBy, lighthouse.ManagedLabel: "true"})
+	// The kinds' resources are known: a static mapper needs no discovery,
+	// so the informers start (and retry their lists) while the apiserver
+	// is away or before the CRDs exist, and the store stays unsynced
+	// meanwhile instead of the server failing to start.
+	mapper := meta.NewDefaultRESTMapper(nil)
+	for _, gvk := range []schema.GroupVersionKind{
+		mcsv1beta1.SchemeGroupVersion.WithKind("ServiceImport"),
+		discoveryv1.SchemeGroupVersion.WithKind("EndpointSlice"),
+		v1.SchemeGroupVersion.WithKind("Gateway"),
+	} {
+		mapper.Add(gvk, meta.RESTScopeNamespace)
+	}
 	c, err := cache.New(cfg, cache.Options{
 		Scheme:           scheme.New(),
+		Mapper:           mapper,
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
 			&discoveryv1.EndpointSlice{}: {Label: sel},
