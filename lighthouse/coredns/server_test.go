@@ -122,7 +122,7 @@ func TestServer(t *testing.T) {
 	create(importedSlice("db", "c1", "db-c1", discoveryv1.AddressTypeIPv4, []discoveryv1.EndpointPort{pg}, ep("db-0", true, "10.1.0.5")))
 	create(importedSlice("db", "c2", "db-c2", discoveryv1.AddressTypeIPv4, []discoveryv1.EndpointPort{pg}, ep("db-0", true, "10.2.0.5")))
 	// A headless service with 200 endpoints: more than 512 bytes.
-	create(serviceImport("big", mcsv1beta1.Headless, nil))
+	create(serviceImport("big", mcsv1beta1.Headless, nil, mcsPort("http", corev1.ProtocolTCP, 80)))
 	var many []discoveryv1.Endpoint
 	for i := range 200 {
 		many = append(many, ep(fmt.Sprintf("big-%d", i), true, fmt.Sprintf("10.1.%d.%d", i/250, i%250+1)))

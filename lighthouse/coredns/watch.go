@@ -39,12 +39,16 @@ func Watch(ctx context.Context, cfg *rest.Config, namespace string, store *Store
 	// is away or before the CRDs exist, and the store stays unsynced
 	// meanwhile instead of the server failing to start.
 	mapper := meta.NewDefaultRESTMapper(nil)
-	for _, gvk := range []schema.GroupVersionKind{
-		mcsv1beta1.SchemeGroupVersion.WithKind("ServiceImport"),
-		discoveryv1.SchemeGroupVersion.WithKind("EndpointSlice"),
-		v1.SchemeGroupVersion.WithKind("Gateway"),
+	for _, k := range []struct {
+		gvk              schema.GroupVersionKind
+		plural, singular string
+	}{
+		{mcsv1beta1.SchemeGroupVersion.WithKind("ServiceImport"), "serviceimports", "serviceimport"},
+		{discoveryv1.SchemeGroupVersion.WithKind("EndpointSlice"), "endpointslices", "endpointslice"},
+		{v1.SchemeGroupVersion.WithKind("Gateway"), "gateways", "gateway"},
 	} {
-		mapper.Add(gvk, meta.RESTScopeNamespace)
+		gv := k.gvk.GroupVersion()
+		mapper.AddSpecific(k.gvk, gv.WithResource(k.plural), gv.WithResource(k.singular), meta.RESTScopeNamespace)
 	}
 	c, err := cache.New(cfg, cache.Options{
 		Scheme:           scheme.New(),
