@@ -3,10 +3,13 @@ package coredns
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,6 +23,7 @@ import (
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	_ "github.com/coredns/coredns/plugin/bind"
+	_ "github.com/coredns/coredns/plugin/metrics"
 
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
 	"strait.dev/strait/pkg/scheme"
@@ -30,18 +34,29 @@ import (
 // measured by make bench-dns, not here.
 const hangBound = 30 * time.Second
 
-// startServer runs CoreDNS's real server with the plugin on a loopback
-// port, its client configuration from kubeconfig, and returns the address.
-func startServer(t *testing.T, kubeconfig string) string {
+// freePort returns a loopback port free for TCP and UDP now.
+func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.ListenPacket("udp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := l.LocalAddr().(*net.UDPAddr).Port
-	l.Close()
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startServer runs CoreDNS's real server with the plugin on a loopback
+// port, its client configuration from kubeconfig, and returns the address;
+// with metrics set, prometheus serves there too.
+func startServer(t *testing.T, kubeconfig, metrics string) string {
+	t.Helper()
+	port := freePort(t)
 	dnsserver.Directives = Directives
-	corefile := fmt.Sprintf("clusterset.local:%d {\n bind 127.0.0.1\n lighthouse {\n  kubeconfig %s\n  cluster-id c1\n }\n}\n", port, kubeconfig)
+	prom := ""
+	if metrics != "" {
+		prom = "prometheus " + metrics + "\n"
+	}
+	corefile := fmt.Sprintf("clusterset.local:%d {\n bind 127.0.0.1\n %s lighthouse {\n  kubeconfig %s\n  cluster-id c1\n }\n}\n", port, prom, kubeconfig)
 	inst, err := caddy.Start(caddy.CaddyfileInput{Contents: []byte(corefile), Filepath: "Corefile", ServerTypeName: "dns"})
 	if err != nil {
 		t.Fatalf("start CoreDNS: %v", err)
@@ -143,7 +158,8 @@ func TestServer(t *testing.T) {
 	if err := kubetest.WriteKubeconfig(kubeconfig, env.Config, "test"); err != nil {
 		t.Fatal(err)
 	}
-	addr := startServer(t, kubeconfig)
+	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := startServer(t, kubeconfig, metrics)
 	waitFor(t, addr, "web.default.svc.clusterset.local.", dns.TypeA, "not answered", func(r *dns.Msg) bool { return r.Rcode == dns.RcodeSuccess })
 
 	t.Run("clusterset IP over UDP and TCP", func(t *testing.T) {
@@ -199,6 +215,30 @@ func TestServer(t *testing.T) {
 		})
 	})
 
+	t.Run("metrics", func(t *testing.T) {
+		ask(t, addr, "udp", "nope.clusterset.local.", dns.TypeA, 0)
+		resp, err := http.Get("http://" + metrics + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{
+			`coredns_lighthouse_requests_total{kind="service",server="dns://` + addr + `",zone="clusterset.local."}`,
+			`coredns_lighthouse_requests_total{kind="none",server="dns://` + addr + `",zone="clusterset.local."} 1`,
+			"coredns_lighthouse_synced 1",
+			"coredns_lighthouse_imports ",
+			`coredns_dns_requests_total{`,
+		} {
+			if !strings.Contains(string(body), want) {
+				t.Errorf("no %s in /metrics:\n%s", want, grepLines(string(body), "coredns_lighthouse"))
+			}
+		}
+	})
+
 	t.Run("SERVFAIL until the first sync", func(t *testing.T) {
 		env.StopAPIServer()
 		restarted := false
@@ -207,7 +247,7 @@ func TestServer(t *testing.T) {
 				_ = env.StartAPIServer(context.Background())
 			}
 		}()
-		second := startServer(t, kubeconfig)
+		second := startServer(t, kubeconfig, "")
 		for _, name := range []string{"db.default.svc.clusterset.local.", "nope.default.svc.clusterset.local."} {
 			if r := ask(t, second, "udp", name, dns.TypeA, 0); r.Rcode != dns.RcodeServerFailure {
 				t.Errorf("%s with the apiserver away: %s, want SERVFAIL", name, dns.RcodeToString[r.Rcode])
@@ -221,4 +261,15 @@ func TestServer(t *testing.T) {
 			return slices.Equal(addrs(r), []string{"10.1.0.5", "10.2.0.5"})
 		})
 	})
+}
+
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for line := range strings.Lines(s) {
+		if strings.Contains(line, sub) {
+			out = append(out, strings.TrimSpace(line))
+		}
+	}
+	return strings.Join(out, "\n")
 }
