@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job, in the sandbox: two clusters of three nodes on this machine,
 # the test workload in each, and traffic across nodes and through Services.
-# Later stages of Strait extend it until pods in the two clusters talk through
-# clusterset.local names.
+# It ends with the main job as users see it: the app team exports web from both
+# clusters, and a pod in c1 reaches it by its clusterset.local name, first in
+# its own cluster, then, with c1's web scaled to zero, in c2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=_output/bin
@@ -149,6 +150,46 @@ done
 "$sbx" exec c1/default/n3-side -- "$PWD/$bin/strait-testpod" connect --http "http://${n3ip[c2]}:8080/"
 say "c1-n3's routes to c2 (table 151: through the overlay to the active gateway)"
 ip -n strait-c1-n3 route show table 151
+
+# The main job: the app team exports web (a ServiceExport next to the
+# Service, in each cluster), and a pod in c1 reaches it by name.
+for c in c1 c2; do
+  kubectl --kubeconfig ".sandbox/$c.kubeconfig" apply -f - >/dev/null <<YAML
+apiVersion: multicluster.x-k8s.io/v1beta1
+kind: ServiceExport
+metadata: {name: web, namespace: default}
+YAML
+done
+say "The app team exported web from c1 and c2 (kubectl apply of a ServiceExport in each)"
+kubectl --kubeconfig "$kc" apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: default}
+spec:
+  containers:
+  - {name: c, image: nicolaka/netshoot, command: [sleep, infinity]}
+YAML
+kubectl --kubeconfig "$kc" wait --for=condition=Ready pod/client --timeout=60s >/dev/null
+kubectl --kubeconfig "$kc" wait --for=condition=Ready serviceexport/web --timeout=90s >/dev/null
+say "c1: the ServiceExport's conditions"
+kubectl --kubeconfig "$kc" get serviceexport web -o jsonpath='{range .status.conditions[*]}{.type}={.status} ({.reason}): {.message}{"\n"}{end}'
+for i in $(seq 1 60); do
+  [ "$(kubectl --kubeconfig "$kc" get serviceimport web -o jsonpath='{.status.clusters[*].cluster}')" = "c1 c2" ] && break
+  sleep 1
+done
+say "c1: the ServiceImport (its IP is the clusterset IP)"
+kubectl --kubeconfig "$kc" get serviceimport web -o jsonpath='type: {.spec.type}{"\n"}ips: {.spec.ips}{"\n"}ports: {.spec.ports}{"\n"}clusters: {.status.clusters[*].cluster}{"\n"}'
+# curl_web: the client's request to web by its clusterset name.
+curl_web() { kubectl --kubeconfig "$kc" exec client -- curl -s --max-time 3 http://web.default.svc.clusterset.local/; }
+say "c1 client: curl http://web.default.svc.clusterset.local/ (served in c1: local first)"
+for i in $(seq 1 60); do curl_web >/dev/null 2>&1 && break; sleep 1; done
+curl_web; echo
+say "c1: web scaled to zero"
+kubectl --kubeconfig "$kc" scale deployment/web --replicas=0 >/dev/null
+kubectl --kubeconfig "$kc" wait --for=delete pod -l app=web --timeout=60s >/dev/null 2>&1 || true
+say "c1 client: the same curl, now served in c2"
+for i in $(seq 1 60); do curl_web 2>/dev/null | grep -q '"c2-' && break; sleep 1; done
+curl_web; echo
 
 cat <<MSG
 

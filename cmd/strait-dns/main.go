@@ -18,24 +18,10 @@ import (
 	_ "github.com/coredns/coredns/plugin/ready"
 	_ "github.com/coredns/coredns/plugin/reload"
 
-	_ "strait.dev/strait/lighthouse/coredns"
+	"strait.dev/strait/lighthouse/coredns"
 )
 
-// directives is the plugin chain's order (CoreDNS's plugin.cfg order for
-// the stock plugins), with lighthouse where CoreDNS puts kubernetes: after
-// every plugin that observes or shapes a request, before the data plugins.
-var directives = []string{
-	"reload",
-	"bind",
-	"ready",
-	"health",
-	"prometheus",
-	"errors",
-	"log",
-	"lighthouse",
-}
-
 func main() {
-	dnsserver.Directives = directives
+	dnsserver.Directives = coredns.Directives
 	coremain.Run()
 }

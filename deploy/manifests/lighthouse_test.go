@@ -26,7 +26,14 @@ var lighthouseValues = GatewayValues{
 // (each kind once), failing on a kind rendered twice.
 func renderLighthouse(t *testing.T) map[string]*unstructured.Unstructured {
 	t.Helper()
-	objs, err := Render("lighthouse.yaml", lighthouseValues)
+	return renderKinds(t, "lighthouse.yaml")
+}
+
+// renderKinds renders file with lighthouseValues and returns its objects by
+// kind (each kind once), failing on a kind rendered twice.
+func renderKinds(t *testing.T, file string) map[string]*unstructured.Unstructured {
+	t.Helper()
+	objs, err := Render(file, lighthouseValues)
 	if err != nil {
 		t.Fatal(err)
 	}

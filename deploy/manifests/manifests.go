@@ -22,10 +22,15 @@ var files embed.FS
 
 // MemberFiles are the manifests of a member cluster, in the order join
 // applies them: gateway.yaml makes the namespace the others live in.
-var MemberFiles = []string{"gateway.yaml", "routeagent.yaml", "lighthouse.yaml"}
+var MemberFiles = []string{"gateway.yaml", "routeagent.yaml", "lighthouse.yaml", "dns.yaml"}
 
-// GatewayValues fill MemberFiles (lighthouse.yaml uses only the namespace,
-// the cluster ID and the image).
+// DNSServiceName names the Service of strait-dns in the component namespace
+// (dns.yaml), whose cluster IPs the cluster's own DNS forwards
+// clusterset.local to.
+const DNSServiceName = "strait-dns"
+
+// GatewayValues fill MemberFiles (lighthouse.yaml and dns.yaml use only the
+// namespace, the cluster ID and the image).
 type GatewayValues struct {
 	Namespace       string
 	ClusterID       string

@@ -76,7 +76,8 @@ func TestRenderMember(t *testing.T) {
 			t.Errorf("%s has no namespace", id)
 		}
 	}
-	for _, want := range []string{"DaemonSet strait-system/strait-gateway", "DaemonSet strait-system/strait-routeagent", "Deployment strait-system/strait-lighthouse"} {
+	for _, want := range []string{"DaemonSet strait-system/strait-gateway", "DaemonSet strait-system/strait-routeagent", "Deployment strait-system/strait-lighthouse",
+		"Deployment strait-system/strait-dns", "Service strait-system/" + DNSServiceName} {
 		if !seen[want] {
 			t.Errorf("%s not rendered", want)
 		}

@@ -4,15 +4,20 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
+	"sync"
 
 	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/plugin"
 	"github.com/coredns/coredns/plugin/pkg/fall"
 	clog "github.com/coredns/coredns/plugin/pkg/log"
+	"github.com/go-logr/logr/funcr"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	aboutv1beta1 "strait.dev/strait/pkg/apis/about.k8s.io/v1beta1"
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
@@ -101,7 +106,16 @@ func parseConfig(c *caddy.Controller) (config, error) {
 	return cfg, nil
 }
 
+// logs sends client-go's and controller-runtime's logs (a failed list or
+// watch, say) to CoreDNS's log, prefixed with the plugin's name, once.
+var logs sync.Once
+
 func setup(c *caddy.Controller) error {
+	logs.Do(func() {
+		l := funcr.New(func(prefix, args string) { log.Info(strings.TrimSpace(prefix + " " + args)) }, funcr.Options{})
+		klog.SetLogger(l)
+		ctrllog.SetLogger(l)
+	})
 	cfg, err := parseConfig(c)
 	if err != nil {
 		return plugin.Error(pluginName, err)

@@ -265,13 +265,6 @@ func (s *Store) hasNamespace(namespace string) bool {
 	return s.namespaces[namespace] > 0
 }
 
-// anyImport reports whether any namespace has an import.
-func (s *Store) anyImport() bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return len(s.namespaces) > 0
-}
-
 // readyEndpoint is a ready endpoint of a reachable cluster, with the ports
 // of its slice.
 type readyEndpoint struct {

@@ -6,7 +6,9 @@ import (
 	"time"
 
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
@@ -32,8 +34,25 @@ const syncPoll = 50 * time.Millisecond
 // cannot use).
 func Watch(ctx context.Context, cfg *rest.Config, namespace string, store *Store) error {
 	sel := labels.SelectorFromSet(labels.Set{discoveryv1.LabelManagedBy: lighthouse.ManagedBy, lighthouse.ManagedLabel: "true"})
+	// The kinds' resources are known: a static mapper needs no discovery,
+	// so the informers start (and retry their lists) while the apiserver
+	// is away or before the CRDs exist, and the store stays unsynced
+	// meanwhile instead of the server failing to start.
+	mapper := meta.NewDefaultRESTMapper(nil)
+	for _, k := range []struct {
+		gvk              schema.GroupVersionKind
+		plural, singular string
+	}{
+		{mcsv1beta1.SchemeGroupVersion.WithKind("ServiceImport"), "serviceimports", "serviceimport"},
+		{discoveryv1.SchemeGroupVersion.WithKind("EndpointSlice"), "endpointslices", "endpointslice"},
+		{v1.SchemeGroupVersion.WithKind("Gateway"), "gateways", "gateway"},
+	} {
+		gv := k.gvk.GroupVersion()
+		mapper.AddSpecific(k.gvk, gv.WithResource(k.plural), gv.WithResource(k.singular), meta.RESTScopeNamespace)
+	}
 	c, err := cache.New(cfg, cache.Options{
 		Scheme:           scheme.New(),
+		Mapper:           mapper,
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
 			&discoveryv1.EndpointSlice{}: {Label: sel},

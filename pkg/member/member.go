@@ -4,8 +4,12 @@
 // Join writes every object through pkg/kubeapply (server-side apply, field
 // manager kubeapply.FieldManagerCLI): Strait's CRDs, what deploy/manifests
 // renders (the strait-system namespace, RBAC, the gateway and route agent
-// DaemonSets, the Lighthouse Deployment), the member's broker credential
-// Secret and the ClusterProperty with the cluster ID. Leave renders the same
+// DaemonSets, the Lighthouse and strait-dns Deployments, strait-dns's
+// Service), the member's broker credential Secret and the ClusterProperty
+// with the cluster ID. The one object it edits without owning it is the
+// cluster's CoreDNS Corefile (ConfigMap kube-system/coredns), where it adds
+// a marked block that forwards clusterset.local to strait-dns (pkg/corefile);
+// Leave removes that block and nothing else of it. Leave renders the same
 // manifests again, with the values read back from the cluster, and deletes
 // those objects in reverse order: it keeps no list of names of its own. Of
 // what it did not render, it deletes only what Lighthouse made, the objects
@@ -94,8 +98,13 @@ type JoinOptions struct {
 // applies Strait's CRDs, then the objects of deploy/manifests (the files of
 // manifests.MemberFiles in order, rendered with the options), the broker
 // credential Secret and the ClusterProperty cluster.clusterset.k8s.io, all with
-// server-side apply as kubeapply.FieldManagerCLI; and labels exactly the
-// gateway nodes with GatewayLabel.
+// server-side apply as kubeapply.FieldManagerCLI; makes the cluster's
+// CoreDNS forward clusterset.local to strait-dns's Service (a marked block in
+// the Corefile of kube-system/coredns, written with an optimistic Update, not
+// applied: the ConfigMap is not Strait's; a cluster whose DNS is not such a
+// CoreDNS, or whose Corefile already serves clusterset.local, is left alone
+// and the log says what to add by hand); and labels exactly the gateway
+// nodes with GatewayLabel.
 //
 // It is idempotent: joining again with the same options changes no object,
 // and with other options updates what they change (fields join no longer
@@ -177,6 +186,13 @@ func Join(ctx context.Context, cfg *rest.Config, info *broker.Info, o JoinOption
 		return err
 	}
 	if err := kubeapply.All(ctx, c, objs, kubeapply.FieldManagerCLI); err != nil {
+		return err
+	}
+	servers, err := dnsServers(ctx, cs, v1.ComponentNamespace)
+	if err != nil {
+		return err
+	}
+	if err := addClusterDNSForward(ctx, cs, servers, logf); err != nil {
 		return err
 	}
 	if err := labelGateways(ctx, cs, gateways); err != nil {
@@ -388,21 +404,27 @@ type LeaveOptions struct {
 // Leave removes the cluster behind cfg from its broker and removes what join
 // made in it, in this order:
 //
-//  1. The Lighthouse Deployment and the gateway and route agent DaemonSets,
-//     with foreground propagation, and Leave waits until their pods are gone:
-//     the gateways and route agents remove their node state as they stop (a
-//     route agent does so only when its DaemonSet is going), and a
-//     Lighthouse agent still running would make again what step 2 deletes.
-//  2. What Lighthouse made in the application namespaces: every
+//  1. The marked clusterset.local block from the Corefile of the cluster's
+//     CoreDNS (kube-system/coredns), first, while strait-dns still answers
+//     and before its Service goes; a cluster without that ConfigMap or
+//     block has nothing to remove.
+//  2. The strait-dns and Lighthouse Deployments and the gateway and route
+//     agent DaemonSets, with foreground propagation, and Leave waits until
+//     their pods are gone: the gateways and route agents remove their node
+//     state as they stop (a route agent does so only when its DaemonSet is
+//     going), and a Lighthouse agent still running would make again what
+//     step 3 deletes.
+//  3. What Lighthouse made in the application namespaces: every
 //     ServiceImport, Service and EndpointSlice labelled
 //     v1.LighthouseManagedLabel=true, in every namespace. ServiceExports are
 //     the users' and stay.
-//  3. The cluster's records and credential at the broker, with the member's
+//  4. The cluster's records and credential at the broker, with the member's
 //     own credential (the broker Secret).
-//  4. GatewayLabel on every node.
-//  5. The other objects join applied, in reverse order, then the namespace
-//     (Leave waits until it is gone) and the ClusterProperty.
-//  6. Strait's CRDs, unless the cluster hosts a broker; a CRD that still has
+//  5. GatewayLabel on every node.
+//  6. The other objects join applied (strait-dns's Service among them), in
+//     reverse order, then the namespace (Leave waits until it is gone) and
+//     the ClusterProperty.
+//  7. Strait's CRDs, unless the cluster hosts a broker; a CRD that still has
 //     objects (a user's ServiceExport, say) stays too.
 //
 // What is deleted is what the manifests render with the values read back
@@ -459,7 +481,13 @@ func Leave(ctx context.Context, cfg *rest.Config, o LeaveOptions) error {
 		}
 	}
 
-	// 1. Lighthouse, gateways and route agents, and wait for their pods.
+	// 1. The cluster DNS's forward to strait-dns.
+	if err := removeClusterDNSForward(ctx, cs, logf); err != nil {
+		return err
+	}
+
+	// 2. strait-dns, Lighthouse, gateways and route agents, and wait for
+	// their pods.
 	for _, w := range slices.Backward(workloads) {
 		if err := kubeapply.Delete(ctx, c, w, client.PropagationPolicy(metav1.DeletePropagationForeground)); err != nil {
 			return err
@@ -470,14 +498,14 @@ func Leave(ctx context.Context, cfg *rest.Config, o LeaveOptions) error {
 			return err
 		}
 	}
-	logf("Lighthouse, gateways and route agents stopped")
+	logf("strait-dns, Lighthouse, gateways and route agents stopped")
 
-	// 2. What Lighthouse made in the application namespaces.
+	// 3. What Lighthouse made in the application namespaces.
 	if err := removeLighthouseObjects(ctx, c, logf); err != nil {
 		return err
 	}
 
-	// 3. The broker's records, with the member's own credential.
+	// 4. The broker's records, with the member's own credential.
 	if creds, err := broker.ReadCredentials(ctx, cs, values.Namespace, broker.SecretName); err == nil {
 		if err := broker.Leave(ctx, creds.Info.RESTConfig(creds.Token), creds.Info.Namespace, id); err != nil {
 			return fmt.Errorf("remove %s from the broker: %w", id, err)
@@ -487,7 +515,7 @@ func Leave(ctx context.Context, cfg *rest.Config, o LeaveOptions) error {
 		return fmt.Errorf("read the broker credential: %w", err)
 	}
 
-	// 4. The gateway labels.
+	// 5. The gateway labels.
 	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: GatewayLabel})
 	if err != nil {
 		return fmt.Errorf("list gateway nodes: %w", err)
@@ -498,7 +526,7 @@ func Leave(ctx context.Context, cfg *rest.Config, o LeaveOptions) error {
 		}
 	}
 
-	// 5. The rest, in reverse; the namespace and the cluster ID last.
+	// 6. The rest, in reverse; the namespace and the cluster ID last.
 	if err := kubeapply.DeleteAll(ctx, c, rest); err != nil {
 		return err
 	}
@@ -514,7 +542,7 @@ func Leave(ctx context.Context, cfg *rest.Config, o LeaveOptions) error {
 		return err
 	}
 
-	// 6. The CRDs.
+	// 7. The CRDs.
 	if err := removeCRDs(ctx, c, logf); err != nil {
 		return err
 	}

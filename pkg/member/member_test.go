@@ -414,6 +414,51 @@ func TestJoinLeave(t *testing.T) {
 		}
 	})
 
+	t.Run("join installs strait-dns with the rights it needs and no more", func(t *testing.T) {
+		for _, want := range []client.Object{
+			&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: v1.ComponentNamespace, Name: manifests.DNSServiceName}},
+			&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: v1.ComponentNamespace, Name: manifests.DNSServiceName}},
+			&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: v1.ComponentNamespace, Name: manifests.DNSServiceName}},
+			&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: v1.ComponentNamespace, Name: manifests.DNSServiceName}},
+			&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: v1.ComponentNamespace, Name: manifests.DNSServiceName}},
+			&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: v1.ComponentNamespace, Name: manifests.DNSServiceName}},
+			&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: manifests.DNSServiceName}},
+			&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: manifests.DNSServiceName}},
+		} {
+			if err := c.Get(ctx, client.ObjectKeyFromObject(want), want); err != nil {
+				t.Errorf("%T %s: %v", want, want.GetName(), err)
+			}
+		}
+		for _, tc := range []struct {
+			verb, group, resource, namespace string
+			allowed                          bool
+		}{
+			{"watch", "multicluster.x-k8s.io", "serviceimports", "", true},
+			{"list", "discovery.k8s.io", "endpointslices", "", true},
+			{"get", "about.k8s.io", "clusterproperties", "", true},
+			{"watch", "strait.dev", "gateways", v1.ComponentNamespace, true},
+			{"watch", "strait.dev", "gateways", "app", false},
+			{"create", "multicluster.x-k8s.io", "serviceimports", "app", false},
+			{"update", "discovery.k8s.io", "endpointslices", "app", false},
+			{"list", "", "services", "", false},
+			{"get", "", "secrets", v1.ComponentNamespace, false},
+		} {
+			sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+				User:   "system:serviceaccount:" + v1.ComponentNamespace + ":" + manifests.DNSServiceName,
+				Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + v1.ComponentNamespace},
+				ResourceAttributes: &authorizationv1.ResourceAttributes{
+					Verb: tc.verb, Group: tc.group, Resource: tc.resource, Namespace: tc.namespace,
+				},
+			}}
+			if err := c.Create(ctx, sar); err != nil {
+				t.Fatal(err)
+			}
+			if sar.Status.Allowed != tc.allowed {
+				t.Errorf("strait-dns may %s %s.%s in %q: %v, want %v", tc.verb, tc.resource, tc.group, tc.namespace, sar.Status.Allowed, tc.allowed)
+			}
+		}
+	})
+
 	t.Run("joining again changes nothing", func(t *testing.T) {
 		before, beforeBroker := snapshot(t, env.Config), snapshot(t, brokerEnv.Config)
 		if err := member.Join(ctx, env.Config, info, opts); err != nil {
@@ -488,6 +533,9 @@ func TestJoinLeave(t *testing.T) {
 			t.Fatal(err)
 		}
 		joinedKeys[object{m.Resource, o.GetNamespace(), o.GetName()}] = true
+	}
+	for k := range serviceIPAddresses(t, c, joined) {
+		joinedKeys[k] = true
 	}
 	madeKeys := map[object]bool{}
 	for _, o := range made {
@@ -604,6 +652,28 @@ func TestJoinLeave(t *testing.T) {
 	})
 }
 
+// serviceIPAddresses returns, as snapshot keys, the IPAddress objects
+// (networking.k8s.io) of the cluster IPs of the Services among objs as they
+// are in the cluster: the apiserver frees them with their Services.
+func serviceIPAddresses(t *testing.T, c client.Client, objs []*unstructured.Unstructured) map[object]bool {
+	t.Helper()
+	out := map[object]bool{}
+	gvr := schema.GroupVersionResource{Group: "networking.k8s.io", Version: "v1", Resource: "ipaddresses"}
+	for _, o := range objs {
+		if o.GetKind() != "Service" {
+			continue
+		}
+		svc := &corev1.Service{}
+		if err := c.Get(context.Background(), client.ObjectKey{Namespace: o.GetNamespace(), Name: o.GetName()}, svc); err != nil {
+			t.Fatalf("Service %s/%s: %v", o.GetNamespace(), o.GetName(), err)
+		}
+		for _, ip := range svc.Spec.ClusterIPs {
+			out[object{gvr, "", ip}] = true
+		}
+	}
+	return out
+}
+
 // assertGatewayLabels checks that exactly the named nodes carry the gateway
 // label.
 func assertGatewayLabels(t *testing.T, c client.Client, want ...string) {
@@ -645,6 +715,12 @@ func TestLeaveKeepsTheBroker(t *testing.T) {
 		t.Fatalf("join: %v", err)
 	}
 	before := snapshot(t, env.Config)
+	rendered, err := manifests.RenderMember(manifests.GatewayValues{Namespace: v1.ComponentNamespace, ClusterID: clusterID,
+		ImageRepository: "strait", ImageTag: "devel"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serviceIPs := serviceIPAddresses(t, c, rendered)
 	if err := member.Leave(ctx, env.Config, member.LeaveOptions{Log: t.Logf}); err != nil {
 		t.Fatalf("leave: %v", err)
 	}
@@ -656,13 +732,15 @@ func TestLeaveKeepsTheBroker(t *testing.T) {
 		switch {
 		case o.gvr.Resource == "namespaces" && o.name == v1.ComponentNamespace:
 		case o.gvr.Resource == "clusterroles" || o.gvr.Resource == "clusterrolebindings":
-			if !strings.HasPrefix(o.name, "strait-gateway") && !strings.HasPrefix(o.name, "strait-routeagent") && !strings.HasPrefix(o.name, lighthouseName) {
+			if !strings.HasPrefix(o.name, "strait-gateway") && !strings.HasPrefix(o.name, "strait-routeagent") && !strings.HasPrefix(o.name, lighthouseName) && o.name != manifests.DNSServiceName {
 				t.Errorf("leave removed %s", o)
 			}
 		case o.gvr.Resource == "clusterproperties" && o.name == v1.ClusterIDPropertyName:
 		case o.namespace == v1.BrokerNamespace && strings.HasPrefix(o.name, broker.MemberPrefix+clusterID):
 			// The member's credential at the broker, and its Role and bindings.
 		case o.gvr.Resource == "leases" || o.gvr.Resource == "events":
+		case serviceIPs[o]:
+			// Freed with strait-dns's Service.
 		default:
 			t.Errorf("leave removed %s", o)
 		}

@@ -3,7 +3,7 @@
 // pod runs the binary with the pod's args; Go end-to-end tests then read
 // what it printed and its exit code.
 //
-// The binary has six subcommands, each a function here:
+// The binary has seven subcommands, each a function here:
 //
 //   - serve ([Listen], [Server.Serve]): TCP echo, UDP echo and HTTP
 //     listeners on every address of the network namespace, until SIGTERM.
@@ -18,13 +18,18 @@
 //     of a gateway failover, say.
 //   - dns ([RunDNS]): one lookup with Go's resolver, optionally against a
 //     given server, reported as a [DNSReport].
+//   - dns-flood ([RunDNSFlood]): malformed and hostile DNS packets
+//     ([FloodCategories]) over UDP and TCP to one server, then one valid
+//     question over each to see that it still answers, reported as a
+//     [DNSFloodReport].
 //   - sleep and version, which need no library code.
 //
 // Everything the workload prints on stdout is one JSON object per line:
-// slog records while serving, exactly one report for connect and dns, and
-// for ping one final report after any intermediate ones it was asked for. A
-// report always says "ok"; the exit code agrees with it (0 ok, 1 failed),
-// and a malformed request (a target without a port, an unknown record
-// type) exits 2 instead, so that a test expecting a connection to fail
-// cannot pass because of a typo. Errors of that kind are [*UsageError].
+// slog records while serving, exactly one report for connect, dns and
+// dns-flood, and for ping one final report after any intermediate ones it
+// was asked for. A report always says "ok"; the exit code agrees with it
+// (0 ok, 1 failed), and a malformed request (a target without a port, an
+// unknown record type) exits 2 instead, so that a test expecting a
+// connection to fail cannot pass because of a typo. Errors of that kind are
+// [*UsageError].
 package testpod

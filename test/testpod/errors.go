@@ -6,9 +6,9 @@ import (
 	"io"
 )
 
-// ErrFailed is wrapped by the errors RunConnect, RunDNS and RunPing return when the
-// probe ran and its report says "ok": false: the network, the peer or the
-// name did not do what was asked.
+// ErrFailed is wrapped by the errors RunConnect, RunDNS, RunDNSFlood and
+// RunPing return when the probe ran and its report says "ok": false: the
+// network, the peer or the name did not do what was asked.
 var ErrFailed = errors.New("probe failed")
 
 // UsageError reports a malformed request, as opposed to a failed probe: the

@@ -1,7 +1,7 @@
 // Command strait-testpod is the workload of the sandbox's test pods: echo
 // and HTTP servers, probes that verify what comes back, a continuous UDP
-// probe that measures outages, DNS lookups, and a container that does
-// nothing until told to stop. Results are one JSON
+// probe that measures outages, DNS lookups, a flood of malformed DNS
+// packets, and a container that does nothing until told to stop. Results are one JSON
 // object per line on stdout; the exit code is 0 for ok, 1 for a failed
 // probe, 2 for a malformed command line. See package
 // strait.dev/strait/test/testpod.
@@ -44,6 +44,10 @@ commands:
            a datagram every interval until --duration or SIGTERM, then one
            report of loss, RTT and gaps in the replies
   dns      NAME [--type A|AAAA|SRV] [--server IP[:PORT]] [--timeout 5s]
+  dns-flood --server IP[:PORT] [--count 10000] [--rate 0] [--timeout 2s]
+           [--seed 1]
+           malformed and hostile DNS packets over UDP and TCP, then one
+           valid question to see that the server still answers
   sleep    block until SIGTERM or SIGINT
   version  print the version
 
@@ -73,6 +77,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = ping(ctx, args, stdout, stderr)
 	case "dns":
 		err = dns(ctx, args, stdout, stderr)
+	case "dns-flood":
+		err = dnsFlood(ctx, args, stdout, stderr)
 	case "sleep":
 		if err = parse(newFlagSet("sleep", "", stderr), args, 0); err == nil {
 			<-ctx.Done()
@@ -238,4 +244,18 @@ func dns(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	cfg.Name = rest[0]
 	return testpod.RunDNS(ctx, cfg, stdout)
+}
+
+func dnsFlood(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("dns-flood", "--server IP[:PORT] [--count 10000] [--rate 0] [--timeout 2s] [--seed 1]", stderr)
+	cfg := testpod.DNSFloodConfig{}
+	fs.StringVar(&cfg.Server, "server", "", "DNS server `IP[:PORT]` to flood (port 53 by default); the only address contacted")
+	fs.IntVar(&cfg.Count, "count", testpod.DefaultFloodCount, "packets to send, UDP and TCP together")
+	fs.IntVar(&cfg.Rate, "rate", 0, "packets per second; 0 sends as fast as possible")
+	fs.DurationVar(&cfg.Timeout, "timeout", testpod.DefaultFloodTimeout, "bound on each TCP connection and each attempt of the final question")
+	fs.Uint64Var(&cfg.Seed, "seed", testpod.DefaultFloodSeed, "seed of the packets: the same seed sends the same bytes")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	return testpod.RunDNSFlood(ctx, cfg, stdout)
 }

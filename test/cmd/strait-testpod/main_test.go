@@ -20,6 +20,7 @@ import (
 )
 
 func TestRunExitCodes(t *testing.T) {
+	closedPort := freePort(t)
 	for _, tc := range []struct {
 		args       []string
 		code       int
@@ -59,6 +60,15 @@ func TestRunExitCodes(t *testing.T) {
 		// Flags after the name count too.
 		{args: []string{"dns", "localhost", "--type", "A"}, code: exitOK, stdout: `"127.0.0.1"`, reportLine: true},
 		{args: []string{"dns", "--type", "A", "localhost"}, code: exitOK, stdout: `"127.0.0.1"`, reportLine: true},
+		{args: []string{"dns-flood"}, code: exitUsage, stderr: "missing --server", reportLine: true},
+		{args: []string{"dns-flood", "--server", "kube-dns"}, code: exitUsage, stderr: "invalid DNS server", reportLine: true},
+		{args: []string{"dns-flood", "--server", "127.0.0.1", "--count", "0"}, code: exitUsage, stderr: "invalid count", reportLine: true},
+		{args: []string{"dns-flood", "--server", "127.0.0.1", "--rate", "-5"}, code: exitUsage, stderr: "invalid rate", reportLine: true},
+		{args: []string{"dns-flood", "--server", "127.0.0.1", "--seed", "x"}, code: exitUsage, stderr: `invalid value "x"`},
+		{args: []string{"dns-flood", "127.0.0.1"}, code: exitUsage, stderr: "want 0 arguments"},
+		{args: []string{"dns-flood", "-h"}, code: exitOK, stderr: "-seed"},
+		// A closed port: the final question finds nobody.
+		{args: []string{"dns-flood", "--server", "127.0.0.1:" + closedPort, "--count", "50", "--timeout", "300ms"}, code: exitFailed, stderr: "no answer", reportLine: true},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := run(tc.args, &stdout, &stderr)

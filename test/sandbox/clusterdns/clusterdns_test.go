@@ -107,8 +107,8 @@ func TestObjectsWithoutIP(t *testing.T) {
 }
 
 func TestCorefile(t *testing.T) {
-	// The cluster's Corefile is kubeadm's, but for forward's upstream and the
-	// stand-in block after it.
+	// The cluster's Corefile is kubeadm's, but for forward's upstream, the
+	// stand-in block after it and reload's interval.
 	got, err := Corefile(CorefileOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -128,7 +128,7 @@ func TestCorefile(t *testing.T) {
     forward . 127.0.0.1:5301
     cache 30
     loop
-    reload
+    reload 4s 1s
     loadbalance
 }
 .:5301 {

@@ -127,6 +127,9 @@ type podWorker struct {
 	// Owned by the run goroutine.
 	sandbox    *podSandbox
 	volumes    map[string]string
+	volumesAt  time.Time         // when the volumes were last written
+	volumeErrs map[string]string // the last refresh error of each volume, logged once
+	tokens     tokenCache
 	etc        *etcFiles // the pod's resolv.conf, hosts and hostname
 	inits      []*containerState
 	containers []*containerState
@@ -239,13 +242,15 @@ func (w *podWorker) sync(ctx context.Context, pod *corev1.Pod) {
 		}
 	}
 	if w.setupErr == "" && w.volumes == nil {
-		vols, err := w.a.prepareVolumes(ctx, pod, w.dir)
+		vols, err := w.a.prepareVolumes(ctx, pod, w.dir, &w.tokens)
 		if err != nil {
 			w.setupErr = err.Error()
 			w.a.log.Warn("volumes", "pod", pod.Name, "err", err)
 		} else {
-			w.volumes = vols
+			w.volumes, w.volumesAt = vols, time.Now()
 		}
+	} else if w.volumes != nil && time.Since(w.volumesAt) >= volumeRefreshPeriod {
+		w.refreshVolumes(ctx, pod)
 	}
 	if w.setupErr == "" && w.sandbox == nil && !pod.Spec.HostNetwork {
 		sb, err := w.a.createSandbox(w.uid, kernelHostname(pod, w.a.cfg.ClusterDomain))
@@ -299,6 +304,26 @@ func (w *podWorker) sync(ctx context.Context, pod *corev1.Pod) {
 	w.probe()
 	w.writeRuntime(pod)
 	w.pushStatus(ctx, pod)
+}
+
+// refreshVolumes writes the pod's volumes again from their objects, as the
+// kubelet keeps them current, and logs what changed and, once per new error,
+// what could not be read (the volume keeps its contents meanwhile).
+func (w *podWorker) refreshVolumes(ctx context.Context, pod *corev1.Pod) {
+	changed, errs := w.a.refreshVolumes(ctx, pod, w.dir, &w.tokens)
+	w.volumesAt = time.Now()
+	for _, v := range changed {
+		w.a.log.Info("volume updated", "pod", pod.Name, "volume", v)
+	}
+	for v, err := range errs {
+		if w.volumeErrs[v] != err.Error() {
+			w.a.log.Warn("volume refresh; keeping its contents", "pod", pod.Name, "volume", v, "err", err)
+		}
+	}
+	w.volumeErrs = map[string]string{}
+	for v, err := range errs {
+		w.volumeErrs[v] = err.Error()
+	}
 }
 
 // allDone reports whether none of cs will run again.

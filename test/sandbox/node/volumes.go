@@ -1,14 +1,17 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -18,16 +21,30 @@ import (
 	"k8s.io/utils/ptr"
 )
 
+// volumeRefreshPeriod is how often a pod worker writes the pod's secret,
+// configMap, projected and downwardAPI volumes again from the objects they
+// come from, as the kubelet does (it takes up to its sync period, a minute,
+// plus its cache's TTL): a few seconds, so that a program that reloads its
+// configuration from a mounted ConfigMap (CoreDNS's reload plugin) sees an
+// update soon in the sandbox's tests. Each refresh reads each object once
+// and writes only what changed.
+const volumeRefreshPeriod = 2 * time.Second
+
+// tokenRefreshFraction is the part of a projected service account token's
+// lifetime after which a refresh asks for a new one, as the kubelet rotates
+// them (at 80 %).
+const tokenRefreshFraction = 0.8
+
 // prepareVolumes materializes the pod's volumes under dir and returns the
 // host path of each by name. Secrets, ConfigMaps and tokens are read with the
 // node's own credentials, which the Node authorizer allows only for pods bound
-// to this node.
-func (a *Agent) prepareVolumes(ctx context.Context, pod *corev1.Pod, dir string) (map[string]string, error) {
+// to this node. Secret, configMap, projected and downwardAPI volumes are
+// written as writeVolume lays them out, so that refreshVolumes can update
+// them in place.
+func (a *Agent) prepareVolumes(ctx context.Context, pod *corev1.Pod, dir string, tokens *tokenCache) (map[string]string, error) {
 	paths := map[string]string{}
 	for _, v := range pod.Spec.Volumes {
 		vdir := filepath.Join(dir, "volumes", v.Name)
-		var files map[string][]byte
-		var err error
 		switch {
 		case v.HostPath != nil:
 			if v.HostPath.Type != nil && (*v.HostPath.Type == corev1.HostPathDirectoryOrCreate) {
@@ -43,21 +60,12 @@ func (a *Agent) prepareVolumes(ctx context.Context, pod *corev1.Pod, dir string)
 			}
 			paths[v.Name] = vdir
 			continue
-		case v.Secret != nil:
-			files, err = a.secretFiles(ctx, pod.Namespace, v.Secret.SecretName, v.Secret.Items, ptr.Deref(v.Secret.Optional, false))
-		case v.ConfigMap != nil:
-			files, err = a.configMapFiles(ctx, pod.Namespace, v.ConfigMap.Name, v.ConfigMap.Items, ptr.Deref(v.ConfigMap.Optional, false))
-		case v.Projected != nil:
-			files, err = a.projectedFiles(ctx, pod, v.Projected)
-		case v.DownwardAPI != nil:
-			files, err = a.downwardAPIFiles(pod, v.DownwardAPI.Items)
-		default:
-			return nil, fmt.Errorf("volume %s: only secret, configMap, projected, downwardAPI, emptyDir and hostPath volumes run in the sandbox", v.Name)
 		}
+		files, err := a.volumeFiles(ctx, pod, v, tokens)
 		if err != nil {
 			return nil, fmt.Errorf("volume %s: %w", v.Name, err)
 		}
-		if err := writeFiles(vdir, files); err != nil {
+		if _, err := writeVolume(vdir, files); err != nil {
 			return nil, fmt.Errorf("volume %s: %w", v.Name, err)
 		}
 		paths[v.Name] = vdir
@@ -65,20 +73,206 @@ func (a *Agent) prepareVolumes(ctx context.Context, pod *corev1.Pod, dir string)
 	return paths, nil
 }
 
-func writeFiles(dir string, files map[string][]byte) error {
+// refreshVolumes writes the pod's secret, configMap, projected and
+// downwardAPI volumes again from the current objects (and pod), changing
+// only the volumes whose contents changed: their containers see the new
+// files at once where they mount the volume whole, and keep the old ones
+// where they mount a part of it with subPath (the mount holds the file it
+// was made from). A volume that cannot be read now keeps what it has, and
+// the error is returned in errs by volume name.
+func (a *Agent) refreshVolumes(ctx context.Context, pod *corev1.Pod, dir string, tokens *tokenCache) (changed []string, errs map[string]error) {
+	for _, v := range pod.Spec.Volumes {
+		if v.HostPath != nil || v.EmptyDir != nil {
+			continue
+		}
+		files, err := a.volumeFiles(ctx, pod, v, tokens)
+		if err == nil {
+			var c bool
+			if c, err = writeVolume(filepath.Join(dir, "volumes", v.Name), files); c {
+				changed = append(changed, v.Name)
+			}
+		}
+		if err != nil {
+			if errs == nil {
+				errs = map[string]error{}
+			}
+			errs[v.Name] = err
+		}
+	}
+	return changed, errs
+}
+
+// volumeFiles are the files of a secret, configMap, projected or downwardAPI
+// volume, by path in the volume.
+func (a *Agent) volumeFiles(ctx context.Context, pod *corev1.Pod, v corev1.Volume, tokens *tokenCache) (map[string][]byte, error) {
+	switch {
+	case v.Secret != nil:
+		return a.secretFiles(ctx, pod.Namespace, v.Secret.SecretName, v.Secret.Items, ptr.Deref(v.Secret.Optional, false))
+	case v.ConfigMap != nil:
+		return a.configMapFiles(ctx, pod.Namespace, v.ConfigMap.Name, v.ConfigMap.Items, ptr.Deref(v.ConfigMap.Optional, false))
+	case v.Projected != nil:
+		return a.projectedFiles(ctx, pod, v.Name, v.Projected, tokens)
+	case v.DownwardAPI != nil:
+		return a.downwardAPIFiles(pod, v.DownwardAPI.Items)
+	}
+	return nil, fmt.Errorf("only secret, configMap, projected, downwardAPI, emptyDir and hostPath volumes run in the sandbox")
+}
+
+// dataLink is the symlink of a volume directory that names the directory
+// holding the current contents, as on a kubelet: every file the pod sees is
+// a symlink through it, so that swapping this one link changes all of them
+// at once.
+const dataLink = "..data"
+
+// writeVolume lays files out in dir as the kubelet's atomic writer does,
+// and reports whether it changed anything. The contents live in a
+// directory of their own, dir/..<time>.<random>; dir/..data is a symlink to
+// it; each top-level name of files is a symlink dir/<name> → ..data/<name>.
+// New contents go into a new directory, ..data is swapped to it with one
+// rename, so a reader sees either the old files or the new, never a mix;
+// then top-level names that are gone and the old directory are removed.
+// When dir already holds exactly files, nothing is written. A dir of an
+// older layout (plain files) is taken over.
+func writeVolume(dir string, files map[string][]byte) (bool, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return false, err
+	}
+	clean := make(map[string][]byte, len(files))
+	top := map[string]bool{}
+	for name, data := range files {
+		rel := strings.TrimPrefix(filepath.Clean("/"+name), "/")
+		if rel == "" || strings.HasPrefix(rel, "..") {
+			return false, fmt.Errorf("file %q: not a path inside the volume", name)
+		}
+		clean[rel] = data
+		top[strings.SplitN(rel, "/", 2)[0]] = true
+	}
+	current, err := readVolumeData(filepath.Join(dir, dataLink))
+	if err == nil && sameFiles(current, clean) && linksInPlace(dir, top) {
+		return false, nil
+	}
+
+	// The new contents, in a directory of their own.
+	data, err := os.MkdirTemp(dir, ".."+time.Now().UTC().Format("2006_01_02_15_04_05."))
+	if err != nil {
+		return false, err
+	}
+	if err := os.Chmod(data, 0o755); err != nil {
+		return false, err
+	}
+	for rel, b := range clean {
+		p := filepath.Join(data, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return false, err
+		}
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			return false, err
+		}
+	}
+	// Swap ..data to them.
+	tmp := filepath.Join(dir, dataLink+"_tmp")
+	_ = os.Remove(tmp)
+	if err := os.Symlink(filepath.Base(data), tmp); err != nil {
+		return false, err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, dataLink)); err != nil {
+		return false, fmt.Errorf("swap %s: %w", dataLink, err)
+	}
+	// The names the pod sees, each through ..data.
+	for name := range top {
+		if err := linkThroughData(dir, name); err != nil {
+			return false, err
+		}
+	}
+	// What is no longer there: top-level names, older contents.
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false, err
+	}
+	for _, e := range entries {
+		name := e.Name()
+		switch {
+		case name == dataLink || name == filepath.Base(data):
+		case strings.HasPrefix(name, ".."), !top[name]:
+			if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
+				return false, err
+			}
+		}
+	}
+	return true, nil
+}
+
+// linkThroughData makes dir/name the symlink ..data/name, replacing
+// whatever is there (a file or directory of an older layout).
+func linkThroughData(dir, name string) error {
+	target := filepath.Join(dataLink, name)
+	p := filepath.Join(dir, name)
+	if t, err := os.Readlink(p); err == nil && t == target {
+		return nil
+	}
+	tmp := filepath.Join(dir, dataLink+"_link_tmp")
+	_ = os.Remove(tmp)
+	if err := os.Symlink(target, tmp); err != nil {
 		return err
 	}
-	for name, data := range files {
-		p := filepath.Join(dir, filepath.Clean("/"+name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+	if err := os.Rename(tmp, p); err != nil {
+		// A directory of an older layout: rename cannot replace it.
+		if err := os.RemoveAll(p); err != nil {
 			return err
 		}
-		if err := os.WriteFile(p, data, 0o644); err != nil {
-			return err
-		}
+		return os.Rename(tmp, p)
 	}
 	return nil
+}
+
+// readVolumeData reads the files under dir (following the ..data link), by
+// path relative to it.
+func readVolumeData(dir string) (map[string][]byte, error) {
+	root, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]byte{}
+	err = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		out[rel] = b
+		return nil
+	})
+	return out, err
+}
+
+// sameFiles reports whether a and b hold the same paths with the same
+// contents.
+func sameFiles(a, b map[string][]byte) bool {
+	return maps.EqualFunc(a, b, bytes.Equal)
+}
+
+// linksInPlace reports whether every name of top is dir/<name> → ..data/<name>
+// and dir holds no other name the pod would see.
+func linksInPlace(dir string, top map[string]bool) bool {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	seen := 0
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, "..") {
+			continue
+		}
+		if t, err := os.Readlink(filepath.Join(dir, name)); err != nil || !top[name] || t != filepath.Join(dataLink, name) {
+			return false
+		}
+		seen++
+	}
+	return seen == len(top)
 }
 
 func pick(data map[string][]byte, items []corev1.KeyToPath) (map[string][]byte, error) {
@@ -123,7 +317,10 @@ func (a *Agent) configMapFiles(ctx context.Context, ns, name string, items []cor
 	return pick(data, items)
 }
 
-func (a *Agent) projectedFiles(ctx context.Context, pod *corev1.Pod, p *corev1.ProjectedVolumeSource) (map[string][]byte, error) {
+// projectedFiles are the files of the projected volume named volume.
+// Service account tokens come from tokens, which asks for a new one only
+// when the one it has is due.
+func (a *Agent) projectedFiles(ctx context.Context, pod *corev1.Pod, volume string, p *corev1.ProjectedVolumeSource, tokens *tokenCache) (map[string][]byte, error) {
 	out := map[string][]byte{}
 	merge := func(files map[string][]byte, err error) error {
 		for k, v := range files {
@@ -136,7 +333,9 @@ func (a *Agent) projectedFiles(ctx context.Context, pod *corev1.Pod, p *corev1.P
 		switch {
 		case src.ServiceAccountToken != nil:
 			var tok string
-			tok, err = a.serviceAccountToken(ctx, pod, src.ServiceAccountToken)
+			tok, err = tokens.get(volume+"/"+src.ServiceAccountToken.Path, func() (string, time.Time, error) {
+				return a.serviceAccountToken(ctx, pod, src.ServiceAccountToken)
+			})
 			out[src.ServiceAccountToken.Path] = []byte(tok)
 		case src.ConfigMap != nil:
 			err = merge(a.configMapFiles(ctx, pod.Namespace, src.ConfigMap.Name, src.ConfigMap.Items, ptr.Deref(src.ConfigMap.Optional, false)))
@@ -175,9 +374,41 @@ func (a *Agent) downwardAPIFiles(pod *corev1.Pod, items []corev1.DownwardAPIVolu
 	return out, nil
 }
 
+// tokenCache keeps the service account tokens of a pod's projected
+// volumes between refreshes, by volume and path. Only the pod's worker uses
+// it.
+type tokenCache struct {
+	tokens map[string]cachedToken
+}
+
+type cachedToken struct {
+	token string
+	due   time.Time // when to ask for a new one
+}
+
+// get returns the token cached under key, or one from request when there is
+// none or it is due (tokenRefreshFraction of its lifetime has passed).
+// request returns the token and its expiry.
+func (c *tokenCache) get(key string, request func() (string, time.Time, error)) (string, error) {
+	now := time.Now()
+	if t, ok := c.tokens[key]; ok && now.Before(t.due) {
+		return t.token, nil
+	}
+	tok, expiry, err := request()
+	if err != nil {
+		return "", err
+	}
+	if c.tokens == nil {
+		c.tokens = map[string]cachedToken{}
+	}
+	c.tokens[key] = cachedToken{token: tok, due: now.Add(time.Duration(tokenRefreshFraction * float64(expiry.Sub(now))))}
+	return tok, nil
+}
+
 // serviceAccountToken requests a token bound to the pod through the
-// TokenRequest API, as the kubelet does for projected token volumes.
-func (a *Agent) serviceAccountToken(ctx context.Context, pod *corev1.Pod, src *corev1.ServiceAccountTokenProjection) (string, error) {
+// TokenRequest API, as the kubelet does for projected token volumes, and
+// returns it with its expiry.
+func (a *Agent) serviceAccountToken(ctx context.Context, pod *corev1.Pod, src *corev1.ServiceAccountTokenProjection) (string, time.Time, error) {
 	req := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
 		ExpirationSeconds: src.ExpirationSeconds,
 		BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
@@ -191,9 +422,9 @@ func (a *Agent) serviceAccountToken(ctx context.Context, pod *corev1.Pod, src *c
 	}
 	tr, err := a.client.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, sa, req, metav1.CreateOptions{})
 	if err != nil {
-		return "", fmt.Errorf("token for service account %s: %w", sa, err)
+		return "", time.Time{}, fmt.Errorf("token for service account %s: %w", sa, err)
 	}
-	return tr.Status.Token, nil
+	return tr.Status.Token, tr.Status.ExpirationTimestamp.Time, nil
 }
 
 // fieldValue resolves a downward-API field path of the pod, as the kubelet
