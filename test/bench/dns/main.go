@@ -64,6 +64,10 @@ const (
 	defaultMix     = "hit=40,miss=40,headless=10,srv=10"
 	// warmup runs before each measurement and is not recorded.
 	warmup = time.Second
+	// starvedCPU: a server less busy than this under the closed loop was
+	// held back by the load generator, not by its own work (about 0.9 on
+	// an idle two-core machine).
+	starvedCPU = 0.5
 	// settle is how long a freshly synced server idles before its RSS is
 	// read, so that start-up garbage has been collected once.
 	settle = 2 * time.Second
@@ -563,6 +567,11 @@ func printSummary(cfg config, rs []sideResult, rat *ratios) {
 		fmt.Println()
 	}
 	fmt.Println("(mean/p99 per kind)")
+	for _, r := range rs {
+		if r.ServerCPU < starvedCPU {
+			fmt.Printf("\nwarning: %s was only %.0f%% busy: the load generator was starved (is something else running on the machine?); QPS and latency measure that, QPS per server CPU less so\n", r.Name, 100*r.ServerCPU)
+		}
+	}
 	if rat != nil {
 		fmt.Printf("\n%s/stock: QPS %.3fx (median round %.3fx), QPS per server CPU %.3fx, mean latency %.3fx, p99 %.3fx, one-worker mean %.3fx, memory per 1,000 %.3fx\n", rat.Side,
 			rat.QPS, rat.QPSMedian, rat.QPSPerCPU, rat.LatencyMean, rat.LatencyP99, rat.SingleWorkerMean, rat.MemoryPerThousand)
