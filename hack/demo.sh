@@ -183,21 +183,21 @@ kubectl --kubeconfig "$kc" get serviceimport web -o jsonpath='type: {.spec.type}
 curl_web() { kubectl --kubeconfig "$kc" exec client -- curl -s --max-time 3 http://web.default.svc.clusterset.local/; }
 say "c1 client: curl http://web.default.svc.clusterset.local/ (served in c1: local first)"
 for i in $(seq 1 60); do curl_web >/dev/null 2>&1 && break; sleep 1; done
-curl_web; echo
+curl_web
 say "c1: web scaled to zero"
 kubectl --kubeconfig "$kc" scale deployment/web --replicas=0 >/dev/null
 kubectl --kubeconfig "$kc" wait --for=delete pod -l app=web --timeout=60s >/dev/null 2>&1 || true
 say "c1 client: the same curl, now served in c2"
 for i in $(seq 1 60); do curl_web 2>/dev/null | grep -q '"c2-' && break; sleep 1; done
-curl_web; echo
+curl_web
 
 cat <<MSG
 
 $(printf '\033[1m')The sandbox stays up. Look around:$(printf '\033[0m')
   $KUBECTL --kubeconfig .sandbox/c1.kubeconfig get nodes,pods -A -o wide
   $sbx status
-  $sbx exec c1/default/${pods[0]} -- ip addr
-  $sbx logs c1/default/${pods[0]}
+  $sbx exec c1/default/client -- ip addr
+  $sbx logs c2/default/gw-side
   $sbx admin -- $ctl show endpoints --kubeconfig .sandbox/admin/c2.kubeconfig
 Bring it down:
   make sandbox-down
