@@ -307,14 +307,14 @@ func TestPingLoopback(t *testing.T) {
 // TestPingOutage drops the replies of some 300 ms in the middle of a run
 // and expects that one gap in the report.
 func TestPingOutage(t *testing.T) {
-	const first, last = 20, 50 // the replies dropped: 30 at 10 ms
+	const first, last = 20, 120 // the replies dropped: 100 at 10 ms, a second
 	target := fakeEcho(t, func(b []byte, reply func([]byte)) {
 		if seq := pingSeq(b); seq < first || seq >= last {
 			reply(b)
 		}
 	})
 	rep := Ping(context.Background(), PingConfig{
-		Target: target, Interval: 10 * time.Millisecond, Duration: time.Second, Timeout: time.Second,
+		Target: target, Interval: 10 * time.Millisecond, Duration: 2 * time.Second, Timeout: time.Second,
 	})
 	if !rep.OK || rep.Sent < last+10 {
 		t.Fatalf("report %+v, want ok and more than %d sent", rep, last+10)
@@ -322,12 +322,27 @@ func TestPingOutage(t *testing.T) {
 	if rep.Lost != last-first || rep.Received != rep.Sent-rep.Lost {
 		t.Errorf("sent %d, received %d, lost %d; want %d lost", rep.Sent, rep.Received, rep.Lost, last-first)
 	}
-	// Generous bounds: this checks the detector, not the timing.
-	if len(rep.Gaps) != 1 || rep.GapCount != 1 {
-		t.Fatalf("gaps %v (%d), want one", rep.Gaps, rep.GapCount)
+	// Generous bounds: this checks the detector, not the timing. On a
+	// loaded machine the test process itself can stall for a few hundred
+	// milliseconds, which the detector rightly reports as a gap too; the
+	// outage is the one gap of 800 ms or more, and the longest.
+	if rep.GapCount != len(rep.Gaps) || len(rep.Gaps) == 0 {
+		t.Fatalf("gaps %v (%d), want the outage's", rep.Gaps, rep.GapCount)
 	}
-	if g := rep.Gaps[0]; g.LengthMs < 200 || g.LengthMs >= 2000 || g.StartMs < 100 || rep.MaxGapMs != g.LengthMs {
-		t.Errorf("gap %v, max %v ms; want one of 200 ms to 2 s after the first 100 ms, and it the longest", g, rep.MaxGapMs)
+	var outage []PingGap
+	for _, g := range rep.Gaps {
+		if g.LengthMs >= 800 {
+			outage = append(outage, g)
+		}
+	}
+	if len(outage) != 1 {
+		t.Fatalf("gaps %v, want exactly one of 800 ms or more", rep.Gaps)
+	}
+	if g := outage[0]; g.LengthMs >= 3000 || g.StartMs < 100 || rep.MaxGapMs != g.LengthMs {
+		t.Errorf("gap %v, max %v ms; want one of 800 ms to 3 s after the first 100 ms, and it the longest", g, rep.MaxGapMs)
+	}
+	if len(rep.Gaps) > 1 {
+		t.Logf("besides the outage, stalls of the loaded machine: %v", rep.Gaps)
 	}
 }
 
