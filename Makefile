@@ -101,6 +101,12 @@ sandbox-down: ## Take the sandbox down and remove everything it made.
 demo: prereqs build kube-binaries ## The main job: run Strait in a sandbox of two clusters and show it working.
 	@hack/demo.sh
 
+.PHONY: bench-dns-sandbox
+bench-dns-sandbox: prereqs build kube-binaries ## Time clusterset.local answers in a sandbox pod: export -> answer against stock, withdrawal gaps; writes _output/bench/dns-sandbox.json.
+	@mkdir -p $(OUT)/bench
+	$(GO) build -o $(BIN)/strait-bench-dns-sandbox ./test/bench/dnssandbox
+	$(BIN)/strait-bench-dns-sandbox
+
 .PHONY: bench-tunnel
 bench-tunnel: prereqs build kube-binaries ## Benchmark the cables against bare ones; writes _output/bench/tunnel.json.
 	@mkdir -p $(OUT)/bench
