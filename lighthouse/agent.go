@@ -1,9 +1,12 @@
 package lighthouse
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -17,14 +20,17 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
@@ -143,7 +149,7 @@ func Run(ctx context.Context, rc *rest.Config, cfg Config) error {
 		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(m.sliceImportKey)).
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(m.derivedImport)).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(m.namespaceImports)).
-		Watches(&v1.Gateway{}, handler.EnqueueRequestsFromMapFunc(m.allImports)).
+		Watches(&v1.Gateway{}, handler.EnqueueRequestsFromMapFunc(m.allImports), builder.WithPredicates(healthChanged)).
 		Complete(im)
 	if err != nil {
 		return err
@@ -294,6 +300,45 @@ func (m mapper) derivedImport(_ context.Context, o client.Object) []reconcile.Re
 // every service exported from a namespace of its name.
 func (m mapper) namespaceImports(ctx context.Context, o client.Object) []reconcile.Request {
 	return m.origins(ctx, client.MatchingLabels{OriginNamespaceLabel: o.GetName()})
+}
+
+// healthChanged passes a Gateway's update only when what the import
+// controller reads from it changed: its HA status, which clusters it has
+// connections to and whether each is in error, and the order of those
+// clusters by RTT (the nearest one serves LocalFirst). A gateway rewrites
+// its status now and then with fresh RTTs (gateway statusInterval); each
+// such write used to reconcile every import, and a new import waited
+// behind all of them.
+var healthChanged = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		before, ok1 := e.ObjectOld.(*v1.Gateway)
+		after, ok2 := e.ObjectNew.(*v1.Gateway)
+		return !ok1 || !ok2 || healthKey(before) != healthKey(after)
+	},
+}
+
+// healthKey sums up what GatewayHealth reads from gw: "<HA status>
+// <cluster>=<status>... by RTT: <cluster>...".
+func healthKey(gw *v1.Gateway) string {
+	var conns []string
+	type rtt struct {
+		cluster string
+		avg     time.Duration
+	}
+	var rtts []rtt
+	for _, c := range gw.Status.Connections {
+		conns = append(conns, string(c.ClusterID)+"="+string(c.Status))
+		if c.Status == v1.Connected && c.LatencyRTT != nil {
+			rtts = append(rtts, rtt{string(c.ClusterID), c.LatencyRTT.Average.Duration})
+		}
+	}
+	slices.Sort(conns)
+	slices.SortFunc(rtts, func(a, b rtt) int { return cmp.Or(cmp.Compare(a.avg, b.avg), cmp.Compare(a.cluster, b.cluster)) })
+	order := make([]string, 0, len(rtts))
+	for _, r := range rtts {
+		order = append(order, r.cluster)
+	}
+	return string(gw.Status.HAStatus) + " " + strings.Join(conns, " ") + " by RTT: " + strings.Join(order, " ")
 }
 
 // allImports: a gateway's connections affect every import (health, RTT).

@@ -68,8 +68,14 @@ func (x *exporter) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if err := kubeapply.Apply(ctx, x.c, rec, kubeapply.FieldManagerLighthouse); err != nil {
-		return ctrl.Result{}, err
+	var cur mcsv1beta1.ServiceImport
+	if err := x.c.Get(ctx, client.ObjectKeyFromObject(rec), &cur); err != nil || !sameExportRecord(&cur, rec) {
+		if err != nil && !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, err
+		}
+		if err := kubeapply.Apply(ctx, x.c, rec, kubeapply.FieldManagerLighthouse); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 	if err := x.syncSlices(ctx, svc); err != nil {
 		return ctrl.Result{}, err
@@ -105,6 +111,14 @@ func (x *exporter) syncSlices(ctx context.Context, svc *corev1.Service) error {
 	if err := x.c.List(ctx, &local, client.InNamespace(svc.Namespace), client.MatchingLabels{discoveryv1.LabelServiceName: svc.Name}); err != nil {
 		return err
 	}
+	recs, err := sliceRecordsOf(ctx, x.c, x.cfg.Namespace, types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}, x.cfg.ClusterID)
+	if err != nil {
+		return err
+	}
+	have := map[string]*discoveryv1.EndpointSlice{}
+	for i := range recs {
+		have[recs[i].Name] = &recs[i]
+	}
 	want := map[string]bool{}
 	for i := range local.Items {
 		sl := &local.Items[i]
@@ -113,13 +127,12 @@ func (x *exporter) syncSlices(ctx context.Context, svc *corev1.Service) error {
 		}
 		rec := SliceRecord(sl, svc.Name, x.cfg.ClusterID, x.cfg.Namespace)
 		want[rec.Name] = true
+		if cur := have[rec.Name]; cur != nil && sameSliceRecord(cur, rec) {
+			continue
+		}
 		if err := kubeapply.Apply(ctx, x.c, rec, kubeapply.FieldManagerLighthouse); err != nil {
 			return err
 		}
-	}
-	recs, err := sliceRecordsOf(ctx, x.c, x.cfg.Namespace, types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}, x.cfg.ClusterID)
-	if err != nil {
-		return err
 	}
 	for i := range recs {
 		if !want[recs[i].Name] {
@@ -133,8 +146,15 @@ func (x *exporter) syncSlices(ctx context.Context, svc *corev1.Service) error {
 
 // withdraw removes this cluster's records of Service key.
 func (x *exporter) withdraw(ctx context.Context, key types.NamespacedName) error {
+	// Every Service event of the cluster comes here when the Service is
+	// not exported: the cache says whether there is anything to delete,
+	// so that those cost no request.
 	rec := &mcsv1beta1.ServiceImport{ObjectMeta: metav1.ObjectMeta{Name: ExportRecordName(key.Name, key.Namespace, x.cfg.ClusterID), Namespace: x.cfg.Namespace}}
-	if err := kubeapply.Delete(ctx, x.c, rec); err != nil {
+	if err := x.c.Get(ctx, client.ObjectKeyFromObject(rec), rec); err == nil {
+		if err := kubeapply.Delete(ctx, x.c, rec); err != nil {
+			return err
+		}
+	} else if !apierrors.IsNotFound(err) {
 		return err
 	}
 	recs, err := sliceRecordsOf(ctx, x.c, x.cfg.Namespace, key, x.cfg.ClusterID)
@@ -172,6 +192,42 @@ func (x *exporter) setConditions(ctx context.Context, se *mcsv1beta1.ServiceExpo
 		Status:     mcsv1beta1.ServiceExportStatus{Conditions: next},
 	}
 	return kubeapply.ApplyStatus(ctx, x.c, out, kubeapply.FieldManagerLighthouse)
+}
+
+// sameExportRecord reports whether cur, the export record as cached,
+// already says what want says: the spec, and the labels and annotations
+// the exporter writes (the syncer's stamp and others' keys are not ours to
+// compare).
+func sameExportRecord(cur, want *mcsv1beta1.ServiceImport) bool {
+	if !equality.Semantic.DeepEqual(cur.Spec, want.Spec) || !hasAll(cur.Labels, want.Labels) {
+		return false
+	}
+	for _, k := range []string{ExportedLabelsAnnotation, ExportedAnnotationsAnnotation, TrafficPolicyAnnotation} {
+		c, cok := cur.Annotations[k]
+		w, wok := want.Annotations[k]
+		if c != w || cok != wok {
+			return false
+		}
+	}
+	return true
+}
+
+// sameSliceRecord reports whether cur, a slice record as cached, already
+// says what want says.
+func sameSliceRecord(cur, want *discoveryv1.EndpointSlice) bool {
+	return hasAll(cur.Labels, want.Labels) && cur.AddressType == want.AddressType &&
+		equality.Semantic.DeepEqual(cur.Ports, want.Ports) &&
+		(len(cur.Endpoints) == 0 && len(want.Endpoints) == 0 || equality.Semantic.DeepEqual(cur.Endpoints, want.Endpoints))
+}
+
+// hasAll reports whether have holds every key of want with its value.
+func hasAll(have, want map[string]string) bool {
+	for k, v := range want {
+		if hv, ok := have[k]; !ok || hv != v {
+			return false
+		}
+	}
+	return true
 }
 
 // exportsOf parses every cluster's export record of Service key found in

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -46,7 +47,15 @@ type Config struct {
 	// leaves it off.
 	StampBrokerCreation bool
 	Log                 *slog.Logger
+	// Workers is how many objects are synced at once; 0 is
+	// DefaultWorkers. The queue never hands one object to two workers.
+	Workers int
 }
+
+// DefaultWorkers syncs several objects at once: each sync is a round trip
+// to an apiserver, and one at a time held a burst of exports back by the
+// sum of their round trips (make bench-dns-sandbox).
+const DefaultWorkers = 4
 
 // BrokerCreatedAtAnnotation, with StampBrokerCreation, holds the
 // metadata.creationTimestamp of an object's copy at the broker, in RFC 3339
@@ -192,8 +201,18 @@ func (s *Syncer) Run(ctx context.Context) error {
 		synced = append(synced, s.local[gvr].HasSynced, s.brk[gvr].HasSynced)
 	}
 	if cache.WaitForCacheSync(ctx.Done(), synced...) {
-		for s.processNext(ctx) {
+		workers := s.cfg.Workers
+		if workers <= 0 {
+			workers = DefaultWorkers
 		}
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(func() {
+				for s.processNext(ctx) {
+				}
+			})
+		}
+		wg.Wait()
 	}
 	lf.Shutdown()
 	bf.Shutdown()

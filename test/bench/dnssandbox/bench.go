@@ -252,18 +252,13 @@ func (e *env) workload(ctx context.Context) error {
 			}
 		}
 	}
-	out, err := e.sbx("exec", "c2/"+ns+"/client", "--", "cat", "/etc/resolv.conf").Output()
+	// The pod's nameserver: the cluster DNS Service, kube-system/kube-dns
+	// (what ClusterFirst puts in a pod's resolv.conf).
+	dnsSvc, err := e.kube["c2"].CoreV1().Services("kube-system").Get(ctx, "kube-dns", metav1.GetOptions{})
 	if err != nil {
-		return fmt.Errorf("the client pod's resolv.conf: %w", err)
+		return fmt.Errorf("c2's cluster DNS Service: %w", err)
 	}
-	for line := range strings.Lines(string(out)) {
-		if f := strings.Fields(line); len(f) == 2 && f[0] == "nameserver" && e.dnsServer == "" {
-			e.dnsServer = f[1]
-		}
-	}
-	if e.dnsServer == "" {
-		return fmt.Errorf("no nameserver in the client pod's resolv.conf:\n%s", out)
-	}
+	e.dnsServer = dnsSvc.Spec.ClusterIP
 	// The Services the export round exports, made now so that the
 	// clusters' kube-proxies have taken them in before it starts (the
 	// gate below takes a while anyway).
