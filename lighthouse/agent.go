@@ -1,7 +1,6 @@
 package lighthouse
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -234,8 +233,13 @@ func (m mapper) sameName(_ context.Context, o client.Object) []reconcile.Request
 }
 
 // localSliceService: a local EndpointSlice (not one of ours) affects the
-// export of its Service.
-func (m mapper) localSliceService(_ context.Context, o client.Object) []reconcile.Request {
+// export of its Service; so does a slice record, so that a record written
+// from a stale cache (the slice changed and changed back before the cache
+// saw the first write) is compared and written again.
+func (m mapper) localSliceService(ctx context.Context, o client.Object) []reconcile.Request {
+	if o.GetNamespace() == m.ns {
+		return m.recordOrigin(ctx, o)
+	}
 	l := o.GetLabels()
 	if l[discoveryv1.LabelManagedBy] == ManagedBy || l[discoveryv1.LabelServiceName] == "" {
 		return nil
@@ -333,7 +337,7 @@ func healthKey(gw *v1.Gateway) string {
 		}
 	}
 	slices.Sort(conns)
-	slices.SortFunc(rtts, func(a, b rtt) int { return cmp.Or(cmp.Compare(a.avg, b.avg), cmp.Compare(a.cluster, b.cluster)) })
+	slices.SortFunc(rtts, func(a, b rtt) int { return nearer(a.cluster, b.cluster, a.avg, b.avg) })
 	order := make([]string, 0, len(rtts))
 	for _, r := range rtts {
 		order = append(order, r.cluster)

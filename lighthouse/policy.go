@@ -75,6 +75,20 @@ func (h Health) Reachable(cluster, local string) bool {
 	return !ch.Error
 }
 
+// nearer orders clusters a and b, of mean RTTs ra and rb, nearest first:
+// by RTT, an unknown one (0) last, then by ID. Bound picks the nearest
+// cluster by it, and the import controller's Gateway filter watches the
+// same order.
+func nearer(a, b string, ra, rb time.Duration) int {
+	switch {
+	case ra == 0 && rb != 0:
+		return 1
+	case rb == 0 && ra != 0:
+		return -1
+	}
+	return cmp.Or(cmp.Compare(ra, rb), cmp.Compare(a, b))
+}
+
 // Source is what one exporting cluster offers an importing cluster: the
 // named ports its slices carry and whether any of its endpoints is ready.
 type Source struct {
@@ -122,14 +136,7 @@ func Bound(local string, policy TrafficPolicy, ports []string, sources []Source,
 			}
 			if len(ready) > 0 {
 				nearest := slices.MinFunc(ready, func(a, b Source) int {
-					ra, rb := health[a.Cluster].RTT, health[b.Cluster].RTT
-					switch {
-					case ra == 0 && rb != 0:
-						return 1
-					case rb == 0 && ra != 0:
-						return -1
-					}
-					return cmp.Or(cmp.Compare(ra, rb), cmp.Compare(a.Cluster, b.Cluster))
+					return nearer(a.Cluster, b.Cluster, health[a.Cluster].RTT, health[b.Cluster].RTT)
 				})
 				picked[nearest.Cluster] = true
 				continue

@@ -3,6 +3,7 @@ package coredns
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -268,7 +269,6 @@ func lines(rrs []dns.RR) []string {
 		s := rr.String()
 		if soa, ok := rr.(*dns.SOA); ok {
 			s = strings.TrimSuffix(soa.Hdr.String(), "\t") + "\t" + soa.Ns + " " + soa.Mbox
-			s = strings.Replace(s, "\tSOA", "\tSOA", 1)
 		}
 		out = append(out, s)
 	}
@@ -373,5 +373,15 @@ func TestStoreUpdates(t *testing.T) {
 	s.SetSlice(other)
 	if len(s.services) != 0 {
 		t.Errorf("a slice not managed by Lighthouse was stored")
+	}
+}
+
+func TestAddrHostname(t *testing.T) {
+	for addr, want := range map[string]string{
+		"10.1.2.3": "10-1-2-3", "fd00::1": "fd00--1", "fd00::": "fd00--0", "::1": "0--1", "fd00:1:2:3:4:5:6:7": "fd00-1-2-3-4-5-6-7",
+	} {
+		if got := addrHostname(netip.MustParseAddr(addr)); got != want {
+			t.Errorf("addrHostname(%s) = %q, want %q", addr, got, want)
+		}
 	}
 }

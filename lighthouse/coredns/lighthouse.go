@@ -52,7 +52,7 @@ func (l *Lighthouse) Ready() bool { return l.Store.Synced() }
 
 // ServeDNS implements plugin.Handler: names under the zones are answered
 // from the store, others go to the next plugin. Before the store has
-// synced every answer is SERVFAIL (never a false NXDOMAIN); a name that
+// synced every answer but dns-version's is SERVFAIL (never a false NXDOMAIN); a name that
 // does not exist is NXDOMAIN and one without records of the type NODATA,
 // both with the zone's SOA (RFC 2308). AXFR and IXFR are refused; ANY is
 // answered with the name's addresses (RFC 8482 allows a subset).

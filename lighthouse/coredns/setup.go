@@ -46,7 +46,7 @@ type config struct {
 	fall       fall.F
 }
 
-// parse reads the plugin's Corefile block (README.md, "Syntax"). Errors
+// parseConfig reads the plugin's Corefile block (README.md, "Syntax"). Errors
 // name the option and what is wrong with its arguments; a second
 // lighthouse block in one server block is an error.
 func parseConfig(c *caddy.Controller) (config, error) {
@@ -124,6 +124,8 @@ func setup(c *caddy.Controller) error {
 	l := &Lighthouse{Zones: cfg.zones, TTL: cfg.ttl, Fall: cfg.fall, Store: store}
 	ctx, cancel := context.WithCancel(context.Background())
 	c.OnStartup(func() error {
+		// Without cluster-id the ClusterProperty is read now, so such a
+		// server needs the apiserver to start (dns.yaml always sets it).
 		rc, err := restConfig(cfg.kubeconfig, cfg.context)
 		if err != nil {
 			return plugin.Error(pluginName, err)

@@ -19,7 +19,7 @@ import (
 // Store is the plugin's view of the cluster: every ServiceImport and the
 // EndpointSlices Lighthouse imported for it, indexed by service, and the
 // active gateway's view of the remote clusters. Informer events update it
-// (SetImport, SetSlice, SetGateways and their deletes); queries read it
+// (SetImport, SetSlice, SetGateway and their deletes); queries read it
 // under a read lock and never wait for the apiserver. The zero Store is not
 // usable: use NewStore.
 type Store struct {
@@ -305,13 +305,21 @@ func newPort(name string, protocol corev1.Protocol, p int32) port {
 }
 
 // addrHostname is the DNS label of an endpoint without a hostname, derived
-// from its address as the Kubernetes DNS specification does for pods:
-// 10.1.2.3 → "10-1-2-3", fd00::1 → "fd00--1".
+// from its address as CoreDNS's kubernetes plugin names such endpoints:
+// 10.1.2.3 → "10-1-2-3", fd00::1 → "fd00--1"; a label cannot begin or end
+// with "-", so fd00:: → "fd00--0" and ::1 → "0--1".
 func addrHostname(a netip.Addr) string {
 	if a.Is4() {
 		return strings.ReplaceAll(a.String(), ".", "-")
 	}
-	return strings.ReplaceAll(a.String(), ":", "-")
+	h := strings.ReplaceAll(a.String(), ":", "-")
+	if strings.HasSuffix(h, "-") {
+		h += "0"
+	}
+	if strings.HasPrefix(h, "-") {
+		h = "0" + h
+	}
+	return h
 }
 
 // isRecord reports whether labels are those of a Lighthouse record (an

@@ -3,36 +3,20 @@ package corefile
 import (
 	"errors"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 )
 
 // kubeadm is the Corefile kubeadm installs (v1.3x), as kube-system/coredns
-// holds it.
-const kubeadm = `.:53 {
-    errors
-    health {
-       lameduck 5s
-    }
-    ready
-    kubernetes cluster.local in-addr.arpa ip6.arpa {
-       pods insecure
-       fallthrough in-addr.arpa ip6.arpa
-       ttl 30
-    }
-    prometheus :9153
-    forward . /etc/resolv.conf {
-       max_concurrent 1000
-    }
-    cache 30 {
-       disable success cluster.local
-       disable denial cluster.local
-    }
-    loop
-    reload
-    loadbalance
-}
-`
+// holds it (testdata/kubeadm.Corefile; pkg/member's tests read it too).
+var kubeadm = func() string {
+	b, err := os.ReadFile("testdata/kubeadm.Corefile")
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}()
 
 // withOthers has more server blocks, a snippet, an import and comments,
 // one of which mentions clusterset.local.

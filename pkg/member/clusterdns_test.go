@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -23,31 +24,15 @@ import (
 	"strait.dev/strait/test/kubetest"
 )
 
-// kubeadmCorefile is the Corefile kubeadm puts in kube-system/coredns.
-const kubeadmCorefile = `.:53 {
-    errors
-    health {
-       lameduck 5s
-    }
-    ready
-    kubernetes cluster.local in-addr.arpa ip6.arpa {
-       pods insecure
-       fallthrough in-addr.arpa ip6.arpa
-       ttl 30
-    }
-    prometheus :9153
-    forward . /etc/resolv.conf {
-       max_concurrent 1000
-    }
-    cache 30 {
-       disable success cluster.local
-       disable denial cluster.local
-    }
-    loop
-    reload
-    loadbalance
-}
-`
+// kubeadmCorefile is the Corefile kubeadm puts in kube-system/coredns
+// (pkg/corefile's test data).
+var kubeadmCorefile = func() string {
+	b, err := os.ReadFile("../corefile/testdata/kubeadm.Corefile")
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}()
 
 // kubeadmManager is the field manager kubeadm writes the ConfigMap as.
 const kubeadmManager = "kubeadm"
