@@ -247,22 +247,9 @@ func TestDNSRBAC(t *testing.T) {
 		if slices.Contains(r.Resources, "secrets") {
 			t.Errorf("rule %+v: strait-dns reads no Secret", r)
 		}
-		for _, f := range [][]string{r.APIGroups, r.Resources, r.Verbs} {
-			if slices.Contains(f, "*") {
-				t.Errorf("rule %+v has a wildcard", r)
-			}
-		}
 	}
-	for _, kind := range []string{"RoleBinding", "ClusterRoleBinding"} {
-		b := convert[rbacv1.RoleBinding](t, byKind[kind]) // a ClusterRoleBinding has the same fields
-		wantRef := strings.TrimSuffix(kind, "Binding")
-		if b.RoleRef.Kind != wantRef || b.RoleRef.Name != DNSServiceName {
-			t.Errorf("%s refers to %s %s", kind, b.RoleRef.Kind, b.RoleRef.Name)
-		}
-		if len(b.Subjects) != 1 || b.Subjects[0].Kind != "ServiceAccount" || b.Subjects[0].Name != DNSServiceName || b.Subjects[0].Namespace != "strait-system" {
-			t.Errorf("%s subjects %+v", kind, b.Subjects)
-		}
-	}
+	checkNoWildcards(t, append(slices.Clone(role.Rules), cluster.Rules...))
+	checkBindings(t, byKind, DNSServiceName)
 }
 
 // mapKeys returns m's keys, sorted.

@@ -216,20 +216,35 @@ func TestLighthouseRBAC(t *testing.T) {
 		if slices.Contains(r.Resources, "secrets") && (!slices.Equal(r.ResourceNames, []string{broker.SecretName}) || !slices.Equal(r.Verbs, []string{"get"})) {
 			t.Errorf("rule %+v: only get on Secret %s", r, broker.SecretName)
 		}
+	}
+	checkNoWildcards(t, append(slices.Clone(role.Rules), cluster.Rules...))
+	checkBindings(t, byKind, "strait-lighthouse")
+}
+
+// checkNoWildcards fails for a rule with "*" as a group, resource or verb.
+func checkNoWildcards(t *testing.T, rules []rbacv1.PolicyRule) {
+	t.Helper()
+	for _, r := range rules {
 		for _, f := range [][]string{r.APIGroups, r.Resources, r.Verbs} {
 			if slices.Contains(f, "*") {
 				t.Errorf("rule %+v has a wildcard", r)
 			}
 		}
 	}
+}
 
+// checkBindings checks that the RoleBinding and the ClusterRoleBinding in
+// byKind bind the Role and ClusterRole name to ServiceAccount
+// strait-system/name, and nothing else.
+func checkBindings(t *testing.T, byKind map[string]*unstructured.Unstructured, name string) {
+	t.Helper()
 	for _, kind := range []string{"RoleBinding", "ClusterRoleBinding"} {
 		b := convert[rbacv1.RoleBinding](t, byKind[kind]) // a ClusterRoleBinding has the same fields
 		wantRef := strings.TrimSuffix(kind, "Binding")
-		if b.RoleRef.Kind != wantRef || b.RoleRef.Name != "strait-lighthouse" {
+		if b.RoleRef.Kind != wantRef || b.RoleRef.Name != name {
 			t.Errorf("%s refers to %s %s", kind, b.RoleRef.Kind, b.RoleRef.Name)
 		}
-		if len(b.Subjects) != 1 || b.Subjects[0].Kind != "ServiceAccount" || b.Subjects[0].Name != "strait-lighthouse" || b.Subjects[0].Namespace != "strait-system" {
+		if len(b.Subjects) != 1 || b.Subjects[0].Kind != "ServiceAccount" || b.Subjects[0].Name != name || b.Subjects[0].Namespace != "strait-system" {
 			t.Errorf("%s subjects %+v", kind, b.Subjects)
 		}
 	}

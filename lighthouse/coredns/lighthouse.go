@@ -164,7 +164,7 @@ func (l *Lighthouse) Services(_ context.Context, state request.Request, _ bool, 
 	default:
 		return nil, errNoItems
 	}
-	svc, _ := l.Store.lookup(q.namespace, q.service)
+	svc := l.Store.lookup(q.namespace, q.service)
 	if svc == nil {
 		return nil, errNoItems
 	}

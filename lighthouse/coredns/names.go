@@ -1,6 +1,9 @@
 package coredns
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // The names of the clusterset zone (KEP-1645, "DNS"; the MCS DNS
 // specification, sigs.k8s.io/mcs-api docs/dns.md), relative to the zone
@@ -77,7 +80,7 @@ func parse(name, zone string) query {
 	}
 	labels := strings.Split(rel, ".")
 	n := len(labels)
-	if labels[n-1] != "svc" || slicesContainsEmpty(labels) {
+	if labels[n-1] != "svc" || slices.Contains(labels, "") {
 		return query{}
 	}
 	switch n {
@@ -102,13 +105,4 @@ func parse(name, zone string) query {
 		q.kind, q.hostname, q.cluster = kindEndpoint, prefix[0], strings.Join(prefix[1:], ".")
 	}
 	return q
-}
-
-func slicesContainsEmpty(labels []string) bool {
-	for _, l := range labels {
-		if l == "" {
-			return true
-		}
-	}
-	return false
 }

@@ -29,6 +29,7 @@ type Store struct {
 	mu         sync.RWMutex
 	services   map[serviceKey]*service
 	namespaces map[string]int // services with an import, per namespace
+	imports    int            // services with an import
 	gateways   map[string]v1.Gateway
 
 	health atomic.Pointer[lighthouse.Health]
@@ -207,11 +208,7 @@ func (s *Store) Serial() uint32 { return s.serial.Load() }
 func (s *Store) Imports() int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	n := 0
-	for _, c := range s.namespaces {
-		n += c
-	}
-	return n
+	return s.imports
 }
 
 // update replaces the service key with a copy changed by f, keeping the
@@ -231,9 +228,11 @@ func (s *Store) update(key serviceKey, f func(*service)) {
 	f(svc)
 	if old != nil && old.imported {
 		s.namespaces[key.namespace]--
+		s.imports--
 	}
 	if svc.imported {
 		s.namespaces[key.namespace]++
+		s.imports++
 	}
 	if s.namespaces[key.namespace] <= 0 {
 		delete(s.namespaces, key.namespace)
@@ -246,16 +245,15 @@ func (s *Store) update(key serviceKey, f func(*service)) {
 	s.serial.Add(1)
 }
 
-// lookup returns the imported service namespace/name, or nil; and whether
-// the namespace has any import.
-func (s *Store) lookup(namespace, name string) (*service, bool) {
+// lookup returns the imported service namespace/name, or nil.
+func (s *Store) lookup(namespace, name string) *service {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	svc := s.services[serviceKey{namespace, name}]
 	if svc != nil && !svc.imported {
-		svc = nil
+		return nil
 	}
-	return svc, s.namespaces[namespace] > 0
+	return svc
 }
 
 // hasNamespace reports whether namespace has any import.

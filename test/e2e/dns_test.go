@@ -25,13 +25,11 @@ type digResult struct {
 	status    string
 	answer    [][]string
 	authority [][]string
-	flags     string
 	raw       string
 }
 
 var (
 	digStatus = regexp.MustCompile(`status: ([A-Z]+)`)
-	digFlags  = regexp.MustCompile(`;; flags: ([a-z ]+);`)
 )
 
 // dig asks the cluster's DNS (the pod's resolv.conf: kube-dns) from
@@ -42,9 +40,6 @@ func dig(t *testing.T, cluster, ns string, args ...string) digResult {
 	res := digResult{raw: r.stdout + r.stderr}
 	if m := digStatus.FindStringSubmatch(r.stdout); m != nil {
 		res.status = m[1]
-	}
-	if m := digFlags.FindStringSubmatch(r.stdout); m != nil {
-		res.flags = m[1]
 	}
 	var sec *[][]string
 	for line := range strings.Lines(r.stdout) {
