@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -65,11 +66,12 @@ func newGapNet(t *testing.T, name string) gapNet {
 type probeResult struct {
 	sent, clean, masqueraded, missing int
 	policyDrops                       int // the router's FORWARD policy counter
+	noRoutes                          int // the router's IpExt InNoRoutes: forwarded packets without a route
 }
 
 func (r probeResult) String() string {
-	return fmt.Sprintf("%d probes: %d arrived with their source, %d masqueraded, %d missing (%d dropped by FORWARD policy)",
-		r.sent, r.clean, r.masqueraded, r.missing, r.policyDrops)
+	return fmt.Sprintf("%d probes: %d arrived with their source, %d masqueraded, %d missing (%d dropped by FORWARD policy, %d without a route)",
+		r.sent, r.clean, r.masqueraded, r.missing, r.policyDrops, r.noRoutes)
 }
 
 // probe sends probes from the client to the server while change(i) runs for
@@ -216,6 +218,12 @@ func probe(t *testing.T, n gapNet, changes int, change func(i int) error) probeR
 	r := probeResult{sent: sent, clean: int(clean.Load()), masqueraded: int(masq.Load())}
 	r.missing = r.sent - r.clean - r.masqueraded
 	r.policyDrops = forwardPolicyDrops(t, n.router)
+	r.noRoutes = kernelCounters(t, n.router)["IpExt:InNoRoutes"]
+	if r.missing > 0 {
+		for _, ns := range []string{n.client, n.router, n.server} {
+			t.Logf("%s: kernel drop counters: %v", ns, dropCounters(kernelCounters(t, ns)))
+		}
+	}
 	if errs := udpRcvbufErrors(t, n.server); errs > 0 {
 		t.Fatalf("the server's socket overflowed (%d): the count is unreliable", errs)
 	}
@@ -232,6 +240,43 @@ func forwardPolicyDrops(t *testing.T, ns string) int {
 	}
 	v, _ := strconv.Atoi(m[1])
 	return v
+}
+
+// kernelCounters reads the namespace's /proc/net/snmp and /proc/net/netstat
+// (pairs of a header line and a value line per group) into "Group:Name"
+// keys.
+func kernelCounters(t *testing.T, ns string) map[string]int {
+	t.Helper()
+	m := map[string]int{}
+	for _, f := range []string{"/proc/net/snmp", "/proc/net/netstat"} {
+		lines := strings.Split(strings.TrimSpace(run(t, "ip", "netns", "exec", ns, "cat", f)), "\n")
+		for i := 0; i+1 < len(lines); i += 2 {
+			names, values := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+			if len(names) != len(values) || len(names) == 0 || names[0] != values[0] {
+				continue
+			}
+			for j := 1; j < len(names); j++ {
+				v, err := strconv.Atoi(values[j])
+				if err == nil {
+					m[names[0]+names[j]] = v
+				}
+			}
+		}
+	}
+	return m
+}
+
+var dropRE = regexp.MustCompile(`Drop|Discard|NoRoute|Err|Fail|Overflow|Prune`)
+
+// dropCounters keeps the non-zero counters that count lost packets.
+func dropCounters(m map[string]int) map[string]int {
+	d := map[string]int{}
+	for k, v := range m {
+		if v != 0 && dropRE.MatchString(k) {
+			d[k] = v
+		}
+	}
+	return d
 }
 
 var rcvbufRE = regexp.MustCompile(`Udp: \d+ \d+ \d+ \d+ (\d+)`)
@@ -365,10 +410,21 @@ func gapRoute(i int) nodenet.Route {
 }
 
 // While the route to the server changes 1000 times (its MTU, as on a
-// failover its gateway), no probe is lost with nodenet's route replace; the
-// naive delete-then-add (what routeagent's ensureRoutes did) loses some.
+// failover its gateway), nodenet's route replace loses next to nothing; the
+// naive delete-then-add (what routeagent's ensureRoutes did) loses probes by
+// the thousand. The router's InNoRoutes counter says which probes found no
+// route, so only the route's own gap is counted.
+//
+// Next to nothing, not nothing: IPv4 route replace is one RCU swap of the
+// route's alias in the FIB trie, but a lookup that read the old alias just
+// before the swap then finds its fib_info released and marked fib_dead,
+// skips it (fib_table_lookup, net/ipv4/fib_trie.c) and finds no route. We
+// measured 0 or 1 such probe per 1000 changes (against about 2000 lost by
+// delete-then-add in the same run), so the test bounds the ratio rather than
+// demanding zero: replace must lose under 1% of what delete-then-add loses.
 func TestRouteSwapGap(t *testing.T) {
 	requireRoot(t)
+	var replace, naive probeResult
 	t.Run("nodenet", func(t *testing.T) {
 		n := newGapNet(t, "gaprn")
 		routeRouter(t, n)
@@ -377,12 +433,12 @@ func TestRouteSwapGap(t *testing.T) {
 		if err := nodenet.SyncRoutes(k, owned, []nodenet.Route{gapRoute(0)}); err != nil {
 			t.Fatal(err)
 		}
-		r := probe(t, n, routeChanges, func(i int) error { return nodenet.SyncRoutes(k, owned, []nodenet.Route{gapRoute(i + 1)}) })
-		t.Logf("nodenet route replace, %d route changes: %s", routeChanges, r)
-		if r.masqueraded != 0 || r.missing != 0 {
-			t.Errorf("the probe flow saw a gap: %s", r)
+		replace = probe(t, n, routeChanges, func(i int) error { return nodenet.SyncRoutes(k, owned, []nodenet.Route{gapRoute(i + 1)}) })
+		t.Logf("nodenet route replace, %d route changes: %s", routeChanges, replace)
+		if replace.masqueraded != 0 || replace.missing != replace.noRoutes {
+			t.Errorf("probes lost for another reason than a missing route: %s", replace)
 		}
-		if r.clean == 0 {
+		if replace.clean == 0 {
 			t.Error("no probe arrived: the test proves nothing")
 		}
 	})
@@ -393,16 +449,25 @@ func TestRouteSwapGap(t *testing.T) {
 		if err := nodenet.SyncRoutes(k, []nodenet.TableScope{{Table: nodenet.RemoteTable}}, []nodenet.Route{gapRoute(0)}); err != nil {
 			t.Fatal(err)
 		}
-		r := probe(t, n, routeChanges, func(i int) error {
+		naive = probe(t, n, routeChanges, func(i int) error {
 			old, cur := gapRoute(i), gapRoute(i+1)
 			if err := k.DelRoute(old); err != nil {
 				return err
 			}
 			return k.ReplaceRoute(cur)
 		})
-		t.Logf("delete-then-add, %d route changes: %s", routeChanges, r)
-		if r.missing == 0 {
-			t.Errorf("delete-then-add showed no gap (%s): the probe cannot see one", r)
+		t.Logf("delete-then-add, %d route changes: %s", routeChanges, naive)
+		if naive.noRoutes == 0 {
+			t.Errorf("delete-then-add showed no gap (%s): the probe cannot see one", naive)
 		}
 	})
+	if t.Failed() {
+		return
+	}
+	// Per probe sent, so that runs of different speeds compare.
+	rate := func(r probeResult) float64 { return float64(r.noRoutes) / float64(r.sent) }
+	if rate(replace) >= rate(naive)/100 {
+		t.Errorf("route replace lost %d of %d probes to a missing route, delete-then-add %d of %d: replace must lose under 1%% as many",
+			replace.noRoutes, replace.sent, naive.noRoutes, naive.sent)
+	}
 }
