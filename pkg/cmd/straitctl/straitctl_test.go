@@ -39,7 +39,7 @@ current-context: x
 		{[]string{"join", garbage, "--clusterid", "c1", "--kubeconfig", unreachable}, ExitError, "is not a broker info file"},
 		{[]string{"show", "clusters", "--kubeconfig", unreachable}, ExitError, "cannot reach the API server"},
 		{[]string{"show", "clusters", "--kubeconfig", filepath.Join(dir, "missing.kubeconfig")}, ExitError, "kubeconfig"},
-		{[]string{"show", "widgets", "--kubeconfig", unreachable}, ExitError, "want clusters, endpoints, gateways or connections"},
+		{[]string{"show", "widgets", "--kubeconfig", unreachable}, ExitError, "want all, clusters, networks, endpoints"},
 		{[]string{"deploy-broker", "--kubeconfig", unreachable, "--globalnet-cidr", "242.0.0.0/33"}, ExitError, "--globalnet-cidr"},
 	} {
 		var out, errOut bytes.Buffer
