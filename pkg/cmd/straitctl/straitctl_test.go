@@ -53,3 +53,28 @@ current-context: x
 		}
 	}
 }
+
+// TestKubeconfigList: $KUBECONFIG may list several files, as kubectl
+// reads it; a context of the second file is found.
+func TestKubeconfigList(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty.kubeconfig")
+	if err := os.WriteFile(empty, []byte("apiVersion: v1\nkind: Config\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	unreachable := filepath.Join(dir, "unreachable.kubeconfig")
+	if err := os.WriteFile(unreachable, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: x, cluster: {server: "https://127.0.0.1:1", insecure-skip-tls-verify: true}}]
+users: [{name: x, user: {token: t}}]
+contexts: [{name: x, context: {cluster: x, user: x}}]
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("KUBECONFIG", empty+string(os.PathListSeparator)+unreachable)
+	var out, errOut bytes.Buffer
+	code := Main([]string{"show", "clusters", "--context", "x"}, &out, &errOut)
+	if code != ExitError || !strings.Contains(errOut.String(), "cannot reach the API server") {
+		t.Errorf("show with $KUBECONFIG=%s: exit %d, stderr %q; want exit 1 and 'cannot reach the API server' (the kubeconfig loaded)", os.Getenv("KUBECONFIG"), code, errOut.String())
+	}
+}
