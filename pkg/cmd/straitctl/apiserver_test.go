@@ -331,6 +331,10 @@ func TestGatherOnAPIServer(t *testing.T) {
 			t.Errorf("%s has no %q:\n%s", name, want, got)
 		}
 	}
+	// The Secrets are listed by name with their keys; only values go.
+	if s := files[dir+"namespaces/strait-system/secrets.yaml"]; !strings.Contains(s, "name: strait-broker") || !strings.Contains(s, "token: <redacted>, ") {
+		t.Errorf("secrets.yaml does not name the broker Secret and its keys:\n%s", s)
+	}
 	for what, secret := range map[string]string{
 		"the broker token":              m.token,
 		"the enrolment token":           m.info.Token,

@@ -232,6 +232,9 @@ func (g *gatherer) run(ctx context.Context) error {
 	namespaces := []string{v1.ComponentNamespace}
 	for _, list := range g.apiObjects(ctx) {
 		files[path.Join("objects", list.file)] = list.data
+		if list.group != v1.GroupName {
+			continue // MCS objects live in applications' namespaces
+		}
 		for _, ns := range list.namespaces {
 			if !slices.Contains(namespaces, ns) {
 				namespaces = append(namespaces, ns)
@@ -282,6 +285,7 @@ func (g *gatherer) write(name string, data []byte) error {
 }
 
 type objectList struct {
+	group      string
 	file       string
 	data       []byte
 	namespaces []string // the namespaces the objects are in
@@ -309,7 +313,7 @@ func (g *gatherer) apiObjects(ctx context.Context) []objectList {
 				g.note("%s: %v", gvr, err)
 				continue
 			}
-			ol := objectList{file: path.Join(gv.Group, gv.Version, r.Name+".yaml")}
+			ol := objectList{group: gv.Group, file: path.Join(gv.Group, gv.Version, r.Name+".yaml")}
 			for i := range l.Items {
 				if ns := l.Items[i].GetNamespace(); ns != "" && !slices.Contains(ol.namespaces, ns) {
 					ol.namespaces = append(ol.namespaces, ns)

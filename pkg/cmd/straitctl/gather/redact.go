@@ -35,13 +35,24 @@ type Redactor struct {
 	values [][]byte // longest first, so a value inside another goes too
 }
 
-// Learn adds the data of s to what is redacted.
+// publicKeys are Secret keys whose values are no credential and appear
+// everywhere else as names (the broker Secret's apiServer and namespace, a
+// service-account token Secret's namespace, CA certificates): hunting for
+// them would blank out every mention of the namespace. In the Secrets
+// themselves they are redacted all the same.
+var publicKeys = map[string]bool{"apiServer": true, "namespace": true, "ca.crt": true, "publicKey": true}
+
+// Learn adds the values of s to what is redacted.
 func (r *Redactor) Learn(s *corev1.Secret) {
-	for _, v := range s.Data {
-		r.add(v)
+	for k, v := range s.Data {
+		if !publicKeys[k] {
+			r.add(v)
+		}
 	}
-	for _, v := range s.StringData {
-		r.add([]byte(v))
+	for k, v := range s.StringData {
+		if !publicKeys[k] {
+			r.add([]byte(v))
+		}
 	}
 }
 

@@ -16,7 +16,8 @@ func TestRedactor(t *testing.T) {
 		short = "true"
 	)
 	var r Redactor
-	r.Learn(&corev1.Secret{Data: map[string][]byte{"token": []byte(token + "\n"), "privateKey": []byte(key), "flag": []byte(short)}})
+	r.Learn(&corev1.Secret{Data: map[string][]byte{"token": []byte(token + "\n"), "privateKey": []byte(key), "flag": []byte(short),
+		"namespace": []byte("strait-broker")}})
 	in := strings.Join([]string{
 		"log: joined with token " + token,
 		"annotation: " + base64.StdEncoding.EncodeToString([]byte(key)),
@@ -25,6 +26,7 @@ func TestRedactor(t *testing.T) {
 		"sa eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJrdWJlcm5ldGVzIn0.c2lnbmF0dXJl",
 		"Authorization: Bearer abc.def",
 		"enabled: true",
+		"namespace: strait-broker",
 	}, "\n")
 	out := string(r.Redact([]byte(in)))
 	for _, leak := range []string{token, key, base64.StdEncoding.EncodeToString([]byte(key)), "MHcCAQEEIB", "eyJhbGciOiJSUzI1NiJ9", "abc.def"} {
@@ -32,8 +34,8 @@ func TestRedactor(t *testing.T) {
 			t.Errorf("redacted text still holds %q:\n%s", leak, out)
 		}
 	}
-	if !strings.Contains(out, "enabled: true") {
-		t.Errorf("a short value was redacted too:\n%s", out)
+	if !strings.Contains(out, "enabled: true") || !strings.Contains(out, "namespace: strait-broker") {
+		t.Errorf("a short value or a namespace was redacted too:\n%s", out)
 	}
 }
 
