@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
 )
 
 func TestErrorsAndExitCodes(t *testing.T) {
@@ -76,5 +78,44 @@ contexts: [{name: x, context: {cluster: x, user: x}}]
 	code := Main([]string{"show", "clusters", "--context", "x"}, &out, &errOut)
 	if code != ExitError || !strings.Contains(errOut.String(), "cannot reach the API server") {
 		t.Errorf("show with $KUBECONFIG=%s: exit %d, stderr %q; want exit 1 and 'cannot reach the API server' (the kubeconfig loaded)", os.Getenv("KUBECONFIG"), code, errOut.String())
+	}
+}
+
+// TestEveryCommandHasExample: each command's --help shows how to use it.
+func TestEveryCommandHasExample(t *testing.T) {
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		if c.Example == "" && c.Name() != "help" {
+			t.Errorf("%q has no Example", c.CommandPath())
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	root := NewCommand()
+	for _, c := range root.Commands() {
+		walk(c)
+	}
+	var out, errOut bytes.Buffer
+	if code := Main([]string{"export", "service", "--help"}, &out, &errOut); code != ExitOK || !strings.Contains(out.String(), "Examples:") {
+		t.Errorf("export service --help: exit %d\n%s", code, out.String())
+	}
+}
+
+func TestCompletion(t *testing.T) {
+	for shell, want := range map[string]string{"bash": "__start_straitctl", "zsh": "#compdef straitctl", "fish": "complete -c straitctl"} {
+		var out, errOut bytes.Buffer
+		if code := Main([]string{"completion", shell}, &out, &errOut); code != ExitOK || !strings.Contains(out.String(), want) {
+			t.Errorf("completion %s: exit %d, no %q; stderr %q", shell, code, want, errOut.String())
+		}
+	}
+	var out, errOut bytes.Buffer
+	if code := Main([]string{"completion", "tcsh"}, &out, &errOut); code != ExitUsage || !strings.Contains(errOut.String(), "invalid argument") {
+		t.Errorf("completion tcsh: exit %d, stderr %q; want exit 2", code, errOut.String())
+	}
+	// show's nouns complete.
+	out.Reset()
+	if code := Main([]string{"__complete", "show", "ex"}, &out, &errOut); code != ExitOK || !strings.Contains(out.String(), "exports") {
+		t.Errorf("completing 'show ex': exit %d, %q", code, out.String())
 	}
 }
