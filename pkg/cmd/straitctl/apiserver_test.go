@@ -29,6 +29,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -335,6 +336,7 @@ func TestGatherOnAPIServer(t *testing.T) {
 	if s := files[dir+"namespaces/strait-system/secrets.yaml"]; !strings.Contains(s, "name: strait-broker") || !strings.Contains(s, "token: <redacted>, ") {
 		t.Errorf("secrets.yaml does not name the broker Secret and its keys:\n%s", s)
 	}
+	gatherPartial(t, kc)
 	for what, secret := range map[string]string{
 		"the broker token":              m.token,
 		"the enrolment token":           m.info.Token,
@@ -347,6 +349,35 @@ func TestGatherOnAPIServer(t *testing.T) {
 		if secret != "" && strings.Contains(all, secret) {
 			t.Errorf("the archive holds %s", what)
 		}
+	}
+}
+
+// TestGatherOnAPIServer/partial is below, run within the same apiserver.
+func gatherPartial(t *testing.T, kc string) {
+	t.Helper()
+	cfg, err := clientcmd.LoadFromFile(kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Clusters["down"] = &clientcmdapi.Cluster{Server: "https://127.0.0.1:1", InsecureSkipTLSVerify: true}
+	cfg.Contexts["down"] = &clientcmdapi.Context{Cluster: "down", AuthInfo: cfg.Contexts[cfg.CurrentContext].AuthInfo}
+	multi := filepath.Join(t.TempDir(), "multi.kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, multi); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "p.tar.gz")
+	code, out, errOut := run("gather", "--kubeconfig", multi, "--context", cfg.CurrentContext+",down", "--file", file)
+	if code != ExitError || !strings.Contains(errOut, "without 1 cluster(s): context down: cannot reach the API server") {
+		t.Errorf("gather with one unreachable context: exit %d\n%s%s", code, out, errOut)
+	}
+	files, _ := readArchive(t, file)
+	if !strings.Contains(files["p/down/gather.txt"], "gather failed") || files["p/"+cfg.CurrentContext+"/nodes.yaml"] == "" {
+		t.Errorf("partial archive: %d files, down/gather.txt %q", len(files), files["p/down/gather.txt"])
+	}
+	// Every context down: no archive, exit 1.
+	code, _, errOut = run("gather", "--kubeconfig", multi, "--context", "down", "--file", file+".2")
+	if _, err := os.Stat(file + ".2"); code != ExitError || !strings.Contains(errOut, "cannot reach the API server") || err == nil {
+		t.Errorf("gather from an unreachable cluster: exit %d, %s, archive %v", code, errOut, err)
 	}
 }
 

@@ -167,6 +167,7 @@ func Write(ctx context.Context, file string, targets []cmdutil.Target, now time.
 	gz := gzip.NewWriter(tmp)
 	tw := tar.NewWriter(gz)
 	root := strings.TrimSuffix(filepath.Base(file), ".tar.gz")
+	var failed []string
 	for _, t := range targets {
 		name := t.Context
 		if name == "" {
@@ -174,8 +175,21 @@ func Write(ctx context.Context, file string, targets []cmdutil.Target, now time.
 		}
 		g := &gatherer{cfg: t.Config, tw: tw, dir: path.Join(root, safeName(name)), now: now, p: p, ctxName: name}
 		if err := g.run(ctx); err != nil {
-			return fmt.Errorf("context %s: %w", name, err)
+			err = cmdutil.Explain(err)
+			if len(targets) == 1 || ctx.Err() != nil {
+				return fmt.Errorf("context %s: %w", name, err)
+			}
+			// One cluster out of several: the others still make a report.
+			failed = append(failed, fmt.Sprintf("context %s: %v", name, err))
+			p.Printf("context %s: %v", name, err)
+			g.note("gather failed: %v", err)
+			if werr := g.write("gather.txt", []byte(strings.Join(g.report, "\n")+"\n")); werr != nil {
+				return werr
+			}
 		}
+	}
+	if len(failed) == len(targets) {
+		return fmt.Errorf("nothing gathered: %s", strings.Join(failed, "; "))
 	}
 	if err := tw.Close(); err != nil {
 		return err
@@ -186,7 +200,24 @@ func Write(ctx context.Context, file string, targets []cmdutil.Target, now time.
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), file)
+	if err := os.Rename(tmp.Name(), file); err != nil {
+		return err
+	}
+	if len(failed) > 0 {
+		return &PartialError{File: file, Failed: failed}
+	}
+	return nil
+}
+
+// PartialError is a gather that wrote its archive without some of the
+// clusters it was asked for.
+type PartialError struct {
+	File   string
+	Failed []string // "context <name>: <error>"
+}
+
+func (e *PartialError) Error() string {
+	return fmt.Sprintf("wrote %s without %d cluster(s): %s", e.File, len(e.Failed), strings.Join(e.Failed, "; "))
 }
 
 // gatherer gathers one cluster into the archive.
