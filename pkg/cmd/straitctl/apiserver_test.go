@@ -191,6 +191,11 @@ func TestExportAndShowOnAPIServer(t *testing.T) {
 				return fmt.Sprintf("exit %d: %s%s", code, out, errOut)
 			}
 		}
+		// The export records, in strait-system and at the broker this
+		// cluster hosts, are no imports.
+		if strings.Contains(out, "strait-broker") || strings.Contains(out, v1.ComponentNamespace) {
+			t.Fatalf("show imports lists export records:\n%s", out)
+		}
 		return ""
 	})
 

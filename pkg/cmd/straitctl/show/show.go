@@ -220,9 +220,7 @@ func (r *reader) read(ctx context.Context, noun string) ([]cmdutil.Row, error) {
 		if err := r.c.List(ctx, &list); err != nil {
 			return nil, err
 		}
-		// strait-system's ServiceImports are Lighthouse's export records,
-		// not imports.
-		list.Items = slices.DeleteFunc(list.Items, func(si mcsv1beta1.ServiceImport) bool { return si.Namespace == v1.ComponentNamespace })
+		list.Items = slices.DeleteFunc(list.Items, func(si mcsv1beta1.ServiceImport) bool { return IsExportRecord(&si) })
 		return rowsOf(list.Items, ImportCells), nil
 	}
 	return nil, fmt.Errorf("show %q: not a noun", noun)
@@ -479,6 +477,15 @@ func ExportProblem(conds []metav1.Condition) string {
 		}
 	}
 	return ""
+}
+
+// IsExportRecord reports whether si is one of Lighthouse's export records
+// (in strait-system, or in the broker namespace of a cluster that hosts the
+// broker), which carry the owner's strait.dev/cluster-id label, rather than
+// an import in an application namespace.
+func IsExportRecord(si *mcsv1beta1.ServiceImport) bool {
+	_, owned := si.Labels[v1.ClusterIDLabel]
+	return owned || si.Namespace == v1.ComponentNamespace
 }
 
 // ImportCells is a ServiceImport's row of "show imports".

@@ -117,3 +117,21 @@ func TestNetworkRows(t *testing.T) {
 		t.Errorf("networks:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+func TestIsExportRecord(t *testing.T) {
+	for _, tc := range []struct {
+		ns     string
+		labels map[string]string
+		want   bool
+	}{
+		{"shop", nil, false},
+		{"shop", map[string]string{"app": "web"}, false},
+		{v1.ComponentNamespace, nil, true},
+		{"strait-broker", map[string]string{v1.ClusterIDLabel: "c1"}, true},
+	} {
+		si := &mcsv1beta1.ServiceImport{ObjectMeta: metav1.ObjectMeta{Namespace: tc.ns, Name: "x", Labels: tc.labels}}
+		if got := IsExportRecord(si); got != tc.want {
+			t.Errorf("IsExportRecord(%s %v) = %v, want %v", tc.ns, tc.labels, got, tc.want)
+		}
+	}
+}
