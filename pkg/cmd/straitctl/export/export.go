@@ -199,8 +199,11 @@ func Print(w io.Writer, se *mcsv1beta1.ServiceExport, out *cmdutil.Output) error
 	}
 	t := cmdutil.Table{Noun: "conditions", Headers: []string{"CONDITION", "STATUS", "REASON", "SINCE", "MESSAGE"}}
 	for _, c := range se.Status.Conditions {
-		t.Rows = append(t.Rows, cmdutil.Row{Cells: []string{c.Type, string(c.Status), c.Reason,
-			c.LastTransitionTime.UTC().Format(time.RFC3339), c.Message}})
+		since := ""
+		if !c.LastTransitionTime.IsZero() {
+			since = c.LastTransitionTime.UTC().Format(time.RFC3339)
+		}
+		t.Rows = append(t.Rows, cmdutil.Row{Cells: []string{c.Type, string(c.Status), c.Reason, since, c.Message}})
 	}
 	fmt.Fprintf(w, "ServiceExport %s/%s\n", se.Namespace, se.Name)
 	return out.Print(w, []cmdutil.Table{t}, false)

@@ -105,16 +105,19 @@ func Run(ctx context.Context, targets []cmdutil.Target, nouns []string, out *cmd
 		tables[i] = cmdutil.Table{Noun: n, Headers: headers[n]}
 	}
 	failed := 0
+	progress := cmdutil.NewProgress(cmd.ErrOrStderr())
 	for _, t := range targets {
 		r, err := newReader(t)
 		if err != nil {
 			return err
 		}
+		done := progress.Start(fmt.Sprintf("context %s: reading %s", cmdutil.Dash(t.Context), strings.Join(nouns, ", ")))
 		for i, n := range nouns {
 			rows, err := r.read(ctx, n)
 			if err != nil {
 				err = cmdutil.Explain(err)
 				if len(targets) == 1 && len(nouns) == 1 {
+					done()
 					return err
 				}
 				failed++
@@ -126,6 +129,7 @@ func Run(ctx context.Context, targets []cmdutil.Target, nouns []string, out *cmd
 			}
 			tables[i].Rows = append(tables[i].Rows, rows...)
 		}
+		done()
 	}
 	if err := out.Print(cmd.OutOrStdout(), tables, len(targets) > 1); err != nil {
 		return err
