@@ -14,7 +14,10 @@ import (
 	"github.com/spf13/cobra"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"strait.dev/strait/pkg/cmd/straitctl/completion"
 	"strait.dev/strait/pkg/cmd/straitctl/deploybroker"
+	"strait.dev/strait/pkg/cmd/straitctl/export"
+	"strait.dev/strait/pkg/cmd/straitctl/gather"
 	"strait.dev/strait/pkg/cmd/straitctl/join"
 	"strait.dev/strait/pkg/cmd/straitctl/leave"
 	"strait.dev/strait/pkg/cmd/straitctl/show"
@@ -31,7 +34,10 @@ exports services, and shows, diagnoses and verifies the fabric.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(deploybroker.NewCommand(), join.NewCommand(), leave.NewCommand(), show.NewCommand(), version.NewCommand())
+	// cobra's own completion command would have no example; ours does.
+	root.CompletionOptions.DisableDefaultCmd = true
+	root.AddCommand(deploybroker.NewCommand(), join.NewCommand(), leave.NewCommand(), show.NewCommand(), version.NewCommand(),
+		export.NewCommand(), export.NewUnexportCommand(), gather.NewCommand(), completion.NewCommand())
 	return root
 }
 
