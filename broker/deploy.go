@@ -56,7 +56,8 @@ type DeployOptions struct {
 	// APIServer is the URL members reach the broker's apiserver at; default:
 	// the URL of the configuration used to deploy.
 	APIServer string
-	// GlobalnetCIDR, when valid, enables globalnet with this range.
+	// GlobalnetCIDR is refused while Globalnet does not exist: Deploy
+	// returns ErrNoGlobalnet when it is valid.
 	GlobalnetCIDR netip.Prefix
 }
 
@@ -71,9 +72,14 @@ type DeployOptions struct {
 // enroller. It is idempotent: deploying again changes no object and only
 // mints another enrolment token.
 //
-// Errors wrap the apiserver's (apierrors.IsForbidden and friends see through
-// them), or the reading of cfg's CA file.
+// Errors: ErrNoGlobalnet (wrapped) when opts.GlobalnetCIDR is set, before
+// anything is written; otherwise they wrap the apiserver's
+// (apierrors.IsForbidden and friends see through them), or the reading of
+// cfg's CA file.
 func Deploy(ctx context.Context, cfg *rest.Config, opts DeployOptions) (*Info, error) {
+	if opts.GlobalnetCIDR.IsValid() {
+		return nil, fmt.Errorf("globalnet CIDR %s: %w", opts.GlobalnetCIDR, ErrNoGlobalnet)
+	}
 	if opts.Namespace == "" {
 		opts.Namespace = v1.BrokerNamespace
 	}
@@ -108,11 +114,7 @@ func Deploy(ctx context.Context, cfg *rest.Config, opts DeployOptions) (*Info, e
 			return nil, fmt.Errorf("read the broker's CA: %w", err)
 		}
 	}
-	info := &Info{APIServer: opts.APIServer, CABundle: ca, Namespace: opts.Namespace, Token: token}
-	if opts.GlobalnetCIDR.IsValid() {
-		info.GlobalnetCIDR = opts.GlobalnetCIDR.Masked().String()
-	}
-	return info, nil
+	return &Info{APIServer: opts.APIServer, CABundle: ca, Namespace: opts.Namespace, Token: token}, nil
 }
 
 // brokerObjects are the objects of a broker in namespace ns, in the order
