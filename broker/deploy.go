@@ -65,7 +65,8 @@ type DeployOptions struct {
 // file's contents (Info) with a fresh enrolment token.
 //
 // It server-side applies, as kubeapply.FieldManagerCLI and in this order:
-// Strait's CRDs (waiting until they are served), the broker namespace, the
+// Strait's CRDs (waiting until they are served), the broker namespace
+// (labelled HostLabel=true: the record that this cluster hosts a broker), the
 // Role every member is bound to (strait-member), the enroller's Role,
 // ServiceAccount and RoleBinding (strait-enroller), and the member isolation
 // ValidatingAdmissionPolicy with its binding. Then it requests a token for the
@@ -140,7 +141,8 @@ func brokerObjects(ns string) []client.Object {
 	}, memberRules...)
 	policy, binding := isolationPolicy(ns)
 	return []client.Object{
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"app.kubernetes.io/part-of": "strait"}}},
+		// HostLabel records that this cluster hosts a broker, for leave.
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"app.kubernetes.io/part-of": "strait", HostLabel: "true"}}},
 		&rbacv1.Role{ObjectMeta: meta(MemberRoleName, ns), Rules: memberRules},
 		&rbacv1.Role{ObjectMeta: meta(EnrollerName, ns), Rules: enrollerRules},
 		&corev1.ServiceAccount{ObjectMeta: meta(EnrollerName, ns)},

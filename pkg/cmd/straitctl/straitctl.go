@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"strait.dev/strait/pkg/cmd/straitctl/cleanupbroker"
 	"strait.dev/strait/pkg/cmd/straitctl/deploybroker"
 	"strait.dev/strait/pkg/cmd/straitctl/join"
 	"strait.dev/strait/pkg/cmd/straitctl/leave"
@@ -31,7 +32,7 @@ exports services, and shows, diagnoses and verifies the fabric.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(deploybroker.NewCommand(), join.NewCommand(), leave.NewCommand(), show.NewCommand(), version.NewCommand())
+	root.AddCommand(deploybroker.NewCommand(), join.NewCommand(), leave.NewCommand(), cleanupbroker.NewCommand(), show.NewCommand(), version.NewCommand())
 	return root
 }
 
