@@ -102,28 +102,36 @@ type JoinOptions struct {
 // Join joins the cluster behind cfg to the broker in info.
 //
 // In order, it: refuses a cluster that already has another cluster ID;
-// discovers the pod and service CIDRs unless given; enrols the cluster at the
-// broker (keeping the member's token from an earlier join while it is valid);
-// applies Strait's CRDs, then the objects of deploy/manifests (the files of
-// manifests.MemberFiles in order, rendered with the options), the broker
-// credential Secret and the ClusterProperty cluster.clusterset.k8s.io, all with
-// server-side apply as kubeapply.FieldManagerCLI; makes the cluster's
-// CoreDNS forward clusterset.local to strait-dns's Service (a marked block in
-// the Corefile of kube-system/coredns, written with an optimistic Update, not
-// applied: the ConfigMap is not Strait's; a cluster whose DNS is not such a
-// CoreDNS, or whose Corefile already serves clusterset.local, is left alone
-// and the log says what to add by hand); and labels exactly the gateway
-// nodes with GatewayLabel.
+// discovers the pod and service CIDRs unless given; refuses a cluster that
+// holds the credential of another broker (another API server URL or
+// namespace: leave first); asks the cluster (SelfSubjectAccessReview) whether
+// cfg may create and patch everything join writes, and stops with the list of
+// what it may not before touching the broker; enrols the cluster at the
+// broker within DefaultBrokerTimeout (keeping the member's token from an
+// earlier join while it is valid); applies Strait's CRDs, then the objects of
+// deploy/manifests (the files of manifests.MemberFiles in order, rendered
+// with the options), the broker credential Secret and the ClusterProperty
+// cluster.clusterset.k8s.io, all with server-side apply as
+// kubeapply.FieldManagerCLI; makes the cluster's CoreDNS forward
+// clusterset.local to strait-dns's Service (a marked block in the Corefile
+// of kube-system/coredns, written with an optimistic Update, not applied:
+// the ConfigMap is not Strait's; a cluster whose DNS is not such a CoreDNS,
+// or whose Corefile already serves clusterset.local, is left alone and the
+// log says what to add by hand); and labels exactly the gateway nodes with
+// GatewayLabel. When a step after the enrolment fails and the broker did not
+// enrol the cluster before, Join removes the enrolment again
+// (broker.Unenroll with the join file's credential); the error says so if
+// that fails too.
 //
 // It is idempotent: joining again with the same options changes no object,
 // and with other options updates what they change (fields join no longer
 // sets are removed, fields others set are kept).
 //
-// Errors: an invalid cluster ID, cable driver or image; a
+// Errors: an invalid cluster ID, cable driver or image; another broker's
+// credential in the cluster; missing rights (one line listing them); a
 // *broker.ConflictError (wrapped: use errors.As) when the broker refuses the
-// cluster ID or CIDRs; otherwise the apiserver's
-// errors, wrapped with what was being done (apierrors.IsForbidden and
-// friends see through them).
+// cluster ID or CIDRs; otherwise the apiserver's errors, wrapped with what
+// was being done (apierrors.IsForbidden and friends see through them).
 func Join(ctx context.Context, cfg *rest.Config, info *broker.Info, o JoinOptions) (retErr error) {
 	logf := orDiscard(o.Log)
 	if err := broker.ValidateClusterID(o.ClusterID); err != nil {
@@ -188,7 +196,10 @@ func Join(ctx context.Context, cfg *rest.Config, info *broker.Info, o JoinOption
 
 	// From here on, a failure undoes an enrolment this join made (not one
 	// an earlier join made: that cluster is a working member).
-	enrolledBefore, err := broker.Enrolled(ctx, info, o.ClusterID)
+	// The broker gets DefaultBrokerTimeout: a frozen one must not hang join.
+	bctx, cancel := context.WithTimeout(ctx, DefaultBrokerTimeout)
+	defer cancel()
+	enrolledBefore, err := broker.Enrolled(bctx, info, o.ClusterID)
 	if err != nil {
 		return fmt.Errorf("ask the broker %s: %w", info.APIServer, err)
 	}
@@ -204,7 +215,7 @@ func Join(ctx context.Context, cfg *rest.Config, info *broker.Info, o JoinOption
 			logf("undid the enrolment of %s at the broker %s", o.ClusterID, info.APIServer)
 		}()
 	}
-	token, err := broker.Enroll(ctx, info, broker.Member{
+	token, err := broker.Enroll(bctx, info, broker.Member{
 		ClusterID: o.ClusterID, ClusterUID: string(kubeSystem.UID),
 		PodCIDRs: o.PodCIDRs, ServiceCIDRs: o.ServiceCIDRs, CurrentToken: current,
 	})
