@@ -262,12 +262,21 @@ func TestLeaveWithTheBrokerAway(t *testing.T) {
 	})
 
 	pid := brokerEnv.PIDs()[len(brokerEnv.PIDs())-1] // kube-apiserver starts after etcd
+	frozen := false
 	freeze := func() {
 		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
 		}
+		frozen = true
 	}
-	thaw := func() { _ = syscall.Kill(pid, syscall.SIGCONT) }
+	thaw := func() {
+		// Only while frozen: a later restart gives the apiserver another
+		// process ID.
+		if frozen {
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+			frozen = false
+		}
+	}
 	t.Cleanup(thaw)
 	// Only a hang guard: leave must end long before it.
 	guard, cancel := context.WithTimeout(ctx, 5*time.Minute)
@@ -372,6 +381,30 @@ func TestLeaveWithTheBrokerAway(t *testing.T) {
 		}
 		if left, err := broker.Remaining(ctx, brokerEnv.Config, v1.BrokerNamespace, clusterID); err != nil || len(left) > 0 {
 			t.Errorf("records left after cleanup-broker: %v %v", left, err)
+		}
+	})
+
+	t.Run("with the broker's apiserver gone leave keeps the credential, and a later leave finishes the job", func(t *testing.T) {
+		if err := member.Join(ctx, env.Config, info, joinOptions(t, clusterID, "10.1.0.0/16", "10.101.0.0/16")); err != nil {
+			t.Fatalf("join: %v", err)
+		}
+		if err := bc.Create(ctx, brokerEndpoint(v1.BrokerNamespace, clusterID)); err != nil {
+			t.Fatal(err)
+		}
+		brokerEnv.StopAPIServer()
+		err := member.Leave(guard, env.Config, opts)
+		var be *member.BrokerRecordsError
+		if !errors.As(err, &be) || !be.Kept {
+			t.Fatalf("leave with the broker gone: %v, want a BrokerRecordsError keeping the credential", err)
+		}
+		if err := brokerEnv.StartAPIServer(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := member.Leave(guard, env.Config, opts); err != nil {
+			t.Fatalf("leave with the broker back: %v", err)
+		}
+		if left, err := broker.Remaining(ctx, brokerEnv.Config, v1.BrokerNamespace, clusterID); err != nil || len(left) > 0 {
+			t.Errorf("records left at the broker: %v %v", left, err)
 		}
 	})
 }
