@@ -595,13 +595,16 @@ func (e *BrokerRecordsError) Error() string {
 	if e.Kept {
 		again = fmt.Sprintf("run straitctl leave again once the broker answers (the credential is kept in Secret %s/%s for that), or ", v1.ComponentNamespace, broker.SecretName)
 	}
-	// The broker's errors may be joined on several lines: this is one.
-	why := strings.ReplaceAll(fmt.Sprint(e.Err), "\n", "; ")
+	why := oneLine(e.Err)
 	return fmt.Sprintf("the cluster left, but the records of cluster %s at the broker %s (namespace %s) could not be removed (%s): %son the broker cluster run straitctl cleanup-broker --kubeconfig <broker cluster's kubeconfig> --namespace %s --clusterid %s",
 		e.ClusterID, e.APIServer, e.Namespace, why, again, e.Namespace, e.ClusterID)
 }
 
 func (e *BrokerRecordsError) Unwrap() error { return e.Err }
+
+// oneLine is err's message on one line: the broker's errors may be joined
+// on several (errors.Join).
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
 
 // Leave removes the cluster behind cfg from its broker and removes what join
 // made in it, in this order:
@@ -732,7 +735,7 @@ func Leave(ctx context.Context, cfg *rest.Config, o LeaveOptions) error {
 		if brokerErr == nil {
 			logf("removed %s from the broker %s", id, creds.Info.APIServer)
 		} else {
-			logf("could not remove %s from the broker %s: %v", id, creds.Info.APIServer, brokerErr.Err)
+			logf("could not remove %s from the broker %s: %s", id, creds.Info.APIServer, oneLine(brokerErr.Err))
 		}
 	case !apierrors.IsNotFound(err):
 		return fmt.Errorf("read the broker credential: %w", err)
