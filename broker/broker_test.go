@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
@@ -259,10 +261,19 @@ func TestDeployEnrollAndIsolation(t *testing.T) {
 		if err == nil {
 			t.Fatal("overlapping cluster enrolled")
 		}
-		for _, want := range []string{"10.1.128.0/17", "c3", "10.1.0.0/16", "c1", "--globalnet-cidr"} {
+		for _, want := range []string{"10.1.128.0/17", "c3", "10.1.0.0/16", "c1"} {
 			if !strings.Contains(err.Error(), want) {
 				t.Errorf("error %q does not name %q", err, want)
 			}
+		}
+	})
+	t.Run("a globalnet range in the join file does not turn the overlap check off", func(t *testing.T) {
+		withGlobalnet := *info
+		withGlobalnet.GlobalnetCIDR = "242.0.0.0/8"
+		_, err := broker.Enroll(ctx, &withGlobalnet, member("c3", "uid-3", "10.1.128.0/17", "10.103.0.0/16"))
+		var conflict *broker.ConflictError
+		if !asConflict(err, &conflict) {
+			t.Fatalf("overlapping cluster enrolled with a globalnet range in the join file: %v", err)
 		}
 	})
 	t.Run("bad cluster ID is refused", func(t *testing.T) {
@@ -299,4 +310,38 @@ func asConflict(err error, target **broker.ConflictError) bool {
 	c, ok := err.(*broker.ConflictError)
 	*target = c
 	return ok
+}
+
+// Globalnet does not exist yet: a broker is never deployed with a range, and
+// the refusal comes before the cluster is touched (this configuration
+// reaches no apiserver).
+func TestDeployRefusesGlobalnet(t *testing.T) {
+	cfg := &rest.Config{Host: "https://127.0.0.1:1"}
+	_, err := broker.Deploy(context.Background(), cfg, broker.DeployOptions{GlobalnetCIDR: netip.MustParsePrefix("242.0.0.0/8")})
+	if !errors.Is(err, broker.ErrNoGlobalnet) {
+		t.Fatalf("deploy with a globalnet range: %v, want ErrNoGlobalnet", err)
+	}
+	if !strings.Contains(err.Error(), "242.0.0.0/8") {
+		t.Errorf("error %q does not name the range", err)
+	}
+}
+
+// A join file with a globalnet range is refused as such; one with only its
+// version says in one line what it lacks.
+func TestReadInfoRefusesIncompleteAndGlobalnet(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct{ body, want string }{
+		{`{"version": "strait.dev/broker-info/v1"}`, "is incomplete: no apiServer, caBundle, namespace, token"},
+		{`{"version": "strait.dev/broker-info/v1", "apiServer": "https://b:6443", "caBundle": "Y2E=", "namespace": "strait-broker"}`, "is incomplete: no token"},
+		{`{"version": "strait.dev/broker-info/v1", "apiServer": "https://b:6443", "caBundle": "Y2E=", "namespace": "strait-broker", "token": "t", "globalnetCIDR": "242.0.0.0/8"}`, "Globalnet is not available yet"},
+	} {
+		path := filepath.Join(dir, "broker-info.strait")
+		if err := os.WriteFile(path, []byte(tc.body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := broker.ReadInfo(path)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("ReadInfo(%s): %v, want one line with %q", tc.body, err, tc.want)
+		}
+	}
 }

@@ -56,7 +56,8 @@ type DeployOptions struct {
 	// APIServer is the URL members reach the broker's apiserver at; default:
 	// the URL of the configuration used to deploy.
 	APIServer string
-	// GlobalnetCIDR, when valid, enables globalnet with this range.
+	// GlobalnetCIDR is refused while Globalnet does not exist: Deploy
+	// returns ErrNoGlobalnet when it is valid.
 	GlobalnetCIDR netip.Prefix
 }
 
@@ -64,16 +65,22 @@ type DeployOptions struct {
 // file's contents (Info) with a fresh enrolment token.
 //
 // It server-side applies, as kubeapply.FieldManagerCLI and in this order:
-// Strait's CRDs (waiting until they are served), the broker namespace, the
+// Strait's CRDs (waiting until they are served), the broker namespace
+// (labelled HostLabel=true: the record that this cluster hosts a broker), the
 // Role every member is bound to (strait-member), the enroller's Role,
 // ServiceAccount and RoleBinding (strait-enroller), and the member isolation
 // ValidatingAdmissionPolicy with its binding. Then it requests a token for the
 // enroller. It is idempotent: deploying again changes no object and only
 // mints another enrolment token.
 //
-// Errors wrap the apiserver's (apierrors.IsForbidden and friends see through
-// them), or the reading of cfg's CA file.
+// Errors: ErrNoGlobalnet (wrapped) when opts.GlobalnetCIDR is set, before
+// anything is written; otherwise they wrap the apiserver's
+// (apierrors.IsForbidden and friends see through them), or the reading of
+// cfg's CA file.
 func Deploy(ctx context.Context, cfg *rest.Config, opts DeployOptions) (*Info, error) {
+	if opts.GlobalnetCIDR.IsValid() {
+		return nil, fmt.Errorf("globalnet CIDR %s: %w", opts.GlobalnetCIDR, ErrNoGlobalnet)
+	}
 	if opts.Namespace == "" {
 		opts.Namespace = v1.BrokerNamespace
 	}
@@ -108,11 +115,7 @@ func Deploy(ctx context.Context, cfg *rest.Config, opts DeployOptions) (*Info, e
 			return nil, fmt.Errorf("read the broker's CA: %w", err)
 		}
 	}
-	info := &Info{APIServer: opts.APIServer, CABundle: ca, Namespace: opts.Namespace, Token: token}
-	if opts.GlobalnetCIDR.IsValid() {
-		info.GlobalnetCIDR = opts.GlobalnetCIDR.Masked().String()
-	}
-	return info, nil
+	return &Info{APIServer: opts.APIServer, CABundle: ca, Namespace: opts.Namespace, Token: token}, nil
 }
 
 // brokerObjects are the objects of a broker in namespace ns, in the order
@@ -138,7 +141,8 @@ func brokerObjects(ns string) []client.Object {
 	}, memberRules...)
 	policy, binding := isolationPolicy(ns)
 	return []client.Object{
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"app.kubernetes.io/part-of": "strait"}}},
+		// HostLabel records that this cluster hosts a broker, for leave.
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"app.kubernetes.io/part-of": "strait", HostLabel: "true"}}},
 		&rbacv1.Role{ObjectMeta: meta(MemberRoleName, ns), Rules: memberRules},
 		&rbacv1.Role{ObjectMeta: meta(EnrollerName, ns), Rules: enrollerRules},
 		&corev1.ServiceAccount{ObjectMeta: meta(EnrollerName, ns)},

@@ -63,7 +63,7 @@ func (e *ConflictError) Error() string { return e.Msg }
 // Enroll makes (or renews) a member's broker credential with the enrolment
 // credential in info, and returns the member's token. It refuses a cluster
 // ID that another cluster already uses, and CIDRs that overlap another
-// member's unless the broker has globalnet.
+// member's (always: Globalnet does not exist yet, whatever info says).
 func Enroll(ctx context.Context, info *Info, m Member) (string, error) {
 	if err := ValidateClusterID(m.ClusterID); err != nil {
 		return "", err
@@ -85,9 +85,6 @@ func Enroll(ctx context.Context, info *Info, m Member) (string, error) {
 			}
 			continue
 		}
-		if info.GlobalnetCIDR != "" {
-			continue // globalnet gives overlapping clusters global addresses
-		}
 		// Annotations the enroller wrote; a malformed one (edited by hand)
 		// counts as no CIDRs rather than blocking every join.
 		theirPods, _ := cidr.ParseList(sa.Annotations[podCIDRsAnnotation])
@@ -96,7 +93,7 @@ func Enroll(ctx context.Context, info *Info, m Member) (string, error) {
 		for _, mine := range append(append([]netip.Prefix(nil), m.PodCIDRs...), m.ServiceCIDRs...) {
 			for _, t := range theirs {
 				if mine.Overlaps(t) {
-					return "", &ConflictError{fmt.Sprintf("CIDR %s of cluster %s overlaps CIDR %s of cluster %s; give the clusters distinct CIDRs, or deploy the broker with --globalnet-cidr to join overlapping clusters through globalnet", mine, m.ClusterID, t, other)}
+					return "", &ConflictError{fmt.Sprintf("CIDR %s of cluster %s overlaps CIDR %s of cluster %s; give the clusters distinct CIDRs", mine, m.ClusterID, t, other)}
 				}
 			}
 		}

@@ -4,8 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
+	"strings"
 
 	"k8s.io/client-go/rest"
 )
@@ -24,8 +24,9 @@ type Info struct {
 	Namespace string `json:"namespace"`
 	// Token is the enrolment service account's token.
 	Token string `json:"token"`
-	// GlobalnetCIDR is the range globalnet allots clusters' global CIDRs from;
-	// unset without globalnet.
+	// GlobalnetCIDR is the range Globalnet will allot clusters' global CIDRs
+	// from. Globalnet does not exist yet: ReadInfo refuses a file that sets
+	// it (ErrNoGlobalnet), and Deploy never writes it.
 	GlobalnetCIDR string `json:"globalnetCIDR,omitempty"`
 }
 
@@ -64,32 +65,42 @@ func ReadInfo(path string) (*Info, error) {
 		return nil, fmt.Errorf("%s is not a broker info file: version %q, want %q", path, f.Version, infoVersion)
 	}
 	if err := f.Info.validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s %w", path, err)
 	}
 	return &f.Info, nil
 }
 
+// validate checks that every field a join needs is there. Its error is one
+// line: "is incomplete: no apiServer, token (...)", or a bad globalnetCIDR.
 func (i *Info) validate() error {
-	var errs []error
+	var missing []string
 	if i.APIServer == "" {
-		errs = append(errs, errors.New("no apiServer"))
+		missing = append(missing, "apiServer")
 	}
 	if len(i.CABundle) == 0 {
-		errs = append(errs, errors.New("no caBundle"))
+		missing = append(missing, "caBundle")
 	}
 	if i.Namespace == "" {
-		errs = append(errs, errors.New("no namespace"))
+		missing = append(missing, "namespace")
 	}
 	if i.Token == "" {
-		errs = append(errs, errors.New("no token"))
+		missing = append(missing, "token")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("is incomplete: no %s (write it again with straitctl deploy-broker)", strings.Join(missing, ", "))
 	}
 	if i.GlobalnetCIDR != "" {
-		if _, err := netip.ParsePrefix(i.GlobalnetCIDR); err != nil {
-			errs = append(errs, fmt.Errorf("globalnetCIDR: %w", err))
-		}
+		// A file from a future straitctl, or edited by hand: joining with
+		// it would promise overlapping clusters a Globalnet that is not
+		// there.
+		return fmt.Errorf("has globalnetCIDR %q: %w", i.GlobalnetCIDR, ErrNoGlobalnet)
 	}
-	return errors.Join(errs...)
+	return nil
 }
+
+// ErrNoGlobalnet refuses a Globalnet range: Globalnet does not exist yet, and
+// until it does every member needs CIDRs distinct from every other's.
+var ErrNoGlobalnet = errors.New("refused, Globalnet is not available yet: clusters must have distinct pod and service CIDRs (the broker refuses overlapping ones at join)")
 
 // RESTConfig is a client configuration for the broker with the given token.
 func (i *Info) RESTConfig(token string) *rest.Config {

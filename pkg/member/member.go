@@ -28,8 +28,8 @@ import (
 	"strings"
 	"time"
 
-	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -69,6 +69,15 @@ const (
 	// CRDs to go with their objects. It only turns a stuck cluster into an
 	// error.
 	leaveWaitTimeout = 2 * time.Minute
+	// DefaultBrokerTimeout bounds all of Leave's talk with the broker, and a
+	// failed join's undoing of its enrolment: a handful of requests that take
+	// well under a second each on a broker that answers. A frozen or
+	// unreachable broker costs a leave this much and no more.
+	DefaultBrokerTimeout = 30 * time.Second
+	// keptCredentialAnnotation marks the broker credential Secret that Leave
+	// keeps after it could not remove the cluster's records at the broker;
+	// its value is the cluster ID, which the next leave needs to retry.
+	keptCredentialAnnotation = "strait.dev/leave-pending-cluster-id"
 )
 
 // JoinOptions say how to join.
@@ -93,29 +102,37 @@ type JoinOptions struct {
 // Join joins the cluster behind cfg to the broker in info.
 //
 // In order, it: refuses a cluster that already has another cluster ID;
-// discovers the pod and service CIDRs unless given; enrols the cluster at the
-// broker (keeping the member's token from an earlier join while it is valid);
-// applies Strait's CRDs, then the objects of deploy/manifests (the files of
-// manifests.MemberFiles in order, rendered with the options), the broker
-// credential Secret and the ClusterProperty cluster.clusterset.k8s.io, all with
-// server-side apply as kubeapply.FieldManagerCLI; makes the cluster's
-// CoreDNS forward clusterset.local to strait-dns's Service (a marked block in
-// the Corefile of kube-system/coredns, written with an optimistic Update, not
-// applied: the ConfigMap is not Strait's; a cluster whose DNS is not such a
-// CoreDNS, or whose Corefile already serves clusterset.local, is left alone
-// and the log says what to add by hand); and labels exactly the gateway
-// nodes with GatewayLabel.
+// discovers the pod and service CIDRs unless given; refuses a cluster that
+// holds the credential of another broker (another API server URL or
+// namespace: leave first); asks the cluster (SelfSubjectAccessReview) whether
+// cfg may create and patch everything join writes, and stops with the list of
+// what it may not before touching the broker; enrols the cluster at the
+// broker within DefaultBrokerTimeout (keeping the member's token from an
+// earlier join while it is valid); applies Strait's CRDs, then the objects of
+// deploy/manifests (the files of manifests.MemberFiles in order, rendered
+// with the options), the broker credential Secret and the ClusterProperty
+// cluster.clusterset.k8s.io, all with server-side apply as
+// kubeapply.FieldManagerCLI; makes the cluster's CoreDNS forward
+// clusterset.local to strait-dns's Service (a marked block in the Corefile
+// of kube-system/coredns, written with an optimistic Update, not applied:
+// the ConfigMap is not Strait's; a cluster whose DNS is not such a CoreDNS,
+// or whose Corefile already serves clusterset.local, is left alone and the
+// log says what to add by hand); and labels exactly the gateway nodes with
+// GatewayLabel. When a step after the enrolment fails and the broker did not
+// enrol the cluster before, Join removes the enrolment again
+// (broker.Unenroll with the join file's credential); the error says so if
+// that fails too.
 //
 // It is idempotent: joining again with the same options changes no object,
 // and with other options updates what they change (fields join no longer
 // sets are removed, fields others set are kept).
 //
-// Errors: an invalid cluster ID, cable driver or image; a
+// Errors: an invalid cluster ID, cable driver or image; another broker's
+// credential in the cluster; missing rights (one line listing them); a
 // *broker.ConflictError (wrapped: use errors.As) when the broker refuses the
-// cluster ID or CIDRs; otherwise the apiserver's
-// errors, wrapped with what was being done (apierrors.IsForbidden and
-// friends see through them).
-func Join(ctx context.Context, cfg *rest.Config, info *broker.Info, o JoinOptions) error {
+// cluster ID or CIDRs; otherwise the apiserver's errors, wrapped with what
+// was being done (apierrors.IsForbidden and friends see through them).
+func Join(ctx context.Context, cfg *rest.Config, info *broker.Info, o JoinOptions) (retErr error) {
 	logf := orDiscard(o.Log)
 	if err := broker.ValidateClusterID(o.ClusterID); err != nil {
 		return err
@@ -157,11 +174,48 @@ func Join(ctx context.Context, cfg *rest.Config, info *broker.Info, o JoinOption
 		return err
 	}
 
-	var current string
-	if creds, err := broker.ReadCredentials(ctx, cs, v1.ComponentNamespace, broker.SecretName); err == nil && creds.Info.APIServer == info.APIServer {
-		current = creds.Token
+	current, err := currentBrokerToken(ctx, cs, info)
+	if err != nil {
+		return err
 	}
-	token, err := broker.Enroll(ctx, info, broker.Member{
+	objs, err := joinObjects(manifests.GatewayValues{
+		Namespace: v1.ComponentNamespace, ClusterID: o.ClusterID,
+		PodCIDRs: cidr.Join(o.PodCIDRs), ServiceCIDRs: cidr.Join(o.ServiceCIDRs), CableDriver: string(o.CableDriver),
+		ImageRepository: o.ImageRepository, ImageTag: o.ImageTag,
+	}, info, "")
+	if err != nil {
+		return err
+	}
+	all, err := crds.All()
+	if err != nil {
+		return err
+	}
+	if err := checkJoinRights(ctx, cs, c, objs, all); err != nil {
+		return err
+	}
+
+	// From here on, a failure undoes an enrolment this join made (not one
+	// an earlier join made: that cluster is a working member).
+	// The broker gets DefaultBrokerTimeout: a frozen one must not hang join.
+	bctx, cancel := context.WithTimeout(ctx, DefaultBrokerTimeout)
+	defer cancel()
+	enrolledBefore, err := broker.Enrolled(bctx, info, o.ClusterID)
+	if err != nil {
+		return fmt.Errorf("ask the broker %s: %w", info.APIServer, err)
+	}
+	if !enrolledBefore {
+		defer func() {
+			if retErr == nil {
+				return
+			}
+			if err := undoEnrolment(ctx, info, o.ClusterID); err != nil {
+				retErr = fmt.Errorf("%w; undoing the enrolment at the broker failed too (%v): run straitctl cleanup-broker --namespace %s --clusterid %s with the broker cluster's kubeconfig", retErr, err, info.Namespace, o.ClusterID)
+				return
+			}
+			logf("undid the enrolment of %s at the broker %s", o.ClusterID, info.APIServer)
+		}()
+	}
+	token, err := broker.Enroll(bctx, info, broker.Member{
 		ClusterID: o.ClusterID, ClusterUID: string(kubeSystem.UID),
 		PodCIDRs: o.PodCIDRs, ServiceCIDRs: o.ServiceCIDRs, CurrentToken: current,
 	})
@@ -170,20 +224,14 @@ func Join(ctx context.Context, cfg *rest.Config, info *broker.Info, o JoinOption
 	}
 	logf("enrolled at the broker %s", info.APIServer)
 
-	all, err := crds.All()
-	if err != nil {
-		return err
-	}
 	if err := kubeapply.ApplyCRDs(ctx, c, all, kubeapply.FieldManagerCLI); err != nil {
 		return err
 	}
-	objs, err := joinObjects(manifests.GatewayValues{
-		Namespace: v1.ComponentNamespace, ClusterID: o.ClusterID,
-		PodCIDRs: cidr.Join(o.PodCIDRs), ServiceCIDRs: cidr.Join(o.ServiceCIDRs), CableDriver: string(o.CableDriver),
-		ImageRepository: o.ImageRepository, ImageTag: o.ImageTag,
-	}, info, token)
-	if err != nil {
-		return err
+	// The credential Secret, rendered above without a token, now gets it.
+	for i, obj := range objs {
+		if s, ok := obj.(*corev1.Secret); ok && s.Name == broker.SecretName {
+			objs[i] = broker.CredentialSecret(v1.ComponentNamespace, info, token)
+		}
 	}
 	if err := kubeapply.All(ctx, c, objs, kubeapply.FieldManagerCLI); err != nil {
 		return err
@@ -199,6 +247,120 @@ func Join(ctx context.Context, cfg *rest.Config, info *broker.Info, o JoinOption
 		return err
 	}
 	logf("gateway nodes: %s", strings.Join(gateways, ", "))
+	return nil
+}
+
+// currentBrokerToken returns the member's token from an earlier join with
+// the broker in info, or "" when the cluster holds no broker credential (or
+// one too damaged to read: join writes it again). It refuses a cluster that
+// holds the credential of another broker: joining it here would leave its
+// records at the other broker, where its peers still find them.
+func currentBrokerToken(ctx context.Context, cs kubernetes.Interface, info *broker.Info) (string, error) {
+	creds, err := broker.ReadCredentials(ctx, cs, v1.ComponentNamespace, broker.SecretName)
+	var status apierrors.APIStatus
+	switch {
+	case err == nil:
+	case apierrors.IsNotFound(err), !errors.As(err, &status):
+		return "", nil
+	default:
+		return "", fmt.Errorf("read the broker credential: %w", err)
+	}
+	if creds.Info.APIServer != info.APIServer || creds.Info.Namespace != info.Namespace {
+		return "", fmt.Errorf("this cluster is joined to the broker %s (namespace %s), not to the broker %s (namespace %s) of this join file: run straitctl leave first",
+			creds.Info.APIServer, creds.Info.Namespace, info.APIServer, info.Namespace)
+	}
+	return creds.Token, nil
+}
+
+// undoEnrolment removes what a failed join enrolled at the broker, with the
+// join file's enrolment credential, within DefaultBrokerTimeout even when
+// ctx is already cancelled (a join interrupted by the user is undone too).
+func undoEnrolment(ctx context.Context, info *broker.Info, id string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultBrokerTimeout)
+	defer cancel()
+	cfg := info.RESTConfig(info.Token)
+	cfg.Timeout = DefaultBrokerTimeout
+	return broker.Unenroll(ctx, cfg, info.Namespace, id)
+}
+
+// access is one right join needs in the member cluster, as "kubectl auth
+// can-i" asks it.
+type access struct{ verb, group, resource, namespace, name string }
+
+func (a access) String() string {
+	r := a.resource
+	if a.group != "" {
+		r += "." + a.group
+	}
+	if a.name != "" {
+		r += "/" + a.name
+	}
+	if a.namespace != "" {
+		return a.verb + " " + r + " in " + a.namespace
+	}
+	return a.verb + " " + r
+}
+
+// checkJoinRights asks the member cluster (SelfSubjectAccessReview, as
+// "kubectl auth can-i" does) whether cfg's user may do everything join
+// does there: apply (create and patch) the CRDs and every object of objs,
+// read the broker credential, edit the cluster's CoreDNS Corefile, and
+// label nodes. It runs before join touches the broker, so that a
+// kubeconfig lacking rights leaves no enrolment behind. The error lists
+// every missing right in one line.
+func checkJoinRights(ctx context.Context, cs kubernetes.Interface, c client.Client, objs []client.Object, all []*apiextv1.CustomResourceDefinition) error {
+	plural := map[schema.GroupKind]string{}
+	for _, crd := range all {
+		plural[schema.GroupKind{Group: crd.Spec.Group, Kind: crd.Spec.Names.Kind}] = crd.Spec.Names.Plural
+	}
+	wants := []access{
+		{verb: "create", group: apiextv1.GroupName, resource: "customresourcedefinitions"},
+		{verb: "patch", group: apiextv1.GroupName, resource: "customresourcedefinitions"},
+		{verb: "get", resource: "secrets", namespace: v1.ComponentNamespace, name: broker.SecretName},
+		{verb: "get", resource: "configmaps", namespace: metav1.NamespaceSystem, name: "coredns"},
+		{verb: "update", resource: "configmaps", namespace: metav1.NamespaceSystem, name: "coredns"},
+		{verb: "list", resource: "nodes"},
+		{verb: "patch", resource: "nodes"},
+	}
+	for _, obj := range objs {
+		gvk, err := kindOf(c, obj)
+		if err != nil {
+			return err
+		}
+		resource, ok := plural[gvk.GroupKind()]
+		if !ok {
+			m, err := c.RESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version)
+			if err != nil {
+				return fmt.Errorf("resource of %s: %w", gvk.Kind, err)
+			}
+			resource = m.Resource.Resource
+		}
+		for _, verb := range []string{"create", "patch"} {
+			wants = append(wants, access{verb: verb, group: gvk.Group, resource: resource, namespace: obj.GetNamespace()})
+		}
+	}
+	var missing []string
+	seen := map[access]bool{}
+	for _, a := range wants {
+		if seen[a] {
+			continue
+		}
+		seen[a] = true
+		review, err := cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Verb: a.verb, Group: a.group, Resource: a.resource, Namespace: a.namespace, Name: a.name,
+			}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			return fmt.Errorf("check the rights join needs (%s): %w", a, err)
+		}
+		if !review.Status.Allowed {
+			missing = append(missing, a.String())
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing rights in the cluster, nothing was changed (join needs cluster-admin-like rights): cannot %s", strings.Join(missing, ", "))
+	}
 	return nil
 }
 
@@ -397,9 +559,52 @@ func patchGatewayLabel(ctx context.Context, cs kubernetes.Interface, node string
 
 // LeaveOptions say how to leave.
 type LeaveOptions struct {
+	// Purge also removes the CRDs that hold users' objects or may be shared
+	// with other software: the multicluster.x-k8s.io CRDs (ServiceExport,
+	// ServiceImport) and about.k8s.io's ClusterProperty, with every object
+	// of their kinds (every ServiceExport app teams made). Never when the
+	// cluster hosts a broker.
+	Purge bool
+	// BrokerTimeout bounds Leave's talk with the broker; 0 means
+	// DefaultBrokerTimeout.
+	BrokerTimeout time.Duration
 	// Log receives progress lines for the user, printf-style; nil drops them.
 	Log func(format string, args ...any)
 }
+
+// BrokerRecordsError says that Leave removed the cluster from its own
+// cluster but could not remove its records and credential at the broker
+// (the broker was frozen, unreachable, or refused the member's
+// credential). Its message is one line naming the cluster, the broker and
+// the command that removes them from the broker side.
+type BrokerRecordsError struct {
+	ClusterID string
+	// APIServer and Namespace name the broker.
+	APIServer, Namespace string
+	// Kept says that the member's broker credential is kept, alone, in
+	// Secret strait-system/strait-broker, so that running leave again
+	// retries. A credential the broker refused is not kept: it can remove
+	// nothing.
+	Kept bool
+	// Err is why the removal failed.
+	Err error
+}
+
+func (e *BrokerRecordsError) Error() string {
+	again := ""
+	if e.Kept {
+		again = fmt.Sprintf("run straitctl leave again once the broker answers (the credential is kept in Secret %s/%s for that), or ", v1.ComponentNamespace, broker.SecretName)
+	}
+	why := oneLine(e.Err)
+	return fmt.Sprintf("the cluster left, but the records of cluster %s at the broker %s (namespace %s) could not be removed (%s): %son the broker cluster run straitctl cleanup-broker --kubeconfig <broker cluster's kubeconfig> --namespace %s --clusterid %s",
+		e.ClusterID, e.APIServer, e.Namespace, why, again, e.Namespace, e.ClusterID)
+}
+
+func (e *BrokerRecordsError) Unwrap() error { return e.Err }
+
+// oneLine is err's message on one line: the broker's errors may be joined
+// on several (errors.Join).
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
 
 // Leave removes the cluster behind cfg from its broker and removes what join
 // made in it, in this order:
@@ -413,19 +618,30 @@ type LeaveOptions struct {
 //     their pods are gone: the gateways and route agents remove their node
 //     state as they stop (a route agent does so only when its DaemonSet is
 //     going), and a Lighthouse agent still running would make again what
-//     step 3 deletes.
+//     step 3 deletes, as a gateway still running would publish again the
+//     records step 4 deletes at the broker.
 //  3. What Lighthouse made in the application namespaces: every
 //     ServiceImport, Service and EndpointSlice labelled
 //     v1.LighthouseManagedLabel=true, in every namespace. ServiceExports are
 //     the users' and stay.
 //  4. The cluster's records and credential at the broker, with the member's
-//     own credential (the broker Secret).
+//     own credential (the broker Secret), within o.BrokerTimeout. A broker
+//     that does not answer in time, cannot be reached or refuses the
+//     credential does not stop Leave: it goes on, and returns a
+//     *BrokerRecordsError at the end.
 //  5. GatewayLabel on every node.
 //  6. The other objects join applied (strait-dns's Service among them), in
 //     reverse order, then the namespace (Leave waits until it is gone) and
-//     the ClusterProperty.
-//  7. Strait's CRDs, unless the cluster hosts a broker; a CRD that still has
-//     objects (a user's ServiceExport, say) stays too.
+//     the ClusterProperty. When step 4 failed with a credential the broker
+//     did not refuse, the credential Secret alone is kept (made again in a
+//     new strait-system namespace, annotated with the cluster ID), so that
+//     running Leave again retries step 4 and then removes it; join with the
+//     same broker reuses it, join with another is refused until then.
+//  7. Strait's CRDs of group strait.dev, unless the cluster hosts a broker
+//     (a namespace deploy-broker labelled broker.HostLabel), and except a
+//     CRD that still has objects. The multicluster.x-k8s.io and about.k8s.io
+//     CRDs stay unless o.Purge: they hold users' objects (ServiceExports)
+//     and may be someone else's; Leave logs what it kept and why.
 //
 // What is deleted is what the manifests render with the values read back
 // from the DaemonSets in the cluster (manifests.ReadValues), and what carries
@@ -433,11 +649,15 @@ type LeaveOptions struct {
 // make, and never a user's object. An object already gone counts as deleted,
 // so Leave can be run again after a failure.
 //
-// Errors: the cluster has no ClusterProperty cluster.clusterset.k8s.io (it has
-// not joined); a wait that timed out; otherwise the apiserver's errors,
-// wrapped with what was being done.
+// Errors: the cluster has no ClusterProperty cluster.clusterset.k8s.io and
+// no kept broker credential (it has not joined); a *BrokerRecordsError
+// (errors.As) when only the broker's records are left; a wait that timed
+// out; otherwise the apiserver's errors, wrapped with what was being done.
 func Leave(ctx context.Context, cfg *rest.Config, o LeaveOptions) error {
 	logf := orDiscard(o.Log)
+	if o.BrokerTimeout <= 0 {
+		o.BrokerTimeout = DefaultBrokerTimeout
+	}
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return fmt.Errorf("cluster client: %w", err)
@@ -449,7 +669,7 @@ func Leave(ctx context.Context, cfg *rest.Config, o LeaveOptions) error {
 	prop := &aboutv1beta1.ClusterProperty{}
 	if err := c.Get(ctx, client.ObjectKey{Name: v1.ClusterIDPropertyName}, prop); err != nil {
 		if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
-			return errors.New("this cluster has not joined a broker (no ClusterProperty cluster.clusterset.k8s.io)")
+			return leaveKeptCredential(ctx, c, cs, o, logf)
 		}
 		return fmt.Errorf("read ClusterProperty %s: %w", v1.ClusterIDPropertyName, err)
 	}
@@ -505,13 +725,19 @@ func Leave(ctx context.Context, cfg *rest.Config, o LeaveOptions) error {
 		return err
 	}
 
-	// 4. The broker's records, with the member's own credential.
-	if creds, err := broker.ReadCredentials(ctx, cs, values.Namespace, broker.SecretName); err == nil {
-		if err := broker.Leave(ctx, creds.Info.RESTConfig(creds.Token), creds.Info.Namespace, id); err != nil {
-			return fmt.Errorf("remove %s from the broker: %w", id, err)
+	// 4. The broker's records, with the member's own credential; bounded,
+	// and a failure is reported at the end.
+	var creds *broker.Credentials
+	var brokerErr *BrokerRecordsError
+	switch creds, err = broker.ReadCredentials(ctx, cs, values.Namespace, broker.SecretName); {
+	case err == nil:
+		brokerErr = leaveBroker(ctx, creds, id, o.BrokerTimeout)
+		if brokerErr == nil {
+			logf("removed %s from the broker %s", id, creds.Info.APIServer)
+		} else {
+			logf("could not remove %s from the broker %s: %s", id, creds.Info.APIServer, oneLine(brokerErr.Err))
 		}
-		logf("removed %s from the broker", id)
-	} else if !apierrors.IsNotFound(err) {
+	case !apierrors.IsNotFound(err):
 		return fmt.Errorf("read the broker credential: %w", err)
 	}
 
@@ -526,7 +752,8 @@ func Leave(ctx context.Context, cfg *rest.Config, o LeaveOptions) error {
 		}
 	}
 
-	// 6. The rest, in reverse; the namespace and the cluster ID last.
+	// 6. The rest, in reverse; the namespace and the cluster ID last; the
+	// broker credential again, alone, if it is needed for a retry.
 	if err := kubeapply.DeleteAll(ctx, c, rest); err != nil {
 		return err
 	}
@@ -538,14 +765,91 @@ func Leave(ctx context.Context, cfg *rest.Config, o LeaveOptions) error {
 			return err
 		}
 	}
+	if brokerErr != nil && brokerErr.Kept {
+		if err := keepCredential(ctx, c, values.Namespace, creds, id); err != nil {
+			return fmt.Errorf("%w; keeping the credential for a retry failed too: %v", brokerErr, err)
+		}
+	}
 	if err := kubeapply.Delete(ctx, c, prop); err != nil {
 		return err
 	}
 
 	// 7. The CRDs.
-	if err := removeCRDs(ctx, c, logf); err != nil {
+	if err := removeCRDs(ctx, c, cs, o.Purge, logf); err != nil {
 		return err
 	}
+	if brokerErr != nil {
+		return brokerErr
+	}
+	logf("cluster %s left", id)
+	return nil
+}
+
+// leaveBroker removes cluster id's records and credential at the broker
+// with the member's own credential, within timeout. It returns nil, or what
+// is left to do: Kept is set unless the broker refused the credential.
+func leaveBroker(ctx context.Context, creds *broker.Credentials, id string, timeout time.Duration) *BrokerRecordsError {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cfg := creds.Info.RESTConfig(creds.Token)
+	// Each request gives up by itself too: a frozen apiserver may accept
+	// the connection and never answer.
+	cfg.Timeout = timeout
+	err := broker.Leave(ctx, cfg, creds.Info.Namespace, id)
+	if err == nil {
+		return nil
+	}
+	refused := apierrors.IsUnauthorized(err) || apierrors.IsForbidden(err)
+	return &BrokerRecordsError{ClusterID: id, APIServer: creds.Info.APIServer, Namespace: creds.Info.Namespace, Kept: !refused, Err: err}
+}
+
+// keepCredential makes the broker credential Secret again, alone, in its
+// namespace (made again too), annotated with the cluster ID: what the next
+// Leave needs to retry the removal at the broker.
+func keepCredential(ctx context.Context, c client.Client, namespace string, creds *broker.Credentials, id string) error {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace, Labels: map[string]string{"app.kubernetes.io/part-of": "strait"}}}
+	secret := broker.CredentialSecret(namespace, &creds.Info, creds.Token)
+	secret.Annotations = map[string]string{keptCredentialAnnotation: id}
+	return kubeapply.All(ctx, c, []client.Object{ns, secret}, kubeapply.FieldManagerCLI)
+}
+
+// leaveKeptCredential is Leave on a cluster without a ClusterProperty: one
+// an earlier Leave left with only its broker credential kept. It retries the
+// removal at the broker and, unless the broker still does not answer,
+// removes the credential and its namespace. A cluster without a kept
+// credential has not joined.
+func leaveKeptCredential(ctx context.Context, c client.Client, cs kubernetes.Interface, o LeaveOptions, logf func(string, ...any)) error {
+	notJoined := errors.New("this cluster has not joined a broker (no ClusterProperty cluster.clusterset.k8s.io)")
+	secret, err := cs.CoreV1().Secrets(v1.ComponentNamespace).Get(ctx, broker.SecretName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return notJoined
+	}
+	if err != nil {
+		return fmt.Errorf("read the broker credential: %w", err)
+	}
+	id := secret.Annotations[keptCredentialAnnotation]
+	if id == "" {
+		return notJoined
+	}
+	creds, err := broker.ReadCredentials(ctx, cs, v1.ComponentNamespace, broker.SecretName)
+	if err != nil {
+		return err
+	}
+	brokerErr := leaveBroker(ctx, creds, id, o.BrokerTimeout)
+	if brokerErr != nil && brokerErr.Kept {
+		return brokerErr
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: v1.ComponentNamespace}}
+	if err := kubeapply.Delete(ctx, c, ns); err != nil {
+		return err
+	}
+	if err := waitGone(ctx, c, ns); err != nil {
+		return err
+	}
+	if brokerErr != nil {
+		return brokerErr
+	}
+	logf("removed %s from the broker %s", id, creds.Info.APIServer)
 	logf("cluster %s left", id)
 	return nil
 }
@@ -706,17 +1010,19 @@ func waitGone(ctx context.Context, c client.Client, obj client.Object) error {
 	return nil
 }
 
-// removeCRDs deletes Strait's CRDs, except where they are still in use: all
-// of them stay when the cluster hosts a broker (removing them would remove
-// the broker's records), and a CRD stays while objects of its kind remain,
-// which by now are users' objects (a ServiceExport, another ClusterProperty).
-func removeCRDs(ctx context.Context, c client.Client, logf func(string, ...any)) error {
-	hosts, err := hostsBroker(ctx, c)
+// removeCRDs deletes Strait's CRDs, except where they must stay: all of
+// them when the cluster hosts a broker (removing them would remove every
+// member's records there); unless purge, the CRDs of other groups than
+// strait.dev (the MCS API's and about.k8s.io's: they hold users' objects,
+// and may have been installed by someone else before join) and a CRD that
+// still has objects of its kind. It logs each CRD it kept and why.
+func removeCRDs(ctx context.Context, c client.Client, cs kubernetes.Interface, purge bool, logf func(string, ...any)) error {
+	brokers, err := broker.HostsBroker(ctx, cs)
 	if err != nil {
 		return err
 	}
-	if hosts {
-		logf("kept the CRDs: this cluster hosts the broker")
+	if len(brokers) > 0 {
+		logf("kept the CRDs: this cluster hosts the broker in namespace %s", strings.Join(brokers, ", "))
 		return nil
 	}
 	all, err := crds.All()
@@ -724,17 +1030,27 @@ func removeCRDs(ctx context.Context, c client.Client, logf func(string, ...any))
 		return err
 	}
 	var remove []client.Object
+	var shared []string
 	for _, crd := range all {
-		inUse, err := crdInUse(ctx, c, crd)
-		if err != nil {
-			return fmt.Errorf("list the objects of CRD %s: %w", crd.Name, err)
-		}
-		if inUse {
-			logf("kept CRD %s: objects of its kind remain", crd.Name)
+		if !purge && crd.Spec.Group != v1.GroupName {
+			shared = append(shared, crd.Name)
 			continue
+		}
+		if !purge {
+			inUse, err := crdInUse(ctx, c, crd)
+			if err != nil {
+				return fmt.Errorf("list the objects of CRD %s: %w", crd.Name, err)
+			}
+			if inUse {
+				logf("kept CRD %s: objects of its kind remain", crd.Name)
+				continue
+			}
 		}
 		crd.SetGroupVersionKind(crdGVK)
 		remove = append(remove, crd)
+	}
+	if len(shared) > 0 {
+		logf("kept CRDs %s: they hold users' objects (ServiceExports) and may be shared; straitctl leave --purge removes them with every object of their kinds", strings.Join(shared, ", "))
 	}
 	if err := kubeapply.DeleteAll(ctx, c, remove); err != nil {
 		return err
@@ -774,29 +1090,6 @@ func crdInUse(ctx context.Context, c client.Client, crd *apiextv1.CustomResource
 			return false, err
 		}
 		return len(list.Items) > 0, nil
-	}
-	return false, nil
-}
-
-// hostsBroker reports whether the cluster hosts a Strait broker: it has the
-// default broker namespace, or a member isolation policy (of any broker
-// namespace).
-func hostsBroker(ctx context.Context, c client.Client) (bool, error) {
-	ns := &corev1.Namespace{}
-	switch err := c.Get(ctx, client.ObjectKey{Name: v1.BrokerNamespace}, ns); {
-	case err == nil:
-		return true, nil
-	case !apierrors.IsNotFound(err):
-		return false, fmt.Errorf("read namespace %s: %w", v1.BrokerNamespace, err)
-	}
-	var policies admissionv1.ValidatingAdmissionPolicyList
-	if err := c.List(ctx, &policies); err != nil {
-		return false, fmt.Errorf("list ValidatingAdmissionPolicies: %w", err)
-	}
-	for _, p := range policies.Items {
-		if strings.HasPrefix(p.Name, broker.PolicyName("")) {
-			return true, nil
-		}
 	}
 	return false, nil
 }

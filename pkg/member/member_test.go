@@ -490,6 +490,9 @@ func TestJoinLeave(t *testing.T) {
 				Ports: []mcsv1beta1.ServicePort{{Port: 53, Protocol: corev1.ProtocolUDP}}},
 		},
 		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "strait-viewer", Labels: map[string]string{"app.kubernetes.io/part-of": "strait"}}},
+		// A namespace that only has the broker's default name: this
+		// cluster hosts no broker, and its CRDs go all the same.
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: v1.BrokerNamespace}},
 	}
 	made := lighthouseObjects()
 	for _, o := range user {
@@ -624,8 +627,9 @@ func TestJoinLeave(t *testing.T) {
 			case joinedKeys[o], madeKeys[o]:
 			case o.namespace == v1.ComponentNamespace:
 				// Strait's namespace goes, and what is in it (the pod).
-			case o.gvr.Resource == "customresourcedefinitions" && o.name != "serviceexports.multicluster.x-k8s.io":
-				// Strait's CRDs go, but for the one still in use...
+			case o.gvr.Resource == "customresourcedefinitions" && strings.HasSuffix(o.name, "."+v1.GroupName):
+				// Strait's own CRDs go, but not the MCS API's and
+				// about.k8s.io's, which hold users' objects...
 			case o.gvr.Resource == "apiservices" && crdGroups[o.name[strings.Index(o.name, ".")+1:]]:
 				// ... and with them the apiserver's APIService of their group.
 			default:
@@ -637,9 +641,17 @@ func TestJoinLeave(t *testing.T) {
 				t.Errorf("the user's %T %s: %v", o, o.GetName(), err)
 			}
 		}
-		for _, gone := range []string{"clusterproperties.about.k8s.io", "endpoints.strait.dev", "gateways.strait.dev"} {
-			if _, ok := after[object{schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}, "", gone}]; ok {
+		crdKey := func(name string) object {
+			return object{schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}, "", name}
+		}
+		for _, gone := range []string{"clusters.strait.dev", "endpoints.strait.dev", "gateways.strait.dev"} {
+			if _, ok := after[crdKey(gone)]; ok {
 				t.Errorf("CRD %s stayed with no object of its kind and no broker", gone)
+			}
+		}
+		for _, kept := range []string{"clusterproperties.about.k8s.io", "serviceexports.multicluster.x-k8s.io", "serviceimports.multicluster.x-k8s.io"} {
+			if _, ok := after[crdKey(kept)]; !ok {
+				t.Errorf("leave removed CRD %s, which holds users' objects", kept)
 			}
 		}
 	})

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"strait.dev/strait/pkg/cmd/straitctl/cleanupbroker"
 	"strait.dev/strait/pkg/cmd/straitctl/completion"
 	"strait.dev/strait/pkg/cmd/straitctl/deploybroker"
 	"strait.dev/strait/pkg/cmd/straitctl/export"
@@ -36,7 +37,7 @@ exports services, and shows, diagnoses and verifies the fabric.`,
 	}
 	// cobra's own completion command would have no example; ours does.
 	root.CompletionOptions.DisableDefaultCmd = true
-	root.AddCommand(deploybroker.NewCommand(), join.NewCommand(), leave.NewCommand(), show.NewCommand(), version.NewCommand(),
+	root.AddCommand(deploybroker.NewCommand(), join.NewCommand(), leave.NewCommand(), cleanupbroker.NewCommand(), show.NewCommand(), version.NewCommand(),
 		export.NewCommand(), export.NewUnexportCommand(), gather.NewCommand(), completion.NewCommand())
 	return root
 }

@@ -16,6 +16,11 @@ func TestErrorsAndExitCodes(t *testing.T) {
 	if err := os.WriteFile(garbage, []byte("not json"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A join file holding only its version field.
+	versionOnly := filepath.Join(dir, "version-only.strait")
+	if err := os.WriteFile(versionOnly, []byte(`{"version": "strait.dev/broker-info/v1"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	// A kubeconfig whose server refuses connections: port 1 on loopback.
 	unreachable := filepath.Join(dir, "unreachable.kubeconfig")
 	if err := os.WriteFile(unreachable, []byte(`apiVersion: v1
@@ -43,12 +48,19 @@ current-context: x
 		{[]string{"show", "clusters", "--kubeconfig", filepath.Join(dir, "missing.kubeconfig")}, ExitError, "kubeconfig"},
 		{[]string{"show", "widgets", "--kubeconfig", unreachable}, ExitError, "want all, clusters, networks, endpoints"},
 		{[]string{"deploy-broker", "--kubeconfig", unreachable, "--globalnet-cidr", "242.0.0.0/33"}, ExitError, "--globalnet-cidr"},
+		{[]string{"join", versionOnly, "--clusterid", "c1", "--kubeconfig", unreachable}, ExitError, "is incomplete: no apiServer, caBundle, namespace, token"},
+		// Globalnet does not exist yet: the flag is refused before the
+		// cluster is reached.
+		{[]string{"deploy-broker", "--kubeconfig", unreachable, "--globalnet-cidr", "242.0.0.0/8"}, ExitError, "Globalnet is not available yet"},
 	} {
 		var out, errOut bytes.Buffer
 		t.Setenv("KUBECONFIG", "")
 		code := Main(tc.args, &out, &errOut)
 		if code != tc.code || !strings.Contains(errOut.String(), tc.want) {
 			t.Errorf("straitctl %v: exit %d, stderr %q; want exit %d and %q", tc.args, code, errOut.String(), tc.code, tc.want)
+		}
+		if lines := strings.Count(strings.TrimSpace(errOut.String()), "\n") + 1; tc.code == ExitError && lines != 1 {
+			t.Errorf("straitctl %v: %d lines on stderr, want one:\n%s", tc.args, lines, errOut.String())
 		}
 		if strings.Contains(errOut.String(), "goroutine ") {
 			t.Errorf("straitctl %v printed a stack trace", tc.args)

@@ -31,7 +31,7 @@ The join file holds the enrolment credential: it can join clusters, read every
 member's records and remove members. Hand it only to those allowed to join
 clusters. Each member gets a narrower credential of its own at join.`,
 		Example: `  straitctl deploy-broker --kubeconfig broker.kubeconfig
-  straitctl deploy-broker --kubeconfig c1.kubeconfig --globalnet-cidr 242.0.0.0/8`,
+  straitctl deploy-broker --kubeconfig c1.kubeconfig --namespace strait-broker-prod`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := kube.Config()
@@ -43,7 +43,7 @@ clusters. Each member gets a narrower credential of its own at join.`,
 				if err != nil {
 					return fmt.Errorf("--globalnet-cidr %q: %w", globalnet, err)
 				}
-				opts.GlobalnetCIDR = p
+				return fmt.Errorf("--globalnet-cidr %s: %w", p, broker.ErrNoGlobalnet)
 			}
 			info, err := broker.Deploy(cmd.Context(), cfg, opts)
 			if err != nil {
@@ -59,7 +59,7 @@ clusters. Each member gets a narrower credential of its own at join.`,
 	kube.AddFlags(cmd)
 	cmd.Flags().StringVar(&opts.Namespace, "namespace", v1.BrokerNamespace, "broker namespace")
 	cmd.Flags().StringVar(&opts.APIServer, "broker-url", "", "the broker API URL as member clusters reach it (default: the kubeconfig's server)")
-	cmd.Flags().StringVar(&globalnet, "globalnet-cidr", "", "enable globalnet, allotting clusters' global CIDRs from this range")
+	cmd.Flags().StringVar(&globalnet, "globalnet-cidr", "", "refused: Globalnet (joining clusters with overlapping CIDRs) is not available yet")
 	cmd.Flags().StringVar(&file, "output", "broker-info.strait", "where to write the join file")
 	return cmd
 }

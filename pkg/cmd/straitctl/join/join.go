@@ -31,7 +31,13 @@ uses, or CIDRs that overlap another member's), stores the cluster's own broker
 credential in strait-system, sets the ClusterProperty cluster.clusterset.k8s.io,
 labels the gateway nodes and installs Strait's components. Pod CIDRs are
 discovered from kube-system or the nodes, service CIDRs from the ServiceCIDR
-API, unless given. Joining again changes nothing; with changed flags it updates.`,
+API, unless given. Joining again changes nothing; with changed flags it updates.
+
+Before it touches the broker, join asks the cluster whether the kubeconfig may
+do all it needs (CRDs, namespace, RBAC, DaemonSets, Deployments, the CoreDNS
+ConfigMap, node labels) and stops with the list of missing rights. A join that
+fails later removes the enrolment it made at the broker. A cluster joined to
+another broker (or namespace) is refused: run "straitctl leave" first.`,
 		Example: `  straitctl join broker-info.strait --kubeconfig c1.kubeconfig --clusterid c1 --gateway-nodes c1-n1,c1-n2
   straitctl join broker-info.strait --kubeconfig c2.kubeconfig --clusterid c2 --cable-driver vxlan`,
 		Args: cobra.ExactArgs(1),
