@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -282,36 +283,41 @@ type ExecResult struct {
 // A non-zero exit is no error: it is in ExitCode. Errors are the stream's
 // (the pod or node unreachable, exec refused).
 func (s *Session) Exec(ctx context.Context, p *Pod, argv ...string) (ExecResult, error) {
+	var out, errOut bytes.Buffer
+	code, err := s.ExecStream(ctx, p, &out, &errOut, argv...)
+	return ExecResult{Stdout: out.String(), Stderr: errOut.String(), ExitCode: code}, err
+}
+
+// ExecStream is Exec writing the command's output as it comes: for a
+// probe that reports while it runs. It returns the exit code.
+func (s *Session) ExecStream(ctx context.Context, p *Pod, stdout, stderr io.Writer, argv ...string) (int, error) {
 	req := p.Cluster.Kube.CoreV1().RESTClient().Post().Resource("pods").Namespace(s.Namespace).Name(p.Name).
 		SubResource("exec").VersionedParams(&corev1.PodExecOptions{
 		Container: container, Command: argv, Stdout: true, Stderr: true,
 	}, scheme.ParameterCodec)
 	spdy, err := remotecommand.NewSPDYExecutor(p.Cluster.Config, "POST", req.URL())
 	if err != nil {
-		return ExecResult{}, err
+		return 0, err
 	}
 	ws, err := remotecommand.NewWebSocketExecutor(p.Cluster.Config, "GET", req.URL().String())
 	if err != nil {
-		return ExecResult{}, err
+		return 0, err
 	}
 	ex, err := remotecommand.NewFallbackExecutor(ws, spdy, func(err error) bool {
 		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
 	})
 	if err != nil {
-		return ExecResult{}, err
+		return 0, err
 	}
-	var out, errOut bytes.Buffer
-	err = ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: &out, Stderr: &errOut})
-	r := ExecResult{Stdout: out.String(), Stderr: errOut.String()}
+	err = ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: stdout, Stderr: stderr})
 	var exit utilexec.ExitError
 	if errors.As(err, &exit) {
-		r.ExitCode = exit.ExitStatus()
-		return r, nil
+		return exit.ExitStatus(), nil
 	}
 	if err != nil {
-		return r, fmt.Errorf("exec in %s/%s/%s: %w", p.Cluster.ID, s.Namespace, p.Name, err)
+		return 0, fmt.Errorf("exec in %s/%s/%s: %w", p.Cluster.ID, s.Namespace, p.Name, err)
 	}
-	return r, nil
+	return 0, nil
 }
 
 // Testpod runs "strait-testpod <args>" in the pod and decodes the report it

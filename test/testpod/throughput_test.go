@@ -59,3 +59,24 @@ func TestUDPSendWaitsForTheExpectedReply(t *testing.T) {
 		t.Fatalf("a reply without the expected prefix counted: %+v", rep)
 	}
 }
+
+func TestConnectKeepsASmallTextBody(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, err := Listen(ctx, ServeConfig{HTTP: []string{"127.0.0.1:0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error)
+	go func() { done <- s.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+	base := "http://" + s.HTTPAddrs()[0].String()
+	rep := Connect(ctx, ConnectConfig{Proto: ProtoHTTP, Target: base + "/healthz", Timeout: 5 * time.Second})
+	if !rep.OK || rep.Text != "ok" || rep.Body != nil {
+		t.Fatalf("/healthz: %+v", rep)
+	}
+	rep = Connect(ctx, ConnectConfig{Proto: ProtoHTTP, Target: base + "/", Timeout: 5 * time.Second})
+	if !rep.OK || rep.Text != "" || rep.Body == nil {
+		t.Fatalf("/ (JSON): %+v", rep)
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"strait.dev/strait/pkg/cmd/straitctl/join"
 	"strait.dev/strait/pkg/cmd/straitctl/leave"
 	"strait.dev/strait/pkg/cmd/straitctl/show"
+	"strait.dev/strait/pkg/cmd/straitctl/verify"
 	"strait.dev/strait/pkg/cmd/straitctl/version"
 )
 
@@ -32,6 +33,7 @@ exports services, and shows, diagnoses and verifies the fabric.`,
 		SilenceErrors: true,
 	}
 	root.AddCommand(deploybroker.NewCommand(), join.NewCommand(), leave.NewCommand(), show.NewCommand(), version.NewCommand())
+	root.AddCommand(verify.NewCommand())
 	return root
 }
 
