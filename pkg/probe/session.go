@@ -210,6 +210,7 @@ func (s *Session) startPod(ctx context.Context, c *Cluster, spec PodSpec) (*Pod,
 	}
 	var last string
 	var pod *corev1.Pod
+	var badSince time.Time
 	err := wait.PollUntilContextTimeout(ctx, pollInterval, s.PodTimeout, true, func(ctx context.Context) (bool, error) {
 		p, err := c.Kube.CoreV1().Pods(s.Namespace).Get(ctx, spec.Name, metav1.GetOptions{})
 		if err != nil {
@@ -217,9 +218,17 @@ func (s *Session) startPod(ctx context.Context, c *Cluster, spec PodSpec) (*Pod,
 			return false, nil
 		}
 		pod = p
-		last, err = podProblem(p)
-		if err != nil {
+		var bad bool
+		last, bad, err = podProblem(p)
+		switch {
+		case err != nil:
 			return false, err
+		case !bad:
+			badSince = time.Time{}
+		case badSince.IsZero():
+			badSince = time.Now()
+		case time.Since(badSince) > badGrace:
+			return false, errors.New(last)
 		}
 		return last == "", nil
 	})
@@ -229,31 +238,38 @@ func (s *Session) startPod(ctx context.Context, c *Cluster, spec PodSpec) (*Pod,
 	return &Pod{Cluster: c, Name: spec.Name, Node: pod.Spec.NodeName, IP: pod.Status.PodIP}, nil
 }
 
-// podProblem says why a pod is not Ready yet ("" when it is), and returns
-// an error when it never will be.
-func podProblem(p *corev1.Pod) (string, error) {
+// badGrace is how long a pod may stay in a state that usually means a
+// wrong image or spec before the wait gives up on it: the kubelet retries
+// these, and the first attempt can fail for a passing reason (the Node
+// authorizer not having seen the pod yet when its token is asked for).
+const badGrace = 20 * time.Second
+
+// podProblem says why a pod is not Ready yet ("" when it is), whether the
+// reason usually means it never will be (bad), and returns an error when
+// it certainly never will be.
+func podProblem(p *corev1.Pod) (problem string, bad bool, err error) {
 	if p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded {
-		return "", fmt.Errorf("the pod ended (%s): %s", p.Status.Phase, containerState(p))
+		return "", false, fmt.Errorf("the pod ended (%s): %s", p.Status.Phase, containerState(p))
 	}
 	for _, cs := range p.Status.ContainerStatuses {
 		if w := cs.State.Waiting; w != nil {
 			switch w.Reason {
-			case "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "RunContainerError", "CreateContainerError":
-				// Back-off may still succeed, but not before the user has
-				// read this and fixed the image.
-				return "", fmt.Errorf("%s: %s", w.Reason, w.Message)
+			case "InvalidImageName":
+				return "", false, fmt.Errorf("%s: %s", w.Reason, w.Message)
+			case "ErrImagePull", "ImagePullBackOff", "RunContainerError", "CreateContainerError", "CrashLoopBackOff":
+				return w.Reason + ": " + w.Message, true, nil
 			}
 		}
 	}
 	if p.Status.PodIP == "" {
-		return "no pod IP yet (" + string(p.Status.Phase) + ")", nil
+		return "no pod IP yet (" + string(p.Status.Phase) + ")", false, nil
 	}
 	for _, c := range p.Status.Conditions {
 		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
-			return "", nil
+			return "", false, nil
 		}
 	}
-	return "not Ready: " + containerState(p), nil
+	return "not Ready: " + containerState(p), false, nil
 }
 
 func containerState(p *corev1.Pod) string {

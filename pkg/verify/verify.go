@@ -575,13 +575,24 @@ func (r *run) failover(ctx context.Context, b *probe.Cluster, active string, fro
 		return ResultFail, fmt.Sprintf("no other gateway became active within %s after %s's pod was deleted", failoverBound, active)
 	}
 	took := time.Since(start) - deleted
-	if err := running(deleted + took + failoverTail); err != nil {
+	// Wait for replies on the new path (up to the longest gap that
+	// passes), then let them flow a little longer. The probe's clock
+	// started later than ours (exec takes a while): compare its times with
+	// its own report of when the new gateway was seen active.
+	activeAt := reports.latest().DurationMs
+	back := func() bool {
+		rep := reports.latest()
+		return rep.LastReplyMs != nil && *rep.LastReplyMs > activeAt
+	}
+	_ = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, r.o.MaxGap, true, func(context.Context) (bool, error) { return back(), nil })
+	if !back() {
+		rep := reports.latest()
+		return ResultFail, fmt.Sprintf("traffic did not come back within %s after %s took over (%d of %d replies)", r.o.MaxGap, now, rep.Received, rep.Sent)
+	}
+	if err := running(time.Since(start) + failoverTail); err != nil {
 		return ResultFail, fmt.Sprintf("the probe stopped: %v", err)
 	}
 	rep := reports.latest()
-	if rep.LastReplyMs == nil || *rep.LastReplyMs < float64((deleted+took).Milliseconds()) {
-		return ResultFail, fmt.Sprintf("traffic did not come back after %s took over (%d of %d replies)", now, rep.Received, rep.Sent)
-	}
 	gap := time.Duration(rep.MaxGapMs * float64(time.Millisecond))
 	detail := fmt.Sprintf("%s -> %s: new gateway active after %s, traffic gap %s (%d of %d probes lost)",
 		active, now, took.Round(time.Millisecond), gap.Round(time.Millisecond), rep.Lost, rep.Sent)

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"strait.dev/strait/pkg/cmd/straitctl/benchmark"
 	"strait.dev/strait/pkg/cmd/straitctl/deploybroker"
 	"strait.dev/strait/pkg/cmd/straitctl/join"
 	"strait.dev/strait/pkg/cmd/straitctl/leave"
@@ -34,6 +35,7 @@ exports services, and shows, diagnoses and verifies the fabric.`,
 	}
 	root.AddCommand(deploybroker.NewCommand(), join.NewCommand(), leave.NewCommand(), show.NewCommand(), version.NewCommand())
 	root.AddCommand(verify.NewCommand())
+	root.AddCommand(benchmark.NewCommand())
 	return root
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/spf13/cobra"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/yaml"
 )
 
@@ -52,4 +53,12 @@ func (o *Output) Print(w io.Writer, v any, table func(io.Writer) error) error {
 // progress lines that must not mix with the output scripts read.
 func Progress(cmd *cobra.Command) func(string, ...any) {
 	return func(format string, a ...any) { fmt.Fprintf(cmd.ErrOrStderr(), format+"\n", a...) }
+}
+
+// QuietClientLogs stops client-go's own log lines (klog) from reaching
+// stderr: the end of every exec stream makes it complain about closed
+// connections, which would bury what the command says.
+func QuietClientLogs() {
+	klog.LogToStderr(false)
+	klog.SetOutput(io.Discard)
 }

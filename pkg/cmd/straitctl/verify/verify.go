@@ -57,6 +57,7 @@ contexts. The exit code is 1 when any check fails, and the error names them.`,
 				return cmdutil.Explain(err)
 			}
 			o.Log = cmdutil.Progress(cmd)
+			cmdutil.QuietClientLogs()
 			rep, err := verify.Run(ctx, cs, o)
 			if rep != nil {
 				if perr := out.Print(cmd.OutOrStdout(), rep, func(w io.Writer) error { return rep.PrintTable(w) }); perr != nil {
