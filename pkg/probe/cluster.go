@@ -32,7 +32,8 @@ const GatewayLabel = "strait.dev/gateway"
 // Cluster is one member cluster as the commands reach it.
 type Cluster struct {
 	// ID is the cluster's ID in the clusterset, read from its ClusterProperty
-	// cluster.clusterset.k8s.io.
+	// cluster.clusterset.k8s.io; empty for a cluster that has not joined
+	// (ConnectAny).
 	ID string
 	// Source says where the configuration came from ("c1.kubeconfig",
 	// "admin.kubeconfig context c2"), for messages.
@@ -46,6 +47,16 @@ type Cluster struct {
 // Errors name the source: a cluster that cannot be reached, one that has
 // not joined (no ClusterProperty), or two sources that are the same cluster.
 func Connect(ctx context.Context, sources []string, configs []*rest.Config) ([]*Cluster, error) {
+	return connect(ctx, sources, configs, true)
+}
+
+// ConnectAny is Connect that also takes clusters that have not joined:
+// their ID is empty.
+func ConnectAny(ctx context.Context, sources []string, configs []*rest.Config) ([]*Cluster, error) {
+	return connect(ctx, sources, configs, false)
+}
+
+func connect(ctx context.Context, sources []string, configs []*rest.Config, joined bool) ([]*Cluster, error) {
 	var out []*Cluster
 	for i, cfg := range configs {
 		c := &Cluster{Source: sources[i], Config: cfg}
@@ -58,13 +69,17 @@ func Connect(ctx context.Context, sources []string, configs []*rest.Config) ([]*
 		}
 		var prop aboutv1beta1.ClusterProperty
 		if err := c.Client.Get(ctx, client.ObjectKey{Name: v1.ClusterIDPropertyName}, &prop); err != nil {
+			if (apierrors.IsNotFound(err) || meta.IsNoMatchError(err)) && !joined {
+				out = append(out, c)
+				continue
+			}
 			if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
 				return nil, fmt.Errorf("%s: the cluster has not joined (no ClusterProperty %s): run straitctl join first", c.Source, v1.ClusterIDPropertyName)
 			}
 			return nil, fmt.Errorf("%s: read the cluster ID: %w", c.Source, err)
 		}
 		c.ID = prop.Spec.Value
-		if i := slices.IndexFunc(out, func(o *Cluster) bool { return o.ID == c.ID }); i >= 0 {
+		if i := slices.IndexFunc(out, func(o *Cluster) bool { return o.ID == c.ID && c.ID != "" }); i >= 0 {
 			return nil, fmt.Errorf("%s and %s are the same cluster %s", out[i].Source, c.Source, c.ID)
 		}
 		out = append(out, c)
@@ -150,4 +165,12 @@ func noSchedule(n *corev1.Node) bool {
 		}
 	}
 	return false
+}
+
+// Name is the cluster's ID, or its source when it has not joined.
+func (c *Cluster) Name() string {
+	if c.ID != "" {
+		return c.ID
+	}
+	return c.Source
 }

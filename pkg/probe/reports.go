@@ -15,6 +15,7 @@ type ConnectReport struct {
 	RTT    string          `json:"rtt"`
 	Status int             `json:"status"`
 	Body   json.RawMessage `json:"body"`
+	Text   string          `json:"text"`
 	Error  string          `json:"error"`
 }
 

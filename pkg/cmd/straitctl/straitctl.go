@@ -16,6 +16,7 @@ import (
 
 	"strait.dev/strait/pkg/cmd/straitctl/benchmark"
 	"strait.dev/strait/pkg/cmd/straitctl/deploybroker"
+	"strait.dev/strait/pkg/cmd/straitctl/diagnose"
 	"strait.dev/strait/pkg/cmd/straitctl/join"
 	"strait.dev/strait/pkg/cmd/straitctl/leave"
 	"strait.dev/strait/pkg/cmd/straitctl/show"
@@ -36,6 +37,7 @@ exports services, and shows, diagnoses and verifies the fabric.`,
 	root.AddCommand(deploybroker.NewCommand(), join.NewCommand(), leave.NewCommand(), show.NewCommand(), version.NewCommand())
 	root.AddCommand(verify.NewCommand())
 	root.AddCommand(benchmark.NewCommand())
+	root.AddCommand(diagnose.NewCommand())
 	return root
 }
 
