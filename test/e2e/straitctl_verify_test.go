@@ -6,12 +6,15 @@ import (
 	"errors"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"strait.dev/strait/test/sandbox"
 )
 
 // straitctlResult is one straitctl run on the admin host: what it printed
@@ -126,10 +129,80 @@ func TestStraitctlVerify(t *testing.T) {
 			return strings.Contains(connectionsOf(ctx, ctrlClient(t, "c1")), "c2=connected"), nil
 		})
 	})
+
+	t.Run("diagnose names a firewall dropping NAT discovery at c2's gateways", func(t *testing.T) {
+		// Drop the answers to c2's gateway nodes' NAT discovery requests
+		// (UDP from port 4490), as a firewall in front of them would.
+		rule := []string{"INPUT", "-p", "udp", "--sport", "4490", "-j", "DROP"}
+		for _, node := range []string{"c2-n1", "c2-n2"} {
+			ns := sandbox.NodeNS(node)
+			if out, err := runHost("ip", append([]string{"netns", "exec", ns, "iptables", "-I"}, rule...)...); err != nil {
+				t.Fatalf("%s: iptables: %v %s", node, err, out)
+			}
+			t.Cleanup(func() {
+				if out, err := runHost("ip", append([]string{"netns", "exec", ns, "iptables", "-D"}, rule...)...); err != nil {
+					t.Errorf("%s: remove the rule: %v %s", node, err, out)
+				}
+			})
+		}
+		r := runStraitctl(t, append([]string{"diagnose"}, kubeconfigsFlag()...)...)
+		t.Logf("straitctl diagnose with NAT discovery dropped at c2: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		if r.code != 1 {
+			t.Fatalf("exit %d, want 1", r.code)
+		}
+		for _, want := range []string{"nat-discovery c2 -> c1", "nat-discovery c2 -> c3"} {
+			if !strings.Contains(r.stderr, want) {
+				t.Errorf("the error does not name %q", want)
+			}
+		}
+		// Everything else is healthy, and says so: the other checks ran
+		// and did not fail.
+		if n := strings.Count("\n"+r.stdout, "\nfail "); n != 2 {
+			t.Errorf("%d checks failed, want the 2 NAT discovery probes from c2", n)
+		}
+		for _, check := range []string{"kube-proxy-mode", "cidrs", "cidr-overlap", "gateway-nodes", "public-ip", "cables", "dns-forward", "clock-skew", "versions"} {
+			if countRows(r.stdout, "ok", check) == 0 {
+				t.Errorf("no %q check came out ok", check)
+			}
+		}
+		if countRows(r.stdout, "ok", "nat-discovery") != 2 { // c1 <-> c3
+			t.Errorf("the NAT discovery probes between c1 and c3 did not pass")
+		}
+	})
+
+	t.Run("benchmark prints throughput and round-trip times", func(t *testing.T) {
+		two := []string{"--kubeconfig", adminKubeconfig("c1") + "," + adminKubeconfig("c3"), "--duration", "2s"}
+		r := runStraitctl(t, append([]string{"benchmark", "throughput"}, two...)...)
+		t.Logf("straitctl benchmark throughput: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		if r.code != 0 || figures(r.stdout, 3) != 2 {
+			t.Errorf("want two rows with a Gbit/s figure above zero")
+		}
+		r = runStraitctl(t, append([]string{"benchmark", "latency"}, two...)...)
+		t.Logf("straitctl benchmark latency: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		if r.code != 0 || figures(r.stdout, 3) != 2 || figures(r.stdout, 4) != 2 {
+			t.Errorf("want two rows with RTT p50 and p99 above zero")
+		}
+	})
+}
+
+// figures counts the table rows whose column col (from 0) is a number
+// above zero.
+func figures(table string, col int) int {
+	n := 0
+	for _, line := range strings.Split(table, "\n") {
+		f := strings.Fields(line)
+		if len(f) > col {
+			if v, err := strconv.ParseFloat(f[col], 64); err == nil && v > 0 {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // countRows counts the table rows that start with check and have result
-// as a whole word.
+// as a whole word (or, for diagnose's table, start with the result and
+// have the check).
 func countRows(table, check, result string) int {
 	n := 0
 	for _, line := range strings.Split(table, "\n") {
