@@ -155,7 +155,6 @@ type memberState struct {
 	nodes    probe.Nodes
 	endpoint *v1.Endpoint
 	gateway  *v1.Gateway
-	pods     map[probe.Placement]*probe.Pod
 }
 
 // Run diagnoses the clusters. Clusters that have not joined (an empty ID)
@@ -169,7 +168,7 @@ func Run(ctx context.Context, clusters []*probe.Cluster, o Options) (*Report, er
 			r.leftovers(ctx, c)
 			continue
 		}
-		m := &memberState{c: c, pods: map[probe.Placement]*probe.Pod{}}
+		m := &memberState{c: c}
 		joined = append(joined, m)
 		if err := r.readMember(ctx, m); err != nil {
 			return nil, err
@@ -307,32 +306,36 @@ func (r *run) cidrs(ctx context.Context, m *memberState) {
 			r.add(CheckCIDRs, m.c.ID, Warn, fmt.Sprintf("%s CIDRs joined %s; discovery: %v", kind, joinedList, err), "make sure "+joinedList+" are the cluster's "+kind+" CIDRs")
 			return
 		}
-		if same(joinedList, have) {
-			r.add(CheckCIDRs, m.c.ID, OK, fmt.Sprintf("%s CIDRs %s, as joined", kind, joinedList), "")
-			return
+		switch missing := uncovered(joinedList, have); {
+		case len(missing) == 0:
+			r.add(CheckCIDRs, m.c.ID, OK, fmt.Sprintf("%s CIDRs %s, within those joined (%s)", kind, prefixes(have), joinedList), "")
+		default:
+			r.add(CheckCIDRs, m.c.ID, Fail, fmt.Sprintf("%s CIDRs joined %s, the cluster also has %s", kind, joinedList, prefixes(missing)),
+				fmt.Sprintf("other clusters cannot reach addresses in %s: join again with %s covering them", prefixes(missing), flag))
 		}
-		r.add(CheckCIDRs, m.c.ID, Fail, fmt.Sprintf("%s CIDRs joined %s, the cluster has %s", kind, joinedList, prefixes(have)),
-			fmt.Sprintf("join again with %s %s", flag, prefixes(have)))
 	}
 	check("pod", "--pod-cidr", joined.PodCIDRs, func() ([]netip.Prefix, error) { return member.DiscoverPodCIDRs(ctx, m.c.Kube) })
 	check("service", "--service-cidr", joined.ServiceCIDRs, func() ([]netip.Prefix, error) { return member.DiscoverServiceCIDRs(ctx, m.c.Kube) })
 }
 
-// same compares a comma-separated list of prefixes with a set of them.
-func same(list string, have []netip.Prefix) bool {
-	var joined []string
-	for _, s := range strings.Split(list, ",") {
+// uncovered returns the prefixes of have that no prefix of the
+// comma-separated list joined contains: the cluster's addresses that other
+// clusters do not route to it. A joined prefix larger than what the cluster
+// uses (a /16 joined, nodes with /24s of it) is fine.
+func uncovered(joined string, have []netip.Prefix) []netip.Prefix {
+	var js []netip.Prefix
+	for _, s := range strings.Split(joined, ",") {
 		if p, err := netip.ParsePrefix(strings.TrimSpace(s)); err == nil {
-			joined = append(joined, p.Masked().String())
+			js = append(js, p.Masked())
 		}
 	}
-	var got []string
+	var out []netip.Prefix
 	for _, p := range have {
-		got = append(got, p.Masked().String())
+		if !slices.ContainsFunc(js, func(j netip.Prefix) bool { return j.Bits() <= p.Bits() && j.Contains(p.Masked().Addr()) }) {
+			out = append(out, p)
+		}
 	}
-	slices.Sort(joined)
-	slices.Sort(got)
-	return slices.Equal(slices.Compact(joined), slices.Compact(got))
+	return out
 }
 
 func prefixes(ps []netip.Prefix) string {
@@ -607,19 +610,13 @@ func (r *run) leftovers(ctx context.Context, c *probe.Cluster) {
 	r.add(CheckLeftovers, c.Name(), Warn, "not joined, but has "+strings.Join(found, ", "), "run straitctl leave against it to remove them")
 }
 
-// podChecks run test pods in the joined clusters: host-network pods on
-// the active gateway node and on a non-gateway node; from them, kube-proxy's
-// mode and the NAT discovery probes.
+// podChecks run host-network test pods in the joined clusters, on the
+// active gateway node and on a non-gateway node, each running one probe to
+// its end: kube-proxy's mode, and the NAT discovery requests.
 func (r *run) podChecks(ctx context.Context, joined []*memberState) error {
 	var clusters []*probe.Cluster
-	specs := map[*probe.Cluster][]probe.PodSpec{}
 	for _, m := range joined {
 		clusters = append(clusters, m.c)
-		for _, pl := range []probe.Placement{probe.OnGateway, probe.OffGateway} {
-			if node := m.nodes.Node(pl); node != "" {
-				specs[m.c] = append(specs[m.c], probe.PodSpec{Name: "diagnose-" + string(pl), Node: node, HostNetwork: true, Args: []string{"sleep"}})
-			}
-		}
 	}
 	s, err := probe.NewSession(ctx, clusters, namespacePrefix, r.o.Image)
 	if err != nil {
@@ -627,26 +624,17 @@ func (r *run) podChecks(ctx context.Context, joined []*memberState) error {
 	}
 	defer s.Close()
 	s.Log = r.o.Log
-	r.logf("test namespace %s; starting host-network test pods (image %s)", s.Namespace, r.o.Image)
-	pods, err := s.StartPods(ctx, specs)
-	if err != nil {
-		return err
-	}
-	for _, m := range joined {
-		for _, pl := range []probe.Placement{probe.OnGateway, probe.OffGateway} {
-			if p := pods[m.c.ID+"/diagnose-"+string(pl)]; p != nil {
-				m.pods[pl] = p
-			}
-		}
-	}
+	r.logf("test namespace %s; running host-network test pods (image %s)", s.Namespace, r.o.Image)
 	var wg sync.WaitGroup
 	for _, m := range joined {
-		for _, p := range m.pods {
-			wg.Go(func() { r.kubeProxy(ctx, s, p) })
+		for _, pl := range []probe.Placement{probe.OnGateway, probe.OffGateway} {
+			if node := m.nodes.Node(pl); node != "" {
+				wg.Go(func() { r.kubeProxy(ctx, s, m.c, node, "kube-proxy-"+string(pl)) })
+			}
 		}
-		for _, b := range joined {
+		for i, b := range joined {
 			if b != m {
-				wg.Go(func() { r.natDiscovery(ctx, s, m, b) })
+				wg.Go(func() { r.natDiscovery(ctx, s, m, b, fmt.Sprintf("nat-discovery-%d", i)) })
 			}
 		}
 	}
@@ -654,11 +642,12 @@ func (r *run) podChecks(ctx context.Context, joined []*memberState) error {
 	return nil
 }
 
-// kubeProxy asks kube-proxy on the pod's node for its mode.
-func (r *run) kubeProxy(ctx context.Context, s *probe.Session, p *probe.Pod) {
-	where := p.Cluster.ID + "/" + p.Node
+// kubeProxy asks kube-proxy on the node for its mode.
+func (r *run) kubeProxy(ctx context.Context, s *probe.Session, c *probe.Cluster, node, name string) {
+	where := c.ID + "/" + node
 	var rep probe.ConnectReport
-	err := s.Testpod(ctx, p, &rep, "connect", "--http", kubeProxyMetrics, "--timeout", probeTimeout.String())
+	err := s.RunTestpod(ctx, c, probe.PodSpec{Name: name, Node: node, HostNetwork: true,
+		Args: []string{"connect", "--http", kubeProxyMetrics, "--timeout", probeTimeout.String()}}, &rep)
 	if err != nil || !rep.OK {
 		why := rep.Error
 		if err != nil {
@@ -681,12 +670,12 @@ func (r *run) kubeProxy(ctx context.Context, s *probe.Session, p *probe.Pod) {
 // to b's gateway at the address a's cable uses (else b's public one) and
 // waits for the reply. A gateway behind NAT answers only through the
 // mapping its own requests opened, so b behind NAT is probed from b's side.
-func (r *run) natDiscovery(ctx context.Context, s *probe.Session, a, b *memberState) {
+func (r *run) natDiscovery(ctx context.Context, s *probe.Session, a, b *memberState, name string) {
 	where := a.c.ID + " -> " + b.c.ID
-	from := a.pods[probe.OnGateway]
+	node := a.nodes.ActiveGateway
 	e := b.endpoint
 	switch {
-	case from == nil || e == nil:
+	case node == "" || e == nil:
 		return // gateway-nodes and public-ip say why
 	case e.Spec.NATTraversal:
 		r.add(CheckNATDiscovery, where, OK, b.c.ID+" is behind NAT: probed from its side", "")
@@ -711,16 +700,17 @@ func (r *run) natDiscovery(ctx context.Context, s *probe.Session, a, b *memberSt
 	}
 	target := net.JoinHostPort(addr, strconv.Itoa(int(e.Spec.NATDiscoveryPort)))
 	var rep probe.UDPSendReport
-	err := s.Testpod(ctx, from, &rep, "udp-send", "--udp", target, "--hex", hex.EncodeToString(NATDiscoveryRequest(rand.Uint64())),
-		"--expect", hex.EncodeToString(natDiscoveryReplyPrefix), "--count", "3", "--timeout", "1s")
+	err := s.RunTestpod(ctx, a.c, probe.PodSpec{Name: name, Node: node, HostNetwork: true,
+		Args: []string{"udp-send", "--udp", target, "--hex", hex.EncodeToString(NATDiscoveryRequest(rand.Uint64())),
+			"--expect", hex.EncodeToString(natDiscoveryReplyPrefix), "--count", "3", "--timeout", "1s"}}, &rep)
 	switch {
 	case err != nil:
 		r.add(CheckNATDiscovery, where, Fail, err.Error(), "")
 	case !rep.OK:
-		r.add(CheckNATDiscovery, where, Fail, fmt.Sprintf("UDP %s from %s unanswered: %s", target, from.Node, rep.Error),
+		r.add(CheckNATDiscovery, where, Fail, fmt.Sprintf("UDP %s from %s unanswered: %s", target, node, rep.Error),
 			fmt.Sprintf("let UDP port %d (and the cable's port) pass between the gateways, both ways", e.Spec.NATDiscoveryPort))
 	default:
-		r.add(CheckNATDiscovery, where, OK, fmt.Sprintf("UDP %s from %s answered in %s", target, from.Node, rep.RTT), "")
+		r.add(CheckNATDiscovery, where, OK, fmt.Sprintf("UDP %s from %s answered in %s", target, node, rep.RTT), "")
 	}
 }
 

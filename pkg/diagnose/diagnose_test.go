@@ -85,7 +85,7 @@ func TestOverlaps(t *testing.T) {
 	}
 }
 
-func TestSameCIDRs(t *testing.T) {
+func TestUncoveredCIDRs(t *testing.T) {
 	p := func(s ...string) []netip.Prefix {
 		var out []netip.Prefix
 		for _, x := range s {
@@ -96,16 +96,18 @@ func TestSameCIDRs(t *testing.T) {
 	for _, tc := range []struct {
 		joined string
 		have   []netip.Prefix
-		want   bool
+		want   string
 	}{
-		{"10.1.0.0/16", p("10.1.0.0/16"), true},
-		{"10.1.0.0/16,fd00::/64", p("fd00::/64", "10.1.0.0/16"), true},
-		{"10.1.0.0/16", p("10.1.0.0/17"), false},
-		{"10.1.0.0/16", p("10.1.0.0/16", "10.2.0.0/16"), false},
-		{"", p("10.1.0.0/16"), false},
+		{"10.1.0.0/16", p("10.1.0.0/16"), ""},
+		{"10.1.0.0/16,fd00::/64", p("fd00::/64", "10.1.0.0/16"), ""},
+		{"10.1.0.0/16", p("10.1.0.0/24", "10.1.1.0/24"), ""}, // node pod CIDRs of a joined /16
+		{"10.1.0.0/17", p("10.1.0.0/16"), "10.1.0.0/16"},
+		{"10.1.0.0/16", p("10.1.0.0/16", "10.2.0.0/16"), "10.2.0.0/16"},
+		{"", p("10.1.0.0/16"), "10.1.0.0/16"},
+		{"10.1.0.0/16", p("fd00::/64"), "fd00::/64"},
 	} {
-		if got := same(tc.joined, tc.have); got != tc.want {
-			t.Errorf("same(%q, %v) = %v, want %v", tc.joined, tc.have, got, tc.want)
+		if got := prefixes(uncovered(tc.joined, tc.have)); got != tc.want {
+			t.Errorf("uncovered(%q, %v) = %q, want %q", tc.joined, tc.have, got, tc.want)
 		}
 	}
 }

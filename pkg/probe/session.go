@@ -360,3 +360,58 @@ func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
 }
+
+// RunTestpod runs the workload once in a pod of its own (spec.Args are the
+// workload's: "connect --http ...") until it exits, and decodes the report
+// it printed last into report. It is how probes run in host-network pods:
+// the command is the pod's, no exec into it is needed. The pod is deleted
+// after. Errors: the pod never ran, or printed no report.
+func (s *Session) RunTestpod(ctx context.Context, c *Cluster, spec PodSpec, report any) error {
+	if _, err := c.Kube.CoreV1().Pods(s.Namespace).Create(ctx, s.pod(spec), metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("%s: create test pod %s: %w", c.ID, spec.Name, err)
+	}
+	defer func() {
+		_ = c.Kube.CoreV1().Pods(s.Namespace).Delete(context.WithoutCancel(ctx), spec.Name, metav1.DeleteOptions{})
+	}()
+	var last string
+	var code int32
+	var badSince time.Time
+	err := wait.PollUntilContextTimeout(ctx, pollInterval, s.PodTimeout, true, func(ctx context.Context) (bool, error) {
+		p, err := c.Kube.CoreV1().Pods(s.Namespace).Get(ctx, spec.Name, metav1.GetOptions{})
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		for _, cs := range p.Status.ContainerStatuses {
+			if t := cs.State.Terminated; t != nil {
+				code = t.ExitCode
+				return true, nil
+			}
+		}
+		var bad bool
+		last, bad, _ = podProblem(p)
+		switch {
+		case !bad:
+			badSince = time.Time{}
+		case badSince.IsZero():
+			badSince = time.Now()
+		case time.Since(badSince) > badGrace:
+			return false, errors.New(last)
+		}
+		return false, nil
+	})
+	if err != nil {
+		return fmt.Errorf("%s: test pod %s/%s (image %s) did not run to its end: %s: %w", c.ID, s.Namespace, spec.Name, s.Image, last, err)
+	}
+	raw, err := c.Kube.CoreV1().Pods(s.Namespace).GetLogs(spec.Name, &corev1.PodLogOptions{Container: container}).DoRaw(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: logs of test pod %s/%s: %w", c.ID, s.Namespace, spec.Name, err)
+	}
+	if code == 2 {
+		return fmt.Errorf("%s %s: usage error: %s", TestpodBinary, strings.Join(spec.Args, " "), strings.TrimSpace(string(raw)))
+	}
+	if err := json.Unmarshal([]byte(lastLine(string(raw))), report); err != nil {
+		return fmt.Errorf("%s %s in %s/%s: no report (exit %d): %s", TestpodBinary, strings.Join(spec.Args, " "), c.ID, spec.Name, code, strings.TrimSpace(string(raw)))
+	}
+	return nil
+}

@@ -18,6 +18,7 @@ func TestThroughputCountsWhatTheSinkReceived(t *testing.T) {
 	go func() { done <- s.Serve(ctx) }()
 	defer func() { cancel(); <-done }()
 	rep := Throughput(ctx, ThroughputConfig{Target: s.SinkAddrs()[0].String(), Duration: 200 * time.Millisecond, Timeout: 5 * time.Second})
+	t.Logf("loopback: %.2f Gbit/s", rep.Gbps)
 	if !rep.OK || rep.Bytes < throughputChunk || rep.Gbps <= 0 {
 		t.Fatalf("report %+v", rep)
 	}
