@@ -10,8 +10,8 @@ package verify
 import (
 	"bytes"
 	"context"
-	"errors"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -35,13 +35,13 @@ import (
 
 // Check names, as the table prints them.
 const (
-	CheckGateway   = "active-gateway"
-	CheckPodTCP    = "pod-to-pod/tcp"
-	CheckPodUDP    = "pod-to-pod/udp"
-	CheckImport    = "service-import"
-	CheckService   = "service"
-	CheckDNS       = "clusterset-dns"
-	CheckFailover  = "gateway-failover"
+	CheckGateway    = "active-gateway"
+	CheckPodTCP     = "pod-to-pod/tcp"
+	CheckPodUDP     = "pod-to-pod/udp"
+	CheckImport     = "service-import"
+	CheckService    = "service"
+	CheckDNS        = "clusterset-dns"
+	CheckFailover   = "gateway-failover"
 	namespacePrefix = "strait-verify"
 	appLabel        = "app.kubernetes.io/name"
 	appName         = "strait-verify"

@@ -79,4 +79,3 @@ contexts. The exit code is 1 when any check fails, and the error names them.`,
 	cmd.Flags().DurationVar(&o.ImportTimeout, "import-timeout", verify.DefaultImportTimeout, "bound on the wait for each ServiceImport")
 	return cmd
 }
-
