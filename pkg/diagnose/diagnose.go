@@ -126,7 +126,9 @@ func (r *Report) PrintTable(w io.Writer) error {
 		if todo == "" {
 			todo = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", x.Result, x.Check, x.Where, x.Detail, todo)
+		// One line per check, whatever a detail quotes.
+		oneLine := strings.NewReplacer("\n", " ", "\t", " ")
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", x.Result, x.Check, x.Where, oneLine.Replace(x.Detail), oneLine.Replace(todo))
 	}
 	return tw.Flush()
 }

@@ -410,8 +410,13 @@ func (s *Session) RunTestpod(ctx context.Context, c *Cluster, spec PodSpec, repo
 	if code == 2 {
 		return fmt.Errorf("%s %s: usage error: %s", TestpodBinary, strings.Join(spec.Args, " "), strings.TrimSpace(string(raw)))
 	}
-	if err := json.Unmarshal([]byte(lastLine(string(raw))), report); err != nil {
-		return fmt.Errorf("%s %s in %s/%s: no report (exit %d): %s", TestpodBinary, strings.Join(spec.Args, " "), c.ID, spec.Name, code, strings.TrimSpace(string(raw)))
+	// The log interleaves stdout and stderr: the report is the last line
+	// that is JSON.
+	lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.HasPrefix(lines[i], "{") && json.Unmarshal([]byte(lines[i]), report) == nil {
+			return nil
+		}
 	}
-	return nil
+	return fmt.Errorf("%s %s in %s/%s: no report (exit %d): %s", TestpodBinary, strings.Join(spec.Args, " "), c.ID, spec.Name, code, strings.TrimSpace(string(raw)))
 }
