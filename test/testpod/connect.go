@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Protocols of connect.
@@ -45,6 +46,8 @@ const (
 	MaxUDPBytes = 65507
 	// maxJSONBody is the largest HTTP body a Report carries decoded.
 	maxJSONBody = 64 << 10
+	// maxTextBody is the largest non-JSON HTTP body a Report carries.
+	maxTextBody = 4 << 10
 	// copyChunk is the unit in which TCP payloads are written and checked.
 	copyChunk = 32 << 10
 )
@@ -86,6 +89,9 @@ type Report struct {
 	Status int `json:"status,omitempty"`
 	// Body is the HTTP body when it is JSON of at most 64 KiB.
 	Body json.RawMessage `json:"body,omitempty"`
+	// Text is the HTTP body when it is not JSON, is UTF-8 and at most
+	// maxTextBody bytes (kube-proxy's /proxyMode, say).
+	Text string `json:"text,omitempty"`
 	// Error says what went wrong when OK is false.
 	Error string `json:"error,omitempty"`
 }
@@ -425,6 +431,8 @@ func readBody(resp *http.Response, rep *Report) error {
 		var body bytes.Buffer
 		if json.Compact(&body, head) == nil && body.Len() > 0 {
 			rep.Body = body.Bytes()
+		} else if len(head) <= maxTextBody && utf8.Valid(head) {
+			rep.Text = string(head)
 		}
 	}
 	return nil

@@ -3,7 +3,7 @@
 // pod runs the binary with the pod's args; Go end-to-end tests then read
 // what it printed and its exit code.
 //
-// The binary has seven subcommands, each a function here:
+// The binary has nine subcommands, each a function here:
 //
 //   - serve ([Listen], [Server.Serve]): TCP echo, UDP echo and HTTP
 //     listeners on every address of the network namespace, until SIGTERM.
@@ -22,6 +22,12 @@
 //     ([FloodCategories]) over UDP and TCP to one server, then one valid
 //     question over each to see that it still answers, reported as a
 //     [DNSFloodReport].
+//   - throughput ([RunThroughput]): one TCP connection's worth of bytes to
+//     a sink (serve --sink) for a duration, reported in Gbit/s by what the
+//     sink counted ([ThroughputReport]).
+//   - udp-send ([RunUDPSend]): a given datagram until a reply with a given
+//     prefix comes: a probe of a server with its own protocol (a gateway's
+//     NAT discovery), reported as a [UDPSendReport].
 //   - sleep and version, which need no library code.
 //
 // Everything the workload prints on stdout is one JSON object per line:

@@ -22,6 +22,16 @@ const maxDatagram = 65535
 // acceptEcho accepts TCP connections on ln until it is closed, echoing each
 // in its own goroutine.
 func (s *Server) acceptEcho(ln net.Listener) {
+	s.accept(ln, "tcp-echo", func(c net.Conn) {
+		// Copy until the client closes (or half-closes) its side; a
+		// reset is just as much an end, so the error is not interesting.
+		_, _ = io.Copy(c, c)
+	})
+}
+
+// accept accepts TCP connections on ln until it is closed, handling each in
+// its own goroutine, tracked for the shutdown.
+func (s *Server) accept(ln net.Listener, proto string, handle func(net.Conn)) {
 	var backoff time.Duration
 	for {
 		c, err := ln.Accept()
@@ -30,7 +40,7 @@ func (s *Server) acceptEcho(ln net.Listener) {
 				return
 			}
 			backoff = min(max(2*backoff, minRetryBackoff), maxRetryBackoff)
-			s.log.Warn("accept failed", "proto", "tcp-echo", "addr", ln.Addr().String(), "err", err, "retryIn", backoff.String())
+			s.log.Warn("accept failed", "proto", proto, "addr", ln.Addr().String(), "err", err, "retryIn", backoff.String())
 			time.Sleep(backoff)
 			continue
 		}
@@ -42,9 +52,7 @@ func (s *Server) acceptEcho(ln net.Listener) {
 		go func() {
 			defer s.untrack(c)
 			defer c.Close()
-			// Copy until the client closes (or half-closes) its side; a
-			// reset is just as much an end, so the error is not interesting.
-			_, _ = io.Copy(c, c)
+			handle(c)
 		}()
 	}
 }

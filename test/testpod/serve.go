@@ -31,6 +31,8 @@ type ServeConfig struct {
 	TCPEcho []string
 	// UDPEcho are the addresses of the UDP echo.
 	UDPEcho []string
+	// Sink are the addresses of the TCP throughput sink (see Throughput).
+	Sink []string
 	// Identity is what GET / reports.
 	Identity Identity
 	// ShutdownGrace overrides DefaultShutdownGrace when positive.
@@ -47,6 +49,7 @@ type Server struct {
 	http    *http.Server
 	httpLns []net.Listener
 	tcpLns  []net.Listener
+	sinkLns []net.Listener
 	udp     []*net.UDPConn
 
 	mu      sync.Mutex
@@ -69,8 +72,8 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 // returns the error. Binding before serving lets callers learn the ports
 // and know that connections are already being queued.
 func Listen(ctx context.Context, cfg ServeConfig) (*Server, error) {
-	if len(cfg.HTTP)+len(cfg.TCPEcho)+len(cfg.UDPEcho) == 0 {
-		return nil, usageErrorf("nothing to serve: no HTTP, TCP echo or UDP echo address")
+	if len(cfg.HTTP)+len(cfg.TCPEcho)+len(cfg.UDPEcho)+len(cfg.Sink) == 0 {
+		return nil, usageErrorf("nothing to serve: no HTTP, TCP echo, UDP echo or sink address")
 	}
 	s := &Server{
 		log:   cfg.Logger,
@@ -110,6 +113,15 @@ func Listen(ctx context.Context, cfg ServeConfig) (*Server, error) {
 		s.tcpLns = append(s.tcpLns, ln)
 		s.log.Info("listening", "proto", "tcp-echo", "addr", ln.Addr().String())
 	}
+	for _, addr := range cfg.Sink {
+		ln, err := lc.Listen(ctx, "tcp", addr)
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("listen sink on %s: %w", addr, err)
+		}
+		s.sinkLns = append(s.sinkLns, ln)
+		s.log.Info("listening", "proto", "sink", "addr", ln.Addr().String())
+	}
 	ulc := net.ListenConfig{Control: udpControl}
 	for _, addr := range cfg.UDPEcho {
 		pc, err := ulc.ListenPacket(ctx, "udp", addr)
@@ -128,6 +140,9 @@ func (s *Server) HTTPAddrs() []net.Addr { return listenerAddrs(s.httpLns) }
 
 // TCPEchoAddrs returns the bound TCP echo addresses, in ServeConfig order.
 func (s *Server) TCPEchoAddrs() []net.Addr { return listenerAddrs(s.tcpLns) }
+
+// SinkAddrs returns the bound sink addresses, in ServeConfig order.
+func (s *Server) SinkAddrs() []net.Addr { return listenerAddrs(s.sinkLns) }
 
 // UDPEchoAddrs returns the bound UDP echo addresses, in ServeConfig order.
 func (s *Server) UDPEchoAddrs() []net.Addr {
@@ -164,6 +179,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	for _, ln := range s.tcpLns {
 		wg.Go(func() { s.acceptEcho(ln) })
 	}
+	for _, ln := range s.sinkLns {
+		wg.Go(func() { s.accept(ln, "sink", sink) })
+	}
 	for _, c := range s.udp {
 		wg.Go(func() { s.echoUDP(c) })
 	}
@@ -192,7 +210,7 @@ func (s *Server) shutdown() {
 	s.mu.Lock()
 	s.closing = true
 	s.mu.Unlock()
-	for _, ln := range s.tcpLns {
+	for _, ln := range append(s.tcpLns, s.sinkLns...) {
 		_ = ln.Close()
 	}
 	for _, c := range s.udp {
@@ -232,7 +250,7 @@ func (s *Server) Close() {
 	for _, ln := range s.httpLns {
 		_ = ln.Close()
 	}
-	for _, ln := range s.tcpLns {
+	for _, ln := range append(s.tcpLns, s.sinkLns...) {
 		_ = ln.Close()
 	}
 	for _, c := range s.udp {

@@ -14,14 +14,17 @@ import (
 	"github.com/spf13/cobra"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"strait.dev/strait/pkg/cmd/straitctl/benchmark"
 	"strait.dev/strait/pkg/cmd/straitctl/cleanupbroker"
 	"strait.dev/strait/pkg/cmd/straitctl/completion"
 	"strait.dev/strait/pkg/cmd/straitctl/deploybroker"
+	"strait.dev/strait/pkg/cmd/straitctl/diagnose"
 	"strait.dev/strait/pkg/cmd/straitctl/export"
 	"strait.dev/strait/pkg/cmd/straitctl/gather"
 	"strait.dev/strait/pkg/cmd/straitctl/join"
 	"strait.dev/strait/pkg/cmd/straitctl/leave"
 	"strait.dev/strait/pkg/cmd/straitctl/show"
+	"strait.dev/strait/pkg/cmd/straitctl/verify"
 	"strait.dev/strait/pkg/cmd/straitctl/version"
 )
 
@@ -38,7 +41,8 @@ exports services, and shows, diagnoses and verifies the fabric.`,
 	// cobra's own completion command would have no example; ours does.
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.AddCommand(deploybroker.NewCommand(), join.NewCommand(), leave.NewCommand(), cleanupbroker.NewCommand(), show.NewCommand(), version.NewCommand(),
-		export.NewCommand(), export.NewUnexportCommand(), gather.NewCommand(), completion.NewCommand())
+		export.NewCommand(), export.NewUnexportCommand(), gather.NewCommand(), completion.NewCommand(),
+		verify.NewCommand(), benchmark.NewCommand(), diagnose.NewCommand())
 	return root
 }
 

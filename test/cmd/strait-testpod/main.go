@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"strait.dev/strait/pkg/version"
 	"strait.dev/strait/test/testpod"
@@ -34,7 +35,8 @@ const (
 const usage = `usage: strait-testpod <command> [flags]
 
 commands:
-  serve    [--http PORTS] [--tcp-echo PORTS] [--udp-echo PORTS] [--shutdown-grace 5s]
+  serve    [--http PORTS] [--tcp-echo PORTS] [--udp-echo PORTS] [--sink PORTS]
+           [--shutdown-grace 5s]
            serve until SIGTERM; without listener flags: --http 8080
            --tcp-echo 9000 --udp-echo 9001
   connect  --tcp HOST:PORT | --udp HOST:PORT | --http URL
@@ -43,6 +45,11 @@ commands:
            [--report-every 0]
            a datagram every interval until --duration or SIGTERM, then one
            report of loss, RTT and gaps in the replies
+  throughput --tcp HOST:PORT [--duration 5s] [--timeout 10s]
+           send to a sink (serve --sink) for the duration over one TCP
+           connection; report what arrived in Gbit/s
+  udp-send --udp HOST:PORT --hex PAYLOAD [--expect HEX] [--count 3] [--timeout 1s]
+           send a datagram until a reply starting with --expect comes
   dns      NAME [--type A|AAAA|SRV] [--server IP[:PORT]] [--timeout 5s]
   dns-flood --server IP[:PORT] [--count 10000] [--rate 0] [--timeout 2s]
            [--seed 1]
@@ -77,6 +84,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = ping(ctx, args, stdout, stderr)
 	case "dns":
 		err = dns(ctx, args, stdout, stderr)
+	case "throughput":
+		err = throughput(ctx, args, stdout, stderr)
+	case "udp-send":
+		err = udpSend(ctx, args, stdout, stderr)
 	case "dns-flood":
 		err = dnsFlood(ctx, args, stdout, stderr)
 	case "sleep":
@@ -167,11 +178,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Var(&httpPorts, "http", fmt.Sprintf("HTTP `ports`, comma separated (%d when no listener flag is given)", testpod.DefaultHTTPPort))
 	fs.Var(&tcpPorts, "tcp-echo", fmt.Sprintf("TCP echo `ports`, comma separated (%d when no listener flag is given)", testpod.DefaultTCPEchoPort))
 	fs.Var(&udpPorts, "udp-echo", fmt.Sprintf("UDP echo `ports`, comma separated (%d when no listener flag is given)", testpod.DefaultUDPEchoPort))
+	var sinkPorts testpod.Ports
+	fs.Var(&sinkPorts, "sink", "TCP throughput sink `ports`, comma separated (none by default)")
 	grace := fs.Duration("shutdown-grace", testpod.DefaultShutdownGrace, "how long requests and echo connections get to finish after SIGTERM")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
-	if len(httpPorts)+len(tcpPorts)+len(udpPorts) == 0 {
+	if len(httpPorts)+len(tcpPorts)+len(udpPorts)+len(sinkPorts) == 0 {
 		httpPorts = testpod.Ports{testpod.DefaultHTTPPort}
 		tcpPorts = testpod.Ports{testpod.DefaultTCPEchoPort}
 		udpPorts = testpod.Ports{testpod.DefaultUDPEchoPort}
@@ -180,6 +193,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		HTTP:          httpPorts.Addrs(),
 		TCPEcho:       tcpPorts.Addrs(),
 		UDPEcho:       udpPorts.Addrs(),
+		Sink:          sinkPorts.Addrs(),
 		Identity:      testpod.IdentityFromEnv(),
 		ShutdownGrace: *grace,
 		Logger:        slog.New(slog.NewJSONHandler(stdout, nil)),
@@ -258,4 +272,38 @@ func dnsFlood(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	return testpod.RunDNSFlood(ctx, cfg, stdout)
+}
+
+func throughput(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("throughput", "--tcp HOST:PORT [--duration 5s] [--timeout 10s]", stderr)
+	cfg := testpod.ThroughputConfig{}
+	fs.StringVar(&cfg.Target, "tcp", "", "`HOST:PORT` of a sink (serve --sink)")
+	fs.DurationVar(&cfg.Duration, "duration", testpod.DefaultThroughputDuration, "how long to send")
+	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Second, "bound on connecting and on the sink's answer")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	return testpod.RunThroughput(ctx, cfg, stdout)
+}
+
+func udpSend(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("udp-send", "--udp HOST:PORT --hex PAYLOAD [--expect HEX] [--count 3] [--timeout 1s]", stderr)
+	cfg := testpod.UDPSendConfig{}
+	var payload, expect string
+	fs.StringVar(&cfg.Target, "udp", "", "`HOST:PORT` to send to")
+	fs.StringVar(&payload, "hex", "", "the datagram, `hex`")
+	fs.StringVar(&expect, "expect", "", "the `hex` prefix a reply must have (default: any reply)")
+	fs.IntVar(&cfg.Count, "count", 3, "datagrams to send before giving up")
+	fs.DurationVar(&cfg.Timeout, "timeout", time.Second, "how long to wait for a reply to each")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	var err error
+	if cfg.Payload, err = testpod.ParseHex(payload); err != nil {
+		return err
+	}
+	if cfg.Expect, err = testpod.ParseHex(expect); err != nil {
+		return err
+	}
+	return testpod.RunUDPSend(ctx, cfg, stdout)
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/yaml"
 )
 
@@ -220,4 +221,41 @@ func (p *Progress) Start(what string) (done func()) {
 // Printf prints one progress line now.
 func (p *Progress) Printf(format string, a ...any) {
 	fmt.Fprintf(p.w, format+"\n", a...)
+}
+
+// PrintValue writes v as JSON or YAML in the format of o, or calls table for
+// the table format: for a command whose result is one value (a verify or
+// diagnose report) rather than records of clusters.
+func (o *Output) PrintValue(w io.Writer, v any, table func(io.Writer) error) error {
+	switch o.Format {
+	case OutputJSON:
+		b, err := json.MarshalIndent(v, "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(w, "%s\n", b)
+		return err
+	case OutputYAML:
+		b, err := yaml.Marshal(v)
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(b)
+		return err
+	}
+	return table(w)
+}
+
+// Logf returns a printf-style logger to the command's stderr, for progress
+// lines that must not mix with the output scripts read.
+func Logf(cmd *cobra.Command) func(string, ...any) {
+	return func(format string, a ...any) { fmt.Fprintf(cmd.ErrOrStderr(), format+"\n", a...) }
+}
+
+// QuietClientLogs stops client-go's own log lines (klog) from reaching
+// stderr: the end of every exec stream makes it complain about closed
+// connections, which would bury what the command says.
+func QuietClientLogs() {
+	klog.LogToStderr(false)
+	klog.SetOutput(io.Discard)
 }

@@ -1,0 +1,217 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"strait.dev/strait/test/sandbox"
+)
+
+// straitctlResult is one straitctl run on the admin host: what it printed
+// on each stream and its exit code.
+type straitctlResult struct {
+	stdout, stderr string
+	code           int
+}
+
+// runStraitctl runs the built straitctl on the admin host, as a user
+// would, bounded so that a hang fails the test instead of the suite.
+func runStraitctl(t *testing.T, args ...string) straitctlResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := withContext(ctx, sandboxCmd(append([]string{"admin", "--", filepath.Join(binDir, "straitctl")}, args...)...))
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	r := straitctlResult{stdout: out.String(), stderr: errOut.String()}
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exit):
+		r.code = exit.ExitCode()
+	default:
+		t.Fatalf("straitctl %v: %v", args, err)
+	}
+	return r
+}
+
+// kubeconfigsFlag is --kubeconfig for every cluster of mcsClusters.
+func kubeconfigsFlag() []string {
+	var files []string
+	for _, c := range mcsClusters {
+		files = append(files, adminKubeconfig(c))
+	}
+	return []string{"--kubeconfig", strings.Join(files, ",")}
+}
+
+// TestStraitctlVerify drives "straitctl verify", "diagnose" and
+// "benchmark" against the joined clusterset as an operator would, and
+// breaks the fabric to see each name what broke.
+func TestStraitctlVerify(t *testing.T) {
+	need(t)
+	joinClusterSet(t)
+	ctx := context.Background()
+
+	t.Run("verify passes on the joined clusters, failover included", func(t *testing.T) {
+		// A deleted gateway pod shuts down gracefully; the gap that
+		// follows has been 4 to 8 s here (a killed one's is under 1 s,
+		// TestDataplane): the bound only keeps a hang from passing.
+		r := runStraitctl(t, append([]string{"verify", "--disruptive", "--max-gap", "15s"}, kubeconfigsFlag()...)...)
+		t.Logf("straitctl verify --disruptive: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		if r.code != 0 {
+			t.Fatalf("verify failed on a working clusterset: exit %d: %s", r.code, r.stderr)
+		}
+		// A run that checked nothing passes too: count what it checked.
+		// Three clusters, six ordered pairs: per pair two placements
+		// over TCP and UDP, a ServiceImport, and per placement a Service
+		// and a name; three failovers.
+		for check, want := range map[string]int{"pod-to-pod/tcp": 12, "pod-to-pod/udp": 12, "service-import": 6,
+			"service ": 12, "clusterset-dns": 12, "gateway-failover": 3, "active-gateway": 3} {
+			if got := countRows(r.stdout, check, "pass"); got != want {
+				t.Errorf("%d passed %q rows, want %d", got, check, want)
+			}
+		}
+		// Its namespaces are gone or going.
+		for _, c := range mcsClusters {
+			list, err := kubeClient(t, c).CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/managed-by=straitctl"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, ns := range list.Items {
+				if ns.DeletionTimestamp == nil {
+					t.Errorf("%s: verify left namespace %s behind", c, ns.Name)
+				}
+			}
+		}
+	})
+
+	t.Run("verify fails naming the checks when c2's gateways are frozen", func(t *testing.T) {
+		pids := []int{gatewayPID(t, "c2", "c2-n1"), gatewayPID(t, "c2", "c2-n2")}
+		for _, pid := range pids {
+			if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+				t.Fatal(err)
+			}
+		}
+		thawed := false
+		thaw := func() {
+			if !thawed {
+				for _, pid := range pids {
+					_ = syscall.Kill(pid, syscall.SIGCONT)
+				}
+				thawed = true
+			}
+		}
+		defer thaw()
+		r := runStraitctl(t, append([]string{"verify", "--timeout", "1s"}, kubeconfigsFlag()...)...)
+		thaw()
+		t.Logf("straitctl verify with c2's gateways frozen: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		if r.code != 1 {
+			t.Fatalf("exit %d, want 1", r.code)
+		}
+		for _, want := range []string{"pod-to-pod/tcp c1/gateway -> c2/gateway", "pod-to-pod/udp c2/non-gateway -> c1/non-gateway"} {
+			if !strings.Contains(r.stderr, want) {
+				t.Errorf("the error does not name %q: %s", want, r.stderr)
+			}
+		}
+		// c1 and c3 still reach each other: the failures are c2's.
+		if strings.Contains(r.stderr, "c1/gateway -> c3/gateway") || countRows(r.stdout, "pod-to-pod/tcp", "pass") != 4 {
+			t.Errorf("checks between c1 and c3 failed too, or did not run")
+		}
+		waitFor(t, 60*time.Second, "c1 to report c2 connected again", func(ctx context.Context) (bool, error) {
+			return strings.Contains(connectionsOf(ctx, ctrlClient(t, "c1")), "c2=connected"), nil
+		})
+	})
+
+	t.Run("diagnose names a firewall dropping NAT discovery at c2's gateways", func(t *testing.T) {
+		// Drop the answers to c2's gateway nodes' NAT discovery requests
+		// (UDP from port 4490), as a firewall in front of them would.
+		rule := []string{"INPUT", "-p", "udp", "--sport", "4490", "-j", "DROP"}
+		for _, node := range []string{"c2-n1", "c2-n2"} {
+			ns := sandbox.NodeNS(node)
+			if out, err := runHost("ip", append([]string{"netns", "exec", ns, "iptables", "-I"}, rule...)...); err != nil {
+				t.Fatalf("%s: iptables: %v %s", node, err, out)
+			}
+			t.Cleanup(func() {
+				if out, err := runHost("ip", append([]string{"netns", "exec", ns, "iptables", "-D"}, rule...)...); err != nil {
+					t.Errorf("%s: remove the rule: %v %s", node, err, out)
+				}
+			})
+		}
+		r := runStraitctl(t, append([]string{"diagnose"}, kubeconfigsFlag()...)...)
+		t.Logf("straitctl diagnose with NAT discovery dropped at c2: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		if r.code != 1 {
+			t.Fatalf("exit %d, want 1", r.code)
+		}
+		for _, want := range []string{"nat-discovery c2 -> c1", "nat-discovery c2 -> c3"} {
+			if !strings.Contains(r.stderr, want) {
+				t.Errorf("the error does not name %q", want)
+			}
+		}
+		// Everything else is healthy, and says so: the other checks ran
+		// and did not fail.
+		if n := strings.Count("\n"+r.stdout, "\nfail "); n != 2 {
+			t.Errorf("%d checks failed, want the 2 NAT discovery probes from c2", n)
+		}
+		for _, check := range []string{"kube-proxy-mode", "cidrs", "cidr-overlap", "gateway-nodes", "public-ip", "cables", "dns-forward", "clock-skew", "versions"} {
+			if countRows(r.stdout, "ok", check) == 0 {
+				t.Errorf("no %q check came out ok", check)
+			}
+		}
+		if n := strings.Count(r.stdout, " answered in "); n != 2 { // c1 -> c3 and c3 -> c1
+			t.Errorf("%d NAT discovery probes answered, want the 2 between c1 and c3", n)
+		}
+	})
+
+	t.Run("benchmark prints throughput and round-trip times", func(t *testing.T) {
+		two := []string{"--kubeconfig", adminKubeconfig("c1") + "," + adminKubeconfig("c3"), "--duration", "1s"}
+		r := runStraitctl(t, append([]string{"benchmark", "throughput"}, two...)...)
+		t.Logf("straitctl benchmark throughput: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		if r.code != 0 || figures(r.stdout, 3) != 2 {
+			t.Errorf("want two rows with a Gbit/s figure above zero")
+		}
+		r = runStraitctl(t, append([]string{"benchmark", "latency"}, two...)...)
+		t.Logf("straitctl benchmark latency: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		if r.code != 0 || figures(r.stdout, 3) != 2 || figures(r.stdout, 4) != 2 {
+			t.Errorf("want two rows with RTT p50 and p99 above zero")
+		}
+	})
+}
+
+// figures counts the table rows whose column col (from 0) is a number
+// above zero.
+func figures(table string, col int) int {
+	n := 0
+	for _, line := range strings.Split(table, "\n") {
+		f := strings.Fields(line)
+		if len(f) > col {
+			if v, err := strconv.ParseFloat(f[col], 64); err == nil && v > 0 {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// countRows counts the table rows that start with check and have result
+// as a whole word (or, for diagnose's table, start with the result and
+// have the check).
+func countRows(table, check, result string) int {
+	n := 0
+	for _, line := range strings.Split(table, "\n") {
+		if strings.HasPrefix(line, check) && strings.Contains(" "+line+" ", " "+result+" ") {
+			n++
+		}
+	}
+	return n
+}
