@@ -28,7 +28,7 @@ current-context: x
 		want string
 	}{
 		{[]string{"verify", "--kubeconfig", unreachable + "," + unreachable}, ExitError, "cannot reach the API server"},
-		{[]string{"verify", "--kubeconfig", unreachable, "-o", "xml"}, ExitError, `--output "xml"`},
+		{[]string{"verify", "--kubeconfig", unreachable, "-o", "xml"}, ExitError, `-o "xml"`},
 		{[]string{"verify", "--kubeconfig", unreachable + "," + unreachable, "--context", "x,x,x"}, ExitError, "2 kubeconfigs and 3 contexts"},
 		{[]string{"verify", "extra"}, ExitUsage, "unknown command"},
 		{[]string{"diagnose", "--kubeconfig", unreachable}, ExitError, "cannot reach the API server"},
