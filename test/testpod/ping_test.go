@@ -451,8 +451,10 @@ func TestPingNoEcho(t *testing.T) {
 		t.Fatalf("%d report lines, want 1:\n%s", len(lines), out.String())
 	}
 	rep := lines[0]
-	if rep["ok"] != false || rep["received"] != float64(0) || rep["lost"] != rep["sent"] || rep["sent"].(float64) < 10 ||
+	// At least two sent: the refusal of the first does not stop the run.
+	// How many more fit in 200 ms depends on the machine's load.
+	if rep["ok"] != false || rep["received"] != float64(0) || rep["lost"] != rep["sent"] || rep["sent"].(float64) < 2 ||
 		!strings.Contains(rep["error"].(string), "connection refused") {
-		t.Errorf("report %v, want not ok, all of at least 10 lost, and connection refused", rep)
+		t.Errorf("report %v, want not ok, all of at least 2 lost, and connection refused", rep)
 	}
 }
