@@ -362,7 +362,7 @@ func TestBrokerJoinAndLeave(t *testing.T) {
 			now = active(ctx, c1)
 			return now != "" && now != old, nil
 		})
-		wantEP := "c1-" + now
+		wantEP := gateway.EndpointName("c1", now)
 		waitFor(t, 60*time.Second, "c2 to see c1's new Endpoint "+wantEP+" and only it", func(ctx context.Context) (bool, error) {
 			var eps v1.EndpointList
 			if err := c2.List(ctx, &eps, client.InNamespace(v1.ComponentNamespace), client.MatchingLabels{v1.ClusterIDLabel: "c1"}); err != nil {
