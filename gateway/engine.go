@@ -28,10 +28,10 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"strait.dev/strait/broker"
 	"strait.dev/strait/gateway/cable"
 	"strait.dev/strait/gateway/health"
 	"strait.dev/strait/gateway/natdiscovery"
-	"strait.dev/strait/broker"
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
 	"strait.dev/strait/pkg/cabledriver"
 	"strait.dev/strait/pkg/scheme"
