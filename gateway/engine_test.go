@@ -19,9 +19,11 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/kubernetes"
@@ -687,6 +689,51 @@ func TestEngineWaitsForTheApiserver(t *testing.T) {
 			t.Fatal("Run returned")
 		}
 		return f.role("node-a") == v1.HAStatusActive
+	})
+	eng.stop(t)
+}
+
+// A join again that changes the broker credential (the old token revoked
+// with the member's service account, a new one in the Secret) takes effect
+// in the running gateway: its syncer restarts with the new token and keeps
+// the broker in step, with no restart of the engine.
+func TestEngineFollowsCredential(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	eng := f.start(t, "node-a")
+	mine := gateway.EndpointName("c1", "node-a")
+	f.k.waitFor(t, "node-a active with its Endpoint at the broker", func() bool {
+		return f.role("node-a") == v1.HAStatusActive && slices.Equal(f.brokerEndpoints(), []string{mine})
+	})
+	if err := f.bc.Delete(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: f.info.Namespace, Name: broker.MemberPrefix + "c1"}}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := broker.Enroll(ctx, f.info, broker.Member{ClusterID: "c1", ClusterUID: "c1",
+		PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}, ServiceCIDRs: []netip.Prefix{netip.MustParsePrefix("10.101.0.0/16")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := client.New(f.info.RESTConfig(f.c1Token), client.Options{Scheme: scheme.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The apiserver caches a token's validity for a few seconds.
+	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
+		return apierrors.IsUnauthorized(old.List(ctx, &v1.EndpointList{}, client.InNamespace(f.info.Namespace))), nil
+	}); err != nil {
+		t.Fatalf("the old token still works: %v", err)
+	}
+	secret := broker.CredentialSecret(v1.ComponentNamespace, f.info, tok)
+	if err := f.mc.Update(ctx, secret); err != nil {
+		t.Fatal(err)
+	}
+	// The broker loses c1's Endpoint (an administrator's slip); the syncer,
+	// with the new token, puts it back.
+	if err := f.bc.DeleteAllOf(ctx, &v1.Endpoint{}, client.InNamespace(f.info.Namespace)); err != nil {
+		t.Fatal(err)
+	}
+	f.k.waitFor(t, "c1's Endpoint back at the broker", func() bool {
+		return slices.Equal(f.brokerEndpoints(), []string{mine})
 	})
 	eng.stop(t)
 }
