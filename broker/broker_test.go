@@ -6,14 +6,18 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -124,14 +128,14 @@ func TestDeployEnrollAndIsolation(t *testing.T) {
 	c1, c2 := newClient(t, info, c1Token), newClient(t, info, c2Token)
 
 	t.Run("members write their own objects", func(t *testing.T) {
-		if err := c1.Create(ctx, endpoint("c1-gw", "c1", "c1")); err != nil {
+		if err := c1.Create(ctx, endpoint("c1.gw", "c1", "c1")); err != nil {
 			t.Fatalf("c1 creates its Endpoint: %v", err)
 		}
-		if err := c2.Create(ctx, endpoint("c2-gw", "c2", "c2")); err != nil {
+		if err := c2.Create(ctx, endpoint("c2.gw", "c2", "c2")); err != nil {
 			t.Fatalf("c2 creates its Endpoint: %v", err)
 		}
 		own := &v1.Endpoint{}
-		if err := c1.Get(ctx, client.ObjectKey{Namespace: v1.BrokerNamespace, Name: "c1-gw"}, own); err != nil {
+		if err := c1.Get(ctx, client.ObjectKey{Namespace: v1.BrokerNamespace, Name: "c1.gw"}, own); err != nil {
 			t.Fatal(err)
 		}
 		own.Spec.Hostname = "c1-n2"
@@ -164,11 +168,32 @@ func TestDeployEnrollAndIsolation(t *testing.T) {
 		forbidden(t, c1.Create(ctx, e), "not unlabelled ones")
 	})
 	t.Run("c1 cannot claim c2's cluster ID under its own label", func(t *testing.T) {
-		forbidden(t, c1.Create(ctx, endpoint("claim", "c1", "c2")), "may not publish records for cluster c2")
+		forbidden(t, c1.Create(ctx, endpoint("c1.claim", "c1", "c2")), "may not publish records for cluster c2")
+	})
+	t.Run("c1 cannot take names of c2's under its own label", func(t *testing.T) {
+		// c2's standby gateway gw2 will publish c2.gw2.
+		forbidden(t, c1.Create(ctx, endpoint("c2.gw2", "c1", "c1")), "cluster c1 may not write endpoints c2.gw2, a name of cluster c2: an Endpoint is named <cluster ID>.<node>")
+		forbidden(t, c1.Create(ctx, endpoint("c2-gw2", "c1", "c1")), "a name of cluster c2-gw2")
+		forbidden(t, c1.Create(ctx, endpoint("gw2", "c1", "c1")), "a name of cluster gw2")
+		cluster := &v1.Cluster{
+			ObjectMeta: metav1.ObjectMeta{Name: "c2", Namespace: v1.BrokerNamespace, Labels: map[string]string{v1.ClusterIDLabel: "c1"}},
+			Spec:       v1.ClusterSpec{ClusterID: "c1", PodCIDRs: []v1.CIDR{"10.1.0.0/16"}, ServiceCIDRs: []v1.CIDR{"10.101.0.0/16"}},
+		}
+		// The CRD itself ties a Cluster's name to its cluster ID, which the
+		// policy ties to the writer.
+		forbidden(t, c1.Create(ctx, cluster), "metadata.name must equal spec.clusterID")
+		for _, obj := range exportRecords("c1", "c1") {
+			obj.SetName(strings.Replace(obj.GetName(), ".c1", ".c2", 1))
+			forbidden(t, c1.Create(ctx, obj), "a name of cluster c2: an export record is named <service>.<namespace>.<cluster ID>[.<slice>]")
+		}
+		cluster.Name = "c1"
+		if err := c1.Create(ctx, cluster); err != nil {
+			t.Fatalf("c1 creates its own Cluster: %v", err)
+		}
 	})
 	t.Run("c1 cannot update c2's objects", func(t *testing.T) {
 		theirs := &v1.Endpoint{}
-		if err := c1.Get(ctx, client.ObjectKey{Namespace: v1.BrokerNamespace, Name: "c2-gw"}, theirs); err != nil {
+		if err := c1.Get(ctx, client.ObjectKey{Namespace: v1.BrokerNamespace, Name: "c2.gw"}, theirs); err != nil {
 			t.Fatal(err)
 		}
 		theirs.Spec.Hostname = "hijacked"
@@ -176,7 +201,7 @@ func TestDeployEnrollAndIsolation(t *testing.T) {
 	})
 	t.Run("c1 cannot relabel c2's object as its own", func(t *testing.T) {
 		theirs := &v1.Endpoint{}
-		if err := c1.Get(ctx, client.ObjectKey{Namespace: v1.BrokerNamespace, Name: "c2-gw"}, theirs); err != nil {
+		if err := c1.Get(ctx, client.ObjectKey{Namespace: v1.BrokerNamespace, Name: "c2.gw"}, theirs); err != nil {
 			t.Fatal(err)
 		}
 		theirs.Labels[v1.ClusterIDLabel] = "c1"
@@ -185,14 +210,14 @@ func TestDeployEnrollAndIsolation(t *testing.T) {
 	})
 	t.Run("c1 cannot hand its object to c2", func(t *testing.T) {
 		own := &v1.Endpoint{}
-		if err := c1.Get(ctx, client.ObjectKey{Namespace: v1.BrokerNamespace, Name: "c1-gw"}, own); err != nil {
+		if err := c1.Get(ctx, client.ObjectKey{Namespace: v1.BrokerNamespace, Name: "c1.gw"}, own); err != nil {
 			t.Fatal(err)
 		}
 		own.Labels[v1.ClusterIDLabel] = "c2"
 		forbidden(t, c1.Update(ctx, own), "may only write objects labelled strait.dev/cluster-id=c1")
 	})
 	t.Run("c1 cannot delete c2's objects", func(t *testing.T) {
-		forbidden(t, c1.Delete(ctx, endpoint("c2-gw", "c2", "c2")), "owned by cluster c2")
+		forbidden(t, c1.Delete(ctx, endpoint("c2.gw", "c2", "c2")), "owned by cluster c2")
 	})
 	t.Run("c1 cannot publish records labelled with another source cluster", func(t *testing.T) {
 		for _, obj := range exportRecords("c1", "c2") {
@@ -207,7 +232,7 @@ func TestDeployEnrollAndIsolation(t *testing.T) {
 		}
 		// Without the MCS label (a ServiceImport needs none) is fine too.
 		for _, obj := range exportRecords("c1", "") {
-			obj.SetName(obj.GetName() + "-unlabelled")
+			obj.SetName("unlabelled-" + obj.GetName())
 			if err := c1.Create(ctx, obj); err != nil {
 				t.Fatalf("c1 creates %T %s: %v", obj, obj.GetName(), err)
 			}
@@ -343,5 +368,115 @@ func TestReadInfoRefusesIncompleteAndGlobalnet(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("ReadInfo(%s): %v, want one line with %q", tc.body, err, tc.want)
 		}
+	}
+}
+
+// Member objects at the broker never share a name: with a joined, a-self
+// joins (once, a's binding strait-member-a-self was a-self's main binding,
+// and the join failed on its immutable roleRef), also next to a binding of
+// a that an earlier broker named so. A first enrolment that fails leaves no
+// service account behind.
+func TestEnrollMemberNames(t *testing.T) {
+	env := kubetest.New(t, kubetest.Options{SkipCRDs: true})
+	ctx := context.Background()
+	info, err := broker.Deploy(ctx, env.Config, broker.DeployOptions{})
+	if err != nil {
+		t.Fatalf("deploy: %v", err)
+	}
+	admin := kubernetes.NewForConfigOrDie(env.Config)
+	ns := info.Namespace
+	aToken, err := broker.Enroll(ctx, info, member("a", "uid-a", "10.1.0.0/16", "10.101.0.0/16"))
+	if err != nil {
+		t.Fatalf("enroll a: %v", err)
+	}
+	// What an earlier broker made for a: its self binding under the name
+	// that is a-self's main binding.
+	aSA, err := admin.CoreV1().ServiceAccounts(ns).Get(ctx, "strait-member-a", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	legacy := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "strait-member-a-self", Namespace: ns,
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "ServiceAccount", Name: aSA.Name, UID: aSA.UID}}},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "strait-member-a"},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "strait-member-a", Namespace: ns}},
+	}
+	if _, err := admin.RbacV1().RoleBindings(ns).Create(ctx, legacy, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	selfToken, err := broker.Enroll(ctx, info, member("a-self", "uid-a-self", "10.2.0.0/16", "10.102.0.0/16"))
+	if err != nil {
+		t.Fatalf("enroll a-self next to a: %v", err)
+	}
+	// Both still read and may delete their own service account, and only
+	// their own.
+	for id, token := range map[string]string{"a": aToken, "a-self": selfToken} {
+		cs := kubernetes.NewForConfigOrDie(info.RESTConfig(token))
+		if _, err := cs.CoreV1().ServiceAccounts(ns).Get(ctx, broker.MemberPrefix+id, metav1.GetOptions{}); err != nil {
+			t.Errorf("%s reads its own service account: %v", id, err)
+		}
+	}
+	rbs, err := admin.RbacV1().RoleBindings(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	saUID := map[string]types.UID{}
+	for _, id := range []string{"a", "a-self"} {
+		sa, err := admin.CoreV1().ServiceAccounts(ns).Get(ctx, broker.MemberPrefix+id, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		saUID[sa.Name] = sa.UID
+	}
+	var names []string
+	for _, rb := range rbs.Items {
+		if !strings.HasPrefix(rb.Name, broker.MemberPrefix) {
+			continue
+		}
+		names = append(names, rb.Name+"→"+rb.RoleRef.Name)
+		// Each binding belongs to (goes with) the service account it binds.
+		if len(rb.Subjects) != 1 || len(rb.OwnerReferences) != 1 || rb.OwnerReferences[0].UID != saUID[rb.Subjects[0].Name] {
+			t.Errorf("binding %s binds %v and is owned by %v", rb.Name, rb.Subjects, rb.OwnerReferences)
+		}
+	}
+	slices.Sort(names)
+	want := []string{"strait-member-a-self.self→strait-member-a-self", "strait-member-a-self→strait-member",
+		"strait-member-a.self→strait-member-a", "strait-member-a→strait-member"}
+	if !slices.Equal(names, want) {
+		t.Errorf("member bindings:\n got %v\nwant %v", names, want)
+	}
+
+	// a-self leaves; a's credential is untouched.
+	if err := broker.Leave(ctx, info.RESTConfig(selfToken), ns, "a-self"); err != nil {
+		t.Fatalf("a-self leaves: %v", err)
+	}
+	if _, err := admin.CoreV1().ServiceAccounts(ns).Get(ctx, "strait-member-a-self", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("a-self's service account after leave: %v", err)
+	}
+	acs := kubernetes.NewForConfigOrDie(info.RESTConfig(aToken))
+	if _, err := acs.CoreV1().ServiceAccounts(ns).Get(ctx, "strait-member-a", metav1.GetOptions{}); err != nil {
+		t.Errorf("a reads its service account after a-self left: %v", err)
+	}
+
+	// A binding in the way that is no member's: the join fails, naming it,
+	// and leaves no member behind to block later joins.
+	squat := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "strait-member-zz", Namespace: ns},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "someone-elses"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, Name: "someone"}},
+	}
+	if _, err := admin.RbacV1().RoleBindings(ns).Create(ctx, squat, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := broker.Enroll(ctx, info, member("zz", "uid-zz", "10.3.0.0/16", "10.103.0.0/16")); err == nil || !strings.Contains(err.Error(), "strait-member-zz") {
+		t.Fatalf("enroll next to a foreign binding: want an error naming it, got %v", err)
+	} else {
+		t.Logf("refused: %v", err)
+	}
+	if _, err := admin.CoreV1().ServiceAccounts(ns).Get(ctx, "strait-member-zz", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("service account of the failed enrolment: want NotFound, got %v", err)
+	}
+	if _, err := broker.Enroll(ctx, info, member("zz2", "uid-zz", "10.3.0.0/16", "10.103.0.0/16")); err != nil {
+		t.Errorf("a join with the failed one's CIDRs: %v", err)
 	}
 }

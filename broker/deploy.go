@@ -162,7 +162,10 @@ func PolicyName(namespace string) string { return "strait-member-isolation." + n
 // isolationPolicy enforces per-cluster write isolation in the broker
 // namespace: a member credential (service account strait-member-<id>) may
 // create, change and delete only objects labelled with its own cluster ID,
-// cannot move an object to or from another cluster's label, and cannot claim
+// cannot move an object to or from another cluster's label, cannot write
+// under a name from another cluster's namespace of names (a Cluster is named
+// <cluster ID>, an Endpoint <cluster ID>.<node>, an export record
+// <service>.<namespace>.<cluster ID>[.<slice>]), and cannot claim
 // another cluster ID in spec.clusterID nor in the MCS API's
 // multicluster.kubernetes.io/source-cluster label (importers take that label
 // as the cluster an EndpointSlice's endpoints live in, so a member must not
@@ -196,6 +199,20 @@ func isolationPolicy(ns string) (*admissionv1.ValidatingAdmissionPolicy, *admiss
 				{Name: "cluster", Expression: fmt.Sprintf("request.userInfo.username.substring(%d)", len(user))},
 				{Name: "newOwner", Expression: "request.operation == 'DELETE' ? '' : " + ownerOf("object")},
 				{Name: "oldOwner", Expression: "request.operation == 'CREATE' ? '' : " + ownerOf("oldObject")},
+				// The cluster whose namespace of names object's name is in:
+				// a Cluster is named by its cluster ID, an Endpoint
+				// "<cluster ID>.<node>" (a cluster ID has no dots), an export
+				// record "<service>.<namespace>.<cluster ID>[.<slice>]"
+				// (service names and namespaces have none either). So no
+				// member can take, under its own label, a name another
+				// member will write.
+				{Name: "nameOwner", Expression: `request.operation == 'DELETE' ? '' :
+					request.resource.resource == 'clusters' ? object.metadata.name :
+					request.resource.resource == 'endpoints' ? object.metadata.name.split('.')[0] :
+					object.metadata.name.split('.').size() >= 3 ? object.metadata.name.split('.')[2] : ''`},
+				{Name: "nameRule", Expression: `request.resource.resource == 'clusters' ? 'a Cluster is named by its cluster ID' :
+					request.resource.resource == 'endpoints' ? 'an Endpoint is named <cluster ID>.<node>' :
+					'an export record is named <service>.<namespace>.<cluster ID>[.<slice>]'`},
 			},
 			Validations: []admissionv1.Validation{
 				{
@@ -211,6 +228,11 @@ func isolationPolicy(ns string) (*admissionv1.ValidatingAdmissionPolicy, *admiss
 				{
 					Expression:        "request.operation == 'DELETE' || !has(object.spec) || !has(object.spec.clusterID) || object.spec.clusterID == variables.cluster",
 					MessageExpression: "'cluster ' + variables.cluster + ' may not publish records for cluster ' + string(object.spec.clusterID)",
+					Reason:            ptr.To(metav1.StatusReasonForbidden),
+				},
+				{
+					Expression:        "request.operation == 'DELETE' || variables.nameOwner == variables.cluster",
+					MessageExpression: "'cluster ' + variables.cluster + ' may not write ' + request.resource.resource + ' ' + object.metadata.name + ', a name of ' + (variables.nameOwner == '' ? 'no cluster' : 'cluster ' + variables.nameOwner) + ': ' + variables.nameRule",
 					Reason:            ptr.To(metav1.StatusReasonForbidden),
 				},
 				{

@@ -36,7 +36,7 @@ func enrolled(ns, id string) []brokerObject {
 		{"v1", "ServiceAccount", ns, broker.MemberPrefix + id},
 		{"rbac.authorization.k8s.io/v1", "Role", ns, broker.MemberPrefix + id},
 		{"rbac.authorization.k8s.io/v1", "RoleBinding", ns, broker.MemberPrefix + id},
-		{"rbac.authorization.k8s.io/v1", "RoleBinding", ns, broker.MemberPrefix + id + "-self"},
+		{"rbac.authorization.k8s.io/v1", "RoleBinding", ns, broker.SelfBindingName(broker.MemberPrefix + id)},
 	}
 }
 

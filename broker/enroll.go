@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"strings"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -100,6 +101,34 @@ func Enroll(ctx context.Context, info *Info, m Member) (string, error) {
 	}
 
 	name := MemberPrefix + m.ClusterID
+	existed := false
+	for _, sa := range members.Items {
+		existed = existed || sa.Name == name
+	}
+	token, err := enrollObjects(ctx, info, cs, m, name)
+	if err != nil && !existed {
+		// Leave nothing of a first enrolment that failed halfway: the
+		// service account goes, and the garbage collector takes its Role
+		// and bindings with it. A service account left behind would stand
+		// for a member that never joined (its CIDRs refusing other joins).
+		if derr := cs.CoreV1().ServiceAccounts(ns).Delete(ctx, name, metav1.DeleteOptions{}); derr != nil && !apierrors.IsNotFound(derr) {
+			return "", fmt.Errorf("%w (and removing the half-made member %s: %v)", err, name, derr)
+		}
+	}
+	return token, err
+}
+
+// SelfBindingName is the name of the RoleBinding that lets member
+// service account sa (MemberPrefix + cluster ID) read and delete itself:
+// "<sa>.self". A cluster ID has no dots, so no member's binding names
+// (<sa> and <sa>.self) are another's: member a's once-used "<sa>-self"
+// was member a-self's <sa>.
+func SelfBindingName(sa string) string { return sa + ".self" }
+
+// enrollObjects applies member m's service account name, its Role and its
+// two RoleBindings, and returns its token.
+func enrollObjects(ctx context.Context, info *Info, cs kubernetes.Interface, m Member, name string) (string, error) {
+	ns := info.Namespace
 	sa := &corev1.ServiceAccount{ObjectMeta: meta(name, ns)}
 	sa.Labels[v1.ClusterIDLabel] = m.ClusterID
 	sa.Annotations = map[string]string{
@@ -110,9 +139,17 @@ func Enroll(ctx context.Context, info *Info, m Member) (string, error) {
 	if _, err := kubeapply.ApplyTyped(ctx, cs.CoreV1().ServiceAccounts(ns), sa, kubeapply.FieldManagerCLI); err != nil {
 		return "", err
 	}
-	sa, err = cs.CoreV1().ServiceAccounts(ns).Get(ctx, name, metav1.GetOptions{})
+	sa, err := cs.CoreV1().ServiceAccounts(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return "", err
+	}
+	// Earlier brokers named the self binding <sa>-self: move this member's
+	// to its new name, and another member's that holds this member's name
+	// (member a's strait-member-a-self, when a-self joins).
+	for _, legacy := range []string{name + "-self", name} {
+		if err := moveLegacySelfBinding(ctx, cs, ns, legacy); err != nil {
+			return "", err
+		}
 	}
 	// The member may remove its own service account when it leaves; the
 	// Role and bindings belong to the account and go with it.
@@ -126,18 +163,47 @@ func Enroll(ctx context.Context, info *Info, m Member) (string, error) {
 	}
 	for _, rb := range []*rbacv1.RoleBinding{
 		{ObjectMeta: meta(name, ns), RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: MemberRoleName}},
-		{ObjectMeta: meta(name+"-self", ns), RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name}},
+		{ObjectMeta: meta(SelfBindingName(name), ns), RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name}},
 	} {
 		rb.OwnerReferences = owner
 		rb.Subjects = []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: ns}}
 		if _, err := kubeapply.ApplyTyped(ctx, cs.RbacV1().RoleBindings(ns), rb, kubeapply.FieldManagerCLI); err != nil {
-			return "", err
+			return "", fmt.Errorf("role binding %s: %w", rb.Name, err)
 		}
 	}
 	if m.CurrentToken != "" && tokenIsMember(ctx, info, m.CurrentToken, "system:serviceaccount:"+ns+":"+name) {
 		return m.CurrentToken, nil
 	}
 	return requestToken(ctx, cs, ns, name)
+}
+
+// moveLegacySelfBinding renames RoleBinding ns/legacy to SelfBindingName
+// when it is a member's self binding under its old name "<sa>-self": bound
+// to Role <sa> for service account <sa>. Any other binding, or none, is
+// left alone.
+func moveLegacySelfBinding(ctx context.Context, cs kubernetes.Interface, ns, legacy string) error {
+	old, err := cs.RbacV1().RoleBindings(ns).Get(ctx, legacy, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read role binding %s: %w", legacy, err)
+	}
+	sa, ok := strings.CutSuffix(legacy, "-self")
+	if !ok || !strings.HasPrefix(sa, MemberPrefix) || old.RoleRef.Kind != "Role" || old.RoleRef.Name != sa ||
+		len(old.Subjects) != 1 || old.Subjects[0].Kind != rbacv1.ServiceAccountKind || old.Subjects[0].Name != sa {
+		return nil
+	}
+	moved := &rbacv1.RoleBinding{ObjectMeta: meta(SelfBindingName(sa), ns), RoleRef: old.RoleRef, Subjects: old.Subjects}
+	moved.OwnerReferences = old.OwnerReferences
+	if _, err := kubeapply.ApplyTyped(ctx, cs.RbacV1().RoleBindings(ns), moved, kubeapply.FieldManagerCLI); err != nil {
+		return fmt.Errorf("role binding %s: %w", moved.Name, err)
+	}
+	err = cs.RbacV1().RoleBindings(ns).Delete(ctx, legacy, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &old.UID}})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("remove the old role binding %s: %w", legacy, err)
+	}
+	return nil
 }
 
 // tokenIsMember reports whether token authenticates as user at the broker.

@@ -12,8 +12,8 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"strait.dev/strait/gateway/cable"
-	_ "strait.dev/strait/gateway/cable/vxlan"     // registers the vxlan driver
-	_ "strait.dev/strait/gateway/cable/wireguard" // registers the wireguard driver
+	_ "strait.dev/strait/gateway/cable/vxlan"   // registers the vxlan driver
+	"strait.dev/strait/gateway/cable/wireguard" // registers the wireguard driver
 	"strait.dev/strait/pkg/cabledriver"
 	"strait.dev/strait/pkg/mtu"
 	"strait.dev/strait/pkg/nodenet"
@@ -83,6 +83,9 @@ type CableDataplane struct {
 	Node NodeSlice
 	// Links removes a predecessor's device (default the current namespace).
 	Links Links
+	// SocketDir is where a predecessor's userspace WireGuard device left
+	// its control socket (default wireguard.SocketDir).
+	SocketDir string
 
 	// mu serialises Set and Close: the whole change of the node.
 	mu sync.Mutex
@@ -122,6 +125,9 @@ func (d *CableDataplane) defaults() {
 	}
 	if d.Links == nil {
 		d.Links = &netlink.Handle{}
+	}
+	if d.SocketDir == "" {
+		d.SocketDir = wireguard.SocketDir
 	}
 }
 
@@ -281,5 +287,14 @@ func (d *CableDataplane) Close() error {
 			errs = append(errs, fmt.Errorf("remove %s: %w", d.Interface, err))
 		}
 	}
+	// The control socket of a userspace device whose gateway was killed
+	// outlives it (a device closed cleanly takes its socket along). Close
+	// runs when a gateway stands by, at start too, and after each active
+	// term, so a leave, which stops the gateways, leaves none behind.
+	removed, err := wireguard.RemoveStaleSocket(d.SocketDir, d.Interface)
+	if removed {
+		d.Log.Info("removed the stale WireGuard control socket of a killed gateway", "interface", d.Interface, "dir", d.SocketDir)
+	}
+	errs = append(errs, err)
 	return errors.Join(errs...)
 }

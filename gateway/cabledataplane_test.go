@@ -68,7 +68,7 @@ func vxState(port, vni int32) CableState {
 
 func newTestDataplane(drivers *cabletest.Drivers) (*CableDataplane, *fakeNode) {
 	node := &fakeNode{}
-	return &CableDataplane{Log: slog.New(slog.DiscardHandler), Open: drivers.Open, Node: node, Links: &cabletest.Netlink{}}, node
+	return &CableDataplane{Log: slog.New(slog.DiscardHandler), Open: drivers.Open, Node: node, Links: &cabletest.Netlink{}, SocketDir: noSocketDir}, node
 }
 
 func mustSet(t *testing.T, d *CableDataplane, s CableState) {
@@ -254,7 +254,7 @@ func (n *orderNode) Remove() error {
 func TestCableDataplaneOrdersRulesAndRoutes(t *testing.T) {
 	drivers := &cabletest.Drivers{}
 	node := &orderNode{drivers: drivers}
-	d := &CableDataplane{Log: slog.New(slog.DiscardHandler), Open: drivers.Open, Node: node, Links: &cabletest.Netlink{}}
+	d := &CableDataplane{Log: slog.New(slog.DiscardHandler), Open: drivers.Open, Node: node, Links: &cabletest.Netlink{}, SocketDir: noSocketDir}
 	step := func(name string, do func() error, want ...string) {
 		t.Helper()
 		node.log = nil
@@ -324,7 +324,7 @@ func (countingDriver) Traffic() (map[string]cable.Traffic, error) {
 func TestCableDataplaneTrafficDuringSet(t *testing.T) {
 	drivers := &cabletest.Drivers{}
 	node := &blockingNode{entered: make(chan struct{}), release: make(chan struct{})}
-	d := &CableDataplane{Log: slog.New(slog.DiscardHandler), Node: node, Links: &cabletest.Netlink{},
+	d := &CableDataplane{Log: slog.New(slog.DiscardHandler), Node: node, Links: &cabletest.Netlink{}, SocketDir: noSocketDir,
 		Open: func(ctx context.Context, name string, cfg cable.Config) (cable.Driver, error) {
 			drv, err := drivers.Open(ctx, name, cfg)
 			return countingDriver{drv}, err

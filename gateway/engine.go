@@ -28,6 +28,7 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"strait.dev/strait/broker"
 	"strait.dev/strait/gateway/cable"
 	"strait.dev/strait/gateway/health"
 	"strait.dev/strait/gateway/natdiscovery"
@@ -312,12 +313,21 @@ func (e *Engine) runActive(ctx context.Context, epoch int32) error {
 	if err := e.publish(ctx, local, node); err != nil {
 		return err
 	}
-	syncer, err := e.newSyncer(ctx)
-	if err != nil {
+	// A term without the broker credential fails (and is retried): the
+	// gateway has nothing to publish to. Once it runs, the syncer follows
+	// the credential: a join that renews it restarts the syncer in place.
+	if _, err := broker.ReadCredentials(ctx, e.kube, e.cfg.Namespace, e.cfg.BrokerSecret); err != nil {
 		return err
 	}
 	wg.Go(func() {
-		if err := syncer.Run(ctx); err != nil {
+		err := broker.RunWithCredentials(ctx, e.kube, e.cfg.Namespace, e.cfg.BrokerSecret, e.log, func(ctx context.Context, creds *broker.Credentials) error {
+			syncer, err := e.newSyncer(creds)
+			if err != nil {
+				return err
+			}
+			return syncer.Run(ctx)
+		})
+		if err != nil {
 			e.log.Error("syncer", "err", err)
 		}
 	})

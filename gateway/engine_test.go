@@ -19,9 +19,11 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/kubernetes"
@@ -362,7 +364,7 @@ func (f *fixture) createRemote(t *testing.T) {
 		t.Fatal(err)
 	}
 	remote := &v1.Endpoint{
-		ObjectMeta: metav1.ObjectMeta{Name: "c2-gw", Namespace: f.info.Namespace, Labels: map[string]string{v1.ClusterIDLabel: "c2"}},
+		ObjectMeta: metav1.ObjectMeta{Name: "c2.gw", Namespace: f.info.Namespace, Labels: map[string]string{v1.ClusterIDLabel: "c2"}},
 		Spec: v1.EndpointSpec{ClusterID: "c2", Hostname: "gw", PrivateIPs: v1.DualStackIPs{"192.168.2.1"}, Subnets: []v1.CIDR{"10.2.0.0/16"},
 			CableDriver: v1.CableDriverWireGuard, WireGuard: &v1.WireGuardConfig{PublicKey: "c2aAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", Port: 4500}},
 	}
@@ -391,10 +393,10 @@ func TestEngineElectsPublishesAndFailsOver(t *testing.T) {
 		return true
 	})
 	f.k.waitFor(t, "the active gateway's Endpoint at the broker", func() bool {
-		return slices.Equal(f.brokerEndpoints(), []string{"c1-" + first})
+		return slices.Equal(f.brokerEndpoints(), []string{gateway.EndpointName("c1", first)})
 	})
 	ep := &v1.Endpoint{}
-	if err := f.bc.Get(ctx, client.ObjectKey{Namespace: f.info.Namespace, Name: "c1-" + first}, ep); err != nil {
+	if err := f.bc.Get(ctx, client.ObjectKey{Namespace: f.info.Namespace, Name: gateway.EndpointName("c1", first)}, ep); err != nil {
 		t.Fatal(err)
 	}
 	if ep.Spec.WireGuard == nil || ep.Spec.WireGuard.Port != 4500 || len(ep.Spec.PublicIPs) != 1 || len(ep.Spec.Subnets) != 2 {
@@ -418,7 +420,7 @@ func TestEngineElectsPublishesAndFailsOver(t *testing.T) {
 	// as a peer.
 	f.createRemote(t)
 	f.k.waitFor(t, "the remote Endpoint in the active data plane", func() bool {
-		return slices.Equal(engines[first].rec.peers(), []string{"c2-gw"})
+		return slices.Equal(engines[first].rec.peers(), []string{"c2.gw"})
 	})
 	f.k.waitFor(t, "the connection to c2 in the active Gateway's status", func() bool {
 		var gw v1.Gateway
@@ -426,7 +428,7 @@ func TestEngineElectsPublishesAndFailsOver(t *testing.T) {
 			return false
 		}
 		c := gw.Status.Connections
-		return gw.Status.LocalEndpoint == "c1-"+first && len(c) == 1 && c[0].Endpoint == "c2-gw" && c[0].ClusterID == "c2" &&
+		return gw.Status.LocalEndpoint == gateway.EndpointName("c1", first) && len(c) == 1 && c[0].Endpoint == "c2.gw" && c[0].ClusterID == "c2" &&
 			c[0].UsingIP == "192.168.2.1" && c[0].Status == v1.Connecting
 	})
 	if got := engines[other].rec.peers(); len(got) != 0 {
@@ -438,10 +440,10 @@ func TestEngineElectsPublishesAndFailsOver(t *testing.T) {
 	engines[first].stop(t)
 	f.k.waitFor(t, other+" active and "+first+"'s Endpoint replaced at the broker", func() bool {
 		return f.role(other) == v1.HAStatusActive && f.role(first) == v1.HAStatusPassive &&
-			slices.Equal(f.brokerEndpoints(), []string{"c1-" + other, "c2-gw"})
+			slices.Equal(f.brokerEndpoints(), []string{gateway.EndpointName("c1", other), "c2.gw"})
 	})
 	f.k.waitFor(t, "the remote Endpoint in the new active data plane", func() bool {
-		return slices.Equal(engines[other].rec.peers(), []string{"c2-gw"})
+		return slices.Equal(engines[other].rec.peers(), []string{"c2.gw"})
 	})
 }
 
@@ -460,7 +462,7 @@ func TestEngineLosesLeaseAndStandsBy(t *testing.T) {
 	eng := f.start(t, "node-a")
 	f.createRemote(t)
 	f.k.waitFor(t, "node-a active with the remote as a peer", func() bool {
-		return f.role("node-a") == v1.HAStatusActive && slices.Equal(eng.rec.peers(), []string{"c2-gw"})
+		return f.role("node-a") == v1.HAStatusActive && slices.Equal(eng.rec.peers(), []string{"c2.gw"})
 	})
 	// The metrics show the connection while active (the status is written
 	// after the metrics are set, and kicks us).
@@ -469,11 +471,11 @@ func TestEngineLosesLeaseAndStandsBy(t *testing.T) {
 		if err := f.mc.Get(ctx, client.ObjectKey{Namespace: v1.ComponentNamespace, Name: "node-a"}, &gw); err != nil || len(gw.Status.Connections) == 0 {
 			return false
 		}
-		return strings.Contains(eng.scrape(t), `strait_connection_status{cluster_id="c2",endpoint="c2-gw"`)
+		return strings.Contains(eng.scrape(t), `strait_connection_status{cluster_id="c2",endpoint="c2.gw"`)
 	})
 	epochOf := func() int {
 		var ep v1.Endpoint
-		if err := f.mc.Get(ctx, client.ObjectKey{Namespace: v1.ComponentNamespace, Name: "c1-node-a"}, &ep); err != nil {
+		if err := f.mc.Get(ctx, client.ObjectKey{Namespace: v1.ComponentNamespace, Name: "c1.node-a"}, &ep); err != nil {
 			return -1
 		}
 		n, _ := strconv.Atoi(ep.Annotations[v1.GatewayEpochAnnotation])
@@ -533,7 +535,7 @@ func TestEngineLosesLeaseAndStandsBy(t *testing.T) {
 	f.k.waitFor(t, "node-a active again with the remote as a peer, in a new epoch", func() bool {
 		l, err := leases.Get(ctx, gateway.LeaseName, metav1.GetOptions{})
 		return err == nil && ptr.Deref(l.Spec.HolderIdentity, "") == "node-a" &&
-			f.role("node-a") == v1.HAStatusActive && slices.Equal(eng.rec.peers(), []string{"c2-gw"}) && epochOf() > firstEpoch
+			f.role("node-a") == v1.HAStatusActive && slices.Equal(eng.rec.peers(), []string{"c2.gw"}) && epochOf() > firstEpoch
 	})
 	// Nothing cleared the data plane of the new term.
 	if _, closes := eng.rec.counts(); closes != closesLost {
@@ -572,7 +574,7 @@ func TestEngineRetriesAFailedTerm(t *testing.T) {
 	}
 	f.createCredential(t)
 	f.k.waitFor(t, "node-a active with its Endpoint at the broker", func() bool {
-		return f.role("node-a") == v1.HAStatusActive && slices.Equal(f.brokerEndpoints(), []string{"c1-node-a"})
+		return f.role("node-a") == v1.HAStatusActive && slices.Equal(f.brokerEndpoints(), []string{"c1.node-a"})
 	})
 	eng.stop(t)
 }
@@ -586,11 +588,11 @@ func TestEngineFollowsLocalChanges(t *testing.T) {
 	eng := f.start(t, "node-a")
 	f.createRemote(t)
 	f.k.waitFor(t, "node-a active with the remote as a peer", func() bool {
-		return f.role("node-a") == v1.HAStatusActive && slices.Equal(eng.rec.peers(), []string{"c2-gw"})
+		return f.role("node-a") == v1.HAStatusActive && slices.Equal(eng.rec.peers(), []string{"c2.gw"})
 	})
 	endpoint := func() (v1.Endpoint, error) {
 		var ep v1.Endpoint
-		err := f.bc.Get(ctx, client.ObjectKey{Namespace: f.info.Namespace, Name: "c1-node-a"}, &ep)
+		err := f.bc.Get(ctx, client.ObjectKey{Namespace: f.info.Namespace, Name: "c1.node-a"}, &ep)
 		return ep, err
 	}
 	f.k.waitFor(t, "node-a's Endpoint at the broker", func() bool { _, err := endpoint(); return err == nil })
@@ -639,7 +641,7 @@ func TestEngineFollowsLocalChanges(t *testing.T) {
 	if h := f.roles.history("node-a"); !slices.Equal(h, rolesBefore) || f.role("node-a") != v1.HAStatusActive {
 		t.Errorf("roles went from %v to %v", rolesBefore, h)
 	}
-	if got := eng.rec.peers(); !slices.Equal(got, []string{"c2-gw"}) {
+	if got := eng.rec.peers(); !slices.Equal(got, []string{"c2.gw"}) {
 		t.Errorf("peers after the change: %v", got)
 	}
 }
@@ -687,6 +689,51 @@ func TestEngineWaitsForTheApiserver(t *testing.T) {
 			t.Fatal("Run returned")
 		}
 		return f.role("node-a") == v1.HAStatusActive
+	})
+	eng.stop(t)
+}
+
+// A join again that changes the broker credential (the old token revoked
+// with the member's service account, a new one in the Secret) takes effect
+// in the running gateway: its syncer restarts with the new token and keeps
+// the broker in step, with no restart of the engine.
+func TestEngineFollowsCredential(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	eng := f.start(t, "node-a")
+	mine := gateway.EndpointName("c1", "node-a")
+	f.k.waitFor(t, "node-a active with its Endpoint at the broker", func() bool {
+		return f.role("node-a") == v1.HAStatusActive && slices.Equal(f.brokerEndpoints(), []string{mine})
+	})
+	if err := f.bc.Delete(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: f.info.Namespace, Name: broker.MemberPrefix + "c1"}}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := broker.Enroll(ctx, f.info, broker.Member{ClusterID: "c1", ClusterUID: "c1",
+		PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}, ServiceCIDRs: []netip.Prefix{netip.MustParsePrefix("10.101.0.0/16")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := client.New(f.info.RESTConfig(f.c1Token), client.Options{Scheme: scheme.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The apiserver caches a token's validity for a few seconds.
+	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
+		return apierrors.IsUnauthorized(old.List(ctx, &v1.EndpointList{}, client.InNamespace(f.info.Namespace))), nil
+	}); err != nil {
+		t.Fatalf("the old token still works: %v", err)
+	}
+	secret := broker.CredentialSecret(v1.ComponentNamespace, f.info, tok)
+	if err := f.mc.Update(ctx, secret); err != nil {
+		t.Fatal(err)
+	}
+	// The broker loses c1's Endpoint (an administrator's slip); the syncer,
+	// with the new token, puts it back.
+	if err := f.bc.DeleteAllOf(ctx, &v1.Endpoint{}, client.InNamespace(f.info.Namespace)); err != nil {
+		t.Fatal(err)
+	}
+	f.k.waitFor(t, "c1's Endpoint back at the broker", func() bool {
+		return slices.Equal(f.brokerEndpoints(), []string{mine})
 	})
 	eng.stop(t)
 }

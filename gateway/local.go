@@ -2,9 +2,12 @@ package gateway
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -16,8 +19,31 @@ import (
 // PublicIPAnnotation on a Node gives the address other clusters reach it at.
 const PublicIPAnnotation = v1.PublicIPAnnotation
 
-// EndpointName is the name of a gateway node's Endpoint.
-func EndpointName(clusterID, node string) string { return clusterID + "-" + node }
+// EndpointName is the name of the Endpoint of gateway node node in cluster
+// clusterID: "<cluster ID>.<node>". A cluster ID is an RFC 1123 label (no
+// dots), so the name's first label is always its cluster's: no two clusters
+// can write the same name (cluster east with node 1-gw is east.1-gw, cluster
+// east-1 with node gw is east-1.gw), and the broker's isolation policy
+// refuses a member's Endpoint whose name does not begin with its own cluster
+// ID and a dot. When that is longer than a DNS subdomain allows
+// (endpointNameMax: a 63-character cluster ID and a node name of more than
+// 189), the node part is cut and ends in "-" and 16 hex digits of the
+// SHA-256 of the whole node name, keeping the name unique within the
+// cluster and at most endpointNameMax long.
+func EndpointName(clusterID, node string) string {
+	name := clusterID + "." + node
+	if len(name) <= endpointNameMax {
+		return name
+	}
+	sum := sha256.Sum256([]byte(node))
+	suffix := "-" + hex.EncodeToString(sum[:8])
+	head := strings.TrimRight(node[:endpointNameMax-len(clusterID)-1-len(suffix)], ".-")
+	return clusterID + "." + head + suffix
+}
+
+// endpointNameMax is the longest name an Endpoint may have: a DNS
+// subdomain's 253 characters, as for every custom resource.
+const endpointNameMax = 253
 
 // localEndpoint describes this node as its cluster's gateway, with the cable
 // settings its driver is opened with (the private key of a keyed driver

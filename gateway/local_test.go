@@ -55,7 +55,7 @@ func TestLocalEndpointFor(t *testing.T) {
 			if got != tc.want {
 				t.Errorf("\n got %s\nwant %s", got, tc.want)
 			}
-			if ep.Name != "c1-gw1" || ep.Labels[v1.ClusterIDLabel] != "c1" || s.CableDriver != tc.desc.Name {
+			if ep.Name != "c1.gw1" || ep.Labels[v1.ClusterIDLabel] != "c1" || s.CableDriver != tc.desc.Name {
 				t.Errorf("metadata %s %v, driver %s", ep.Name, ep.Labels, s.CableDriver)
 			}
 		})

@@ -45,6 +45,7 @@ var connectionStatuses = []v1.ConnectionStatus{v1.Connected, v1.Connecting, v1.C
 type Metrics struct {
 	reg    *prometheus.Registry
 	active prometheus.Gauge
+	held   prometheus.Gauge
 
 	mu      sync.Mutex
 	conns   []v1.Connection
@@ -58,8 +59,10 @@ func NewMetrics() *Metrics {
 		reg: prometheus.NewRegistry(),
 		active: prometheus.NewGauge(prometheus.GaugeOpts{Name: "strait_gateway_active",
 			Help: "1 when this gateway is its cluster's active gateway, else 0."}),
+		held: prometheus.NewGauge(prometheus.GaugeOpts{Name: "strait_broker_records_held",
+			Help: "Other clusters' Clusters and Endpoints the active gateway keeps although the broker lacks them (a broker outage; see the log). 0 when in step."}),
 	}
-	m.reg.MustRegister(m.active, (*connCollector)(m))
+	m.reg.MustRegister(m.active, m.held, (*connCollector)(m))
 	return m
 }
 
@@ -71,6 +74,10 @@ func (m *Metrics) SetActive(active bool) {
 		m.active.Set(0)
 	}
 }
+
+// SetHeldRecords records how many imported records the syncer keeps
+// although the broker lacks them.
+func (m *Metrics) SetHeldRecords(n int) { m.held.Set(float64(n)) }
 
 // SetConnections replaces the connections whose status, round-trip times
 // and traffic the metrics show. A connection left out leaves no series

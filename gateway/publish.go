@@ -57,11 +57,8 @@ func (e *Engine) publish(ctx context.Context, local *v1.Endpoint, node *corev1.N
 
 // newSyncer makes the syncer that exports this cluster's Cluster and
 // Endpoint to the broker and imports the other clusters'.
-func (e *Engine) newSyncer(ctx context.Context) (*syncer.Syncer, error) {
-	creds, err := broker.ReadCredentials(ctx, e.kube, e.cfg.Namespace, e.cfg.BrokerSecret)
-	if err != nil {
-		return nil, err
-	}
+// It reaches the broker with creds.
+func (e *Engine) newSyncer(creds *broker.Credentials) (*syncer.Syncer, error) {
 	local, err := dynamic.NewForConfig(e.rest)
 	if err != nil {
 		return nil, err
@@ -77,6 +74,15 @@ func (e *Engine) newSyncer(ctx context.Context) (*syncer.Syncer, error) {
 			v1.SchemeGroupVersion.WithResource("clusters"),
 			v1.SchemeGroupVersion.WithResource("endpoints"),
 		},
-		Log: e.cfg.Log,
+		Log:    e.cfg.Log,
+		OnHeld: e.heldRecords,
 	}), nil
+}
+
+// heldRecords reports the records the syncer keeps through a broker outage:
+// a metric (the syncer logs each one).
+func (e *Engine) heldRecords(n int, _ string) {
+	if e.cfg.Metrics != nil {
+		e.cfg.Metrics.SetHeldRecords(n)
+	}
 }

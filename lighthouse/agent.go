@@ -159,8 +159,9 @@ func Run(ctx context.Context, rc *rest.Config, cfg Config) error {
 
 // runSyncer carries the export records between the component namespace and
 // the broker, stamping each with the time the broker stored it (the order
-// conflicts are resolved in). A missing or unreadable broker credential is
-// retried until ctx ends: join writes it, perhaps after the agent starts.
+// conflicts are resolved in). A missing broker credential is waited for
+// until ctx ends (join writes it, perhaps after the agent starts), and a
+// changed one (a join again) restarts the syncer with it.
 func runSyncer(ctx context.Context, rc *rest.Config, cfg Config, log *slog.Logger) error {
 	kube, err := kubernetes.NewForConfig(rc)
 	if err != nil {
@@ -170,31 +171,22 @@ func runSyncer(ctx context.Context, rc *rest.Config, cfg Config, log *slog.Logge
 	if err != nil {
 		return err
 	}
-	for delay := time.Second; ; delay = min(2*delay, 30*time.Second) {
-		creds, err := broker.ReadCredentials(ctx, kube, cfg.Namespace, cfg.BrokerSecret)
-		if err == nil {
-			remote, err := dynamic.NewForConfig(withRateLimit(creds.Info.RESTConfig(creds.Token)))
-			if err != nil {
-				return err
-			}
-			return syncer.New(syncer.Config{
-				ClusterID: cfg.ClusterID, Local: local, LocalNamespace: cfg.Namespace,
-				Broker: remote, BrokerNamespace: creds.Info.Namespace,
-				Resources: []schema.GroupVersionResource{
-					schema.GroupVersionResource{Group: mcsv1beta1.GroupName, Version: "v1beta1", Resource: "serviceimports"},
-					discoveryv1.SchemeGroupVersion.WithResource("endpointslices"),
-				},
-				StampBrokerCreation: true,
-				Log:                 log,
-			}).Run(ctx)
+	return broker.RunWithCredentials(ctx, kube, cfg.Namespace, cfg.BrokerSecret, log, func(ctx context.Context, creds *broker.Credentials) error {
+		remote, err := dynamic.NewForConfig(withRateLimit(creds.Info.RESTConfig(creds.Token)))
+		if err != nil {
+			return err
 		}
-		log.Warn("no broker credential yet; the export records wait", "secret", cfg.Namespace+"/"+cfg.BrokerSecret, "err", err, "retry", delay)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(delay):
-		}
-	}
+		return syncer.New(syncer.Config{
+			ClusterID: cfg.ClusterID, Local: local, LocalNamespace: cfg.Namespace,
+			Broker: remote, BrokerNamespace: creds.Info.Namespace,
+			Resources: []schema.GroupVersionResource{
+				{Group: mcsv1beta1.GroupName, Version: "v1beta1", Resource: "serviceimports"},
+				discoveryv1.SchemeGroupVersion.WithResource("endpointslices"),
+			},
+			StampBrokerCreation: true,
+			Log:                 log,
+		}).Run(ctx)
+	})
 }
 
 // Client-side rate limits of the agent's clients (member and broker), in

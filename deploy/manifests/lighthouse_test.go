@@ -208,13 +208,16 @@ func TestLighthouseRBAC(t *testing.T) {
 			t.Errorf("%s on serviceexports: they are the users'", v)
 		}
 	}
-	// Of the Secrets, only the broker credential, and only to read.
-	if !grants(role.Rules, "", "secrets", broker.SecretName, "get") {
-		t.Errorf("no get on Secret %s", broker.SecretName)
+	// Of the Secrets, only the broker credential, and only to read and
+	// watch.
+	for _, v := range []string{"get", "list", "watch"} {
+		if !grants(role.Rules, "", "secrets", broker.SecretName, v) {
+			t.Errorf("no %s on Secret %s", v, broker.SecretName)
+		}
 	}
 	for _, r := range append(slices.Clone(role.Rules), cluster.Rules...) {
-		if slices.Contains(r.Resources, "secrets") && (!slices.Equal(r.ResourceNames, []string{broker.SecretName}) || !slices.Equal(r.Verbs, []string{"get"})) {
-			t.Errorf("rule %+v: only get on Secret %s", r, broker.SecretName)
+		if slices.Contains(r.Resources, "secrets") && (!slices.Equal(r.ResourceNames, []string{broker.SecretName}) || !slices.Equal(r.Verbs, []string{"get", "list", "watch"})) {
+			t.Errorf("rule %+v: only get, list and watch on Secret %s", r, broker.SecretName)
 		}
 	}
 	checkNoWildcards(t, append(slices.Clone(role.Rules), cluster.Rules...))

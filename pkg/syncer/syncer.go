@@ -50,7 +50,23 @@ type Config struct {
 	// Workers is how many objects are synced at once; 0 is
 	// DefaultWorkers. The queue never hands one object to two workers.
 	Workers int
+	// WithdrawSettle is how long an import must have been missing at the
+	// broker before its local copy is removed; 0 is DefaultWithdrawSettle.
+	WithdrawSettle time.Duration
+	// OnHeld, when set, is called with the number of imports the syncer
+	// keeps although the broker lacks them (see Syncer), and the reason of
+	// the last one held, whenever that number changes.
+	OnHeld func(held int, reason string)
 }
+
+// DefaultWithdrawSettle lets a broker namespace being deleted finish
+// deleting (its records go one resource at a time, this cluster's own with
+// the others') before the syncer tells an outage from one cluster leaving.
+const DefaultWithdrawSettle = 5 * time.Second
+
+// healthTTL is how long one live check of the broker answers for every
+// withdrawal waiting on it: a burst of withdrawals costs one round of lists.
+const healthTTL = time.Second
 
 // DefaultWorkers syncs several objects at once: each sync is a round trip
 // to an apiserver, and one at a time held a burst of exports back by the
@@ -111,7 +127,26 @@ func BrokerCreatedAt(obj metav1.Object) (time.Time, bool) {
 //     copy is deleted when the local object goes;
 //   - an object at the broker labelled with another cluster's ID is
 //     imported into the local namespace, and the local copy is deleted when
-//     the broker object goes.
+//     the broker object goes, as one cluster withdrawing its record, not
+//     as the broker losing everything (below).
+//
+// A broker that vanishes whole (its namespace deleted, restored empty, this
+// member's credential revoked) is an outage, not a leave: the syncer keeps
+// the local copies of other clusters' records ("holds" them), says so
+// (a warning, Held, Config.OnHeld), and syncs again when the broker is back.
+// An import missing at the broker is removed only when all of these hold:
+//
+//   - it has been missing for Config.WithdrawSettle;
+//   - a live list at the broker, with this member's credential, works;
+//   - when this cluster has exports of its own, the broker still holds at
+//     least one of them (a broker that lost ours as well was emptied, not
+//     left by one member);
+//   - the syncer saw the record deleted at the broker while it ran, or the
+//     broker still holds other records of the same cluster. A cluster
+//     with no record at all that this syncer never saw go (a broker restored
+//     empty, to which that cluster has not joined again) is held; so, as a
+//     consequence, is a cluster that left while this member's syncer was
+//     not running.
 //
 // Every object has exactly one writer on each side: its owner's syncer at the
 // broker, each member's own syncer for the imported copies. Deletions follow
@@ -128,6 +163,19 @@ type Syncer struct {
 	queue workqueue.TypedRateLimitingInterface[key]
 	local map[schema.GroupVersionResource]cache.SharedIndexInformer
 	brk   map[schema.GroupVersionResource]cache.SharedIndexInformer
+
+	mu           sync.Mutex
+	missingSince map[key]time.Time // imports missing at the broker, since when
+	seenGone     map[key]bool      // imports whose broker copy this syncer saw deleted
+	held         map[key]string    // imports kept although the broker lacks them, and why
+	health       healthCheck       // the last live check of the broker
+}
+
+// healthCheck is the result of one live check of the broker: "" when it
+// may be trusted with withdrawals, else why not.
+type healthCheck struct {
+	at     time.Time
+	reason string
 }
 
 type key struct {
@@ -146,9 +194,20 @@ func New(cfg Config) *Syncer {
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[key](retryBase, retryMax),
 			workqueue.TypedRateLimitingQueueConfig[key]{Name: "broker-syncer"}),
-		local: map[schema.GroupVersionResource]cache.SharedIndexInformer{},
-		brk:   map[schema.GroupVersionResource]cache.SharedIndexInformer{},
+		local:        map[schema.GroupVersionResource]cache.SharedIndexInformer{},
+		brk:          map[schema.GroupVersionResource]cache.SharedIndexInformer{},
+		missingSince: map[key]time.Time{},
+		seenGone:     map[key]bool{},
+		held:         map[key]string{},
 	}
+}
+
+// Held is the number of imports the syncer keeps although the broker lacks
+// them: an outage of the broker, as Syncer explains.
+func (s *Syncer) Held() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.held)
 }
 
 // Retries of a failed sync back off from retryBase to retryMax: a broker
@@ -175,10 +234,16 @@ func (s *Syncer) Run(ctx context.Context) error {
 		s.local[gvr] = lf.ForResource(gvr).Informer()
 		s.brk[gvr] = bf.ForResource(gvr).Informer()
 		for _, inf := range []cache.SharedIndexInformer{s.local[gvr], s.brk[gvr]} {
+			atBroker := inf == s.brk[gvr]
 			_, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 				AddFunc:    func(obj any) { s.enqueue(gvr, obj) },
 				UpdateFunc: func(_, obj any) { s.enqueue(gvr, obj) },
-				DeleteFunc: func(obj any) { s.enqueue(gvr, obj) },
+				DeleteFunc: func(obj any) {
+					if atBroker {
+						s.sawGone(gvr, obj)
+					}
+					s.enqueue(gvr, obj)
+				},
 			})
 			if err != nil {
 				return err
@@ -266,6 +331,9 @@ func (s *Syncer) sync(ctx context.Context, k key) error {
 	me := s.cfg.ClusterID
 	brokerAPI := s.cfg.Broker.Resource(k.gvr).Namespace(s.cfg.BrokerNamespace)
 	localAPI := s.cfg.Local.Resource(k.gvr).Namespace(s.cfg.LocalNamespace)
+	if haveRemote || !haveLocal {
+		s.settled(k)
+	}
 
 	switch {
 	case haveLocal && owner(local) == me:
@@ -302,10 +370,152 @@ func (s *Syncer) sync(ctx context.Context, k key) error {
 		if !binf.HasSynced() {
 			return errNotSynced
 		}
+		reason, wait := s.holdWithdrawal(ctx, k, local)
+		if wait > 0 {
+			s.queue.AddAfter(k, wait)
+			return nil
+		}
+		if reason != "" {
+			s.hold(k, reason)
+			return &heldError{reason}
+		}
 		s.log.Info("removing import its owner withdrew", "resource", k.gvr.Resource, "name", k.name, "owner", owner(local))
-		return ignoreNotFound(localAPI.Delete(ctx, k.name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: ptrUID(local)}}))
+		if err := ignoreNotFound(localAPI.Delete(ctx, k.name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: ptrUID(local)}})); err != nil {
+			return err
+		}
+		s.settled(k)
 	}
 	return nil
+}
+
+// heldError is an import kept although the broker lacks it; the syncer
+// tries again with back-off.
+type heldError struct{ reason string }
+
+func (e *heldError) Error() string { return "holding the import: " + e.reason }
+
+// sawGone notes that the broker copy of another cluster's object was
+// deleted while the syncer watched.
+func (s *Syncer) sawGone(gvr schema.GroupVersionResource, obj any) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	if u, ok := obj.(*unstructured.Unstructured); ok && owner(u) != s.cfg.ClusterID {
+		s.mu.Lock()
+		s.seenGone[key{gvr, u.GetName()}] = true
+		s.mu.Unlock()
+	}
+}
+
+// settled forgets what the syncer noted about k's withdrawal: it is back at
+// the broker, or its local copy is gone.
+func (s *Syncer) settled(k key) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.missingSince, k)
+	delete(s.seenGone, k)
+	if _, ok := s.held[k]; ok {
+		delete(s.held, k)
+		s.log.Info("the broker has the record again or it was withdrawn", "resource", k.gvr.Resource, "name", k.name, "held", len(s.held))
+		s.reportHeld("")
+	}
+}
+
+// hold notes that import k is kept for reason, and says so once.
+func (s *Syncer) hold(k key, reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.held[k]; !ok {
+		s.held[k] = reason
+		s.log.Warn("keeping a record the broker lacks", "resource", k.gvr.Resource, "name", k.name, "reason", reason, "held", len(s.held))
+		s.reportHeld(reason)
+	}
+}
+
+func (s *Syncer) reportHeld(reason string) {
+	if s.cfg.OnHeld != nil {
+		s.cfg.OnHeld(len(s.held), reason)
+	}
+}
+
+// holdWithdrawal decides on import local, missing at the broker: remove
+// it ("", 0), wait (0 < wait) until it has been missing for the settle
+// time, or keep it (reason), as Syncer explains.
+func (s *Syncer) holdWithdrawal(ctx context.Context, k key, local *unstructured.Unstructured) (string, time.Duration) {
+	settle := s.cfg.WithdrawSettle
+	if settle <= 0 {
+		settle = DefaultWithdrawSettle
+	}
+	now := time.Now()
+	s.mu.Lock()
+	since, ok := s.missingSince[k]
+	if !ok {
+		since = now
+		s.missingSince[k] = now
+	}
+	seen := s.seenGone[k]
+	s.mu.Unlock()
+	if left := settle - now.Sub(since); left > 0 {
+		return "", left
+	}
+	if reason := s.brokerHealth(ctx); reason != "" {
+		return reason, 0
+	}
+	if who := owner(local); !seen && !s.brokerHolds(who) {
+		return fmt.Sprintf("the broker holds no record of cluster %s, and this syncer never saw them go: a broker restored empty, or a cluster that left while this one was away", who), 0
+	}
+	return "", 0
+}
+
+// brokerHolds reports whether the broker cache has any record of cluster.
+func (s *Syncer) brokerHolds(cluster string) bool {
+	for _, inf := range s.brk {
+		for _, obj := range inf.GetStore().List() {
+			if u, ok := obj.(*unstructured.Unstructured); ok && owner(u) == cluster {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// brokerHealth checks, live and at most once per healthTTL, that the
+// broker may be trusted with withdrawals: "" when it may, else why not.
+func (s *Syncer) brokerHealth(ctx context.Context) string {
+	s.mu.Lock()
+	if h := s.health; !h.at.IsZero() && time.Since(h.at) < healthTTL {
+		s.mu.Unlock()
+		return h.reason
+	}
+	s.mu.Unlock()
+	reason := s.checkBroker(ctx)
+	s.mu.Lock()
+	s.health = healthCheck{at: time.Now(), reason: reason}
+	s.mu.Unlock()
+	return reason
+}
+
+func (s *Syncer) checkBroker(ctx context.Context) string {
+	me := s.cfg.ClusterID
+	haveOwn, brokerOwn := false, false
+	for _, gvr := range s.cfg.Resources {
+		for _, obj := range s.local[gvr].GetStore().List() {
+			if u, ok := obj.(*unstructured.Unstructured); ok && owner(u) == me {
+				haveOwn = true
+				break
+			}
+		}
+		list, err := s.cfg.Broker.Resource(gvr).Namespace(s.cfg.BrokerNamespace).List(ctx,
+			metav1.ListOptions{LabelSelector: v1.ClusterIDLabel + "=" + me, Limit: 1})
+		if err != nil {
+			return fmt.Sprintf("the broker cannot be read (%v): its namespace deleted, this cluster's credential revoked, or the broker unreachable", err)
+		}
+		brokerOwn = brokerOwn || len(list.Items) > 0
+	}
+	if haveOwn && !brokerOwn {
+		return "the broker holds none of this cluster's own records: it was emptied or replaced, not left by one cluster"
+	}
+	return ""
 }
 
 // upsert makes cur, the copy in want's namespace (nil when there is none),

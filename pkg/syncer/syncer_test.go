@@ -114,6 +114,9 @@ type syncerOptions struct {
 	stamp bool
 	// wrap, when set, wraps the transports of both of the syncer's clients.
 	wrap transport.WrapperFunc
+	// settle and onHeld are Config.WithdrawSettle and Config.OnHeld.
+	settle time.Duration
+	onHeld func(int, string)
 }
 
 // startSyncer runs a member's syncer as the gateway does, with the member's
@@ -147,6 +150,8 @@ func (w *world) startSyncerWith(t *testing.T, id string, opts syncerOptions) con
 		ClusterID: id, Local: local, LocalNamespace: id + "-system",
 		Broker: remote, BrokerNamespace: w.info.Namespace, Resources: opts.resources,
 		StampBrokerCreation: opts.stamp,
+		WithdrawSettle:      opts.settle,
+		OnHeld:              opts.onHeld,
 		Log:                 slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -220,20 +225,16 @@ func TestSyncer(t *testing.T) {
 	}
 	all := []string{"c1-system", "c2-system", w.info.Namespace}
 
-	// Leftovers from before the syncers ran: c1's export whose source is
-	// gone, and an import in c2 of a cluster that left the broker.
+	// A leftover from before the syncers ran: c1's export whose source is
+	// gone. (An import of a cluster the broker has no record of is kept:
+	// TestBrokerVanishes.)
 	c1Broker := mustClient(t, w.info.RESTConfig(w.tokens["c1"]))
-	if err := c1Broker.Create(ctx, endpoint("c1-stale", "c1", "c1")); err != nil {
-		t.Fatal(err)
-	}
-	stale := endpoint("c9-gone", "c9", "c9")
-	stale.Namespace = "c2-system"
-	if err := w.members.Create(ctx, stale); err != nil {
+	if err := c1Broker.Create(ctx, endpoint("c1.stale", "c1", "c1")); err != nil {
 		t.Fatal(err)
 	}
 
 	for _, id := range []string{"c1", "c2"} {
-		ep := endpoint(id+"-gw", id, id)
+		ep := endpoint(id+".gw", id, id)
 		ep.Namespace = id + "-system"
 		if err := w.members.Create(ctx, ep); err != nil {
 			t.Fatal(err)
@@ -249,8 +250,8 @@ func TestSyncer(t *testing.T) {
 		eventually(t, pick, lines(
 			"cluster c1 owner=c1 region=",
 			"cluster c2 owner=c2 region=",
-			"endpoint c1-gw owner=c1 host=c1-gw",
-			"endpoint c2-gw owner=c2 host=c2-gw",
+			"endpoint c1.gw owner=c1 host=c1.gw",
+			"endpoint c2.gw owner=c2 host=c2.gw",
 		), all...)
 	})
 
@@ -266,14 +267,14 @@ func TestSyncer(t *testing.T) {
 		eventually(t, pick, lines(
 			"cluster c1 owner=c1 region=eu",
 			"cluster c2 owner=c2 region=",
-			"endpoint c1-gw owner=c1 host=c1-gw",
-			"endpoint c2-gw owner=c2 host=c2-gw",
+			"endpoint c1.gw owner=c1 host=c1.gw",
+			"endpoint c2.gw owner=c2 host=c2.gw",
 		), all...)
 	})
 
 	t.Run("an import edited locally is put back", func(t *testing.T) {
 		imp := &v1.Endpoint{}
-		if err := w.members.Get(ctx, client.ObjectKey{Namespace: "c1-system", Name: "c2-gw"}, imp); err != nil {
+		if err := w.members.Get(ctx, client.ObjectKey{Namespace: "c1-system", Name: "c2.gw"}, imp); err != nil {
 			t.Fatal(err)
 		}
 		imp.Spec.Hostname = "tampered"
@@ -283,15 +284,15 @@ func TestSyncer(t *testing.T) {
 		eventually(t, pick, lines(
 			"cluster c1 owner=c1 region=eu",
 			"cluster c2 owner=c2 region=",
-			"endpoint c1-gw owner=c1 host=c1-gw",
-			"endpoint c2-gw owner=c2 host=c2-gw",
+			"endpoint c1.gw owner=c1 host=c1.gw",
+			"endpoint c2.gw owner=c2 host=c2.gw",
 		), all...)
 	})
 
 	t.Run("no flip-flop under a busy writer", func(t *testing.T) {
 		ep := &v1.Endpoint{}
 		for i := range 20 {
-			if err := w.members.Get(ctx, client.ObjectKey{Namespace: "c2-system", Name: "c2-gw"}, ep); err != nil {
+			if err := w.members.Get(ctx, client.ObjectKey{Namespace: "c2-system", Name: "c2.gw"}, ep); err != nil {
 				t.Fatal(err)
 			}
 			ep.Spec.Hostname = fmt.Sprintf("c2-n%d", i)
@@ -302,8 +303,8 @@ func TestSyncer(t *testing.T) {
 		want := lines(
 			"cluster c1 owner=c1 region=eu",
 			"cluster c2 owner=c2 region=",
-			"endpoint c1-gw owner=c1 host=c1-gw",
-			"endpoint c2-gw owner=c2 host=c2-n19",
+			"endpoint c1.gw owner=c1 host=c1.gw",
+			"endpoint c2.gw owner=c2 host=c2-n19",
 		)
 		eventually(t, pick, want, all...)
 		// Once converged, nobody writes: resource versions stand still.
@@ -351,7 +352,7 @@ func TestSyncer(t *testing.T) {
 		// test; the syncers retry against the stopped broker meanwhile.
 		time.Sleep(3 * time.Second)
 		// c2 still has everything it imported: an unreachable broker deletes nothing.
-		if got := state(t, w.members, "c2-system"); !strings.Contains(got, "endpoint c1-gw owner=c1") || !strings.Contains(got, "cluster c1 owner=c1") {
+		if got := state(t, w.members, "c2-system"); !strings.Contains(got, "endpoint c1.gw owner=c1") || !strings.Contains(got, "cluster c1 owner=c1") {
 			t.Fatalf("c2 lost imports during the outage:\n%s", got)
 		}
 		startCtx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -362,7 +363,7 @@ func TestSyncer(t *testing.T) {
 		eventually(t, pick, lines(
 			"cluster c1 owner=c1 region=us",
 			"cluster c2 owner=c2 region=",
-			"endpoint c2-gw owner=c2 host=c2-n19",
+			"endpoint c2.gw owner=c2 host=c2-n19",
 		), "c2-system", w.info.Namespace)
 	})
 

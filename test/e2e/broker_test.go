@@ -105,7 +105,7 @@ func TestBrokerJoinAndLeave(t *testing.T) {
 		}
 	}
 	c1, c2 := ctrlClient(t, "c1"), ctrlClient(t, "c2")
-	want := "cluster c1 cluster c2 endpoint c1-c1-n1 endpoint c2-c2-n1"
+	want := "cluster c1 cluster c2 endpoint c1.c1-n1 endpoint c2.c2-n1"
 
 	t.Run("both clusters see both Clusters and Endpoints", func(t *testing.T) {
 		waitFor(t, 90*time.Second, "records in both clusters", func(ctx context.Context) (bool, error) {
@@ -362,7 +362,7 @@ func TestBrokerJoinAndLeave(t *testing.T) {
 			now = active(ctx, c1)
 			return now != "" && now != old, nil
 		})
-		wantEP := "c1-" + now
+		wantEP := gateway.EndpointName("c1", now)
 		waitFor(t, 60*time.Second, "c2 to see c1's new Endpoint "+wantEP+" and only it", func(ctx context.Context) (bool, error) {
 			var eps v1.EndpointList
 			if err := c2.List(ctx, &eps, client.InNamespace(v1.ComponentNamespace), client.MatchingLabels{v1.ClusterIDLabel: "c1"}); err != nil {
@@ -399,7 +399,7 @@ func TestBrokerJoinAndLeave(t *testing.T) {
 		// Not synchronisation: an outage that lasts (longer than the
 		// syncer's back-off and the informers' relist) is what is under test.
 		time.Sleep(20 * time.Second)
-		if got := records(ctx, c2); !strings.Contains(got, "cluster c1") || !strings.Contains(got, "endpoint c1-") {
+		if got := records(ctx, c2); !strings.Contains(got, "cluster c1") || !strings.Contains(got, "endpoint c1.") {
 			t.Fatalf("c2 lost c1's records during the outage: %s", got)
 		}
 		resume()
