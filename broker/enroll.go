@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"regexp"
@@ -13,8 +12,6 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -220,21 +217,8 @@ func tokenIsMember(ctx context.Context, info *Info, token, user string) bool {
 // every object it owns there, then its service account, which revokes the
 // credential.
 func Leave(ctx context.Context, cfg *rest.Config, namespace, clusterID string) error {
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
+	if err := deleteRecords(ctx, cfg, namespace, clusterID); err != nil {
 		return err
-	}
-	var errs []error
-	for _, r := range SyncedResources {
-		gvr := schema.GroupVersionResource{Group: r.Group, Version: resourceVersions[r.Resource], Resource: r.Resource}
-		err := dyn.Resource(gvr).Namespace(namespace).DeleteCollection(ctx, metav1.DeleteOptions{},
-			metav1.ListOptions{LabelSelector: v1.ClusterIDLabel + "=" + clusterID})
-		if err != nil && !apierrors.IsNotFound(err) {
-			errs = append(errs, fmt.Errorf("delete %s: %w", r.Resource, err))
-		}
-	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
 	}
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
