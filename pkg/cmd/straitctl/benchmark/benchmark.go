@@ -3,8 +3,6 @@
 package benchmark
 
 import (
-	"io"
-
 	"github.com/spf13/cobra"
 
 	"strait.dev/strait/pkg/benchmark"
@@ -55,15 +53,7 @@ the overlay again).`,
 			o.Log = cmdutil.Logf(cmd)
 			cmdutil.QuietClientLogs()
 			rep, err := benchmark.Run(ctx, cs, o)
-			if rep != nil {
-				if perr := out.PrintValue(cmd.OutOrStdout(), rep, func(w io.Writer) error { return rep.PrintTable(w) }); perr != nil {
-					return perr
-				}
-			}
-			if err != nil {
-				return cmdutil.Explain(err)
-			}
-			return rep.Err()
+			return out.PrintReport(cmd, rep, rep != nil, err)
 		},
 	}
 	clusters.AddFlags(cmd)

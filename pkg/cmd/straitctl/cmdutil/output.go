@@ -259,3 +259,25 @@ func QuietClientLogs() {
 	klog.LogToStderr(false)
 	klog.SetOutput(io.Discard)
 }
+
+// Report is the single result of verify, diagnose or benchmark.
+type Report interface {
+	PrintTable(io.Writer) error
+	// Err is the verdict: nil when every check passed.
+	Err() error
+}
+
+// PrintReport ends such a command: it prints rep in the format of o when
+// the run produced one (have), then returns the run's error, explained, or
+// else the report's verdict.
+func (o *Output) PrintReport(cmd *cobra.Command, rep Report, have bool, err error) error {
+	if have {
+		if perr := o.PrintValue(cmd.OutOrStdout(), rep, rep.PrintTable); perr != nil {
+			return perr
+		}
+	}
+	if err != nil {
+		return Explain(err)
+	}
+	return rep.Err()
+}

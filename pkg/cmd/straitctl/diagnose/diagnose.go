@@ -2,8 +2,6 @@
 package diagnose
 
 import (
-	"io"
-
 	"github.com/spf13/cobra"
 
 	"strait.dev/strait/pkg/cmd/straitctl/cmdutil"
@@ -57,15 +55,7 @@ the end). The exit code is 1 when a check fails; warnings do not fail.`,
 			o.Log = cmdutil.Logf(cmd)
 			cmdutil.QuietClientLogs()
 			rep, err := diagnose.Run(ctx, cs, o)
-			if rep != nil {
-				if perr := out.PrintValue(cmd.OutOrStdout(), rep, func(w io.Writer) error { return rep.PrintTable(w) }); perr != nil {
-					return perr
-				}
-			}
-			if err != nil {
-				return cmdutil.Explain(err)
-			}
-			return rep.Err()
+			return out.PrintReport(cmd, rep, rep != nil, err)
 		},
 	}
 	clusters.AddFlags(cmd)

@@ -3,8 +3,6 @@
 package verify
 
 import (
-	"io"
-
 	"github.com/spf13/cobra"
 
 	"strait.dev/strait/pkg/cmd/straitctl/cmdutil"
@@ -59,15 +57,7 @@ contexts. The exit code is 1 when any check fails, and the error names them.`,
 			o.Log = cmdutil.Logf(cmd)
 			cmdutil.QuietClientLogs()
 			rep, err := verify.Run(ctx, cs, o)
-			if rep != nil {
-				if perr := out.PrintValue(cmd.OutOrStdout(), rep, func(w io.Writer) error { return rep.PrintTable(w) }); perr != nil {
-					return perr
-				}
-			}
-			if err != nil {
-				return cmdutil.Explain(err)
-			}
-			return rep.Err()
+			return out.PrintReport(cmd, rep, rep != nil, err)
 		},
 	}
 	clusters.AddFlags(cmd)
