@@ -4,9 +4,11 @@
 // overlapping CIDRs between clusters, gateway nodes and their public
 // addresses, the gateways' cables, the NAT discovery port between gateways
 // (a real request from a pod on one gateway node to the other gateway), the
+// largest packet that crosses from a pod of each cluster to a pod of each
+// other with Don't Fragment set, against the cable's MTU, the
 // clusterset.local forward in the cluster's CoreDNS, clock and version skew
 // between clusters, and Strait's leftovers in clusters that have not
-// joined. It is the library of "straitctl diagnose".
+// joined, on their nodes too. It is the library of "straitctl diagnose".
 package diagnose
 
 import (
@@ -37,6 +39,7 @@ import (
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
 	"strait.dev/strait/pkg/corefile"
 	"strait.dev/strait/pkg/member"
+	"strait.dev/strait/pkg/mtu"
 	"strait.dev/strait/pkg/probe"
 )
 
@@ -49,6 +52,7 @@ const (
 	CheckPublicIP     = "public-ip"
 	CheckCables       = "cables"
 	CheckNATDiscovery = "nat-discovery"
+	CheckMTU          = "mtu"
 	CheckDNSForward   = "dns-forward"
 	CheckClockSkew    = "clock-skew"
 	CheckVersions     = "versions"
@@ -165,9 +169,11 @@ type memberState struct {
 func Run(ctx context.Context, clusters []*probe.Cluster, o Options) (*Report, error) {
 	r := &run{o: o}
 	var joined []*memberState
+	var unjoined []*probe.Cluster
 	for _, c := range clusters {
 		if c.ID == "" {
 			r.leftovers(ctx, c)
+			unjoined = append(unjoined, c)
 			continue
 		}
 		m := &memberState{c: c}
@@ -189,8 +195,13 @@ func Run(ctx context.Context, clusters []*probe.Cluster, o Options) (*Report, er
 			return nil, err
 		}
 	}
+	if len(unjoined) > 0 {
+		if err := r.nodeLeftovers(ctx, unjoined); err != nil {
+			return nil, err
+		}
+	}
 	order := []string{CheckLeftovers, CheckKubeProxy, CheckCIDRs, CheckOverlap, CheckGatewayNodes, CheckPublicIP, CheckCables,
-		CheckNATDiscovery, CheckDNSForward, CheckClockSkew, CheckVersions}
+		CheckNATDiscovery, CheckMTU, CheckDNSForward, CheckClockSkew, CheckVersions}
 	slices.SortStableFunc(r.results, func(a, b Result) int {
 		if d := slices.Index(order, a.Check) - slices.Index(order, b.Check); d != 0 {
 			return d
@@ -612,9 +623,63 @@ func (r *run) leftovers(ctx context.Context, c *probe.Cluster) {
 	r.add(CheckLeftovers, c.Name(), Warn, "not joined, but has "+strings.Join(found, ", "), "run straitctl leave against it to remove them")
 }
 
-// podChecks run host-network test pods in the joined clusters, on the
-// active gateway node and on a non-gateway node, each running one probe to
-// its end: kube-proxy's mode, and the NAT discovery requests.
+// nodeLeftovers runs a host-network test pod on every Ready node of the
+// clusters that have not joined, which lists what of Strait's the node
+// still has: its devices, routing tables and rules, iptables chains and
+// WireGuard sockets (pkg/nodenet.Leftovers). A gateway or route agent that
+// was killed, or a node that was down while its cluster left, keeps them,
+// and they can bend traffic long after.
+func (r *run) nodeLeftovers(ctx context.Context, clusters []*probe.Cluster) error {
+	s, err := probe.NewSession(ctx, clusters, namespacePrefix, r.o.Image)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	s.Log = r.o.Log
+	r.logf("test namespace %s; looking for Strait's state on the nodes of %d clusters that have not joined", s.Namespace, len(clusters))
+	var wg sync.WaitGroup
+	for _, c := range clusters {
+		nodes, err := c.Kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			r.add(CheckLeftovers, c.Name(), Warn, "cannot list nodes: "+err.Error(), "")
+			continue
+		}
+		for i, n := range nodes.Items {
+			where := c.Name() + "/" + n.Name
+			if !probe.NodeReady(&n) {
+				r.add(CheckLeftovers, where, Warn, "node not Ready: not checked", "look again when it is back: straitctl diagnose")
+				continue
+			}
+			wg.Go(func() { r.nodeLeftover(ctx, s, c, n.Name, where, fmt.Sprintf("node-state-%d", i)) })
+		}
+	}
+	wg.Wait()
+	return nil
+}
+
+// nodeLeftover runs the node-state probe on one node.
+func (r *run) nodeLeftover(ctx context.Context, s *probe.Session, c *probe.Cluster, node, where, name string) {
+	var rep probe.NodeStateReport
+	err := s.RunTestpod(ctx, c, probe.PodSpec{Name: name, Node: node, HostNetwork: true,
+		Capabilities: []corev1.Capability{"NET_ADMIN"}, Args: []string{"node-state"}}, &rep)
+	switch {
+	case err != nil:
+		r.add(CheckLeftovers, where, Warn, "cannot look: "+oneLine(err), "")
+	case len(rep.Found) > 0:
+		r.add(CheckLeftovers, where, Warn, "not joined, but the node has "+strings.Join(rep.Found, ", "),
+			"a gateway or route agent stopped without cleaning up (killed, or the node was down at leave): join and leave again, or remove them by hand")
+	case rep.Error != "":
+		r.add(CheckLeftovers, where, Warn, "cannot read the node's state: "+rep.Error, "")
+	default:
+		r.add(CheckLeftovers, where, OK, "nothing of Strait's on the node", "")
+	}
+}
+
+// podChecks run test pods in the joined clusters: host-network ones on
+// the active gateway node and on a non-gateway node, each running one probe
+// to its end (kube-proxy's mode, the NAT discovery requests), and one pod
+// per cluster that serves a UDP echo and, exec'd into, probes the path MTU
+// to the others'.
 func (r *run) podChecks(ctx context.Context, joined []*memberState) error {
 	var clusters []*probe.Cluster
 	for _, m := range joined {
@@ -626,7 +691,7 @@ func (r *run) podChecks(ctx context.Context, joined []*memberState) error {
 	}
 	defer s.Close()
 	s.Log = r.o.Log
-	r.logf("test namespace %s; running host-network test pods (image %s)", s.Namespace, r.o.Image)
+	r.logf("test namespace %s; running test pods (image %s)", s.Namespace, r.o.Image)
 	var wg sync.WaitGroup
 	for _, m := range joined {
 		for _, pl := range []probe.Placement{probe.OnGateway, probe.OffGateway} {
@@ -640,6 +705,7 @@ func (r *run) podChecks(ctx context.Context, joined []*memberState) error {
 			}
 		}
 	}
+	wg.Go(func() { r.mtus(ctx, s, joined) })
 	wg.Wait()
 	return nil
 }
@@ -728,4 +794,111 @@ func NATDiscoveryRequest(id uint64) []byte {
 	b[4], b[5] = 1, 1
 	binary.BigEndian.PutUint64(b[8:], id)
 	return b
+}
+
+// mtus starts an echo pod in every joined cluster, on a non-gateway node
+// where there is one (its traffic crosses the route agents' overlay and
+// then the cable, the longest path), and probes from each to every other's
+// the largest packet that crosses with Don't Fragment set. The cable's MTU
+// must cross: the route agents clamp TCP's MSS to it, so a path narrower
+// than that drops full-sized segments; a link that drops them without an
+// ICMP error (a tunnel or cloud path narrower than the nodes' NICs) stalls
+// connections that pings and the health checks, with small packets, never
+// notice.
+func (r *run) mtus(ctx context.Context, s *probe.Session, joined []*memberState) {
+	specs := map[*probe.Cluster][]probe.PodSpec{}
+	for _, m := range joined {
+		node := m.nodes.NonGateway
+		if node == "" {
+			node = m.nodes.ActiveGateway
+		}
+		specs[m.c] = []probe.PodSpec{{Name: "mtu", Node: node, Args: []string{"serve"}, Ready: probe.HTTPPort}}
+	}
+	pods, err := s.StartPods(ctx, specs)
+	var wg sync.WaitGroup
+	for _, a := range joined {
+		for _, b := range joined {
+			pa, pb := pods[a.c.ID+"/mtu"], pods[b.c.ID+"/mtu"]
+			switch {
+			case a == b:
+			case pa == nil || pb == nil:
+				r.add(CheckMTU, a.c.ID+" -> "+b.c.ID, Warn, "no test pod to probe with: "+oneLine(err), "")
+			default:
+				wg.Go(func() { r.mtu(ctx, s, a, pa, pb) })
+			}
+		}
+	}
+	wg.Wait()
+}
+
+// mtu probes from pod a (of cluster m) to pod b's echo.
+func (r *run) mtu(ctx context.Context, s *probe.Session, m *memberState, a, b *probe.Pod) {
+	where := fmt.Sprintf("%s/%s -> %s/%s", a.Cluster.ID, a.Node, b.Cluster.ID, b.Node)
+	driver, underlay := r.cable(ctx, m)
+	want := mtu.Cable(string(driver), underlay)
+	var rep probe.PMTUReport
+	err := s.Testpod(ctx, a, &rep, "pmtu", "--udp", net.JoinHostPort(b.IP, strconv.Itoa(probe.UDPEchoPort)), "--max", strconv.Itoa(want))
+	switch {
+	case err != nil:
+		r.add(CheckMTU, where, Warn, "cannot probe: "+oneLine(err), "")
+	case rep.OK:
+		r.add(CheckMTU, where, OK, fmt.Sprintf("%d-byte packets (the %s cable's MTU) cross with Don't Fragment set, and come back", want, driver), "")
+	case rep.Largest == 0:
+		r.add(CheckMTU, where, Fail, "no packet came back, not even of "+strconv.Itoa(rep.Smallest)+" bytes: "+rep.Error,
+			"the pods cannot reach each other at all: see the cables check and run straitctl verify")
+	case rep.LocalMTU > 0 && rep.Largest >= rep.LocalMTU:
+		r.add(CheckMTU, where, Warn, fmt.Sprintf("packets of up to %d bytes cross; the path says so (the sender's kernel holds MTU %d), the %s cable's MTU is %d", rep.Largest, rep.LocalMTU, driver, want),
+			"TCP adapts to a path that reports its MTU; check the MTU of the pod network and of the links between the gateways")
+	default:
+		r.add(CheckMTU, where, Fail, fmt.Sprintf("packets over %d bytes vanish without an error on the way; the %s cable sends up to %d", rep.Largest, driver, want),
+			fmt.Sprintf("a link between the gateways carries less than the nodes' MTU (%d) and drops the rest silently: raise its MTU, or start the gateways and route agents with --underlay-mtu=%d",
+				underlay, rep.Largest+mtu.Overhead(string(driver), mtu.IPv6Header)))
+	}
+}
+
+// cable is the cluster's cable driver (its Endpoint's) and the underlay MTU
+// its gateways size the cable from (their --underlay-mtu, 1500 unless
+// given).
+func (r *run) cable(ctx context.Context, m *memberState) (v1.CableDriver, int) {
+	driver := v1.CableDriverWireGuard
+	if m.endpoint != nil && m.endpoint.Spec.CableDriver != "" {
+		driver = m.endpoint.Spec.CableDriver
+	}
+	underlay := defaultUnderlayMTU
+	var ds appsv1.DaemonSet
+	if err := m.c.Client.Get(ctx, client.ObjectKey{Namespace: v1.ComponentNamespace, Name: "strait-gateway"}, &ds); err == nil {
+		for _, c := range ds.Spec.Template.Spec.Containers {
+			if v, ok := flagValue(c.Args, "underlay-mtu"); ok {
+				if n, err := strconv.Atoi(v); err == nil && n > 0 {
+					underlay = n
+				}
+			}
+		}
+	}
+	return driver, underlay
+}
+
+// defaultUnderlayMTU is the gateway's --underlay-mtu default (cmd/strait-gateway).
+const defaultUnderlayMTU = 1500
+
+// flagValue finds --name=value or --name value (one or two dashes) in args.
+func flagValue(args []string, name string) (string, bool) {
+	for i, a := range args {
+		a = strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
+		if v, ok := strings.CutPrefix(a, name+"="); ok {
+			return v, true
+		}
+		if a == name && i+1 < len(args) {
+			return args[i+1], true
+		}
+	}
+	return "", false
+}
+
+// oneLine is err's message on one line ("" for nil).
+func oneLine(err error) string {
+	if err == nil {
+		return ""
+	}
+	return strings.ReplaceAll(err.Error(), "\n", "; ")
 }

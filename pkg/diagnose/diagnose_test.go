@@ -127,3 +127,19 @@ func TestReportErrNamesFailedChecks(t *testing.T) {
 		t.Fatalf("warnings only: %v", err)
 	}
 }
+
+func TestFlagValue(t *testing.T) {
+	args := []string{"--cluster-id=c1", "-underlay-mtu", "1400", "--v=2"}
+	if v, ok := flagValue(args, "underlay-mtu"); !ok || v != "1400" {
+		t.Errorf("underlay-mtu = %q, %v", v, ok)
+	}
+	if v, ok := flagValue(args, "cluster-id"); !ok || v != "c1" {
+		t.Errorf("cluster-id = %q, %v", v, ok)
+	}
+	if _, ok := flagValue(args, "cluster"); ok {
+		t.Error("found a flag that is only a prefix of one")
+	}
+	if _, ok := flagValue([]string{"--underlay-mtu"}, "underlay-mtu"); ok {
+		t.Error("found a value after the last argument")
+	}
+}

@@ -139,7 +139,7 @@ func FindNodes(ctx context.Context, c *Cluster) (Nodes, error) {
 			out.Gateways = append(out.Gateways, n.Name)
 			continue
 		}
-		if out.NonGateway == "" && !n.Spec.Unschedulable && nodeReady(&n) && !noSchedule(&n) {
+		if out.NonGateway == "" && !n.Spec.Unschedulable && NodeReady(&n) && !noSchedule(&n) {
 			out.NonGateway = n.Name
 		}
 	}
@@ -147,7 +147,8 @@ func FindNodes(ctx context.Context, c *Cluster) (Nodes, error) {
 	return out, nil
 }
 
-func nodeReady(n *corev1.Node) bool {
+// NodeReady reports the node's Ready condition.
+func NodeReady(n *corev1.Node) bool {
 	for _, c := range n.Status.Conditions {
 		if c.Type == corev1.NodeReady {
 			return c.Status == corev1.ConditionTrue

@@ -82,7 +82,7 @@ func NewSession(ctx context.Context, clusters []*Cluster, prefix, image string) 
 		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: s.Namespace, Labels: map[string]string{ManagedByLabel: managedBy}}}
 		if _, err := c.Kube.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
 			s.Close()
-			return nil, fmt.Errorf("%s: create namespace %s: %w", c.ID, s.Namespace, err)
+			return nil, fmt.Errorf("%s: create namespace %s: %w", c.Name(), s.Namespace, err)
 		}
 	}
 	for _, c := range clusters {
@@ -92,7 +92,7 @@ func NewSession(ctx context.Context, clusters []*Cluster, prefix, image string) 
 		})
 		if err != nil {
 			s.Close()
-			return nil, fmt.Errorf("%s: namespace %s has no default service account: %w", c.ID, s.Namespace, err)
+			return nil, fmt.Errorf("%s: namespace %s has no default service account: %w", c.Name(), s.Namespace, err)
 		}
 	}
 	return s, nil
@@ -113,7 +113,7 @@ func (s *Session) Close() {
 	for _, c := range s.Clusters {
 		err := c.Kube.CoreV1().Namespaces().Delete(ctx, s.Namespace, metav1.DeleteOptions{})
 		if err != nil && !strings.Contains(err.Error(), "not found") {
-			s.logf("%s: delete namespace %s: %v (delete it by hand)", c.ID, s.Namespace, err)
+			s.logf("%s: delete namespace %s: %v (delete it by hand)", c.Name(), s.Namespace, err)
 		}
 	}
 }
@@ -133,6 +133,9 @@ type PodSpec struct {
 	// Ready is an HTTP port whose /healthz must answer for the pod to be
 	// Ready; 0 for none.
 	Ready int32
+	// Capabilities are Linux capabilities the container adds (NET_ADMIN
+	// to read the node's packet filter).
+	Capabilities []corev1.Capability
 }
 
 // Pod is a running test pod.
@@ -169,6 +172,9 @@ func (s *Session) pod(spec PodSpec) *corev1.Pod {
 			}},
 		},
 	}
+	if len(spec.Capabilities) > 0 {
+		p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: spec.Capabilities}}
+	}
 	if spec.Ready != 0 {
 		p.Spec.Containers[0].ReadinessProbe = &corev1.Probe{
 			ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(spec.Ready)}},
@@ -179,7 +185,7 @@ func (s *Session) pod(spec PodSpec) *corev1.Pod {
 }
 
 // StartPods creates the pods of each cluster and waits until all are
-// Ready. The error names the first pod that failed and why (an image the
+// Ready. The pods that started are keyed "<cluster>/<pod>" (Cluster.Name). The error names the first pod that failed and why (an image the
 // node cannot pull, a container that exited).
 func (s *Session) StartPods(ctx context.Context, pods map[*Cluster][]PodSpec) (map[string]*Pod, error) {
 	out := map[string]*Pod{}
@@ -196,7 +202,7 @@ func (s *Session) StartPods(ctx context.Context, pods map[*Cluster][]PodSpec) (m
 					errs = append(errs, err)
 					return
 				}
-				out[c.ID+"/"+spec.Name] = p
+				out[c.Name()+"/"+spec.Name] = p
 			})
 		}
 	}
@@ -206,7 +212,7 @@ func (s *Session) StartPods(ctx context.Context, pods map[*Cluster][]PodSpec) (m
 
 func (s *Session) startPod(ctx context.Context, c *Cluster, spec PodSpec) (*Pod, error) {
 	if _, err := c.Kube.CoreV1().Pods(s.Namespace).Create(ctx, s.pod(spec), metav1.CreateOptions{}); err != nil {
-		return nil, fmt.Errorf("%s: create test pod %s: %w", c.ID, spec.Name, err)
+		return nil, fmt.Errorf("%s: create test pod %s: %w", c.Name(), spec.Name, err)
 	}
 	var last string
 	var pod *corev1.Pod
@@ -233,7 +239,7 @@ func (s *Session) startPod(ctx context.Context, c *Cluster, spec PodSpec) (*Pod,
 		return last == "", nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%s: test pod %s/%s (image %s) not ready: %s: %w", c.ID, s.Namespace, spec.Name, s.Image, last, err)
+		return nil, fmt.Errorf("%s: test pod %s/%s (image %s) not ready: %s: %w", c.Name(), s.Namespace, spec.Name, s.Image, last, err)
 	}
 	return &Pod{Cluster: c, Name: spec.Name, Node: pod.Spec.NodeName, IP: pod.Status.PodIP}, nil
 }
@@ -368,7 +374,7 @@ func lastLine(s string) string {
 // after. Errors: the pod never ran, or printed no report.
 func (s *Session) RunTestpod(ctx context.Context, c *Cluster, spec PodSpec, report any) error {
 	if _, err := c.Kube.CoreV1().Pods(s.Namespace).Create(ctx, s.pod(spec), metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("%s: create test pod %s: %w", c.ID, spec.Name, err)
+		return fmt.Errorf("%s: create test pod %s: %w", c.Name(), spec.Name, err)
 	}
 	defer func() {
 		_ = c.Kube.CoreV1().Pods(s.Namespace).Delete(context.WithoutCancel(ctx), spec.Name, metav1.DeleteOptions{})
@@ -401,11 +407,11 @@ func (s *Session) RunTestpod(ctx context.Context, c *Cluster, spec PodSpec, repo
 		return false, nil
 	})
 	if err != nil {
-		return fmt.Errorf("%s: test pod %s/%s (image %s) did not run to its end: %s: %w", c.ID, s.Namespace, spec.Name, s.Image, last, err)
+		return fmt.Errorf("%s: test pod %s/%s (image %s) did not run to its end: %s: %w", c.Name(), s.Namespace, spec.Name, s.Image, last, err)
 	}
 	raw, err := c.Kube.CoreV1().Pods(s.Namespace).GetLogs(spec.Name, &corev1.PodLogOptions{Container: container}).DoRaw(ctx)
 	if err != nil {
-		return fmt.Errorf("%s: logs of test pod %s/%s: %w", c.ID, s.Namespace, spec.Name, err)
+		return fmt.Errorf("%s: logs of test pod %s/%s: %w", c.Name(), s.Namespace, spec.Name, err)
 	}
 	if code == 2 {
 		return fmt.Errorf("%s %s: usage error: %s", TestpodBinary, strings.Join(spec.Args, " "), strings.TrimSpace(string(raw)))
@@ -418,5 +424,5 @@ func (s *Session) RunTestpod(ctx context.Context, c *Cluster, spec PodSpec, repo
 			return nil
 		}
 	}
-	return fmt.Errorf("%s %s in %s/%s: no report (exit %d): %s", TestpodBinary, strings.Join(spec.Args, " "), c.ID, spec.Name, code, strings.TrimSpace(string(raw)))
+	return fmt.Errorf("%s %s in %s/%s: no report (exit %d): %s", TestpodBinary, strings.Join(spec.Args, " "), c.Name(), spec.Name, code, strings.TrimSpace(string(raw)))
 }

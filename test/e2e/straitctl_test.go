@@ -18,13 +18,22 @@ import (
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
 )
 
-// TestStraitctlOperatorCommands runs the operator's commands on a joined
-// clusterset: export and unexport a Service, show every noun, and gather,
-// whose node state comes from exec in the route agent pods through each
-// node's kubelet, with no Secret value in the archive.
-func TestStraitctlOperatorCommands(t *testing.T) {
+// TestStraitctl drives straitctl's operator commands against one joined
+// clusterset, as an operator would, and breaks the fabric to see each name
+// what broke. The subtests share the clusterset (a join of three clusters
+// takes about a minute); the last one has c3 leave.
+func TestStraitctl(t *testing.T) {
 	need(t)
 	joinClusterSet(t)
+	t.Run("operator commands", operatorCommands)
+	straitctlVerify(t)
+}
+
+// operatorCommands runs the operator's commands on a joined clusterset:
+// export and unexport a Service, show every noun, and gather, whose node
+// state comes from exec in the route agent pods through each node's
+// kubelet, with no Secret value in the archive.
+func operatorCommands(t *testing.T) {
 	ctx := context.Background()
 	kc := adminKubeconfig("c1")
 	const ns = "straitctl-e2e"

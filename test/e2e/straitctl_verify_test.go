@@ -55,12 +55,10 @@ func kubeconfigsFlag() []string {
 	return []string{"--kubeconfig", strings.Join(files, ",")}
 }
 
-// TestStraitctlVerify drives "straitctl verify", "diagnose" and
-// "benchmark" against the joined clusterset as an operator would, and
-// breaks the fabric to see each name what broke.
-func TestStraitctlVerify(t *testing.T) {
-	need(t)
-	joinClusterSet(t)
+// straitctlVerify drives "straitctl verify", "diagnose" and "benchmark"
+// against the joined clusterset as an operator would, and breaks the
+// fabric to see each name what broke. Its last subtest has c3 leave.
+func straitctlVerify(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("verify passes on the joined clusters, failover included", func(t *testing.T) {
@@ -163,13 +161,56 @@ func TestStraitctlVerify(t *testing.T) {
 		if n := strings.Count("\n"+r.stdout, "\nfail "); n != 2 {
 			t.Errorf("%d checks failed, want the 2 NAT discovery probes from c2", n)
 		}
-		for _, check := range []string{"kube-proxy-mode", "cidrs", "cidr-overlap", "gateway-nodes", "public-ip", "cables", "dns-forward", "clock-skew", "versions"} {
+		for _, check := range []string{"kube-proxy-mode", "cidrs", "cidr-overlap", "gateway-nodes", "public-ip", "cables", "mtu", "dns-forward", "clock-skew", "versions"} {
 			if countRows(r.stdout, "ok", check) == 0 {
 				t.Errorf("no %q check came out ok", check)
 			}
 		}
 		if n := strings.Count(r.stdout, " answered in "); n != 2 { // c1 -> c3 and c3 -> c1
 			t.Errorf("%d NAT discovery probes answered, want the 2 between c1 and c3", n)
+		}
+	})
+
+	t.Run("diagnose names a link between the gateways narrower than the cable", func(t *testing.T) {
+		// c3's gateway nodes' ports on the internet switch carry 1400
+		// bytes and drop larger frames without a word, both ways (a veth
+		// drops what its receiver's MTU cannot take, a bridge what its
+		// port's cannot): a tunnel or cloud path narrower than the
+		// nodes' NICs. The WireGuard cable sends up to 1420 bytes in
+		// 1480-byte UDP packets.
+		setMTU := func(mtu string) {
+			for _, i := range []int{1, 2} {
+				sp := sandbox.SwitchPorts("c3", i)[1]
+				if out, err := runHost("ip", "-n", sp[0], "link", "set", sp[1], "mtu", mtu); err != nil {
+					t.Errorf("ip link set %s mtu %s: %v %s", sp[1], mtu, err, out)
+				}
+			}
+		}
+		setMTU("1400")
+		t.Cleanup(func() { setMTU("1500") })
+		r := runStraitctl(t, append([]string{"diagnose"}, kubeconfigsFlag()...)...)
+		setMTU("1500")
+		t.Logf("straitctl diagnose with c3's gateways behind a 1400-byte link: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		if r.code != 1 {
+			t.Fatalf("exit %d, want 1", r.code)
+		}
+		// Every path to and from c3 fails, at the size that fits: 1328
+		// bytes, as WireGuard pads what it encrypts to a multiple of 16
+		// bytes and adds 32, UDP and IPv4 28: a 1328-byte packet makes
+		// 1388 bytes on the link, a 1329-byte one 1404.
+		for _, want := range []string{"mtu c1/c1-n3 -> c3/c3-n3", "mtu c3/c3-n3 -> c1/c1-n3", "mtu c2/c2-n3 -> c3/c3-n3", "mtu c3/c3-n3 -> c2/c2-n3"} {
+			if !strings.Contains(r.stderr, want) {
+				t.Errorf("the error does not name %q", want)
+			}
+		}
+		if n := strings.Count(r.stdout, "packets over 1328 bytes vanish"); n != 4 {
+			t.Errorf("%d rows say packets over 1328 bytes vanish, want 4", n)
+		}
+		if n := strings.Count("\n"+r.stdout, "\nfail "); n != 4 {
+			t.Errorf("%d checks failed, want the 4 MTU probes to and from c3", n)
+		}
+		if n := countRows(r.stdout, "ok", "mtu"); n != 2 { // c1 -> c2 and c2 -> c1
+			t.Errorf("%d MTU probes passed, want the 2 between c1 and c2", n)
 		}
 	})
 
@@ -186,6 +227,69 @@ func TestStraitctlVerify(t *testing.T) {
 			t.Errorf("want two rows with RTT p50 and p99 above zero")
 		}
 	})
+
+	t.Run("diagnose names Strait's leftovers on a node of a cluster that left", leftoversAfterLeave)
+}
+
+// leftoversAfterLeave has c3 leave, plants on one of its nodes what a
+// route agent killed before it cleaned up would leave, and checks that
+// diagnose finds that and nothing on the other nodes; then that a clean
+// node says so.
+func leftoversAfterLeave(t *testing.T) {
+	if out, err := straitctl(t, "leave", "--kubeconfig", adminKubeconfig("c3")); err != nil {
+		t.Fatalf("leave c3: %v\n%s", err, out)
+	}
+	ns := sandbox.NodeNS("c3-n3")
+	plant := [][]string{
+		{"ip", "netns", "exec", ns, "ip", "link", "add", "strait-overlay", "type", "dummy"},
+		{"ip", "netns", "exec", ns, "iptables", "-t", "filter", "-N", "STRAIT-FORWARD"},
+	}
+	unplant := [][]string{
+		{"ip", "netns", "exec", ns, "ip", "link", "del", "strait-overlay"},
+		{"ip", "netns", "exec", ns, "iptables", "-t", "filter", "-X", "STRAIT-FORWARD"},
+	}
+	for _, c := range plant {
+		if out, err := runHost(c[0], c[1:]...); err != nil {
+			t.Fatalf("%v: %v %s", c, err, out)
+		}
+	}
+	planted := true
+	remove := func() {
+		if planted {
+			for _, c := range unplant {
+				if out, err := runHost(c[0], c[1:]...); err != nil {
+					t.Errorf("%v: %v %s", c, err, out)
+				}
+			}
+			planted = false
+		}
+	}
+	defer remove()
+	diagnose := []string{"diagnose", "--kubeconfig", adminKubeconfig("c3")}
+	r := runStraitctl(t, diagnose...)
+	t.Logf("straitctl diagnose of c3 after leave, with leftovers on c3-n3: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	// Leftovers are a warning: they are not a fault of a clusterset.
+	if r.code != 0 {
+		t.Errorf("exit %d, want 0", r.code)
+	}
+	row := ""
+	for _, line := range strings.Split(r.stdout, "\n") {
+		if strings.Contains(line, "leftovers") && strings.Contains(line, "/c3-n3 ") {
+			row = line
+		}
+	}
+	if !strings.HasPrefix(row, "warn ") || !strings.Contains(row, "strait-overlay") || !strings.Contains(row, "STRAIT-FORWARD") {
+		t.Errorf("no warn row for c3-n3 naming the link and the chain: %q", row)
+	}
+	if n := countRows(r.stdout, "ok", "leftovers"); n != 3 { // the cluster, c3-n1, c3-n2
+		t.Errorf("%d leftovers rows ok, want 3 (the cluster and its two other nodes)", n)
+	}
+	remove()
+	r = runStraitctl(t, diagnose...)
+	t.Logf("straitctl diagnose of c3, cleaned: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	if n := countRows(r.stdout, "ok", "leftovers"); r.code != 0 || n != 4 {
+		t.Errorf("exit %d and %d leftovers rows ok, want 0 and 4", r.code, n)
+	}
 }
 
 // figures counts the table rows whose column col (from 0) is a number

@@ -50,6 +50,9 @@ commands:
            connection; report what arrived in Gbit/s
   udp-send --udp HOST:PORT --hex PAYLOAD [--expect HEX] [--count 3] [--timeout 1s]
            send a datagram until a reply starting with --expect comes
+  pmtu     --udp IP:PORT --max BYTES [--min 576] [--count 3] [--timeout 500ms]
+           the largest IP packet, Don't Fragment set, that a UDP echo
+           returns: --max first, then a search down to --min
   dns      NAME [--type A|AAAA|SRV] [--server IP[:PORT]] [--timeout 5s]
   dns-flood --server IP[:PORT] [--count 10000] [--rate 0] [--timeout 2s]
            [--seed 1]
@@ -90,6 +93,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = udpSend(ctx, args, stdout, stderr)
 	case "dns-flood":
 		err = dnsFlood(ctx, args, stdout, stderr)
+	case "pmtu":
+		err = pmtu(ctx, args, stdout, stderr)
 	case "sleep":
 		if err = parse(newFlagSet("sleep", "", stderr), args, 0); err == nil {
 			<-ctx.Done()
@@ -284,6 +289,20 @@ func throughput(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	return testpod.RunThroughput(ctx, cfg, stdout)
+}
+
+func pmtu(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("pmtu", "--udp IP:PORT --max BYTES [--min 576] [--count 3] [--timeout 500ms]", stderr)
+	cfg := testpod.PMTUConfig{}
+	fs.StringVar(&cfg.Target, "udp", "", "`IP:PORT` of a UDP echo (serve --udp-echo)")
+	fs.IntVar(&cfg.Max, "max", 0, "the IP packet size, in `bytes`, the path should carry (tried first)")
+	fs.IntVar(&cfg.Min, "min", testpod.DefaultPMTUMin, "the smallest IP packet size to try, in `bytes`")
+	fs.IntVar(&cfg.Count, "count", testpod.DefaultPMTUCount, "datagrams of one size to send before it counts as not crossing")
+	fs.DurationVar(&cfg.Timeout, "timeout", testpod.DefaultPMTUTimeout, "how long to wait for each echo")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	return testpod.RunPMTU(ctx, cfg, stdout)
 }
 
 func udpSend(ctx context.Context, args []string, stdout, stderr io.Writer) error {

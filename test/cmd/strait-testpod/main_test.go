@@ -60,6 +60,9 @@ func TestRunExitCodes(t *testing.T) {
 		// Flags after the name count too.
 		{args: []string{"dns", "localhost", "--type", "A"}, code: exitOK, stdout: `"127.0.0.1"`, reportLine: true},
 		{args: []string{"dns", "--type", "A", "localhost"}, code: exitOK, stdout: `"127.0.0.1"`, reportLine: true},
+		{args: []string{"pmtu"}, code: exitUsage, stderr: "invalid target", reportLine: true},
+		{args: []string{"pmtu", "--udp", "127.0.0.1:9", "--max", "100"}, code: exitUsage, stderr: "<= max (100)", reportLine: true},
+		{args: []string{"pmtu", "--udp", "127.0.0.1:9", "--max", "1500", "--count", "0"}, code: exitUsage, stderr: "count", reportLine: true},
 		{args: []string{"dns-flood"}, code: exitUsage, stderr: "missing --server", reportLine: true},
 		{args: []string{"dns-flood", "--server", "kube-dns"}, code: exitUsage, stderr: "invalid DNS server", reportLine: true},
 		{args: []string{"dns-flood", "--server", "127.0.0.1", "--count", "0"}, code: exitUsage, stderr: "invalid count", reportLine: true},
