@@ -3,13 +3,20 @@ package diagnose
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"k8s.io/client-go/rest"
+
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
+	"strait.dev/strait/pkg/probe"
 
 	// The gateway's own NAT discovery answers the request diagnose sends:
 	// the wire format has one authority. (Tests may import components.)
@@ -141,5 +148,44 @@ func TestFlagValue(t *testing.T) {
 	}
 	if _, ok := flagValue([]string{"--underlay-mtu"}, "underlay-mtu"); ok {
 		t.Error("found a value after the last argument")
+	}
+}
+
+// TestClockSkew reads the clocks of real HTTP servers whose Date headers
+// run ahead of ours by a set amount, as an apiserver's would.
+func TestClockSkew(t *testing.T) {
+	server := func(ahead time.Duration) *probe.Cluster {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Date", time.Now().Add(ahead).UTC().Format(http.TimeFormat))
+			fmt.Fprintln(w, "{}")
+		}))
+		t.Cleanup(srv.Close)
+		return &probe.Cluster{Source: fmt.Sprintf("ahead-%s", ahead), Config: &rest.Config{Host: srv.URL}}
+	}
+	for _, tc := range []struct {
+		ahead  time.Duration
+		result string
+	}{
+		{0, OK},
+		{5 * time.Second, Warn},
+		{time.Minute, Fail},
+	} {
+		r := &run{}
+		r.clockSkew(context.Background(), []*probe.Cluster{server(0), server(tc.ahead)})
+		if len(r.results) != 1 || r.results[0].Result != tc.result {
+			t.Errorf("%s ahead: %+v, want one %s", tc.ahead, r.results, tc.result)
+			continue
+		}
+		if tc.result != OK && !strings.Contains(r.results[0].Detail, "ahead-"+tc.ahead.String()+" is ") {
+			t.Errorf("%s ahead: the detail does not name the cluster ahead: %s", tc.ahead, r.results[0].Detail)
+		}
+	}
+	// A server that cannot be reached is named, not a crash.
+	gone := server(0)
+	gone.Config.Host = "http://127.0.0.1:1"
+	r := &run{}
+	r.clockSkew(context.Background(), []*probe.Cluster{server(0), gone})
+	if len(r.results) != 1 || r.results[0].Result != Warn || r.results[0].Where != gone.Source {
+		t.Errorf("an apiserver that does not answer: %+v", r.results)
 	}
 }

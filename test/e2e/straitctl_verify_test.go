@@ -14,6 +14,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
+	"strait.dev/strait/pkg/corefile"
 	"strait.dev/strait/test/sandbox"
 )
 
@@ -228,7 +230,86 @@ func straitctlVerify(t *testing.T) {
 		}
 	})
 
+	// c3 leaves next, so what this breaks in it needs no repair.
+	t.Run("diagnose names what an operator broke in c3", brokenC3)
 	t.Run("diagnose names Strait's leftovers on a node of a cluster that left", leftoversAfterLeave)
+}
+
+// brokenC3 breaks in c3 what diagnose checks and the other subtests leave
+// whole, at once, and checks that one run names each: the standby gateway
+// node unlabelled (diagnose then probes it as the non-gateway node: its
+// nodes sort first), kube-proxy's metrics port dropped on it, the
+// clusterset.local block gone from CoreDNS's Corefile, and the Lighthouse
+// agent on another version.
+func brokenC3(t *testing.T) {
+	ctx := context.Background()
+	cs := kubeClient(t, "c3")
+	standby := "c3-n1"
+	if holder(t, "c3") == standby {
+		standby = "c3-n2"
+	}
+	ns := sandbox.NodeNS(standby)
+	rule := []string{"INPUT", "-p", "tcp", "--dport", "10249", "-j", "DROP"}
+	if out, err := runHost("ip", append([]string{"netns", "exec", ns, "iptables", "-I"}, rule...)...); err != nil {
+		t.Fatalf("iptables: %v %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := runHost("ip", append([]string{"netns", "exec", ns, "iptables", "-D"}, rule...)...); err != nil {
+			t.Errorf("remove the rule: %v %s", err, out)
+		}
+	})
+	cm, err := cs.CoreV1().ConfigMaps("kube-system").Get(ctx, "coredns", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, removed, err := corefile.RemoveForward(cm.Data["Corefile"])
+	if err != nil || !removed {
+		t.Fatalf("c3's Corefile has no clusterset.local block join made (%v):\n%s", err, cm.Data["Corefile"])
+	}
+	cm.Data["Corefile"] = text
+	if _, err := cs.CoreV1().ConfigMaps("kube-system").Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	node, err := cs.CoreV1().Nodes().Get(ctx, standby, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	delete(node.Labels, "strait.dev/gateway")
+	if _, err := cs.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := cs.AppsV1().Deployments(v1.ComponentNamespace).Get(ctx, "strait-lighthouse", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := d.Spec.Template.Spec.Containers[0].Image
+	d.Spec.Template.Spec.Containers[0].Image = img[:strings.LastIndex(img, ":")] + ":v0.0.1"
+	if _, err := cs.AppsV1().Deployments(v1.ComponentNamespace).Update(ctx, d, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	r := runStraitctl(t, append([]string{"diagnose"}, kubeconfigsFlag()...)...)
+	t.Logf("straitctl diagnose with c3 broken four ways: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	if r.code != 1 || !strings.Contains(r.stderr, "dns-forward c3") {
+		t.Errorf("exit %d, want 1 naming dns-forward c3", r.code)
+	}
+	for _, want := range []struct{ result, check, where, detail string }{
+		{"warn", "kube-proxy-mode", "c3/" + standby, "does not answer"},
+		{"fail", "dns-forward", "c3", "lacks the clusterset.local forward"},
+		{"warn", "gateway-nodes", "c3", "no standby"},
+		{"warn", "versions", "all", "v0.0.1: c3/strait-lighthouse"},
+	} {
+		found := false
+		for _, line := range strings.Split(r.stdout, "\n") {
+			f := strings.Fields(line)
+			if len(f) > 3 && f[0] == want.result && f[1] == want.check && f[2] == want.where && strings.Contains(line, want.detail) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no %s row for %s at %s saying %q", want.result, want.check, want.where, want.detail)
+		}
+	}
 }
 
 // leftoversAfterLeave has c3 leave, plants on one of its nodes what a
