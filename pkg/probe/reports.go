@@ -3,8 +3,9 @@ package probe
 import "encoding/json"
 
 // The reports the test workload prints, one JSON line each (test/testpod:
-// Report, PingReport, DNSReport, ThroughputReport, UDPSendReport). Only
-// the fields the commands read are here; the workload is the authority.
+// Report, PingReport, DNSReport, ThroughputReport, UDPSendReport,
+// NodeStateReport). Only the fields the commands read are here; the
+// workload is the authority.
 
 // ConnectReport is what "strait-testpod connect" prints.
 type ConnectReport struct {
@@ -65,4 +66,13 @@ type UDPSendReport struct {
 	Attempts int    `json:"attempts"`
 	RTT      string `json:"rtt"`
 	Error    string `json:"error"`
+}
+
+// NodeStateReport is what "strait-testpod node-state" prints: what of
+// Strait's a node holds, one line each (nodenet.Leftovers,
+// nodenet.WireGuardSockets).
+type NodeStateReport struct {
+	OK    bool     `json:"ok"`
+	Found []string `json:"found"`
+	Error string   `json:"error"`
 }
