@@ -44,10 +44,16 @@ var leftoverTables = []string{"filter", "nat", "mangle", "raw"}
 // not have (iptables-save says it "does not exist") holds nothing; any
 // other read error is returned, wrapped with what was read ("list inet
 // rules: …", "save inet6 nat table: …"), and the others' errors joined with
-// it, beside the lines the reads that worked found.
+// it, beside the lines the reads that worked found. A node of no family
+// (k.Families() empty: on a real node, iptables-save and ip6tables-save
+// are not installed) is an error too, since its rules and chains cannot be
+// read; a clean answer would be a false one.
 func Leftovers(k Kernel) ([]string, error) {
 	var out []string
 	var errs []error
+	if len(k.Families()) == 0 {
+		errs = append(errs, errors.New("rules and chains not read: the node has no address family whose iptables-save is installed"))
+	}
 	for _, name := range []string{CableDevice, OverlayDevice} {
 		_, found, err := k.Link(name)
 		if err != nil {

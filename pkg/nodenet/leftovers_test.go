@@ -134,6 +134,15 @@ func TestLeftoversErrors(t *testing.T) {
 	}
 }
 
+// A node on which no family can be read (no iptables-save at all) is not
+// reported clean.
+func TestLeftoversNoFamily(t *testing.T) {
+	k := &nodenettest.Kernel{Absent: nodenet.Families}
+	if got, err := nodenet.Leftovers(k); err == nil || !strings.Contains(err.Error(), "not read") {
+		t.Errorf("Leftovers = %q, %v; want an error saying rules and chains were not read", got, err)
+	}
+}
+
 // The UAPI socket of the cable device counts, with whether a process
 // still listens on it; a missing directory or socket is nothing.
 func TestWireGuardSockets(t *testing.T) {
