@@ -14,12 +14,12 @@ import (
 
 var globalCIDR = netip.MustParsePrefix("242.1.0.0/16")
 
-func meta(ns, name string, age int) metav1.ObjectMeta {
+func objMeta(ns, name string, age int) metav1.ObjectMeta {
 	return metav1.ObjectMeta{Namespace: ns, Name: name, CreationTimestamp: metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Add(-time.Duration(age) * time.Hour))}
 }
 
 func pod(ns, name, ip string, lbl map[string]string) corev1.Pod {
-	p := corev1.Pod{ObjectMeta: meta(ns, name, 0), Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIPs: []corev1.PodIP{{IP: ip}, {IP: "fd01::" + name[len(name)-1:]}}}}
+	p := corev1.Pod{ObjectMeta: objMeta(ns, name, 0), Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIPs: []corev1.PodIP{{IP: ip}, {IP: "fd01::" + name[len(name)-1:]}}}}
 	p.Labels = lbl
 	return p
 }
@@ -33,7 +33,7 @@ func ips(s ...string) []v1.IP {
 }
 
 func egressIP(ns, name string, age int, sel map[string]string, addrs ...string) v1.GlobalEgressIP {
-	g := v1.GlobalEgressIP{ObjectMeta: meta(ns, name, age), Status: v1.GlobalEgressIPStatus{AllocatedIPs: ips(addrs...)}}
+	g := v1.GlobalEgressIP{ObjectMeta: objMeta(ns, name, age), Status: v1.GlobalEgressIPStatus{AllocatedIPs: ips(addrs...)}}
 	if sel != nil {
 		g.Spec.PodSelector = &metav1.LabelSelector{MatchLabels: sel}
 	}
@@ -41,7 +41,7 @@ func egressIP(ns, name string, age int, sel map[string]string, addrs ...string) 
 }
 
 func headless(ns, svc, podName, ip string) v1.GlobalIngressIP {
-	return v1.GlobalIngressIP{ObjectMeta: meta(ns, "pod-"+podName, 0),
+	return v1.GlobalIngressIP{ObjectMeta: objMeta(ns, "pod-"+podName, 0),
 		Spec:   v1.GlobalIngressIPSpec{Target: v1.HeadlessServicePod, ServiceRef: v1.ObjectRef{Name: svc}, PodRef: &v1.ObjectRef{Name: podName}},
 		Status: v1.GlobalIngressIPStatus{AllocatedIP: v1.IP(ip)}}
 }
@@ -49,7 +49,7 @@ func headless(ns, svc, podName, ip string) v1.GlobalIngressIP {
 // The golden NAT state of a gateway node: each case maps the objects to the
 // chains, and listing them in any order gives the same state.
 func TestComputeNATGolden(t *testing.T) {
-	cluster := &v1.ClusterGlobalEgressIP{ObjectMeta: meta("", v1.ClusterEgressName, 9),
+	cluster := &v1.ClusterGlobalEgressIP{ObjectMeta: objMeta("", v1.ClusterEgressName, 9),
 		Status: v1.GlobalEgressIPStatus{AllocatedIPs: ips("242.1.0.2", "242.1.0.3", "242.1.0.4", "242.1.0.5", "242.1.0.6", "242.1.0.7", "242.1.0.8", "242.1.0.9")}}
 	empty := `# iptables-save
 *nat
