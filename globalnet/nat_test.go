@@ -149,3 +149,35 @@ func shuffled[T any](xs []T) []T {
 	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
 	return out
 }
+
+// An IPv6 global CIDR gives the same rules in the ip6tables chains (the
+// forms ip6tables-save prints), the IPv4 chains empty.
+func TestComputeNATIPv6(t *testing.T) {
+	a := netip.MustParseAddr
+	got := ComputeNAT(NATFacts{GlobalCIDR: netip.MustParsePrefix("fd42::/64"),
+		Cluster: []netip.Addr{a("fd42::2"), a("fd42::3")},
+		Pods:    []PodNAT{{IP: a("fd01::5"), Egress: []netip.Addr{a("fd42::4")}}, {IP: a("fd01::6"), Ingress: a("fd42::5")}},
+	}).String()
+	want := `# iptables-save
+*nat
+:STRAIT-GN-EGRESS - [0:0]
+:STRAIT-GN-INGRESS - [0:0]
+-A POSTROUTING -m comment --comment "strait globalnet" -j STRAIT-GN-EGRESS
+-A PREROUTING -m comment --comment "strait globalnet" -j STRAIT-GN-INGRESS
+COMMIT
+# ip6tables-save
+*nat
+:STRAIT-GN-EGRESS - [0:0]
+:STRAIT-GN-INGRESS - [0:0]
+-A POSTROUTING -m comment --comment "strait globalnet" -j STRAIT-GN-EGRESS
+-A PREROUTING -m comment --comment "strait globalnet" -j STRAIT-GN-INGRESS
+-A STRAIT-GN-EGRESS -s fd01::6/128 -o strait-cable -m comment --comment "strait: headless pod leaves with its global IP" -j SNAT --to-source fd42::5
+-A STRAIT-GN-EGRESS -s fd01::5/128 -o strait-cable -m comment --comment "strait: pod leaves with its GlobalEgressIP" -j SNAT --to-source fd42::4
+-A STRAIT-GN-EGRESS ! -s fd42::/64 -o strait-cable -m comment --comment "strait: cluster leaves with its ClusterGlobalEgressIP" -j SNAT --to-source fd42::2-fd42::3
+-A STRAIT-GN-INGRESS -d fd42::5/128 -m comment --comment "strait: global IP of a headless pod" -j DNAT --to-destination fd01::6
+COMMIT
+`
+	if got != want {
+		t.Errorf("got:\n%s\nwant:\n%s", got, want)
+	}
+}
