@@ -267,6 +267,12 @@ func TestController(t *testing.T) {
 	if got := ipStrings(cl.egressStatus(t, "app", "web").AllocatedIPs); got != "242.1.0.10,242.1.0.11" {
 		t.Errorf("web after the exhaustion: %s", got)
 	}
+	// A second namespace-wide GlobalEgressIP: the older (big) selects
+	// every pod of the namespace already.
+	cl.create(t, egress("wide2", 1, nil))
+	if c := allocated(cl.egressStatus(t, "app", "wide2").Conditions); c.Status != metav1.ConditionFalse || c.Reason != v1.ReasonSuperseded {
+		t.Errorf("wide2: %+v, want Superseded", c)
+	}
 
 	// Restart: stopped, web deleted meanwhile (a fresh allocation in
 	// creation order would now give svc-db 242.1.0.10), started anew.
@@ -280,7 +286,7 @@ func TestController(t *testing.T) {
 		t.Fatal(err)
 	}
 	cl.start(t)
-	cl.create(t, egress("after", 1, nil))
+	cl.create(t, egress("after", 1, map[string]string{"app": "after"})) // a selector: big covers the namespace already
 	if got := ipStrings(cl.egressStatus(t, "app", "after").AllocatedIPs); got != "242.1.0.10" {
 		t.Errorf("after (the first free address, freed by web): %s", got)
 	}
