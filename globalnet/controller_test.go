@@ -83,6 +83,13 @@ func (cl *cluster) create(t *testing.T, o client.Object) {
 // until cl.stop or the end of the test.
 func (cl *cluster) start(t *testing.T) {
 	t.Helper()
+	cl.stop = cl.run(t, cl.k)
+}
+
+// run runs a controller on the node whose kernel is k until the returned
+// func or the end of the test.
+func (cl *cluster) run(t *testing.T, k nodenet.Kernel) func() {
+	t.Helper()
 	rc := rest.CopyConfig(cl.env.Config)
 	rc.Impersonate = rest.ImpersonationConfig{
 		UserName: "system:serviceaccount:" + v1.ComponentNamespace + ":" + saName,
@@ -91,16 +98,21 @@ func (cl *cluster) start(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	cfg := Config{ClusterID: "c1", Namespace: v1.ComponentNamespace, NodeName: "gw1", GlobalCIDR: cl.cidr,
-		LeaderElection: true, Kernel: cl.k, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		LeaderElection: true, Kernel: k, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	go func() { done <- Run(ctx, rc, cfg) }()
-	cl.stop = func() {
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("controller: %v", err)
 		}
-		cl.stop = func() {}
 	}
-	t.Cleanup(func() { cl.stop() })
+	t.Cleanup(stop)
+	return stop
 }
 
 // wait polls until cond holds (an error from cond ends the wait).
@@ -254,6 +266,17 @@ func TestController(t *testing.T) {
 			strings.Contains(save, "-A STRAIT-GN-EGRESS -s 10.0.1.5/32 -o strait-cable -m comment --comment \"strait: headless pod leaves with its global IP\" -j SNAT --to-source 242.1.0.13") &&
 			strings.Contains(save, "-A STRAIT-GN-EGRESS ! -s 242.1.0.0/27 -o strait-cable -m comment --comment \"strait: cluster leaves with its ClusterGlobalEgressIP\" -j SNAT --to-source 242.1.0.2-242.1.0.9"), nil
 	})
+
+	// A second instance (another gateway node) does not hold the Lease,
+	// yet applies the same NAT on its node.
+	k2 := &nodenettest.Kernel{}
+	stop2 := cl.run(t, k2)
+	wait4(t, "the NAT on the standby's node", func(context.Context) (bool, error) {
+		save, err := k2.Save(nodenet.IPv4, "nat")
+		s1, _ := cl.k.Save(nodenet.IPv4, "nat")
+		return err == nil && save == s1, nil
+	})
+	stop2()
 
 	// Exhaustion: 18 addresses are left (14-31); 20 are asked for. The
 	// object is told, and nobody else loses anything.
