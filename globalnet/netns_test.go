@@ -135,6 +135,15 @@ func TestNATInNetns(t *testing.T) {
 				applyGN()
 				applyRA()
 			}
+			// The rules are in iptables-save's normal form: read back, they
+			// equal the state, so a resync rewrites nothing.
+			got, err := (&nodenet.Applier{Kernel: k, Scope: NATScope()}).Read()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.String() != gn.String() {
+				t.Errorf("read back:\n%s\nwant:\n%s", got, gn)
+			}
 			save := sh(t, "ip", "netns", "exec", node, "iptables-save", "-t", "nat")
 			if !strings.Contains(save, "-A POSTROUTING -m comment --comment \"strait globalnet\" -j STRAIT-GN-EGRESS\n-A POSTROUTING -m comment --comment \"strait route agent\" -j STRAIT-POSTROUTING\n") {
 				t.Errorf("jumps not in order:\n%s", save)
