@@ -22,7 +22,8 @@ var files embed.FS
 
 // MemberFiles are the manifests of a member cluster, in the order join
 // applies them: gateway.yaml makes the namespace the others live in.
-var MemberFiles = []string{"gateway.yaml", "routeagent.yaml", "lighthouse.yaml", "dns.yaml"}
+// globalnet.yaml renders nothing for a member without a global CIDR.
+var MemberFiles = []string{"gateway.yaml", "routeagent.yaml", "lighthouse.yaml", "dns.yaml", "globalnet.yaml"}
 
 // DNSServiceName names the Service of strait-dns in the component namespace
 // (dns.yaml), whose cluster IPs the cluster's own DNS forwards
@@ -32,11 +33,14 @@ const DNSServiceName = "strait-dns"
 // GatewayValues fill MemberFiles (lighthouse.yaml and dns.yaml use only the
 // namespace, the cluster ID and the image).
 type GatewayValues struct {
-	Namespace       string
-	ClusterID       string
-	PodCIDRs        string // comma-separated
-	ServiceCIDRs    string // comma-separated
-	CableDriver     string
+	Namespace    string
+	ClusterID    string
+	PodCIDRs     string // comma-separated
+	ServiceCIDRs string // comma-separated
+	CableDriver  string
+	// GlobalCIDR is the member's global CIDR under Globalnet
+	// (docs/globalnet.md); "" for a member without Globalnet.
+	GlobalCIDR      string
 	ImageRepository string
 	ImageTag        string
 }
