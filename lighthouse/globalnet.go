@@ -36,8 +36,7 @@ import (
 //     (yet) are left out.
 //
 // Until an address exists the export's Ready condition stays
-// Unknown/Pending, with reason GlobalIPPending's message naming what is
-// missing (see globalIPsPending).
+// Unknown/Pending, its message naming what is missing (syncSlices).
 
 // GlobalSliceName is the local slice name that the one slice record of a
 // Globalnet ClusterIP Service is named after (SliceRecordName): no real
@@ -87,8 +86,8 @@ func globalIPsOf(ctx context.Context, c client.Reader, svc *corev1.Service) (glo
 		case v1.ClusterIPService:
 			if err == nil {
 				out.service = ip
-			} else if c := meta.FindStatusCondition(g.Status.Conditions, v1.ConditionAllocated); c != nil && c.Status == "False" {
-				out.why = c.Reason + ": " + c.Message
+			} else if cond := meta.FindStatusCondition(g.Status.Conditions, v1.ConditionAllocated); cond != nil && cond.Status == metav1.ConditionFalse {
+				out.why = cond.Reason + ": " + cond.Message
 			}
 		case v1.HeadlessServicePod:
 			if err == nil && g.Spec.PodRef != nil {
