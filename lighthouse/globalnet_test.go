@@ -120,7 +120,22 @@ func TestGlobalnet(t *testing.T) {
 			}
 			return ""
 		})
+		// The controller cannot allot one: the export says why.
 		lighthouse.MustCreate(t, c2, ingressIP("app", "web-gip", v1.ClusterIPService, "web", ""))
+		var g v1.GlobalIngressIP
+		if err := c2.Get(ctx, types.NamespacedName{Namespace: "app", Name: "web-gip"}, &g); err != nil {
+			t.Fatal(err)
+		}
+		meta.SetStatusCondition(&g.Status.Conditions, metav1.Condition{Type: v1.ConditionAllocated, Status: metav1.ConditionFalse, Reason: v1.ReasonIPPoolExhausted, Message: "no free address in 242.2.0.0/16"})
+		if err := c2.Status().Update(ctx, &g); err != nil {
+			t.Fatal(err)
+		}
+		lighthouse.Eventually(t, "pending with the controller's reason", func() string {
+			if got := readyMessage(c2, "app", "web"); !strings.HasSuffix(got, "(GlobalIngressIP ClusterIPService): IPPoolExhausted: no free address in 242.2.0.0/16") {
+				return got
+			}
+			return ""
+		})
 		setGlobalIP(t, c2, "app", "web-gip", "242.2.0.10")
 		lighthouse.Eventually(t, "c1's slice at the global IP", func() string {
 			if got := lighthouse.ImportState(c1, "app", "web"); got != "ClusterSetIP ports=http:TCP/80 ips=1 clusters=c2 slices=c2:true:242.2.0.10" {
