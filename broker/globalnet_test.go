@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -193,8 +194,14 @@ func TestGlobalnetAllocation(t *testing.T) {
 		}
 	})
 	t.Run("cleanup-broker and a join without globalnet release the block", func(t *testing.T) {
+		if left, err := broker.Remaining(ctx, env.Config, v1.BrokerNamespace, "x3"); err != nil || !slices.Contains(left, "configmaps/strait-globalnet key x3 (its global CIDR 242.0.8.0/22)") {
+			t.Errorf("remaining of x3 before cleanup: %v, %v", left, err)
+		}
 		if err := broker.Unenroll(ctx, env.Config, v1.BrokerNamespace, "x3"); err != nil {
 			t.Fatal(err)
+		}
+		if left, err := broker.Remaining(ctx, env.Config, v1.BrokerNamespace, "x3"); err != nil || len(left) > 0 {
+			t.Errorf("remaining of x3 after cleanup: %v, %v", left, err)
 		}
 		if _, err := enroll(member("x2", "uid-x2", "10.1.0.0/16", "10.101.0.0/16")); err == nil {
 			t.Fatal("x2 joins without globalnet with CIDRs that overlap c1's")

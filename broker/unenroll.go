@@ -97,8 +97,8 @@ func Unenroll(ctx context.Context, cfg *rest.Config, namespace, clusterID string
 }
 
 // Remaining lists what the broker namespace still holds of member
-// clusterID: its records by resource, and its service accounts. Nil when
-// nothing is left.
+// clusterID: its records by resource, its service accounts, and its key in
+// the Globalnet ConfigMap. Nil when nothing is left.
 func Remaining(ctx context.Context, cfg *rest.Config, namespace, clusterID string) ([]string, error) {
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
@@ -129,6 +129,13 @@ func Remaining(ctx context.Context, cfg *rest.Config, namespace, clusterID strin
 	}
 	for _, sa := range sas.Items {
 		out = append(out, "serviceaccounts/"+sa.Name)
+	}
+	cm, err := cs.CoreV1().ConfigMaps(namespace).Get(ctx, GlobalnetConfigMap, metav1.GetOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("read the Globalnet ConfigMap: %w", err)
+	}
+	if _, ok := cm.Data[clusterID]; err == nil && ok {
+		out = append(out, "configmaps/"+GlobalnetConfigMap+" key "+clusterID+" (its global CIDR "+cm.Data[clusterID]+")")
 	}
 	return out, nil
 }
