@@ -38,8 +38,10 @@ type GatewayValues struct {
 	PodCIDRs     string // comma-separated
 	ServiceCIDRs string // comma-separated
 	CableDriver  string
-	// GlobalCIDR is the member's global CIDR under Globalnet
-	// (docs/globalnet.md); "" for a member without Globalnet.
+	// GlobalCIDR is the cluster's global CIDR from the broker's Globalnet
+	// pool (docs/globalnet.md); empty without Globalnet. The gateway and
+	// strait-globalnet (globalnet.yaml, rendered only then) get it as
+	// --global-cidr=.
 	GlobalCIDR      string
 	ImageRepository string
 	ImageTag        string
@@ -95,6 +97,7 @@ const (
 	flagPodCIDRs     = "--pod-cidrs="
 	flagServiceCIDRs = "--service-cidrs="
 	flagCableDriver  = "--cable-driver="
+	flagGlobalCIDR   = "--global-cidr="
 )
 
 // ErrNotRendered says a DaemonSet does not look like one these manifests
@@ -116,7 +119,7 @@ func ReadValues(ds *appsv1.DaemonSet) (GatewayValues, error) {
 	for _, a := range ctrs[0].Args {
 		for flag, dst := range map[string]*string{
 			flagClusterID: &v.ClusterID, flagNamespace: &v.Namespace, flagPodCIDRs: &v.PodCIDRs,
-			flagServiceCIDRs: &v.ServiceCIDRs, flagCableDriver: &v.CableDriver,
+			flagServiceCIDRs: &v.ServiceCIDRs, flagCableDriver: &v.CableDriver, flagGlobalCIDR: &v.GlobalCIDR,
 		} {
 			if val, ok := strings.CutPrefix(a, flag); ok {
 				*dst = val
