@@ -643,7 +643,11 @@ func (r *run) nodeLeftovers(ctx context.Context, clusters []*probe.Cluster) erro
 	}
 	defer s.Close()
 	s.Log = r.o.Log
-	r.logf("test namespace %s; looking for Strait's state on the nodes of %d clusters that have not joined", s.Namespace, len(clusters))
+	var names []string
+	for _, c := range clusters {
+		names = append(names, c.Name())
+	}
+	r.logf("test namespace %s; looking for Strait's state on the nodes of %s (not joined)", s.Namespace, strings.Join(names, ", "))
 	var wg sync.WaitGroup
 	for _, c := range clusters {
 		nodes, err := c.Kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})

@@ -7,6 +7,11 @@ const (
 	// CableDevice is the gateway's cable device. The cable driver creates
 	// it; the gateway puts its health-check addresses on it.
 	CableDevice = "strait-cable"
+	// WireGuardSocketDir is where a userspace WireGuard cable device
+	// (wireguard-go) puts its control (UAPI) socket,
+	// <WireGuardSocketDir>/<CableDevice>.sock: where wg(8) and wgctrl look
+	// for it.
+	WireGuardSocketDir = "/var/run/wireguard"
 	// GatewayTable holds the routes of remote subnets through the cable
 	// (the cable driver fills it). 150 is far from the tables the kernel
 	// (253-255) and common CNIs (Calico uses 1-250 sparsely from the low

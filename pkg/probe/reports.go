@@ -4,8 +4,8 @@ import "encoding/json"
 
 // The reports the test workload prints, one JSON line each (test/testpod:
 // Report, PingReport, DNSReport, ThroughputReport, UDPSendReport,
-// PMTUReport). Only the fields the commands read are here; the workload is
-// the authority.
+// PMTUReport, NodeStateReport). Only the fields the commands read are
+// here; the workload is the authority.
 
 // ConnectReport is what "strait-testpod connect" prints.
 type ConnectReport struct {
@@ -80,7 +80,8 @@ type PMTUReport struct {
 }
 
 // NodeStateReport is what "strait-testpod node-state" prints: what of
-// Strait's state a node has (pkg/nodenet.Leftovers), one line each.
+// Strait's a node holds, one line each (nodenet.Leftovers,
+// nodenet.WireGuardSockets).
 type NodeStateReport struct {
 	OK    bool     `json:"ok"`
 	Found []string `json:"found"`

@@ -322,7 +322,7 @@ func leftoversAfterLeave(t *testing.T) {
 	}
 	ns := sandbox.NodeNS("c3-n3")
 	plant := [][]string{
-		{"ip", "netns", "exec", ns, "ip", "link", "add", "strait-overlay", "type", "dummy"},
+		{"ip", "netns", "exec", ns, "ip", "link", "add", "strait-overlay", "type", "bridge"},
 		{"ip", "netns", "exec", ns, "iptables", "-t", "filter", "-N", "STRAIT-FORWARD"},
 	}
 	unplant := [][]string{

@@ -3,7 +3,7 @@
 // pod runs the binary with the pod's args; Go end-to-end tests then read
 // what it printed and its exit code.
 //
-// The binary has nine subcommands, each a function here:
+// The binary has ten subcommands, each a function here:
 //
 //   - serve ([Listen], [Server.Serve]): TCP echo, UDP echo and HTTP
 //     listeners on every address of the network namespace, until SIGTERM.
@@ -28,12 +28,16 @@
 //   - udp-send ([RunUDPSend]): a given datagram until a reply with a given
 //     prefix comes: a probe of a server with its own protocol (a gateway's
 //     NAT discovery), reported as a [UDPSendReport].
+//   - node-state ([RunNodeState]): what of Strait's a node holds (links,
+//     rules, routes of its tables, chains, the WireGuard control socket),
+//     from a pod in the node's network namespace, reported as a
+//     [NodeStateReport]: ok when nothing.
 //   - sleep and version, which need no library code.
 //
 // Everything the workload prints on stdout is one JSON object per line:
-// slog records while serving, exactly one report for connect, dns and
-// dns-flood, and for ping one final report after any intermediate ones it
-// was asked for. A report always says "ok"; the exit code agrees with it
+// slog records while serving, exactly one report for connect, dns,
+// dns-flood and node-state, and for ping one final report after any
+// intermediate ones it was asked for. A report always says "ok"; the exit code agrees with it
 // (0 ok, 1 failed), and a malformed request (a target without a port, an
 // unknown record type) exits 2 instead, so that a test expecting a
 // connection to fail cannot pass because of a typo. Errors of that kind are

@@ -8,12 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"strait.dev/strait/pkg/nodenet"
 )
 
 // SocketDir is where the userspace device (wireguard-go) puts its UAPI
 // control socket, <SocketDir>/<interface>.sock, as wg(8) and wgctrl look
 // for it.
-const SocketDir = "/var/run/wireguard"
+const SocketDir = nodenet.WireGuardSocketDir
 
 // RemoveStaleSocket removes the UAPI socket of interface iface in dir when
 // nothing listens on it any more: the socket of a userspace device whose

@@ -1,7 +1,8 @@
 // Command strait-testpod is the workload of the sandbox's test pods: echo
 // and HTTP servers, probes that verify what comes back, a continuous UDP
-// probe that measures outages, DNS lookups, a flood of malformed DNS
-// packets, and a container that does nothing until told to stop. Results are one JSON
+// probe that measures outages, a path MTU probe, DNS lookups, a flood of
+// malformed DNS packets, a look at a node for what Strait left on it, and
+// a container that does nothing until told to stop. Results are one JSON
 // object per line on stdout; the exit code is 0 for ok, 1 for a failed
 // probe, 2 for a malformed command line. See package
 // strait.dev/strait/test/testpod.
@@ -19,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"strait.dev/strait/pkg/nodenet"
 	"strait.dev/strait/pkg/version"
 	"strait.dev/strait/test/testpod"
 )
@@ -58,6 +60,10 @@ commands:
            [--seed 1]
            malformed and hostile DNS packets over UDP and TCP, then one
            valid question to see that the server still answers
+  node-state [--wireguard-dir /var/run/wireguard]
+           list what of Strait's the node holds (links, rules, routes of its
+           tables, chains, the WireGuard control socket); run in the node's
+           network namespace (hostNetwork); exit 0 when it holds nothing
   sleep    block until SIGTERM or SIGINT
   version  print the version
 
@@ -95,6 +101,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = dnsFlood(ctx, args, stdout, stderr)
 	case "pmtu":
 		err = pmtu(ctx, args, stdout, stderr)
+	case "node-state":
+		err = nodeState(args, stdout, stderr)
 	case "sleep":
 		if err = parse(newFlagSet("sleep", "", stderr), args, 0); err == nil {
 			<-ctx.Done()
@@ -325,4 +333,14 @@ func udpSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	return testpod.RunUDPSend(ctx, cfg, stdout)
+}
+
+func nodeState(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("node-state", "[--wireguard-dir /var/run/wireguard]", stderr)
+	cfg := testpod.NodeStateConfig{}
+	fs.StringVar(&cfg.WireGuardDir, "wireguard-dir", nodenet.WireGuardSocketDir, "`directory` of the userspace WireGuard control sockets (the node's, mounted into the pod)")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	return testpod.RunNodeState(cfg, stdout)
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -15,12 +16,19 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"strait.dev/strait/pkg/nodenet"
 	"strait.dev/strait/test/testpod"
 	"strait.dev/strait/test/testutil"
 )
 
 func TestRunExitCodes(t *testing.T) {
 	closedPort := freePort(t)
+	// A file where the cable device's WireGuard socket goes: found on
+	// whatever node the test runs on.
+	wgDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(wgDir, nodenet.CableDevice+".sock"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args       []string
 		code       int
@@ -70,6 +78,10 @@ func TestRunExitCodes(t *testing.T) {
 		{args: []string{"dns-flood", "--server", "127.0.0.1", "--seed", "x"}, code: exitUsage, stderr: `invalid value "x"`},
 		{args: []string{"dns-flood", "127.0.0.1"}, code: exitUsage, stderr: "want 0 arguments"},
 		{args: []string{"dns-flood", "-h"}, code: exitOK, stderr: "-seed"},
+		{args: []string{"node-state", "extra"}, code: exitUsage, stderr: "want 0 arguments"},
+		{args: []string{"node-state", "-h"}, code: exitOK, stderr: "-wireguard-dir"},
+		{args: []string{"node-state", "--wireguard-dir", wgDir}, code: exitFailed, stdout: "strait-cable.sock (not a socket)",
+			stderr: "the node holds Strait's state", reportLine: true},
 		// A closed port: the final question finds nobody.
 		{args: []string{"dns-flood", "--server", "127.0.0.1:" + closedPort, "--count", "50", "--timeout", "300ms"}, code: exitFailed, stderr: "no answer", reportLine: true},
 	} {
