@@ -192,9 +192,11 @@ func TestGlobalnet(t *testing.T) {
 			got = strings.Fields(execTools(t, "c1", ns, "dig +short db.globalnet-e2e.svc.clusterset.local | sort"))
 			return slices.Equal(got, ips), nil
 		})
+		// A headless Service's clients connect to the pods' own port
+		// (the target port, 8080), as within a cluster.
 		for _, ip := range ips {
-			if id := identity(t, "c1", ns, ip); !strings.HasPrefix(id.Pod, "db-") {
-				t.Errorf("HTTP to %s answered by %q, want a db pod", ip, id.Pod)
+			if id := identity(t, "c1", ns, ip+":8080"); !strings.HasPrefix(id.Pod, "db-") {
+				t.Errorf("HTTP to %s:8080 answered by %q, want a db pod", ip, id.Pod)
 			}
 		}
 	})
