@@ -85,9 +85,11 @@ test-integration: prereqs kube-binaries ## Integration tests against a real etcd
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) $$pkgs
 
 .PHONY: test-e2e
-test-e2e: prereqs build kube-binaries ## End-to-end tests in a sandbox of three clusters (needs root; skips without).
-	pkgs=$(call testsplit,e2e); \
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) $$pkgs
+test-e2e: prereqs build kube-binaries ## End-to-end tests in a sandbox of three clusters, then TestGlobalnet in one whose clusters overlap (needs root; skips without).
+	pkgs=$(call testsplit,e2e); rc=0; \
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) $$pkgs || rc=1; \
+	STRAIT_E2E_SANDBOX=overlapping $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) -run '^TestGlobalnet$$' ./test/e2e || rc=1; \
+	exit $$rc
 
 .PHONY: sandbox
 sandbox: build kube-binaries ## Bring up a sandbox of 2 clusters x 3 nodes (kubeconfigs in .sandbox/).

@@ -2,7 +2,6 @@ package broker_test
 
 import (
 	"context"
-	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -292,15 +291,6 @@ func TestDeployEnrollAndIsolation(t *testing.T) {
 			}
 		}
 	})
-	t.Run("a globalnet range in the join file does not turn the overlap check off", func(t *testing.T) {
-		withGlobalnet := *info
-		withGlobalnet.GlobalnetCIDR = "242.0.0.0/8"
-		_, err := broker.Enroll(ctx, &withGlobalnet, member("c3", "uid-3", "10.1.128.0/17", "10.103.0.0/16"))
-		var conflict *broker.ConflictError
-		if !asConflict(err, &conflict) {
-			t.Fatalf("overlapping cluster enrolled with a globalnet range in the join file: %v", err)
-		}
-	})
 	t.Run("bad cluster ID is refused", func(t *testing.T) {
 		if _, err := broker.Enroll(ctx, info, member("C_3", "uid-3", "10.3.0.0/16", "10.103.0.0/16")); err == nil || !strings.Contains(err.Error(), "RFC 1123") {
 			t.Fatalf("want an RFC 1123 error, got %v", err)
@@ -337,34 +327,44 @@ func asConflict(err error, target **broker.ConflictError) bool {
 	return ok
 }
 
-// Globalnet does not exist yet: a broker is never deployed with a range, and
-// the refusal comes before the cluster is touched (this configuration
-// reaches no apiserver).
-func TestDeployRefusesGlobalnet(t *testing.T) {
+// A bad Globalnet pool is refused before the cluster is touched (this
+// configuration reaches no apiserver).
+func TestDeployRefusesBadPool(t *testing.T) {
 	cfg := &rest.Config{Host: "https://127.0.0.1:1"}
-	_, err := broker.Deploy(context.Background(), cfg, broker.DeployOptions{GlobalnetCIDR: netip.MustParsePrefix("242.0.0.0/8")})
-	if !errors.Is(err, broker.ErrNoGlobalnet) {
-		t.Fatalf("deploy with a globalnet range: %v, want ErrNoGlobalnet", err)
-	}
-	if !strings.Contains(err.Error(), "242.0.0.0/8") {
-		t.Errorf("error %q does not name the range", err)
+	for _, tc := range []struct{ pool, want string }{
+		{"fd00::/8", "only IPv4 pools"},
+		{"242.0.0.0/7", "a /8 to a /24"},
+		{"242.0.0.0/25", "a /8 to a /24"},
+		{"242.0.0.1/8", "host bits set"},
+	} {
+		_, err := broker.Deploy(context.Background(), cfg, broker.DeployOptions{GlobalnetCIDR: netip.MustParsePrefix(tc.pool)})
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), tc.pool) {
+			t.Errorf("deploy with pool %s: %v, want an error naming it and %q", tc.pool, err, tc.want)
+		}
 	}
 }
 
-// A join file with a globalnet range is refused as such; one with only its
-// version says in one line what it lacks.
-func TestReadInfoRefusesIncompleteAndGlobalnet(t *testing.T) {
+// A join file with a bad Globalnet pool is refused as such; one with only
+// its version says in one line what it lacks.
+func TestReadInfoRefusesIncompleteAndBadPool(t *testing.T) {
 	dir := t.TempDir()
 	for _, tc := range []struct{ body, want string }{
 		{`{"version": "strait.dev/broker-info/v1"}`, "is incomplete: no apiServer, caBundle, namespace, token"},
 		{`{"version": "strait.dev/broker-info/v1", "apiServer": "https://b:6443", "caBundle": "Y2E=", "namespace": "strait-broker"}`, "is incomplete: no token"},
-		{`{"version": "strait.dev/broker-info/v1", "apiServer": "https://b:6443", "caBundle": "Y2E=", "namespace": "strait-broker", "token": "t", "globalnetCIDR": "242.0.0.0/8"}`, "Globalnet is not available yet"},
+		{`{"version": "strait.dev/broker-info/v1", "apiServer": "https://b:6443", "caBundle": "Y2E=", "namespace": "strait-broker", "token": "t", "globalnetCIDR": "fd00::/8"}`, "has a bad globalnetCIDR"},
+		{`{"version": "strait.dev/broker-info/v1", "apiServer": "https://b:6443", "caBundle": "Y2E=", "namespace": "strait-broker", "token": "t", "globalnetCIDR": "242.0.0.0/8"}`, ""},
 	} {
 		path := filepath.Join(dir, "broker-info.strait")
 		if err := os.WriteFile(path, []byte(tc.body), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		_, err := broker.ReadInfo(path)
+		if tc.want == "" {
+			if err != nil {
+				t.Errorf("ReadInfo(%s): %v", tc.body, err)
+			}
+			continue
+		}
 		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("ReadInfo(%s): %v, want one line with %q", tc.body, err, tc.want)
 		}

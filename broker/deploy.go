@@ -56,8 +56,9 @@ type DeployOptions struct {
 	// APIServer is the URL members reach the broker's apiserver at; default:
 	// the URL of the configuration used to deploy.
 	APIServer string
-	// GlobalnetCIDR is refused while Globalnet does not exist: Deploy
-	// returns ErrNoGlobalnet when it is valid.
+	// GlobalnetCIDR is the Globalnet pool members' global CIDRs are
+	// allotted from (an IPv4 prefix of /8 to /24). Unset, a broker keeps
+	// the pool it has, and a new broker gets DefaultGlobalnetCIDR.
 	GlobalnetCIDR netip.Prefix
 }
 
@@ -69,17 +70,21 @@ type DeployOptions struct {
 // (labelled HostLabel=true: the record that this cluster hosts a broker), the
 // Role every member is bound to (strait-member), the enroller's Role,
 // ServiceAccount and RoleBinding (strait-enroller), and the member isolation
-// ValidatingAdmissionPolicy with its binding. Then it requests a token for the
+// ValidatingAdmissionPolicies with their bindings (member isolation, and the
+// Globalnet ConfigMap's), then the Globalnet ConfigMap GlobalnetConfigMap
+// with the pool (see EnsureGlobalnetPool). Then it requests a token for the
 // enroller. It is idempotent: deploying again changes no object and only
 // mints another enrolment token.
 //
-// Errors: ErrNoGlobalnet (wrapped) when opts.GlobalnetCIDR is set, before
-// anything is written; otherwise they wrap the apiserver's
-// (apierrors.IsForbidden and friends see through them), or the reading of
-// cfg's CA file.
+// Errors: a pool that is not IPv4 /8 to /24, before anything is written; a
+// pool other than the broker's while members hold global CIDRs; otherwise
+// they wrap the apiserver's (apierrors.IsForbidden and friends see through
+// them), or the reading of cfg's CA file.
 func Deploy(ctx context.Context, cfg *rest.Config, opts DeployOptions) (*Info, error) {
 	if opts.GlobalnetCIDR.IsValid() {
-		return nil, fmt.Errorf("globalnet CIDR %s: %w", opts.GlobalnetCIDR, ErrNoGlobalnet)
+		if err := ValidateGlobalnetPool(opts.GlobalnetCIDR); err != nil {
+			return nil, err
+		}
 	}
 	if opts.Namespace == "" {
 		opts.Namespace = v1.BrokerNamespace
@@ -105,6 +110,10 @@ func Deploy(ctx context.Context, cfg *rest.Config, opts DeployOptions) (*Info, e
 	if err := kubeapply.All(ctx, c, brokerObjects(opts.Namespace), kubeapply.FieldManagerCLI); err != nil {
 		return nil, err
 	}
+	pool, err := EnsureGlobalnetPool(ctx, cs, opts.Namespace, opts.GlobalnetCIDR)
+	if err != nil {
+		return nil, err
+	}
 	token, err := requestToken(ctx, cs, opts.Namespace, EnrollerName)
 	if err != nil {
 		return nil, err
@@ -115,7 +124,7 @@ func Deploy(ctx context.Context, cfg *rest.Config, opts DeployOptions) (*Info, e
 			return nil, fmt.Errorf("read the broker's CA: %w", err)
 		}
 	}
-	return &Info{APIServer: opts.APIServer, CABundle: ca, Namespace: opts.Namespace, Token: token}, nil
+	return &Info{APIServer: opts.APIServer, CABundle: ca, Namespace: opts.Namespace, Token: token, GlobalnetCIDR: pool.String()}, nil
 }
 
 // brokerObjects are the objects of a broker in namespace ns, in the order
@@ -133,6 +142,12 @@ func brokerObjects(ns string) []client.Object {
 	// every permission in it (and "bind" on it by name, said outright). It
 	// writes with server-side apply, which needs "patch" (and "create" for a
 	// new object).
+	// Members read the Globalnet ConfigMap and, at leave, remove their own
+	// key from it (the Globalnet policy allows nothing else); the enroller
+	// allots blocks in it.
+	globalnetRule := rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"},
+		ResourceNames: []string{GlobalnetConfigMap}, Verbs: []string{"get", "update"}}
+	memberRules = append(memberRules, globalnetRule)
 	enrollerRules := append([]rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"serviceaccounts"}, Verbs: []string{"get", "list", "create", "update", "patch", "delete"}},
 		{APIGroups: []string{""}, Resources: []string{"serviceaccounts/token"}, Verbs: []string{"create"}},
@@ -140,6 +155,7 @@ func brokerObjects(ns string) []client.Object {
 		{APIGroups: []string{"rbac.authorization.k8s.io"}, Resources: []string{"roles"}, Verbs: []string{"bind", "escalate"}},
 	}, memberRules...)
 	policy, binding := isolationPolicy(ns)
+	gnPolicy, gnBinding := globalnetPolicy(ns)
 	return []client.Object{
 		// HostLabel records that this cluster hosts a broker, for leave.
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"app.kubernetes.io/part-of": "strait", HostLabel: "true"}}},
@@ -153,6 +169,8 @@ func brokerObjects(ns string) []client.Object {
 		},
 		policy,
 		binding,
+		gnPolicy,
+		gnBinding,
 	}
 }
 

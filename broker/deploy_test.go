@@ -27,6 +27,8 @@ func deployed(ns string) []brokerObject {
 		{"rbac.authorization.k8s.io/v1", "RoleBinding", ns, broker.EnrollerName},
 		{"admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy", "", broker.PolicyName(ns)},
 		{"admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding", "", broker.PolicyName(ns)},
+		{"admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy", "", broker.GlobalnetPolicyName(ns)},
+		{"admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding", "", broker.GlobalnetPolicyName(ns)},
 		{"apiextensions.k8s.io/v1", "CustomResourceDefinition", "", "endpoints.strait.dev"},
 	}
 }

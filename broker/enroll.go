@@ -51,6 +51,22 @@ type Member struct {
 	// it still authenticates as this member it is kept, so that joining again
 	// changes nothing.
 	CurrentToken string
+	// Globalnet asks for a global CIDR (AllocateGlobalCIDR): of
+	// GlobalCIDRSize addresses (0: DefaultGlobalCIDRSize), or GlobalCIDR
+	// when it is valid. The member's pod and Service CIDRs may then
+	// overlap those of other Globalnet members. A member that joins again
+	// without Globalnet releases the block it held.
+	Globalnet      bool
+	GlobalCIDRSize int
+	GlobalCIDR     netip.Prefix
+}
+
+// Enrolment is what Enroll gives a member.
+type Enrolment struct {
+	// Token is the member's broker token.
+	Token string
+	// GlobalCIDR is the member's global CIDR; not valid without Globalnet.
+	GlobalCIDR netip.Prefix
 }
 
 // ConflictError is a join refused because of another member.
@@ -58,28 +74,48 @@ type ConflictError struct{ Msg string }
 
 func (e *ConflictError) Error() string { return e.Msg }
 
-// Enroll makes (or renews) a member's broker credential with the enrolment
-// credential in info, and returns the member's token. It refuses a cluster
-// ID that another cluster already uses, and CIDRs that overlap another
-// member's (always: Globalnet does not exist yet, whatever info says).
+// Enroll is EnrollMember that returns only the token.
 func Enroll(ctx context.Context, info *Info, m Member) (string, error) {
-	if err := ValidateClusterID(m.ClusterID); err != nil {
+	e, err := EnrollMember(ctx, info, m)
+	if err != nil {
 		return "", err
+	}
+	return e.Token, nil
+}
+
+// EnrollMember makes (or renews) a member's broker credential with the
+// enrolment credential in info and, with m.Globalnet, allots its global
+// CIDR (AllocateGlobalCIDR). It refuses a cluster ID that another cluster
+// already uses, and (a *ConflictError naming both clusters and CIDRs) pod
+// or Service CIDRs that overlap another member's unless both use
+// Globalnet, and pod or Service CIDRs that overlap another member's global
+// CIDR. The errors of AllocateGlobalCIDR are its own.
+func EnrollMember(ctx context.Context, info *Info, m Member) (*Enrolment, error) {
+	if err := ValidateClusterID(m.ClusterID); err != nil {
+		return nil, err
 	}
 	cs, err := kubernetes.NewForConfig(info.RESTConfig(info.Token))
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	ns := info.Namespace
 	members, err := cs.CoreV1().ServiceAccounts(ns).List(ctx, metav1.ListOptions{LabelSelector: v1.ClusterIDLabel})
 	if err != nil {
-		return "", fmt.Errorf("list broker members: %w", err)
+		return nil, fmt.Errorf("list broker members: %w", err)
+	}
+	mine := append(append([]netip.Prefix(nil), m.PodCIDRs...), m.ServiceCIDRs...)
+	var avoid []claim
+	for _, p := range m.PodCIDRs {
+		avoid = append(avoid, claim{p, "the pod CIDR of cluster " + m.ClusterID + " itself"})
+	}
+	for _, p := range m.ServiceCIDRs {
+		avoid = append(avoid, claim{p, "the service CIDR of cluster " + m.ClusterID + " itself"})
 	}
 	for _, sa := range members.Items {
 		other := sa.Labels[v1.ClusterIDLabel]
 		if other == m.ClusterID {
 			if uid := sa.Annotations[clusterUIDAnnotation]; uid != "" && uid != m.ClusterUID {
-				return "", &ConflictError{fmt.Sprintf("cluster ID %s is already used by another cluster at the broker (kube-system UID %s, this cluster's is %s); choose another --clusterid", m.ClusterID, uid, m.ClusterUID)}
+				return nil, &ConflictError{fmt.Sprintf("cluster ID %s is already used by another cluster at the broker (kube-system UID %s, this cluster's is %s); choose another --clusterid", m.ClusterID, uid, m.ClusterUID)}
 			}
 			continue
 		}
@@ -87,11 +123,21 @@ func Enroll(ctx context.Context, info *Info, m Member) (string, error) {
 		// counts as no CIDRs rather than blocking every join.
 		theirPods, _ := cidr.ParseList(sa.Annotations[podCIDRsAnnotation])
 		theirSvcs, _ := cidr.ParseList(sa.Annotations[serviceCIDRsAnnotation])
-		theirs := append(theirPods, theirSvcs...)
-		for _, mine := range append(append([]netip.Prefix(nil), m.PodCIDRs...), m.ServiceCIDRs...) {
-			for _, t := range theirs {
-				if mine.Overlaps(t) {
-					return "", &ConflictError{fmt.Sprintf("CIDR %s of cluster %s overlaps CIDR %s of cluster %s; give the clusters distinct CIDRs", mine, m.ClusterID, t, other)}
+		theirGlobal, _ := cidr.ParseList(sa.Annotations[globalCIDRsAnnotation])
+		theirGN := sa.Annotations[globalnetAnnotation] == "true"
+		avoid = append(avoid, saClaims(&sa)...)
+		for _, p := range mine {
+			if !(m.Globalnet && theirGN) {
+				for _, t := range append(append([]netip.Prefix(nil), theirPods...), theirSvcs...) {
+					if p.Overlaps(t) {
+						return nil, &ConflictError{fmt.Sprintf("CIDR %s of cluster %s overlaps CIDR %s of cluster %s; give the clusters distinct CIDRs, or join both with --globalnet (%s)",
+							p, m.ClusterID, t, other, globalnetWord(m.ClusterID, m.Globalnet, other, theirGN))}
+					}
+				}
+			}
+			for _, t := range theirGlobal {
+				if p.Overlaps(t) {
+					return nil, &ConflictError{fmt.Sprintf("CIDR %s of cluster %s overlaps the global CIDR %s of cluster %s; give cluster %s other CIDRs", p, m.ClusterID, t, other, m.ClusterID)}
 				}
 			}
 		}
@@ -102,17 +148,71 @@ func Enroll(ctx context.Context, info *Info, m Member) (string, error) {
 	for _, sa := range members.Items {
 		existed = existed || sa.Name == name
 	}
-	token, err := enrollObjects(ctx, info, cs, m, name)
-	if err != nil && !existed {
-		// Leave nothing of a first enrolment that failed halfway: the
-		// service account goes, and the garbage collector takes its Role
-		// and bindings with it. A service account left behind would stand
-		// for a member that never joined (its CIDRs refusing other joins).
-		if derr := cs.CoreV1().ServiceAccounts(ns).Delete(ctx, name, metav1.DeleteOptions{}); derr != nil && !apierrors.IsNotFound(derr) {
-			return "", fmt.Errorf("%w (and removing the half-made member %s: %v)", err, name, derr)
+	var global netip.Prefix
+	allocated := false
+	if m.Globalnet {
+		if global, allocated, err = allocate(ctx, cs, ns, m.ClusterID, m.GlobalCIDRSize, m.GlobalCIDR, avoid); err != nil {
+			return nil, err
 		}
 	}
-	return token, err
+	token, err := enrollObjects(ctx, info, cs, m, name, global)
+	if err != nil {
+		var undo []string
+		if allocated {
+			// A block this enrolment took goes back to the pool.
+			if rerr := release(ctx, cs, ns, m.ClusterID); rerr != nil {
+				undo = append(undo, rerr.Error())
+			}
+		}
+		if !existed {
+			// Leave nothing of a first enrolment that failed halfway: the
+			// service account goes, and the garbage collector takes its Role
+			// and bindings with it. A service account left behind would stand
+			// for a member that never joined (its CIDRs refusing other joins).
+			if derr := cs.CoreV1().ServiceAccounts(ns).Delete(ctx, name, metav1.DeleteOptions{}); derr != nil && !apierrors.IsNotFound(derr) {
+				undo = append(undo, fmt.Sprintf("removing the half-made member %s: %v", name, derr))
+			}
+		}
+		if len(undo) > 0 {
+			return nil, fmt.Errorf("%w (and %s)", err, strings.Join(undo, "; "))
+		}
+		return nil, err
+	}
+	if !m.Globalnet {
+		// A member that joins again without Globalnet gives its block back.
+		if err := release(ctx, cs, ns, m.ClusterID); err != nil {
+			return nil, err
+		}
+	}
+	return &Enrolment{Token: token, GlobalCIDR: global}, nil
+}
+
+// globalnetWord says which of two clusters use Globalnet.
+func globalnetWord(a string, aGN bool, b string, bGN bool) string {
+	switch {
+	case aGN && !bGN:
+		return a + " uses Globalnet, " + b + " does not"
+	case !aGN && bGN:
+		return b + " uses Globalnet, " + a + " does not"
+	default:
+		return "neither uses Globalnet"
+	}
+}
+
+// saClaims are the pod, Service and global CIDRs a member service account
+// records.
+func saClaims(sa *corev1.ServiceAccount) []claim {
+	id := sa.Labels[v1.ClusterIDLabel]
+	var out []claim
+	for _, a := range []struct{ key, what string }{
+		{podCIDRsAnnotation, "pod CIDR"}, {serviceCIDRsAnnotation, "service CIDR"}, {globalCIDRsAnnotation, "global CIDR"},
+	} {
+		ps, _ := cidr.ParseList(sa.Annotations[a.key])
+		for _, p := range ps {
+			out = append(out, claim{p, "the " + a.what + " of cluster " + id})
+		}
+	}
+	return out
 }
 
 // SelfBindingName is the name of the RoleBinding that lets member
@@ -124,7 +224,7 @@ func SelfBindingName(sa string) string { return sa + ".self" }
 
 // enrollObjects applies member m's service account name, its Role and its
 // two RoleBindings, and returns its token.
-func enrollObjects(ctx context.Context, info *Info, cs kubernetes.Interface, m Member, name string) (string, error) {
+func enrollObjects(ctx context.Context, info *Info, cs kubernetes.Interface, m Member, name string, global netip.Prefix) (string, error) {
 	ns := info.Namespace
 	sa := &corev1.ServiceAccount{ObjectMeta: meta(name, ns)}
 	sa.Labels[v1.ClusterIDLabel] = m.ClusterID
@@ -132,6 +232,10 @@ func enrollObjects(ctx context.Context, info *Info, cs kubernetes.Interface, m M
 		clusterUIDAnnotation:   m.ClusterUID,
 		podCIDRsAnnotation:     cidr.Join(m.PodCIDRs),
 		serviceCIDRsAnnotation: cidr.Join(m.ServiceCIDRs),
+	}
+	if m.Globalnet {
+		sa.Annotations[globalnetAnnotation] = "true"
+		sa.Annotations[globalCIDRsAnnotation] = global.String()
 	}
 	if _, err := kubeapply.ApplyTyped(ctx, cs.CoreV1().ServiceAccounts(ns), sa, kubeapply.FieldManagerCLI); err != nil {
 		return "", err
@@ -214,10 +318,15 @@ func tokenIsMember(ctx context.Context, info *Info, token, user string) bool {
 }
 
 // Leave removes a member from the broker with the member's own credential:
-// every object it owns there, then its service account, which revokes the
-// credential.
+// every object it owns there, then its global CIDR (ReleaseGlobalCIDR),
+// then its service account, which revokes the credential. When the block
+// cannot be released the service account stays, so that Leave can be run
+// again.
 func Leave(ctx context.Context, cfg *rest.Config, namespace, clusterID string) error {
 	if err := deleteRecords(ctx, cfg, namespace, clusterID); err != nil {
+		return err
+	}
+	if err := ReleaseGlobalCIDR(ctx, cfg, namespace, clusterID); err != nil {
 		return err
 	}
 	cs, err := kubernetes.NewForConfig(cfg)

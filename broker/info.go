@@ -2,8 +2,8 @@ package broker
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 
@@ -24,9 +24,10 @@ type Info struct {
 	Namespace string `json:"namespace"`
 	// Token is the enrolment service account's token.
 	Token string `json:"token"`
-	// GlobalnetCIDR is the range Globalnet will allot clusters' global CIDRs
-	// from. Globalnet does not exist yet: ReadInfo refuses a file that sets
-	// it (ErrNoGlobalnet), and Deploy never writes it.
+	// GlobalnetCIDR is the Globalnet pool clusters' global CIDRs are
+	// allotted from, as Deploy recorded it (the broker's ConfigMap
+	// GlobalnetConfigMap holds the pool join allots from). Empty in files
+	// from brokers deployed before Globalnet.
 	GlobalnetCIDR string `json:"globalnetCIDR,omitempty"`
 }
 
@@ -90,17 +91,16 @@ func (i *Info) validate() error {
 		return fmt.Errorf("is incomplete: no %s (write it again with straitctl deploy-broker)", strings.Join(missing, ", "))
 	}
 	if i.GlobalnetCIDR != "" {
-		// A file from a future straitctl, or edited by hand: joining with
-		// it would promise overlapping clusters a Globalnet that is not
-		// there.
-		return fmt.Errorf("has globalnetCIDR %q: %w", i.GlobalnetCIDR, ErrNoGlobalnet)
+		p, err := netip.ParsePrefix(i.GlobalnetCIDR)
+		if err == nil {
+			err = ValidateGlobalnetPool(p)
+		}
+		if err != nil {
+			return fmt.Errorf("has a bad globalnetCIDR %q: %v", i.GlobalnetCIDR, err)
+		}
 	}
 	return nil
 }
-
-// ErrNoGlobalnet refuses a Globalnet range: Globalnet does not exist yet, and
-// until it does every member needs CIDRs distinct from every other's.
-var ErrNoGlobalnet = errors.New("refused, Globalnet is not available yet: clusters must have distinct pod and service CIDRs (the broker refuses overlapping ones at join)")
 
 // RESTConfig is a client configuration for the broker with the given token.
 func (i *Info) RESTConfig(token string) *rest.Config {

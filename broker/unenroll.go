@@ -39,7 +39,8 @@ func Enrolled(ctx context.Context, info *Info, clusterID string) (bool, error) {
 // still reach the broker: every synced record labelled with its cluster ID
 // (its Cluster, Endpoints, ServiceImports, EndpointSlices), then the Roles
 // and RoleBindings its service accounts own (found by owner reference, not
-// by name), then those service accounts, which revokes the member's token.
+// by name), its global CIDR in the Globalnet ConfigMap, then those service
+// accounts, which revokes the member's token.
 // What is already gone counts as removed, so it can be run again.
 //
 // It is "straitctl cleanup-broker" and what a failed join runs to undo its
@@ -88,6 +89,7 @@ func Unenroll(ctx context.Context, cfg *rest.Config, namespace, clusterID string
 			}
 		}
 	}
+	errs = append(errs, release(ctx, cs, namespace, clusterID))
 	for _, sa := range sas.Items {
 		errs = append(errs, ignoreNotFound(cs.CoreV1().ServiceAccounts(namespace).Delete(ctx, sa.Name, preconditions(sa.UID)), "ServiceAccount "+sa.Name))
 	}
@@ -95,8 +97,8 @@ func Unenroll(ctx context.Context, cfg *rest.Config, namespace, clusterID string
 }
 
 // Remaining lists what the broker namespace still holds of member
-// clusterID: its records by resource, and its service accounts. Nil when
-// nothing is left.
+// clusterID: its records by resource, its service accounts, and its key in
+// the Globalnet ConfigMap. Nil when nothing is left.
 func Remaining(ctx context.Context, cfg *rest.Config, namespace, clusterID string) ([]string, error) {
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
@@ -127,6 +129,13 @@ func Remaining(ctx context.Context, cfg *rest.Config, namespace, clusterID strin
 	}
 	for _, sa := range sas.Items {
 		out = append(out, "serviceaccounts/"+sa.Name)
+	}
+	cm, err := cs.CoreV1().ConfigMaps(namespace).Get(ctx, GlobalnetConfigMap, metav1.GetOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("read the Globalnet ConfigMap: %w", err)
+	}
+	if _, ok := cm.Data[clusterID]; err == nil && ok {
+		out = append(out, "configmaps/"+GlobalnetConfigMap+" key "+clusterID+" (its global CIDR "+cm.Data[clusterID]+")")
 	}
 	return out, nil
 }

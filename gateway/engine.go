@@ -81,6 +81,12 @@ type Config struct {
 	NodeName     string
 	PodCIDRs     []netip.Prefix
 	ServiceCIDRs []netip.Prefix
+	// GlobalCIDR is the cluster's Globalnet global CIDR (IPv4), allotted
+	// by the broker; not valid without Globalnet. With it, the Cluster
+	// publishes it as spec.globalCIDRs, the Endpoint's subnets are it
+	// alone, and the health-check address is its second address
+	// (docs/globalnet.md, "Reserved addresses").
+	GlobalCIDR netip.Prefix
 	// CableDriver names the cable driver (a pkg/cabledriver descriptor).
 	CableDriver v1.CableDriver
 	// Cable are the driver's settings (port, VNI), published in the

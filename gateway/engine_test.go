@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -159,6 +160,8 @@ type fixture struct {
 	k        *kicker
 	roles    *roleLog
 	gateways schema.GroupVersionResource
+	// globalCIDR, when valid, is the engines' Config.GlobalCIDR.
+	globalCIDR netip.Prefix
 }
 
 // roleLog records every HAStatus each Gateway showed, in order.
@@ -282,7 +285,7 @@ func (f *fixture) startWith(t *testing.T, node string, rc *rest.Config) *running
 		ClusterID: "c1", Namespace: v1.ComponentNamespace, NodeName: node,
 		PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}, ServiceCIDRs: []netip.Prefix{netip.MustParsePrefix("10.101.0.0/16")},
 		CableDriver: v1.CableDriverWireGuard, Cable: cabledriver.Settings{Port: 4500}, NATDiscoveryPort: 4490,
-		BrokerSecret: broker.SecretName, Dataplane: r.rec, Metrics: r.metrics,
+		BrokerSecret: broker.SecretName, Dataplane: r.rec, Metrics: r.metrics, GlobalCIDR: f.globalCIDR,
 		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
@@ -451,6 +454,30 @@ func TestEngineElectsPublishesAndFailsOver(t *testing.T) {
 // engine: it must clear its data plane and stand by in the same process
 // (Run does not return), and become active again, in a new epoch, once the
 // Lease is free. A clean stop then releases the Lease.
+// With a global CIDR (Globalnet), the gateway publishes it as the
+// Cluster's globalCIDRs and as its Endpoint's only subnet, and health-checks
+// from the global CIDR's second address.
+func TestEnginePublishesGlobalCIDR(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	f.globalCIDR = netip.MustParsePrefix("242.1.0.0/16")
+	f.start(t, "node-a")
+	ep := &v1.Endpoint{}
+	f.k.waitFor(t, "the active gateway's Endpoint at the broker", func() bool {
+		return f.bc.Get(ctx, client.ObjectKey{Namespace: f.info.Namespace, Name: gateway.EndpointName("c1", "node-a")}, ep) == nil
+	})
+	if got := fmt.Sprint(ep.Spec.Subnets, ep.Spec.HealthCheckIPs); got != "[242.1.0.0/16] [242.1.0.1]" {
+		t.Errorf("published Endpoint subnets and health-check IPs %s, want [242.1.0.0/16] [242.1.0.1]", got)
+	}
+	var cl v1.Cluster
+	f.k.waitFor(t, "the Cluster at the broker", func() bool {
+		return f.bc.Get(ctx, client.ObjectKey{Namespace: f.info.Namespace, Name: "c1"}, &cl) == nil
+	})
+	if got := fmt.Sprint(cl.Spec.GlobalCIDRs, cl.Spec.PodCIDRs); got != "[242.1.0.0/16] [10.1.0.0/16]" {
+		t.Errorf("published Cluster global and pod CIDRs %s, want [242.1.0.0/16] [10.1.0.0/16]", got)
+	}
+}
+
 func TestEngineLosesLeaseAndStandsBy(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)

@@ -100,8 +100,8 @@ func localEndpointFor(cfg Config, desc cabledriver.Descriptor, node *corev1.Node
 	}
 	// The health-check address is the first address of the node's pod CIDR
 	// of each family: inside the cluster's subnets, so it is reached through
-	// the cable, and unique to the node. The data plane puts it on the
-	// cable device.
+	// the cable, and unique to the node (with Globalnet, the global CIDR's
+	// second address, below). The data plane puts it on the cable device.
 	var healthIPs v1.DualStackIPs
 	podCIDRs := node.Spec.PodCIDRs
 	if len(podCIDRs) == 0 && node.Spec.PodCIDR != "" {
@@ -115,6 +115,14 @@ func localEndpointFor(cfg Config, desc cabledriver.Descriptor, node *corev1.Node
 	var subnets []v1.CIDR
 	for _, p := range append(append([]netip.Prefix(nil), cfg.PodCIDRs...), cfg.ServiceCIDRs...) {
 		subnets = append(subnets, v1.CIDR(p.Masked().String()))
+	}
+	if g := cfg.GlobalCIDR.Masked(); g.IsValid() {
+		// Globalnet: other clusters reach this one only at its global
+		// addresses, and the health checks run between them. The global
+		// CIDR's second address is reserved for it (docs/globalnet.md);
+		// only the active gateway has an Endpoint, so it is unique.
+		subnets = []v1.CIDR{v1.CIDR(g.String())}
+		healthIPs = v1.DualStackIPs{v1.IP(g.Addr().Next().String())}
 	}
 	ep := &v1.Endpoint{
 		ObjectMeta: metav1.ObjectMeta{

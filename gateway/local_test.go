@@ -60,6 +60,17 @@ func TestLocalEndpointFor(t *testing.T) {
 			}
 		})
 	}
+	// Globalnet: the global CIDR alone is routed to the cluster, and the
+	// health checks use its second address.
+	gn := cfg
+	gn.GlobalCIDR = netip.MustParsePrefix("242.1.0.0/16")
+	ep, err := localEndpointFor(gn, cabledriver.WireGuard, node([]string{"192.168.1.1"}, "", "10.1.3.0/24"), cabledriver.Settings{Port: 4500}, "PUB", own)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fmt.Sprintf("health %v subnets %v", ep.Spec.HealthCheckIPs, ep.Spec.Subnets), "health [242.1.0.1] subnets [242.1.0.0/16]"; got != want {
+		t.Errorf("with a global CIDR: got %s, want %s", got, want)
+	}
 	if _, err := localEndpointFor(cfg, cabledriver.WireGuard, node(nil, ""), cabledriver.Settings{}, "", own); err == nil {
 		t.Error("a node without an InternalIP gave an Endpoint")
 	}

@@ -33,6 +33,9 @@ func (e *Engine) publish(ctx context.Context, local *v1.Endpoint, node *corev1.N
 		ObjectMeta: metav1.ObjectMeta{Name: e.cfg.ClusterID, Namespace: e.cfg.Namespace, Labels: map[string]string{v1.ClusterIDLabel: e.cfg.ClusterID}},
 		Spec:       v1.ClusterSpec{ClusterID: v1.ClusterID(e.cfg.ClusterID), PodCIDRs: podCIDRs, ServiceCIDRs: svcCIDRs},
 	}
+	if e.cfg.GlobalCIDR.IsValid() {
+		cluster.Spec.GlobalCIDRs = []v1.CIDR{v1.CIDR(e.cfg.GlobalCIDR.Masked().String())}
+	}
 	cluster.Spec.Topology.Region = node.Labels[corev1.LabelTopologyRegion]
 	for _, obj := range []client.Object{cluster, local} {
 		if err := kubeapply.Apply(ctx, e.c, obj, kubeapply.FieldManagerGateway); err != nil {

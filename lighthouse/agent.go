@@ -113,6 +113,9 @@ func Run(ctx context.Context, rc *rest.Config, cfg Config) error {
 		// watch would be forbidden and keep every controller from starting.
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			&v1.Gateway{}: {Namespaces: map[string]cache.Config{cfg.Namespace: {}}},
+			// The cluster's own Cluster record (Globalnet: its global
+			// CIDRs); the RBAC grants the component namespace only.
+			&v1.Cluster{}: {Namespaces: map[string]cache.Config{cfg.Namespace: {}}},
 		}},
 	})
 	if err != nil {
@@ -139,6 +142,8 @@ func Run(ctx context.Context, rc *rest.Config, cfg Config) error {
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(m.sameName)).
 		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(m.localSliceService)).
 		Watches(&mcsv1beta1.ServiceImport{}, handler.EnqueueRequestsFromMapFunc(m.recordOrigin)).
+		Watches(&v1.GlobalIngressIP{}, handler.EnqueueRequestsFromMapFunc(m.ingressService)).
+		Watches(&v1.Cluster{}, handler.EnqueueRequestsFromMapFunc(m.ownClusterExports(cfg.ClusterID))).
 		Complete(ex)
 	if err != nil {
 		return err
@@ -237,6 +242,35 @@ func (m mapper) localSliceService(ctx context.Context, o client.Object) []reconc
 		return nil
 	}
 	return one(o.GetNamespace(), l[discoveryv1.LabelServiceName])
+}
+
+// ingressService: a GlobalIngressIP (Globalnet) affects the export of the
+// Service it stands for, or of one of whose pods.
+func (m mapper) ingressService(_ context.Context, o client.Object) []reconcile.Request {
+	g, ok := o.(*v1.GlobalIngressIP)
+	if !ok || g.Spec.ServiceRef.Name == "" {
+		return nil
+	}
+	return one(g.Namespace, g.Spec.ServiceRef.Name)
+}
+
+// ownClusterExports: the cluster's own Cluster record (whether it uses
+// Globalnet) affects every export of the cluster.
+func (m mapper) ownClusterExports(id string) handler.MapFunc {
+	return func(ctx context.Context, o client.Object) []reconcile.Request {
+		if o.GetNamespace() != m.ns || o.GetName() != id {
+			return nil
+		}
+		var list mcsv1beta1.ServiceExportList
+		if err := m.c.List(ctx, &list); err != nil {
+			return nil
+		}
+		out := make([]reconcile.Request, 0, len(list.Items))
+		for _, se := range list.Items {
+			out = append(out, one(se.Namespace, se.Name)...)
+		}
+		return out
+	}
 }
 
 // recordOrigin: a record in the component namespace affects the export of

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -77,7 +78,8 @@ func (x *exporter) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result
 			return ctrl.Result{}, err
 		}
 	}
-	if err := x.syncSlices(ctx, svc); err != nil {
+	pending, err := x.syncSlices(ctx, svc)
+	if err != nil {
 		return ctrl.Result{}, err
 	}
 
@@ -95,6 +97,11 @@ func (x *exporter) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result
 			ready.Message = "the export is at the broker since " + e.Stored.UTC().Format(time.RFC3339)
 		}
 	}
+	if pending != "" {
+		// Globalnet: the records lack global IPs the controller has not
+		// allotted yet; other clusters cannot reach what they lack.
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionUnknown, string(mcsv1beta1.ServiceExportReasonPending), pending
+	}
 	conds = append(conds, ready)
 	if len(exports) > 0 {
 		status, reason, msg := Merge(exports).ConflictCondition()
@@ -105,43 +112,79 @@ func (x *exporter) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result
 
 // syncSlices writes a record of each of svc's local EndpointSlices (those
 // of the cluster's EndpointSlice controller or anyone else but Lighthouse)
-// and removes the records of slices that are gone.
-func (x *exporter) syncSlices(ctx context.Context, svc *corev1.Service) error {
-	var local discoveryv1.EndpointSliceList
-	if err := x.c.List(ctx, &local, client.InNamespace(svc.Namespace), client.MatchingLabels{discoveryv1.LabelServiceName: svc.Name}); err != nil {
-		return err
+// and removes the records of slices that are gone. In a Globalnet cluster
+// the records carry global IPs (globalnet.go); pending then says which
+// global IPs are still missing ("" when none is).
+func (x *exporter) syncSlices(ctx context.Context, svc *corev1.Service) (pending string, err error) {
+	var list discoveryv1.EndpointSliceList
+	if err := x.c.List(ctx, &list, client.InNamespace(svc.Namespace), client.MatchingLabels{discoveryv1.LabelServiceName: svc.Name}); err != nil {
+		return "", err
+	}
+	var local []discoveryv1.EndpointSlice
+	for _, sl := range list.Items {
+		if sl.Labels[discoveryv1.LabelManagedBy] != ManagedBy && sl.DeletionTimestamp == nil {
+			local = append(local, sl)
+		}
 	}
 	recs, err := sliceRecordsOf(ctx, x.c, x.cfg.Namespace, types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}, x.cfg.ClusterID)
 	if err != nil {
-		return err
+		return "", err
+	}
+	gn, err := x.isGlobalnet(ctx)
+	if err != nil {
+		return "", err
+	}
+	var wantRecs []*discoveryv1.EndpointSlice
+	switch {
+	case !gn:
+		for i := range local {
+			wantRecs = append(wantRecs, SliceRecord(&local[i], svc.Name, x.cfg.ClusterID, x.cfg.Namespace))
+		}
+	default:
+		ips, err := globalIPsOf(ctx, x.c, svc)
+		if err != nil {
+			return "", err
+		}
+		if svc.Spec.ClusterIP == corev1.ClusterIPNone {
+			var missing []string
+			for i := range local {
+				rec, m := GlobalHeadlessRecord(&local[i], svc.Name, x.cfg.ClusterID, x.cfg.Namespace, ips.pods)
+				wantRecs, missing = append(wantRecs, rec), append(missing, m...)
+			}
+			if len(missing) > 0 {
+				pending = fmt.Sprintf("waiting for the global IPs of ready pods %s (GlobalIngressIP HeadlessServicePod)", strings.Join(missing, ", "))
+			}
+		} else if ips.service.IsValid() {
+			wantRecs = append(wantRecs, GlobalServiceRecord(svc, ips.service, anyReady(local), x.cfg.ClusterID, x.cfg.Namespace))
+		} else {
+			pending = "waiting for the Service's global IP (GlobalIngressIP ClusterIPService)"
+			if ips.why != "" {
+				pending += ": " + ips.why
+			}
+		}
 	}
 	have := map[string]*discoveryv1.EndpointSlice{}
 	for i := range recs {
 		have[recs[i].Name] = &recs[i]
 	}
 	want := map[string]bool{}
-	for i := range local.Items {
-		sl := &local.Items[i]
-		if sl.Labels[discoveryv1.LabelManagedBy] == ManagedBy || sl.DeletionTimestamp != nil {
-			continue
-		}
-		rec := SliceRecord(sl, svc.Name, x.cfg.ClusterID, x.cfg.Namespace)
+	for _, rec := range wantRecs {
 		want[rec.Name] = true
 		if cur := have[rec.Name]; cur != nil && sameSliceRecord(cur, rec) {
 			continue
 		}
 		if err := kubeapply.Apply(ctx, x.c, rec, kubeapply.FieldManagerLighthouse); err != nil {
-			return err
+			return "", err
 		}
 	}
 	for i := range recs {
 		if !want[recs[i].Name] {
 			if err := kubeapply.Delete(ctx, x.c, &recs[i]); err != nil {
-				return err
+				return "", err
 			}
 		}
 	}
-	return nil
+	return pending, nil
 }
 
 // withdraw removes this cluster's records of Service key.

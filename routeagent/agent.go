@@ -312,11 +312,7 @@ func (a *Agent) facts(nodes, leases, clusters cache.Store) (Facts, error) {
 		if c.Labels[v1.ClusterIDLabel] == a.cfg.ClusterID || string(c.Spec.ClusterID) == a.cfg.ClusterID {
 			continue
 		}
-		for _, s := range append(append([]v1.CIDR(nil), c.Spec.PodCIDRs...), c.Spec.ServiceCIDRs...) {
-			if p, err := netip.ParsePrefix(string(s)); err == nil {
-				f.Remote = append(f.Remote, p)
-			}
-		}
+		f.Remote = append(f.Remote, RemoteSubnets(c.Spec)...)
 	}
 	return f, nil
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
 	pmtu "strait.dev/strait/pkg/mtu"
 	"strait.dev/strait/pkg/nodenet"
 )
@@ -49,7 +50,8 @@ type Facts struct {
 	Cable string
 	// Local are the cluster's own pod and service CIDRs.
 	Local []netip.Prefix
-	// Remote are the other clusters' pod and service CIDRs.
+	// Remote are the subnets routed to other clusters: each one's
+	// RemoteSubnets (its global CIDRs, else its pod and service CIDRs).
 	Remote []netip.Prefix
 	// UnderlayMTU is the MTU of the node network.
 	UnderlayMTU int
@@ -63,6 +65,24 @@ type Facts struct {
 	// left out: it can neither route nor filter them, and a state wanting
 	// them would not apply.
 	Families []nodenet.Family
+}
+
+// RemoteSubnets are the subnets routed to remote cluster c
+// (docs/globalnet.md, "Routing"): its global CIDRs when it has any (it
+// uses Globalnet, and its pod and Service CIDRs may equal this cluster's),
+// else its pod and Service CIDRs. CIDRs that do not parse are left out.
+func RemoteSubnets(c v1.ClusterSpec) []netip.Prefix {
+	cidrs := c.GlobalCIDRs
+	if len(cidrs) == 0 {
+		cidrs = append(append([]v1.CIDR(nil), c.PodCIDRs...), c.ServiceCIDRs...)
+	}
+	var out []netip.Prefix
+	for _, s := range cidrs {
+		if p, err := netip.ParsePrefix(string(s)); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // Compute returns the state node f.Self should have: a pure function of the

@@ -1,6 +1,7 @@
 package routeagent
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"strings"
@@ -8,6 +9,7 @@ import (
 
 	"k8s.io/utils/ptr"
 
+	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
 	"strait.dev/strait/pkg/nodenet"
 )
 
@@ -391,4 +393,45 @@ func deref(p *int) any {
 		return "nil"
 	}
 	return *p
+}
+
+// A remote Globalnet cluster is reached at its global CIDRs only: its pod
+// and Service CIDRs (here this cluster's own) are neither routed, exempted
+// from masquerade, clamped nor unmarked. A remote cluster without Globalnet
+// is reached at its pod and Service CIDRs.
+func TestComputeGlobalnetRemote(t *testing.T) {
+	globalnet := v1.ClusterSpec{ClusterID: "c2", PodCIDRs: []v1.CIDR{"10.1.0.0/16"}, ServiceCIDRs: []v1.CIDR{"10.101.0.0/16"},
+		GlobalCIDRs: []v1.CIDR{"242.2.0.0/16"}}
+	plain := v1.ClusterSpec{ClusterID: "c3", PodCIDRs: []v1.CIDR{"10.3.0.0/16"}, ServiceCIDRs: []v1.CIDR{"10.103.0.0/16", "bad"}}
+	if got := fmt.Sprint(RemoteSubnets(globalnet), RemoteSubnets(plain)); got != "[242.2.0.0/16] [10.3.0.0/16 10.103.0.0/16]" {
+		t.Errorf("RemoteSubnets: %s", got)
+	}
+	f := facts(n3, "n1")
+	f.Remote = append(RemoteSubnets(globalnet), RemoteSubnets(plain)...)
+	s, err := Compute(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := s.String()
+	for _, want := range []string{
+		"151:	from all to 242.2.0.0/16 lookup 151",
+		"242.2.0.0/16 via 240.168.1.11 dev strait-overlay table 151",
+		"-A STRAIT-FORWARD -d 242.2.0.0/16",
+		"-A STRAIT-MSS -s 242.2.0.0/16 -p tcp",
+		"-A STRAIT-UNMARK-MASQ -s 242.2.0.0/16",
+		"151:	from all to 10.3.0.0/16 lookup 151",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("state lacks %q", want)
+		}
+	}
+	for _, line := range strings.Split(got, "\n") {
+		if strings.Contains(line, "10.1.0.0/16") || strings.Contains(line, "10.101.0.0/16") {
+			// The local CIDRs may appear only as local (the masquerade
+			// exemption's sources), never as a remote destination.
+			if strings.Contains(line, "lookup 151") || strings.Contains(line, "table 151") || strings.Contains(line, "another cluster") || strings.Contains(line, "STRAIT-MSS") {
+				t.Errorf("a Globalnet remote's pod or service CIDR is routed or filtered as remote: %s", line)
+			}
+		}
+	}
 }

@@ -46,7 +46,7 @@ func run() error {
 		cfg                    gateway.Config
 		kubeconfig, driver     string
 		podCIDRs, serviceCIDRs string
-		publicIP               string
+		publicIP, globalCIDR   string
 		nat                    int
 		showVersion            bool
 		dataplane              string
@@ -66,6 +66,7 @@ func run() error {
 	flag.StringVar(&cfg.NodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME)")
 	flag.StringVar(&podCIDRs, "pod-cidrs", "", "comma-separated pod CIDRs of the cluster (required)")
 	flag.StringVar(&serviceCIDRs, "service-cidrs", "", "comma-separated service CIDRs of the cluster (required)")
+	flag.StringVar(&globalCIDR, "global-cidr", "", "the cluster's Globalnet global CIDR, allotted by the broker (empty: no Globalnet)")
 	flag.StringVar(&driver, "cable-driver", string(v1.CableDriverWireGuard), "cable driver: "+strings.Join(cabledriver.Names(), " or "))
 	flag.StringVar(&publicIP, "public-ip", "", "public address (default: the node's strait.dev/public-ip annotation, else its InternalIP)")
 	flag.IntVar(&nat, "nat-discovery-port", defaultNATDiscoveryPort, "NAT discovery UDP port")
@@ -92,6 +93,13 @@ func run() error {
 	}
 	if cfg.ServiceCIDRs, err = requiredCIDRs("--service-cidrs", serviceCIDRs); err != nil {
 		return err
+	}
+	if globalCIDR != "" {
+		p, err := netip.ParsePrefix(globalCIDR)
+		if err != nil || !p.Addr().Is4() || p.Bits() > 30 {
+			return fmt.Errorf("--global-cidr %q: want an IPv4 CIDR of at least 4 addresses", globalCIDR)
+		}
+		cfg.GlobalCIDR = p.Masked()
 	}
 	if publicIP != "" {
 		if cfg.PublicIP, err = netip.ParseAddr(publicIP); err != nil {

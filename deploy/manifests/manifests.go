@@ -22,7 +22,8 @@ var files embed.FS
 
 // MemberFiles are the manifests of a member cluster, in the order join
 // applies them: gateway.yaml makes the namespace the others live in.
-var MemberFiles = []string{"gateway.yaml", "routeagent.yaml", "lighthouse.yaml", "dns.yaml"}
+// globalnet.yaml renders nothing for a member without a global CIDR.
+var MemberFiles = []string{"gateway.yaml", "routeagent.yaml", "lighthouse.yaml", "dns.yaml", "globalnet.yaml"}
 
 // DNSServiceName names the Service of strait-dns in the component namespace
 // (dns.yaml), whose cluster IPs the cluster's own DNS forwards
@@ -32,11 +33,16 @@ const DNSServiceName = "strait-dns"
 // GatewayValues fill MemberFiles (lighthouse.yaml and dns.yaml use only the
 // namespace, the cluster ID and the image).
 type GatewayValues struct {
-	Namespace       string
-	ClusterID       string
-	PodCIDRs        string // comma-separated
-	ServiceCIDRs    string // comma-separated
-	CableDriver     string
+	Namespace    string
+	ClusterID    string
+	PodCIDRs     string // comma-separated
+	ServiceCIDRs string // comma-separated
+	CableDriver  string
+	// GlobalCIDR is the cluster's global CIDR from the broker's Globalnet
+	// pool (docs/globalnet.md); empty without Globalnet. The gateway and
+	// strait-globalnet (globalnet.yaml, rendered only then) get it as
+	// --global-cidr=.
+	GlobalCIDR      string
 	ImageRepository string
 	ImageTag        string
 }
@@ -91,6 +97,7 @@ const (
 	flagPodCIDRs     = "--pod-cidrs="
 	flagServiceCIDRs = "--service-cidrs="
 	flagCableDriver  = "--cable-driver="
+	flagGlobalCIDR   = "--global-cidr="
 )
 
 // ErrNotRendered says a DaemonSet does not look like one these manifests
@@ -112,7 +119,7 @@ func ReadValues(ds *appsv1.DaemonSet) (GatewayValues, error) {
 	for _, a := range ctrs[0].Args {
 		for flag, dst := range map[string]*string{
 			flagClusterID: &v.ClusterID, flagNamespace: &v.Namespace, flagPodCIDRs: &v.PodCIDRs,
-			flagServiceCIDRs: &v.ServiceCIDRs, flagCableDriver: &v.CableDriver,
+			flagServiceCIDRs: &v.ServiceCIDRs, flagCableDriver: &v.CableDriver, flagGlobalCIDR: &v.GlobalCIDR,
 		} {
 			if val, ok := strings.CutPrefix(a, flag); ok {
 				*dst = val

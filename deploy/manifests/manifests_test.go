@@ -2,6 +2,8 @@ package manifests
 
 import (
 	"errors"
+	"slices"
+	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -92,6 +94,8 @@ func TestReadValuesRoundTrip(t *testing.T) {
 			CableDriver: "wireguard", ImageRepository: "strait", ImageTag: "devel"},
 		{Namespace: "other", ClusterID: "c-2", PodCIDRs: "10.2.0.0/16", ServiceCIDRs: "10.102.0.0/16",
 			CableDriver: "vxlan", ImageRepository: "registry.example:5000/team/strait", ImageTag: "v1.2.3"},
+		{Namespace: "strait-system", ClusterID: "c3", PodCIDRs: "10.1.0.0/16", ServiceCIDRs: "10.101.0.0/16",
+			CableDriver: "wireguard", GlobalCIDR: "242.1.0.0/16", ImageRepository: "strait", ImageTag: "devel"},
 	} {
 		objs, err := RenderMember(v)
 		if err != nil {
@@ -107,16 +111,34 @@ func TestReadValuesRoundTrip(t *testing.T) {
 			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, ds); err != nil {
 				t.Fatal(err)
 			}
+			if ds.Name == "strait-globalnet" {
+				continue // rendered only with a global CIDR; leave reads the gateway's
+			}
 			got, err := ReadValues(ds)
 			if err != nil {
 				t.Fatalf("%s: %v", ds.Name, err)
 			}
-			if got != v {
-				t.Errorf("%s: read back %+v, rendered with %+v", ds.Name, got, v)
+			want := v
+			if ds.Name != "strait-gateway" {
+				want.GlobalCIDR = "" // only the gateway takes it
+			}
+			if got != want {
+				t.Errorf("%s: read back %+v, rendered with %+v", ds.Name, got, want)
+			}
+			// --global-cidr= is there only with a global CIDR.
+			has := slices.ContainsFunc(ds.Spec.Template.Spec.Containers[0].Args, func(a string) bool { return strings.HasPrefix(a, "--global-cidr") })
+			if has != (want.GlobalCIDR != "") {
+				t.Errorf("%s: --global-cidr rendered %v with GlobalCIDR %q", ds.Name, has, want.GlobalCIDR)
 			}
 		}
-		if n != 2 {
-			t.Errorf("%d DaemonSets, want 2", n)
+		// The gateway's and the route agent's, and strait-globalnet's
+		// with a global CIDR.
+		want := 2
+		if v.GlobalCIDR != "" {
+			want = 3
+		}
+		if n != want {
+			t.Errorf("%d DaemonSets, want %d", n, want)
 		}
 	}
 }

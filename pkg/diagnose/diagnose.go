@@ -359,18 +359,25 @@ func prefixes(ps []netip.Prefix) string {
 	return strings.Join(s, ",")
 }
 
-// Overlaps returns, for every two of the clusters, the pod or service
-// prefixes of one that overlap those of the other, as "a 10.1.0.0/16 and
-// b 10.1.128.0/17". Clusters with global CIDRs (globalnet) are left out.
+// Overlaps returns, for every two of the clusters, the prefixes of one that
+// overlap those of the other, as "a 10.1.0.0/16 and b 10.1.128.0/17". Two
+// Globalnet clusters (with global CIDRs) may share pod and service CIDRs:
+// only their global CIDRs are compared. Otherwise each cluster's pod,
+// service and global CIDRs are compared with the other's (the broker's
+// rules at enrolment, docs/globalnet.md).
 func Overlaps(clusters []v1.Cluster) []string {
 	var out []string
+	all := func(c v1.Cluster) []v1.CIDR {
+		return slices.Concat(c.Spec.PodCIDRs, c.Spec.ServiceCIDRs, c.Spec.GlobalCIDRs)
+	}
 	for i, a := range clusters {
 		for _, b := range clusters[i+1:] {
-			if len(a.Spec.GlobalCIDRs) > 0 || len(b.Spec.GlobalCIDRs) > 0 {
-				continue
+			as, bs := all(a), all(b)
+			if len(a.Spec.GlobalCIDRs) > 0 && len(b.Spec.GlobalCIDRs) > 0 {
+				as, bs = a.Spec.GlobalCIDRs, b.Spec.GlobalCIDRs
 			}
-			for _, x := range append(slices.Clone(a.Spec.PodCIDRs), a.Spec.ServiceCIDRs...) {
-				for _, y := range append(slices.Clone(b.Spec.PodCIDRs), b.Spec.ServiceCIDRs...) {
+			for _, x := range as {
+				for _, y := range bs {
 					px, errx := netip.ParsePrefix(string(x))
 					py, erry := netip.ParsePrefix(string(y))
 					if errx == nil && erry == nil && px.Overlaps(py) {
@@ -409,7 +416,7 @@ func (r *run) overlap(ctx context.Context, joined []*memberState) {
 	slices.Sort(ids)
 	where := strings.Join(ids, ",")
 	if o := Overlaps(all); len(o) > 0 {
-		r.add(CheckOverlap, where, Fail, strings.Join(o, "; "), "clusters whose CIDRs overlap cannot reach each other: give one of them other CIDRs (globalnet is not there yet)")
+		r.add(CheckOverlap, where, Fail, strings.Join(o, "; "), "clusters whose CIDRs overlap cannot reach each other: join both with --globalnet (straitctl leave, then straitctl join --globalnet), or give one of them other CIDRs")
 		return
 	}
 	r.add(CheckOverlap, where, OK, fmt.Sprintf("no overlap between the pod and service CIDRs of %d clusters", len(all)), "")

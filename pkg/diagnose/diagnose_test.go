@@ -70,6 +70,10 @@ func cluster(id string, cidrs ...string) v1.Cluster {
 func TestOverlaps(t *testing.T) {
 	global := cluster("g", "10.1.0.0/16", "10.101.0.0/16")
 	global.Spec.GlobalCIDRs = []v1.CIDR{"242.0.0.0/16"}
+	global2 := cluster("h", "10.1.0.0/16", "10.101.0.0/16")
+	global2.Spec.GlobalCIDRs = []v1.CIDR{"242.1.0.0/16"}
+	global3 := cluster("h", "10.1.0.0/16", "10.101.0.0/16")
+	global3.Spec.GlobalCIDRs = []v1.CIDR{"242.0.128.0/17"}
 	for _, tc := range []struct {
 		name     string
 		clusters []v1.Cluster
@@ -82,7 +86,10 @@ func TestOverlaps(t *testing.T) {
 			[]string{"a 10.96.0.0/12 and b 10.100.0.0/16"}},
 		{"IPv6", []v1.Cluster{cluster("a", "fd00:10:1::/56", "fd00:100::/108"), cluster("b", "fd00:10:1:1::/64", "fd00:200::/108")},
 			[]string{"a fd00:10:1::/56 and b fd00:10:1:1::/64"}},
-		{"globalnet cluster left out", []v1.Cluster{cluster("a", "10.1.0.0/16", "10.101.0.0/16"), global}, nil},
+		{"a Globalnet and a plain cluster that overlap", []v1.Cluster{cluster("a", "10.1.0.0/16", "10.102.0.0/16"), global},
+			[]string{"a 10.1.0.0/16 and g 10.1.0.0/16"}},
+		{"two Globalnet clusters may share pod and service CIDRs", []v1.Cluster{global, global2}, nil},
+		{"but not global CIDRs", []v1.Cluster{global, global3}, []string{"g 242.0.0.0/16 and h 242.0.128.0/17"}},
 		{"three, one pair", []v1.Cluster{cluster("a", "10.1.0.0/16", "10.101.0.0/16"), cluster("b", "10.2.0.0/16", "10.102.0.0/16"),
 			cluster("c", "10.3.0.0/16", "10.102.128.0/17")}, []string{"b 10.102.0.0/16 and c 10.102.128.0/17"}},
 	} {

@@ -91,6 +91,13 @@ type JoinOptions struct {
 	GatewayNodes []string
 	// PodCIDRs and ServiceCIDRs override discovery.
 	PodCIDRs, ServiceCIDRs []netip.Prefix
+	// Globalnet asks the broker for a global CIDR (docs/globalnet.md): of
+	// GlobalCIDRSize addresses (0: broker.DefaultGlobalCIDRSize), or
+	// GlobalCIDR when it is valid. A cluster that holds one keeps it; one
+	// that joins again without Globalnet gives it back.
+	Globalnet      bool
+	GlobalCIDRSize int
+	GlobalCIDR     netip.Prefix
 	// ImageRepository and ImageTag name the components' images:
 	// <ImageRepository>/strait-gateway:<ImageTag> and so on. Both are
 	// required.
@@ -127,10 +134,14 @@ type JoinOptions struct {
 // and with other options updates what they change (fields join no longer
 // sets are removed, fields others set are kept).
 //
+// With o.Globalnet the broker allots the cluster's global CIDR at
+// enrolment, and the gateway is rendered with it (GatewayValues.GlobalCIDR).
+//
 // Errors: an invalid cluster ID, cable driver or image; another broker's
 // credential in the cluster; missing rights (one line listing them); a
 // *broker.ConflictError (wrapped: use errors.As) when the broker refuses the
-// cluster ID or CIDRs; otherwise the apiserver's errors, wrapped with what
+// cluster ID or CIDRs; broker.ErrPoolExhausted (wrapped) when the Globalnet
+// pool has no free block of the size; otherwise the apiserver's errors, wrapped with what
 // was being done (apierrors.IsForbidden and friends see through them).
 func Join(ctx context.Context, cfg *rest.Config, info *broker.Info, o JoinOptions) (retErr error) {
 	logf := orDiscard(o.Log)
@@ -178,11 +189,17 @@ func Join(ctx context.Context, cfg *rest.Config, info *broker.Info, o JoinOption
 	if err != nil {
 		return err
 	}
-	objs, err := joinObjects(manifests.GatewayValues{
+	values := manifests.GatewayValues{
 		Namespace: v1.ComponentNamespace, ClusterID: o.ClusterID,
 		PodCIDRs: cidr.Join(o.PodCIDRs), ServiceCIDRs: cidr.Join(o.ServiceCIDRs), CableDriver: string(o.CableDriver),
 		ImageRepository: o.ImageRepository, ImageTag: o.ImageTag,
-	}, info, "")
+	}
+	if o.Globalnet {
+		// The broker allots the real one at enrolment; what join writes,
+		// and so the rights it needs, depend only on there being one.
+		values.GlobalCIDR = broker.DefaultGlobalnetCIDR.String()
+	}
+	objs, err := joinObjects(values, info, "")
 	if err != nil {
 		return err
 	}
@@ -215,14 +232,23 @@ func Join(ctx context.Context, cfg *rest.Config, info *broker.Info, o JoinOption
 			logf("undid the enrolment of %s at the broker %s", o.ClusterID, info.APIServer)
 		}()
 	}
-	token, err := broker.Enroll(bctx, info, broker.Member{
+	enrolment, err := broker.EnrollMember(bctx, info, broker.Member{
 		ClusterID: o.ClusterID, ClusterUID: string(kubeSystem.UID),
 		PodCIDRs: o.PodCIDRs, ServiceCIDRs: o.ServiceCIDRs, CurrentToken: current,
+		Globalnet: o.Globalnet, GlobalCIDRSize: o.GlobalCIDRSize, GlobalCIDR: o.GlobalCIDR,
 	})
 	if err != nil {
 		return fmt.Errorf("enrol at the broker %s: %w", info.APIServer, err)
 	}
+	token := enrolment.Token
 	logf("enrolled at the broker %s", info.APIServer)
+	if o.Globalnet {
+		logf("global CIDR %s", enrolment.GlobalCIDR)
+		values.GlobalCIDR = enrolment.GlobalCIDR.String()
+		if objs, err = joinObjects(values, info, ""); err != nil {
+			return err
+		}
+	}
 
 	if err := kubeapply.ApplyCRDs(ctx, c, all, kubeapply.FieldManagerCLI); err != nil {
 		return err

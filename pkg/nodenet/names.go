@@ -87,12 +87,24 @@ const (
 	// RouteAgentJumpComment marks the route agent's jumps.
 	RouteAgentJumpComment = "strait route agent"
 
+	// GlobalnetEgressChain (nat, jumped to from POSTROUTING on gateway
+	// nodes of a Globalnet cluster) SNATs traffic that leaves through the
+	// cable to the global IPs that apply (docs/globalnet.md). Its jump
+	// must run before the gateway's and the route agent's (GatewayNATChain,
+	// NATChain): their ACCEPT ends nat POSTROUTING, so after them it would
+	// never be reached. JumpRank orders it first.
+	GlobalnetEgressChain = "STRAIT-GN-EGRESS"
+	// GlobalnetIngressChain (nat, jumped to from PREROUTING) DNATs the
+	// global IPs of exported headless Services' pods to the pods.
+	GlobalnetIngressChain = "STRAIT-GN-INGRESS"
+	// GlobalnetJumpComment marks Globalnet's jumps.
+	GlobalnetJumpComment = "strait globalnet"
+
 	// ChainPrefix begins the name of every chain of ours. A jump to a chain
 	// of that name counts as ours when SyncChains checks that a writer's
-	// jump runs first: the gateway's and the route agent's jumps from nat
-	// POSTROUTING both only ACCEPT, so their order among themselves does
-	// not matter, and each writer moving its own to rule 1 would make the
-	// two take turns forever.
+	// jump runs first; among themselves our jumps from one built-in chain
+	// are kept in JumpRank's order, which every writer follows, so that no
+	// two writers take turns moving their own jump to rule 1.
 	ChainPrefix = "STRAIT-"
 
 	// NoMasqueradeComment marks the nat ACCEPT rules (the gateway's and the
@@ -101,3 +113,26 @@ const (
 	// rules and the golden tests.
 	NoMasqueradeComment = "strait: cross-cluster, no masquerade"
 )
+
+// jumpRanks are the ranks of the chains whose place among our jumps from
+// one built-in chain matters (lower runs first); every other chain of ours
+// ranks defaultJumpRank. Globalnet's SNAT must run before the ACCEPTs of
+// the gateway and the route agent in nat POSTROUTING.
+var jumpRanks = map[string]int{
+	GlobalnetEgressChain: 10,
+}
+
+// defaultJumpRank is the rank of a chain not in jumpRanks: after the
+// ranked ones (the gateway's and the route agent's nat ACCEPTs are there,
+// and their order among themselves does not matter).
+const defaultJumpRank = 100
+
+// JumpRank is the rank of our chain name among our jumps from one built-in
+// chain: lower runs first; equal ranks go by name, so that the order is
+// total and the same for every writer, whatever the history of inserts.
+func JumpRank(name string) int {
+	if r, ok := jumpRanks[name]; ok {
+		return r
+	}
+	return defaultJumpRank
+}

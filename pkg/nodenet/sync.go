@@ -589,11 +589,17 @@ func parseSave(save string, owned []Chain) map[string]*savedChain {
 }
 
 // jumpRank is whether a jump to our chain a belongs before a jump to our
-// chain b when both are jumped to from one built-in chain (the gateway's and
-// the route agent's from nat POSTROUTING on a gateway node): by name, so
-// that the order never depends on which writer inserted its jump last and a
-// node's rule set is the same after any history of restarts and failovers.
-func jumpRank(a, b string) bool { return a < b }
+// chain b when both are jumped to from one built-in chain (Globalnet's, the
+// gateway's and the route agent's from nat POSTROUTING on a gateway node):
+// by JumpRank, then by name, so that the order never depends on which
+// writer inserted its jump last and a node's rule set is the same after any
+// history of restarts and failovers.
+func jumpRank(a, b string) bool {
+	if ra, rb := JumpRank(a), JumpRank(b); ra != rb {
+		return ra < rb
+	}
+	return a < b
+}
 
 // jumpsToOurs returns the target of rule (iptables-save form) and whether
 // it is a chain of ours.

@@ -406,3 +406,68 @@ func TestApplyWithoutIPv6(t *testing.T) {
 		t.Errorf("after Remove:\n%s", s)
 	}
 }
+
+// Globalnet's SNAT chain is jumped to before every other chain of ours in
+// nat POSTROUTING (their ACCEPTs would end the chain before it), even
+// before one whose name sorts first, whatever order the writers applied
+// in; the rest keep their order by name, and a settled node is not
+// rewritten.
+func TestSyncChainsGlobalnetEgressFirst(t *testing.T) {
+	mk := func(name string) nodenet.Chain {
+		return nodenet.Chain{Family: nodenet.IPv4, Table: "nat", Name: name, From: "POSTROUTING", Comment: name,
+			Rules: [][]string{{"-d", "10.2.0.0/16", "-j", "ACCEPT"}}}
+	}
+	names := []string{nodenet.NATChain, "STRAIT-A", nodenet.GatewayNATChain, nodenet.GlobalnetEgressChain}
+	want := "STRAIT-GN-EGRESS STRAIT-A STRAIT-GW-POSTROUTING STRAIT-POSTROUTING KUBE-POSTROUTING"
+	var perms func([]string, int) [][]string
+	perms = func(xs []string, k int) [][]string {
+		if k == len(xs) {
+			return [][]string{slices.Clone(xs)}
+		}
+		var out [][]string
+		for i := k; i < len(xs); i++ {
+			xs[k], xs[i] = xs[i], xs[k]
+			out = append(out, perms(xs, k+1)...)
+			xs[k], xs[i] = xs[i], xs[k]
+		}
+		return out
+	}
+	for _, order := range perms(names, 0) {
+		k := &nodenettest.Kernel{}
+		if err := k.AddFilterRule(nodenet.IPv4, "nat", "POSTROUTING", "-j KUBE-POSTROUTING"); err != nil {
+			t.Fatal(err)
+		}
+		round := func() {
+			t.Helper()
+			for _, n := range order {
+				c := mk(n)
+				if err := nodenet.SyncChains(k, []nodenet.Chain{c}, []nodenet.Chain{c}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		round()
+		settled := false
+		for range len(names) {
+			k.Log = nil
+			round()
+			if len(k.Log) == 0 {
+				settled = true
+				break
+			}
+		}
+		if !settled {
+			t.Errorf("%v: never settled, last round wrote %q", order, k.Log)
+		}
+		save, _ := k.Save(nodenet.IPv4, "nat")
+		var got []string
+		for l := range strings.Lines(save) {
+			if rest, ok := strings.CutPrefix(strings.TrimSpace(l), "-A POSTROUTING "); ok {
+				got = append(got, rest[strings.LastIndex(rest, " ")+1:])
+			}
+		}
+		if strings.Join(got, " ") != want {
+			t.Errorf("applied in order %v: POSTROUTING jumps to %v, want %s", order, got, want)
+		}
+	}
+}

@@ -34,7 +34,7 @@ func sandboxRecoversFromCrash() error {
 	if ns, _ := sandbox.ListNamespaces(); len(ns) == 0 {
 		return errors.New("no namespaces left behind: the crash cleaned up after itself, so this check proves nothing")
 	}
-	out, err := sandboxCmd(upArgs...).CombinedOutput()
+	out, err := sandboxCmd(sandboxArgs()...).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("up after a crash: %w\n%s", err, out)
 	}

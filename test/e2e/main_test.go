@@ -69,7 +69,7 @@ func TestMain(m *testing.M) {
 			}
 		}
 		before = takeSnapshot()
-		out, err := sandboxCmd(upArgs...).CombinedOutput()
+		out, err := sandboxCmd(sandboxArgs()...).CombinedOutput()
 		upOutput = string(out)
 		fmt.Print(upOutput)
 		if err != nil {
@@ -102,7 +102,10 @@ var finalChecks = []struct {
 // failed recovery still has to be taken down cleanly.
 func runFinalChecks() bool {
 	ok := true
-	for _, c := range finalChecks {
+	for i, c := range finalChecks {
+		if overlapping() && i == 0 {
+			continue // the first run of the package checks the recovery
+		}
 		name := "TestMain/" + strings.ReplaceAll(c.name, " ", "_")
 		if testing.Verbose() {
 			fmt.Printf("=== RUN   %s\n", name)
@@ -127,13 +130,51 @@ func runFinalChecks() bool {
 // Service traffic goes into clusters of both modes).
 var upArgs = []string{"up", "--clusters", "3", "--nodes", "3", "--nat", "c2", "--proxy-mode", "iptables,c2=nftables,c3=nftables"}
 
+// sandboxEnv chooses the sandbox: unset, the one above, for every test
+// but TestGlobalnet; "overlapping", two clusters of three nodes with the
+// same pod and Service CIDRs (c2 behind NAT, kube-proxy in nftables mode
+// there), for TestGlobalnet alone. "make test-e2e" runs the package once
+// with each (one sandbox at a time on a machine).
+const sandboxEnv = "STRAIT_E2E_SANDBOX"
+
+// overlapping reports whether this run's sandbox is the overlapping one.
+func overlapping() bool { return os.Getenv(sandboxEnv) == "overlapping" }
+
+// sandboxArgs are the arguments of this run's "up".
+func sandboxArgs() []string {
+	if overlapping() {
+		return overlappingArgs
+	}
+	return upArgs
+}
+
+var overlappingArgs = []string{"up", "--clusters", "2", "--nodes", "3", "--nat", "c2", "--proxy-mode", "iptables,c2=nftables", "--overlapping"}
+
 func sandboxCmd(args ...string) *exec.Cmd {
 	// The flag goes first: after "exec ... --" every word is the command's.
 	return exec.Command(filepath.Join(binDir, "strait-sandbox"), append([]string{"--state-dir", layout.Dir}, args...)...)
 }
 
-// need skips or fails the test when the sandbox is not there.
+// need skips or fails the test when the sandbox is not there, and skips
+// it in the overlapping sandbox, which is TestGlobalnet's (needOverlapping).
 func need(t *testing.T) {
+	t.Helper()
+	if overlapping() {
+		t.Skip("the sandbox's clusters overlap (" + sandboxEnv + "=overlapping): only TestGlobalnet runs")
+	}
+	needSandbox(t)
+}
+
+// needOverlapping skips the test unless the sandbox's clusters overlap.
+func needOverlapping(t *testing.T) {
+	t.Helper()
+	if !overlapping() {
+		t.Skip("needs the overlapping sandbox: " + sandboxEnv + "=overlapping (make test-e2e runs it)")
+	}
+	needSandbox(t)
+}
+
+func needSandbox(t *testing.T) {
 	t.Helper()
 	if skipReason != "" {
 		t.Skip(skipReason)

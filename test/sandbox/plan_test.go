@@ -1,7 +1,9 @@
 package sandbox
 
 import (
+	"fmt"
 	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -69,13 +71,58 @@ func TestPlanAddresses(t *testing.T) {
 	}
 }
 
+// --overlapping: every cluster has the same pod and Service CIDRs, so the
+// same kubernetes and cluster DNS Service IPs too (each cluster's node
+// namespaces reach only their own); everything that connects clusters or
+// the admin host (node networks, control-plane, node, NAT router and
+// internet addresses) stays distinct, as without it.
 func TestPlanOverlapping(t *testing.T) {
-	plans := Plan(Options{Clusters: 2, Nodes: 1, Overlapping: true})
-	if plans[0].PodCIDR != plans[1].PodCIDR || plans[0].ServiceCIDR != plans[1].ServiceCIDR {
-		t.Errorf("overlapping clusters got %s/%s and %s/%s", plans[0].PodCIDR, plans[0].ServiceCIDR, plans[1].PodCIDR, plans[1].ServiceCIDR)
+	plans := Plan(Options{Clusters: 3, Nodes: 2, GatewayNodes: 1, NAT: []string{"c2"}, Overlapping: true})
+	first := plans[0]
+	if first.PodCIDR.String() != "10.1.0.0/16" || first.ServiceCIDR.String() != "10.101.0.0/16" ||
+		first.KubernetesServiceIP.String() != "10.101.0.1" || first.DNSServiceIP.String() != "10.101.0.10" {
+		t.Errorf("c1: pods %s services %s kubernetes %s DNS %s", first.PodCIDR, first.ServiceCIDR, first.KubernetesServiceIP, first.DNSServiceIP)
 	}
-	if plans[0].LAN == plans[1].LAN {
-		t.Errorf("node networks must stay distinct")
+	seen := map[string]string{} // address or prefix -> what has it
+	distinct := func(what string, v fmt.Stringer) {
+		if prev, dup := seen[v.String()]; dup {
+			t.Errorf("%s and %s are both %s", prev, what, v)
+		}
+		seen[v.String()] = what
+	}
+	distinct("the admin host", AdminIP)
+	for _, c := range plans {
+		if c.PodCIDR != first.PodCIDR || c.ServiceCIDR != first.ServiceCIDR || c.KubernetesServiceIP != first.KubernetesServiceIP || c.DNSServiceIP != first.DNSServiceIP {
+			t.Errorf("%s: pods %s services %s kubernetes %s DNS %s, want c1's", c.Name, c.PodCIDR, c.ServiceCIDR, c.KubernetesServiceIP, c.DNSServiceIP)
+		}
+		if c.LAN.Overlaps(c.PodCIDR) || c.LAN.Overlaps(c.ServiceCIDR) || InternetCIDR.Overlaps(c.PodCIDR) {
+			t.Errorf("%s: node network %s or the internet overlaps pods %s or services %s", c.Name, c.LAN, c.PodCIDR, c.ServiceCIDR)
+		}
+		distinct(c.Name+" node network", c.LAN)
+		distinct(c.Name+" control plane", c.ControlIP)
+		distinct(c.Name+" control plane's public IP", c.ControlPublicIP)
+		if c.NAT != (c.Name == "c2") {
+			t.Errorf("%s: NAT %v", c.Name, c.NAT)
+		}
+		if c.NAT {
+			distinct(c.Name+" NAT router", c.RouterLANIP)
+			distinct(c.Name+" NAT router's public IP", c.RouterPublicIP)
+		}
+		for _, n := range c.Nodes {
+			distinct(n.Name, n.IP)
+			if n.InternetIP.IsValid() {
+				distinct(n.Name+" on the internet", n.InternetIP)
+			}
+		}
+	}
+	// The same options without --overlapping differ only in the ranges.
+	plain := Plan(Options{Clusters: 3, Nodes: 2, GatewayNodes: 1, NAT: []string{"c2"}})
+	for i := range plans {
+		a, b := plans[i], plain[i]
+		a.PodCIDR, a.ServiceCIDR, a.KubernetesServiceIP, a.DNSServiceIP = b.PodCIDR, b.ServiceCIDR, b.KubernetesServiceIP, b.DNSServiceIP
+		if !reflect.DeepEqual(a, b) {
+			t.Errorf("%s differs beyond its CIDRs:\n%+v\n%+v", a.Name, a, b)
+		}
 	}
 }
 

@@ -49,9 +49,12 @@ current-context: x
 		{[]string{"show", "widgets", "--kubeconfig", unreachable}, ExitError, "want all, clusters, networks, endpoints"},
 		{[]string{"deploy-broker", "--kubeconfig", unreachable, "--globalnet-cidr", "242.0.0.0/33"}, ExitError, "--globalnet-cidr"},
 		{[]string{"join", versionOnly, "--clusterid", "c1", "--kubeconfig", unreachable}, ExitError, "is incomplete: no apiServer, caBundle, namespace, token"},
-		// Globalnet does not exist yet: the flag is refused before the
-		// cluster is reached.
-		{[]string{"deploy-broker", "--kubeconfig", unreachable, "--globalnet-cidr", "242.0.0.0/8"}, ExitError, "Globalnet is not available yet"},
+		{[]string{"join", "x.strait", "--clusterid", "c1", "--kubeconfig", unreachable, "--globalnet", "--globalnet-cidr-size", "1000"}, ExitError, "--globalnet-cidr-size: global CIDR size 1000"},
+		{[]string{"join", "x.strait", "--clusterid", "c1", "--kubeconfig", unreachable, "--globalnet-cidr-size", "1024"}, ExitError, "needs --globalnet"},
+		{[]string{"join", "x.strait", "--clusterid", "c1", "--kubeconfig", unreachable, "--globalnet-cidr", "242.0.0.0"}, ExitError, "--globalnet-cidr \"242.0.0.0\""},
+		// A bad pool is refused before the cluster is reached.
+		{[]string{"deploy-broker", "--kubeconfig", unreachable, "--globalnet-cidr", "fd00::/8"}, ExitError, "only IPv4 pools"},
+		{[]string{"deploy-broker", "--kubeconfig", unreachable, "--globalnet-cidr", "242.0.0.0/28"}, ExitError, "a /8 to a /24"},
 	} {
 		var out, errOut bytes.Buffer
 		t.Setenv("KUBECONFIG", "")

@@ -29,6 +29,9 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&Cluster{}, &ClusterList{},
 		&Endpoint{}, &EndpointList{},
 		&Gateway{}, &GatewayList{},
+		&ClusterGlobalEgressIP{}, &ClusterGlobalEgressIPList{},
+		&GlobalEgressIP{}, &GlobalEgressIPList{},
+		&GlobalIngressIP{}, &GlobalIngressIPList{},
 	)
 	metav1.AddToGroupVersion(scheme, SchemeGroupVersion)
 	return nil

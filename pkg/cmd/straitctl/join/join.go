@@ -2,7 +2,9 @@
 package join
 
 import (
+	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -22,6 +24,7 @@ func NewCommand() *cobra.Command {
 		opts                   member.JoinOptions
 		driver, gateways       string
 		podCIDRs, serviceCIDRs []string
+		globalCIDR             string
 	)
 	cmd := &cobra.Command{
 		Use:   "join <broker-info file>",
@@ -37,11 +40,33 @@ Before it touches the broker, join asks the cluster whether the kubeconfig may
 do all it needs (CRDs, namespace, RBAC, DaemonSets, Deployments, the CoreDNS
 ConfigMap, node labels) and stops with the list of missing rights. A join that
 fails later removes the enrolment it made at the broker. A cluster joined to
-another broker (or namespace) is refused: run "straitctl leave" first.`,
+another broker (or namespace) is refused: run "straitctl leave" first.
+
+With --globalnet the broker allots the cluster a global CIDR from its pool
+(--globalnet-cidr-size addresses, or the block --globalnet-cidr names), and
+the cluster's pod and service CIDRs may then overlap those of other Globalnet
+members: cross-cluster traffic uses global IPs. "straitctl leave" releases the
+block; joining again keeps it.`,
 		Example: `  straitctl join broker-info.strait --kubeconfig c1.kubeconfig --clusterid c1 --gateway-nodes c1-n1,c1-n2
-  straitctl join broker-info.strait --kubeconfig c2.kubeconfig --clusterid c2 --cable-driver vxlan`,
+  straitctl join broker-info.strait --kubeconfig c2.kubeconfig --clusterid c2 --cable-driver vxlan
+  straitctl join broker-info.strait --kubeconfig c3.kubeconfig --clusterid c3 --globalnet --globalnet-cidr-size 4096`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if globalCIDR != "" {
+				p, err := netip.ParsePrefix(globalCIDR)
+				if err != nil {
+					return fmt.Errorf("--globalnet-cidr %q: %w", globalCIDR, err)
+				}
+				opts.GlobalCIDR, opts.Globalnet = p, true
+			}
+			if cmd.Flags().Changed("globalnet-cidr-size") && !opts.Globalnet {
+				return errors.New("--globalnet-cidr-size needs --globalnet")
+			}
+			if opts.Globalnet && !opts.GlobalCIDR.IsValid() {
+				if _, err := broker.ValidateGlobalCIDRSize(opts.GlobalCIDRSize); err != nil {
+					return fmt.Errorf("--globalnet-cidr-size: %w", err)
+				}
+			}
 			info, err := broker.ReadInfo(args[0])
 			if err != nil {
 				return err
@@ -74,6 +99,9 @@ another broker (or namespace) is refused: run "straitctl leave" first.`,
 	cmd.Flags().StringVar(&gateways, "gateway-nodes", "", "comma-separated gateway nodes (default: the nodes already labelled strait.dev/gateway=true)")
 	cmd.Flags().StringSliceVar(&podCIDRs, "pod-cidr", nil, "pod CIDRs (default: discovered)")
 	cmd.Flags().StringSliceVar(&serviceCIDRs, "service-cidr", nil, "service CIDRs (default: discovered)")
+	cmd.Flags().BoolVar(&opts.Globalnet, "globalnet", false, "get a global CIDR from the broker's Globalnet pool, for CIDRs that overlap other Globalnet members'")
+	cmd.Flags().IntVar(&opts.GlobalCIDRSize, "globalnet-cidr-size", broker.DefaultGlobalCIDRSize, "addresses in the global CIDR with --globalnet, a power of two (65536 is a /16)")
+	cmd.Flags().StringVar(&globalCIDR, "globalnet-cidr", "", "the global CIDR to take from the broker's pool (implies --globalnet)")
 	cmd.Flags().StringVar(&opts.ImageRepository, "image-repository", "strait", "repository of Strait's images")
 	cmd.Flags().StringVar(&opts.ImageTag, "image-tag", version.Version, "tag of Strait's images")
 	_ = cmd.MarkFlagRequired("clusterid")

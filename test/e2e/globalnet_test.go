@@ -1,0 +1,478 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+
+	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
+)
+
+// gnClusters are the overlapping sandbox's clusters (overlappingArgs).
+var gnClusters = []string{"c1", "c2"}
+
+// TestGlobalnet is Globalnet as users drive it, in the sandbox whose two
+// clusters have the same pod and Service CIDRs (c2 behind NAT): without
+// Globalnet the second join is refused; with "straitctl join --globalnet"
+// both join, each gets its own global CIDR, and a pod in c1 reaches a
+// Service exported from c2 by its clusterset name, over TCP and UDP and
+// with large packets, coming in from c1's egress global IPs (or the
+// GlobalEgressIP that selects it); a headless Service's names resolve to
+// per-pod global IPs; host-network processes reach remote global IPs; a
+// restart of the controller and a failover of the gateway keep every
+// address; and a GlobalEgressIP that asks for more than is left gets a
+// condition while the others keep theirs.
+func TestGlobalnet(t *testing.T) {
+	needOverlapping(t)
+	ctx := context.Background()
+	info := filepath.Join(t.TempDir(), "broker-info.strait")
+	if out, err := straitctl(t, "deploy-broker", "--kubeconfig", adminKubeconfig("c1"), "--output", info); err != nil {
+		t.Fatalf("deploy-broker: %v\n%s", err, out)
+	}
+	join := func(c string, extra ...string) (string, error) {
+		args := append([]string{"join", info, "--kubeconfig", adminKubeconfig(c), "--clusterid", c,
+			"--gateway-nodes", c + "-n1," + c + "-n2", "--cable-driver", "wireguard"}, extra...)
+		return straitctl(t, args...)
+	}
+	t.Cleanup(func() {
+		for _, c := range slices.Backward(gnClusters) {
+			if out, err := straitctl(t, "leave", "--kubeconfig", adminKubeconfig(c)); err != nil && !strings.Contains(out, "has not joined") {
+				t.Errorf("leave %s: %v\n%s", c, err, out)
+			}
+		}
+	})
+
+	t.Run("without Globalnet the overlapping cluster is refused", func(t *testing.T) {
+		if out, err := join("c1", "--globalnet"); err != nil {
+			t.Fatalf("join c1 --globalnet: %v\n%s", err, out)
+		}
+		out, err := join("c2")
+		if err == nil || !strings.Contains(out, "c1") || !strings.Contains(out, "c2") {
+			t.Fatalf("join c2 without Globalnet: %v, want a refusal naming c1 and c2:\n%s", err, out)
+		}
+		t.Logf("refused as wanted: %s", strings.TrimSpace(out))
+	})
+	// A small block for c2, so that exhaustion is reachable: 64 addresses,
+	// two reserved, eight for the cluster's egress.
+	if out, err := join("c2", "--globalnet", "--globalnet-cidr-size", "64"); err != nil {
+		t.Fatalf("join c2 --globalnet: %v\n%s", err, out)
+	}
+	waitConnected(t, gnClusters)
+
+	global := map[string]netip.Prefix{}
+	for _, c := range gnClusters {
+		var cl v1.Cluster
+		waitFor(t, 2*time.Minute, c+"'s Cluster with its global CIDR", func(ctx context.Context) (bool, error) {
+			err := ctrlClient(t, c).Get(ctx, types.NamespacedName{Namespace: v1.ComponentNamespace, Name: c}, &cl)
+			return err == nil && len(cl.Spec.GlobalCIDRs) == 1, nil
+		})
+		global[c] = netip.MustParsePrefix(string(cl.Spec.GlobalCIDRs[0]))
+	}
+	t.Logf("global CIDRs: c1 %s, c2 %s", global["c1"], global["c2"])
+	if global["c1"].Overlaps(global["c2"]) || global["c2"].Bits() != 26 {
+		t.Fatalf("global CIDRs %v: want distinct ones, c2's a /26", global)
+	}
+	egress := map[string][]string{}
+	for _, c := range gnClusters {
+		egress[c] = waitEgress(t, c, "", v1.ClusterEgressName, 8)
+		for _, ip := range egress[c] {
+			if !global[c].Contains(netip.MustParseAddr(ip)) {
+				t.Errorf("%s: cluster egress IP %s outside its global CIDR %s", c, ip, global[c])
+			}
+		}
+	}
+
+	const ns = "globalnet-e2e"
+	mcsNamespace(t, ns, gnClusters...)
+	cs2 := kubeClient(t, "c2")
+	web := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Labels: map[string]string{"app": "web"}},
+		Spec: corev1.PodSpec{NodeName: "c2-n3", TerminationGracePeriodSeconds: ptr.To(int64(1)),
+			Containers: []corev1.Container{testpodContainer("c", "serve")}},
+	}
+	var heads []*corev1.Pod
+	for i := range 2 {
+		heads = append(heads, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("db-%d", i), Labels: map[string]string{"app": "db"}},
+			Spec: corev1.PodSpec{NodeName: fmt.Sprintf("c2-n%d", 3-i), TerminationGracePeriodSeconds: ptr.To(int64(1)),
+				Containers: []corev1.Container{testpodContainer("c", "serve")}},
+		})
+	}
+	ports := []corev1.ServicePort{
+		{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP},
+		{Name: "udp", Port: 9001, TargetPort: intstr.FromInt32(9001), Protocol: corev1.ProtocolUDP},
+	}
+	for _, svc := range []*corev1.Service{
+		{ObjectMeta: metav1.ObjectMeta{Name: "web"}, Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "web"}, Ports: ports}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "db"}, Spec: corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone, Selector: map[string]string{"app": "db"}, Ports: ports}},
+	} {
+		if _, err := cs2.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	createRunning(t, "c2", cs2, ns, append([]*corev1.Pod{web}, heads...)...)
+	tools := toolPod("tools")
+	tools.Labels["role"] = "client"
+	tools.Spec.NodeName = "c1-n3"
+	createRunning(t, "c1", kubeClient(t, "c1"), ns, tools)
+	exportService(t, "c2", ns, "web", nil)
+	exportService(t, "c2", ns, "db", nil)
+
+	var webIP string
+	t.Run("a pod reaches a remote Service by its clusterset name, from the cluster's egress IPs", func(t *testing.T) {
+		si := waitImport(t, "c1", ns, "web", "with an IP", func(si *mcsv1beta1.ServiceImport) bool { return len(si.Spec.IPs) == 1 })
+		t.Logf("c1's import of web: %v", si.Spec.IPs)
+		webIP = waitIngress(t, "c2", ns, "web", v1.ClusterIPService)
+		if !global["c2"].Contains(netip.MustParseAddr(webIP)) {
+			t.Errorf("web's global IP %s is outside c2's global CIDR %s", webIP, global["c2"])
+		}
+		// Every slice c1 imported for web holds c2's global IP, never
+		// a pod IP of c2 (which c1's own pods may have).
+		waitSliceAddrs(t, "c1", ns, "web", []string{webIP})
+		client := waitClient(t, "c1", ns, "web.globalnet-e2e.svc.clusterset.local", "web")
+		if !slices.Contains(egress["c1"], client) {
+			t.Errorf("web saw the client as %s, want one of c1's egress IPs %v", client, egress["c1"])
+		}
+		// UDP, and datagrams of 1,300 bytes each way.
+		out := execTools(t, "c1", ns, "echo hello | nc -u -w 2 web.globalnet-e2e.svc.clusterset.local 9001")
+		if out != "hello" {
+			t.Errorf("UDP through the clusterset name: %q, want the echo", out)
+		}
+		big := strings.Repeat("x", 1300)
+		out = execTools(t, "c1", ns, fmt.Sprintf("printf %s | nc -u -w 2 %s 9001", big, webIP))
+		if out != big {
+			t.Errorf("a 1,300-byte UDP datagram to %s came back as %d bytes", webIP, len(out))
+		}
+		out = execTools(t, "c1", ns, fmt.Sprintf("curl -s --max-time 10 -o /dev/null -w '%%{size_download}' http://%s/bytes?n=4000000", webIP))
+		if out != "4000000" {
+			t.Errorf("a 4 MB download from %s got %q bytes", webIP, out)
+		}
+	})
+
+	t.Run("a GlobalEgressIP gives the pods it selects their own source address", func(t *testing.T) {
+		c1 := ctrlClient(t, "c1")
+		gip := &v1.GlobalEgressIP{ObjectMeta: metav1.ObjectMeta{Name: "clients", Namespace: ns},
+			Spec: v1.GlobalEgressIPSpec{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"role": "client"}}}}
+		if err := c1.Create(ctx, gip); err != nil {
+			t.Fatal(err)
+		}
+		own := waitEgress(t, "c1", ns, "clients", 1)
+		if slices.Contains(egress["c1"], own[0]) {
+			t.Errorf("the GlobalEgressIP got %s, one of the cluster's egress IPs", own[0])
+		}
+		waitFor(t, 60*time.Second, "web to see the client as "+own[0], func(context.Context) (bool, error) {
+			return identity(t, "c1", ns, webIP).Client == own[0], nil
+		})
+	})
+
+	t.Run("a headless Service's names resolve to per-pod global IPs that connect", func(t *testing.T) {
+		var ips []string
+		for _, p := range heads {
+			ips = append(ips, waitPodIngress(t, "c2", ns, "db", p.Name))
+		}
+		slices.Sort(ips)
+		waitSliceAddrs(t, "c1", ns, "db", ips)
+		var got []string
+		waitFor(t, 60*time.Second, "db.globalnet-e2e.svc.clusterset.local to resolve to "+strings.Join(ips, ","), func(context.Context) (bool, error) {
+			got = strings.Fields(execTools(t, "c1", ns, "dig +short db.globalnet-e2e.svc.clusterset.local | sort"))
+			return slices.Equal(got, ips), nil
+		})
+		// A headless Service's clients connect to the pods' own port
+		// (the target port, 8080), as within a cluster.
+		for _, ip := range ips {
+			if id := identity(t, "c1", ns, ip+":8080"); !strings.HasPrefix(id.Pod, "db-") {
+				t.Errorf("HTTP to %s:8080 answered by %q, want a db pod", ip, id.Pod)
+			}
+		}
+	})
+
+	t.Run("a host-network process reaches a remote global IP", func(t *testing.T) {
+		hostTools := toolPod("host-tools")
+		hostTools.Spec.HostNetwork = true
+		hostTools.Spec.NodeName = "c1-n3"
+		createRunning(t, "c1", kubeClient(t, "c1"), ns, hostTools)
+		waitFor(t, 60*time.Second, "HTTP from c1-n3's host network to "+webIP, func(context.Context) (bool, error) {
+			r := kubectl(t, "c1", "exec", "-n", ns, "host-tools", "--", "curl", "-s", "--max-time", "5", "http://"+webIP+"/")
+			return r.code == 0 && strings.Contains(r.stdout, `"pod":"web"`), nil
+		})
+	})
+
+	t.Run("a controller restart and a gateway failover keep every address", func(t *testing.T) {
+		before := addresses(t, "c2", ns)
+		pods, err := cs2.CoreV1().Pods(v1.ComponentNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=globalnet"})
+		if err != nil || len(pods.Items) == 0 {
+			t.Fatalf("no globalnet pods in c2: %v", err)
+		}
+		for _, p := range pods.Items {
+			if err := cs2.CoreV1().Pods(v1.ComponentNamespace).Delete(ctx, p.Name, metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitFor(t, 2*time.Minute, "c2's globalnet pods back", func(ctx context.Context) (bool, error) {
+			l, err := cs2.CoreV1().Pods(v1.ComponentNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=globalnet"})
+			if err != nil || len(l.Items) != len(pods.Items) {
+				return false, nil
+			}
+			for _, p := range l.Items {
+				if p.Status.Phase != corev1.PodRunning || slices.ContainsFunc(pods.Items, func(o corev1.Pod) bool { return o.UID == p.UID }) {
+					return false, nil
+				}
+			}
+			return true, nil
+		})
+		if after := addresses(t, "c2", ns); !slices.Equal(before, after) {
+			t.Errorf("addresses changed over a restart:\nbefore %v\nafter  %v", before, after)
+		}
+		waitClient(t, "c1", ns, webIP, "web")
+
+		first := holder(t, "c2")
+		if err := syscall.Kill(gatewayPID(t, "c2", first), syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 90*time.Second, "c2's other gateway to take over", func(context.Context) (bool, error) {
+			h := holder(t, "c2")
+			return h != "" && h != first, nil
+		})
+		waitClient(t, "c1", ns, webIP, "web")
+		if after := addresses(t, "c2", ns); !slices.Equal(before, after) {
+			t.Errorf("addresses changed over a failover:\nbefore %v\nafter  %v", before, after)
+		}
+	})
+
+	t.Run("a GlobalEgressIP asking for more than is left gets a condition, the others keep theirs", func(t *testing.T) {
+		c2 := ctrlClient(t, "c2")
+		before := addresses(t, "c2", ns)
+		// 64 - 2 reserved - 8 cluster egress - 1 web - 2 db = 51 left:
+		// two of 20 fit, the third does not.
+		for i := range 3 {
+			g := &v1.GlobalEgressIP{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("big-%d", i), Namespace: ns},
+				Spec: v1.GlobalEgressIPSpec{NumberOfIPs: ptr.To(int32(20)),
+					PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"big": fmt.Sprint(i)}}}}
+			if err := c2.Create(ctx, g); err != nil {
+				t.Fatal(err)
+			}
+			if i < 2 {
+				waitEgress(t, "c2", ns, g.Name, 20)
+			}
+		}
+		waitFor(t, 60*time.Second, "big-2 to say the pool is exhausted", func(ctx context.Context) (bool, error) {
+			var g v1.GlobalEgressIP
+			if err := c2.Get(ctx, types.NamespacedName{Namespace: ns, Name: "big-2"}, &g); err != nil {
+				return false, nil
+			}
+			for _, c := range g.Status.Conditions {
+				if c.Type == v1.ConditionAllocated && c.Status == metav1.ConditionFalse && c.Reason == v1.ReasonIPPoolExhausted {
+					return len(g.Status.AllocatedIPs) == 0, nil
+				}
+			}
+			return false, nil
+		})
+		after := addresses(t, "c2", ns)
+		for _, a := range before {
+			if !slices.Contains(after, a) {
+				t.Errorf("%s lost its address when the pool ran out", a)
+			}
+		}
+		waitClient(t, "c1", ns, webIP, "web")
+	})
+}
+
+// waitConnected waits until every cluster's active gateway reports every
+// other cluster connected.
+func waitConnected(t *testing.T, clusters []string) {
+	t.Helper()
+	for _, c := range clusters {
+		cl := ctrlClient(t, c)
+		var last string
+		if err := poll(2*time.Minute, func(ctx context.Context) (bool, error) {
+			last = connectionsOf(ctx, cl)
+			for _, o := range clusters {
+				if o != c && !strings.Contains(last, o+"=connected") {
+					return false, nil
+				}
+			}
+			return true, nil
+		}); err != nil {
+			t.Fatalf("%s: the active gateway never connected to every other cluster: %s", c, last)
+		}
+	}
+}
+
+// waitEgress waits until the egress object (a ClusterGlobalEgressIP when
+// ns is "") has n allocated IPs, and returns them.
+func waitEgress(t *testing.T, cluster, ns, name string, n int) []string {
+	t.Helper()
+	cl := ctrlClient(t, cluster)
+	var ips []v1.IP
+	var last string
+	if err := poll(2*time.Minute, func(ctx context.Context) (bool, error) {
+		var st v1.GlobalEgressIPStatus
+		if ns == "" {
+			var o v1.ClusterGlobalEgressIP
+			if err := cl.Get(ctx, types.NamespacedName{Name: name}, &o); err != nil {
+				last = err.Error()
+				return false, nil
+			}
+			st = o.Status
+		} else {
+			var o v1.GlobalEgressIP
+			if err := cl.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &o); err != nil {
+				last = err.Error()
+				return false, nil
+			}
+			st = o.Status
+		}
+		last = fmt.Sprintf("%+v", st)
+		ips = st.AllocatedIPs
+		return len(ips) == n, nil
+	}); err != nil {
+		t.Fatalf("%s: egress %s/%s never had %d IPs: %s", cluster, ns, name, n, last)
+	}
+	out := make([]string, len(ips))
+	for i, ip := range ips {
+		out[i] = string(ip)
+	}
+	return out
+}
+
+// ingressIPs lists cluster's GlobalIngressIPs in ns.
+func ingressIPs(t *testing.T, cluster, ns string) []v1.GlobalIngressIP {
+	t.Helper()
+	var l v1.GlobalIngressIPList
+	if err := ctrlClient(t, cluster).List(context.Background(), &l, client.InNamespace(ns)); err != nil {
+		t.Logf("%s: list GlobalIngressIPs: %v", cluster, err)
+		return nil
+	}
+	return l.Items
+}
+
+// waitIngress waits for the allocated global IP of Service ns/svc.
+func waitIngress(t *testing.T, cluster, ns, svc string, target v1.GlobalIngressTarget) string {
+	t.Helper()
+	var ip string
+	waitFor(t, 2*time.Minute, cluster+": a global IP for Service "+ns+"/"+svc, func(context.Context) (bool, error) {
+		for _, g := range ingressIPs(t, cluster, ns) {
+			if g.Spec.Target == target && g.Spec.ServiceRef.Name == svc && g.Status.AllocatedIP != "" {
+				ip = string(g.Status.AllocatedIP)
+			}
+		}
+		return ip != "", nil
+	})
+	return ip
+}
+
+// waitPodIngress waits for the allocated global IP of pod behind the
+// headless Service ns/svc.
+func waitPodIngress(t *testing.T, cluster, ns, svc, pod string) string {
+	t.Helper()
+	var ip string
+	waitFor(t, 2*time.Minute, cluster+": a global IP for pod "+ns+"/"+pod, func(context.Context) (bool, error) {
+		for _, g := range ingressIPs(t, cluster, ns) {
+			if g.Spec.Target == v1.HeadlessServicePod && g.Spec.ServiceRef.Name == svc && g.Spec.PodRef != nil &&
+				g.Spec.PodRef.Name == pod && g.Status.AllocatedIP != "" {
+				ip = string(g.Status.AllocatedIP)
+			}
+		}
+		return ip != "", nil
+	})
+	return ip
+}
+
+// addresses is every global IP cluster allotted, sorted, as
+// "<object>=<ip>": the cluster's egress, and ns's egress and ingress.
+func addresses(t *testing.T, cluster, ns string) []string {
+	t.Helper()
+	var out []string
+	cl := ctrlClient(t, cluster)
+	var ce v1.ClusterGlobalEgressIP
+	if err := cl.Get(context.Background(), types.NamespacedName{Name: v1.ClusterEgressName}, &ce); err == nil {
+		for _, ip := range ce.Status.AllocatedIPs {
+			out = append(out, "cluster-egress="+string(ip))
+		}
+	}
+	var ge v1.GlobalEgressIPList
+	if err := cl.List(context.Background(), &ge, client.InNamespace(ns)); err == nil {
+		for _, g := range ge.Items {
+			for _, ip := range g.Status.AllocatedIPs {
+				out = append(out, "egress/"+g.Name+"="+string(ip))
+			}
+		}
+	}
+	for _, g := range ingressIPs(t, cluster, ns) {
+		if g.Status.AllocatedIP != "" {
+			out = append(out, "ingress/"+g.Name+"="+string(g.Status.AllocatedIP))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// waitSliceAddrs waits until the EndpointSlices cluster imported for
+// Service ns/svc hold exactly addrs (sorted).
+func waitSliceAddrs(t *testing.T, cluster, ns, svc string, addrs []string) {
+	t.Helper()
+	var got []string
+	waitFor(t, 2*time.Minute, fmt.Sprintf("%s: the imported slices of %s/%s to hold %v", cluster, ns, svc, addrs), func(ctx context.Context) (bool, error) {
+		got = nil
+		l, err := kubeClient(t, cluster).DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{
+			LabelSelector: mcsv1beta1.LabelServiceName + "=" + svc})
+		if err != nil {
+			return false, nil
+		}
+		for _, s := range l.Items {
+			for _, e := range s.Endpoints {
+				got = append(got, e.Addresses...)
+			}
+		}
+		slices.Sort(got)
+		return slices.Equal(got, addrs), nil
+	})
+}
+
+// webIdentity is the test workload's answer to "GET /".
+type webIdentity struct {
+	Pod    string `json:"pod"`
+	Client string `json:"client"`
+}
+
+// identity fetches http://target/ from cluster's tools pod: who answered
+// and the client address it saw (without the port).
+func identity(t *testing.T, cluster, ns, target string) webIdentity {
+	t.Helper()
+	var id webIdentity
+	out := execTools(t, cluster, ns, "curl -s --max-time 5 http://"+target+"/")
+	if err := json.Unmarshal([]byte(out), &id); err != nil {
+		return webIdentity{}
+	}
+	if ap, err := netip.ParseAddrPort(id.Client); err == nil {
+		id.Client = ap.Addr().String()
+	}
+	return id
+}
+
+// waitClient waits until HTTP to target from cluster's tools pod is
+// answered by pod, and returns the client address the pod saw.
+func waitClient(t *testing.T, cluster, ns, target, pod string) string {
+	t.Helper()
+	var id webIdentity
+	waitFor(t, 90*time.Second, fmt.Sprintf("%s: HTTP to %s answered by %s", cluster, target, pod), func(context.Context) (bool, error) {
+		id = identity(t, cluster, ns, target)
+		return id.Pod == pod, nil
+	})
+	return id.Client
+}
