@@ -6,14 +6,12 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
-
 	"strait.dev/strait/pkg/nodenet"
+	"strait.dev/strait/pkg/nodenet/nodenettest"
 )
 
 func requireRoot(t *testing.T) {
@@ -45,31 +43,6 @@ func newNetns(t *testing.T, name string) string {
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
 	sh(t, "ip", "-n", name, "link", "set", "lo", "up")
 	return name
-}
-
-// inNetns runs f on an OS thread switched into namespace name.
-func inNetns(name string, f func() error) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return err
-	}
-	defer orig.Close()
-	ns, err := netns.GetFromName(name)
-	if err != nil {
-		return err
-	}
-	defer ns.Close()
-	if err := netns.Set(ns); err != nil {
-		return err
-	}
-	defer func() {
-		if netns.Set(orig) != nil {
-			runtime.LockOSThread() // never reuse a thread left in ns
-		}
-	}()
-	return f()
 }
 
 // routeAgentNAT is the route agent's nat chain on a gateway node as it
@@ -170,7 +143,7 @@ func TestNATInNetns(t *testing.T) {
 func udpSource(t *testing.T, from, src, to, dst string) string {
 	t.Helper()
 	var srv *net.UDPConn
-	if err := inNetns(to, func() (err error) {
+	if err := nodenettest.InNetns(to, func() (err error) {
 		srv, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(dst)))
 		return err
 	}); err != nil {
@@ -192,7 +165,7 @@ func udpSource(t *testing.T, from, src, to, dst string) string {
 func udpDest(t *testing.T, from, to, listen, dst string) string {
 	t.Helper()
 	var srv *net.UDPConn
-	if err := inNetns(to, func() (err error) {
+	if err := nodenettest.InNetns(to, func() (err error) {
 		srv, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(listen)))
 		return err
 	}); err != nil {
@@ -210,7 +183,7 @@ func udpDest(t *testing.T, from, to, listen, dst string) string {
 
 func send(t *testing.T, ns, src, dst string) {
 	t.Helper()
-	if err := inNetns(ns, func() error {
+	if err := nodenettest.InNetns(ns, func() error {
 		var laddr *net.UDPAddr
 		if src != "" {
 			laddr = &net.UDPAddr{IP: net.ParseIP(src)}

@@ -7,14 +7,12 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
-
 	"strait.dev/strait/pkg/nodenet"
+	"strait.dev/strait/pkg/nodenet/nodenettest"
 )
 
 // kubeProxyNFTables is the part of kube-proxy 1.37's nftables ruleset
@@ -131,7 +129,7 @@ func TestRemoteClientKeepsSourceThroughKubeProxy(t *testing.T) {
 			ask := func() netip.Addr {
 				t.Helper()
 				var c net.Conn
-				err := inNS(remote, func() error {
+				err := nodenettest.InNetns(remote, func() error {
 					var err error
 					d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("10.2.0.5")}, Timeout: 5 * time.Second}
 					c, err = d.Dial("tcp", net.JoinHostPort(tc.service, "80"))
@@ -194,7 +192,7 @@ func TestRemoteClientKeepsSourceThroughKubeProxy(t *testing.T) {
 func serveRemoteAddr(t *testing.T, ns, addr string) <-chan netip.Addr {
 	t.Helper()
 	var l net.Listener
-	if err := inNS(ns, func() error {
+	if err := nodenettest.InNetns(ns, func() error {
 		var err error
 		l, err = net.Listen("tcp", addr)
 		return err
@@ -249,30 +247,4 @@ func runIn(t *testing.T, stdin string, args ...string) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-}
-
-// inNS runs f on an OS thread switched into namespace name: sockets it
-// opens live there.
-func inNS(name string, f func() error) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return err
-	}
-	defer orig.Close()
-	ns, err := netns.GetFromName(name)
-	if err != nil {
-		return err
-	}
-	defer ns.Close()
-	if err := netns.Set(ns); err != nil {
-		return err
-	}
-	defer func() {
-		if netns.Set(orig) != nil {
-			runtime.LockOSThread() // never reuse a thread left in ns
-		}
-	}()
-	return f()
 }
