@@ -261,17 +261,22 @@ func isolationPolicy(ns string) (*admissionv1.ValidatingAdmissionPolicy, *admiss
 			},
 		},
 	}
-	binding := &admissionv1.ValidatingAdmissionPolicyBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: PolicyName(ns), Labels: map[string]string{"app.kubernetes.io/part-of": "strait"}},
+	return policy, policyBinding(PolicyName(ns), ns)
+}
+
+// policyBinding binds the admission policy name, denying, to the broker
+// namespace ns only.
+func policyBinding(name, ns string) *admissionv1.ValidatingAdmissionPolicyBinding {
+	return &admissionv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app.kubernetes.io/part-of": "strait"}},
 		Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{
-			PolicyName:        PolicyName(ns),
+			PolicyName:        name,
 			ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
 			MatchResources: &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
 				MatchLabels: map[string]string{corev1.LabelMetadataName: ns},
 			}},
 		},
 	}
-	return policy, binding
 }
 
 // meta is the metadata of a broker object: its name, its namespace and

@@ -422,15 +422,5 @@ func globalnetPolicy(ns string) (*admissionv1.ValidatingAdmissionPolicy, *admiss
 			}},
 		},
 	}
-	binding := &admissionv1.ValidatingAdmissionPolicyBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: GlobalnetPolicyName(ns), Labels: map[string]string{"app.kubernetes.io/part-of": "strait"}},
-		Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{
-			PolicyName:        GlobalnetPolicyName(ns),
-			ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
-			MatchResources: &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
-				MatchLabels: map[string]string{corev1.LabelMetadataName: ns},
-			}},
-		},
-	}
-	return policy, binding
+	return policy, policyBinding(GlobalnetPolicyName(ns), ns)
 }

@@ -308,7 +308,8 @@ func waitConnected(t *testing.T, clusters []string) {
 			}
 			return true, nil
 		}); err != nil {
-			t.Fatalf("%s: the active gateway never connected to every other cluster: %s", c, last)
+			out, _ := straitctl(t, "show", "connections", "--kubeconfig", adminKubeconfig(c))
+			t.Fatalf("%s: the active gateway never connected to every other cluster: %s\n%s", c, last, out)
 		}
 	}
 }

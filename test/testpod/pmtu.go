@@ -178,9 +178,7 @@ func (p *pmtuProber) try(ctx context.Context, size int) bool {
 		p.rep.Datagrams++
 		sent := time.Now()
 		if _, err := p.c.Write(msg); err != nil {
-			p.last = err
-			if errors.Is(err, syscall.EMSGSIZE) {
-				p.rep.LocalMTU = localMTU(p.c)
+			if p.tooBig(err) {
 				return false
 			}
 			sleepUntil(ctx, sent.Add(p.cfg.Timeout))
@@ -198,9 +196,7 @@ func (p *pmtuProber) try(ctx context.Context, size int) bool {
 				// An ICMP error queued on the socket ("message too
 				// long" after a router's fragmentation needed): this
 				// size does not cross.
-				p.last = err
-				if errors.Is(err, syscall.EMSGSIZE) {
-					p.rep.LocalMTU = localMTU(p.c)
+				if p.tooBig(err) {
 					return false
 				}
 				sleepUntil(ctx, sent.Add(p.cfg.Timeout))
@@ -212,6 +208,18 @@ func (p *pmtuProber) try(ctx context.Context, size int) bool {
 		}
 	}
 	return false
+}
+
+// tooBig records err as the last error and reports whether it is
+// EMSGSIZE, the kernel refusing the size on its side; then LocalMTU takes
+// the MTU the kernel holds for the route.
+func (p *pmtuProber) tooBig(err error) bool {
+	p.last = err
+	if !errors.Is(err, syscall.EMSGSIZE) {
+		return false
+	}
+	p.rep.LocalMTU = localMTU(p.c)
+	return true
 }
 
 // RunPMTU is PMTU writing its report as a JSON line; a report that is not
