@@ -58,6 +58,17 @@ func dig(t *testing.T, cluster, ns string, args ...string) digResult {
 	return res
 }
 
+// dnsPath shows what a clusterset.local query goes through in cluster, for a
+// failure message: whether kube-dns answers a cluster.local name, and the
+// DNS pods' readiness and Service endpoints (kube-dns and strait-dns).
+func dnsPath(t *testing.T, cluster, ns string) string {
+	t.Helper()
+	local := dig(t, cluster, ns, "kubernetes.default.svc.cluster.local.", "A")
+	pods := kubectl(t, cluster, "get", "pods", "-A", "-o", "wide")
+	eps := kubectl(t, cluster, "get", "endpointslices", "-A", "-o", "wide")
+	return fmt.Sprintf("kubernetes.default through kube-dns: %s %q\n%s\n%s%s", local.status, local.rdata(), pods.stdout, eps.stdout, eps.stderr)
+}
+
 // rdata lists the records' data (the fields after the type), sorted.
 func (d digResult) rdata() []string {
 	var out []string
@@ -142,7 +153,7 @@ func TestClusterSetDNS(t *testing.T) {
 		last = dig(t, "c1", ns, webName, "A")
 		return slices.Equal(last.rdata(), []string{webIP}), nil
 	}); err != nil {
-		t.Fatalf("%s never answered %s through the cluster's DNS:\n%s", webName, webIP, last.raw)
+		t.Fatalf("%s never answered %s through the cluster's DNS:\n%s\n%s", webName, webIP, last.raw, dnsPath(t, "c1", ns))
 	}
 	t.Logf("%s answered through kube-dns %v after both imports existed", webName, time.Since(start).Round(time.Millisecond))
 	waitFor(t, time.Minute, "both of db's endpoints in the answer", func(context.Context) (bool, error) {

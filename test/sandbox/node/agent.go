@@ -203,7 +203,26 @@ func (a *Agent) setReady(ctx context.Context) error {
 	return err
 }
 
-// heartbeat renews the node Lease and, less often, the Ready condition.
+// readyAtAPIServer reports whether the apiserver's Node says Ready. The
+// node lifecycle controller sets it Unknown when the Lease lapses (an
+// apiserver frozen past the grace period is enough), and, as with the
+// kubelet, only the node sets it back. An error counts as ready: the
+// periodic refresh covers it.
+func (a *Agent) readyAtAPIServer(ctx context.Context) bool {
+	n, err := a.client.CoreV1().Nodes().Get(ctx, a.cfg.NodeName, metav1.GetOptions{})
+	if err != nil {
+		return true
+	}
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// heartbeat renews the node Lease and the Ready condition: at once when the
+// apiserver's Node is not Ready, else every statusRefresh.
 func (a *Agent) heartbeat(ctx context.Context) {
 	leases := a.client.CoordinationV1().Leases(corev1.NamespaceNodeLease)
 	lastStatus := time.Now()
@@ -228,7 +247,7 @@ func (a *Agent) heartbeat(ctx context.Context) {
 		if err != nil && ctx.Err() == nil {
 			a.log.Warn("renew lease", "err", err)
 		}
-		if time.Since(lastStatus) > statusRefresh {
+		if time.Since(lastStatus) > statusRefresh || !a.readyAtAPIServer(ctx) {
 			if err := a.setReady(ctx); err != nil && ctx.Err() == nil {
 				a.log.Warn("refresh node status", "err", err)
 			} else {

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -676,10 +677,16 @@ func (w *podWorker) writeRuntime(pod *corev1.Pod) {
 	}
 }
 
-// pushStatus computes the pod's status and writes it when it changed.
+// pushStatus computes the pod's status and writes it when it changed, or
+// when the apiserver's copy no longer says what the agent last wrote. The
+// second is the kubelet status manager's reconcile: the node lifecycle
+// controller marks every pod of a node it lost NotReady
+// (MarkPodsNotReady), and only the kubelet sets them Ready again. Without
+// it a pod stayed NotReady for good after its node's Lease lapsed once (an
+// apiserver frozen past the grace period), and so did its Service.
 func (w *podWorker) pushStatus(ctx context.Context, pod *corev1.Pod) {
 	st := w.status(pod)
-	if w.lastStatus != nil && reflect.DeepEqual(stripTimes(*w.lastStatus), stripTimes(st)) {
+	if w.lastStatus != nil && reflect.DeepEqual(stripTimes(*w.lastStatus), stripTimes(st)) && !drifted(pod.Status, st) {
 		return
 	}
 	pod.Status = st
@@ -809,6 +816,23 @@ func (w *podWorker) containerStatus(c *containerState, initializing bool) corev1
 }
 
 // stripTimes drops timestamps, so that status is written on change only.
+// drifted reports whether the apiserver's status (got) differs from the
+// agent's (want) in what the agent owns: the phase and the status of each
+// condition it sets. Fields other writers own (a foreign condition, the
+// QoS class) do not count, so they cannot make the agent write each resync.
+func drifted(got, want corev1.PodStatus) bool {
+	if got.Phase != want.Phase {
+		return true
+	}
+	for _, c := range want.Conditions {
+		i := slices.IndexFunc(got.Conditions, func(g corev1.PodCondition) bool { return g.Type == c.Type })
+		if i < 0 || got.Conditions[i].Status != c.Status {
+			return true
+		}
+	}
+	return false
+}
+
 func stripTimes(st corev1.PodStatus) corev1.PodStatus {
 	st = *st.DeepCopy()
 	st.StartTime = nil

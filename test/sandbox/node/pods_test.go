@@ -584,3 +584,63 @@ func TestClaimDir(t *testing.T) {
 		t.Errorf("uid file %q, want uid-new", uid)
 	}
 }
+
+// TestStatusReconciled marks a running pod NotReady behind the agent's back,
+// as the node lifecycle controller does to every pod of a node whose Lease
+// lapsed (MarkPodsNotReady): the agent must set it Ready again, as the
+// kubelet's status manager does, or the pod's Services lose it for good.
+func TestStatusReconciled(t *testing.T) {
+	f := newAgentFixture(t)
+	f.create(t, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "marked"},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "busybox", Command: []string{"sleep", "600"}}}},
+	})
+	p := f.waitPod(t, "marked", "Ready", 30*time.Second, func(p *corev1.Pod) bool {
+		return condition(p, corev1.PodReady) == corev1.ConditionTrue
+	})
+	for i, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			p.Status.Conditions[i].Status, p.Status.Conditions[i].Reason = corev1.ConditionFalse, "NodeNotReady"
+		}
+	}
+	if _, err := f.client.CoreV1().Pods("default").UpdateStatus(context.Background(), p, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitPod(t, "marked", "Ready again after the NotReady mark", 30*time.Second, func(p *corev1.Pod) bool {
+		return condition(p, corev1.PodReady) == corev1.ConditionTrue
+	})
+}
+
+// TestNodeReadyReconciled sets the node's Ready condition Unknown, as the
+// node lifecycle controller does when the node's Lease lapses: the next
+// heartbeat (every 10 s) sets it True again, not the minute's refresh.
+func TestNodeReadyReconciled(t *testing.T) {
+	f := newAgentFixture(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	nodes := f.client.CoreV1().Nodes()
+	if _, err := nodes.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: f.a.cfg.NodeName}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.a.setReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); f.a.heartbeat(ctx) }()
+	defer func() { cancel(); <-done }()
+	n, err := nodes.Get(ctx, f.a.cfg.NodeName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Status.Conditions[0].Status, n.Status.Conditions[0].Reason = corev1.ConditionUnknown, "NodeStatusUnknown"
+	if _, err := nodes.UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 3*leaseRenew, true, func(ctx context.Context) (bool, error) {
+		n, err := nodes.Get(ctx, f.a.cfg.NodeName, metav1.GetOptions{})
+		return err == nil && n.Status.Conditions[0].Status == corev1.ConditionTrue, nil
+	})
+	if err != nil {
+		t.Fatalf("the node stayed not Ready after the lifecycle controller's mark: %v", err)
+	}
+}
