@@ -243,8 +243,15 @@ type probe struct {
 // the traffic is known to flow before the disruption.
 func startProbe(t *testing.T, a, b placement) *probe {
 	t.Helper()
-	cmd, err := layout.ExecCommand(context.Background(), sandbox.PodRef{Cluster: a.cluster, Namespace: a.ns, Name: "srv-n3"},
-		filepath.Join(binDir, "strait-testpod"), "ping", "--udp", net.JoinHostPort(b.ips["srv-n3"], "9001"),
+	return startProbeFrom(t, sandbox.PodRef{Cluster: a.cluster, Namespace: a.ns, Name: "srv-n3"}, net.JoinHostPort(b.ips["srv-n3"], "9001"))
+}
+
+// startProbeFrom starts a UDP ping every 10 ms from pod to target (ip:port,
+// a UDP echo) and returns once a reply came back.
+func startProbeFrom(t *testing.T, pod sandbox.PodRef, target string) *probe {
+	t.Helper()
+	cmd, err := layout.ExecCommand(context.Background(), pod,
+		filepath.Join(binDir, "strait-testpod"), "ping", "--udp", target,
 		"--interval", "10ms", "--report-every", "100ms")
 	if err != nil {
 		t.Fatal(err)
