@@ -300,6 +300,9 @@ func (a *allocator) Reconcile(ctx context.Context, _ reconcile.Request) (reconci
 	if err := a.syncServices(ctx); err != nil {
 		errs = append(errs, err)
 	}
+	if err := a.syncMirrors(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	return reconcile.Result{}, errors.Join(errs...)
 }
 

@@ -16,6 +16,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -38,14 +39,15 @@ var gnClusters = []string{"c1", "c2"}
 // Service exported from c2 by its clusterset name, over TCP and UDP and
 // with large packets, coming in from c1's egress global IPs (or the
 // GlobalEgressIP that selects it); a headless Service's and a StatefulSet's
-// names resolve to per-pod global IPs; a StatefulSet pod that comes back
-// with another pod IP keeps its global IP, and a re-created Service is
-// reached again; host-network processes reach remote global IPs; a restart
-// of the controller and a failover of the gateway keep every address and
-// add no rule twice; a GlobalEgressIP that asks for more than is left gets a
-// condition while the others keep theirs; leave removes every rule and
-// keeps users' objects; and joined again over VXLAN, the Service is reached
-// as before.
+// names resolve to per-pod global IPs; an exported Service without a
+// selector is reached through its hand-written endpoints; a StatefulSet pod
+// that comes back with another pod IP keeps its global IP, and a re-created
+// Service is reached again; host-network processes reach remote global IPs;
+// a restart of the controller and a failover of the gateway keep every
+// address and add no rule twice; a GlobalEgressIP that asks for more than
+// is left gets a condition while the others keep theirs; leave removes
+// every rule and keeps users' objects; and joined again over VXLAN, the
+// Service is reached as before.
 func TestGlobalnet(t *testing.T) {
 	needOverlapping(t)
 	ctx := context.Background()
@@ -287,6 +289,30 @@ func TestGlobalnet(t *testing.T) {
 		waitSliceAddrs(t, "c1", ns, "web", []string{webIP})
 	})
 
+	t.Run("an exported Service without a selector is reached at its global IP", func(t *testing.T) {
+		// Its endpoints written by hand: web's pod.
+		wp, err := cs2.CoreV1().Pods(ns).Get(ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cs2.CoreV1().Services(ns).Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "ext"},
+			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}}}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cs2.DiscoveryV1().EndpointSlices(ns).Create(ctx, &discoveryv1.EndpointSlice{
+			ObjectMeta:  metav1.ObjectMeta{Name: "ext-1", Labels: map[string]string{discoveryv1.LabelServiceName: "ext", discoveryv1.LabelManagedBy: "e2e"}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{wp.Status.PodIP}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
+			Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To(int32(8080)), Protocol: ptr.To(corev1.ProtocolTCP)}},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		exportService(t, "c2", ns, "ext", nil)
+		extIP := waitIngress(t, "c2", ns, "ext", v1.ClusterIPService)
+		waitClient(t, "c1", ns, "ext."+ns+".svc.clusterset.local", "web")
+		t.Logf("ext (no selector) at global IP %s answered by web through its clusterset name", extIP)
+	})
+
 	t.Run("a host-network process reaches a remote global IP", func(t *testing.T) {
 		hostTools := toolPod("host-tools")
 		hostTools.Spec.HostNetwork = true
@@ -362,8 +388,8 @@ func TestGlobalnet(t *testing.T) {
 	t.Run("a GlobalEgressIP asking for more than is left gets a condition, the others keep theirs", func(t *testing.T) {
 		c2 := ctrlClient(t, "c2")
 		before := addresses(t, "c2", ns)
-		// 64 - 2 reserved - 8 cluster egress - 1 clients - 1 web - 2 db
-		// - 2 ss = 48 left: two of 20 fit, the third does not.
+		// 64 - 2 reserved - 8 cluster egress - 1 web - 2 db - 2 ss - 1 ext
+		// = 48 left: two of 20 fit, the third does not.
 		for i := range 3 {
 			g := &v1.GlobalEgressIP{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("big-%d", i), Namespace: ns},
 				Spec: v1.GlobalEgressIPSpec{NumberOfIPs: ptr.To(int32(20)),
