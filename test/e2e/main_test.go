@@ -132,9 +132,9 @@ var upArgs = []string{"up", "--clusters", "3", "--nodes", "3", "--nat", "c2", "-
 
 // sandboxEnv chooses the sandbox: unset, the one above, for every test
 // but TestGlobalnet; "overlapping", two clusters of three nodes with the
-// same pod and Service CIDRs (c2 behind NAT, kube-proxy in nftables mode
-// there), for TestGlobalnet alone. "make test-e2e" runs the package once
-// with each (one sandbox at a time on a machine).
+// same pod and Service CIDRs (no NAT, kube-proxy in nftables mode in c2),
+// for TestGlobalnet alone. "make test-e2e" runs the package once with each
+// (one sandbox at a time on a machine).
 const sandboxEnv = "STRAIT_E2E_SANDBOX"
 
 // overlapping reports whether this run's sandbox is the overlapping one.
@@ -148,7 +148,9 @@ func sandboxArgs() []string {
 	return upArgs
 }
 
-var overlappingArgs = []string{"up", "--clusters", "2", "--nodes", "3", "--nat", "c2", "--proxy-mode", "iptables,c2=nftables", "--overlapping"}
+// No NAT: TestGlobalnet joins over VXLAN too, which needs gateways that
+// reach each other directly (NAT with WireGuard is TestDataplane's).
+var overlappingArgs = []string{"up", "--clusters", "2", "--nodes", "3", "--proxy-mode", "iptables,c2=nftables", "--overlapping"}
 
 func sandboxCmd(args ...string) *exec.Cmd {
 	// The flag goes first: after "exec ... --" every word is the command's.
