@@ -7,19 +7,25 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
@@ -134,19 +140,46 @@ func TestAllocatorReadsCached(t *testing.T) {
 		cl.create(t, egress(fmt.Sprintf("e%02d", i), 1, map[string]string{"e": strconv.Itoa(i)}))
 		cl.exportService(t, fmt.Sprintf("s%02d", i))
 	}
-	wait4(t, "every holder allotted and every strait-gn Service made", func(ctx context.Context) (bool, error) {
+	wait4(t, "every holder allotted", func(ctx context.Context) (bool, error) {
 		addrs, pending, err := cl.addresses(ctx)
-		if err != nil || pending > 0 || len(addrs) != 1+2*n {
-			return false, err
-		}
-		var svcs corev1.ServiceList
-		err = cl.c.List(ctx, &svcs, client.InNamespace("app"), client.MatchingLabels{ManagedLabel: "true"})
-		return err == nil && len(svcs.Items) == n, err
+		return err == nil && pending == 0 && len(addrs) == 1+2*n, err
 	})
+	cl.waitServices(t, n)
 	after, nAfter := reads.snapshot()
 	t.Logf("uncached reads of the holders: %d at the start, %d after %d GlobalEgressIPs and %d exports (%v)", nBefore, nAfter, n, n, after)
 	if nAfter != nBefore {
 		t.Errorf("the allocator read holders from the apiserver %d times during the burst: before %v, after %v", nAfter-nBefore, before, after)
+	}
+}
+
+// waitServices waits until app has n strait-gn Services, each with the
+// global IP of its exported Service's GlobalIngressIP as its external IP.
+func (cl *cluster) waitServices(t *testing.T, n int) {
+	t.Helper()
+	var why string
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		var svcs corev1.ServiceList
+		if err := cl.c.List(ctx, &svcs, client.InNamespace("app"), client.MatchingLabels{ManagedLabel: "true"}); err != nil {
+			return false, err
+		}
+		if len(svcs.Items) != n {
+			why = fmt.Sprintf("%d Services", len(svcs.Items))
+			return false, nil
+		}
+		for _, s := range svcs.Items {
+			var g v1.GlobalIngressIP
+			if err := cl.c.Get(ctx, client.ObjectKey{Namespace: "app", Name: "svc-" + s.Labels[ServiceLabel]}, &g); err != nil {
+				return false, client.IgnoreNotFound(err)
+			}
+			if s.Name != ServiceName(s.Labels[ServiceLabel]) || !slices.Equal(s.Spec.ExternalIPs, []string{string(g.Status.AllocatedIP)}) {
+				why = fmt.Sprintf("%s: external IPs %v, its GlobalIngressIP's %s", s.Name, s.Spec.ExternalIPs, g.Status.AllocatedIP)
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Fatalf("waiting for %d strait-gn Services: %v; last: %s", n, err, why)
 	}
 }
 
@@ -292,6 +325,11 @@ func TestAllocatorBurst(t *testing.T) {
 		func() {
 			for i := range n {
 				cl.create(t, egress(fmt.Sprintf("e%02d", i), int32(1+i%2), map[string]string{"e": strconv.Itoa(i)}))
+				if i%3 == 2 {
+					if err := cl.c.Delete(ctx, egress(fmt.Sprintf("e%02d", i-2), 1, nil)); err != nil {
+						t.Error(err)
+					}
+				}
 			}
 		},
 		func() {
@@ -304,11 +342,6 @@ func TestAllocatorBurst(t *testing.T) {
 		go func() { defer wg.Done(); part() }()
 	}
 	wg.Wait()
-	for i := 0; i < n; i += 3 {
-		if err := cl.c.Delete(ctx, egress(fmt.Sprintf("e%02d", i), 1, nil)); err != nil {
-			t.Fatal(err)
-		}
-	}
 	for i := range 10 {
 		cl.create(t, egress(fmt.Sprintf("f%02d", i), 1, map[string]string{"f": strconv.Itoa(i)}))
 	}
@@ -319,6 +352,7 @@ func TestAllocatorBurst(t *testing.T) {
 		before = addrs
 		return err == nil && pending == 0 && len(addrs) == holders, err
 	})
+	cl.waitServices(t, n)
 	seen := map[string]string{}
 	for k, a := range before {
 		if a == "" {
@@ -351,13 +385,7 @@ func TestAllocatorBurst(t *testing.T) {
 			t.Errorf("%s after the restart: %q, before %q", k, now[k], a)
 		}
 	}
-	var svcs corev1.ServiceList
-	if err := cl.c.List(ctx, &svcs, client.InNamespace("app"), client.MatchingLabels{ManagedLabel: "true"}); err != nil {
-		t.Fatal(err)
-	}
-	if len(svcs.Items) != n {
-		t.Errorf("%d strait-gn Services for %d exports", len(svcs.Items), n)
-	}
+	cl.waitServices(t, n)
 
 	// Everything goes: the GlobalIngressIPs and strait-gn Services too, and
 	// no address stays taken: six objects then fill the 118 addresses that
@@ -402,4 +430,118 @@ func TestAllocatorBurst(t *testing.T) {
 		}
 	}
 	checkNeverTwice(t, stopRecording())
+}
+
+// snapshot is a frozen copy of the holders as the apiserver has them now,
+// with stale in place of their current versions: a cache that lags.
+func (cl *cluster) snapshot(t *testing.T, stale ...client.Object) client.Reader {
+	t.Helper()
+	ctx := context.Background()
+	var cg v1.ClusterGlobalEgressIPList
+	var eg v1.GlobalEgressIPList
+	var in v1.GlobalIngressIPList
+	for _, l := range []client.ObjectList{&cg, &eg, &in} {
+		if err := cl.c.List(ctx, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	objs := map[string]client.Object{}
+	for i := range cg.Items {
+		objs[keyOf(&cg.Items[i]).String()] = &cg.Items[i]
+	}
+	for i := range eg.Items {
+		objs[keyOf(&eg.Items[i]).String()] = &eg.Items[i]
+	}
+	for i := range in.Items {
+		objs[keyOf(&in.Items[i]).String()] = &in.Items[i]
+	}
+	for _, o := range stale {
+		objs[keyOf(o).String()] = o.DeepCopyObject().(client.Object)
+	}
+	b := fake.NewClientBuilder().WithScheme(scheme.New())
+	for _, o := range objs {
+		o.SetManagedFields(nil)
+		b = b.WithObjects(o)
+	}
+	return b.Build()
+}
+
+func (k assumeKey) String() string { return k.kind + " " + k.NamespacedName.String() }
+
+// The cache lags the apiserver, as it does for a moment after every write:
+// the allocator must not give away the addresses of a holder whose status
+// the cache does not show yet, whether the allocator wrote that status
+// itself or the leader before it did. The cache is frozen here at chosen
+// versions, in the order a watch would bring them: F is deleted and B made
+// before A's status is written, and the cache shows the first two but not
+// the third. Allotting from what it shows would give A F's freed address
+// (a write that fails: A changed since) and B A's (a write that succeeds).
+func TestAllocatorLaggingCache(t *testing.T) {
+	for _, newLeader := range []bool{false, true} {
+		t.Run(fmt.Sprintf("newLeader=%v", newLeader), func(t *testing.T) {
+			ctx := context.Background()
+			cl := newCluster(t, "242.1.0.0/24")
+			direct := cl.c
+			newAllocator := func() *allocator {
+				return &allocator{reader: direct, assumed: newAssumed(direct), cfg: Config{GlobalCIDR: cl.cidr},
+					log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+			}
+			reconcileWith := func(a *allocator, cache client.Reader) error {
+				c, err := client.New(cl.env.Config, client.Options{Scheme: scheme.New(), Cache: &client.CacheOptions{Reader: cache}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				a.c = c
+				_, err = a.Reconcile(ctx, reconcile.Request{})
+				return err
+			}
+			get := func(name string) v1.GlobalEgressIP {
+				var g v1.GlobalEgressIP
+				if err := direct.Get(ctx, client.ObjectKey{Namespace: "app", Name: name}, &g); err != nil {
+					t.Fatal(err)
+				}
+				return g
+			}
+
+			a := newAllocator()
+			for i := range 4 { // cluster-egress made and allotted; then f made and allotted
+				if i == 2 {
+					cl.create(t, egress("f", 1, map[string]string{"f": "1"}))
+				}
+				if err := reconcileWith(a, cl.snapshot(t)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := ipStrings(get("f").Status.AllocatedIPs); got != "242.1.0.10" {
+				t.Fatalf("f: %q", got)
+			}
+			cl.create(t, egress("a", 1, map[string]string{"a": "1"}))
+			s1 := cl.snapshot(t)
+			staleA := get("a")
+			cl.create(t, egress("b", 1, map[string]string{"b": "1"}))
+			if err := direct.Delete(ctx, egress("f", 1, nil)); err != nil {
+				t.Fatal(err)
+			}
+			// A is allotted from s1, where F still holds .10.
+			if err := reconcileWith(a, s1); err != nil {
+				t.Fatal(err)
+			}
+			if got := ipStrings(get("a").Status.AllocatedIPs); got != "242.1.0.11" {
+				t.Fatalf("a: %q", got)
+			}
+			if newLeader {
+				a = newAllocator()
+			}
+			// The next pass sees F gone and B, but A as before its write.
+			err := reconcileWith(a, cl.snapshot(t, &staleA))
+			ga, gb := get("a"), get("b")
+			t.Logf("a %s, b %s (pass: %v)", ipStrings(ga.Status.AllocatedIPs), ipStrings(gb.Status.AllocatedIPs), err)
+			if ipStrings(ga.Status.AllocatedIPs) == ipStrings(gb.Status.AllocatedIPs) {
+				t.Errorf("a and b were both given %s", ipStrings(ga.Status.AllocatedIPs))
+			}
+			if got := ipStrings(gb.Status.AllocatedIPs); got != "242.1.0.10" {
+				t.Errorf("b: %q, want the address f freed, 242.1.0.10", got)
+			}
+		})
+	}
 }
