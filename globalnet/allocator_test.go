@@ -317,8 +317,10 @@ func TestAllocatorBurst(t *testing.T) {
 	cl.egressStatus(t, "", v1.ClusterEgressName)
 
 	// 30 GlobalEgressIPs (one or two addresses) and 30 exported Services
-	// at once; meanwhile every third GlobalEgressIP is deleted and 10 more
-	// made, so that freed addresses are found again while the cache lags.
+	// at once; every third GlobalEgressIP is deleted as the next ones are
+	// made, and 10 more are made after, so that freed addresses are found
+	// again while the cache lags. (How the cache lags here is up to the
+	// machine; TestAllocatorLaggingCache makes it lag on purpose.)
 	const n = 30
 	var wg sync.WaitGroup
 	for _, part := range []func(){
