@@ -149,7 +149,7 @@ func Run(ctx context.Context, rc *rest.Config, cfg Config) error {
 	all := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
 		return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: "all"}}}
 	})
-	al := &allocator{c: mgr.GetClient(), reader: mgr.GetAPIReader(), cfg: cfg, log: log.With("controller", "allocator")}
+	al := &allocator{c: mgr.GetClient(), reader: mgr.GetAPIReader(), assumed: newAssumed(mgr.GetAPIReader()), cfg: cfg, log: log.With("controller", "allocator")}
 	err = ctrl.NewControllerManagedBy(mgr).Named("globalnet-allocator").
 		WithOptions(controller.Options{MaxConcurrentReconciles: 1, SkipNameValidation: ptr.To(true)}).
 		Watches(&v1.ClusterGlobalEgressIP{}, all).
@@ -261,12 +261,19 @@ func countRules(s nodenet.State) int {
 }
 
 // allocator is the leader's controller: one reconcile over everything, as
-// allocation is a function of all objects together.
+// allocation is a function of all objects together. It reads from the
+// manager's cache, merged with what it wrote itself that the cache may not
+// show yet (assumed); it lists the holders uncached once, as it becomes the
+// leader, for the writes of the leader before it that the cache, filled
+// before this instance led, may lack.
 type allocator struct {
-	c      client.Client
-	reader client.Reader // uncached: allocation reads status as stored
-	cfg    Config
-	log    *slog.Logger
+	c       client.Client // cached reads
+	reader  client.Reader // uncached
+	assumed *assumed
+	// started: the holders were listed uncached since this instance leads.
+	started bool
+	cfg     Config
+	log     *slog.Logger
 }
 
 // holder is one object that holds global IPs, as the allocator sees it.
@@ -281,6 +288,11 @@ type holder struct {
 }
 
 func (a *allocator) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
+	if !a.started {
+		if err := a.start(ctx); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
 	if err := a.ensureClusterEgress(ctx); err != nil {
 		return reconcile.Result{}, err
 	}
@@ -303,14 +315,77 @@ func (a *allocator) Reconcile(ctx context.Context, _ reconcile.Request) (reconci
 	if err := a.syncMirrors(ctx); err != nil {
 		errs = append(errs, err)
 	}
-	return reconcile.Result{}, errors.Join(errs...)
+	var res reconcile.Result
+	if a.assumed.waiting() {
+		res.RequeueAfter = verifyAfter
+	}
+	return res, errors.Join(errs...)
+}
+
+// start lists the holders uncached and assumes them: the previous leader
+// may have written statuses after this instance's cache was filled (it is
+// filled before the Lease is won), and the cache may not show them yet.
+func (a *allocator) start(ctx context.Context) error {
+	var cl v1.ClusterGlobalEgressIPList
+	var eg v1.GlobalEgressIPList
+	var in v1.GlobalIngressIPList
+	for _, l := range []client.ObjectList{&cl, &eg, &in} {
+		if err := a.reader.List(ctx, l); err != nil {
+			return fmt.Errorf("list the holders as the leader: %w", err)
+		}
+	}
+	for i := range cl.Items {
+		a.assumed.write(&cl.Items[i])
+	}
+	for i := range eg.Items {
+		a.assumed.write(&eg.Items[i])
+	}
+	for i := range in.Items {
+		a.assumed.write(&in.Items[i])
+	}
+	a.started = true
+	return nil
+}
+
+// clusterEgress, egressIPs and ingressIPs are the holders as the allocator
+// sees them: the cache's, merged with its own writes.
+func (a *allocator) clusterEgress(ctx context.Context) ([]*v1.ClusterGlobalEgressIP, error) {
+	var l v1.ClusterGlobalEgressIPList
+	if err := a.c.List(ctx, &l); err != nil {
+		return nil, err
+	}
+	return view(ctx, a.assumed, l.Items)
+}
+
+func (a *allocator) egressIPs(ctx context.Context) ([]*v1.GlobalEgressIP, error) {
+	var l v1.GlobalEgressIPList
+	if err := a.c.List(ctx, &l); err != nil {
+		return nil, err
+	}
+	return view(ctx, a.assumed, l.Items)
+}
+
+func (a *allocator) ingressIPs(ctx context.Context) ([]*v1.GlobalIngressIP, error) {
+	var l v1.GlobalIngressIPList
+	if err := a.c.List(ctx, &l); err != nil {
+		return nil, err
+	}
+	return view(ctx, a.assumed, l.Items)
 }
 
 // ensureClusterEgress makes cluster-egress when it is missing.
 func (a *allocator) ensureClusterEgress(ctx context.Context) error {
+	cl, err := a.clusterEgress(ctx)
+	if err != nil {
+		return err
+	}
+	if slices.ContainsFunc(cl, func(c *v1.ClusterGlobalEgressIP) bool { return c.Name == v1.ClusterEgressName }) {
+		return nil
+	}
 	c := &v1.ClusterGlobalEgressIP{ObjectMeta: metav1.ObjectMeta{Name: v1.ClusterEgressName}}
-	err := a.c.Create(ctx, c)
+	err = a.c.Create(ctx, c)
 	if err == nil {
+		a.assumed.write(c)
 		a.log.Info("made the ClusterGlobalEgressIP", "name", c.Name)
 	}
 	if apierrors.IsAlreadyExists(err) {
@@ -319,28 +394,30 @@ func (a *allocator) ensureClusterEgress(ctx context.Context) error {
 	return err
 }
 
-// holders lists every object that holds global IPs, uncached, the
-// cluster's first, then oldest first.
+// holders returns every object that holds global IPs, the cluster's
+// first, then oldest first.
 func (a *allocator) holders(ctx context.Context) ([]*holder, error) {
-	var cl v1.ClusterGlobalEgressIPList
-	var eg v1.GlobalEgressIPList
-	var in v1.GlobalIngressIPList
-	for _, l := range []client.ObjectList{&cl, &eg, &in} {
-		if err := a.reader.List(ctx, l); err != nil {
-			return nil, err
-		}
+	cl, err := a.clusterEgress(ctx)
+	if err != nil {
+		return nil, err
+	}
+	egs, err := a.egressIPs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	in, err := a.ingressIPs(ctx)
+	if err != nil {
+		return nil, err
 	}
 	var out []*holder
-	for i := range cl.Items {
-		c := &cl.Items[i]
+	slices.SortFunc(cl, func(x, y *v1.ClusterGlobalEgressIP) int { return olderFirst(&x.ObjectMeta, &y.ObjectMeta) })
+	for _, c := range cl {
 		out = append(out, &holder{key: "ClusterGlobalEgressIP/" + c.Name, obj: c, n: int(ptr.Deref(c.Spec.NumberOfIPs, defaultClusterIPs)), ips: c.Status.AllocatedIPs, cond: c.Status.Conditions})
 	}
 	var rest []*holder
 	wide := map[string]string{} // namespace → its oldest namespace-wide GlobalEgressIP
-	egs := slices.Clone(eg.Items)
-	slices.SortFunc(egs, func(x, y v1.GlobalEgressIP) int { return olderFirst(&x.ObjectMeta, &y.ObjectMeta) })
-	for i := range egs {
-		g := &egs[i]
+	slices.SortFunc(egs, func(x, y *v1.GlobalEgressIP) int { return olderFirst(&x.ObjectMeta, &y.ObjectMeta) })
+	for _, g := range egs {
 		h := &holder{key: "GlobalEgressIP/" + g.Namespace + "/" + g.Name, obj: g, n: int(ptr.Deref(g.Spec.NumberOfIPs, defaultEgressIPs)), ips: g.Status.AllocatedIPs, cond: g.Status.Conditions}
 		if g.Spec.PodSelector == nil {
 			if first, ok := wide[g.Namespace]; ok {
@@ -351,8 +428,7 @@ func (a *allocator) holders(ctx context.Context) ([]*holder, error) {
 		}
 		rest = append(rest, h)
 	}
-	for i := range in.Items {
-		g := &in.Items[i]
+	for _, g := range in {
 		var ips []v1.IP
 		if g.Status.AllocatedIP != "" {
 			ips = []v1.IP{g.Status.AllocatedIP}
@@ -455,8 +531,13 @@ func (a *allocator) writeStatus(ctx context.Context, h *holder) error {
 		}
 		o.Status = want
 	}
-	if err := a.c.Status().Update(ctx, h.obj); err != nil && !apierrors.IsNotFound(err) {
+	switch err := a.c.Status().Update(ctx, h.obj); {
+	case apierrors.IsNotFound(err):
+		a.assumed.deleted(h.obj)
+	case err != nil:
 		return fmt.Errorf("status of %s: %w", h.key, err)
+	default:
+		a.assumed.write(h.obj)
 	}
 	return nil
 }
@@ -518,13 +599,15 @@ func (a *allocator) syncIngress(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var have v1.GlobalIngressIPList
-	if err := a.reader.List(ctx, &have, client.MatchingLabels{ManagedLabel: "true"}); err != nil {
+	have, err := a.ingressIPs(ctx)
+	if err != nil {
 		return err
 	}
 	var errs []error
-	for i := range have.Items {
-		g := &have.Items[i]
+	for _, g := range have {
+		if g.Labels[ManagedLabel] != "true" {
+			continue
+		}
 		k := types.NamespacedName{Namespace: g.Namespace, Name: g.Name}
 		spec, ok := want[k]
 		if ok && spec.Target == g.Spec.Target {
@@ -534,6 +617,8 @@ func (a *allocator) syncIngress(ctx context.Context) error {
 				g.Labels[ServiceLabel] = spec.ServiceRef.Name
 				if err := a.c.Update(ctx, g); err != nil {
 					errs = append(errs, err)
+				} else {
+					a.assumed.write(g)
 				}
 			}
 			continue
@@ -544,6 +629,7 @@ func (a *allocator) syncIngress(ctx context.Context) error {
 		if err != nil && !apierrors.IsNotFound(err) {
 			errs = append(errs, err)
 		} else {
+			a.assumed.deleted(g)
 			a.log.Info("deleted GlobalIngressIP", "namespace", g.Namespace, "name", g.Name)
 		}
 	}
@@ -552,10 +638,17 @@ func (a *allocator) syncIngress(ctx context.Context) error {
 			ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: k.Name, Labels: map[string]string{ManagedLabel: "true", ServiceLabel: spec.ServiceRef.Name}},
 			Spec:       spec,
 		}
-		if err := a.c.Create(ctx, g); err != nil && !apierrors.IsAlreadyExists(err) {
+		switch err := a.c.Create(ctx, g); {
+		case apierrors.IsAlreadyExists(err):
+			// Made before; the cache and the assumed writes lack it
+			// (made by the previous leader, or deleted and made again
+			// by someone else): it comes with the next event.
+			continue
+		case err != nil:
 			errs = append(errs, fmt.Errorf("create GlobalIngressIP %s: %w", k, err))
 			continue
 		}
+		a.assumed.write(g)
 		a.log.Info("made GlobalIngressIP", "namespace", k.Namespace, "name", k.Name, "target", spec.Target)
 	}
 	return errors.Join(errs...)
@@ -585,14 +678,13 @@ func objectName(prefix, name string) string {
 // GlobalIngressIP; and deletes the controller's others (the garbage
 // collector would too, once their owner is gone).
 func (a *allocator) syncServices(ctx context.Context) error {
-	var in v1.GlobalIngressIPList
-	if err := a.reader.List(ctx, &in, client.MatchingLabels{ManagedLabel: "true"}); err != nil {
+	in, err := a.ingressIPs(ctx)
+	if err != nil {
 		return err
 	}
 	want := map[types.NamespacedName]*corev1.Service{}
-	for i := range in.Items {
-		g := &in.Items[i]
-		if g.Spec.Target != v1.ClusterIPService || g.Status.AllocatedIP == "" || g.DeletionTimestamp != nil {
+	for _, g := range in {
+		if g.Labels[ManagedLabel] != "true" || g.Spec.Target != v1.ClusterIPService || g.Status.AllocatedIP == "" || g.DeletionTimestamp != nil {
 			continue
 		}
 		var svc corev1.Service
@@ -614,18 +706,23 @@ func (a *allocator) syncServices(ctx context.Context) error {
 		}
 		want[types.NamespacedName{Namespace: s.Namespace, Name: s.Name}] = s
 	}
-	var have corev1.ServiceList
-	if err := a.c.List(ctx, &have, client.MatchingLabels{ManagedLabel: "true"}); err != nil {
+	var cached corev1.ServiceList
+	if err := a.c.List(ctx, &cached, client.MatchingLabels{ManagedLabel: "true"}); err != nil {
+		return err
+	}
+	have, err := view(ctx, a.assumed, cached.Items)
+	if err != nil {
 		return err
 	}
 	var errs []error
-	for i := range have.Items {
-		cur := &have.Items[i]
+	for _, cur := range have {
 		k := types.NamespacedName{Namespace: cur.Namespace, Name: cur.Name}
 		w, ok := want[k]
 		if !ok {
 			if err := a.c.Delete(ctx, cur, client.Preconditions{UID: &cur.UID}); err != nil && !apierrors.IsNotFound(err) {
 				errs = append(errs, err)
+			} else {
+				a.assumed.deleted(cur)
 			}
 			continue
 		}
@@ -637,10 +734,15 @@ func (a *allocator) syncServices(ctx context.Context) error {
 		cur.Spec.Selector, cur.Spec.ExternalIPs, cur.Spec.Ports, cur.OwnerReferences = w.Spec.Selector, w.Spec.ExternalIPs, w.Spec.Ports, w.OwnerReferences
 		if err := a.c.Update(ctx, cur); err != nil {
 			errs = append(errs, err)
+		} else {
+			a.assumed.write(cur)
 		}
 	}
 	for _, s := range want {
-		if err := a.c.Create(ctx, s); err != nil && !apierrors.IsAlreadyExists(err) {
+		switch err := a.c.Create(ctx, s); {
+		case err == nil:
+			a.assumed.write(s)
+		case !apierrors.IsAlreadyExists(err):
 			errs = append(errs, fmt.Errorf("create Service %s/%s: %w", s.Namespace, s.Name, err))
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"slices"
 	"strings"
@@ -90,7 +91,15 @@ func (cl *cluster) start(t *testing.T) {
 // func or the end of the test.
 func (cl *cluster) run(t *testing.T, k nodenet.Kernel) func() {
 	t.Helper()
+	return cl.runWrapped(t, k, nil)
+}
+
+// runWrapped is run with the controller's HTTP transport wrapped by wrap
+// (nil: not wrapped).
+func (cl *cluster) runWrapped(t *testing.T, k nodenet.Kernel, wrap func(http.RoundTripper) http.RoundTripper) func() {
+	t.Helper()
 	rc := rest.CopyConfig(cl.env.Config)
+	rc.WrapTransport = wrap
 	rc.Impersonate = rest.ImpersonationConfig{
 		UserName: "system:serviceaccount:" + v1.ComponentNamespace + ":" + saName,
 		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + v1.ComponentNamespace, "system:authenticated"},
