@@ -116,7 +116,7 @@ bench-tunnel: prereqs build kube-binaries ## Benchmark the cables against bare o
 	$(BIN)/strait-bench-tunnel tunnel
 
 .PHONY: bench-dataplane
-bench-dataplane: prereqs build kube-binaries ## Benchmark pod-to-pod through gateways and overlay, and failover gaps; writes _output/bench/dataplane.json.
+bench-dataplane: prereqs build kube-binaries ## Benchmark pod-to-pod through gateways and overlay, failover gaps and Globalnet (an overlapping sandbox); writes _output/bench/dataplane.json.
 	@mkdir -p $(OUT)/bench
 	$(GO) build -o $(BIN)/strait-bench-tunnel ./test/bench/tunnel
 	$(BIN)/strait-bench-tunnel dataplane

@@ -11,6 +11,13 @@
 // traffic also crosses the route agents' overlay, and the failover gap: a
 // UDP probe every 10 ms between the non-gateway pods while c1's active
 // gateway is killed (kill -9), several times; the median gap is reported.
+// It then brings up the same two clusters with the same pod and Service
+// CIDRs (strait-sandbox up --overlapping), joins them with --globalnet and
+// measures again between the pods on the non-gateway nodes, c1's pod to
+// the global IP of c2's (a pod behind an exported headless Service gets
+// its own, DNAT'd to it for every protocol): Globalnet's throughput and
+// RTT as ratios to the non-gateway figures without overlap of the same
+// run.
 package main
 
 import (
@@ -50,6 +57,16 @@ type Result struct {
 	NonGatewayRTTP99M    float64   `json:"nonGatewayRttP99Ms,omitempty"`
 	FailoverGapsMs       []float64 `json:"failoverGapsMs,omitempty"`
 	FailoverGapMedianMs  float64   `json:"failoverGapMedianMs,omitempty"`
+	// Globalnet, in the dataplane suite: the same pods in clusters whose
+	// CIDRs overlap, c1's to c2's global IP. GlobalnetRatio is
+	// GlobalnetMbps / NonGatewayMbps (the issue's goal is >= 0.9);
+	// GlobalnetRTTRatio is GlobalnetRTTMedianM / NonGatewayRTTMedianM
+	// (above 1 is slower).
+	GlobalnetMbps       float64 `json:"globalnetMbps,omitempty"`
+	GlobalnetRatio      float64 `json:"globalnetRatio,omitempty"`
+	GlobalnetRTTMedianM float64 `json:"globalnetRttMedianMs,omitempty"`
+	GlobalnetRTTP99M    float64 `json:"globalnetRttP99Ms,omitempty"`
+	GlobalnetRTTRatio   float64 `json:"globalnetRttRatio,omitempty"`
 }
 
 // failovers is how many kills the dataplane suite measures.
@@ -109,10 +126,22 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		results = append(results, r)
 		if out, err := sbx("down").CombinedOutput(); err != nil {
 			return fmt.Errorf("sandbox down: %v\n%s", err, out)
 		}
+		if dataplane {
+			fmt.Printf("== %s, Globalnet\n", driver)
+			if out, err := sbx("up", "--clusters", "2", "--nodes", nodes, "--overlapping").CombinedOutput(); err != nil {
+				return fmt.Errorf("sandbox up --overlapping: %v\n%s", err, out)
+			}
+			if err := measureGlobalnet(sbx, bin, state, driver, &r); err != nil {
+				return err
+			}
+			if out, err := sbx("down").CombinedOutput(); err != nil {
+				return fmt.Errorf("sandbox down: %v\n%s", err, out)
+			}
+		}
+		results = append(results, r)
 	}
 	out := filepath.Join(root, "_output", "bench", suite+".json")
 	data, _ := json.MarshalIndent(map[string]any{"date": time.Now().UTC().Format(time.RFC3339), "iperfSeconds": iperfSeconds, "results": results}, "", "  ")
@@ -130,6 +159,11 @@ func run() error {
 			fmt.Printf("%-10s %16.0f %7.2f %12.3fms %12.3fms %18.0fms %v\n", r.Driver, r.NonGatewayMbps, r.NonGatewayRatio,
 				r.NonGatewayRTTMedianM, r.NonGatewayRTTP99M, r.FailoverGapMedianMs, r.FailoverGapsMs)
 		}
+		fmt.Printf("\n%-10s %16s %12s %7s %14s %14s %10s\n", "DRIVER", "GLOBALNET Mb/s", "NON-GW Mb/s", "RATIO", "GN RTT p50", "GN RTT p99", "RTT RATIO")
+		for _, r := range results {
+			fmt.Printf("%-10s %16.0f %12.0f %7.2f %12.3fms %12.3fms %10.2f\n", r.Driver, r.GlobalnetMbps, r.NonGatewayMbps, r.GlobalnetRatio,
+				r.GlobalnetRTTMedianM, r.GlobalnetRTTP99M, r.GlobalnetRTTRatio)
+		}
 	}
 	fmt.Println("\nwritten", out)
 	return nil
@@ -137,23 +171,8 @@ func run() error {
 
 func measure(sbx func(...string) *exec.Cmd, bin, state, driver string, dataplane bool) (Result, error) {
 	r := Result{Driver: driver}
-	ctl := filepath.Join(bin, "straitctl")
-	info := filepath.Join(state, "broker-info.strait")
-	admin := func(args ...string) error {
-		out, err := sbx(append([]string{"admin", "--", ctl}, args...)...).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("straitctl %s: %v\n%s", args[0], err, out)
-		}
-		return nil
-	}
-	if err := admin("deploy-broker", "--kubeconfig", filepath.Join(state, "admin", "c1.kubeconfig"), "--output", info); err != nil {
+	if err := joinClusters(sbx, bin, state, driver, dataplane, false); err != nil {
 		return r, err
-	}
-	for i, c := range []string{"c1", "c2"} {
-		if err := admin("join", info, "--kubeconfig", filepath.Join(state, "admin", c+".kubeconfig"), "--clusterid", c,
-			"--gateway-nodes", gateways(c, dataplane), "--pod-cidr", fmt.Sprintf("10.%d.0.0/16", i+1), "--cable-driver", driver); err != nil {
-			return r, err
-		}
 	}
 	// A pod on each cluster's active gateway node ("bench"), and in the
 	// dataplane suite one on the non-gateway node n3 ("bench-n3").
@@ -281,6 +300,113 @@ func measure(sbx func(...string) *exec.Cmd, bin, state, driver string, dataplane
 	return r, nil
 }
 
+// straitctl runs straitctl on the sandbox's admin host.
+func straitctl(sbx func(...string) *exec.Cmd, bin string, args ...string) error {
+	out, err := sbx(append([]string{"admin", "--", filepath.Join(bin, "straitctl")}, args...)...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("straitctl %s: %v\n%s", args[0], err, out)
+	}
+	return nil
+}
+
+// joinClusters deploys the broker in c1 and joins c1 and c2 with driver.
+// With globalnet both join with --globalnet: in the overlapping sandbox
+// both have the pod CIDR 10.1.0.0/16.
+func joinClusters(sbx func(...string) *exec.Cmd, bin, state, driver string, dataplane, globalnet bool) error {
+	info := filepath.Join(state, "broker-info.strait")
+	if err := straitctl(sbx, bin, "deploy-broker", "--kubeconfig", filepath.Join(state, "admin", "c1.kubeconfig"), "--output", info); err != nil {
+		return err
+	}
+	for i, c := range []string{"c1", "c2"} {
+		podCIDR := fmt.Sprintf("10.%d.0.0/16", i+1)
+		var extra []string
+		if globalnet {
+			podCIDR = "10.1.0.0/16"
+			extra = []string{"--globalnet"}
+		}
+		if err := straitctl(sbx, bin, append([]string{"join", info, "--kubeconfig", filepath.Join(state, "admin", c+".kubeconfig"), "--clusterid", c,
+			"--gateway-nodes", gateways(c, dataplane), "--pod-cidr", podCIDR, "--cable-driver", driver}, extra...)...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// measureGlobalnet measures, in the overlapping sandbox, between pods on
+// the non-gateway nodes n3: c1's pod sends to the global IP of c2's, which
+// gets its own GlobalIngressIP as the pod behind an exported headless
+// Service. It fills r's Globalnet figures, the ratios to r's non-gateway
+// ones.
+func measureGlobalnet(sbx func(...string) *exec.Cmd, bin, state, driver string, r *Result) error {
+	if err := joinClusters(sbx, bin, state, driver, true, true); err != nil {
+		return err
+	}
+	const pod = "bench-n3"
+	for _, c := range []string{"c1", "c2"} {
+		if _, err := benchPod(filepath.Join(state, c+".kubeconfig"), pod, c+"-n3"); err != nil {
+			return err
+		}
+	}
+	kc2 := filepath.Join(state, "c2.kubeconfig")
+	svc := fmt.Sprintf(`{"apiVersion":"v1","kind":"Service","metadata":{"name":"%[1]s","namespace":"default"},"spec":{"clusterIP":"None","selector":{"app":"%[1]s"},"ports":[{"name":"iperf","port":5204,"protocol":"TCP"}]}}`, pod)
+	cmd := kubectl("--kubeconfig", kc2, "apply", "-f", "-")
+	cmd.Stdin = strings.NewReader(svc)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("headless Service: %v\n%s", err, out)
+	}
+	if err := straitctl(sbx, bin, "export", "service", pod, "-n", "default", "--kubeconfig", filepath.Join(state, "admin", "c2.kubeconfig")); err != nil {
+		return err
+	}
+	// The pod's GlobalIngressIP is "pod-<pod>" (docs/globalnet.md).
+	var global string
+	deadline := time.Now().Add(2 * time.Minute)
+	for global == "" {
+		out, _ := kubectl("--kubeconfig", kc2, "-n", "default", "get", "globalingressips.strait.dev", "pod-"+pod, "-o", "jsonpath={.status.allocatedIP}").Output()
+		global = strings.TrimSpace(string(out))
+		if time.Now().After(deadline) {
+			return fmt.Errorf("c2: no global IP for pod %s after 2 min:\n%s", pod, globalnetState(sbx, bin, state))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	fmt.Printf("c2's %s: global IP %s\n", pod, global)
+	inPod := func(c string, args ...string) *exec.Cmd {
+		return sbx(append([]string{"exec", c + "/default/" + pod, "--"}, args...)...)
+	}
+	deadline = time.Now().Add(90 * time.Second)
+	for inPod("c1", "ping", "-c", "1", "-W", "1", global).Run() != nil {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no traffic to c2's global IP %s after 90 s:\n%s", global, globalnetState(sbx, bin, state))
+		}
+	}
+	var err error
+	if r.GlobalnetMbps, err = iperf(inPod("c2", "iperf3", "-s", "-1", "-p", "5204"), inPod("c1", "iperf3", "-c", global, "-p", "5204", "-t", strconv.Itoa(iperfSeconds), "-J")); err != nil {
+		return err
+	}
+	if r.GlobalnetRTTMedianM, r.GlobalnetRTTP99M, err = rtt(inPod("c1", "ping", "-c", strconv.Itoa(pings), "-i", "0.02", global)); err != nil {
+		return err
+	}
+	if r.NonGatewayMbps > 0 {
+		r.GlobalnetRatio = r.GlobalnetMbps / r.NonGatewayMbps
+	}
+	if r.NonGatewayRTTMedianM > 0 {
+		r.GlobalnetRTTRatio = r.GlobalnetRTTMedianM / r.NonGatewayRTTMedianM
+	}
+	return nil
+}
+
+// globalnetState is what a failed Globalnet measurement shows: both
+// clusters' connections and GlobalIngressIPs.
+func globalnetState(sbx func(...string) *exec.Cmd, bin, state string) string {
+	var b strings.Builder
+	for _, c := range []string{"c1", "c2"} {
+		out, _ := sbx("admin", "--", filepath.Join(bin, "straitctl"), "show", "connections", "--kubeconfig", filepath.Join(state, "admin", c+".kubeconfig")).CombinedOutput()
+		fmt.Fprintf(&b, "%s: straitctl show connections:\n%s\n", c, out)
+		out, _ = kubectl("--kubeconfig", filepath.Join(state, c+".kubeconfig"), "get", "globalingressips.strait.dev", "-A", "-o", "yaml").CombinedOutput()
+		fmt.Fprintf(&b, "%s: GlobalIngressIPs:\n%s\n", c, out)
+	}
+	return b.String()
+}
+
 func gateways(c string, dataplane bool) string {
 	if dataplane {
 		return c + "-n1," + c + "-n2"
@@ -289,9 +415,10 @@ func gateways(c string, dataplane bool) string {
 }
 
 // benchPod runs a test pod (serving, so its UDP echo answers the failover
-// probe) on node and returns its IP.
+// probe) on node, labelled app=<name> (the Globalnet run's headless Service
+// selects it so), and returns its IP.
 func benchPod(kc, name, node string) (string, error) {
-	manifest := fmt.Sprintf(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"%s","namespace":"default"},"spec":{"nodeName":"%s","containers":[{"name":"c","image":"strait/testpod","args":["serve"]}]}}`, name, node)
+	manifest := fmt.Sprintf(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"%[1]s","namespace":"default","labels":{"app":"%[1]s"}},"spec":{"nodeName":"%[2]s","containers":[{"name":"c","image":"strait/testpod","args":["serve"]}]}}`, name, node)
 	cmd := kubectl("--kubeconfig", kc, "apply", "-f", "-")
 	cmd.Stdin = strings.NewReader(manifest)
 	if out, err := cmd.CombinedOutput(); err != nil {
