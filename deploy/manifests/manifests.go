@@ -42,7 +42,11 @@ type GatewayValues struct {
 	// pool (docs/globalnet.md); empty without Globalnet. The gateway and
 	// strait-globalnet (globalnet.yaml, rendered only then) get it as
 	// --global-cidr=.
-	GlobalCIDR      string
+	GlobalCIDR string
+	// UnderlayMTU is the MTU of the node network the cables run over, in
+	// bytes, decimal ("1400"); empty leaves the components' default
+	// (1500). The gateway and the route agent get it as --underlay-mtu=.
+	UnderlayMTU     string
 	ImageRepository string
 	ImageTag        string
 }
@@ -98,6 +102,7 @@ const (
 	flagServiceCIDRs = "--service-cidrs="
 	flagCableDriver  = "--cable-driver="
 	flagGlobalCIDR   = "--global-cidr="
+	flagUnderlayMTU  = "--underlay-mtu="
 )
 
 // ErrNotRendered says a DaemonSet does not look like one these manifests
@@ -120,6 +125,7 @@ func ReadValues(ds *appsv1.DaemonSet) (GatewayValues, error) {
 		for flag, dst := range map[string]*string{
 			flagClusterID: &v.ClusterID, flagNamespace: &v.Namespace, flagPodCIDRs: &v.PodCIDRs,
 			flagServiceCIDRs: &v.ServiceCIDRs, flagCableDriver: &v.CableDriver, flagGlobalCIDR: &v.GlobalCIDR,
+			flagUnderlayMTU: &v.UnderlayMTU,
 		} {
 			if val, ok := strings.CutPrefix(a, flag); ok {
 				*dst = val

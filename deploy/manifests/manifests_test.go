@@ -96,6 +96,8 @@ func TestReadValuesRoundTrip(t *testing.T) {
 			CableDriver: "vxlan", ImageRepository: "registry.example:5000/team/strait", ImageTag: "v1.2.3"},
 		{Namespace: "strait-system", ClusterID: "c3", PodCIDRs: "10.1.0.0/16", ServiceCIDRs: "10.101.0.0/16",
 			CableDriver: "wireguard", GlobalCIDR: "242.1.0.0/16", ImageRepository: "strait", ImageTag: "devel"},
+		{Namespace: "strait-system", ClusterID: "c4", PodCIDRs: "10.4.0.0/16", ServiceCIDRs: "10.104.0.0/16",
+			CableDriver: "vxlan", UnderlayMTU: "1400", ImageRepository: "strait", ImageTag: "devel"},
 	} {
 		objs, err := RenderMember(v)
 		if err != nil {
@@ -125,10 +127,15 @@ func TestReadValuesRoundTrip(t *testing.T) {
 			if got != want {
 				t.Errorf("%s: read back %+v, rendered with %+v", ds.Name, got, want)
 			}
-			// --global-cidr= is there only with a global CIDR.
-			has := slices.ContainsFunc(ds.Spec.Template.Spec.Containers[0].Args, func(a string) bool { return strings.HasPrefix(a, "--global-cidr") })
-			if has != (want.GlobalCIDR != "") {
-				t.Errorf("%s: --global-cidr rendered %v with GlobalCIDR %q", ds.Name, has, want.GlobalCIDR)
+			// --global-cidr= and --underlay-mtu= are there only when set.
+			has := func(flag string) bool {
+				return slices.ContainsFunc(ds.Spec.Template.Spec.Containers[0].Args, func(a string) bool { return strings.HasPrefix(a, flag) })
+			}
+			if has("--global-cidr") != (want.GlobalCIDR != "") {
+				t.Errorf("%s: --global-cidr rendered %v with GlobalCIDR %q", ds.Name, has("--global-cidr"), want.GlobalCIDR)
+			}
+			if has("--underlay-mtu") != (want.UnderlayMTU != "") {
+				t.Errorf("%s: --underlay-mtu rendered %v with UnderlayMTU %q", ds.Name, has("--underlay-mtu"), want.UnderlayMTU)
 			}
 		}
 		// The gateway's and the route agent's, and strait-globalnet's

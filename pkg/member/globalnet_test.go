@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"strait.dev/strait/broker"
@@ -98,5 +99,16 @@ func TestJoinLeaveGlobalnet(t *testing.T) {
 	got := allocs()
 	if _, ok := got[clusterID]; ok || got["c2"] != "242.0.0.0/16" {
 		t.Errorf("blocks after %s left: %v; want only c2's", clusterID, got)
+	}
+}
+
+// An underlay MTU out of range is refused before join touches anything.
+func TestJoinRefusesUnderlayMTUOutOfRange(t *testing.T) {
+	for _, mtu := range []int{575, 65536, -1} {
+		err := member.Join(context.Background(), &rest.Config{Host: "https://127.0.0.1:1"}, &broker.Info{}, member.JoinOptions{
+			ClusterID: "c1", CableDriver: "wireguard", ImageRepository: "strait", ImageTag: "test", UnderlayMTU: mtu})
+		if err == nil || !strings.Contains(err.Error(), "underlay MTU") {
+			t.Errorf("underlay MTU %d: %v, want a refusal", mtu, err)
+		}
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -80,6 +81,14 @@ const (
 	keptCredentialAnnotation = "strait.dev/leave-pending-cluster-id"
 )
 
+// The range of JoinOptions.UnderlayMTU, in bytes: IPv4's minimum datagram
+// every host must accept (RFC 791), which straitctl diagnose's MTU search
+// also ends at, and the largest IP packet.
+const (
+	MinUnderlayMTU = 576
+	MaxUnderlayMTU = 65535
+)
+
 // JoinOptions say how to join.
 type JoinOptions struct {
 	// ClusterID is the cluster's ID in the clusterset, an RFC 1123 label.
@@ -98,6 +107,11 @@ type JoinOptions struct {
 	Globalnet      bool
 	GlobalCIDRSize int
 	GlobalCIDR     netip.Prefix
+	// UnderlayMTU is the MTU of the node network the cables run over, in
+	// bytes, MinUnderlayMTU to MaxUnderlayMTU; 0 leaves the components'
+	// default (1500). The gateways size the cables from it, the route
+	// agents the overlay and the MSS clamp.
+	UnderlayMTU int
 	// ImageRepository and ImageTag name the components' images:
 	// <ImageRepository>/strait-gateway:<ImageTag> and so on. Both are
 	// required.
@@ -154,6 +168,9 @@ func Join(ctx context.Context, cfg *rest.Config, info *broker.Info, o JoinOption
 	if o.ImageRepository == "" || o.ImageTag == "" {
 		return errors.New("the image repository and tag are required")
 	}
+	if o.UnderlayMTU != 0 && (o.UnderlayMTU < MinUnderlayMTU || o.UnderlayMTU > MaxUnderlayMTU) {
+		return fmt.Errorf("underlay MTU %d: want %d to %d bytes", o.UnderlayMTU, MinUnderlayMTU, MaxUnderlayMTU)
+	}
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return fmt.Errorf("cluster client: %w", err)
@@ -193,6 +210,9 @@ func Join(ctx context.Context, cfg *rest.Config, info *broker.Info, o JoinOption
 		Namespace: v1.ComponentNamespace, ClusterID: o.ClusterID,
 		PodCIDRs: cidr.Join(o.PodCIDRs), ServiceCIDRs: cidr.Join(o.ServiceCIDRs), CableDriver: string(o.CableDriver),
 		ImageRepository: o.ImageRepository, ImageTag: o.ImageTag,
+	}
+	if o.UnderlayMTU != 0 {
+		values.UnderlayMTU = strconv.Itoa(o.UnderlayMTU)
 	}
 	if o.Globalnet {
 		// The broker allots the real one at enrolment; what join writes,

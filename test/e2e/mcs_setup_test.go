@@ -28,16 +28,20 @@ var mcsClusters = []string{"c1", "c2", "c3"}
 // mcsClusters with WireGuard, as a user would with straitctl; it returns once
 // every cluster's active gateway reports every other cluster Connected and
 // every cluster's Lighthouse Deployment is available. The clusters leave
-// when t ends.
-func joinClusterSet(t *testing.T) {
+// when t ends. It returns the broker-info file and the join arguments of
+// each cluster (after the file), for a test that joins one again.
+func joinClusterSet(t *testing.T) (info string, joinArgs func(cluster string) []string) {
 	t.Helper()
-	info := filepath.Join(t.TempDir(), "broker-info.strait")
+	info = filepath.Join(t.TempDir(), "broker-info.strait")
 	if out, err := straitctl(t, "deploy-broker", "--kubeconfig", adminKubeconfig("c1"), "--output", info); err != nil {
 		t.Fatalf("deploy-broker: %v\n%s", err, out)
 	}
+	joinArgs = func(c string) []string {
+		return []string{"--kubeconfig", adminKubeconfig(c), "--clusterid", c,
+			"--gateway-nodes", c + "-n1," + c + "-n2", "--pod-cidr", podCIDR(c), "--cable-driver", "wireguard"}
+	}
 	for _, c := range mcsClusters {
-		if out, err := straitctl(t, "join", info, "--kubeconfig", adminKubeconfig(c), "--clusterid", c,
-			"--gateway-nodes", c+"-n1,"+c+"-n2", "--pod-cidr", podCIDR(c), "--cable-driver", "wireguard"); err != nil {
+		if out, err := straitctl(t, append([]string{"join", info}, joinArgs(c)...)...); err != nil {
 			t.Fatalf("join %s: %v\n%s", c, err, out)
 		}
 	}
@@ -60,6 +64,7 @@ func joinClusterSet(t *testing.T) {
 			return d.Status.AvailableReplicas >= 1 && d.Status.ObservedGeneration == d.Generation, nil
 		})
 	}
+	return info, joinArgs
 }
 
 // connectionsOf describes the active gateway's connections, as

@@ -24,9 +24,9 @@ import (
 // takes about a minute); the last one has c3 leave.
 func TestStraitctl(t *testing.T) {
 	need(t)
-	joinClusterSet(t)
+	info, joinArgs := joinClusterSet(t)
 	t.Run("operator commands", operatorCommands)
-	straitctlVerify(t)
+	straitctlVerify(t, info, joinArgs)
 }
 
 // operatorCommands runs the operator's commands on a joined clusterset:

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -60,7 +63,7 @@ func kubeconfigsFlag() []string {
 // straitctlVerify drives "straitctl verify", "diagnose" and "benchmark"
 // against the joined clusterset as an operator would, and breaks the
 // fabric to see each name what broke. Its last subtest has c3 leave.
-func straitctlVerify(t *testing.T) {
+func straitctlVerify(t *testing.T, info string, joinArgs func(string) []string) {
 	ctx := context.Background()
 
 	t.Run("verify passes on the joined clusters, failover included", func(t *testing.T) {
@@ -214,6 +217,46 @@ func straitctlVerify(t *testing.T) {
 		if n := countRows(r.stdout, "ok", "mtu"); n != 2 { // c1 -> c2 and c2 -> c1
 			t.Errorf("%d MTU probes passed, want the 2 between c1 and c2", n)
 		}
+
+		// The operator follows the advice: c3 joins again with the
+		// --underlay-mtu diagnose suggests; its cables shrink to what the
+		// narrow link carries, and every MTU probe passes over it.
+		m := regexp.MustCompile(`--underlay-mtu=(\d+)`).FindStringSubmatch(r.stdout)
+		if m == nil {
+			t.Fatalf("diagnose suggests no --underlay-mtu")
+		}
+		rejoin := func(extra ...string) {
+			t.Helper()
+			if out, err := straitctl(t, append(append([]string{"join", info}, joinArgs("c3")...), extra...)...); err != nil {
+				t.Fatalf("join c3 %v: %v\n%s", extra, err, out)
+			}
+			// The gateways and route agents restart with the new flag:
+			// wait until all run it and the cables are up again.
+			waitFor(t, 2*time.Minute, fmt.Sprintf("c3's gateway and route agent pods to run with %v", extra), func(ctx context.Context) (bool, error) {
+				pods, err := kubeClient(t, "c3").CoreV1().Pods(v1.ComponentNamespace).List(ctx, metav1.ListOptions{
+					LabelSelector: "app.kubernetes.io/component in (gateway,routeagent)"})
+				if err != nil || len(pods.Items) != 5 {
+					return false, nil
+				}
+				for _, p := range pods.Items {
+					has := slices.ContainsFunc(p.Spec.Containers[0].Args, func(a string) bool { return strings.HasPrefix(a, "--underlay-mtu") })
+					if !podReady(&p) || p.DeletionTimestamp != nil || has != (len(extra) > 0) {
+						return false, nil
+					}
+				}
+				return true, nil
+			})
+			waitConnected(t, mcsClusters)
+		}
+		setMTU("1400")
+		rejoin("--underlay-mtu", m[1])
+		r = runStraitctl(t, append([]string{"diagnose"}, kubeconfigsFlag()...)...)
+		setMTU("1500")
+		t.Logf("straitctl diagnose after c3 joined again with --underlay-mtu %s: exit %d\n%s%s", m[1], r.code, r.stdout, r.stderr)
+		if n := countRows(r.stdout, "ok", "mtu"); n != 6 {
+			t.Errorf("%d MTU probes passed, want all 6", n)
+		}
+		rejoin()
 	})
 
 	t.Run("benchmark prints throughput and round-trip times", func(t *testing.T) {

@@ -102,6 +102,7 @@ block; joining again keeps it.`,
 	cmd.Flags().BoolVar(&opts.Globalnet, "globalnet", false, "get a global CIDR from the broker's Globalnet pool, for CIDRs that overlap other Globalnet members'")
 	cmd.Flags().IntVar(&opts.GlobalCIDRSize, "globalnet-cidr-size", broker.DefaultGlobalCIDRSize, "addresses in the global CIDR with --globalnet, a power of two (65536 is a /16)")
 	cmd.Flags().StringVar(&globalCIDR, "globalnet-cidr", "", "the global CIDR to take from the broker's pool (implies --globalnet)")
+	cmd.Flags().IntVar(&opts.UnderlayMTU, "underlay-mtu", 0, "MTU of the node network the cables run over, in bytes, when smaller than the nodes' interfaces say (default: the components' 1500)")
 	cmd.Flags().StringVar(&opts.ImageRepository, "image-repository", "strait", "repository of Strait's images")
 	cmd.Flags().StringVar(&opts.ImageTag, "image-tag", version.Version, "tag of Strait's images")
 	_ = cmd.MarkFlagRequired("clusterid")
