@@ -862,8 +862,8 @@ func (r *run) mtu(ctx context.Context, s *probe.Session, m *memberState, a, b *p
 			"TCP adapts to a path that reports its MTU; check the MTU of the pod network and of the links between the gateways")
 	default:
 		r.add(CheckMTU, where, Fail, fmt.Sprintf("packets over %d bytes vanish without an error on the way; the %s cable sends up to %d", rep.Largest, driver, want),
-			fmt.Sprintf("a link between the gateways carries less than the nodes' MTU (%d) and drops the rest silently: raise its MTU, or join the clusters again with straitctl join ... --underlay-mtu=%d",
-				underlay, rep.Largest+mtu.Overhead(string(driver), mtu.IPv6Header)))
+			fmt.Sprintf("a link between the gateways carries less than %s's underlay MTU (%d) and drops the rest silently: raise its MTU, or join %s again with straitctl join ... --underlay-mtu=%d",
+				m.c.ID, underlay, m.c.ID, rep.Largest+mtu.Overhead(string(driver), mtu.IPv6Header)))
 	}
 }
 

@@ -218,9 +218,13 @@ func straitctlVerify(t *testing.T, info string, joinArgs func(string) []string) 
 			t.Errorf("%d MTU probes passed, want the 2 between c1 and c2", n)
 		}
 
-		// The operator follows the advice: c3 joins again with the
-		// --underlay-mtu diagnose suggests; its cables shrink to what the
-		// narrow link carries, and every MTU probe passes over it.
+		// The operator follows the advice for c3: it joins again with the
+		// --underlay-mtu diagnose suggests, its cables shrink to what the
+		// narrow link carries, and its probes to c1 and c2 pass. c1's
+		// and c2's cables still send more than the link takes: their
+		// probes to c3 still fail, and the advice names them. (Sizing
+		// each cable per remote cluster from a measured path MTU is
+		// issue 16's.)
 		m := regexp.MustCompile(`--underlay-mtu=(\d+)`).FindStringSubmatch(r.stdout)
 		if m == nil {
 			t.Fatalf("diagnose suggests no --underlay-mtu")
@@ -253,8 +257,13 @@ func straitctlVerify(t *testing.T, info string, joinArgs func(string) []string) 
 		r = runStraitctl(t, append([]string{"diagnose"}, kubeconfigsFlag()...)...)
 		setMTU("1500")
 		t.Logf("straitctl diagnose after c3 joined again with --underlay-mtu %s: exit %d\n%s%s", m[1], r.code, r.stdout, r.stderr)
-		if n := countRows(r.stdout, "ok", "mtu"); n != 6 {
-			t.Errorf("%d MTU probes passed, want all 6", n)
+		if n := countRows(r.stdout, "ok", "mtu"); n != 4 {
+			t.Errorf("%d MTU probes passed, want 4: all but c1's and c2's to c3", n)
+		}
+		for _, c := range []string{"c1", "c2"} {
+			if !strings.Contains(r.stdout, "join "+c+" again with straitctl join ... --underlay-mtu="+m[1]) {
+				t.Errorf("the advice does not name %s", c)
+			}
 		}
 		rejoin()
 	})
