@@ -21,6 +21,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -763,4 +764,101 @@ func TestEngineFollowsCredential(t *testing.T) {
 		return slices.Equal(f.brokerEndpoints(), []string{mine})
 	})
 	eng.stop(t)
+}
+
+// crashTransport fails every request once dead is set, as the apiserver
+// connection of a process killed with kill -9 would: nothing it would write
+// on its way out (the Lease's release, a passive status) arrives.
+type crashTransport struct {
+	next http.RoundTripper
+	dead *atomic.Bool
+}
+
+func (c crashTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if c.dead.Load() {
+		return nil, errors.New("the test's gateway process was killed")
+	}
+	return c.next.RoundTrip(r)
+}
+
+// startCrashable starts an engine whose crash stops it as kill -9 would: it
+// writes nothing more, and the Lease stays held.
+func (f *fixture) startCrashable(t *testing.T, node string) (r *running, crash func()) {
+	t.Helper()
+	var dead atomic.Bool
+	rc := rest.CopyConfig(f.member.Config)
+	rc.Wrap(func(next http.RoundTripper) http.RoundTripper { return crashTransport{next: next, dead: &dead} })
+	r = f.startWith(t, node, rc)
+	return r, func() {
+		dead.Store(true)
+		r.cancel()
+		<-r.done
+		r.done <- nil // for the cleanup
+	}
+}
+
+// TestEngineCrashedGatewayIsShownPassive: when the active gateway crashes
+// (no status written, the Lease not released) and the standby takes over,
+// the Gateway objects soon show exactly one active gateway, the Lease
+// holder's; the crashed one's says who holds the Lease.
+func TestEngineCrashedGatewayIsShownPassive(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	kube, err := kubernetes.NewForConfig(f.member.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	holder := func() string {
+		l, err := kube.CoordinationV1().Leases(v1.ComponentNamespace).Get(ctx, gateway.LeaseName, metav1.GetOptions{})
+		if err != nil {
+			return ""
+		}
+		return ptr.Deref(l.Spec.HolderIdentity, "")
+	}
+	// actives are the Gateways of c1 that say active, sorted.
+	actives := func() []string {
+		var gws v1.GatewayList
+		if err := f.mc.List(ctx, &gws, client.InNamespace(v1.ComponentNamespace)); err != nil {
+			return nil
+		}
+		var out []string
+		for _, g := range gws.Items {
+			if g.Status.HAStatus == v1.HAStatusActive {
+				out = append(out, g.Name)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	_, crash := f.startCrashable(t, "node-a")
+	f.k.waitFor(t, "node-a active, holding the Lease", func() bool {
+		return f.role("node-a") == v1.HAStatusActive && holder() == "node-a"
+	})
+	f.start(t, "node-b")
+	f.k.waitFor(t, "node-b passive", func() bool { return f.role("node-b") == v1.HAStatusPassive })
+
+	crash()
+	if got := f.role("node-a"); got != v1.HAStatusActive {
+		t.Fatalf("node-a's Gateway says %q after the crash; the crash should have left it active", got)
+	}
+	f.k.waitFor(t, "node-b holding the Lease", func() bool { return holder() == "node-b" })
+	var got []string
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
+		got = actives()
+		return slices.Equal(got, []string{holder()}), nil
+	}); err != nil {
+		t.Fatalf("active Gateways %v, Lease held by %q; want only the Lease holder's: %v", got, holder(), err)
+	}
+	if !slices.Equal(got, []string{"node-b"}) {
+		t.Fatalf("active Gateways %v, want [node-b]", got)
+	}
+	var gw v1.Gateway
+	if err := f.mc.Get(ctx, client.ObjectKey{Namespace: v1.ComponentNamespace, Name: "node-a"}, &gw); err != nil {
+		t.Fatal(err)
+	}
+	ready := meta.FindStatusCondition(gw.Status.Conditions, "Ready")
+	if ready == nil || ready.Status == metav1.ConditionTrue || !strings.Contains(ready.Message, "node-b") ||
+		gw.Status.LocalEndpoint != "" || len(gw.Status.Connections) != 0 {
+		t.Errorf("the crashed gateway's status %+v; want its Ready condition not true and naming node-b, no endpoint nor connections", gw.Status)
+	}
 }
