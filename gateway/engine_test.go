@@ -24,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
@@ -861,4 +862,75 @@ func TestEngineCrashedGatewayIsShownPassive(t *testing.T) {
 		gw.Status.LocalEndpoint != "" || len(gw.Status.Connections) != 0 {
 		t.Errorf("the crashed gateway's status %+v; want its Ready condition not true and naming node-b, no endpoint nor connections", gw.Status)
 	}
+}
+
+// TestEngineThatLostTheLeaseWritesNoActiveStatus: an active gateway whose
+// Lease was taken, and that has not noticed yet (it renews every retry
+// period), does not write an active status: a connection that appears
+// after the takeover must never show in an active status of it.
+func TestEngineThatLostTheLeaseWritesNoActiveStatus(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	kube, err := kubernetes.NewForConfig(f.member.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leases := kube.CoordinationV1().Leases(v1.ComponentNamespace)
+	var mu sync.Mutex
+	var activeWithRemote []string // resourceVersions of such statuses of node-a
+	f.k.watch(t, f.member.Config, v1.ComponentNamespace, f.gateways, func(u *unstructured.Unstructured) {
+		var gw v1.Gateway
+		if u.GetName() != "node-a" || runtimeConvert(u, &gw) != nil || gw.Status.HAStatus != v1.HAStatusActive {
+			return
+		}
+		for _, c := range gw.Status.Connections {
+			if c.Endpoint == "c2.gw" {
+				mu.Lock()
+				activeWithRemote = append(activeWithRemote, gw.ResourceVersion)
+				mu.Unlock()
+			}
+		}
+	})
+	eng := f.start(t, "node-a")
+	f.k.waitFor(t, "node-a active", func() bool { return f.role("node-a") == v1.HAStatusActive })
+	rolesBefore := len(f.roles.history("node-a"))
+
+	l, err := leases.Get(ctx, gateway.LeaseName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := metav1.NewMicroTime(time.Now())
+	l.Spec.HolderIdentity, l.Spec.RenewTime, l.Spec.AcquireTime = ptr.To("thief"), &now, &now
+	l.Spec.LeaseTransitions = ptr.To(ptr.Deref(l.Spec.LeaseTransitions, 0) + 1)
+	if _, err := leases.Update(ctx, l, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// A new remote reaches node-a's term before it sees the thief (put
+	// straight into the member's namespace, as the syncer imports it, so
+	// that it comes within the retry period); its connection would be
+	// worth a status write.
+	remote := &v1.Endpoint{
+		ObjectMeta: metav1.ObjectMeta{Name: "c2.gw", Namespace: v1.ComponentNamespace, Labels: map[string]string{v1.ClusterIDLabel: "c2"}},
+		Spec: v1.EndpointSpec{ClusterID: "c2", Hostname: "gw", PrivateIPs: v1.DualStackIPs{"192.168.2.1"}, Subnets: []v1.CIDR{"10.2.0.0/16"},
+			CableDriver: v1.CableDriverWireGuard, WireGuard: &v1.WireGuardConfig{PublicKey: "c2aAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", Port: 4500}},
+	}
+	if err := f.mc.Create(ctx, remote); err != nil {
+		t.Fatal(err)
+	}
+	f.k.waitFor(t, "node-a passive", func() bool {
+		if eng.exited() {
+			t.Fatal("Run returned after losing the Lease")
+		}
+		h := f.roles.history("node-a")
+		return len(h) > rolesBefore && h[len(h)-1] == v1.HAStatusPassive
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if len(activeWithRemote) > 0 {
+		t.Errorf("node-a wrote an active status with the connection to c2 after losing the Lease (resourceVersions %v)", activeWithRemote)
+	}
+}
+
+func runtimeConvert(u *unstructured.Unstructured, out any) error {
+	return k8sruntime.DefaultUnstructuredConverter.FromUnstructured(u.Object, out)
 }
