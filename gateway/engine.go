@@ -305,7 +305,15 @@ func (e *Engine) runActive(ctx context.Context, epoch int32) error {
 		return err
 	}
 	local.Annotations = map[string]string{v1.GatewayEpochAnnotation: strconv.Itoa(int(epoch))}
+	// The Lease was taken a moment ago, in this epoch: the first active
+	// status needs no look at it. The other Gateways of the cluster are
+	// shown passive from the first step on (see demoteOthers), once their
+	// informer has listed them; the takeover does not wait for it.
 	if err := e.writeStatus(ctx, v1.HAStatusActive, local.Name); err != nil {
+		return err
+	}
+	gateways, err := e.watchGateways(ctx, &wg)
+	if err != nil {
 		return err
 	}
 	if e.cfg.Metrics != nil {
@@ -356,7 +364,7 @@ func (e *Engine) runActive(ctx context.Context, epoch int32) error {
 		return err
 	}
 	t := &activeTerm{e: e, local: local, settings: settings, region: node.Labels[corev1.LabelTopologyRegion],
-		prober: prober, discovery: discovery, cache: cache}
+		prober: prober, discovery: discovery, cache: cache, gateways: gateways}
 	tick := time.NewTicker(resyncInterval)
 	defer tick.Stop()
 	localTick := time.NewTicker(localInterval)
@@ -371,6 +379,7 @@ func (e *Engine) runActive(ctx context.Context, epoch int32) error {
 			return nil
 		case <-tick.C:
 		case <-cache.changed:
+		case <-gateways.changed:
 		case <-localTick.C:
 			t.localStale = true
 		case <-nodeChanged:
@@ -391,6 +400,10 @@ type activeTerm struct {
 	prober     *health.Prober
 	discovery  *natdiscovery.Discoverer
 	cache      *endpointCache
+	// gateways are the cluster's Gateway objects, as an informer keeps
+	// them; demoting says whether a demotion failed and is owed.
+	gateways *gatewayCache
+	demoting bool
 
 	applied    *CableState // last state the data plane took
 	appliedAt  time.Time
@@ -474,7 +487,24 @@ func (t *activeTerm) step(ctx context.Context) {
 	if e.cfg.Metrics != nil {
 		e.cfg.Metrics.SetConnections(conns)
 	}
+	// After the data plane: showing a predecessor passive is worth less
+	// than carrying its traffic.
+	defer t.demoteOthers(ctx)
 	if sameStates(conns, t.lastStatus) && time.Since(t.statusAt) <= statusInterval {
+		return
+	}
+	// A gateway that lost the Lease and has not noticed yet (its renewal
+	// comes within a retry period) must not say active over its
+	// successor's demotion: it looks at the Lease first.
+	lease, err := e.readLease(ctx)
+	switch {
+	case err != nil:
+		if ctx.Err() == nil {
+			e.log.Warn("active status: cannot read the gateway Lease; trying again", "err", err)
+		}
+		return
+	case lease.holder != e.cfg.NodeName:
+		e.log.Info("not writing an active status: another gateway holds the Lease", "holder", lease.holder)
 		return
 	}
 	if err := e.writeStatus(ctx, v1.HAStatusActive, t.local.Name, conns...); err != nil {
@@ -484,6 +514,47 @@ func (t *activeTerm) step(ctx context.Context) {
 		return
 	}
 	t.statusAt, t.lastStatus = time.Now(), conns
+}
+
+// demoteOthers shows every other Gateway of the cluster that still says
+// active as passive (see Engine.demote), once the informer has listed them
+// and the Lease says this gateway holds it. A failure is logged once and
+// tried again at the next step; a Conflict is no failure: the informer
+// brings the newer object, and the next step looks at it.
+func (t *activeTerm) demoteOthers(ctx context.Context) {
+	e := t.e
+	gws, err := t.gateways.list()
+	if err != nil {
+		e.log.Warn("read Gateways from the cache", "err", err)
+		return
+	}
+	var stale []v1.Gateway
+	for _, g := range gws {
+		if g.Name != e.cfg.NodeName && g.Status.HAStatus == v1.HAStatusActive {
+			stale = append(stale, g)
+		}
+	}
+	if len(stale) == 0 {
+		return
+	}
+	lease, err := e.readLease(ctx)
+	if err == nil && lease.holder != e.cfg.NodeName {
+		// This term is over; hold notices within a retry period.
+		return
+	}
+	for i := range stale {
+		if err == nil {
+			err = e.demote(ctx, &stale[i], lease)
+		}
+	}
+	switch {
+	case err != nil && ctx.Err() == nil && !t.demoting:
+		e.log.Warn("cannot show a former active gateway passive; trying again every step", "err", err)
+		t.demoting = true
+	case err == nil && t.demoting:
+		e.log.Info("showing the former active gateways passive again")
+		t.demoting = false
+	}
 }
 
 // endpointCache is the namespace's Endpoints as an informer keeps them.
@@ -511,6 +582,70 @@ func (c *endpointCache) list() ([]v1.Endpoint, error) {
 		out = append(out, ep)
 	}
 	return out, nil
+}
+
+// gatewayCache is the cluster's Gateway objects as an informer keeps them.
+type gatewayCache struct {
+	lister  func() ([]runtime.Object, error)
+	synced  func() bool
+	changed <-chan struct{}
+}
+
+// list returns the cached Gateways; none before the informer's first list.
+func (c *gatewayCache) list() ([]v1.Gateway, error) {
+	if !c.synced() {
+		return nil, nil
+	}
+	objs, err := c.lister()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]v1.Gateway, 0, len(objs))
+	for _, o := range objs {
+		u, ok := o.(*unstructured.Unstructured)
+		if !ok {
+			continue
+		}
+		var g v1.Gateway
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &g); err != nil {
+			return nil, fmt.Errorf("decode Gateway %s: %w", u.GetName(), err)
+		}
+		out = append(out, g)
+	}
+	return out, nil
+}
+
+// watchGateways starts an informer on the Gateways of this gateway's
+// cluster (by their cluster-id label); changed signals (coalesced) on every
+// event. It does not wait for the first list. Its goroutines join wg when
+// ctx ends.
+func (e *Engine) watchGateways(ctx context.Context, wg *sync.WaitGroup) (*gatewayCache, error) {
+	dyn, err := dynamic.NewForConfig(e.rest)
+	if err != nil {
+		return nil, err
+	}
+	p := newPoker()
+	selector := labels.SelectorFromSet(labels.Set{v1.ClusterIDLabel: e.cfg.ClusterID}).String()
+	f := dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, statusInterval, e.cfg.Namespace,
+		func(o *metav1.ListOptions) { o.LabelSelector = selector })
+	gi := f.ForResource(v1.SchemeGroupVersion.WithResource("gateways"))
+	inf := gi.Informer()
+	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc: func(any) { p.poke() }, UpdateFunc: func(any, any) { p.poke() }, DeleteFunc: func(any) { p.poke() },
+	}); err != nil {
+		return nil, err
+	}
+	f.Start(ctx.Done())
+	wg.Go(func() {
+		<-ctx.Done()
+		f.Shutdown()
+	})
+	lister := gi.Lister().ByNamespace(e.cfg.Namespace)
+	return &gatewayCache{
+		lister:  func() ([]runtime.Object, error) { return lister.List(labels.Everything()) },
+		synced:  inf.HasSynced,
+		changed: p,
+	}, nil
 }
 
 // poker is a coalescing signal: poke never blocks.

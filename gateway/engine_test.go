@@ -21,8 +21,10 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
@@ -763,4 +765,172 @@ func TestEngineFollowsCredential(t *testing.T) {
 		return slices.Equal(f.brokerEndpoints(), []string{mine})
 	})
 	eng.stop(t)
+}
+
+// crashTransport fails every request once dead is set, as the apiserver
+// connection of a process killed with kill -9 would: nothing it would write
+// on its way out (the Lease's release, a passive status) arrives.
+type crashTransport struct {
+	next http.RoundTripper
+	dead *atomic.Bool
+}
+
+func (c crashTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if c.dead.Load() {
+		return nil, errors.New("the test's gateway process was killed")
+	}
+	return c.next.RoundTrip(r)
+}
+
+// startCrashable starts an engine whose crash stops it as kill -9 would: it
+// writes nothing more, and the Lease stays held.
+func (f *fixture) startCrashable(t *testing.T, node string) (r *running, crash func()) {
+	t.Helper()
+	var dead atomic.Bool
+	rc := rest.CopyConfig(f.member.Config)
+	rc.Wrap(func(next http.RoundTripper) http.RoundTripper { return crashTransport{next: next, dead: &dead} })
+	r = f.startWith(t, node, rc)
+	return r, func() {
+		dead.Store(true)
+		r.cancel()
+		<-r.done
+		r.done <- nil // for the cleanup
+	}
+}
+
+// TestEngineCrashedGatewayIsShownPassive: when the active gateway crashes
+// (no status written, the Lease not released) and the standby takes over,
+// the Gateway objects soon show exactly one active gateway, the Lease
+// holder's; the crashed one's says who holds the Lease.
+func TestEngineCrashedGatewayIsShownPassive(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	kube, err := kubernetes.NewForConfig(f.member.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	holder := func() string {
+		l, err := kube.CoordinationV1().Leases(v1.ComponentNamespace).Get(ctx, gateway.LeaseName, metav1.GetOptions{})
+		if err != nil {
+			return ""
+		}
+		return ptr.Deref(l.Spec.HolderIdentity, "")
+	}
+	// actives are the Gateways of c1 that say active, sorted.
+	actives := func() []string {
+		var gws v1.GatewayList
+		if err := f.mc.List(ctx, &gws, client.InNamespace(v1.ComponentNamespace)); err != nil {
+			return nil
+		}
+		var out []string
+		for _, g := range gws.Items {
+			if g.Status.HAStatus == v1.HAStatusActive {
+				out = append(out, g.Name)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	_, crash := f.startCrashable(t, "node-a")
+	f.k.waitFor(t, "node-a active, holding the Lease", func() bool {
+		return f.role("node-a") == v1.HAStatusActive && holder() == "node-a"
+	})
+	f.start(t, "node-b")
+	f.k.waitFor(t, "node-b passive", func() bool { return f.role("node-b") == v1.HAStatusPassive })
+
+	crash()
+	if got := f.role("node-a"); got != v1.HAStatusActive {
+		t.Fatalf("node-a's Gateway says %q after the crash; the crash should have left it active", got)
+	}
+	f.k.waitFor(t, "node-b holding the Lease", func() bool { return holder() == "node-b" })
+	var got []string
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
+		got = actives()
+		return slices.Equal(got, []string{holder()}), nil
+	}); err != nil {
+		t.Fatalf("active Gateways %v, Lease held by %q; want only the Lease holder's: %v", got, holder(), err)
+	}
+	if !slices.Equal(got, []string{"node-b"}) {
+		t.Fatalf("active Gateways %v, want [node-b]", got)
+	}
+	var gw v1.Gateway
+	if err := f.mc.Get(ctx, client.ObjectKey{Namespace: v1.ComponentNamespace, Name: "node-a"}, &gw); err != nil {
+		t.Fatal(err)
+	}
+	ready := meta.FindStatusCondition(gw.Status.Conditions, "Ready")
+	if ready == nil || ready.Status == metav1.ConditionTrue || !strings.Contains(ready.Message, "node-b") ||
+		gw.Status.LocalEndpoint != "" || len(gw.Status.Connections) != 0 {
+		t.Errorf("the crashed gateway's status %+v; want its Ready condition not true and naming node-b, no endpoint nor connections", gw.Status)
+	}
+}
+
+// TestEngineThatLostTheLeaseWritesNoActiveStatus: an active gateway whose
+// Lease was taken, and that has not noticed yet (it renews every retry
+// period), does not write an active status: a connection that appears
+// after the takeover must never show in an active status of it.
+func TestEngineThatLostTheLeaseWritesNoActiveStatus(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	kube, err := kubernetes.NewForConfig(f.member.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leases := kube.CoordinationV1().Leases(v1.ComponentNamespace)
+	var mu sync.Mutex
+	var activeWithRemote []string // resourceVersions of such statuses of node-a
+	f.k.watch(t, f.member.Config, v1.ComponentNamespace, f.gateways, func(u *unstructured.Unstructured) {
+		var gw v1.Gateway
+		if u.GetName() != "node-a" || runtimeConvert(u, &gw) != nil || gw.Status.HAStatus != v1.HAStatusActive {
+			return
+		}
+		for _, c := range gw.Status.Connections {
+			if c.Endpoint == "c2.gw" {
+				mu.Lock()
+				activeWithRemote = append(activeWithRemote, gw.ResourceVersion)
+				mu.Unlock()
+			}
+		}
+	})
+	eng := f.start(t, "node-a")
+	f.k.waitFor(t, "node-a active", func() bool { return f.role("node-a") == v1.HAStatusActive })
+	rolesBefore := len(f.roles.history("node-a"))
+
+	l, err := leases.Get(ctx, gateway.LeaseName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := metav1.NewMicroTime(time.Now())
+	l.Spec.HolderIdentity, l.Spec.RenewTime, l.Spec.AcquireTime = ptr.To("thief"), &now, &now
+	l.Spec.LeaseTransitions = ptr.To(ptr.Deref(l.Spec.LeaseTransitions, 0) + 1)
+	if _, err := leases.Update(ctx, l, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// A new remote reaches node-a's term before it sees the thief (put
+	// straight into the member's namespace, as the syncer imports it, so
+	// that it comes within the retry period); its connection would be
+	// worth a status write.
+	remote := &v1.Endpoint{
+		ObjectMeta: metav1.ObjectMeta{Name: "c2.gw", Namespace: v1.ComponentNamespace, Labels: map[string]string{v1.ClusterIDLabel: "c2"}},
+		Spec: v1.EndpointSpec{ClusterID: "c2", Hostname: "gw", PrivateIPs: v1.DualStackIPs{"192.168.2.1"}, Subnets: []v1.CIDR{"10.2.0.0/16"},
+			CableDriver: v1.CableDriverWireGuard, WireGuard: &v1.WireGuardConfig{PublicKey: "c2aAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", Port: 4500}},
+	}
+	if err := f.mc.Create(ctx, remote); err != nil {
+		t.Fatal(err)
+	}
+	f.k.waitFor(t, "node-a passive", func() bool {
+		if eng.exited() {
+			t.Fatal("Run returned after losing the Lease")
+		}
+		h := f.roles.history("node-a")
+		return len(h) > rolesBefore && h[len(h)-1] == v1.HAStatusPassive
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if len(activeWithRemote) > 0 {
+		t.Errorf("node-a wrote an active status with the connection to c2 after losing the Lease (resourceVersions %v)", activeWithRemote)
+	}
+}
+
+func runtimeConvert(u *unstructured.Unstructured, out any) error {
+	return k8sruntime.DefaultUnstructuredConverter.FromUnstructured(u.Object, out)
 }

@@ -4,7 +4,11 @@ import (
 	"context"
 	"fmt"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"strait.dev/strait/gateway/health"
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
@@ -30,6 +34,57 @@ func (e *Engine) writeStatus(ctx context.Context, role v1.HAStatus, localEndpoin
 		}},
 	}
 	return kubeapply.ApplyStatus(ctx, e.c, gw, kubeapply.FieldManagerGateway)
+}
+
+// leaseInfo is what the gateway Lease says: who holds it ("" when free)
+// and the epoch of the holder's term (its transition count).
+type leaseInfo struct {
+	holder string
+	epoch  int32
+}
+
+// readLease reads the gateway Lease from the apiserver.
+func (e *Engine) readLease(ctx context.Context) (leaseInfo, error) {
+	l, err := e.kube.CoordinationV1().Leases(e.cfg.Namespace).Get(ctx, LeaseName, metav1.GetOptions{})
+	if err != nil {
+		return leaseInfo{}, fmt.Errorf("read Lease %s/%s: %w", e.cfg.Namespace, LeaseName, err)
+	}
+	return leaseInfo{holder: ptr.Deref(l.Spec.HolderIdentity, ""), epoch: ptr.Deref(l.Spec.LeaseTransitions, 0)}, nil
+}
+
+// Reason of the Ready condition the active gateway gives a Gateway it
+// shows passive because another gateway holds the Lease.
+const reasonNotLeaseHolder = "NotLeaseHolder"
+
+// demote shows gw, another gateway of the cluster that still says active
+// while this one holds the Lease (as lease says), passive: a gateway killed
+// while active writes nothing on its way out. Its endpoint and connections
+// go (they were its term's; the new active gateway replaced its Endpoint),
+// and its Ready condition turns Unknown with a message naming the holder,
+// as the node controller does with a Node that stopped reporting. The
+// update carries gw's resourceVersion, so it never overwrites a newer write
+// (a gateway that became active again after this one lost the Lease): a
+// Conflict, or a Gateway gone, is no error, the caller looks again at the
+// next change. The Lease stays the only authority; this is its echo.
+func (e *Engine) demote(ctx context.Context, gw *v1.Gateway, lease leaseInfo) error {
+	gw = gw.DeepCopy()
+	gw.Status.HAStatus = v1.HAStatusPassive
+	gw.Status.LocalEndpoint = ""
+	gw.Status.Connections = nil
+	meta.SetStatusCondition(&gw.Status.Conditions, metav1.Condition{
+		Type: "Ready", Status: metav1.ConditionUnknown, Reason: reasonNotLeaseHolder,
+		Message: fmt.Sprintf("not active: gateway %s holds the gateway Lease %s/%s (epoch %d); this gateway's engine has not reported since it lost it",
+			lease.holder, e.cfg.Namespace, LeaseName, lease.epoch),
+	})
+	err := e.c.Status().Update(ctx, gw, client.FieldOwner(kubeapply.FieldManagerGateway))
+	switch {
+	case err == nil:
+		e.log.Info("showing a former active gateway passive", "gateway", gw.Name, "epoch", lease.epoch)
+		return nil
+	case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
+		return nil
+	}
+	return fmt.Errorf("update status of Gateway %s/%s: %w", gw.Namespace, gw.Name, err)
 }
 
 // withHealth is the connections' status: the static parts Compute made,

@@ -278,7 +278,9 @@ const (
 
 // Gateway reports one gateway node's role and the health of its cables. It has
 // no spec: it is written only through its status subresource by the gateway
-// engine on that node, and is named after the node.
+// engine on that node, and is named after the node. The cluster's active
+// gateway also shows passive a Gateway that still says active while another
+// gateway holds the Lease (its engine was killed while active).
 type Gateway struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
