@@ -399,10 +399,10 @@ type activeTerm struct {
 	localStale bool
 	prober     *health.Prober
 	discovery  *natdiscovery.Discoverer
-	cache      *endpointCache
+	cache      *objectCache[v1.Endpoint]
 	// gateways are the cluster's Gateway objects, as an informer keeps
 	// them; demoting says whether a demotion failed and is owed.
-	gateways *gatewayCache
+	gateways *objectCache[v1.Gateway]
 	demoting bool
 
 	applied    *CableState // last state the data plane took
@@ -557,78 +557,52 @@ func (t *activeTerm) demoteOthers(ctx context.Context) {
 	}
 }
 
-// endpointCache is the namespace's Endpoints as an informer keeps them.
-type endpointCache struct {
-	lister  func() ([]runtime.Object, error)
-	changed <-chan struct{}
-}
-
-// list returns the cached Endpoints.
-func (c *endpointCache) list() ([]v1.Endpoint, error) {
-	objs, err := c.lister()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]v1.Endpoint, 0, len(objs))
-	for _, o := range objs {
-		u, ok := o.(*unstructured.Unstructured)
-		if !ok {
-			continue
-		}
-		var ep v1.Endpoint
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &ep); err != nil {
-			return nil, fmt.Errorf("decode Endpoint %s: %w", u.GetName(), err)
-		}
-		out = append(out, ep)
-	}
-	return out, nil
-}
-
-// gatewayCache is the cluster's Gateway objects as an informer keeps them.
-type gatewayCache struct {
-	lister  func() ([]runtime.Object, error)
+// objectCache is objects of one kind (T, decoded from the dynamic
+// informer's unstructured objects) as an informer keeps them; changed
+// signals (coalesced) on every event.
+type objectCache[T any] struct {
+	lister  toolscache.GenericNamespaceLister
 	synced  func() bool
 	changed <-chan struct{}
 }
 
-// list returns the cached Gateways; none before the informer's first list.
-func (c *gatewayCache) list() ([]v1.Gateway, error) {
+// list returns the cached objects; none before the informer's first list.
+// An object that does not decode into T is an error naming it.
+func (c *objectCache[T]) list() ([]T, error) {
 	if !c.synced() {
 		return nil, nil
 	}
-	objs, err := c.lister()
+	objs, err := c.lister.List(labels.Everything())
 	if err != nil {
 		return nil, err
 	}
-	out := make([]v1.Gateway, 0, len(objs))
+	out := make([]T, 0, len(objs))
 	for _, o := range objs {
 		u, ok := o.(*unstructured.Unstructured)
 		if !ok {
 			continue
 		}
-		var g v1.Gateway
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &g); err != nil {
-			return nil, fmt.Errorf("decode Gateway %s: %w", u.GetName(), err)
+		var x T
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &x); err != nil {
+			return nil, fmt.Errorf("decode %s %s: %w", u.GetKind(), u.GetName(), err)
 		}
-		out = append(out, g)
+		out = append(out, x)
 	}
 	return out, nil
 }
 
-// watchGateways starts an informer on the Gateways of this gateway's
-// cluster (by their cluster-id label); changed signals (coalesced) on every
-// event. It does not wait for the first list. Its goroutines join wg when
-// ctx ends.
-func (e *Engine) watchGateways(ctx context.Context, wg *sync.WaitGroup) (*gatewayCache, error) {
+// watchObjects starts an informer on resource (of strait.dev/v1alpha1) in
+// the engine's namespace, limited by the label selector (empty: all). It
+// does not wait for the first list. Its goroutines join wg when ctx ends.
+func watchObjects[T any](ctx context.Context, e *Engine, wg *sync.WaitGroup, resource, selector string) (*objectCache[T], error) {
 	dyn, err := dynamic.NewForConfig(e.rest)
 	if err != nil {
 		return nil, err
 	}
 	p := newPoker()
-	selector := labels.SelectorFromSet(labels.Set{v1.ClusterIDLabel: e.cfg.ClusterID}).String()
 	f := dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, statusInterval, e.cfg.Namespace,
 		func(o *metav1.ListOptions) { o.LabelSelector = selector })
-	gi := f.ForResource(v1.SchemeGroupVersion.WithResource("gateways"))
+	gi := f.ForResource(v1.SchemeGroupVersion.WithResource(resource))
 	inf := gi.Informer()
 	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc: func(any) { p.poke() }, UpdateFunc: func(any, any) { p.poke() }, DeleteFunc: func(any) { p.poke() },
@@ -640,12 +614,14 @@ func (e *Engine) watchGateways(ctx context.Context, wg *sync.WaitGroup) (*gatewa
 		<-ctx.Done()
 		f.Shutdown()
 	})
-	lister := gi.Lister().ByNamespace(e.cfg.Namespace)
-	return &gatewayCache{
-		lister:  func() ([]runtime.Object, error) { return lister.List(labels.Everything()) },
-		synced:  inf.HasSynced,
-		changed: p,
-	}, nil
+	return &objectCache[T]{lister: gi.Lister().ByNamespace(e.cfg.Namespace), synced: inf.HasSynced, changed: p}, nil
+}
+
+// watchGateways starts an informer on the Gateways of this gateway's
+// cluster (by their cluster-id label). It does not wait for the first list.
+func (e *Engine) watchGateways(ctx context.Context, wg *sync.WaitGroup) (*objectCache[v1.Gateway], error) {
+	selector := labels.SelectorFromSet(labels.Set{v1.ClusterIDLabel: e.cfg.ClusterID}).String()
+	return watchObjects[v1.Gateway](ctx, e, wg, "gateways", selector)
 }
 
 // poker is a coalescing signal: poke never blocks.
@@ -683,36 +659,16 @@ func (e *Engine) watchNode(ctx context.Context, wg *sync.WaitGroup) (<-chan stru
 }
 
 // watchEndpoints starts an informer on the namespace's Endpoints and waits
-// for its first list; changed signals (coalesced) on every event after.
-// Its goroutines join wg when ctx ends.
-func (e *Engine) watchEndpoints(ctx context.Context, wg *sync.WaitGroup) (*endpointCache, error) {
-	dyn, err := dynamic.NewForConfig(e.rest)
+// for its first list.
+func (e *Engine) watchEndpoints(ctx context.Context, wg *sync.WaitGroup) (*objectCache[v1.Endpoint], error) {
+	c, err := watchObjects[v1.Endpoint](ctx, e, wg, "endpoints", "")
 	if err != nil {
 		return nil, err
 	}
-	kick := newPoker()
-	poke := kick.poke
-	f := dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, statusInterval, e.cfg.Namespace, nil)
-	gi := f.ForResource(v1.SchemeGroupVersion.WithResource("endpoints"))
-	inf := gi.Informer()
-	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc: func(any) { poke() }, UpdateFunc: func(any, any) { poke() }, DeleteFunc: func(any) { poke() },
-	}); err != nil {
-		return nil, err
-	}
-	f.Start(ctx.Done())
-	wg.Go(func() {
-		<-ctx.Done()
-		f.Shutdown()
-	})
-	if !toolscache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+	if !toolscache.WaitForCacheSync(ctx.Done(), c.synced) {
 		return nil, fmt.Errorf("endpoint informer: %w", context.Cause(ctx))
 	}
-	lister := gi.Lister().ByNamespace(e.cfg.Namespace)
-	return &endpointCache{
-		lister:  func() ([]runtime.Object, error) { return lister.List(labels.Everything()) },
-		changed: kick,
-	}, nil
+	return c, nil
 }
 
 // startProber answers and sends health probes on the health-check port

@@ -30,6 +30,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/kubernetes"
+	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
@@ -515,16 +516,7 @@ func TestEngineLosesLeaseAndStandsBy(t *testing.T) {
 	rolesBefore := len(f.roles.history("node-a"))
 
 	// Another holder takes the Lease (as a gateway that won a race would).
-	l, err := leases.Get(ctx, gateway.LeaseName, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := metav1.NewMicroTime(time.Now())
-	l.Spec.HolderIdentity, l.Spec.RenewTime, l.Spec.AcquireTime = ptr.To("thief"), &now, &now
-	l.Spec.LeaseTransitions = ptr.To(ptr.Deref(l.Spec.LeaseTransitions, 0) + 1)
-	if _, err := leases.Update(ctx, l, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	stealLease(t, leases)
 	// Two clears: the term's own as it ends, and the standby's once it has
 	// seen the thief hold the Lease.
 	f.k.waitFor(t, "node-a's data plane cleared and its Gateway passive", func() bool {
@@ -553,7 +545,7 @@ func TestEngineLosesLeaseAndStandsBy(t *testing.T) {
 
 	// The Lease is free again: node-a takes it, in a new epoch.
 	_, closesLost := eng.rec.counts()
-	l, err = leases.Get(ctx, gateway.LeaseName, metav1.GetOptions{})
+	l, err := leases.Get(ctx, gateway.LeaseName, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -895,16 +887,7 @@ func TestEngineThatLostTheLeaseWritesNoActiveStatus(t *testing.T) {
 	f.k.waitFor(t, "node-a active", func() bool { return f.role("node-a") == v1.HAStatusActive })
 	rolesBefore := len(f.roles.history("node-a"))
 
-	l, err := leases.Get(ctx, gateway.LeaseName, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := metav1.NewMicroTime(time.Now())
-	l.Spec.HolderIdentity, l.Spec.RenewTime, l.Spec.AcquireTime = ptr.To("thief"), &now, &now
-	l.Spec.LeaseTransitions = ptr.To(ptr.Deref(l.Spec.LeaseTransitions, 0) + 1)
-	if _, err := leases.Update(ctx, l, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	stealLease(t, leases)
 	// A new remote reaches node-a's term before it sees the thief (put
 	// straight into the member's namespace, as the syncer imports it, so
 	// that it comes within the retry period); its connection would be
@@ -933,4 +916,21 @@ func TestEngineThatLostTheLeaseWritesNoActiveStatus(t *testing.T) {
 
 func runtimeConvert(u *unstructured.Unstructured, out any) error {
 	return k8sruntime.DefaultUnstructuredConverter.FromUnstructured(u.Object, out)
+}
+
+// stealLease gives the gateway Lease to "thief", as a gateway that won a
+// race would take it: a new holder, renewed now, one more transition.
+func stealLease(t *testing.T, leases coordinationv1client.LeaseInterface) {
+	t.Helper()
+	ctx := context.Background()
+	l, err := leases.Get(ctx, gateway.LeaseName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := metav1.NewMicroTime(time.Now())
+	l.Spec.HolderIdentity, l.Spec.RenewTime, l.Spec.AcquireTime = ptr.To("thief"), &now, &now
+	l.Spec.LeaseTransitions = ptr.To(ptr.Deref(l.Spec.LeaseTransitions, 0) + 1)
+	if _, err := leases.Update(ctx, l, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 }
