@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"strait.dev/strait/pkg/nodenet"
-	"strait.dev/strait/pkg/nodenet/nodenettest"
 )
 
 func requireRoot(t *testing.T) {
@@ -143,7 +142,7 @@ func TestNATInNetns(t *testing.T) {
 func udpSource(t *testing.T, from, src, to, dst string) string {
 	t.Helper()
 	var srv *net.UDPConn
-	if err := nodenettest.InNetns(to, func() (err error) {
+	if err := nodenet.InNetns(to, func() (err error) {
 		srv, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(dst)))
 		return err
 	}); err != nil {
@@ -165,7 +164,7 @@ func udpSource(t *testing.T, from, src, to, dst string) string {
 func udpDest(t *testing.T, from, to, listen, dst string) string {
 	t.Helper()
 	var srv *net.UDPConn
-	if err := nodenettest.InNetns(to, func() (err error) {
+	if err := nodenet.InNetns(to, func() (err error) {
 		srv, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(listen)))
 		return err
 	}); err != nil {
@@ -183,7 +182,7 @@ func udpDest(t *testing.T, from, to, listen, dst string) string {
 
 func send(t *testing.T, ns, src, dst string) {
 	t.Helper()
-	if err := nodenettest.InNetns(ns, func() error {
+	if err := nodenet.InNetns(ns, func() error {
 		var laddr *net.UDPAddr
 		if src != "" {
 			laddr = &net.UDPAddr{IP: net.ParseIP(src)}

@@ -19,7 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
-	"strait.dev/strait/pkg/nodenet/nodenettest"
+	"strait.dev/strait/pkg/nodenet"
 	"strait.dev/strait/test/kubetest"
 )
 
@@ -166,7 +166,7 @@ func createService(ctx context.Context, env *kubetest.Env) error {
 func forwardLoopback(t *testing.T, ns, addr string) {
 	t.Helper()
 	var l net.Listener
-	if err := nodenettest.InNetns(ns, func() error {
+	if err := nodenet.InNetns(ns, func() error {
 		var err error
 		l, err = net.Listen("tcp", addr)
 		return err

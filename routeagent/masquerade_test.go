@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"strait.dev/strait/pkg/nodenet"
-	"strait.dev/strait/pkg/nodenet/nodenettest"
 )
 
 // kubeProxyNFTables is the part of kube-proxy 1.37's nftables ruleset
@@ -129,7 +128,7 @@ func TestRemoteClientKeepsSourceThroughKubeProxy(t *testing.T) {
 			ask := func() netip.Addr {
 				t.Helper()
 				var c net.Conn
-				err := nodenettest.InNetns(remote, func() error {
+				err := nodenet.InNetns(remote, func() error {
 					var err error
 					d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("10.2.0.5")}, Timeout: 5 * time.Second}
 					c, err = d.Dial("tcp", net.JoinHostPort(tc.service, "80"))
@@ -192,7 +191,7 @@ func TestRemoteClientKeepsSourceThroughKubeProxy(t *testing.T) {
 func serveRemoteAddr(t *testing.T, ns, addr string) <-chan netip.Addr {
 	t.Helper()
 	var l net.Listener
-	if err := nodenettest.InNetns(ns, func() error {
+	if err := nodenet.InNetns(ns, func() error {
 		var err error
 		l, err = net.Listen("tcp", addr)
 		return err

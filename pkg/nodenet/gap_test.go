@@ -83,7 +83,7 @@ func probe(t *testing.T, n gapNet, changes int, change func(i int) error) probeR
 	t.Helper()
 	// The server's socket, opened in its namespace.
 	var fd int
-	if err := inNetns(n.server, func() (err error) {
+	if err := nodenet.InNetns(n.server, func() (err error) {
 		if fd, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0); err != nil {
 			return err
 		}
@@ -163,7 +163,7 @@ func probe(t *testing.T, n gapNet, changes int, change func(i int) error) probeR
 	}()
 
 	var sent int
-	sendErr := inNetns(n.client, func() error {
+	sendErr := nodenet.InNetns(n.client, func() error {
 		send := func(seq uint64, flag byte) error {
 			s, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
 			if err != nil {
@@ -361,11 +361,11 @@ func TestChainSwapGap(t *testing.T) {
 		// The naive applier runs iptables in the router's namespace from a
 		// thread switched into it, one command per step.
 		var ipt *iptables.IPTables
-		if err := inNetns(n.router, func() (err error) { ipt, err = iptables.New(); return err }); err != nil {
+		if err := nodenet.InNetns(n.router, func() (err error) { ipt, err = iptables.New(); return err }); err != nil {
 			t.Fatal(err)
 		}
 		r := probe(t, n, gapChanges, func(i int) error {
-			return inNetns(n.router, func() error {
+			return nodenet.InNetns(n.router, func() error {
 				for _, c := range gapChains(i + 1) {
 					if err := flushThenAppend(ipt, c); err != nil {
 						return err

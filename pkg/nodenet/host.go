@@ -541,6 +541,28 @@ func (h *host) inNS(f func() error) error {
 	if h.nsName == "" {
 		return f()
 	}
+	return InNamespace(h.ns, f)
+}
+
+// InNetns runs f on an OS thread switched into the named network namespace
+// (one "ip netns add" made, /run/netns/<name>): sockets f opens live there,
+// and commands it starts run there. Errors: the namespace cannot be opened
+// or entered, or f's.
+func InNetns(name string, f func() error) error {
+	ns, err := netns.GetFromName(name)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	return InNamespace(ns, f)
+}
+
+// InNamespace runs f on an OS thread switched into network namespace ns,
+// and switches the thread back after. Errors: the thread's own namespace
+// cannot be read, ns cannot be entered, or f's. A thread that cannot be
+// switched back is never reused: it stays locked, and Go retires it with
+// the goroutine.
+func InNamespace(ns netns.NsHandle, f func() error) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	orig, err := netns.Get()
@@ -548,15 +570,12 @@ func (h *host) inNS(f func() error) error {
 		return err
 	}
 	defer orig.Close()
-	if err := netns.Set(h.ns); err != nil {
+	if err := netns.Set(ns); err != nil {
 		return err
 	}
 	defer func() {
-		if err := netns.Set(orig); err != nil {
-			// The thread is in the wrong namespace: let it die with the
-			// goroutine rather than serve another one (LockOSThread without
-			// Unlock).
-			runtime.LockOSThread()
+		if netns.Set(orig) != nil {
+			runtime.LockOSThread() // never reuse a thread left in ns
 		}
 	}()
 	return f()

@@ -3,11 +3,8 @@ package nodenet_test
 import (
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
-
-	"github.com/vishvananda/netns"
 
 	"strait.dev/strait/pkg/nodenet"
 )
@@ -56,32 +53,6 @@ func hostAt(t *testing.T, name string) nodenet.Kernel {
 	}
 	t.Cleanup(closeFn)
 	return k
-}
-
-// inNetns runs f on an OS thread switched into namespace name: sockets it
-// opens live there, and commands it starts run there.
-func inNetns(name string, f func() error) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return err
-	}
-	defer orig.Close()
-	ns, err := netns.GetFromName(name)
-	if err != nil {
-		return err
-	}
-	defer ns.Close()
-	if err := netns.Set(ns); err != nil {
-		return err
-	}
-	defer func() {
-		if netns.Set(orig) != nil {
-			runtime.LockOSThread() // never reuse a thread left in ns
-		}
-	}()
-	return f()
 }
 
 // veth joins namespace a's device da to b's db, addressed and up.
