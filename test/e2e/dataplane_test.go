@@ -35,8 +35,9 @@ type placement struct {
 // TestDataplane joins clusters with each cable driver and proves that every
 // pod and host of one cluster reaches every pod and Service of the other,
 // through the route agents' overlay and the active gateways, and that this
-// survives route-agent restarts, a gateway kill -9, a gateway node losing
-// its links, and (WireGuard) a broker outage of 75 s.
+// survives route-agent restarts, a gateway kill -9, the active gateway's pod
+// deleted (a clean stop), a gateway node losing its links, and (WireGuard) a
+// broker outage of 75 s.
 func TestDataplane(t *testing.T) {
 	need(t)
 	info := filepath.Join(t.TempDir(), "broker-info.strait")
