@@ -294,30 +294,39 @@ func (e *Engine) term(ctx context.Context, el *elector, epoch int32) error {
 		defer close(holdDone)
 		held <- el.hold(hctx, ctx.Done())
 	}()
+	handedOver := false // read after runActive returned
 	handOver := func(p *health.Prober, carried []v1.Connection) bool {
 		if ctx.Err() == nil {
 			// Lost, or failed: no handover.
 			return true
 		}
 		<-holdDone
+		handedOver = true
 		return e.handOver(el, p, carried)
 	}
 	active := make(chan error, 1)
 	go func() { active <- e.runActive(actx, epoch, handOver) }()
+	var err error
 	select {
-	case err := <-held:
+	case err = <-held:
 		cancel()
 		<-active
-		return err
-	case err := <-active:
+	case err = <-active:
 		cancel()
 		hcancel()
-		<-held // releases the Lease, unless the handover gave it on
+		<-held // releases the Lease, unless it returned for the stop
 		if err == nil && ctx.Err() == nil {
 			err = errors.New("active gateway stopped")
 		}
-		return err
 	}
+	if ctx.Err() != nil && !handedOver {
+		// Stopped before the data plane ran: nothing to hand over, but
+		// the Lease is still this gateway's (hold returned for the stop).
+		if rerr := el.release(); rerr != nil {
+			e.log.Warn("cannot release the gateway Lease; the standbys take it when it expires or this gateway stops answering", "err", rerr)
+		}
+	}
+	return err
 }
 
 // handOver ends an active term on a clean stop, make before break. The

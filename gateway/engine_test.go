@@ -925,3 +925,58 @@ func TestEngineCleanStopHandsOver(t *testing.T) {
 		t.Errorf("node-a's Gateway says %s after its stop; want passive", f.role("node-a"))
 	}
 }
+
+// holdTransport holds every request for a Gateway, once the Lease was
+// written, until the request's context ends, and says so on held.
+type holdTransport struct {
+	next  http.RoundTripper
+	taken *atomic.Bool
+	held  chan<- struct{}
+}
+
+func (h holdTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if h.taken.Load() && strings.Contains(r.URL.Path, "/gateways/") {
+		select {
+		case h.held <- struct{}{}:
+		default:
+		}
+		<-r.Context().Done()
+		return nil, r.Context().Err()
+	}
+	resp, err := h.next.RoundTrip(r)
+	if err == nil && strings.Contains(r.URL.Path, "/leases") && r.Method != http.MethodGet {
+		h.taken.Store(true)
+	}
+	return resp, err
+}
+
+// An engine stopped early in its active term, before it drove the data
+// plane (here while it writes its active status), has nothing to hand over
+// but still gives the Lease back, rather than leave the standbys to wait
+// for heartbeats or its expiry.
+func TestEngineStoppedEarlyInTermReleasesLease(t *testing.T) {
+	f := newFixture(t)
+	var taken atomic.Bool
+	held := make(chan struct{}, 1)
+	rc := rest.CopyConfig(f.member.Config)
+	rc.Wrap(func(next http.RoundTripper) http.RoundTripper {
+		return holdTransport{next: next, taken: &taken, held: held}
+	})
+	eng := f.startWith(t, "node-a", rc)
+	select {
+	case <-held:
+	case <-time.After(waitTimeout):
+		t.Fatal("the engine never wrote its active status")
+	}
+	eng.stop(t)
+	l, err := kubernetes.NewForConfigOrDie(f.member.Config).CoordinationV1().Leases(v1.ComponentNamespace).Get(context.Background(), gateway.LeaseName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := ptr.Deref(l.Spec.HolderIdentity, ""); h != "" {
+		t.Errorf("Lease held by %q after the engine stopped; want it released", h)
+	}
+	if _, closes := eng.rec.counts(); closes != 0 {
+		t.Errorf("%d data plane closes by a term that never drove it; want none", closes)
+	}
+}
