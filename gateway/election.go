@@ -19,6 +19,14 @@ import (
 // standbys take the Lease through heartbeats or expiry instead.
 const releaseTimeout = 5 * time.Second
 
+// handOverRounds is how many heartbeat intervals a stopping active gateway
+// waits for a standby to take the Lease from it before it releases it. A
+// standby that hears it learns that it is leaving from the answer to its
+// next heartbeat and takes the Lease with one write: ten intervals (1 s by
+// default) leave room for a loaded node, and bound what a stop with no
+// standby (a leave, the only gateway) costs.
+const handOverRounds = 10
+
 // elector decides which gateway of a cluster is active. The Lease in the
 // apiserver is the only authority: a gateway becomes active only by writing
 // itself into it (optimistic concurrency makes that one writer), and stays
@@ -31,7 +39,10 @@ const releaseTimeout = 5 * time.Second
 // heartbeats. So a slow or unreachable apiserver, or a partition between the
 // active gateway and the apiserver, changes nothing and makes no second
 // active gateway; it only delays a takeover should the active gateway also
-// die meanwhile. See docs/gateway-failover.md.
+// die meanwhile. A clean stop hands the role over without a moment with no
+// active gateway: the stopping gateway's heartbeat answers say it is
+// leaving, and a standby that hears that takes the Lease from it at once
+// (handOver). See docs/gateway-failover.md.
 //
 // The Lease plumbing is client-go's resourcelock.LeaseLock; the policy above
 // is ours, which is why this is not client-go's LeaderElector: that one lets
@@ -50,8 +61,10 @@ type elector struct {
 	heartbeatFailures int
 	// standby runs once per acquire when another gateway is seen holding
 	// the Lease: it removes what a predecessor on this node may have left (a
-	// kill -9 leaves a kernel device and its rules behind).
-	standby func()
+	// kill -9 leaves a kernel device and its rules behind). It reports
+	// whether it did; when not (a predecessor is still handing over), it
+	// runs again at the next round.
+	standby func() bool
 	log     *slog.Logger
 
 	// The seams below let tests run the policy on fakes; the zero value of
@@ -89,6 +102,10 @@ type heartbeater interface {
 	// dead delivers the watched holder once it has answered and then
 	// stopped answering.
 	dead() <-chan string
+	// leaving delivers the watched holder when its answers say that it is
+	// handing its role over (a clean stop); answering is false for it from
+	// then on.
+	leaving() <-chan string
 	// close stops the heartbeats and frees what they hold (a socket).
 	close()
 }
@@ -142,8 +159,7 @@ func (el *elector) acquire(ctx context.Context) (int32, error) {
 			}
 			hb.watch(holder)
 			if !cleaned && holder != "" && el.standby != nil {
-				el.standby()
-				cleaned = true
+				cleaned = el.standby()
 			}
 		}
 		// The period starts when a round ends, so that a slow apiserver is
@@ -158,13 +174,17 @@ func (el *elector) acquire(ctx context.Context) (int32, error) {
 			t.Stop()
 			el.log.Info("the active gateway stopped answering heartbeats; taking the Lease", "active", h)
 			forced = h
+		case h := <-hb.leaving():
+			t.Stop()
+			el.log.Info("the active gateway is handing over; taking the Lease", "active", h)
+			forced = h
 		}
 	}
 }
 
 // tryAcquire takes the Lease if it is free, already ours, held by a holder
-// this gateway heard and then lost (forced), or expired with a holder that
-// does not answer heartbeats. It returns the holder it read when it did not
+// this gateway heard and then lost or that said it is leaving (forced), or
+// expired with a holder that does not answer heartbeats. It returns the holder it read when it did not
 // take it. Losing a race (Conflict, AlreadyExists) is no error: the next
 // round reads the winner.
 func (el *elector) tryAcquire(ctx context.Context, forced string, answering func(string) bool) (epoch int32, holder string, ok bool, err error) {
@@ -212,14 +232,31 @@ func (el *elector) tryAcquire(ctx context.Context, forced string, answering func
 }
 
 // hold renews the Lease every retry period until ctx ends (then it releases
-// the Lease and returns nil) or another gateway holds it (errLost). Failing
-// renewals do not end the term: the standbys hear this gateway answer
-// heartbeats and leave the Lease alone.
-func (el *elector) hold(ctx context.Context) error {
+// the Lease and returns nil), stop closes (then it returns nil at once, the
+// Lease still held, for handOver; a renewal in flight is cut short, so that
+// it cannot land after a standby read the Lease), or another gateway holds
+// it (errLost). A nil stop never closes. Failing renewals do not end the
+// term: the standbys hear this gateway answer heartbeats and leave the Lease
+// alone.
+func (el *elector) hold(ctx context.Context, stop <-chan struct{}) error {
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if stop != nil {
+		go func() {
+			select {
+			case <-stop:
+				cancel()
+			case <-rctx.Done():
+			}
+		}()
+	}
 	failing := false
 	for {
 		t := el.clk().NewTimer(retryPeriod)
 		select {
+		case <-stop:
+			t.Stop()
+			return nil
 		case <-ctx.Done():
 			t.Stop()
 			if err := el.release(); err != nil {
@@ -228,12 +265,12 @@ func (el *elector) hold(ctx context.Context) error {
 			return nil
 		case <-t.C():
 		}
-		err := el.renew(ctx)
+		err := el.renew(rctx)
 		switch {
 		case errors.Is(err, errLost):
 			return err
-		case ctx.Err() != nil:
-			// Stopping: the next round releases.
+		case rctx.Err() != nil:
+			// Stopping: the next round releases or returns.
 		case err == nil && failing:
 			el.log.Info("renewing the gateway Lease again")
 			failing = false
@@ -270,6 +307,65 @@ func (el *elector) renew(ctx context.Context) error {
 			return leaseErr(ctx, "write", lock, err)
 		}
 	}
+}
+
+// handOver gives the Lease to a standby on a clean stop, after hold
+// returned for stop: say makes this gateway's heartbeat answers say that it
+// is leaving, so that a standby that hears them takes the Lease from it at
+// once, with no moment without an active gateway (route agents would route
+// remote subnets nowhere meanwhile). When none has within handOverRounds
+// heartbeat intervals (no standby hears this gateway: it is the only one, or
+// every gateway is stopping), it releases the Lease for a standby's next
+// look or a new gateway on this node. It returns the holder after that: the
+// successor, or "" when the Lease was released; an error when the apiserver
+// did not let it release the Lease (the standbys then take it when it
+// expires).
+func (el *elector) handOver(ctx context.Context, say func()) (string, error) {
+	say()
+	interval := el.heartbeatInterval
+	if interval <= 0 {
+		interval = DefaultHeartbeatInterval
+	}
+	for round := 0; ; round++ {
+		holder, err := el.holder(ctx)
+		if err == nil && holder != el.identity {
+			return holder, nil
+		}
+		if round == handOverRounds || ctx.Err() != nil {
+			break
+		}
+		t := el.clk().NewTimer(interval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C():
+		}
+	}
+	if err := el.release(); err != nil {
+		return el.identity, err
+	}
+	holder, err := el.holder(ctx)
+	if err != nil {
+		// Released (or taken meanwhile): either way not ours.
+		return "", nil
+	}
+	return holder, nil
+}
+
+// holder reads the Lease's holder ("" when there is none).
+func (el *elector) holder(ctx context.Context) (string, error) {
+	ctx, cancel := el.withTimeout(ctx, renewDeadline)
+	defer cancel()
+	lock := el.leaseLock()
+	rec, _, err := lock.Get(ctx)
+	if apierrors.IsNotFound(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", leaseErr(ctx, "read", lock, err)
+	}
+	el.observe(*rec)
+	return rec.HolderIdentity, nil
 }
 
 // release gives the Lease up on a clean stop, so that a standby takes over

@@ -232,11 +232,29 @@ func (n *fakeNet) answer(id string, up bool) {
 	}
 }
 
+// leave makes gateway id's answers say that it is handing its role over,
+// which every heartbeater watching it hears (a clean stop).
+func (n *fakeNet) leave(id string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.up[id] = false
+	for h := range n.open {
+		if h.watched != id {
+			continue
+		}
+		h.heard = false
+		select {
+		case h.leavingc <- id:
+		default:
+		}
+	}
+}
+
 // start is the elector's heartbeats seam.
 func (n *fakeNet) start() heartbeater {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	h := &fakeHeartbeats{n: n, deadc: make(chan string, 1)}
+	h := &fakeHeartbeats{n: n, deadc: make(chan string, 1), leavingc: make(chan string, 1)}
 	n.open[h] = true
 	n.started++
 	return h
@@ -261,10 +279,11 @@ func (n *fakeNet) counts() (started, open int) {
 
 // fakeHeartbeats is one acquire's heartbeats; its state is under n.mu.
 type fakeHeartbeats struct {
-	n       *fakeNet
-	watched string
-	heard   bool // the watched gateway answered and has not stopped since
-	deadc   chan string
+	n        *fakeNet
+	watched  string
+	heard    bool // the watched gateway answered and has not stopped since
+	deadc    chan string
+	leavingc chan string
 }
 
 var _ heartbeater = (*fakeHeartbeats)(nil)
@@ -287,6 +306,8 @@ func (h *fakeHeartbeats) answering(holder string) bool {
 }
 
 func (h *fakeHeartbeats) dead() <-chan string { return h.deadc }
+
+func (h *fakeHeartbeats) leaving() <-chan string { return h.leavingc }
 
 func (h *fakeHeartbeats) close() {
 	h.n.mu.Lock()

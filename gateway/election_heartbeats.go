@@ -24,10 +24,11 @@ const nodeLookupTimeout = 5 * time.Second
 // socket, probing the holder's node at its InternalIP on the health port,
 // which the active gateway answers.
 type probes struct {
-	kube  kubernetes.Interface
-	port  int
-	log   *slog.Logger
-	deadc chan string
+	kube     kubernetes.Interface
+	port     int
+	log      *slog.Logger
+	deadc    chan string
+	leavingc chan string
 
 	stop    context.CancelFunc
 	stopped chan struct{} // closed when the prober's Run returned
@@ -46,7 +47,7 @@ var _ heartbeater = (*probes)(nil)
 // Lease only when it is free or expired.
 func (el *elector) startProbes() heartbeater {
 	p := &probes{kube: el.kube, port: el.heartbeatPort, log: el.log, deadc: make(chan string, 1),
-		stopped: make(chan struct{}), alive: map[string]bool{}}
+		leavingc: make(chan string, 1), stopped: make(chan struct{}), alive: map[string]bool{}}
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{})
 	if err != nil {
 		el.log.Warn("cannot open the heartbeat socket; taking over only expired Leases", "err", err)
@@ -69,11 +70,19 @@ func (el *elector) startProbes() heartbeater {
 }
 
 // changed follows the prober: a holder that answered and then stopped
-// answering is dead.
+// answering is dead; one whose answers say it is leaving is handing over.
 func (p *probes) changed(target string, r health.Result) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {
+	case r.Status == health.Connected && r.Leaving:
+		delete(p.alive, target)
+		if target == p.holder {
+			select {
+			case p.leavingc <- target:
+			default:
+			}
+		}
 	case r.Status == health.Connected:
 		p.alive[target] = true
 	case r.Status == health.Error && p.alive[target] && target == p.holder:
@@ -89,10 +98,13 @@ func (p *probes) answering(holder string) bool {
 	if p.prober == nil {
 		return false
 	}
-	return p.prober.Results()[holder].Status == health.Connected
+	r := p.prober.Results()[holder]
+	return r.Status == health.Connected && !r.Leaving
 }
 
 func (p *probes) dead() <-chan string { return p.deadc }
+
+func (p *probes) leaving() <-chan string { return p.leavingc }
 
 // watch points the prober at the holder's node. A lookup that fails is
 // retried at the next call.

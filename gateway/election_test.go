@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -114,7 +115,7 @@ func (w *world) candidate(name string) *candidate {
 	// The engine's literal, plus the seams.
 	c.el = &elector{namespace: "strait-system", identity: name,
 		heartbeatPort: 4491, heartbeatInterval: DefaultHeartbeatInterval, heartbeatFailures: DefaultHeartbeatFailures,
-		log: slog.New(c.log), standby: func() { c.standbys.Add(1) },
+		log: slog.New(c.log), standby: func() bool { c.standbys.Add(1); return true },
 		lock: w.leases.lock(name, c.blocked), heartbeats: w.net.start,
 		clock: &parkClock{FakeClock: w.clock, parked: c.parked, done: w.done},
 	}
@@ -158,7 +159,7 @@ func (c *candidate) acquire() *electorRun {
 
 func (c *candidate) hold() *electorRun {
 	return c.start("hold", func(ctx context.Context) electorResult {
-		return electorResult{err: c.el.hold(ctx)}
+		return electorResult{err: c.el.hold(ctx, nil)}
 	})
 }
 
@@ -571,6 +572,111 @@ func TestElectorReleasesOnCleanStop(t *testing.T) {
 	})
 }
 
+// 6b. A clean stop hands the role over: hold returns at the stop with the
+// Lease still held, and handOver makes the heartbeats say the gateway is
+// leaving; a standby that hears that takes the Lease from it at once (the
+// clock does not move: no retry period, no missed heartbeats, no expiry),
+// with no moment without a holder. With no standby hearing it, handOver
+// releases the Lease after handOverRounds heartbeat intervals.
+func TestElectorHandsOverOnCleanStop(t *testing.T) {
+	type handedOver struct {
+		next string
+		err  error
+	}
+	// stopHolding starts c's hold with a stop channel, lets a round pass
+	// for the others, stops it and checks it kept the Lease.
+	stopHolding := func(w *world, c *candidate, others ...*electorRun) {
+		t.Helper()
+		stop := make(chan struct{})
+		h := c.start("hold", func(ctx context.Context) electorResult { return electorResult{err: c.el.hold(ctx, stop)} })
+		h.parked()
+		w.periods(1, append(others, h)...)
+		close(stop)
+		if res := h.result(); res.err != nil {
+			t.Fatalf("hold returned %v at the stop; want nil", res.err)
+		}
+		w.wantLease(c.name, 0)
+	}
+	// handOver runs c's handOver with say, moving the clock a heartbeat
+	// interval whenever it waits for one, and returns what it returned.
+	handOver := func(w *world, c *candidate, say func(), before func()) handedOver {
+		t.Helper()
+		done := make(chan handedOver, 1)
+		go func() {
+			next, err := c.el.handOver(context.Background(), say)
+			done <- handedOver{next, err}
+		}()
+		if before != nil {
+			before()
+		}
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		deadline := time.After(failsafe)
+		for {
+			select {
+			case r := <-done:
+				return r
+			case <-tick.C:
+				if w.clock.HasWaiters() {
+					w.step(DefaultHeartbeatInterval)
+				}
+			case <-deadline:
+				t.Fatal("handOver did not return")
+			}
+		}
+	}
+
+	t.Run("a standby hears it", func(t *testing.T) {
+		w := newWorld(t)
+		w.net.answer("a", true)
+		a, b := w.candidate("a"), w.candidate("b")
+		a.acquire().acquired(0)
+		acq := b.acquire()
+		acq.parked() // b watches a, which answers
+		stopHolding(w, a, acq)
+		writes := w.leases.writesBy("a")
+		at := w.elapsed()
+		var tookAt time.Duration
+		res := handOver(w, a, func() { w.net.leave("a") }, func() {
+			acq.acquired(1)
+			tookAt = w.elapsed()
+		})
+		if res.next != "b" || res.err != nil {
+			t.Errorf("handOver returned (%q, %v); want b", res.next, res.err)
+		}
+		if tookAt != at {
+			t.Errorf("b took over after the clock moved %v; want at once", tookAt-at)
+		}
+		if got := w.leases.writesBy("a"); got != writes {
+			t.Errorf("a wrote the Lease %d times in the handover; want none (no release: no moment without a holder)", got-writes)
+		}
+		w.wantLease("b", 1)
+		if !strings.Contains(b.log.String(), "handing over") {
+			t.Errorf("b's log does not say it took over from a gateway handing over:\n%s", b.log)
+		}
+		a.wantWarnings(0)
+		b.wantWarnings(0)
+		w.quiet()
+	})
+	t.Run("no standby hears it", func(t *testing.T) {
+		w := newWorld(t)
+		a := w.candidate("a")
+		a.acquire().acquired(0)
+		stopHolding(w, a)
+		said := false
+		res := handOver(w, a, func() { said = true }, nil)
+		if !said || res.next != "" || res.err != nil {
+			t.Errorf("handOver said leaving %v, returned (%q, %v); want it said, and released", said, res.next, res.err)
+		}
+		w.wantLease("", 0)
+		if d := w.elapsed() - retryPeriod; d < handOverRounds*DefaultHeartbeatInterval {
+			t.Errorf("released after %v; want only after %d heartbeat intervals without a taker", d, handOverRounds)
+		}
+		a.wantWarnings(0)
+		w.quiet()
+	})
+}
+
 // 7. A slow or unreachable apiserver changes no role: the active gateway
 // stays active, the standby stays standby while it hears the active one,
 // renewals resume when the apiserver is back, and only another holder in
@@ -701,8 +807,8 @@ func TestElectorStandbyLoop(t *testing.T) {
 }
 
 // The real heartbeats, on loopback: a gateway's health prober answers them;
-// they report it answering, then dead once it stops, and close frees the
-// socket, so a standby loop leaks none.
+// they report it answering, leaving while its answers say so, then dead
+// once it stops, and close frees the socket, so a standby loop leaks none.
 func TestElectionProbes(t *testing.T) {
 	holderConn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
 	if err != nil {
@@ -711,9 +817,10 @@ func TestElectionProbes(t *testing.T) {
 	holderCtx, stopHolder := context.WithCancel(context.Background())
 	defer stopHolder()
 	holderDone := make(chan struct{})
+	holderProber := health.NewProber(holderConn, health.Options{Interval: time.Hour})
 	go func() {
 		defer close(holderDone)
-		_ = health.NewProber(holderConn, health.Options{Interval: time.Hour}).Run(holderCtx)
+		_ = holderProber.Run(holderCtx)
 	}()
 	node := func(name string, addrs ...corev1.NodeAddress) *corev1.Node {
 		return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}, Status: corev1.NodeStatus{Addresses: addrs}}
@@ -754,6 +861,21 @@ func TestElectionProbes(t *testing.T) {
 
 	hb.watch("x")
 	pollUntil(t, "x to answer heartbeats", func() bool { return hb.answering("x") })
+	// x hands over (a clean stop): its answers say so.
+	holderProber.SetLeaving(true)
+	select {
+	case h := <-hb.leaving():
+		if h != "x" {
+			t.Errorf("leaving %q, want x", h)
+		}
+	case <-time.After(failsafe):
+		t.Fatal("x said it is leaving; heartbeats did not report it")
+	}
+	if hb.answering("x") {
+		t.Error("x answering after it said it is leaving; want not, so that a standby takes its Lease")
+	}
+	holderProber.SetLeaving(false)
+	pollUntil(t, "x to answer heartbeats again", func() bool { return hb.answering("x") })
 	stopHolder()
 	<-holderDone
 	select {

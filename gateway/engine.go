@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -20,12 +21,14 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"strait.dev/strait/broker"
@@ -72,6 +75,17 @@ const (
 	// takes over rather than this one thrashing.
 	termRetryMin = time.Second
 	termRetryMax = time.Minute
+	// handOverTimeout bounds a clean stop's handover (handOver): the Lease
+	// to a standby, then forwarding until it carries the traffic, which
+	// takes the new Endpoint's trip through the broker to the other
+	// clusters (about a second; a few on a loaded machine). Past it the
+	// data plane is cleared anyway. It, a Lease release (releaseTimeout)
+	// and the last status write fit the DaemonSet's grace period (20 s).
+	handOverTimeout = 8 * time.Second
+	// handOverPoll is how often a stopping gateway looks whether its
+	// successor carries the traffic yet: what it may forward longer than
+	// needed.
+	handOverPoll = 200 * time.Millisecond
 )
 
 // Config is a gateway engine's configuration.
@@ -95,6 +109,12 @@ type Config struct {
 	NATDiscoveryPort int32
 	// HealthCheckPort is the UDP port of the health probes between gateways.
 	HealthCheckPort int
+	// HealthCheckBind is the address the health-check port is bound to.
+	// The zero value, every address, is what a gateway needs: heartbeats
+	// come to the node's InternalIP, health probes to the health-check
+	// address on the cable. Tests whose engines share one host give each
+	// its own loopback address.
+	HealthCheckBind netip.Addr
 	// HealthCheckInterval is the time between probes of one connection.
 	HealthCheckInterval time.Duration
 	// HealthCheckFailures is how many unanswered probes make an error.
@@ -171,8 +191,10 @@ func New(rc *rest.Config, cfg Config) (*Engine, error) {
 // gateway Lease, is active while it holds it, and when it loses it (another
 // gateway took it) or its active term fails, clears its data plane and
 // stands by again. An apiserver that is away (at start too) is waited for,
-// with back-off. On a clean stop it releases the Lease and records a
-// passive status. Only ctx ends Run; it returns nil.
+// with back-off. On a clean stop an active gateway hands the role over to a
+// standby and keeps forwarding until the standby carries the traffic (make
+// before break: handOver), then clears its data plane; it records a passive
+// status. Only ctx ends Run; it returns nil.
 func (e *Engine) Run(ctx context.Context) error {
 	if err := e.firstStatus(ctx); err != nil {
 		return e.stopped()
@@ -181,10 +203,15 @@ func (e *Engine) Run(ctx context.Context) error {
 		kube: e.kube, namespace: e.cfg.Namespace, identity: e.cfg.NodeName,
 		heartbeatPort: e.cfg.HealthCheckPort, heartbeatInterval: e.cfg.HeartbeatInterval,
 		heartbeatFailures: e.cfg.HeartbeatFailures, log: e.log,
-		standby: func() {
+		standby: func() bool {
+			if e.predecessorHandingOver() {
+				e.log.Info("a gateway on this node is handing over and still forwarding; leaving its data plane to it")
+				return false
+			}
 			if err := e.cfg.Dataplane.Close(); err != nil {
 				e.log.Warn("removing a predecessor's data plane", "err", err)
 			}
+			return true
 		},
 	}
 	backoff := termRetryMin
@@ -251,27 +278,158 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 // term is one active term: it holds the Lease and runs the active work
 // until either ends. It returns errLost (wrapped) when another gateway took
 // the Lease, the active work's error (the Lease then released), or nil when
-// ctx ended. The data plane is cleared either way.
+// ctx ended: then the term ends with a handover (handOver). The data plane
+// is cleared in every case, except when a new gateway on this node took
+// over during the handover: it is that one's then.
 func (e *Engine) term(ctx context.Context, el *elector, epoch int32) error {
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The Lease outlives ctx: hold stops renewing when ctx ends, and the
+	// handover gives the Lease on.
+	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer hcancel()
 	held := make(chan error, 1)
-	go func() { held <- el.hold(actx) }()
+	holdDone := make(chan struct{})
+	go func() {
+		defer close(holdDone)
+		held <- el.hold(hctx, ctx.Done())
+	}()
+	handedOver := false // read after runActive returned
+	handOver := func(p *health.Prober, carried []v1.Connection) bool {
+		if ctx.Err() == nil {
+			// Lost, or failed: no handover.
+			return true
+		}
+		<-holdDone
+		handedOver = true
+		return e.handOver(el, p, carried)
+	}
 	active := make(chan error, 1)
-	go func() { active <- e.runActive(actx, epoch) }()
+	go func() { active <- e.runActive(actx, epoch, handOver) }()
+	var err error
 	select {
-	case err := <-held:
+	case err = <-held:
 		cancel()
 		<-active
-		return err
-	case err := <-active:
+	case err = <-active:
 		cancel()
-		<-held // releases the Lease
+		hcancel()
+		<-held // releases the Lease, unless it returned for the stop
 		if err == nil && ctx.Err() == nil {
 			err = errors.New("active gateway stopped")
 		}
-		return err
 	}
+	if ctx.Err() != nil && !handedOver {
+		// Stopped before the data plane ran: nothing to hand over, but
+		// the Lease is still this gateway's (hold returned for the stop).
+		if rerr := el.release(); rerr != nil {
+			e.log.Warn("cannot release the gateway Lease; the standbys take it when it expires or this gateway stops answering", "err", rerr)
+		}
+	}
+	return err
+}
+
+// handOver ends an active term on a clean stop, make before break. The
+// syncer, informers and NAT discovery have stopped; the prober (p) still
+// answers and the data plane still forwards. The Lease goes to a standby
+// without a moment with no active gateway (elector.handOver); then this
+// gateway keeps forwarding, for the other clusters that still send to it,
+// until its successor carries the traffic: its Gateway status says active
+// with every remote cluster this one listed (carried), connected where this
+// one was. The status is that of the successor's health probes through its
+// cables, which answer once the other clusters have its Endpoint. All of it
+// within handOverTimeout. It reports whether to clear the data plane: not
+// when a new gateway on this node took over meanwhile (the device and the
+// rules are its now).
+func (e *Engine) handOver(el *elector, p *health.Prober, carried []v1.Connection) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), handOverTimeout)
+	defer cancel()
+	e.log.Info("stopping: handing the active role over; forwarding until the next active gateway carries the traffic")
+	next, err := el.handOver(ctx, func() { p.SetLeaving(true) })
+	switch {
+	case err != nil:
+		e.log.Warn("cannot release the gateway Lease; the standbys take it when it expires; clearing the data plane", "err", err)
+		return true
+	case next == "":
+		// No standby took it: none hears this gateway (a leave, or the
+		// only gateway). A standby's next look, or a new gateway on this
+		// node, takes the released Lease.
+		e.log.Info("no standby took the active role; released the Lease and clearing the data plane")
+		return true
+	}
+	if err := e.writeStatus(ctx, v1.HAStatusPassive, ""); err != nil {
+		e.log.Warn("passive status", "err", err)
+	}
+	succ, done := e.awaitSuccessor(ctx, carried)
+	switch {
+	case succ == e.cfg.NodeName:
+		e.log.Info("a new gateway on this node took the active role; leaving the data plane to it")
+		return false
+	case done:
+		e.log.Info("handed the active role over; clearing the data plane", "active", succ)
+	default:
+		e.log.Warn("the next active gateway does not carry the traffic yet; clearing the data plane anyway", "active", succ, "waited", handOverTimeout)
+	}
+	return true
+}
+
+// awaitSuccessor waits until ctx ends for the Lease's holder to carry the
+// connections of carried (see handOver), and returns it and whether it
+// does. A holder with this gateway's name is a new gateway on this node:
+// it returns at once.
+func (e *Engine) awaitSuccessor(ctx context.Context, carried []v1.Connection) (string, bool) {
+	var holder string
+	err := wait.PollUntilContextCancel(ctx, handOverPoll, true, func(ctx context.Context) (bool, error) {
+		l, err := e.kube.CoordinationV1().Leases(e.cfg.Namespace).Get(ctx, LeaseName, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		holder = ptr.Deref(l.Spec.HolderIdentity, "")
+		switch holder {
+		case "":
+			return false, nil
+		case e.cfg.NodeName:
+			return true, nil
+		}
+		var gw v1.Gateway
+		if err := e.c.Get(ctx, client.ObjectKey{Namespace: e.cfg.Namespace, Name: holder}, &gw); err != nil {
+			return false, nil
+		}
+		return carries(gw.Status, carried), nil
+	})
+	return holder, err == nil
+}
+
+// carries reports whether a Gateway status is active with a connection to
+// the remote cluster of every connection of carried, connected where that
+// one was.
+func carries(st v1.GatewayStatus, carried []v1.Connection) bool {
+	if st.HAStatus != v1.HAStatusActive {
+		return false
+	}
+	for _, c := range carried {
+		i := slices.IndexFunc(st.Connections, func(n v1.Connection) bool { return n.ClusterID == c.ClusterID })
+		if i < 0 || (c.Status == v1.Connected && st.Connections[i].Status != v1.Connected) {
+			return false
+		}
+	}
+	return true
+}
+
+// predecessorHandingOver reports whether another gateway process on this
+// node holds the health-check port: only an active gateway does, so it is a
+// predecessor still handing over after a clean stop, whose data plane still
+// forwards (its own stop clears it).
+func (e *Engine) predecessorHandingOver() bool {
+	if e.cfg.HealthCheckPort == 0 {
+		return false
+	}
+	conn, err := net.ListenUDP("udp", udpAddr(e.cfg.HealthCheckBind, e.cfg.HealthCheckPort))
+	if err != nil {
+		return errors.Is(err, syscall.EADDRINUSE)
+	}
+	_ = conn.Close()
+	return false
 }
 
 // stopped records, on a clean stop (SIGTERM), that this gateway is not
@@ -289,14 +447,45 @@ func (e *Engine) stopped() error {
 // runActive is the active gateway's work: publish, sync, and drive the data
 // plane from the desired state until ctx ends. Every goroutine of the term
 // (prober, NAT discovery, syncer, informers) has ended, and its sockets are
-// closed, when it returns: the next term never overlaps this one.
-func (e *Engine) runActive(ctx context.Context, epoch int32) error {
+// closed, when it returns: the next term never overlaps this one. Once it
+// has driven the data plane, it ends by calling handOver with the prober
+// and the connections it last reported, after everything else stopped and
+// before the prober stops, and clears the data plane if handOver says so.
+func (e *Engine) runActive(ctx context.Context, epoch int32, handOver func(p *health.Prober, carried []v1.Connection) bool) error {
+	// The prober outlives ctx until handOver returned: the standbys hear
+	// through it that this gateway is leaving.
+	fwd, stopFwd := context.WithCancel(context.WithoutCancel(ctx))
+	var fwg sync.WaitGroup
+	defer fwg.Wait()
+	defer stopFwd()
+	var (
+		prober     *health.Prober
+		t          *activeTerm
+		forwarding bool
+	)
+	// Take the data plane down when this gateway stops being active, after
+	// the rest of the term (defers run last in, first out).
+	defer func() {
+		if !forwarding {
+			return
+		}
+		var carried []v1.Connection
+		if t != nil {
+			carried = t.lastStatus
+		}
+		if !handOver(prober, carried) {
+			return
+		}
+		if err := e.cfg.Dataplane.Close(); err != nil {
+			e.log.Warn("data plane cleanup", "err", err)
+		}
+	}()
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait() // after cancel: defers run last in, first out
 	defer cancel()
 	// Answer heartbeats and health probes first: the standbys watch for it.
-	prober, err := e.startProber(ctx, &wg)
+	prober, err := e.startProber(fwd, &fwg)
 	if err != nil {
 		return err
 	}
@@ -345,12 +534,7 @@ func (e *Engine) runActive(ctx context.Context, epoch int32) error {
 			e.log.Error("syncer", "err", err)
 		}
 	})
-	// Take the data plane down when this gateway stops being active.
-	defer func() {
-		if err := e.cfg.Dataplane.Close(); err != nil {
-			e.log.Warn("data plane cleanup", "err", err)
-		}
-	}()
+	forwarding = true
 	discovery, err := e.startDiscovery(ctx, &wg)
 	if err != nil {
 		return err
@@ -363,7 +547,7 @@ func (e *Engine) runActive(ctx context.Context, epoch int32) error {
 	if err != nil {
 		return err
 	}
-	t := &activeTerm{e: e, local: local, settings: settings, region: node.Labels[corev1.LabelTopologyRegion],
+	t = &activeTerm{e: e, local: local, settings: settings, region: node.Labels[corev1.LabelTopologyRegion],
 		prober: prober, discovery: discovery, cache: cache, gateways: gateways}
 	tick := time.NewTicker(resyncInterval)
 	defer tick.Stop()
@@ -674,7 +858,7 @@ func (e *Engine) watchEndpoints(ctx context.Context, wg *sync.WaitGroup) (*objec
 // startProber answers and sends health probes on the health-check port
 // until ctx ends; the prober, having closed its socket, joins wg.
 func (e *Engine) startProber(ctx context.Context, wg *sync.WaitGroup) (*health.Prober, error) {
-	conn, err := listenUDP(ctx, e.cfg.HealthCheckPort)
+	conn, err := listenUDP(ctx, e.cfg.HealthCheckBind, e.cfg.HealthCheckPort)
 	if err != nil {
 		return nil, fmt.Errorf("health-check port %d: %w", e.cfg.HealthCheckPort, err)
 	}
@@ -691,7 +875,7 @@ func (e *Engine) startProber(ctx context.Context, wg *sync.WaitGroup) (*health.P
 // startDiscovery answers and sends NAT discovery requests on the NAT
 // discovery port until ctx ends; it joins wg, its socket closed.
 func (e *Engine) startDiscovery(ctx context.Context, wg *sync.WaitGroup) (*natdiscovery.Discoverer, error) {
-	conn, err := listenUDP(ctx, int(e.cfg.NATDiscoveryPort))
+	conn, err := listenUDP(ctx, netip.Addr{}, int(e.cfg.NATDiscoveryPort))
 	if err != nil {
 		return nil, fmt.Errorf("NAT discovery port %d: %w", e.cfg.NATDiscoveryPort, err)
 	}
@@ -700,14 +884,14 @@ func (e *Engine) startDiscovery(ctx context.Context, wg *sync.WaitGroup) (*natdi
 	return d, nil
 }
 
-// listenUDP binds a UDP port on every address, retrying for a few seconds:
-// a predecessor process on the same host may still be letting go of it.
-// This engine's own previous term has closed its sockets before the next
-// term starts (runActive joins them).
-func listenUDP(ctx context.Context, port int) (*net.UDPConn, error) {
+// listenUDP binds a UDP port on addr (the zero Addr: every address),
+// retrying for a few seconds: a predecessor process on the same host may
+// still be letting go of it. This engine's own previous term has closed its
+// sockets before the next term starts (runActive joins them).
+func listenUDP(ctx context.Context, addr netip.Addr, port int) (*net.UDPConn, error) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		conn, err := net.ListenUDP("udp", &net.UDPAddr{Port: port})
+		conn, err := net.ListenUDP("udp", udpAddr(addr, port))
 		if err == nil || !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
 			return conn, err
 		}
@@ -717,4 +901,12 @@ func listenUDP(ctx context.Context, port int) (*net.UDPConn, error) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// udpAddr is addr:port; the zero addr is every address.
+func udpAddr(addr netip.Addr, port int) *net.UDPAddr {
+	if !addr.IsValid() {
+		return &net.UDPAddr{Port: port}
+	}
+	return net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, uint16(port)))
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -101,9 +102,12 @@ func (k *kicker) watch(t *testing.T, rc *rest.Config, namespace string, gvr sche
 }
 
 // recorder is a Dataplane that remembers what it was given, safely, and
-// kicks waiters on every call.
+// kicks waiters on every call; with events, it also writes every call
+// there, in the order of all the engines' calls.
 type recorder struct {
 	k      *kicker
+	node   string
+	events *eventLog
 	mu     sync.Mutex
 	last   gateway.CableState
 	sets   int
@@ -115,6 +119,7 @@ func (r *recorder) Close() error {
 	r.last = gateway.CableState{}
 	r.closes++
 	r.mu.Unlock()
+	r.events.add(r.node + " close")
 	r.k.poke()
 	return nil
 }
@@ -124,8 +129,41 @@ func (r *recorder) Set(_ context.Context, s gateway.CableState) error {
 	r.last = s
 	r.sets++
 	r.mu.Unlock()
+	names := make([]string, len(s.Peers))
+	for i, p := range s.Peers {
+		names[i] = p.Name
+	}
+	r.events.add(r.node + " set " + strings.Join(names, ","))
 	r.k.poke()
 	return nil
+}
+
+// eventLog is what happened, in order, across engines; nil records nothing.
+type eventLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *eventLog) add(line string) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, line)
+}
+
+// since is what happened from the i-th event on.
+func (l *eventLog) since(i int) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.lines[min(i, len(l.lines)):])
+}
+
+func (l *eventLog) len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.lines)
 }
 
 // settings are the last state's cable settings.
@@ -165,6 +203,8 @@ type fixture struct {
 	gateways schema.GroupVersionResource
 	// globalCIDR, when valid, is the engines' Config.GlobalCIDR.
 	globalCIDR netip.Prefix
+	// events, when set, records the engines' data plane calls in order.
+	events *eventLog
 }
 
 // roleLog records every HAStatus each Gateway showed, in order.
@@ -280,17 +320,22 @@ func (f *fixture) start(t *testing.T, node string) *running {
 	return f.startWith(t, node, f.member.Config)
 }
 
-// startWith starts an engine that reaches the member cluster through rc.
-func (f *fixture) startWith(t *testing.T, node string, rc *rest.Config) *running {
+// startWith starts an engine that reaches the member cluster through rc;
+// tune, when given, changes its Config first.
+func (f *fixture) startWith(t *testing.T, node string, rc *rest.Config, tune ...func(*gateway.Config)) *running {
 	t.Helper()
-	r := &running{rec: &recorder{k: f.k}, metrics: gateway.NewMetrics(), done: make(chan error, 1)}
-	e, err := gateway.New(rc, gateway.Config{
+	r := &running{rec: &recorder{k: f.k, node: node, events: f.events}, metrics: gateway.NewMetrics(), done: make(chan error, 1)}
+	cfg := gateway.Config{
 		ClusterID: "c1", Namespace: v1.ComponentNamespace, NodeName: node,
 		PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}, ServiceCIDRs: []netip.Prefix{netip.MustParsePrefix("10.101.0.0/16")},
 		CableDriver: v1.CableDriverWireGuard, Cable: cabledriver.Settings{Port: 4500}, NATDiscoveryPort: 4490,
 		BrokerSecret: broker.SecretName, Dataplane: r.rec, Metrics: r.metrics, GlobalCIDR: f.globalCIDR,
 		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
+	}
+	for _, f := range tune {
+		f(&cfg)
+	}
+	e, err := gateway.New(rc, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -932,5 +977,176 @@ func stealLease(t *testing.T, leases coordinationv1client.LeaseInterface) {
 	l.Spec.LeaseTransitions = ptr.To(ptr.Deref(l.Spec.LeaseTransitions, 0) + 1)
 	if _, err := leases.Update(ctx, l, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestEngineCleanStopHandsOver stops the active engine cleanly (its Run's
+// context ends, as on SIGTERM) with a standby that hears its heartbeats:
+// real UDP heartbeats, each engine answering on its own loopback address,
+// its node's InternalIP. The role must go over make before break: the
+// standby takes the Lease straight from the stopping gateway (no moment
+// without a holder: it was told, it did not find a released Lease, and it
+// cannot have missed heartbeats, which would take 1000 of them), and drives
+// its data plane with the remote peer before the stopping gateway clears
+// its own.
+func TestEngineCleanStopHandsOver(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	f.events = &eventLog{}
+	probe, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 3)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := probe.LocalAddr().(*net.UDPAddr).Port
+	probe.Close()
+	ips := map[string]string{"node-a": "127.0.0.3", "node-b": "127.0.0.4"}
+	for node, ip := range ips {
+		var n corev1.Node
+		if err := f.mc.Get(ctx, client.ObjectKey{Name: node}, &n); err != nil {
+			t.Fatal(err)
+		}
+		n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}}
+		if err := f.mc.Status().Update(ctx, &n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every holder the Lease had, in order.
+	var (
+		mu      sync.Mutex
+		holders []string
+	)
+	f.k.watch(t, f.member.Config, v1.ComponentNamespace, coordinationv1.SchemeGroupVersion.WithResource("leases"), func(u *unstructured.Unstructured) {
+		h, _, _ := unstructured.NestedString(u.Object, "spec", "holderIdentity")
+		mu.Lock()
+		defer mu.Unlock()
+		if len(holders) == 0 || holders[len(holders)-1] != h {
+			holders = append(holders, h)
+		}
+	})
+	start := func(node string) *running {
+		return f.startWith(t, node, f.member.Config, func(c *gateway.Config) {
+			c.HealthCheckPort, c.HealthCheckBind = port, netip.MustParseAddr(ips[node])
+			c.HeartbeatFailures = 1000
+		})
+	}
+	engines := map[string]*running{"node-a": start("node-a")}
+	f.k.waitFor(t, "node-a active", func() bool { return f.role("node-a") == v1.HAStatusActive })
+	engines["node-b"] = start("node-b")
+	f.k.waitFor(t, "node-b passive", func() bool { return f.role("node-b") == v1.HAStatusPassive })
+	f.createRemote(t)
+	f.k.waitFor(t, "the remote Endpoint in node-a's data plane", func() bool {
+		return slices.Equal(engines["node-a"].rec.peers(), []string{"c2.gw"})
+	})
+	f.k.waitFor(t, "node-a's status listing the connection to c2", func() bool {
+		var gw v1.Gateway
+		return f.mc.Get(ctx, client.ObjectKey{Namespace: v1.ComponentNamespace, Name: "node-a"}, &gw) == nil && len(gw.Status.Connections) == 1
+	})
+	// node-a answers heartbeats on its node's address (else this test
+	// proves nothing); node-b, watching it since its first look at the
+	// Lease, hears it.
+	heard := make(chan struct{})
+	go func() {
+		defer close(heard)
+		c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 5)})
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(waitTimeout))
+		req := make([]byte, 24)
+		copy(req, "STHC")
+		req[4], req[5], req[15] = 1, 1, 1
+		buf := make([]byte, 64)
+		for {
+			if _, err := c.WriteToUDP(req, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 3), Port: port}); err != nil {
+				return
+			}
+			_ = c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+			if n, _, err := c.ReadFromUDP(buf); err == nil && n == 24 {
+				return
+			}
+		}
+	}()
+	<-heard
+	mu.Lock()
+	before := slices.Clone(holders)
+	mu.Unlock()
+	if !slices.Equal(before, []string{"node-a"}) {
+		t.Fatalf("Lease holders before the stop: %q; want only node-a", before)
+	}
+	mark := f.events.len()
+	engines["node-a"].stop(t)
+	f.k.waitFor(t, "node-b active with the remote as a peer", func() bool {
+		return f.role("node-b") == v1.HAStatusActive && slices.Equal(engines["node-b"].rec.peers(), []string{"c2.gw"})
+	})
+	mu.Lock()
+	got := slices.Clone(holders)
+	mu.Unlock()
+	if !slices.Equal(got, []string{"node-a", "node-b"}) {
+		t.Errorf("Lease holders %q; want node-a then node-b, with no moment without a holder", got)
+	}
+	events := f.events.since(mark)
+	bSet := slices.Index(events, "node-b set c2.gw")
+	aClose := slices.Index(events, "node-a close")
+	if bSet < 0 || aClose < 0 || aClose < bSet {
+		t.Errorf("data plane calls after the stop: %q; want node-b's set with c2.gw before node-a's close", events)
+	}
+	if f.role("node-a") != v1.HAStatusPassive {
+		t.Errorf("node-a's Gateway says %s after its stop; want passive", f.role("node-a"))
+	}
+}
+
+// holdTransport holds every request for a Gateway, once the Lease was
+// written, until the request's context ends, and says so on held.
+type holdTransport struct {
+	next  http.RoundTripper
+	taken *atomic.Bool
+	held  chan<- struct{}
+}
+
+func (h holdTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if h.taken.Load() && strings.Contains(r.URL.Path, "/gateways/") {
+		select {
+		case h.held <- struct{}{}:
+		default:
+		}
+		<-r.Context().Done()
+		return nil, r.Context().Err()
+	}
+	resp, err := h.next.RoundTrip(r)
+	if err == nil && strings.Contains(r.URL.Path, "/leases") && r.Method != http.MethodGet {
+		h.taken.Store(true)
+	}
+	return resp, err
+}
+
+// An engine stopped early in its active term, before it drove the data
+// plane (here while it writes its active status), has nothing to hand over
+// but still gives the Lease back, rather than leave the standbys to wait
+// for heartbeats or its expiry.
+func TestEngineStoppedEarlyInTermReleasesLease(t *testing.T) {
+	f := newFixture(t)
+	var taken atomic.Bool
+	held := make(chan struct{}, 1)
+	rc := rest.CopyConfig(f.member.Config)
+	rc.Wrap(func(next http.RoundTripper) http.RoundTripper {
+		return holdTransport{next: next, taken: &taken, held: held}
+	})
+	eng := f.startWith(t, "node-a", rc)
+	select {
+	case <-held:
+	case <-time.After(waitTimeout):
+		t.Fatal("the engine never wrote its active status")
+	}
+	eng.stop(t)
+	l, err := kubernetes.NewForConfigOrDie(f.member.Config).CoordinationV1().Leases(v1.ComponentNamespace).Get(context.Background(), gateway.LeaseName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := ptr.Deref(l.Spec.HolderIdentity, ""); h != "" {
+		t.Errorf("Lease held by %q after the engine stopped; want it released", h)
+	}
+	if _, closes := eng.rec.counts(); closes != 0 {
+		t.Errorf("%d data plane closes by a term that never drove it; want none", closes)
 	}
 }

@@ -4,9 +4,13 @@
 // state (connected, connecting, error) and round-trip times.
 //
 // The wire format is small and versioned: 24 bytes, magic "STHC", a version
-// byte, a kind byte (request or reply), two reserved bytes, a 64-bit sequence
-// number and the sender's 64-bit monotonic send time, echoed in the reply.
-// Anything else that arrives is dropped.
+// byte, a kind byte (request or reply), a flags byte, a reserved byte, a
+// 64-bit sequence number and the sender's 64-bit monotonic send time, echoed
+// in the reply. The one flag, "leaving" (bit 0), is set in the replies of a
+// gateway that is handing its role over (a clean stop): the standbys that
+// hear it take over at once. Senders that predate it send zero there, and
+// receivers that predate it ignore it. Anything else that arrives is
+// dropped.
 package health
 
 import (
@@ -18,6 +22,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -27,21 +32,27 @@ const (
 	kindRequest  = 1
 	kindReply    = 2
 	messageBytes = 24
+	// flagLeaving, in a reply: the sender is handing its role over.
+	flagLeaving = 1
 )
 
 // DefaultPort is the UDP port gateways answer health probes on.
 const DefaultPort = 4491
 
 type message struct {
-	kind byte
-	seq  uint64
-	sent uint64 // sender's clock, nanoseconds; opaque to the receiver
+	kind    byte
+	leaving bool // flagLeaving
+	seq     uint64
+	sent    uint64 // sender's clock, nanoseconds; opaque to the receiver
 }
 
 func (m message) encode() []byte {
 	b := make([]byte, messageBytes)
 	copy(b, magic)
 	b[4], b[5] = version, m.kind
+	if m.leaving {
+		b[6] = flagLeaving
+	}
 	binary.BigEndian.PutUint64(b[8:], m.seq)
 	binary.BigEndian.PutUint64(b[16:], m.sent)
 	return b
@@ -53,7 +64,7 @@ func decode(b []byte) (message, error) {
 	if len(b) != messageBytes || string(b[:4]) != magic || b[4] != version || (b[5] != kindRequest && b[5] != kindReply) {
 		return message{}, errBadMessage
 	}
-	return message{kind: b[5], seq: binary.BigEndian.Uint64(b[8:]), sent: binary.BigEndian.Uint64(b[16:])}, nil
+	return message{kind: b[5], leaving: b[6]&flagLeaving != 0, seq: binary.BigEndian.Uint64(b[8:]), sent: binary.BigEndian.Uint64(b[16:])}, nil
 }
 
 // Status is a connection's state.
@@ -70,6 +81,9 @@ const (
 type Result struct {
 	Status  Status
 	Message string
+	// Leaving: the target's last answer said it is handing its role over
+	// (a clean stop); it is still Connected while it answers.
+	Leaving bool
 	// Last, Min, Average and Max round-trip times since the connection came up.
 	Last, Min, Average, Max time.Duration
 	samples                 int
@@ -84,7 +98,8 @@ type Options struct {
 	// connection is an error (default 3).
 	Failures int
 	// OnChange is called, outside the prober's lock, when a connection
-	// changes state (not on every new round-trip time).
+	// changes state or starts or stops saying it is leaving (not on every
+	// new round-trip time).
 	OnChange func(target string, r Result)
 	Log      *slog.Logger
 }
@@ -95,6 +110,9 @@ type Prober struct {
 	conn *net.UDPConn
 	// Time base for the send times carried in probes.
 	epoch time.Time
+
+	// leaving is set in the replies this prober sends (SetLeaving).
+	leaving atomic.Bool
 
 	mu      sync.Mutex
 	targets map[string]*target
@@ -138,6 +156,10 @@ func (p *Prober) SetTargets(targets map[string]netip.AddrPort) {
 		}
 	}
 }
+
+// SetLeaving makes the answers to probes say, from now on, that this
+// gateway is handing its role over (or no longer, with false).
+func (p *Prober) SetLeaving(leaving bool) { p.leaving.Store(leaving) }
 
 // Results returns a copy of every target's state.
 func (p *Prober) Results() map[string]Result {
@@ -220,7 +242,7 @@ func (p *Prober) read() {
 		}
 		switch m.kind {
 		case kindRequest:
-			reply := message{kind: kindReply, seq: m.seq, sent: m.sent}
+			reply := message{kind: kindReply, leaving: p.leaving.Load(), seq: m.seq, sent: m.sent}
 			_, _ = p.conn.WriteToUDPAddrPort(reply.encode(), from)
 		case kindReply:
 			p.answered(from, m)
@@ -241,8 +263,12 @@ func (p *Prober) answered(from netip.AddrPort, m message) {
 		t.sentSeq, t.missed = 0, 0
 		r := &t.result
 		if r.Status != Connected {
-			*r = Result{Status: Connected}
+			*r = Result{Status: Connected, Leaving: m.leaving}
 			t.total = 0
+			cp := *r
+			changed = &cp
+		} else if r.Leaving != m.leaving {
+			r.Leaving = m.leaving
 			cp := *r
 			changed = &cp
 		}

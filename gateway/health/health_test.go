@@ -150,3 +150,49 @@ func TestProberConnectsMeasuresAndDetectsSilence(t *testing.T) {
 		t.Errorf("results after removing every target: %v", a.Results())
 	}
 }
+
+// A prober that is handing its role over says so in its answers: the
+// prober probing it reports the target still connected, and leaving, as a
+// change; an old-format answer (flags zero) is not leaving.
+func TestProberReportsLeaving(t *testing.T) {
+	if m, err := decode(message{kind: kindReply, leaving: true, seq: 1}.encode()); err != nil || !m.leaving {
+		t.Fatalf("leaving round trip: %+v, %v", m, err)
+	}
+	if m, err := decode(message{kind: kindReply, seq: 1}.encode()); err != nil || m.leaving {
+		t.Fatalf("not leaving round trip: %+v, %v", m, err)
+	}
+	aConn, bConn := listen(t), listen(t)
+	type change struct {
+		status  Status
+		leaving bool
+	}
+	got := make(chan change, 16)
+	a := NewProber(aConn, Options{Interval: 20 * time.Millisecond, Failures: 3,
+		OnChange: func(_ string, r Result) { got <- change{r.Status, r.Leaving} }})
+	b := NewProber(bConn, Options{Interval: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = a.Run(ctx) }()
+	go func() { _ = b.Run(ctx) }()
+	a.SetTargets(map[string]netip.AddrPort{"b": addr(bConn)})
+	next := func() change {
+		t.Helper()
+		select {
+		case c := <-got:
+			return c
+		case <-time.After(10 * time.Second):
+			t.Fatal("no change reported")
+		}
+		return change{}
+	}
+	if c := next(); c != (change{Connected, false}) {
+		t.Fatalf("first change %+v; want connected, not leaving", c)
+	}
+	b.SetLeaving(true)
+	if c := next(); c != (change{Connected, true}) {
+		t.Fatalf("after b said it is leaving: %+v; want connected and leaving", c)
+	}
+	if r := a.Results()["b"]; r.Status != Connected || !r.Leaving {
+		t.Errorf("result %+v; want connected and leaving", r)
+	}
+}

@@ -35,8 +35,9 @@ type placement struct {
 // TestDataplane joins clusters with each cable driver and proves that every
 // pod and host of one cluster reaches every pod and Service of the other,
 // through the route agents' overlay and the active gateways, and that this
-// survives route-agent restarts, a gateway kill -9, a gateway node losing
-// its links, and (WireGuard) a broker outage of 75 s.
+// survives route-agent restarts, a gateway kill -9, the active gateway's pod
+// deleted (a clean stop), a gateway node losing its links, and (WireGuard) a
+// broker outage of 75 s.
 func TestDataplane(t *testing.T) {
 	need(t)
 	info := filepath.Join(t.TempDir(), "broker-info.strait")
@@ -84,7 +85,7 @@ func TestDataplane(t *testing.T) {
 			t.Run("gateway restarts change nothing", func(t *testing.T) {
 				gatewayRestarts(t, pa, pb, orig)
 			})
-			t.Run("gateway failover: kill -9 and links down", func(t *testing.T) {
+			t.Run("gateway failover: kill -9, clean stop and links down", func(t *testing.T) {
 				failover(t, pa, pb, orig)
 			})
 			if tc.driver == "wireguard" {
@@ -605,7 +606,8 @@ func trySettle(t *testing.T, a, b placement, active string) error {
 }
 
 // failover kills a's active gateway (kill -9) and, once the standby holds
-// the Lease and traffic flows, fails back; then the active gateway's node
+// the Lease and traffic flows, fails back; then deletes the active
+// gateway's pod (a clean stop), and again; then the active gateway's node
 // loses its links, and again. Each time a probe runs between the n3 pods
 // and the traffic must come back through the other gateway; the gaps are
 // logged (make bench-dataplane measures them), not asserted. After each
@@ -628,6 +630,25 @@ func failover(t *testing.T, a, b placement, orig nodeStates) {
 	t.Logf("kill -9 of the active gateway on %s: %s took over; longest gap %.0f ms (sent %d, lost %d)", first, second, rep.MaxGapMs, rep.Sent, rep.Lost)
 	failBack(t, a, b)
 	orig.waitSame(t, "kill -9 of the active gateway on "+first+" and failing back")
+
+	// A clean stop: the active gateway's pod is deleted, as a rolling
+	// update or an operator does (SIGTERM, then its grace period). It
+	// must hand over at least as fast as a kill -9; the gaps are logged.
+	for round := 1; round <= restarts; round++ {
+		first = holder(t, a.cluster)
+		p = startProbe(t, a, b)
+		deleteGatewayPod(t, a.cluster, first)
+		stoppedAt := p.now()
+		waitFor(t, 90*time.Second, "another gateway to hold the Lease after deleting the gateway pod on "+first, func(context.Context) (bool, error) {
+			second = holder(t, a.cluster)
+			return second != "" && second != first, nil
+		})
+		p.waitReplyAfter(t, "clean stop", stoppedAt)
+		rep = p.stop(t)
+		t.Logf("clean stop %d (pod deleted) of the active gateway on %s: %s took over; longest gap %.0f ms (sent %d, lost %d)", round, first, second, rep.MaxGapMs, rep.Sent, rep.Lost)
+		failBack(t, a, b)
+		orig.waitSame(t, fmt.Sprintf("clean stop %d of the active gateway on %s and failing back", round, first))
+	}
 
 	// The active gateway's node loses its links (LAN and internet): the
 	// switch ports go down, as when its cables are pulled.
@@ -681,6 +702,22 @@ func failover(t *testing.T, a, b placement, orig nodeStates) {
 		t.Errorf("traffic after the old gateway came back and the role went back to %s: %+v", a.gwNode, rep)
 	}
 	orig.waitSame(t, first+"'s links down and up, and failing back")
+}
+
+// deleteGatewayPod deletes the gateway pod on a node with the default
+// grace period (SIGTERM first), as kubectl delete pod does, and returns at
+// once: the DaemonSet makes a new one there.
+func deleteGatewayPod(t *testing.T, cluster, node string) {
+	t.Helper()
+	cs := kubeClient(t, cluster)
+	pods, err := cs.CoreV1().Pods(v1.ComponentNamespace).List(context.Background(),
+		metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=gateway", FieldSelector: "spec.nodeName=" + node})
+	if err != nil || len(pods.Items) != 1 {
+		t.Fatalf("gateway pod on %s: %d pods, %v", node, len(pods.Items), err)
+	}
+	if err := cs.CoreV1().Pods(v1.ComponentNamespace).Delete(context.Background(), pods.Items[0].Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatalf("delete the gateway pod on %s: %v", node, err)
+	}
 }
 
 // holder is the node holding the cluster's gateway Lease: the active
