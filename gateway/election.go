@@ -42,7 +42,9 @@ const handOverRounds = 10
 // die meanwhile. A clean stop hands the role over without a moment with no
 // active gateway: the stopping gateway's heartbeat answers say it is
 // leaving, and a standby that hears that takes the Lease from it at once
-// (handOver). See docs/gateway-failover.md.
+// (handOver). An active gateway that lost every remote cluster says so in
+// its heartbeat answers; a standby that reaches one takes the Lease from it
+// (reaches). See docs/gateway-failover.md.
 //
 // The Lease plumbing is client-go's resourcelock.LeaseLock; the policy above
 // is ours, which is why this is not client-go's LeaderElector: that one lets
@@ -65,6 +67,10 @@ type elector struct {
 	// whether it did; when not (a predecessor is still handing over), it
 	// runs again at the next round.
 	standby func() bool
+	// reaches reports whether this gateway, standing by, reaches a remote
+	// cluster now and may take the role from a holder that lost every
+	// remote cluster (Engine.reachesRemote); nil never does.
+	reaches func() bool
 	log     *slog.Logger
 
 	// The seams below let tests run the policy on fakes; the zero value of
@@ -106,6 +112,10 @@ type heartbeater interface {
 	// handing its role over (a clean stop); answering is false for it from
 	// then on.
 	leaving() <-chan string
+	// cutOff delivers the watched holder when its answers say that it lost
+	// every remote cluster while this gateway reaches one (elector.reaches);
+	// answering is false for it then.
+	cutOff() <-chan string
 	// close stops the heartbeats and frees what they hold (a socket).
 	close()
 }
@@ -178,12 +188,17 @@ func (el *elector) acquire(ctx context.Context) (int32, error) {
 			t.Stop()
 			el.log.Info("the active gateway is handing over; taking the Lease", "active", h)
 			forced = h
+		case h := <-hb.cutOff():
+			t.Stop()
+			el.log.Warn("the active gateway lost every remote cluster and this gateway reaches one; taking the Lease", "active", h)
+			forced = h
 		}
 	}
 }
 
 // tryAcquire takes the Lease if it is free, already ours, held by a holder
-// this gateway heard and then lost or that said it is leaving (forced), or
+// this gateway heard and then lost, that said it is leaving or that said it
+// lost every remote cluster this gateway reaches (forced), or
 // expired with a holder that does not answer heartbeats. It returns the holder it read when it did not
 // take it. Losing a race (Conflict, AlreadyExists) is no error: the next
 // round reads the winner.

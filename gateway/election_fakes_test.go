@@ -250,11 +250,30 @@ func (n *fakeNet) leave(id string) {
 	}
 }
 
+// cutOff makes gateway id's answers say that it lost every remote cluster
+// while the watching standbys reach one, which every heartbeater watching
+// it hears; it answers no more (as probes.answering says then).
+func (n *fakeNet) cutOff(id string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.up[id] = false
+	for h := range n.open {
+		if h.watched != id {
+			continue
+		}
+		h.heard = false
+		select {
+		case h.cutOffc <- id:
+		default:
+		}
+	}
+}
+
 // start is the elector's heartbeats seam.
 func (n *fakeNet) start() heartbeater {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	h := &fakeHeartbeats{n: n, deadc: make(chan string, 1), leavingc: make(chan string, 1)}
+	h := &fakeHeartbeats{n: n, deadc: make(chan string, 1), leavingc: make(chan string, 1), cutOffc: make(chan string, 1)}
 	n.open[h] = true
 	n.started++
 	return h
@@ -284,6 +303,7 @@ type fakeHeartbeats struct {
 	heard    bool // the watched gateway answered and has not stopped since
 	deadc    chan string
 	leavingc chan string
+	cutOffc  chan string
 }
 
 var _ heartbeater = (*fakeHeartbeats)(nil)
@@ -308,6 +328,8 @@ func (h *fakeHeartbeats) answering(holder string) bool {
 func (h *fakeHeartbeats) dead() <-chan string { return h.deadc }
 
 func (h *fakeHeartbeats) leaving() <-chan string { return h.leavingc }
+
+func (h *fakeHeartbeats) cutOff() <-chan string { return h.cutOffc }
 
 func (h *fakeHeartbeats) close() {
 	h.n.mu.Lock()

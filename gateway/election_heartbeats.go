@@ -29,6 +29,9 @@ type probes struct {
 	log      *slog.Logger
 	deadc    chan string
 	leavingc chan string
+	cutOffc  chan string
+	// reaches: el.reaches, or never.
+	reaches func() bool
 
 	stop    context.CancelFunc
 	stopped chan struct{} // closed when the prober's Run returned
@@ -47,7 +50,11 @@ var _ heartbeater = (*probes)(nil)
 // Lease only when it is free or expired.
 func (el *elector) startProbes() heartbeater {
 	p := &probes{kube: el.kube, port: el.heartbeatPort, log: el.log, deadc: make(chan string, 1),
-		leavingc: make(chan string, 1), stopped: make(chan struct{}), alive: map[string]bool{}}
+		leavingc: make(chan string, 1), cutOffc: make(chan string, 1), reaches: el.reaches,
+		stopped: make(chan struct{}), alive: map[string]bool{}}
+	if p.reaches == nil {
+		p.reaches = func() bool { return false }
+	}
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{})
 	if err != nil {
 		el.log.Warn("cannot open the heartbeat socket; taking over only expired Leases", "err", err)
@@ -70,27 +77,34 @@ func (el *elector) startProbes() heartbeater {
 }
 
 // changed follows the prober: a holder that answered and then stopped
-// answering is dead; one whose answers say it is leaving is handing over.
+// answering is dead; one whose answers say it is leaving is handing over;
+// one whose answers say it is cut off is to be replaced when this gateway
+// reaches a remote cluster (else watch looks again at every round).
 func (p *probes) changed(target string, r health.Result) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {
+	case r.Status == health.Connected && r.CutOff && !r.Leaving && p.reaches():
+		p.alive[target] = true // still alive: should the takeover fail, its death counts
+		if target == p.holder {
+			p.signal(p.cutOffc, target)
+		}
+	case r.Status == health.Connected && r.CutOff && !r.Leaving:
+		p.alive[target] = true
+		if target == p.holder {
+			p.log.Info("the active gateway lost every remote cluster; staying standby: this gateway reaches none either, or lost them itself lately",
+				"active", target, "backoff", cutOffBackoff)
+		}
 	case r.Status == health.Connected && r.Leaving:
 		delete(p.alive, target)
 		if target == p.holder {
-			select {
-			case p.leavingc <- target:
-			default:
-			}
+			p.signal(p.leavingc, target)
 		}
 	case r.Status == health.Connected:
 		p.alive[target] = true
 	case r.Status == health.Error && p.alive[target] && target == p.holder:
 		delete(p.alive, target)
-		select {
-		case p.deadc <- target:
-		default:
-		}
+		p.signal(p.deadc, target)
 	}
 }
 
@@ -99,21 +113,39 @@ func (p *probes) answering(holder string) bool {
 		return false
 	}
 	r := p.prober.Results()[holder]
-	return r.Status == health.Connected && !r.Leaving
+	return r.Status == health.Connected && !r.Leaving && !(r.CutOff && p.reaches())
+}
+
+// signal delivers holder on c unless a delivery is pending.
+func (p *probes) signal(c chan string, holder string) {
+	select {
+	case c <- holder:
+	default:
+	}
 }
 
 func (p *probes) dead() <-chan string { return p.deadc }
 
 func (p *probes) leaving() <-chan string { return p.leavingc }
 
+func (p *probes) cutOff() <-chan string { return p.cutOffc }
+
 // watch points the prober at the holder's node. A lookup that fails is
-// retried at the next call.
+// retried at the next call. A holder already watched that says it is cut
+// off is delivered by cutOff once this gateway reaches a remote cluster:
+// the answer came before the reach.
 func (p *probes) watch(holder string) {
 	p.mu.Lock()
 	same := holder == p.holder
 	p.holder = holder
 	p.mu.Unlock()
-	if p.prober == nil || (same && holder != "") {
+	if p.prober == nil {
+		return
+	}
+	if same && holder != "" {
+		if r := p.prober.Results()[holder]; r.Status == health.Connected && r.CutOff && !r.Leaving && p.reaches() {
+			p.signal(p.cutOffc, holder)
+		}
 		return
 	}
 	if holder == "" {

@@ -417,6 +417,31 @@ func TestElectorTakesOverAtOnceFromHolderThatStoppedAnswering(t *testing.T) {
 	})
 }
 
+// A holder whose heartbeat answers say it lost every remote cluster, heard
+// by a standby that reaches one, loses the Lease at once: the standby does
+// not wait for expiry, and logs why.
+func TestElectorTakesOverFromCutOffHolder(t *testing.T) {
+	w := newWorld(t)
+	w.leases.set(heldLease("x", 3, clockStart))
+	w.net.answer("x", true)
+	b := w.candidate("b")
+	acq := b.acquire()
+	acq.parked() // watching x, which answers
+	w.periods(2, acq)
+	w.wantLease("x", 3)
+	w.net.cutOff("x")
+	acq.acquired(4)
+	if d := w.elapsed(); d != 2*retryPeriod {
+		t.Errorf("took over after %v; want at once, at %v", d, 2*retryPeriod)
+	}
+	w.wantLease("b", 4)
+	if !strings.Contains(b.log.String(), "lost every remote cluster") {
+		t.Errorf("b's log does not say why it took over:\n%s", b.log)
+	}
+	b.wantWarnings(1)
+	w.quiet()
+}
+
 // 5. Writes race: the Lease's version decides, the loser logs nothing and
 // looks again a period later.
 func TestElectorConflictOnWrite(t *testing.T) {
@@ -839,9 +864,11 @@ func TestElectionProbes(t *testing.T) {
 		return true, nil, apierrors.NewNotFound(corev1.Resource("nodes"), name)
 	})
 	logs := &logRecorder{}
+	var reaches atomic.Bool
 	el := &elector{kube: kube, namespace: "strait-system", identity: "b",
 		heartbeatPort:     holderConn.LocalAddr().(*net.UDPAddr).Port,
-		heartbeatInterval: 10 * time.Millisecond, heartbeatFailures: 3, log: slog.New(logs)}
+		heartbeatInterval: 10 * time.Millisecond, heartbeatFailures: 3, log: slog.New(logs),
+		reaches: reaches.Load}
 	hb := el.startHeartbeats()
 	p, ok := hb.(*probes)
 	if !ok || p.conn == nil {
@@ -876,6 +903,35 @@ func TestElectionProbes(t *testing.T) {
 	}
 	holderProber.SetLeaving(false)
 	pollUntil(t, "x to answer heartbeats again", func() bool { return hb.answering("x") })
+	// x lost every remote cluster. While this standby reaches none, x is
+	// still the one to keep; once it reaches one, x is to be replaced.
+	holderProber.SetCutOff(true)
+	pollUntil(t, "x's answers to say it is cut off", func() bool { return p.prober.Results()["x"].CutOff })
+	hb.watch("x")
+	select {
+	case h := <-hb.cutOff():
+		t.Fatalf("cut off %q delivered while this standby reaches no remote cluster", h)
+	default:
+	}
+	if !hb.answering("x") {
+		t.Error("x not answering while cut off and this standby reaches nothing either; want it kept")
+	}
+	reaches.Store(true)
+	hb.watch("x") // the next round's look
+	select {
+	case h := <-hb.cutOff():
+		if h != "x" {
+			t.Errorf("cut off %q, want x", h)
+		}
+	case <-time.After(failsafe):
+		t.Fatal("x is cut off and this standby reaches a remote cluster; heartbeats did not report it")
+	}
+	if hb.answering("x") {
+		t.Error("x answering while cut off and this standby reaches a remote cluster; want not, so that it takes the Lease")
+	}
+	holderProber.SetCutOff(false)
+	reaches.Store(false)
+	pollUntil(t, "x to answer heartbeats, not cut off", func() bool { return hb.answering("x") && !p.prober.Results()["x"].CutOff })
 	stopHolder()
 	<-holderDone
 	select {

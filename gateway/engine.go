@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -146,6 +147,12 @@ type Engine struct {
 	// started is when the engine was made: the Ready condition's
 	// transition time.
 	started metav1.Time
+	// reach asks the remote gateways whether they answer this gateway
+	// (startReach); nil when it could not start.
+	reach *natdiscovery.Discoverer
+	// cutOffAt is when this gateway last said it lost every remote
+	// cluster, in Unix nanoseconds; zero if never (reachesRemote).
+	cutOffAt atomic.Int64
 }
 
 // New makes an engine that talks to the local cluster through rc. It fails
@@ -199,10 +206,15 @@ func (e *Engine) Run(ctx context.Context) error {
 	if err := e.firstStatus(ctx); err != nil {
 		return e.stopped()
 	}
+	rctx, stopReach := context.WithCancel(ctx)
+	var rwg sync.WaitGroup
+	defer rwg.Wait()
+	defer stopReach()
+	e.reach = e.startReach(rctx, &rwg)
 	el := &elector{
 		kube: e.kube, namespace: e.cfg.Namespace, identity: e.cfg.NodeName,
 		heartbeatPort: e.cfg.HealthCheckPort, heartbeatInterval: e.cfg.HeartbeatInterval,
-		heartbeatFailures: e.cfg.HeartbeatFailures, log: e.log,
+		heartbeatFailures: e.cfg.HeartbeatFailures, log: e.log, reaches: e.reachesRemote,
 		standby: func() bool {
 			if e.predecessorHandingOver() {
 				e.log.Info("a gateway on this node is handing over and still forwarding; leaving its data plane to it")
@@ -235,7 +247,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			}
 			backoff = min(2*backoff, termRetryMax)
 		}
-		if err := e.writeStatus(ctx, v1.HAStatusPassive, ""); err != nil {
+		if err := e.writeStatus(ctx, v1.HAStatusPassive, "", nil); err != nil {
 			e.log.Warn("passive status", "err", err)
 		}
 	}
@@ -248,7 +260,7 @@ func (e *Engine) Run(ctx context.Context) error {
 func (e *Engine) firstStatus(ctx context.Context) error {
 	backoff := termRetryMin
 	for {
-		err := e.writeStatus(ctx, v1.HAStatusPassive, "")
+		err := e.writeStatus(ctx, v1.HAStatusPassive, "", nil)
 		if err == nil {
 			return nil
 		}
@@ -357,7 +369,7 @@ func (e *Engine) handOver(el *elector, p *health.Prober, carried []v1.Connection
 		e.log.Info("no standby took the active role; released the Lease and clearing the data plane")
 		return true
 	}
-	if err := e.writeStatus(ctx, v1.HAStatusPassive, ""); err != nil {
+	if err := e.writeStatus(ctx, v1.HAStatusPassive, "", nil); err != nil {
 		e.log.Warn("passive status", "err", err)
 	}
 	succ, done := e.awaitSuccessor(ctx, carried)
@@ -438,7 +450,7 @@ func (e *Engine) predecessorHandingOver() bool {
 func (e *Engine) stopped() error {
 	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer scancel()
-	if err := e.writeStatus(sctx, v1.HAStatusPassive, ""); err != nil {
+	if err := e.writeStatus(sctx, v1.HAStatusPassive, "", nil); err != nil {
 		e.log.Warn("final status", "err", err)
 	}
 	return nil
@@ -498,7 +510,7 @@ func (e *Engine) runActive(ctx context.Context, epoch int32, handOver func(p *he
 	// status needs no look at it. The other Gateways of the cluster are
 	// shown passive from the first step on (see demoteOthers), once their
 	// informer has listed them; the takeover does not wait for it.
-	if err := e.writeStatus(ctx, v1.HAStatusActive, local.Name); err != nil {
+	if err := e.writeStatus(ctx, v1.HAStatusActive, local.Name, nil); err != nil {
 		return err
 	}
 	gateways, err := e.watchGateways(ctx, &wg)
@@ -548,7 +560,7 @@ func (e *Engine) runActive(ctx context.Context, epoch int32, handOver func(p *he
 		return err
 	}
 	t = &activeTerm{e: e, local: local, settings: settings, region: node.Labels[corev1.LabelTopologyRegion],
-		prober: prober, discovery: discovery, cache: cache, gateways: gateways}
+		prober: prober, discovery: discovery, cache: cache, gateways: gateways, reachChanged: time.Now()}
 	tick := time.NewTicker(resyncInterval)
 	defer tick.Stop()
 	localTick := time.NewTicker(localInterval)
@@ -588,6 +600,13 @@ type activeTerm struct {
 	// them; demoting says whether a demotion failed and is owed.
 	gateways *objectCache[v1.Gateway]
 	demoting bool
+
+	// cutOff: every connection has been in error since lostSince, for
+	// cutOffHold at least (followCutOff); reachChanged is when cutOff last
+	// changed, or the term's start.
+	cutOff       bool
+	lostSince    time.Time
+	reachChanged time.Time
 
 	applied    *CableState // last state the data plane took
 	appliedAt  time.Time
@@ -667,7 +686,9 @@ func (t *activeTerm) step(ctx context.Context) {
 	t.prober.SetTargets(st.HealthTargets)
 	// Write the status when a connection changes state, and refresh the
 	// round-trip times now and then.
-	conns := withHealth(st.Connections, t.prober.Results())
+	results := t.prober.Results()
+	t.followCutOff(st.HealthTargets, results)
+	conns := withHealth(st.Connections, results)
 	if e.cfg.Metrics != nil {
 		e.cfg.Metrics.SetConnections(conns)
 	}
@@ -691,7 +712,7 @@ func (t *activeTerm) step(ctx context.Context) {
 		e.log.Info("not writing an active status: another gateway holds the Lease", "holder", lease.holder)
 		return
 	}
-	if err := e.writeStatus(ctx, v1.HAStatusActive, t.local.Name, conns...); err != nil {
+	if err := e.writeStatus(ctx, v1.HAStatusActive, t.local.Name, conns, t.reachCondition(conns)); err != nil {
 		if ctx.Err() == nil {
 			e.log.Warn("active status", "err", err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -39,6 +40,8 @@ import (
 
 	"strait.dev/strait/broker"
 	"strait.dev/strait/gateway"
+	"strait.dev/strait/gateway/health"
+	"strait.dev/strait/gateway/natdiscovery"
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
 	"strait.dev/strait/pkg/cabledriver"
 	"strait.dev/strait/pkg/scheme"
@@ -980,6 +983,53 @@ func stealLease(t *testing.T, leases coordinationv1client.LeaseInterface) {
 	}
 }
 
+// heartbeatAddresses gives node-a and node-b each its own loopback
+// address as InternalIP, where its engine answers heartbeats (with
+// Config.HealthCheckBind), and a UDP port free there for the health checks.
+func (f *fixture) heartbeatAddresses(t *testing.T) (port int, ips map[string]string) {
+	t.Helper()
+	probe, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 3)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port = probe.LocalAddr().(*net.UDPAddr).Port
+	probe.Close()
+	ips = map[string]string{"node-a": "127.0.0.3", "node-b": "127.0.0.4"}
+	for node, ip := range ips {
+		var n corev1.Node
+		if err := f.mc.Get(context.Background(), client.ObjectKey{Name: node}, &n); err != nil {
+			t.Fatal(err)
+		}
+		n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}}
+		if err := f.mc.Status().Update(context.Background(), &n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return port, ips
+}
+
+// leaseHolders watches the gateway Lease from now on; the function returns
+// every holder it had, in order ("" for none).
+func (f *fixture) leaseHolders(t *testing.T) func() []string {
+	var (
+		mu      sync.Mutex
+		holders []string
+	)
+	f.k.watch(t, f.member.Config, v1.ComponentNamespace, coordinationv1.SchemeGroupVersion.WithResource("leases"), func(u *unstructured.Unstructured) {
+		h, _, _ := unstructured.NestedString(u.Object, "spec", "holderIdentity")
+		mu.Lock()
+		defer mu.Unlock()
+		if len(holders) == 0 || holders[len(holders)-1] != h {
+			holders = append(holders, h)
+		}
+	})
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(holders)
+	}
+}
+
 // TestEngineCleanStopHandsOver stops the active engine cleanly (its Run's
 // context ends, as on SIGTERM) with a standby that hears its heartbeats:
 // real UDP heartbeats, each engine answering on its own loopback address,
@@ -993,36 +1043,8 @@ func TestEngineCleanStopHandsOver(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
 	f.events = &eventLog{}
-	probe, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 3)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := probe.LocalAddr().(*net.UDPAddr).Port
-	probe.Close()
-	ips := map[string]string{"node-a": "127.0.0.3", "node-b": "127.0.0.4"}
-	for node, ip := range ips {
-		var n corev1.Node
-		if err := f.mc.Get(ctx, client.ObjectKey{Name: node}, &n); err != nil {
-			t.Fatal(err)
-		}
-		n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}}
-		if err := f.mc.Status().Update(ctx, &n); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Every holder the Lease had, in order.
-	var (
-		mu      sync.Mutex
-		holders []string
-	)
-	f.k.watch(t, f.member.Config, v1.ComponentNamespace, coordinationv1.SchemeGroupVersion.WithResource("leases"), func(u *unstructured.Unstructured) {
-		h, _, _ := unstructured.NestedString(u.Object, "spec", "holderIdentity")
-		mu.Lock()
-		defer mu.Unlock()
-		if len(holders) == 0 || holders[len(holders)-1] != h {
-			holders = append(holders, h)
-		}
-	})
+	port, ips := f.heartbeatAddresses(t)
+	leaseHolders := f.leaseHolders(t)
 	start := func(node string) *running {
 		return f.startWith(t, node, f.member.Config, func(c *gateway.Config) {
 			c.HealthCheckPort, c.HealthCheckBind = port, netip.MustParseAddr(ips[node])
@@ -1068,9 +1090,7 @@ func TestEngineCleanStopHandsOver(t *testing.T) {
 		}
 	}()
 	<-heard
-	mu.Lock()
-	before := slices.Clone(holders)
-	mu.Unlock()
+	before := leaseHolders()
 	if !slices.Equal(before, []string{"node-a"}) {
 		t.Fatalf("Lease holders before the stop: %q; want only node-a", before)
 	}
@@ -1079,9 +1099,7 @@ func TestEngineCleanStopHandsOver(t *testing.T) {
 	f.k.waitFor(t, "node-b active with the remote as a peer", func() bool {
 		return f.role("node-b") == v1.HAStatusActive && slices.Equal(engines["node-b"].rec.peers(), []string{"c2.gw"})
 	})
-	mu.Lock()
-	got := slices.Clone(holders)
-	mu.Unlock()
+	got := leaseHolders()
 	if !slices.Equal(got, []string{"node-a", "node-b"}) {
 		t.Errorf("Lease holders %q; want node-a then node-b, with no moment without a holder", got)
 	}
@@ -1148,5 +1166,157 @@ func TestEngineStoppedEarlyInTermReleasesLease(t *testing.T) {
 	}
 	if _, closes := eng.rec.counts(); closes != 0 {
 		t.Errorf("%d data plane closes by a term that never drove it; want none", closes)
+	}
+}
+
+// syncBuffer is a log destination that tests read while engines write.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestEngineCutOffGatewayIsReplaced: the active gateway loses every remote
+// cluster (the remote gateway stops answering health probes through the
+// cable, as when the active gateway's uplink, cable device or WireGuard is
+// broken) while the standby reaches the remote gateway (its NAT discovery
+// port answers). The active gateway reports it in its Gateway status, and
+// the standby takes the role. When the new active gateway loses the remote
+// cluster too (the fault is the remote's), the old one, cut off itself a
+// moment ago, stays standby: no flapping. Real UDP throughout: heartbeats,
+// health probes and NAT discovery on loopback addresses.
+func TestEngineCutOffGatewayIsReplaced(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	port, ips := f.heartbeatAddresses(t)
+	leaseHolders := f.leaseHolders(t)
+
+	// The remote gateway, c2's, on 127.0.0.9: it answers health probes on
+	// the engines' health-check port (its health-check address is that
+	// address) and NAT discovery on a port of its own.
+	remoteIP := net.IPv4(127, 0, 0, 9)
+	natConn, err := net.ListenUDP("udp", &net.UDPAddr{IP: remoteIP})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nctx, stopNAT := context.WithCancel(ctx)
+	t.Cleanup(stopNAT)
+	go func() { _ = natdiscovery.New(natConn).Run(nctx) }()
+	var (
+		hmu        sync.Mutex
+		stopHealth context.CancelFunc
+	)
+	answerHealth := func(on bool) {
+		hmu.Lock()
+		defer hmu.Unlock()
+		if stopHealth != nil {
+			stopHealth()
+			stopHealth = nil
+		}
+		if !on {
+			return
+		}
+		var conn *net.UDPConn
+		// The old socket's close is asynchronous: try until the port is free.
+		f.k.waitFor(t, "the remote health-check port", func() bool {
+			var err error
+			conn, err = net.ListenUDP("udp", &net.UDPAddr{IP: remoteIP, Port: port})
+			return err == nil
+		})
+		var hctx context.Context
+		hctx, stopHealth = context.WithCancel(ctx)
+		go func() { _ = health.NewProber(conn, health.Options{Interval: time.Hour}).Run(hctx) }()
+	}
+	answerHealth(true)
+	t.Cleanup(func() { answerHealth(false) })
+	c2, err := client.New(f.info.RESTConfig(f.c2Token), client.Options{Scheme: scheme.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	remote := &v1.Endpoint{
+		ObjectMeta: metav1.ObjectMeta{Name: "c2.gw", Namespace: f.info.Namespace, Labels: map[string]string{v1.ClusterIDLabel: "c2"}},
+		Spec: v1.EndpointSpec{ClusterID: "c2", Hostname: "gw", PrivateIPs: v1.DualStackIPs{"127.0.0.9"}, Subnets: []v1.CIDR{"10.2.0.0/16"},
+			HealthCheckIPs: v1.DualStackIPs{"127.0.0.9"}, NATDiscoveryPort: int32(natConn.LocalAddr().(*net.UDPAddr).Port),
+			CableDriver: v1.CableDriverWireGuard, WireGuard: &v1.WireGuardConfig{PublicKey: "c2aAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", Port: 4500}},
+	}
+	if err := c2.Create(ctx, remote); err != nil {
+		t.Fatal(err)
+	}
+
+	logs := map[string]*syncBuffer{"node-a": {}, "node-b": {}}
+	start := func(node string) *running {
+		return f.startWith(t, node, f.member.Config, func(c *gateway.Config) {
+			c.HealthCheckPort, c.HealthCheckBind = port, netip.MustParseAddr(ips[node])
+			c.HealthCheckInterval = 200 * time.Millisecond
+			c.Log = slog.New(slog.NewTextHandler(io.MultiWriter(logs[node], os.Stderr), &slog.HandlerOptions{Level: slog.LevelInfo}))
+		})
+	}
+	start("node-a")
+	f.k.waitFor(t, "node-a active", func() bool { return f.role("node-a") == v1.HAStatusActive })
+	start("node-b")
+	f.k.waitFor(t, "node-b passive", func() bool { return f.role("node-b") == v1.HAStatusPassive })
+	gatewayOf := func(node string) v1.Gateway {
+		var gw v1.Gateway
+		_ = f.mc.Get(ctx, client.ObjectKey{Namespace: v1.ComponentNamespace, Name: node}, &gw)
+		return gw
+	}
+	reachable := func(node string) *metav1.Condition {
+		gw := gatewayOf(node)
+		return meta.FindStatusCondition(gw.Status.Conditions, "RemoteClustersReachable")
+	}
+	f.k.waitFor(t, "node-a connected to c2, reporting it reachable", func() bool {
+		gw := gatewayOf("node-a")
+		c := reachable("node-a")
+		return len(gw.Status.Connections) == 1 && gw.Status.Connections[0].Status == v1.Connected && c != nil && c.Status == metav1.ConditionTrue
+	})
+
+	// The remote stops answering through the cable; its NAT discovery
+	// port still answers node-b.
+	answerHealth(false)
+	f.k.waitFor(t, "node-b holding the Lease", func() bool {
+		h := leaseHolders()
+		return len(h) > 0 && h[len(h)-1] == "node-b"
+	})
+	if got := leaseHolders(); !slices.Equal(got, []string{"node-a", "node-b"}) {
+		t.Errorf("Lease holders %q; want node-a then node-b", got)
+	}
+	if !strings.Contains(logs["node-a"].String(), "lost every remote cluster") {
+		t.Errorf("node-a's log does not say it lost every remote cluster:\n%s", logs["node-a"])
+	}
+	if !strings.Contains(logs["node-b"].String(), "lost every remote cluster and this gateway reaches one") {
+		t.Errorf("node-b's log does not say why it took the Lease:\n%s", logs["node-b"])
+	}
+
+	// node-b is active, and the remote still does not answer health
+	// probes: node-b loses it too and reports so; node-a hears it and,
+	// cut off itself a moment ago, stays standby.
+	f.k.waitFor(t, "node-b reporting every remote cluster lost", func() bool {
+		c := reachable("node-b")
+		return f.role("node-b") == v1.HAStatusActive && c != nil && c.Status == metav1.ConditionFalse && c.Reason == "LostEveryRemoteCluster" &&
+			strings.Contains(c.Message, "c2.gw")
+	})
+	f.k.waitFor(t, "node-a hearing node-b cut off and staying standby", func() bool {
+		return strings.Contains(logs["node-a"].String(), "staying standby")
+	})
+	// Back: node-b reaches the remote again and says so; the Lease never
+	// went back to node-a.
+	answerHealth(true)
+	f.k.waitFor(t, "node-b reporting the remote cluster reachable again", func() bool {
+		c := reachable("node-b")
+		return c != nil && c.Status == metav1.ConditionTrue
+	})
+	if got := leaseHolders(); !slices.Equal(got, []string{"node-a", "node-b"}) {
+		t.Errorf("Lease holders %q; want node-a then node-b only (no flapping)", got)
 	}
 }

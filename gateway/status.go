@@ -17,8 +17,9 @@ import (
 
 // writeStatus records this gateway's role, its Endpoint and connections in
 // its Gateway object, by server-side apply: the object (name and label),
-// then its status.
-func (e *Engine) writeStatus(ctx context.Context, role v1.HAStatus, localEndpoint string, conns ...v1.Connection) error {
+// then its status: the Ready condition, then conds (the active gateway's
+// RemoteClustersReachable).
+func (e *Engine) writeStatus(ctx context.Context, role v1.HAStatus, localEndpoint string, conns []v1.Connection, conds ...metav1.Condition) error {
 	gw := &v1.Gateway{ObjectMeta: metav1.ObjectMeta{Name: e.cfg.NodeName, Namespace: e.cfg.Namespace,
 		Labels: map[string]string{v1.ClusterIDLabel: e.cfg.ClusterID}}}
 	if err := kubeapply.Apply(ctx, e.c, gw, kubeapply.FieldManagerGateway); err != nil {
@@ -33,6 +34,7 @@ func (e *Engine) writeStatus(ctx context.Context, role v1.HAStatus, localEndpoin
 			LastTransitionTime: e.started,
 		}},
 	}
+	gw.Status.Conditions = append(gw.Status.Conditions, conds...)
 	return kubeapply.ApplyStatus(ctx, e.c, gw, kubeapply.FieldManagerGateway)
 }
 

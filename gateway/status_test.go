@@ -47,7 +47,7 @@ func TestDemoteKeepsNewerWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := a.writeStatus(ctx, v1.HAStatusActive, "c1-node-a"); err != nil {
+	if err := a.writeStatus(ctx, v1.HAStatusActive, "c1-node-a", nil); err != nil {
 		t.Fatal(err)
 	}
 	read := func() *v1.Gateway {
@@ -63,7 +63,7 @@ func TestDemoteKeepsNewerWrites(t *testing.T) {
 	stale := read()
 	// node-a writes again (it became active again, in a later epoch, with
 	// another Endpoint).
-	if err := a.writeStatus(ctx, v1.HAStatusActive, "c1-node-a-again"); err != nil {
+	if err := a.writeStatus(ctx, v1.HAStatusActive, "c1-node-a-again", nil); err != nil {
 		t.Fatal(err)
 	}
 	if fresh := read(); fresh.ResourceVersion == stale.ResourceVersion {
@@ -92,7 +92,7 @@ func TestDemoteKeepsNewerWrites(t *testing.T) {
 
 	// node-a's engine, back (restarted, or active again), writes its own
 	// status over the demotion: the apply takes the fields back.
-	if err := a.writeStatus(ctx, v1.HAStatusPassive, ""); err != nil {
+	if err := a.writeStatus(ctx, v1.HAStatusPassive, "", nil); err != nil {
 		t.Fatal(err)
 	}
 	got = read()

@@ -6,10 +6,12 @@
 // The wire format is small and versioned: 24 bytes, magic "STHC", a version
 // byte, a kind byte (request or reply), a flags byte, a reserved byte, a
 // 64-bit sequence number and the sender's 64-bit monotonic send time, echoed
-// in the reply. The one flag, "leaving" (bit 0), is set in the replies of a
-// gateway that is handing its role over (a clean stop): the standbys that
-// hear it take over at once. Senders that predate it send zero there, and
-// receivers that predate it ignore it. Anything else that arrives is
+// in the reply. Two flags are set in replies: "leaving" (bit 0) by a gateway
+// that is handing its role over (a clean stop): the standbys that hear it
+// take over at once; "cut off" (bit 1) by an active gateway that has lost
+// every remote cluster: a standby that reaches them takes over
+// (docs/gateway-failover.md). Senders that predate a flag send zero there,
+// and receivers that predate it ignore it. Anything else that arrives is
 // dropped.
 package health
 
@@ -34,6 +36,9 @@ const (
 	messageBytes = 24
 	// flagLeaving, in a reply: the sender is handing its role over.
 	flagLeaving = 1
+	// flagCutOff, in a reply: the sender, an active gateway, has lost every
+	// remote cluster.
+	flagCutOff = 2
 )
 
 // DefaultPort is the UDP port gateways answer health probes on.
@@ -42,6 +47,7 @@ const DefaultPort = 4491
 type message struct {
 	kind    byte
 	leaving bool // flagLeaving
+	cutOff  bool // flagCutOff
 	seq     uint64
 	sent    uint64 // sender's clock, nanoseconds; opaque to the receiver
 }
@@ -51,7 +57,10 @@ func (m message) encode() []byte {
 	copy(b, magic)
 	b[4], b[5] = version, m.kind
 	if m.leaving {
-		b[6] = flagLeaving
+		b[6] |= flagLeaving
+	}
+	if m.cutOff {
+		b[6] |= flagCutOff
 	}
 	binary.BigEndian.PutUint64(b[8:], m.seq)
 	binary.BigEndian.PutUint64(b[16:], m.sent)
@@ -64,7 +73,7 @@ func decode(b []byte) (message, error) {
 	if len(b) != messageBytes || string(b[:4]) != magic || b[4] != version || (b[5] != kindRequest && b[5] != kindReply) {
 		return message{}, errBadMessage
 	}
-	return message{kind: b[5], leaving: b[6]&flagLeaving != 0, seq: binary.BigEndian.Uint64(b[8:]), sent: binary.BigEndian.Uint64(b[16:])}, nil
+	return message{kind: b[5], leaving: b[6]&flagLeaving != 0, cutOff: b[6]&flagCutOff != 0, seq: binary.BigEndian.Uint64(b[8:]), sent: binary.BigEndian.Uint64(b[16:])}, nil
 }
 
 // Status is a connection's state.
@@ -84,6 +93,9 @@ type Result struct {
 	// Leaving: the target's last answer said it is handing its role over
 	// (a clean stop); it is still Connected while it answers.
 	Leaving bool
+	// CutOff: the target's last answer said it has lost every remote
+	// cluster (SetCutOff); it is still Connected while it answers.
+	CutOff bool
 	// Last, Min, Average and Max round-trip times since the connection came up.
 	Last, Min, Average, Max time.Duration
 	samples                 int
@@ -98,7 +110,7 @@ type Options struct {
 	// connection is an error (default 3).
 	Failures int
 	// OnChange is called, outside the prober's lock, when a connection
-	// changes state or starts or stops saying it is leaving (not on every
+	// changes state or starts or stops saying it is leaving or cut off (not on every
 	// new round-trip time).
 	OnChange func(target string, r Result)
 	Log      *slog.Logger
@@ -113,6 +125,8 @@ type Prober struct {
 
 	// leaving is set in the replies this prober sends (SetLeaving).
 	leaving atomic.Bool
+	// cutOff is set in the replies this prober sends (SetCutOff).
+	cutOff atomic.Bool
 
 	mu      sync.Mutex
 	targets map[string]*target
@@ -160,6 +174,10 @@ func (p *Prober) SetTargets(targets map[string]netip.AddrPort) {
 // SetLeaving makes the answers to probes say, from now on, that this
 // gateway is handing its role over (or no longer, with false).
 func (p *Prober) SetLeaving(leaving bool) { p.leaving.Store(leaving) }
+
+// SetCutOff makes the answers to probes say, from now on, that this gateway
+// has lost every remote cluster (or no longer, with false).
+func (p *Prober) SetCutOff(cutOff bool) { p.cutOff.Store(cutOff) }
 
 // Results returns a copy of every target's state.
 func (p *Prober) Results() map[string]Result {
@@ -242,7 +260,7 @@ func (p *Prober) read() {
 		}
 		switch m.kind {
 		case kindRequest:
-			reply := message{kind: kindReply, leaving: p.leaving.Load(), seq: m.seq, sent: m.sent}
+			reply := message{kind: kindReply, leaving: p.leaving.Load(), cutOff: p.cutOff.Load(), seq: m.seq, sent: m.sent}
 			_, _ = p.conn.WriteToUDPAddrPort(reply.encode(), from)
 		case kindReply:
 			p.answered(from, m)
@@ -263,12 +281,12 @@ func (p *Prober) answered(from netip.AddrPort, m message) {
 		t.sentSeq, t.missed = 0, 0
 		r := &t.result
 		if r.Status != Connected {
-			*r = Result{Status: Connected, Leaving: m.leaving}
+			*r = Result{Status: Connected, Leaving: m.leaving, CutOff: m.cutOff}
 			t.total = 0
 			cp := *r
 			changed = &cp
-		} else if r.Leaving != m.leaving {
-			r.Leaving = m.leaving
+		} else if r.Leaving != m.leaving || r.CutOff != m.cutOff {
+			r.Leaving, r.CutOff = m.leaving, m.cutOff
 			cp := *r
 			changed = &cp
 		}

@@ -196,3 +196,44 @@ func TestProberReportsLeaving(t *testing.T) {
 		t.Errorf("result %+v; want connected and leaving", r)
 	}
 }
+
+// A prober whose gateway lost every remote cluster says so in its answers,
+// independently of leaving, and stops saying so when it reaches one again;
+// each switch is a change.
+func TestProberReportsCutOff(t *testing.T) {
+	for _, m := range []message{{kind: kindReply, cutOff: true}, {kind: kindReply, leaving: true, cutOff: true}, {kind: kindReply, leaving: true}} {
+		if got, err := decode(m.encode()); err != nil || got != m {
+			t.Fatalf("round trip of %+v: %+v, %v", m, got, err)
+		}
+	}
+	aConn, bConn := listen(t), listen(t)
+	got := make(chan Result, 16)
+	a := NewProber(aConn, Options{Interval: 20 * time.Millisecond, Failures: 3, OnChange: func(_ string, r Result) { got <- r }})
+	b := NewProber(bConn, Options{Interval: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = a.Run(ctx) }()
+	go func() { _ = b.Run(ctx) }()
+	a.SetTargets(map[string]netip.AddrPort{"b": addr(bConn)})
+	next := func() Result {
+		t.Helper()
+		select {
+		case r := <-got:
+			return r
+		case <-time.After(10 * time.Second):
+			t.Fatal("no change reported")
+		}
+		return Result{}
+	}
+	if r := next(); r.Status != Connected || r.CutOff {
+		t.Fatalf("first change %+v; want connected, not cut off", r)
+	}
+	b.SetCutOff(true)
+	if r := next(); r.Status != Connected || !r.CutOff || r.Leaving {
+		t.Fatalf("after b said it is cut off: %+v; want connected, cut off, not leaving", r)
+	}
+	b.SetCutOff(false)
+	if r := next(); r.Status != Connected || r.CutOff {
+		t.Fatalf("after b reached a remote again: %+v; want connected, not cut off", r)
+	}
+}

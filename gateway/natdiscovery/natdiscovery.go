@@ -4,6 +4,11 @@
 // and its public addresses. A private address that answers means both sides
 // share a network (no NAT on the way); otherwise the public one is used.
 //
+// A standby gateway uses the same requests for another question: do the
+// remote gateways answer it now? Its active gateway may have lost them
+// while it has not (NewReach, Answering;
+// docs/gateway-failover.md).
+//
 // Wire format, 16 bytes: magic "STND", version 1, kind (1 request, 2 reply),
 // two reserved bytes, a 64-bit request ID echoed in the reply.
 package natdiscovery
@@ -14,6 +19,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 )
@@ -51,6 +57,9 @@ type Target struct {
 // Discoverer answers requests and asks targets, on one UDP socket.
 type Discoverer struct {
 	conn *net.UDPConn
+	// recheck: ask every address every round, answered or not (NewReach).
+	recheck  bool
+	interval time.Duration
 
 	mu      sync.Mutex
 	targets map[string]*state
@@ -62,11 +71,45 @@ type state struct {
 	ids     map[uint64]netip.AddrPort // outstanding request -> address asked
 	private bool                      // the private address answered
 	public  bool                      // the public address answered
+	// first and last answer of the current run of answers, from either
+	// address: a gap of three intervals ends a run.
+	first, last time.Time
 }
 
 // New uses conn, which the caller bound to the NAT discovery port.
 func New(conn *net.UDPConn) *Discoverer {
-	return &Discoverer{conn: conn, targets: map[string]*state{}}
+	return &Discoverer{conn: conn, interval: retryInterval, targets: map[string]*state{}}
+}
+
+// NewReach uses conn (bound to any port: the answers come back to it) to ask
+// every target on all its addresses every interval (one second when not
+// positive), so that Answering tells which targets answer now. Its Choice
+// is as New's.
+func NewReach(conn *net.UDPConn, interval time.Duration) *Discoverer {
+	d := New(conn)
+	d.recheck = true
+	if interval > 0 {
+		d.interval = interval
+	}
+	return d
+}
+
+// Answering returns the targets, sorted, that have answered without a gap
+// of three intervals (on either address) for at least steady, and last
+// answered less than three intervals ago: the ones that answer now, and
+// not only since a moment ago.
+func (d *Discoverer) Answering(steady time.Duration) []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := time.Now()
+	var out []string
+	for name, s := range d.targets {
+		if !s.first.IsZero() && now.Sub(s.last) < 3*d.interval && now.Sub(s.first) >= steady {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // SetTargets replaces the targets; unchanged ones keep what was learned.
@@ -115,7 +158,7 @@ func (d *Discoverer) Run(ctx context.Context) error {
 		d.conn.Close()
 	}()
 	go d.read()
-	tick := time.NewTicker(retryInterval)
+	tick := time.NewTicker(d.interval)
 	defer tick.Stop()
 	for {
 		d.ask()
@@ -127,18 +170,18 @@ func (d *Discoverer) Run(ctx context.Context) error {
 	}
 }
 
-// ask sends a request to every address not yet confirmed. A private address
-// keeps being asked while only the public one answered, since a private path
-// is better.
+// ask sends a request to every address not yet confirmed (to every address,
+// for NewReach). A private address keeps being asked while only the public
+// one answered, since a private path is better.
 func (d *Discoverer) ask() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, s := range d.targets {
-		if s.private {
+		if s.private && !d.recheck {
 			continue
 		}
 		for _, a := range []netip.AddrPort{s.target.Private, s.target.Public} {
-			if !a.IsValid() || (a == s.target.Public && s.public) {
+			if !a.IsValid() || (a == s.target.Public && s.public && !d.recheck) {
 				continue
 			}
 			d.nextID++
@@ -181,6 +224,11 @@ func (d *Discoverer) read() {
 				continue
 			}
 			delete(s.ids, id)
+			now := time.Now()
+			if s.first.IsZero() || now.Sub(s.last) >= 3*d.interval {
+				s.first = now
+			}
+			s.last = now
 			switch asked {
 			case s.target.Private:
 				s.private = true

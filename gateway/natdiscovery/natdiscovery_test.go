@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -71,5 +72,39 @@ func TestIgnoresGarbage(t *testing.T) {
 	}
 	if k, id, ok := decode(encode(kindReply, 42)); !ok || k != kindReply || id != 42 {
 		t.Error("round trip failed")
+	}
+}
+
+// A reach prober keeps asking a target that answered: Answering lists it
+// once it has answered for the steady time, and no more once it falls
+// silent; an unknown or silent target is never listed.
+func TestReachFollowsAnswers(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rctx, stopRemote := context.WithCancel(ctx)
+	remote := listen(t, "127.0.0.2:0")
+	go func() { _ = New(remote).Run(rctx) }()
+	port := remote.LocalAddr().(*net.UDPAddr).AddrPort().Port()
+	reach := NewReach(listen(t, "127.0.0.1:0"), 20*time.Millisecond)
+	go func() { _ = reach.Run(ctx) }()
+	reach.SetTargets(map[string]Target{
+		"r":      {Private: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), port)},
+		"silent": {Private: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.3"), port)},
+	})
+	// Listed once it has answered for 300 ms (ten rounds); not for an hour.
+	if err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		got := reach.Answering(300 * time.Millisecond)
+		return slices.Equal(got, []string{"r"}), nil
+	}); err != nil {
+		t.Fatalf("answering %v, want [r]: a confirmed target is not asked again, or the silent one counts", reach.Answering(300*time.Millisecond))
+	}
+	if got := reach.Answering(time.Hour); len(got) != 0 {
+		t.Fatalf("answering for an hour: %v, want none", got)
+	}
+	stopRemote()
+	if err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		return len(reach.Answering(0)) == 0, nil
+	}); err != nil {
+		t.Fatalf("answering %v after the remote stopped", reach.Answering(0))
 	}
 }

@@ -1,0 +1,172 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"strait.dev/strait/gateway/health"
+	"strait.dev/strait/gateway/natdiscovery"
+	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
+)
+
+// Takeover by reachability (docs/gateway-failover.md, "A gateway that
+// cannot reach the other clusters"): an active gateway that has lost every
+// remote cluster says so in its heartbeat answers, and a standby that
+// reaches one takes the Lease from it.
+const (
+	// cutOffHold is how long every connection of the active gateway must
+	// have been in error (itself 3 unanswered health probes through the
+	// cable, 3 s by default) before it says it is cut off: a moment's loss
+	// (a remote cluster failing over, a busy node) is no reason to move
+	// the role.
+	cutOffHold = 2 * time.Second
+	// reachSteady is how long a remote gateway must have answered a
+	// standby's NAT discovery requests, without a gap, before the standby
+	// counts it as reached. A new remote Endpoint (a remote cluster that
+	// failed over) reaches the active gateway's prober at the same moment,
+	// which clears its cut-off at once; the standby must not take the role
+	// on the strength of that same Endpoint in between.
+	reachSteady = 2 * time.Second
+	// cutOffBackoff is how long a gateway that said it was cut off does
+	// not take the role by reachability: when the fault is a remote
+	// cluster's (it answers NAT discovery but carries no traffic), every
+	// gateway that takes the role loses every remote cluster in turn, and
+	// this bounds the flapping to one move per backoff.
+	cutOffBackoff = time.Minute
+	// reachInterval is how often a standby asks the remote gateways.
+	reachInterval = time.Second
+)
+
+// startReach has this gateway ask every remote cluster's active gateway,
+// on its NAT discovery port, whether it answers, every reachInterval from
+// an ephemeral UDP port, until ctx ends (NAT discovery's own requests: the
+// port every gateway already opens to the others, so no new firewall rule).
+// The remote gateways come from an Endpoint informer. It returns nil, having
+// logged why, when the socket or the informer cannot start: the gateway
+// then never takes the role by reachability.
+func (e *Engine) startReach(ctx context.Context, wg *sync.WaitGroup) *natdiscovery.Discoverer {
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{})
+	if err != nil {
+		e.log.Warn("cannot open the reachability socket; this gateway will not take over from a gateway that lost the remote clusters", "err", err)
+		return nil
+	}
+	cache, err := watchObjects[v1.Endpoint](ctx, e, wg, "endpoints", "")
+	if err != nil {
+		conn.Close()
+		e.log.Warn("cannot watch Endpoints for reachability; this gateway will not take over from a gateway that lost the remote clusters", "err", err)
+		return nil
+	}
+	d := natdiscovery.NewReach(conn, reachInterval)
+	wg.Go(func() { _ = d.Run(ctx) })
+	wg.Go(func() {
+		tick := time.NewTicker(reachInterval)
+		defer tick.Stop()
+		for {
+			if eps, err := cache.list(); err == nil {
+				remotes, _ := activeEndpoints(eps, e.cfg.ClusterID)
+				targets := map[string]natdiscovery.Target{}
+				for _, r := range remotes {
+					if t, ok := discoveryTarget(r.Spec); ok {
+						targets[r.Name] = t
+					}
+				}
+				d.SetTargets(targets)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			case <-cache.changed:
+			}
+		}
+	})
+	return d
+}
+
+// reachesRemote reports whether this gateway reaches a remote cluster's
+// gateway now (it has answered for reachSteady) and has not itself been cut
+// off within cutOffBackoff: whether it may take the role from an active
+// gateway that lost every remote cluster.
+func (e *Engine) reachesRemote() bool {
+	if e.reach == nil {
+		return false
+	}
+	if at := e.cutOffAt.Load(); at != 0 && time.Since(time.Unix(0, at)) < cutOffBackoff {
+		return false
+	}
+	return len(e.reach.Answering(reachSteady)) > 0
+}
+
+// Condition on the active gateway's Gateway status: whether it reaches any
+// remote cluster.
+const (
+	conditionRemoteReachable   = "RemoteClustersReachable"
+	reasonReachable            = "Reachable"
+	reasonLostEveryRemote      = "LostEveryRemoteCluster"
+	reasonNoRemoteClusterKnown = "NoRemoteCluster"
+)
+
+// followCutOff says, in this term's heartbeat answers and Gateway status,
+// whether the active gateway has lost every remote cluster: every health
+// target in error for cutOffHold. It logs each change and asks for a
+// status write then.
+func (t *activeTerm) followCutOff(targets map[string]netip.AddrPort, results map[string]health.Result) {
+	lost := len(targets) > 0
+	for name := range targets {
+		if results[name].Status != health.Error {
+			lost = false
+			break
+		}
+	}
+	now := time.Now()
+	switch {
+	case !lost:
+		if t.cutOff {
+			t.e.log.Info("a remote cluster answers again; no longer cut off")
+			t.prober.SetCutOff(false)
+			t.reachChanged, t.lastStatus = now, nil
+		}
+		t.cutOff, t.lostSince = false, time.Time{}
+	case t.lostSince.IsZero():
+		t.lostSince = now
+	case !t.cutOff && now.Sub(t.lostSince) >= cutOffHold:
+		t.cutOff = true
+		t.prober.SetCutOff(true)
+		t.reachChanged, t.lastStatus = now, nil
+		t.e.log.Warn("lost every remote cluster; a standby gateway that reaches one will take over", "connections", len(targets))
+	}
+	if t.cutOff {
+		t.e.cutOffAt.Store(now.UnixNano())
+	}
+}
+
+// reachCondition is the active gateway's RemoteClustersReachable condition
+// for conns, its connections now.
+func (t *activeTerm) reachCondition(conns []v1.Connection) metav1.Condition {
+	c := metav1.Condition{Type: conditionRemoteReachable, Status: metav1.ConditionTrue, Reason: reasonReachable,
+		LastTransitionTime: metav1.NewTime(t.reachChanged)}
+	switch {
+	case t.cutOff:
+		var why []string
+		for _, cn := range conns {
+			why = append(why, fmt.Sprintf("%s: %s", cn.Endpoint, cn.StatusMessage))
+		}
+		slices.Sort(why)
+		c.Status, c.Reason = metav1.ConditionFalse, reasonLostEveryRemote
+		c.Message = fmt.Sprintf("every connection has been in error since %s (%s); a standby gateway that reaches a remote cluster takes over",
+			t.lostSince.UTC().Format(time.RFC3339), strings.Join(why, "; "))
+	case len(conns) == 0:
+		c.Status, c.Reason, c.Message = metav1.ConditionUnknown, reasonNoRemoteClusterKnown, "no remote cluster's Endpoint is known yet"
+	default:
+		c.Message = "at least one connection is not in error"
+	}
+	return c
+}
