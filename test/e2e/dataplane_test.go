@@ -85,7 +85,7 @@ func TestDataplane(t *testing.T) {
 			t.Run("gateway restarts change nothing", func(t *testing.T) {
 				gatewayRestarts(t, pa, pb, orig)
 			})
-			t.Run("gateway failover: kill -9, clean stop and links down", func(t *testing.T) {
+			t.Run("gateway failover: kill -9, clean stop, links down and uplink cut", func(t *testing.T) {
 				failover(t, pa, pb, orig)
 			})
 			if tc.driver == "wireguard" {
@@ -608,7 +608,8 @@ func trySettle(t *testing.T, a, b placement, active string) error {
 // failover kills a's active gateway (kill -9) and, once the standby holds
 // the Lease and traffic flows, fails back; then deletes the active
 // gateway's pod (a clean stop), and again; then the active gateway's node
-// loses its links, and again. Each time a probe runs between the n3 pods
+// loses its links, and again; then the active gateway's uplink to the other
+// clusters is cut. Each time a probe runs between the n3 pods
 // and the traffic must come back through the other gateway; the gaps are
 // logged (make bench-dataplane measures them), not asserted. After each
 // failing back every node of both clusters must be as in orig.
@@ -702,6 +703,68 @@ func failover(t *testing.T, a, b placement, orig nodeStates) {
 		t.Errorf("traffic after the old gateway came back and the role went back to %s: %+v", a.gwNode, rep)
 	}
 	orig.waitSame(t, first+"'s links down and up, and failing back")
+
+	// The active gateway's uplink to the other clusters is cut while its
+	// cluster network works: its standby, which reaches them, takes over.
+	// c2 sits behind NAT, so c1's standby cannot reach c2's gateways
+	// (nothing opens a path in); c2's reaches c1's. So the WireGuard run
+	// cuts c2's uplink and the VXLAN run c1's.
+	cut, other := a, b
+	if b.cluster == "c2" {
+		cut, other = b, a
+	}
+	uplinkCut(t, cut, other)
+	failBack(t, cut, other)
+	orig.waitSame(t, "the uplink cut of "+cut.cluster+"'s active gateway, and failing back")
+}
+
+// uplinkCut drops everything between cut's active gateway node and the
+// sandbox's internet (the other clusters' gateways and the broker) for as
+// long as it takes a standby to take over, its LAN (heartbeats, its own
+// apiserver) untouched; traffic between the n3 pods must come back through
+// the standby. The gap is logged, not asserted.
+func uplinkCut(t *testing.T, cut, other placement) {
+	t.Helper()
+	first := holder(t, cut.cluster)
+	ns := sandbox.NodeNS(first)
+	internet := sandbox.InternetCIDR.String()
+	rules := [][]string{{"OUTPUT", "-d", internet, "-j", "DROP"}, {"INPUT", "-s", internet, "-j", "DROP"}}
+	iptables := func(op string) error {
+		for _, r := range rules {
+			if out, err := exec.Command("ip", append([]string{"netns", "exec", ns, "iptables", "-w", op}, r...)...).CombinedOutput(); err != nil {
+				return fmt.Errorf("iptables %s %v in %s: %v %s", op, r, ns, err, out)
+			}
+		}
+		return nil
+	}
+	restored := false
+	restore := func() {
+		if !restored {
+			restored = true
+			if err := iptables("-D"); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	t.Cleanup(restore)
+	p := startProbe(t, cut, other)
+	if err := iptables("-I"); err != nil {
+		t.Fatal(err)
+	}
+	cutAt := p.now()
+	var second string
+	waitFor(t, 120*time.Second, "a standby of "+cut.cluster+" to take over from "+first+", whose uplink is cut", func(context.Context) (bool, error) {
+		second = holder(t, cut.cluster)
+		return second != "" && second != first, nil
+	})
+	p.waitReplyAfter(t, "uplink cut", cutAt)
+	rep := p.stop(t)
+	t.Logf("uplink of %s's active gateway %s cut: %s took over; longest gap %.0f ms (sent %d, lost %d)",
+		cut.cluster, first, second, rep.MaxGapMs, rep.Sent, rep.Lost)
+	if h := holder(t, other.cluster); h != other.gwNode {
+		t.Logf("%s's active gateway moved too, to %s (a false takeover?)", other.cluster, h)
+	}
+	restore()
 }
 
 // deleteGatewayPod deletes the gateway pod on a node with the default
