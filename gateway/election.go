@@ -43,8 +43,9 @@ const handOverRounds = 10
 // active gateway: the stopping gateway's heartbeat answers say it is
 // leaving, and a standby that hears that takes the Lease from it at once
 // (handOver). An active gateway that lost every remote cluster says so in
-// its heartbeat answers; a standby that reaches one takes the Lease from it
-// (reaches). See docs/gateway-failover.md.
+// its heartbeat answers, and a standby that reaches one takes the Lease from
+// it, as from one through which no remote gateway answers it (replaces).
+// See docs/gateway-failover.md.
 //
 // The Lease plumbing is client-go's resourcelock.LeaseLock; the policy above
 // is ours, which is why this is not client-go's LeaderElector: that one lets
@@ -67,11 +68,12 @@ type elector struct {
 	// whether it did; when not (a predecessor is still handing over), it
 	// runs again at the next round.
 	standby func() bool
-	// reaches reports whether this gateway, standing by, reaches a remote
-	// cluster now and may take the role from a holder that lost every
-	// remote cluster (Engine.reachesRemote); nil never does.
-	reaches func() bool
-	log     *slog.Logger
+	// replaces says why this gateway, standing by, should take the role
+	// from the holder, whose heartbeat answers say whether it lost every
+	// remote cluster (holderCutOff): "" to keep it (Engine.replaces). Nil
+	// keeps it always.
+	replaces func(holderCutOff bool) string
+	log      *slog.Logger
 
 	// The seams below let tests run the policy on fakes; the zero value of
 	// each is the real thing.
@@ -112,10 +114,11 @@ type heartbeater interface {
 	// handing its role over (a clean stop); answering is false for it from
 	// then on.
 	leaving() <-chan string
-	// cutOff delivers the watched holder when its answers say that it lost
-	// every remote cluster while this gateway reaches one (elector.reaches);
-	// answering is false for it then.
-	cutOff() <-chan string
+	// unfit delivers the watched holder when this gateway should take the
+	// role from it (elector.replaces: it lost every remote cluster, or none
+	// answers through it, while this gateway reaches one); answering is
+	// false for it then.
+	unfit() <-chan string
 	// close stops the heartbeats and frees what they hold (a socket).
 	close()
 }
@@ -188,17 +191,17 @@ func (el *elector) acquire(ctx context.Context) (int32, error) {
 			t.Stop()
 			el.log.Info("the active gateway is handing over; taking the Lease", "active", h)
 			forced = h
-		case h := <-hb.cutOff():
+		case h := <-hb.unfit():
 			t.Stop()
-			el.log.Warn("the active gateway lost every remote cluster and this gateway reaches one; taking the Lease", "active", h)
+			el.log.Warn("the active gateway cannot carry traffic to the other clusters and this gateway reaches one; taking the Lease", "active", h)
 			forced = h
 		}
 	}
 }
 
 // tryAcquire takes the Lease if it is free, already ours, held by a holder
-// this gateway heard and then lost, that said it is leaving or that said it
-// lost every remote cluster this gateway reaches (forced), or
+// this gateway heard and then lost, that said it is leaving or that this
+// gateway should replace (forced), or
 // expired with a holder that does not answer heartbeats. It returns the holder it read when it did not
 // take it. Losing a race (Conflict, AlreadyExists) is no error: the next
 // round reads the winner.

@@ -250,10 +250,10 @@ func (n *fakeNet) leave(id string) {
 	}
 }
 
-// cutOff makes gateway id's answers say that it lost every remote cluster
-// while the watching standbys reach one, which every heartbeater watching
-// it hears; it answers no more (as probes.answering says then).
-func (n *fakeNet) cutOff(id string) {
+// unfit makes every heartbeater watching gateway id find that it should
+// replace it (probes.unfit); it answers no more (as probes.answering says
+// then).
+func (n *fakeNet) unfit(id string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.up[id] = false
@@ -263,7 +263,7 @@ func (n *fakeNet) cutOff(id string) {
 		}
 		h.heard = false
 		select {
-		case h.cutOffc <- id:
+		case h.unfitc <- id:
 		default:
 		}
 	}
@@ -273,7 +273,7 @@ func (n *fakeNet) cutOff(id string) {
 func (n *fakeNet) start() heartbeater {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	h := &fakeHeartbeats{n: n, deadc: make(chan string, 1), leavingc: make(chan string, 1), cutOffc: make(chan string, 1)}
+	h := &fakeHeartbeats{n: n, deadc: make(chan string, 1), leavingc: make(chan string, 1), unfitc: make(chan string, 1)}
 	n.open[h] = true
 	n.started++
 	return h
@@ -303,7 +303,7 @@ type fakeHeartbeats struct {
 	heard    bool // the watched gateway answered and has not stopped since
 	deadc    chan string
 	leavingc chan string
-	cutOffc  chan string
+	unfitc   chan string
 }
 
 var _ heartbeater = (*fakeHeartbeats)(nil)
@@ -329,7 +329,7 @@ func (h *fakeHeartbeats) dead() <-chan string { return h.deadc }
 
 func (h *fakeHeartbeats) leaving() <-chan string { return h.leavingc }
 
-func (h *fakeHeartbeats) cutOff() <-chan string { return h.cutOffc }
+func (h *fakeHeartbeats) unfit() <-chan string { return h.unfitc }
 
 func (h *fakeHeartbeats) close() {
 	h.n.mu.Lock()

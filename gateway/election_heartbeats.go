@@ -29,9 +29,9 @@ type probes struct {
 	log      *slog.Logger
 	deadc    chan string
 	leavingc chan string
-	cutOffc  chan string
-	// reaches: el.reaches, or never.
-	reaches func() bool
+	unfitc   chan string
+	// replaces: el.replaces, or never.
+	replaces func(holderCutOff bool) string
 
 	stop    context.CancelFunc
 	stopped chan struct{} // closed when the prober's Run returned
@@ -50,10 +50,10 @@ var _ heartbeater = (*probes)(nil)
 // Lease only when it is free or expired.
 func (el *elector) startProbes() heartbeater {
 	p := &probes{kube: el.kube, port: el.heartbeatPort, log: el.log, deadc: make(chan string, 1),
-		leavingc: make(chan string, 1), cutOffc: make(chan string, 1), reaches: el.reaches,
+		leavingc: make(chan string, 1), unfitc: make(chan string, 1), replaces: el.replaces,
 		stopped: make(chan struct{}), alive: map[string]bool{}}
-	if p.reaches == nil {
-		p.reaches = func() bool { return false }
+	if p.replaces == nil {
+		p.replaces = func(bool) string { return "" }
 	}
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{})
 	if err != nil {
@@ -78,17 +78,14 @@ func (el *elector) startProbes() heartbeater {
 
 // changed follows the prober: a holder that answered and then stopped
 // answering is dead; one whose answers say it is leaving is handing over;
-// one whose answers say it is cut off is to be replaced when this gateway
-// reaches a remote cluster (else watch looks again at every round).
+// one this gateway should replace is unfit (else watch looks again at every
+// round).
 func (p *probes) changed(target string, r health.Result) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {
-	case r.Status == health.Connected && r.CutOff && !r.Leaving && p.reaches():
+	case r.Status == health.Connected && !r.Leaving && target == p.holder && p.judge(target, r):
 		p.alive[target] = true // still alive: should the takeover fail, its death counts
-		if target == p.holder {
-			p.signal(p.cutOffc, target)
-		}
 	case r.Status == health.Connected && r.CutOff && !r.Leaving:
 		p.alive[target] = true
 		if target == p.holder {
@@ -113,7 +110,22 @@ func (p *probes) answering(holder string) bool {
 		return false
 	}
 	r := p.prober.Results()[holder]
-	return r.Status == health.Connected && !r.Leaving && !(r.CutOff && p.reaches())
+	return r.Status == health.Connected && !r.Leaving && p.replaces(r.CutOff) == ""
+}
+
+// judge delivers holder, which answered r, on unfitc when this gateway
+// should replace it, and logs why; it reports whether it should.
+func (p *probes) judge(holder string, r health.Result) bool {
+	why := p.replaces(r.CutOff)
+	if why == "" {
+		return false
+	}
+	select {
+	case p.unfitc <- holder:
+		p.log.Info("replacing the active gateway", "active", holder, "why", why)
+	default:
+	}
+	return true
 }
 
 // signal delivers holder on c unless a delivery is pending.
@@ -128,12 +140,12 @@ func (p *probes) dead() <-chan string { return p.deadc }
 
 func (p *probes) leaving() <-chan string { return p.leavingc }
 
-func (p *probes) cutOff() <-chan string { return p.cutOffc }
+func (p *probes) unfit() <-chan string { return p.unfitc }
 
 // watch points the prober at the holder's node. A lookup that fails is
-// retried at the next call. A holder already watched that says it is cut
-// off is delivered by cutOff once this gateway reaches a remote cluster:
-// the answer came before the reach.
+// retried at the next call. A holder already watched that this gateway
+// should replace is delivered by unfit: what decides it (this gateway's
+// reach, the traffic through the holder) changes without an answer.
 func (p *probes) watch(holder string) {
 	p.mu.Lock()
 	same := holder == p.holder
@@ -143,8 +155,8 @@ func (p *probes) watch(holder string) {
 		return
 	}
 	if same && holder != "" {
-		if r := p.prober.Results()[holder]; r.Status == health.Connected && r.CutOff && !r.Leaving && p.reaches() {
-			p.signal(p.cutOffc, holder)
+		if r := p.prober.Results()[holder]; r.Status == health.Connected && !r.Leaving {
+			p.judge(holder, r)
 		}
 		return
 	}

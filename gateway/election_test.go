@@ -417,9 +417,9 @@ func TestElectorTakesOverAtOnceFromHolderThatStoppedAnswering(t *testing.T) {
 	})
 }
 
-// A holder whose heartbeat answers say it lost every remote cluster, heard
-// by a standby that reaches one, loses the Lease at once: the standby does
-// not wait for expiry, and logs why.
+// A holder that a standby finds unfit (it lost every remote cluster, or no
+// remote gateway answers through it, while the standby reaches one) loses
+// the Lease at once: the standby does not wait for expiry, and logs why.
 func TestElectorTakesOverFromCutOffHolder(t *testing.T) {
 	w := newWorld(t)
 	w.leases.set(heldLease("x", 3, clockStart))
@@ -429,13 +429,13 @@ func TestElectorTakesOverFromCutOffHolder(t *testing.T) {
 	acq.parked() // watching x, which answers
 	w.periods(2, acq)
 	w.wantLease("x", 3)
-	w.net.cutOff("x")
+	w.net.unfit("x")
 	acq.acquired(4)
 	if d := w.elapsed(); d != 2*retryPeriod {
 		t.Errorf("took over after %v; want at once, at %v", d, 2*retryPeriod)
 	}
 	w.wantLease("b", 4)
-	if !strings.Contains(b.log.String(), "lost every remote cluster") {
+	if !strings.Contains(b.log.String(), "cannot carry traffic") {
 		t.Errorf("b's log does not say why it took over:\n%s", b.log)
 	}
 	b.wantWarnings(1)
@@ -868,7 +868,12 @@ func TestElectionProbes(t *testing.T) {
 	el := &elector{kube: kube, namespace: "strait-system", identity: "b",
 		heartbeatPort:     holderConn.LocalAddr().(*net.UDPAddr).Port,
 		heartbeatInterval: 10 * time.Millisecond, heartbeatFailures: 3, log: slog.New(logs),
-		reaches: reaches.Load}
+		replaces: func(holderCutOff bool) string {
+			if holderCutOff && reaches.Load() {
+				return "the active gateway lost every remote cluster"
+			}
+			return ""
+		}}
 	hb := el.startHeartbeats()
 	p, ok := hb.(*probes)
 	if !ok || p.conn == nil {
@@ -909,7 +914,7 @@ func TestElectionProbes(t *testing.T) {
 	pollUntil(t, "x's answers to say it is cut off", func() bool { return p.prober.Results()["x"].CutOff })
 	hb.watch("x")
 	select {
-	case h := <-hb.cutOff():
+	case h := <-hb.unfit():
 		t.Fatalf("cut off %q delivered while this standby reaches no remote cluster", h)
 	default:
 	}
@@ -919,7 +924,7 @@ func TestElectionProbes(t *testing.T) {
 	reaches.Store(true)
 	hb.watch("x") // the next round's look
 	select {
-	case h := <-hb.cutOff():
+	case h := <-hb.unfit():
 		if h != "x" {
 			t.Errorf("cut off %q, want x", h)
 		}

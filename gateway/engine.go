@@ -150,6 +150,10 @@ type Engine struct {
 	// reach asks the remote gateways whether they answer this gateway
 	// (startReach); nil when it could not start.
 	reach *natdiscovery.Discoverer
+	// throughLostSince is when every remote gateway stopped answering the
+	// health probes this gateway sends through the active one, in Unix
+	// nanoseconds; zero while one answers (startReach).
+	throughLostSince atomic.Int64
 	// cutOffAt is when this gateway last said it lost every remote
 	// cluster, in Unix nanoseconds; zero if never (reachesRemote).
 	cutOffAt atomic.Int64
@@ -214,7 +218,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	el := &elector{
 		kube: e.kube, namespace: e.cfg.Namespace, identity: e.cfg.NodeName,
 		heartbeatPort: e.cfg.HealthCheckPort, heartbeatInterval: e.cfg.HeartbeatInterval,
-		heartbeatFailures: e.cfg.HeartbeatFailures, log: e.log, reaches: e.reachesRemote,
+		heartbeatFailures: e.cfg.HeartbeatFailures, log: e.log, replaces: e.replaces,
 		standby: func() bool {
 			if e.predecessorHandingOver() {
 				e.log.Info("a gateway on this node is handing over and still forwarding; leaving its data plane to it")

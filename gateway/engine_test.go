@@ -1294,7 +1294,7 @@ func TestEngineCutOffGatewayIsReplaced(t *testing.T) {
 	if !strings.Contains(logs["node-a"].String(), "lost every remote cluster") {
 		t.Errorf("node-a's log does not say it lost every remote cluster:\n%s", logs["node-a"])
 	}
-	if !strings.Contains(logs["node-b"].String(), "lost every remote cluster and this gateway reaches one") {
+	if !strings.Contains(logs["node-b"].String(), `why="the active gateway lost every remote cluster"`) {
 		t.Errorf("node-b's log does not say why it took the Lease:\n%s", logs["node-b"])
 	}
 

@@ -17,10 +17,11 @@ import (
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
 )
 
-// Takeover by reachability (docs/gateway-failover.md, "A gateway that
-// cannot reach the other clusters"): an active gateway that has lost every
-// remote cluster says so in its heartbeat answers, and a standby that
-// reaches one takes the Lease from it.
+// Takeover by reachability (docs/gateway-failover.md): an active gateway
+// that has lost every remote cluster says so in its heartbeat answers, and
+// a standby that reaches one takes the Lease from it; so does a standby
+// through which, as a node of the cluster, no remote gateway answers
+// through the active one (its forwarding path is broken).
 const (
 	// cutOffHold is how long every connection of the active gateway must
 	// have been in error (itself 3 unanswered health probes through the
@@ -45,27 +46,46 @@ const (
 	reachInterval = time.Second
 )
 
-// startReach has this gateway ask every remote cluster's active gateway,
-// on its NAT discovery port, whether it answers, every reachInterval from
-// an ephemeral UDP port, until ctx ends (NAT discovery's own requests: the
-// port every gateway already opens to the others, so no new firewall rule).
-// The remote gateways come from an Endpoint informer. It returns nil, having
-// logged why, when the socket or the informer cannot start: the gateway
-// then never takes the role by reachability.
+// startReach has this gateway ask, until ctx ends, from ephemeral UDP
+// ports:
+//   - every remote cluster's active gateway, on its NAT discovery port,
+//     whether it answers, every reachInterval (NAT discovery's own
+//     requests: the port every gateway already opens to the others, so no
+//     new firewall rule);
+//   - every remote gateway's health-check address, with health probes,
+//     through the route agent's routes, as any node's traffic goes: through
+//     the active gateway's FORWARD path and cable (the source is the node's
+//     pod-network address, which the remote cluster routes back through
+//     its cable). Standing by, that is the active gateway's forwarding
+//     under test.
+//
+// The remote gateways come from an Endpoint informer. It returns nil,
+// having logged why, when a socket or the informer cannot start: the
+// gateway then never takes the role by reachability.
 func (e *Engine) startReach(ctx context.Context, wg *sync.WaitGroup) *natdiscovery.Discoverer {
+	fail := func(what string, err error) *natdiscovery.Discoverer {
+		e.log.Warn(what+"; this gateway will not take over from an active gateway that cannot carry traffic", "err", err)
+		return nil
+	}
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{})
 	if err != nil {
-		e.log.Warn("cannot open the reachability socket; this gateway will not take over from a gateway that lost the remote clusters", "err", err)
-		return nil
+		return fail("cannot open the reachability socket", err)
+	}
+	through, err := net.ListenUDP("udp", &net.UDPAddr{})
+	if err != nil {
+		conn.Close()
+		return fail("cannot open the socket for health probes through the active gateway", err)
 	}
 	cache, err := watchObjects[v1.Endpoint](ctx, e, wg, "endpoints", "")
 	if err != nil {
 		conn.Close()
-		e.log.Warn("cannot watch Endpoints for reachability; this gateway will not take over from a gateway that lost the remote clusters", "err", err)
-		return nil
+		through.Close()
+		return fail("cannot watch Endpoints", err)
 	}
 	d := natdiscovery.NewReach(conn, reachInterval)
 	wg.Go(func() { _ = d.Run(ctx) })
+	p := health.NewProber(through, health.Options{Interval: e.cfg.HealthCheckInterval, Failures: e.cfg.HealthCheckFailures, Log: e.log})
+	wg.Go(func() { _ = p.Run(ctx) })
 	wg.Go(func() {
 		tick := time.NewTicker(reachInterval)
 		defer tick.Stop()
@@ -73,12 +93,18 @@ func (e *Engine) startReach(ctx context.Context, wg *sync.WaitGroup) *natdiscove
 			if eps, err := cache.list(); err == nil {
 				remotes, _ := activeEndpoints(eps, e.cfg.ClusterID)
 				targets := map[string]natdiscovery.Target{}
+				healthTargets := map[string]netip.AddrPort{}
 				for _, r := range remotes {
 					if t, ok := discoveryTarget(r.Spec); ok {
 						targets[r.Name] = t
 					}
+					if t, ok := healthTarget(r.Spec, nil, uint16(e.cfg.HealthCheckPort)); ok {
+						healthTargets[r.Name] = t
+					}
 				}
 				d.SetTargets(targets)
+				p.SetTargets(healthTargets)
+				e.followThrough(healthTargets, p.Results())
 			}
 			select {
 			case <-ctx.Done():
@@ -91,18 +117,46 @@ func (e *Engine) startReach(ctx context.Context, wg *sync.WaitGroup) *natdiscove
 	return d
 }
 
-// reachesRemote reports whether this gateway reaches a remote cluster's
-// gateway now (it has answered for reachSteady) and has not itself been cut
-// off within cutOffBackoff: whether it may take the role from an active
-// gateway that lost every remote cluster.
-func (e *Engine) reachesRemote() bool {
-	if e.reach == nil {
-		return false
+// followThrough keeps throughLostSince: when every remote gateway stopped
+// answering the health probes through the active gateway (targets, with
+// their results), zero while one answers or there is none.
+func (e *Engine) followThrough(targets map[string]netip.AddrPort, results map[string]health.Result) {
+	lost := len(targets) > 0
+	for name := range targets {
+		if results[name].Status != health.Error {
+			lost = false
+			break
+		}
+	}
+	switch {
+	case !lost:
+		e.throughLostSince.Store(0)
+	case e.throughLostSince.Load() == 0:
+		e.throughLostSince.Store(time.Now().UnixNano())
+	}
+}
+
+// replaces is the elector's replaces: why this gateway, standing by,
+// should take the role from the active gateway, "" to keep it. Only when
+// this gateway reaches a remote cluster's gateway now (it has answered for
+// reachSteady) and has not itself been cut off within cutOffBackoff; then
+// when the active gateway says it lost every remote cluster (holderCutOff),
+// or when no remote gateway has answered through it for the health probes'
+// failures and cutOffHold more.
+func (e *Engine) replaces(holderCutOff bool) string {
+	if e.reach == nil || len(e.reach.Answering(reachSteady)) == 0 {
+		return ""
 	}
 	if at := e.cutOffAt.Load(); at != 0 && time.Since(time.Unix(0, at)) < cutOffBackoff {
-		return false
+		return ""
 	}
-	return len(e.reach.Answering(reachSteady)) > 0
+	if holderCutOff {
+		return "the active gateway lost every remote cluster"
+	}
+	if at := e.throughLostSince.Load(); at != 0 && time.Since(time.Unix(0, at)) >= cutOffHold {
+		return "no remote gateway answers through the active gateway: its forwarding path is broken"
+	}
+	return ""
 }
 
 // Condition on the active gateway's Gateway status: whether it reaches any

@@ -3,10 +3,12 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
+	"strait.dev/strait/pkg/nodenet"
 	"strait.dev/strait/test/sandbox"
 	"strait.dev/strait/test/testutil"
 )
@@ -85,7 +88,7 @@ func TestDataplane(t *testing.T) {
 			t.Run("gateway restarts change nothing", func(t *testing.T) {
 				gatewayRestarts(t, pa, pb, orig)
 			})
-			t.Run("gateway failover: kill -9, clean stop, links down and uplink cut", func(t *testing.T) {
+			t.Run("gateway failover: kill -9, clean stop, links down, uplink cut and broken forwarding", func(t *testing.T) {
 				failover(t, pa, pb, orig)
 			})
 			if tc.driver == "wireguard" {
@@ -608,8 +611,9 @@ func trySettle(t *testing.T, a, b placement, active string) error {
 // failover kills a's active gateway (kill -9) and, once the standby holds
 // the Lease and traffic flows, fails back; then deletes the active
 // gateway's pod (a clean stop), and again; then the active gateway's node
-// loses its links, and again; then the active gateway's uplink to the other
-// clusters is cut. Each time a probe runs between the n3 pods
+// loses its links; then the active gateway of one cluster cannot carry
+// traffic to the other (cannotCarry), two ways per driver. Each time a
+// probe runs between the n3 pods
 // and the traffic must come back through the other gateway; the gaps are
 // logged (make bench-dataplane measures them), not asserted. After each
 // failing back every node of both clusters must be as in orig.
@@ -704,63 +708,156 @@ func failover(t *testing.T, a, b placement, orig nodeStates) {
 	}
 	orig.waitSame(t, first+"'s links down and up, and failing back")
 
-	// The active gateway's uplink to the other clusters is cut while its
-	// cluster network works: its standby, which reaches them, takes over.
-	// c2 sits behind NAT, so c1's standby cannot reach c2's gateways
-	// (nothing opens a path in); c2's reaches c1's. So the WireGuard run
-	// cuts c2's uplink and the VXLAN run c1's.
+	// The active gateway cannot carry traffic to the other clusters while
+	// it runs and answers heartbeats over its cluster network: a standby
+	// that reaches them takes over. c2 sits behind NAT, so c1's standby
+	// cannot reach c2's gateways (nothing opens a path in), while c2's
+	// reach c1's: the WireGuard run breaks c2's active gateway, the VXLAN
+	// run c1's. Between them, the uplink cut and three ways of breaking the
+	// forwarding path.
 	cut, other := a, b
+	faults := []cableFault{faultForwardDropped, faultCableDown}
 	if b.cluster == "c2" {
 		cut, other = b, a
+		faults = []cableFault{faultUplinkCut, faultCablePortBlocked}
 	}
-	uplinkCut(t, cut, other)
-	failBack(t, cut, other)
-	orig.waitSame(t, "the uplink cut of "+cut.cluster+"'s active gateway, and failing back")
+	for _, f := range faults {
+		cannotCarry(t, cut, other, f)
+		failBack(t, cut, other)
+		orig.waitSame(t, f.name+" at "+cut.cluster+"'s active gateway, and failing back")
+	}
 }
 
-// uplinkCut drops everything between cut's active gateway node and the
-// sandbox's internet (the other clusters' gateways and the broker) for as
-// long as it takes a standby to take over, its LAN (heartbeats, its own
-// apiserver) untouched; traffic between the n3 pods must come back through
-// the standby. The gap is logged, not asserted.
-func uplinkCut(t *testing.T, cut, other placement) {
-	t.Helper()
-	first := holder(t, cut.cluster)
-	ns := sandbox.NodeNS(first)
-	internet := sandbox.InternetCIDR.String()
-	rules := [][]string{{"OUTPUT", "-d", internet, "-j", "DROP"}, {"INPUT", "-s", internet, "-j", "DROP"}}
-	iptables := func(op string) error {
+// cableFault breaks an active gateway's path to the other clusters, on its
+// node (netns), while its process runs; undo repairs it.
+type cableFault struct {
+	name  string
+	apply func(t *testing.T, netns string, cablePort int32) (undo func() error)
+}
+
+// nsRun runs a command in a node's network namespace.
+func nsRun(netns string, args ...string) error {
+	if out, err := exec.Command("ip", append([]string{"netns", "exec", netns}, args...)...).CombinedOutput(); err != nil {
+		return fmt.Errorf("%s in %s: %v %s", strings.Join(args, " "), netns, err, out)
+	}
+	return nil
+}
+
+// iptablesFault inserts rules (each a filter-table chain, an optional
+// position, and a match; "PORT" stands for the cable port) and deletes them
+// on undo.
+func iptablesFault(rules ...[]string) func(*testing.T, string, int32) func() error {
+	return func(t *testing.T, netns string, port int32) func() error {
+		var inserts, deletes [][]string
 		for _, r := range rules {
-			if out, err := exec.Command("ip", append([]string{"netns", "exec", ns, "iptables", "-w", op}, r...)...).CombinedOutput(); err != nil {
-				return fmt.Errorf("iptables %s %v in %s: %v %s", op, r, ns, err, out)
+			r = slices.Clone(r)
+			for i, a := range r {
+				if a == "PORT" {
+					r[i] = strconv.Itoa(int(port))
+				}
+			}
+			inserts = append(inserts, append([]string{"iptables", "-w", "-I"}, r...))
+			if _, err := strconv.Atoi(r[1]); err == nil {
+				r = slices.Delete(r, 1, 2) // no position in a delete by match
+			}
+			deletes = append(deletes, append([]string{"iptables", "-w", "-D"}, r...))
+		}
+		for i, c := range inserts {
+			if err := nsRun(netns, c...); err != nil {
+				for _, d := range deletes[:i] {
+					_ = nsRun(netns, d...)
+				}
+				t.Fatal(err)
 			}
 		}
-		return nil
+		return func() error {
+			var errs []error
+			for _, c := range deletes {
+				errs = append(errs, nsRun(netns, c...))
+			}
+			return errors.Join(errs...)
+		}
 	}
-	restored := false
+}
+
+var (
+	// The node's link to the internet (the other clusters' gateways, the
+	// broker) is gone; its LAN works.
+	faultUplinkCut = cableFault{"uplink cut", iptablesFault(
+		[]string{"OUTPUT", "-d", sandbox.InternetCIDR.String(), "-j", "DROP"},
+		[]string{"INPUT", "-s", sandbox.InternetCIDR.String(), "-j", "DROP"})}
+	// A DROP at the top of FORWARD: nothing the node forwards passes, while
+	// what it sends and receives itself (heartbeats, its own health probes
+	// through the cable) does.
+	faultForwardDropped = cableFault{"FORWARD dropped", iptablesFault([]string{"FORWARD", "1", "-j", "DROP"})}
+	// The cable's UDP port dropped both ways, as a wedged WireGuard that
+	// neither sends nor receives.
+	faultCablePortBlocked = cableFault{"cable port blocked", iptablesFault(
+		[]string{"OUTPUT", "-p", "udp", "--sport", "PORT", "-j", "DROP"},
+		[]string{"INPUT", "-p", "udp", "--dport", "PORT", "-j", "DROP"})}
+	// The cable device goes down.
+	faultCableDown = cableFault{"cable device down", func(t *testing.T, netns string, _ int32) func() error {
+		if err := nsRun(netns, "ip", "link", "set", nodenet.CableDevice, "down"); err != nil {
+			t.Fatal(err)
+		}
+		return func() error {
+			// The old gateway cleared its data plane when it lost the role:
+			// a device left is set up again, none is fine.
+			if nsRun(netns, "ip", "link", "show", nodenet.CableDevice) != nil {
+				return nil
+			}
+			return nsRun(netns, "ip", "link", "set", nodenet.CableDevice, "up")
+		}
+	}}
+)
+
+// cannotCarry applies f to cut's active gateway node while a probe runs
+// between the n3 pods, and waits for a standby to take over and the
+// traffic to come back through it; then it undoes f. The gap is logged,
+// not asserted.
+func cannotCarry(t *testing.T, cut, other placement, f cableFault) {
+	t.Helper()
+	ctx := context.Background()
+	first := holder(t, cut.cluster)
+	var eps v1.EndpointList
+	if err := ctrlClient(t, cut.cluster).List(ctx, &eps, client.InNamespace(v1.ComponentNamespace), client.MatchingLabels{v1.ClusterIDLabel: cut.cluster}); err != nil {
+		t.Fatal(err)
+	}
+	var port int32
+	for _, ep := range eps.Items {
+		switch {
+		case ep.Spec.Hostname != first:
+		case ep.Spec.WireGuard != nil:
+			port = ep.Spec.WireGuard.Port
+		case ep.Spec.VXLAN != nil:
+			port = ep.Spec.VXLAN.Port
+		}
+	}
+	if port == 0 {
+		t.Fatalf("no Endpoint of %s's active gateway %s with a cable port", cut.cluster, first)
+	}
+	p := startProbe(t, cut, other)
+	undo := f.apply(t, sandbox.NodeNS(first), port)
+	undone := false
 	restore := func() {
-		if !restored {
-			restored = true
-			if err := iptables("-D"); err != nil {
-				t.Error(err)
+		if !undone {
+			undone = true
+			if err := undo(); err != nil {
+				t.Errorf("undo %s: %v", f.name, err)
 			}
 		}
 	}
 	t.Cleanup(restore)
-	p := startProbe(t, cut, other)
-	if err := iptables("-I"); err != nil {
-		t.Fatal(err)
-	}
-	cutAt := p.now()
+	brokeAt := p.now()
 	var second string
-	waitFor(t, 120*time.Second, "a standby of "+cut.cluster+" to take over from "+first+", whose uplink is cut", func(context.Context) (bool, error) {
+	waitFor(t, 120*time.Second, "a standby of "+cut.cluster+" to take over from "+first+" ("+f.name+")", func(context.Context) (bool, error) {
 		second = holder(t, cut.cluster)
 		return second != "" && second != first, nil
 	})
-	p.waitReplyAfter(t, "uplink cut", cutAt)
+	p.waitReplyAfter(t, f.name, brokeAt)
 	rep := p.stop(t)
-	t.Logf("uplink of %s's active gateway %s cut: %s took over; longest gap %.0f ms (sent %d, lost %d)",
-		cut.cluster, first, second, rep.MaxGapMs, rep.Sent, rep.Lost)
+	t.Logf("%s at %s's active gateway %s: %s took over; longest gap %.0f ms (sent %d, lost %d)",
+		f.name, cut.cluster, first, second, rep.MaxGapMs, rep.Sent, rep.Lost)
 	if h := holder(t, other.cluster); h != other.gwNode {
 		t.Logf("%s's active gateway moved too, to %s (a false takeover?)", other.cluster, h)
 	}
