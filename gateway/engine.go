@@ -529,6 +529,28 @@ func (e *Engine) runActive(ctx context.Context, epoch int32, handOver func(p *he
 			e.cfg.Metrics.SetActive(false)
 		}()
 	}
+	// The cable first, with every remote peer the cache knows, then the
+	// Endpoint: a remote gateway that learns the new Endpoint sends its
+	// first handshake at once, and one this gateway drops (no peer yet) is
+	// retried only after WireGuard's 5 s rekey timeout; behind NAT only the
+	// remote side can open the path (TestDataplane's kill -9 gaps behind
+	// NAT were about 6 s with the Endpoint first).
+	discovery, err := e.startDiscovery(ctx, &wg)
+	if err != nil {
+		return err
+	}
+	cache, err := e.watchEndpoints(ctx, &wg)
+	if err != nil {
+		return err
+	}
+	nodeChanged, err := e.watchNode(ctx, &wg)
+	if err != nil {
+		return err
+	}
+	t = &activeTerm{e: e, local: local, settings: settings, region: node.Labels[corev1.LabelTopologyRegion],
+		prober: prober, discovery: discovery, cache: cache, gateways: gateways, reachChanged: time.Now()}
+	forwarding = true
+	t.step(ctx)
 	if err := e.publish(ctx, local, node); err != nil {
 		return err
 	}
@@ -550,21 +572,6 @@ func (e *Engine) runActive(ctx context.Context, epoch int32, handOver func(p *he
 			e.log.Error("syncer", "err", err)
 		}
 	})
-	forwarding = true
-	discovery, err := e.startDiscovery(ctx, &wg)
-	if err != nil {
-		return err
-	}
-	cache, err := e.watchEndpoints(ctx, &wg)
-	if err != nil {
-		return err
-	}
-	nodeChanged, err := e.watchNode(ctx, &wg)
-	if err != nil {
-		return err
-	}
-	t = &activeTerm{e: e, local: local, settings: settings, region: node.Labels[corev1.LabelTopologyRegion],
-		prober: prober, discovery: discovery, cache: cache, gateways: gateways, reachChanged: time.Now()}
 	tick := time.NewTicker(resyncInterval)
 	defer tick.Stop()
 	localTick := time.NewTicker(localInterval)
