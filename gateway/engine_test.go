@@ -40,7 +40,6 @@ import (
 
 	"strait.dev/strait/broker"
 	"strait.dev/strait/gateway"
-	"strait.dev/strait/gateway/health"
 	"strait.dev/strait/gateway/natdiscovery"
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
 	"strait.dev/strait/pkg/cabledriver"
@@ -1187,59 +1186,53 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// TestEngineCutOffGatewayIsReplaced: the active gateway loses every remote
-// cluster (the remote gateway stops answering health probes through the
-// cable, as when the active gateway's uplink, cable device or WireGuard is
-// broken) while the standby reaches the remote gateway (its NAT discovery
-// port answers). The active gateway reports it in its Gateway status, and
-// the standby takes the role. When the new active gateway loses the remote
-// cluster too (the fault is the remote's), the old one, cut off itself a
-// moment ago, stays standby: no flapping. Real UDP throughout: heartbeats,
-// health probes and NAT discovery on loopback addresses.
-func TestEngineCutOffGatewayIsReplaced(t *testing.T) {
-	ctx := context.Background()
-	f := newFixture(t)
-	port, ips := f.heartbeatAddresses(t)
-	leaseHolders := f.leaseHolders(t)
+// remoteGateway is c2's gateway as the engines under test see it, on
+// 127.0.0.9: it answers NAT discovery on a port of its own, and health
+// probes on the engines' health-check port (its health-check address is
+// 127.0.0.9) from the sources answer allows. Its Endpoint is at the broker.
+type remoteGateway struct {
+	mu     sync.Mutex
+	answer func(from netip.Addr) bool
+}
 
-	// The remote gateway, c2's, on 127.0.0.9: it answers health probes on
-	// the engines' health-check port (its health-check address is that
-	// address) and NAT discovery on a port of its own.
+func (f *fixture) startRemoteGateway(t *testing.T, healthPort int) *remoteGateway {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
 	remoteIP := net.IPv4(127, 0, 0, 9)
 	natConn, err := net.ListenUDP("udp", &net.UDPAddr{IP: remoteIP})
 	if err != nil {
 		t.Fatal(err)
 	}
-	nctx, stopNAT := context.WithCancel(ctx)
-	t.Cleanup(stopNAT)
-	go func() { _ = natdiscovery.New(natConn).Run(nctx) }()
-	var (
-		hmu        sync.Mutex
-		stopHealth context.CancelFunc
-	)
-	answerHealth := func(on bool) {
-		hmu.Lock()
-		defer hmu.Unlock()
-		if stopHealth != nil {
-			stopHealth()
-			stopHealth = nil
-		}
-		if !on {
-			return
-		}
-		var conn *net.UDPConn
-		// The old socket's close is asynchronous: try until the port is free.
-		f.k.waitFor(t, "the remote health-check port", func() bool {
-			var err error
-			conn, err = net.ListenUDP("udp", &net.UDPAddr{IP: remoteIP, Port: port})
-			return err == nil
-		})
-		var hctx context.Context
-		hctx, stopHealth = context.WithCancel(ctx)
-		go func() { _ = health.NewProber(conn, health.Options{Interval: time.Hour}).Run(hctx) }()
+	go func() { _ = natdiscovery.New(natConn).Run(ctx) }()
+	hc, err := net.ListenUDP("udp", &net.UDPAddr{IP: remoteIP, Port: healthPort})
+	if err != nil {
+		t.Fatal(err)
 	}
-	answerHealth(true)
-	t.Cleanup(func() { answerHealth(false) })
+	go func() {
+		<-ctx.Done()
+		hc.Close()
+	}()
+	r := &remoteGateway{answer: func(netip.Addr) bool { return true }}
+	go func() {
+		// A health request (package health's wire format: 24 bytes, kind
+		// byte 5 is 1) comes back as a reply (kind 2, no flags), with its
+		// sequence number and send time.
+		b := make([]byte, 64)
+		for {
+			n, from, err := hc.ReadFromUDPAddrPort(b)
+			if err != nil {
+				return
+			}
+			r.mu.Lock()
+			ok := r.answer(from.Addr())
+			r.mu.Unlock()
+			if n == 24 && b[5] == 1 && ok {
+				b[5], b[6] = 2, 0
+				_, _ = hc.WriteToUDPAddrPort(b[:n], from)
+			}
+		}
+	}()
 	c2, err := client.New(f.info.RESTConfig(f.c2Token), client.Options{Scheme: scheme.New()})
 	if err != nil {
 		t.Fatal(err)
@@ -1250,11 +1243,33 @@ func TestEngineCutOffGatewayIsReplaced(t *testing.T) {
 			HealthCheckIPs: v1.DualStackIPs{"127.0.0.9"}, NATDiscoveryPort: int32(natConn.LocalAddr().(*net.UDPAddr).Port),
 			CableDriver: v1.CableDriverWireGuard, WireGuard: &v1.WireGuardConfig{PublicKey: "c2aAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", Port: 4500}},
 	}
-	if err := c2.Create(ctx, remote); err != nil {
+	if err := c2.Create(context.Background(), remote); err != nil {
 		t.Fatal(err)
 	}
+	return r
+}
 
-	logs := map[string]*syncBuffer{"node-a": {}, "node-b": {}}
+// answerOnly makes the remote gateway answer health probes from these
+// sources only; none answers nobody.
+func (r *remoteGateway) answerOnly(sources ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.answer = func(from netip.Addr) bool { return slices.Contains(sources, from.Unmap().String()) }
+}
+
+// cutOffPair starts node-a, active, and node-b, standby, each answering
+// heartbeats on its own loopback address, with a remote gateway, and waits
+// until node-a reports the remote connected. The engines' main probers
+// send from their addresses (127.0.0.3, 127.0.0.4); the probes a standby
+// sends through the active gateway leave from 127.0.0.1 (no route agent
+// here: they go straight to the remote).
+func cutOffPair(t *testing.T) (f *fixture, remote *remoteGateway, logs map[string]*syncBuffer, leaseHolders func() []string) {
+	t.Helper()
+	f = newFixture(t)
+	port, ips := f.heartbeatAddresses(t)
+	leaseHolders = f.leaseHolders(t)
+	remote = f.startRemoteGateway(t, port)
+	logs = map[string]*syncBuffer{"node-a": {}, "node-b": {}}
 	start := func(node string) *running {
 		return f.startWith(t, node, f.member.Config, func(c *gateway.Config) {
 			c.HealthCheckPort, c.HealthCheckBind = port, netip.MustParseAddr(ips[node])
@@ -1266,24 +1281,38 @@ func TestEngineCutOffGatewayIsReplaced(t *testing.T) {
 	f.k.waitFor(t, "node-a active", func() bool { return f.role("node-a") == v1.HAStatusActive })
 	start("node-b")
 	f.k.waitFor(t, "node-b passive", func() bool { return f.role("node-b") == v1.HAStatusPassive })
-	gatewayOf := func(node string) v1.Gateway {
-		var gw v1.Gateway
-		_ = f.mc.Get(ctx, client.ObjectKey{Namespace: v1.ComponentNamespace, Name: node}, &gw)
-		return gw
-	}
-	reachable := func(node string) *metav1.Condition {
-		gw := gatewayOf(node)
-		return meta.FindStatusCondition(gw.Status.Conditions, "RemoteClustersReachable")
-	}
 	f.k.waitFor(t, "node-a connected to c2, reporting it reachable", func() bool {
-		gw := gatewayOf("node-a")
-		c := reachable("node-a")
+		gw := f.gateway("node-a")
+		c := meta.FindStatusCondition(gw.Status.Conditions, "RemoteClustersReachable")
 		return len(gw.Status.Connections) == 1 && gw.Status.Connections[0].Status == v1.Connected && c != nil && c.Status == metav1.ConditionTrue
 	})
+	return f, remote, logs, leaseHolders
+}
 
-	// The remote stops answering through the cable; its NAT discovery
-	// port still answers node-b.
-	answerHealth(false)
+func (f *fixture) gateway(node string) v1.Gateway {
+	var gw v1.Gateway
+	_ = f.mc.Get(context.Background(), client.ObjectKey{Namespace: v1.ComponentNamespace, Name: node}, &gw)
+	return gw
+}
+
+// TestEngineCutOffGatewayIsReplaced: the active gateway loses every remote
+// cluster (its health probes through the cable go unanswered, as when its
+// uplink, cable device or WireGuard is broken) while the standby reaches
+// the remote gateway (its NAT discovery port answers, and so do the probes
+// the standby sends). The active gateway reports it in its Gateway status
+// and heartbeat answers, and the standby takes the role. When the new
+// active gateway loses the remote cluster too (the fault is the remote's),
+// the old one, cut off itself a moment ago, stays standby: no flapping.
+// Real UDP throughout: heartbeats, health probes and NAT discovery on
+// loopback addresses.
+func TestEngineCutOffGatewayIsReplaced(t *testing.T) {
+	f, remote, logs, leaseHolders := cutOffPair(t)
+	reachable := func(node string) *metav1.Condition {
+		gw := f.gateway(node)
+		return meta.FindStatusCondition(gw.Status.Conditions, "RemoteClustersReachable")
+	}
+	// node-a's probes go unanswered; node-b's are answered.
+	remote.answerOnly("127.0.0.4", "127.0.0.1")
 	f.k.waitFor(t, "node-b holding the Lease", func() bool {
 		h := leaseHolders()
 		return len(h) > 0 && h[len(h)-1] == "node-b"
@@ -1298,9 +1327,9 @@ func TestEngineCutOffGatewayIsReplaced(t *testing.T) {
 		t.Errorf("node-b's log does not say why it took the Lease:\n%s", logs["node-b"])
 	}
 
-	// node-b is active, and the remote still does not answer health
-	// probes: node-b loses it too and reports so; node-a hears it and,
-	// cut off itself a moment ago, stays standby.
+	// The remote answers nobody now: node-b loses it too and reports so;
+	// node-a hears it and, cut off itself a moment ago, stays standby.
+	remote.answerOnly()
 	f.k.waitFor(t, "node-b reporting every remote cluster lost", func() bool {
 		c := reachable("node-b")
 		return f.role("node-b") == v1.HAStatusActive && c != nil && c.Status == metav1.ConditionFalse && c.Reason == "LostEveryRemoteCluster" &&
@@ -1311,12 +1340,32 @@ func TestEngineCutOffGatewayIsReplaced(t *testing.T) {
 	})
 	// Back: node-b reaches the remote again and says so; the Lease never
 	// went back to node-a.
-	answerHealth(true)
+	remote.answerOnly("127.0.0.3", "127.0.0.4", "127.0.0.1")
 	f.k.waitFor(t, "node-b reporting the remote cluster reachable again", func() bool {
 		c := reachable("node-b")
 		return c != nil && c.Status == metav1.ConditionTrue
 	})
 	if got := leaseHolders(); !slices.Equal(got, []string{"node-a", "node-b"}) {
 		t.Errorf("Lease holders %q; want node-a then node-b only (no flapping)", got)
+	}
+}
+
+// TestEngineReplacesGatewayThatForwardsNothing: the active gateway's own
+// probes are answered (it reports the remote connected), but the probes
+// the standby sends through it are not, as when its FORWARD path drops
+// traffic; the standby reaches the remote gateway's NAT discovery port, so
+// it takes the role, and says why.
+func TestEngineReplacesGatewayThatForwardsNothing(t *testing.T) {
+	f, remote, logs, leaseHolders := cutOffPair(t)
+	remote.answerOnly("127.0.0.3", "127.0.0.4")
+	f.k.waitFor(t, "node-b holding the Lease", func() bool {
+		h := leaseHolders()
+		return len(h) > 0 && h[len(h)-1] == "node-b"
+	})
+	if !strings.Contains(logs["node-b"].String(), "its forwarding path is broken") {
+		t.Errorf("node-b's log does not say why it took the Lease:\n%s", logs["node-b"])
+	}
+	if strings.Contains(logs["node-a"].String(), "lost every remote cluster") {
+		t.Errorf("node-a said it lost every remote cluster; its own probes were answered:\n%s", logs["node-a"])
 	}
 }
