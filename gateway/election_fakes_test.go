@@ -235,25 +235,19 @@ func (n *fakeNet) answer(id string, up bool) {
 // leave makes gateway id's answers say that it is handing its role over,
 // which every heartbeater watching it hears (a clean stop).
 func (n *fakeNet) leave(id string) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.up[id] = false
-	for h := range n.open {
-		if h.watched != id {
-			continue
-		}
-		h.heard = false
-		select {
-		case h.leavingc <- id:
-		default:
-		}
-	}
+	n.tell(id, func(h *fakeHeartbeats) chan string { return h.leavingc })
 }
 
 // unfit makes every heartbeater watching gateway id find that it should
-// replace it (probes.unfit); it answers no more (as probes.answering says
+// replace it (probes.judge); it answers no more (as probes.answering says
 // then).
 func (n *fakeNet) unfit(id string) {
+	n.tell(id, func(h *fakeHeartbeats) chan string { return h.unfitc })
+}
+
+// tell stops gateway id answering and delivers it on the channel c picks
+// of every heartbeater watching it.
+func (n *fakeNet) tell(id string, c func(*fakeHeartbeats) chan string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.up[id] = false
@@ -263,7 +257,7 @@ func (n *fakeNet) unfit(id string) {
 		}
 		h.heard = false
 		select {
-		case h.unfitc <- id:
+		case c(h) <- id:
 		default:
 		}
 	}

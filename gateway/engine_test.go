@@ -45,6 +45,7 @@ import (
 	"strait.dev/strait/pkg/cabledriver"
 	"strait.dev/strait/pkg/scheme"
 	"strait.dev/strait/test/kubetest"
+	"strait.dev/strait/test/testutil"
 )
 
 // waitTimeout bounds every wait: far above what any step takes on a loaded
@@ -1168,24 +1169,6 @@ func TestEngineStoppedEarlyInTermReleasesLease(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log destination that tests read while engines write.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // remoteGateway is c2's gateway as the engines under test see it, on
 // 127.0.0.9: it answers NAT discovery on a port of its own, and health
 // probes on the engines' health-check port (its health-check address is
@@ -1263,13 +1246,13 @@ func (r *remoteGateway) answerOnly(sources ...string) {
 // send from their addresses (127.0.0.3, 127.0.0.4); the probes a standby
 // sends through the active gateway leave from 127.0.0.1 (no route agent
 // here: they go straight to the remote).
-func cutOffPair(t *testing.T) (f *fixture, remote *remoteGateway, logs map[string]*syncBuffer, leaseHolders func() []string) {
+func cutOffPair(t *testing.T) (f *fixture, remote *remoteGateway, logs map[string]*testutil.SyncBuffer, leaseHolders func() []string) {
 	t.Helper()
 	f = newFixture(t)
 	port, ips := f.heartbeatAddresses(t)
 	leaseHolders = f.leaseHolders(t)
 	remote = f.startRemoteGateway(t, port)
-	logs = map[string]*syncBuffer{"node-a": {}, "node-b": {}}
+	logs = map[string]*testutil.SyncBuffer{"node-a": {}, "node-b": {}}
 	start := func(node string) *running {
 		return f.startWith(t, node, f.member.Config, func(c *gateway.Config) {
 			c.HealthCheckPort, c.HealthCheckBind = port, netip.MustParseAddr(ips[node])

@@ -121,13 +121,7 @@ func (e *Engine) startReach(ctx context.Context, wg *sync.WaitGroup) *natdiscove
 // answering the health probes through the active gateway (targets, with
 // their results), zero while one answers or there is none.
 func (e *Engine) followThrough(targets map[string]netip.AddrPort, results map[string]health.Result) {
-	lost := len(targets) > 0
-	for name := range targets {
-		if results[name].Status != health.Error {
-			lost = false
-			break
-		}
-	}
+	lost := allInError(targets, results)
 	switch {
 	case !lost:
 		e.throughLostSince.Store(0)
@@ -173,13 +167,7 @@ const (
 // target in error for cutOffHold. It logs each change and asks for a
 // status write then.
 func (t *activeTerm) followCutOff(targets map[string]netip.AddrPort, results map[string]health.Result) {
-	lost := len(targets) > 0
-	for name := range targets {
-		if results[name].Status != health.Error {
-			lost = false
-			break
-		}
-	}
+	lost := allInError(targets, results)
 	now := time.Now()
 	switch {
 	case !lost:
@@ -223,4 +211,15 @@ func (t *activeTerm) reachCondition(conns []v1.Connection) metav1.Condition {
 		c.Message = "at least one connection is not in error"
 	}
 	return c
+}
+
+// allInError reports whether there are targets and every one's result is
+// an error.
+func allInError(targets map[string]netip.AddrPort, results map[string]health.Result) bool {
+	for name := range targets {
+		if results[name].Status != health.Error {
+			return false
+		}
+	}
+	return len(targets) > 0
 }
