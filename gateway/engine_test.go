@@ -369,7 +369,8 @@ func (r *running) scrape(t *testing.T) string {
 
 // termGoroutines lists the goroutines an engine's active term started that
 // are still there: any in a method of the Engine other than Run (the
-// standby loop), and any syncer.
+// standby loop) and startReach (the engine's reachability probes), and any
+// syncer.
 func termGoroutines() []string {
 	buf := make([]byte, 1<<20)
 	for {
