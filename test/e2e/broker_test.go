@@ -89,6 +89,7 @@ func active(ctx context.Context, c client.Client) string {
 
 func TestBrokerJoinAndLeave(t *testing.T) {
 	need(t)
+	leaveClusterSet(t) // this test joins c1 and c2 its own way
 	ctx := context.Background()
 	info := filepath.Join(t.TempDir(), "broker-info.strait")
 	if out, err := straitctl(t, "deploy-broker", "--kubeconfig", adminKubeconfig("c1"), "--output", info); err != nil {

@@ -43,6 +43,7 @@ type placement struct {
 // broker outage of 75 s.
 func TestDataplane(t *testing.T) {
 	need(t)
+	leaveClusterSet(t) // this test joins clusters its own way
 	info := filepath.Join(t.TempDir(), "broker-info.strait")
 	if out, err := straitctl(t, "deploy-broker", "--kubeconfig", adminKubeconfig("c1"), "--output", info); err != nil {
 		t.Fatalf("deploy-broker: %v\n%s", err, out)

@@ -4,6 +4,9 @@
 // checks that destroy it, in this order, whatever tests ran: the sandbox
 // recovers from a crash of its supervisor, and "down" leaves nothing behind
 // (finalChecks). No test relies on the order in which files or tests run.
+// The MCS tests share one joined clusterset (joinClusterSet); a test that
+// joins clusters its own way has it leave first, and TestMain has it leave
+// after the tests if one is still joined.
 package e2e
 
 import (
@@ -76,6 +79,11 @@ func TestMain(m *testing.M) {
 			setupErr = fmt.Errorf("strait-sandbox up: %w\n%s", err, out)
 		}
 		code := m.Run()
+		// The clusterset the MCS tests share, if one of them left it joined.
+		if err := endClusterSet(); err != nil {
+			fmt.Printf("--- FAIL: TestMain/the shared clusterset leaves\n    %s\n", strings.ReplaceAll(err.Error(), "\n", "\n    "))
+			code = 1
+		}
 		if setupErr == nil && !runFinalChecks() {
 			code = 1
 		}

@@ -49,8 +49,9 @@ const mcsWait = 90 * time.Second
 // them missing it has a chance of 2^-20.
 const mcsRequests = 20
 
-// TestMCSConformance joins c1, c2 and c3 into a clusterset and checks the
-// behaviour the MCS API defines, one subtest per behaviour.
+// TestMCSConformance checks, in the clusterset of c1, c2 and c3 that
+// joinClusterSet joins (or finds joined), the behaviour the MCS API
+// defines, one subtest per behaviour.
 func TestMCSConformance(t *testing.T) {
 	need(t)
 	joinClusterSet(t)

@@ -3,7 +3,9 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -24,35 +26,58 @@ import (
 // every cluster uses WireGuard.
 var mcsClusters = []string{"c1", "c2", "c3"}
 
-// joinClusterSet deploys the broker on c1 and joins every cluster of
-// mcsClusters with WireGuard, as a user would with straitctl; it returns once
-// every cluster's active gateway reports every other cluster Connected and
-// every cluster's Lighthouse Deployment is available. The clusters leave
-// when t ends. It returns the broker-info file and the join arguments of
-// each cluster (after the file), for a test that joins one again.
+// clusterSet is the clusterset of mcsClusters that the tests calling
+// joinClusterSet share: a join of three clusters and the leave take minutes,
+// so they happen once, not once per test. The zero value is "not joined".
+var clusterSet struct {
+	dir      string // holds the broker-info file; removed on leave
+	info     string // the broker-info file
+	joinArgs func(cluster string) []string
+}
+
+// joinClusterSet returns the clusterset every cluster of mcsClusters joined
+// with WireGuard, as a user would with straitctl: the first caller deploys
+// the broker on c1 and joins them; a later caller gets the same clusterset.
+// Either way it returns once every cluster's active gateway reports every
+// other cluster Connected and every cluster's Lighthouse Deployment is
+// available, so a test finds it whole whatever the one before did to it
+// (each test restores what it breaks). It returns the broker-info file and
+// the join arguments of each cluster (after the file), for a test that
+// joins one again.
+//
+// The clusters stay joined after t: leaveClusterSet ends the clusterset,
+// when a test joins clusters its own way, when a test that used it failed
+// (so that the next one starts from a fresh join), and in TestMain after
+// every test.
 func joinClusterSet(t *testing.T) (info string, joinArgs func(cluster string) []string) {
 	t.Helper()
-	info = filepath.Join(t.TempDir(), "broker-info.strait")
-	if out, err := straitctl(t, "deploy-broker", "--kubeconfig", adminKubeconfig("c1"), "--output", info); err != nil {
-		t.Fatalf("deploy-broker: %v\n%s", err, out)
-	}
-	joinArgs = func(c string) []string {
-		return []string{"--kubeconfig", adminKubeconfig(c), "--clusterid", c,
-			"--gateway-nodes", c + "-n1," + c + "-n2", "--pod-cidr", podCIDR(c), "--cable-driver", "wireguard"}
-	}
-	for _, c := range mcsClusters {
-		if out, err := straitctl(t, append([]string{"join", info}, joinArgs(c)...)...); err != nil {
-			t.Fatalf("join %s: %v\n%s", c, err, out)
-		}
-	}
 	t.Cleanup(func() {
-		for _, c := range slices.Backward(mcsClusters) {
-			// A test may have had the cluster leave already.
-			if out, err := straitctl(t, "leave", "--kubeconfig", adminKubeconfig(c)); err != nil && !strings.Contains(out, "has not joined") {
-				t.Errorf("leave %s: %v\n%s", c, err, out)
-			}
+		if t.Failed() {
+			leaveClusterSet(t)
 		}
 	})
+	if clusterSet.info == "" {
+		dir, err := os.MkdirTemp("", "strait-e2e-clusterset-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		clusterSet.dir = dir
+		clusterSet.info = filepath.Join(dir, "broker-info.strait")
+		clusterSet.joinArgs = func(c string) []string {
+			return []string{"--kubeconfig", adminKubeconfig(c), "--clusterid", c,
+				"--gateway-nodes", c + "-n1," + c + "-n2", "--pod-cidr", podCIDR(c), "--cable-driver", "wireguard"}
+		}
+		if out, err := straitctl(t, "deploy-broker", "--kubeconfig", adminKubeconfig("c1"), "--output", clusterSet.info); err != nil {
+			t.Fatalf("deploy-broker: %v\n%s", err, out)
+		}
+		for _, c := range mcsClusters {
+			if out, err := straitctl(t, append([]string{"join", clusterSet.info}, clusterSet.joinArgs(c)...)...); err != nil {
+				t.Fatalf("join %s: %v\n%s", c, err, out)
+			}
+		}
+	} else {
+		t.Log("the clusterset is joined already (an earlier test joined it): checking it is whole")
+	}
 	waitConnected(t, mcsClusters)
 	for _, c := range mcsClusters {
 		cl := ctrlClient(t, c)
@@ -64,7 +89,35 @@ func joinClusterSet(t *testing.T) (info string, joinArgs func(cluster string) []
 			return d.Status.AvailableReplicas >= 1 && d.Status.ObservedGeneration == d.Generation, nil
 		})
 	}
-	return info, joinArgs
+	return clusterSet.info, clusterSet.joinArgs
+}
+
+// leaveClusterSet has every cluster of the clusterset joinClusterSet
+// joined leave, if it is joined, and fails t when a leave fails. A test
+// that joins clusters its own way calls it first.
+func leaveClusterSet(t *testing.T) {
+	t.Helper()
+	if err := endClusterSet(); err != nil {
+		t.Error(err)
+	}
+}
+
+// endClusterSet is leaveClusterSet for TestMain, which has no t.
+func endClusterSet() error {
+	if clusterSet.info == "" {
+		return nil
+	}
+	var errs []error
+	for _, c := range slices.Backward(mcsClusters) {
+		// A test may have had the cluster leave already.
+		cmd := sandboxCmd("admin", "--", filepath.Join(binDir, "straitctl"), "leave", "--kubeconfig", adminKubeconfig(c))
+		if out, err := cmd.CombinedOutput(); err != nil && !strings.Contains(string(out), "has not joined") {
+			errs = append(errs, fmt.Errorf("leave %s: %v\n%s", c, err, out))
+		}
+	}
+	_ = os.RemoveAll(clusterSet.dir)
+	clusterSet.dir, clusterSet.info, clusterSet.joinArgs = "", "", nil
+	return errors.Join(errs...)
 }
 
 // connectionsOf describes the active gateway's connections, as

@@ -21,10 +21,12 @@ import (
 // TestStraitctl drives straitctl's operator commands against one joined
 // clusterset, as an operator would, and breaks the fabric to see each name
 // what broke. The subtests share the clusterset (a join of three clusters
-// takes about a minute); the last one has c3 leave.
+// takes about a minute), the one joinClusterSet shares with the other MCS
+// tests; the last one has c3 leave, so the clusterset ends with the test.
 func TestStraitctl(t *testing.T) {
 	need(t)
 	info, joinArgs := joinClusterSet(t)
+	t.Cleanup(func() { leaveClusterSet(t) })
 	t.Run("operator commands", operatorCommands)
 	straitctlVerify(t, info, joinArgs)
 }
