@@ -105,6 +105,7 @@ func crdExists(t *testing.T, cfg *rest.Config, name string) bool {
 // every member's records when it leaves that broker: what deploy-broker
 // recorded says it hosts one.
 func TestLeaveKeepsABrokerOfAnyNamespace(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	env, c := memberCluster(t)
 	info, err := broker.Deploy(ctx, env.Config, broker.DeployOptions{Namespace: "other"})
@@ -148,6 +149,7 @@ func TestLeaveKeepsABrokerOfAnyNamespace(t *testing.T) {
 // installed them before join, and says so; --purge removes them with their
 // objects.
 func TestLeaveKeepsSharedCRDs(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	brokerEnv := kubetest.New(t, kubetest.Options{SkipCRDs: true})
 	info, err := broker.Deploy(ctx, brokerEnv.Config, broker.DeployOptions{})
@@ -220,6 +222,7 @@ func TestLeaveKeepsSharedCRDs(t *testing.T) {
 // later leave removes them; with the credential revoked it keeps nothing and
 // cleanup-broker's library removes the records at the broker side.
 func TestLeaveWithTheBrokerAway(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	brokerEnv := kubetest.New(t, kubetest.Options{SkipCRDs: true})
 	info, err := broker.Deploy(ctx, brokerEnv.Config, broker.DeployOptions{})
@@ -413,6 +416,7 @@ func TestLeaveWithTheBrokerAway(t *testing.T) {
 // touches the broker; a join that fails after enrolling undoes its
 // enrolment.
 func TestFailedJoinLeavesNoEnrolment(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	brokerEnv := kubetest.New(t, kubetest.Options{SkipCRDs: true})
 	info, err := broker.Deploy(ctx, brokerEnv.Config, broker.DeployOptions{})

@@ -146,6 +146,7 @@ func (e *dnsEnv) dnsServiceIPs(t *testing.T) []netip.Addr {
 // nothing; leave takes the block out first, while strait-dns's Service
 // still stands, and leaves the ConfigMap's data as it was before join.
 func TestJoinForwardsClustersetToStraitDNS(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	e := newDNSEnv(t, "--service-cluster-ip-range=10.0.0.0/24,fd00:10::/108")
 	before := e.createCoreDNS(t, map[string]string{member.CorefileKey: kubeadmCorefile, "other": "kept"})
@@ -241,6 +242,7 @@ func TestJoinForwardsClustersetToStraitDNS(t *testing.T) {
 // log says what to add by hand, with the address; leave has nothing to take
 // out and writes nothing.
 func TestJoinWithoutCoreDNS(t *testing.T) {
+	t.Parallel()
 	e := newDNSEnv(t)
 	e.join(t)
 	ips := e.dnsServiceIPs(t)
@@ -270,6 +272,7 @@ func TestJoinWithoutCoreDNS(t *testing.T) {
 // own keeps it: join adds no second one (CoreDNS would refuse the Corefile)
 // and says so; leave writes nothing either.
 func TestJoinLeavesAUsersClustersetBlockAlone(t *testing.T) {
+	t.Parallel()
 	e := newDNSEnv(t)
 	own := kubeadmCorefile + "clusterset.local:53 {\n    forward . 10.0.0.99\n}\n"
 	cm := e.createCoreDNS(t, map[string]string{member.CorefileKey: own})

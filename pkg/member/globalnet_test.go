@@ -26,6 +26,7 @@ import (
 // global CIDR the broker allotted, joining again keeps it, and leave
 // gives it back.
 func TestJoinLeaveGlobalnet(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	env := kubetest.New(t, kubetest.Options{SkipCRDs: true})
 	startControllers(t, env)
@@ -104,6 +105,7 @@ func TestJoinLeaveGlobalnet(t *testing.T) {
 
 // An underlay MTU out of range is refused before join touches anything.
 func TestJoinRefusesUnderlayMTUOutOfRange(t *testing.T) {
+	t.Parallel()
 	for _, mtu := range []int{575, 65536, -1} {
 		err := member.Join(context.Background(), &rest.Config{Host: "https://127.0.0.1:1"}, &broker.Info{}, member.JoinOptions{
 			ClusterID: "c1", CableDriver: "wireguard", ImageRepository: "strait", ImageTag: "test", UnderlayMTU: mtu})

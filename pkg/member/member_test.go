@@ -42,7 +42,9 @@ import (
 // These tests run a broker cluster and a member cluster on real
 // kube-apiservers. The member cluster also runs kube-controller-manager's
 // garbage collector and namespace controller: foreground deletion and the
-// removal of a namespace are theirs.
+// removal of a namespace are theirs. Each test has clusters of its own, so
+// the tests run in parallel: most of their time is waiting (for pods a
+// finalizer holds, for a frozen broker's timeout).
 
 const (
 	clusterID = "c1"
@@ -280,6 +282,7 @@ func poll(t *testing.T, what string, cond func(ctx context.Context) (bool, error
 }
 
 func TestJoinLeave(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	brokerEnv := kubetest.New(t, kubetest.Options{SkipCRDs: true})
 	info, err := broker.Deploy(ctx, brokerEnv.Config, broker.DeployOptions{})
@@ -707,6 +710,7 @@ func assertGatewayLabels(t *testing.T, c client.Client, want ...string) {
 // A cluster that hosts the broker and is a member of it keeps the CRDs and
 // the broker when it leaves.
 func TestLeaveKeepsTheBroker(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	env := kubetest.New(t, kubetest.Options{SkipCRDs: true})
 	startControllers(t, env)
@@ -763,6 +767,7 @@ func TestLeaveKeepsTheBroker(t *testing.T) {
 // an agent still running would make it again. Here a Lighthouse pod is all
 // that holds Leave back.
 func TestLeaveWaitsForLighthouse(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	env := kubetest.New(t, kubetest.Options{SkipCRDs: true})
 	startControllers(t, env)
