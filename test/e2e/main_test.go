@@ -4,9 +4,10 @@
 // checks that destroy it, in this order, whatever tests ran: the sandbox
 // recovers from a crash of its supervisor, and "down" leaves nothing behind
 // (finalChecks). No test relies on the order in which files or tests run.
-// The MCS tests share one joined clusterset (joinClusterSet); a test that
-// joins clusters its own way has it leave first, and TestMain has it leave
-// after the tests if one is still joined.
+// TestClusterSetDNS, TestMCSConformance and TestMCS share one joined
+// clusterset (joinClusterSet); a test that joins clusters its own way, or
+// wants a fresh join (TestStraitctl), has it leave first, and TestMain has
+// it leave after the tests if one is still joined.
 package e2e
 
 import (
