@@ -521,15 +521,6 @@ func gatewayPID(ns string) (int, error) {
 	return 0, fmt.Errorf("no gateway process in %s", ns)
 }
 
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	return s[len(s)/2]
-}
-
 // iperf runs server (one test, then it exits) and client; returns Mb/s
 // received.
 func iperf(server, client *exec.Cmd) (float64, error) {
