@@ -139,7 +139,9 @@ func run() error {
 	fs.IntVar(&o.seconds, "seconds", 5, "length of each iperf3 run in seconds")
 	fs.IntVar(&o.kills, "kills", 10, "gateway kills per failover measurement (kill -9, and again with the broker frozen); dataplane suite")
 	fs.DurationVar(&o.freeze, "freeze", 10*time.Second, "how long the broker's apiserver stays frozen per kill; a gap is capped at this; dataplane suite")
-	if err := fs.Parse(os.Args[1:]); err != nil {
+	if err := fs.Parse(os.Args[1:]); errors.Is(err, flag.ErrHelp) {
+		return nil
+	} else if err != nil {
 		return err
 	}
 	suite := "tunnel"
