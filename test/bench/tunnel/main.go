@@ -11,6 +11,9 @@
 // traffic also crosses the route agents' overlay, and the failover gap: a
 // UDP probe every 10 ms between the non-gateway pods while c1's active
 // gateway is killed (kill -9), several times; the median gap is reported.
+// The same again with the broker's apiserver (c1's kube-apiserver) frozen
+// (SIGSTOP) while c2's active gateway is killed: each gap is capped at the
+// freeze, after which the apiserver is resumed.
 // It then brings up the same two clusters with the same pod and Service
 // CIDRs (strait-sandbox up --overlapping), joins them with --globalnet and
 // measures again between the pods on the non-gateway nodes, c1's pod to
@@ -18,12 +21,23 @@
 // its own, DNAT'd to it for every protocol): Globalnet's throughput and
 // RTT as ratios to the non-gateway figures without overlap of the same
 // run.
+//
+// A shared 2-core machine is noisy, so no ratio comes from one run: each
+// is the median of -pairs A/B pairs, Strait's run and the bare cable's run
+// alternating (gateway, bare, non-gateway, gateway, bare, ...), each pair
+// giving a ratio; the spread of those ratios and the load average while they
+// ran are reported, and a ratio whose spread is too wide says it is
+// inconclusive (stats.go).
+//
+// Usage: strait-bench-tunnel [-pairs 5] [-seconds 5] [-kills 10]
+// [-freeze 10s] tunnel|dataplane
 package main
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"net/netip"
 	"os"
@@ -40,42 +54,66 @@ import (
 	"strait.dev/strait/test/kubetest"
 )
 
-// Result is one driver's figures.
+// Result is one driver's figures. The scalar throughputs and ratios are
+// medians of the A/B pairs in the RatioStats beside them.
 type Result struct {
-	Driver           string  `json:"driver"`
-	StraitMbps       float64 `json:"straitMbps"`
-	BareMbps         float64 `json:"bareMbps"`
-	Ratio            float64 `json:"ratio"`
+	Driver string `json:"driver"`
+	// StraitMbps and BareMbps are the medians of the gateway-to-gateway
+	// pods' runs and of the bare cable's runs; Ratio is Gateway.Median,
+	// the median of the pairs' ratios (not StraitMbps / BareMbps).
+	StraitMbps float64    `json:"straitMbps"`
+	BareMbps   float64    `json:"bareMbps"`
+	Ratio      float64    `json:"ratio"`
+	Gateway    RatioStats `json:"gateway"`
+	// RTTs: one ping run of pings, after the throughput pairs.
 	StraitRTTMedianM float64 `json:"straitRttMedianMs"`
 	StraitRTTP99M    float64 `json:"straitRttP99Ms"`
 	BareRTTMedianM   float64 `json:"bareRttMedianMs"`
 	BareRTTP99M      float64 `json:"bareRttP99Ms"`
-	// The dataplane suite: pods on non-gateway nodes, and failovers.
-	NonGatewayMbps       float64   `json:"nonGatewayMbps,omitempty"`
-	NonGatewayRatio      float64   `json:"nonGatewayRatio,omitempty"`
-	NonGatewayRTTMedianM float64   `json:"nonGatewayRttMedianMs,omitempty"`
-	NonGatewayRTTP99M    float64   `json:"nonGatewayRttP99Ms,omitempty"`
-	FailoverGapsMs       []float64 `json:"failoverGapsMs,omitempty"`
-	FailoverGapMedianMs  float64   `json:"failoverGapMedianMs,omitempty"`
+	// The dataplane suite: pods on non-gateway nodes against the bare cable
+	// run of the same pair (NonGatewayRatio is NonGateway.Median), and
+	// failovers.
+	NonGatewayMbps       float64     `json:"nonGatewayMbps,omitempty"`
+	NonGatewayRatio      float64     `json:"nonGatewayRatio,omitempty"`
+	NonGateway           *RatioStats `json:"nonGateway,omitempty"`
+	NonGatewayRTTMedianM float64     `json:"nonGatewayRttMedianMs,omitempty"`
+	NonGatewayRTTP99M    float64     `json:"nonGatewayRttP99Ms,omitempty"`
+	// FailoverGapsMs are the longest probe gaps of each kill -9 of c1's
+	// active gateway; FailoverGapMedianMs their median.
+	FailoverGapsMs      []float64  `json:"failoverGapsMs,omitempty"`
+	FailoverGapMedianMs float64    `json:"failoverGapMedianMs,omitempty"`
+	FailoverLoad        *LoadStats `json:"failoverLoadAvg1,omitempty"`
+	// FailoverBrokerFrozen is the same with the broker's apiserver frozen
+	// (c2's gateway killed); FailoverGapBrokerFrozenMedianMs its median,
+	// capped gaps counted at the cap.
+	FailoverBrokerFrozen            *FrozenFailovers `json:"failoverBrokerFrozen,omitempty"`
+	FailoverGapBrokerFrozenMedianMs float64          `json:"failoverGapBrokerFrozenMedianMs,omitempty"`
 	// Globalnet, in the dataplane suite: the same pods in clusters whose
-	// CIDRs overlap, c1's to c2's global IP. GlobalnetRatio is
-	// GlobalnetMbps / NonGatewayMbps (the issue's goal is >= 0.9);
-	// GlobalnetRTTRatio is GlobalnetRTTMedianM / NonGatewayRTTMedianM
-	// (above 1 is slower).
-	GlobalnetMbps       float64 `json:"globalnetMbps,omitempty"`
-	GlobalnetRatio      float64 `json:"globalnetRatio,omitempty"`
-	GlobalnetRTTMedianM float64 `json:"globalnetRttMedianMs,omitempty"`
-	GlobalnetRTTP99M    float64 `json:"globalnetRttP99Ms,omitempty"`
-	GlobalnetRTTRatio   float64 `json:"globalnetRttRatio,omitempty"`
+	// CIDRs overlap, c1's to c2's global IP. The two paths cannot run in
+	// one sandbox, so each is normalised by the bare cable of its own
+	// sandbox: pair i's ratio is (Globalnet_i / bare_i in the overlapping
+	// sandbox) / (non-gateway_i / bare_i in the first), and GlobalnetRatio
+	// is their median (the issue's goal is >= 0.9). Globalnet.StraitMbps
+	// are the Globalnet runs, Globalnet.BaseMbps the overlapping sandbox's
+	// bare cable runs. GlobalnetRTTRatio is GlobalnetRTTMedianM /
+	// NonGatewayRTTMedianM (above 1 is slower).
+	GlobalnetMbps       float64     `json:"globalnetMbps,omitempty"`
+	GlobalnetRatio      float64     `json:"globalnetRatio,omitempty"`
+	Globalnet           *RatioStats `json:"globalnet,omitempty"`
+	GlobalnetRTTMedianM float64     `json:"globalnetRttMedianMs,omitempty"`
+	GlobalnetRTTP99M    float64     `json:"globalnetRttP99Ms,omitempty"`
+	GlobalnetRTTRatio   float64     `json:"globalnetRttRatio,omitempty"`
 }
 
-// failovers is how many kills the dataplane suite measures.
-const failovers = 5
+// options are the command's flags.
+type options struct {
+	pairs   int
+	seconds int
+	kills   int
+	freeze  time.Duration
+}
 
-const (
-	iperfSeconds = 5
-	pings        = 100
-)
+const pings = 100
 
 func main() {
 	if err := run(); err != nil {
@@ -91,12 +129,34 @@ func run() error {
 	if len(os.Args) > 1 && os.Args[1] == "bare" {
 		return bare(os.Args[2:])
 	}
+	var o options
+	fs := flag.NewFlagSet("strait-bench-tunnel", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: strait-bench-tunnel [flags] tunnel|dataplane")
+		fs.PrintDefaults()
+	}
+	fs.IntVar(&o.pairs, "pairs", minPairs, "A/B pairs (Strait run, bare run) per ratio; fewer than 5 is never called conclusive")
+	fs.IntVar(&o.seconds, "seconds", 5, "length of each iperf3 run in seconds")
+	fs.IntVar(&o.kills, "kills", 10, "gateway kills per failover measurement (kill -9, and again with the broker frozen); dataplane suite")
+	fs.DurationVar(&o.freeze, "freeze", 10*time.Second, "how long the broker's apiserver stays frozen per kill; a gap is capped at this; dataplane suite")
+	if err := fs.Parse(os.Args[1:]); errors.Is(err, flag.ErrHelp) {
+		return nil
+	} else if err != nil {
+		return err
+	}
 	suite := "tunnel"
-	if len(os.Args) > 1 {
-		suite = os.Args[1]
+	switch fs.NArg() {
+	case 0:
+	case 1:
+		suite = fs.Arg(0)
+	default:
+		return fmt.Errorf("one suite, got %v", fs.Args())
 	}
 	if suite != "tunnel" && suite != "dataplane" {
 		return fmt.Errorf("unknown suite %q: tunnel or dataplane", suite)
+	}
+	if o.pairs < 1 || o.seconds < 1 || o.kills < 1 || o.freeze < time.Second {
+		return errors.New("-pairs, -seconds and -kills must be at least 1, -freeze at least 1s")
 	}
 	dataplane := suite == "dataplane"
 	if _, err := kubetest.BinDir(); err != nil {
@@ -112,6 +172,7 @@ func run() error {
 		return exec.Command(filepath.Join(bin, "strait-sandbox"), append([]string{"--state-dir", state}, args...)...)
 	}
 	defer func() { _ = sbx("down").Run() }()
+	whole := startLoad()
 	var results []Result
 	for _, driver := range []string{"wireguard", "vxlan"} {
 		fmt.Printf("== %s\n", driver)
@@ -122,7 +183,7 @@ func run() error {
 		if out, err := sbx("up", "--clusters", "2", "--nodes", nodes).CombinedOutput(); err != nil {
 			return fmt.Errorf("sandbox up: %v\n%s", err, out)
 		}
-		r, err := measure(sbx, bin, state, driver, dataplane)
+		r, ngBare, err := measure(sbx, bin, state, driver, dataplane, o)
 		if err != nil {
 			return err
 		}
@@ -134,7 +195,7 @@ func run() error {
 			if out, err := sbx("up", "--clusters", "2", "--nodes", nodes, "--overlapping").CombinedOutput(); err != nil {
 				return fmt.Errorf("sandbox up --overlapping: %v\n%s", err, out)
 			}
-			if err := measureGlobalnet(sbx, bin, state, driver, &r); err != nil {
+			if err := measureGlobalnet(sbx, bin, state, driver, &r, ngBare, o); err != nil {
 				return err
 			}
 			if out, err := sbx("down").CombinedOutput(); err != nil {
@@ -143,117 +204,267 @@ func run() error {
 		}
 		results = append(results, r)
 	}
+	load := whole.stop()
 	out := filepath.Join(root, "_output", "bench", suite+".json")
-	data, _ := json.MarshalIndent(map[string]any{"date": time.Now().UTC().Format(time.RFC3339), "iperfSeconds": iperfSeconds, "results": results}, "", "  ")
+	data, _ := json.MarshalIndent(map[string]any{
+		"date": time.Now().UTC().Format(time.RFC3339), "iperfSeconds": o.seconds, "pairs": o.pairs,
+		"conclusiveRule": fmt.Sprintf("at least %d pairs and IQR of the pair ratios <= %.2f x their median", minPairs, maxIQRFraction),
+		"loadAvg1":       load, "results": results,
+	}, "", "  ")
 	if err := os.WriteFile(out, data, 0o644); err != nil {
 		return err
 	}
-	fmt.Printf("\n%-10s %12s %12s %7s %14s %14s %14s %14s\n", "DRIVER", "STRAIT Mb/s", "BARE Mb/s", "RATIO", "STRAIT RTT p50", "STRAIT RTT p99", "BARE RTT p50", "BARE RTT p99")
-	for _, r := range results {
-		fmt.Printf("%-10s %12.0f %12.0f %7.2f %12.3fms %12.3fms %12.3fms %12.3fms\n", r.Driver, r.StraitMbps, r.BareMbps, r.Ratio,
-			r.StraitRTTMedianM, r.StraitRTTP99M, r.BareRTTMedianM, r.BareRTTP99M)
-	}
-	if dataplane {
-		fmt.Printf("\n%-10s %16s %7s %14s %14s %20s %s\n", "DRIVER", "NON-GW Mb/s", "RATIO", "NON-GW RTT p50", "NON-GW RTT p99", "FAILOVER GAP p50", "GAPS (ms)")
-		for _, r := range results {
-			fmt.Printf("%-10s %16.0f %7.2f %12.3fms %12.3fms %18.0fms %v\n", r.Driver, r.NonGatewayMbps, r.NonGatewayRatio,
-				r.NonGatewayRTTMedianM, r.NonGatewayRTTP99M, r.FailoverGapMedianMs, r.FailoverGapsMs)
-		}
-		fmt.Printf("\n%-10s %16s %12s %7s %14s %14s %10s\n", "DRIVER", "GLOBALNET Mb/s", "NON-GW Mb/s", "RATIO", "GN RTT p50", "GN RTT p99", "RTT RATIO")
-		for _, r := range results {
-			fmt.Printf("%-10s %16.0f %12.0f %7.2f %12.3fms %12.3fms %10.2f\n", r.Driver, r.GlobalnetMbps, r.NonGatewayMbps, r.GlobalnetRatio,
-				r.GlobalnetRTTMedianM, r.GlobalnetRTTP99M, r.GlobalnetRTTRatio)
-		}
-	}
+	printSummary(results, dataplane, o, load)
 	fmt.Println("\nwritten", out)
 	return nil
 }
 
-func measure(sbx func(...string) *exec.Cmd, bin, state, driver string, dataplane bool) (Result, error) {
+// printSummary prints the results as tables.
+func printSummary(results []Result, dataplane bool, o options, load LoadStats) {
+	fmt.Printf("\n%d A/B pairs of %d s per ratio; ratio = median of the pairs' ratios [min q1-q3 max]; load = 1-min load average min/median/max during the pairs\n", o.pairs, o.seconds)
+	row := func(driver, what string, s *RatioStats) {
+		verdict := "conclusive"
+		if !s.Conclusive {
+			verdict = "INCONCLUSIVE: " + s.Reason
+		}
+		fmt.Printf("%-10s %-22s %6.2f [%.2f %.2f-%.2f %.2f] load %s  %s\n", driver, what, s.Median, s.Min, s.Q1, s.Q3, s.Max, s.Load, verdict)
+		fmt.Printf("%-10s %-22s Mb/s %s vs %s\n", "", "", mbps(s.StraitMbps), mbps(s.BaseMbps))
+	}
+	fmt.Printf("\n%-10s %-22s %6s\n", "DRIVER", "RATIO", "MEDIAN")
+	for _, r := range results {
+		row(r.Driver, "gateway / bare", &r.Gateway)
+		if r.NonGateway != nil {
+			row(r.Driver, "non-gateway / bare", r.NonGateway)
+		}
+		if r.Globalnet != nil {
+			row(r.Driver, "Globalnet / non-overlap", r.Globalnet)
+		}
+	}
+	fmt.Printf("\n%-10s %14s %14s %14s %14s\n", "DRIVER", "STRAIT RTT p50", "STRAIT RTT p99", "BARE RTT p50", "BARE RTT p99")
+	for _, r := range results {
+		fmt.Printf("%-10s %12.3fms %12.3fms %12.3fms %12.3fms\n", r.Driver, r.StraitRTTMedianM, r.StraitRTTP99M, r.BareRTTMedianM, r.BareRTTP99M)
+	}
+	if dataplane {
+		fmt.Printf("\n%-10s %14s %14s %14s %14s %10s\n", "DRIVER", "NON-GW RTT p50", "NON-GW RTT p99", "GN RTT p50", "GN RTT p99", "RTT RATIO")
+		for _, r := range results {
+			fmt.Printf("%-10s %12.3fms %12.3fms %12.3fms %12.3fms %10.2f\n", r.Driver, r.NonGatewayRTTMedianM, r.NonGatewayRTTP99M,
+				r.GlobalnetRTTMedianM, r.GlobalnetRTTP99M, r.GlobalnetRTTRatio)
+		}
+		fmt.Printf("\n%-10s %-30s %10s %s\n", "DRIVER", "FAILOVER", "GAP p50", "GAPS (ms), load")
+		for _, r := range results {
+			var l LoadStats
+			if r.FailoverLoad != nil {
+				l = *r.FailoverLoad
+			}
+			fmt.Printf("%-10s %-30s %8.0fms %v, load %s\n", r.Driver, "kill -9 c1's gateway", r.FailoverGapMedianMs, r.FailoverGapsMs, l)
+			if f := r.FailoverBrokerFrozen; f != nil {
+				fmt.Printf("%-10s %-30s %8.0fms %v, %d of %d capped at %.0f ms, load %s\n", "", "same, c2's, broker frozen", f.MedianMs, f.GapsMs,
+					f.Capped, len(f.GapsMs), f.CapMs, f.Load)
+				if len(f.AfterThawMs) > 0 {
+					fmt.Printf("%-10s %-30s %v\n", "", "capped: back after thaw (ms)", f.AfterThawMs)
+				}
+			}
+		}
+	}
+	fmt.Printf("\nload average (1 min) over the whole run: %s\n", load)
+}
+
+func mbps(v []float64) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = strconv.FormatFloat(x, 'f', 0, 64)
+	}
+	return "[" + strings.Join(s, " ") + "]"
+}
+
+// benchIPs are the bench pods' IPs by "<cluster>/<pod>".
+type benchIPs map[string]string
+
+// measure measures one joined sandbox: the A/B pairs, RTTs and, in the
+// dataplane suite, failovers. It returns the bare cable's runs too, which
+// normalise the Globalnet runs.
+func measure(sbx func(...string) *exec.Cmd, bin, state, driver string, dataplane bool, o options) (Result, []float64, error) {
 	r := Result{Driver: driver}
 	if err := joinClusters(sbx, bin, state, driver, dataplane, false); err != nil {
-		return r, err
+		return r, nil, err
 	}
 	// A pod on each cluster's active gateway node ("bench"), and in the
 	// dataplane suite one on the non-gateway node n3 ("bench-n3").
-	ips := map[string]string{}
-	gwNode := map[string]string{}
+	ips := benchIPs{}
 	for _, c := range []string{"c1", "c2"} {
 		kc := filepath.Join(state, c+".kubeconfig")
+		var gw string
 		deadline := time.Now().Add(60 * time.Second)
-		for gwNode[c] == "" {
-			out, _ := kubectl("--kubeconfig", kc, "-n", "strait-system", "get", "lease", "strait-gateway", "-o", "jsonpath={.spec.holderIdentity}").Output()
-			gwNode[c] = strings.TrimSpace(string(out))
+		for gw == "" {
+			gw = holder(kc)
 			if time.Now().After(deadline) {
-				return r, fmt.Errorf("no active gateway in %s", c)
+				return r, nil, fmt.Errorf("no active gateway in %s", c)
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
-		pods := map[string]string{"bench": gwNode[c]}
+		pods := map[string]string{"bench": gw}
 		if dataplane {
 			pods["bench-n3"] = c + "-n3"
 		}
 		for name, node := range pods {
 			ip, err := benchPod(kc, name, node)
 			if err != nil {
-				return r, err
+				return r, nil, err
 			}
 			ips[c+"/"+name] = ip
 		}
-		ips[c] = ips[c+"/bench"]
 	}
-	inPodNamed := func(c, pod string, args ...string) *exec.Cmd {
+	inPod := func(c, pod string, args ...string) *exec.Cmd {
 		return sbx(append([]string{"exec", c + "/default/" + pod, "--"}, args...)...)
 	}
-	inPod := func(c string, args ...string) *exec.Cmd { return inPodNamed(c, "bench", args...) }
 	// Wait for the cable.
-	deadline := time.Now().Add(90 * time.Second)
-	for inPod("c1", "ping", "-c", "1", "-W", "1", ips["c2"]).Run() != nil {
-		if time.Now().After(deadline) {
-			return r, errors.New("no traffic through the cable after 90 s")
+	if err := waitPing(inPod("c1", "bench", "ping", "-c", "1", "-W", "1", ips["c2/bench"]), 90*time.Second); err != nil {
+		return r, nil, errors.New("no traffic through the cable after 90 s")
+	}
+	stopBare, err := startBare(state, driver)
+	if err != nil {
+		return r, nil, err
+	}
+	defer stopBare()
+	secs := strconv.Itoa(o.seconds)
+	gwRun := func() (float64, error) {
+		return iperf(inPod("c2", "bench", "iperf3", "-s", "-1", "-p", "5201"), inPod("c1", "bench", "iperf3", "-c", ips["c2/bench"], "-p", "5201", "-t", secs, "-J"))
+	}
+	bareRun := func() (float64, error) {
+		return iperf(inNode("strait-c2-n1", "iperf3", "-s", "-1", "-p", "5202"), inNode("strait-c1-n1", "iperf3", "-c", bareB.String(), "-p", "5202", "-t", secs, "-J"))
+	}
+	ngRun := func() (float64, error) {
+		return iperf(inPod("c2", "bench-n3", "iperf3", "-s", "-1", "-p", "5203"), inPod("c1", "bench-n3", "iperf3", "-c", ips["c2/bench-n3"], "-p", "5203", "-t", secs, "-J"))
+	}
+	// The pairs: gateway, bare, [non-gateway], gateway, bare, ... Each
+	// Strait run sits next to the bare run it is divided by.
+	var gw, base, ng []float64
+	load := startLoad()
+	for i := range o.pairs {
+		g, err := gwRun()
+		if err != nil {
+			load.stop()
+			return r, nil, err
 		}
+		b, err := bareRun()
+		if err != nil {
+			load.stop()
+			return r, nil, err
+		}
+		gw, base = append(gw, g), append(base, b)
+		line := fmt.Sprintf("pair %d/%d: gateway %.0f, bare %.0f", i+1, o.pairs, g, b)
+		if dataplane {
+			n, err := ngRun()
+			if err != nil {
+				load.stop()
+				return r, nil, err
+			}
+			ng = append(ng, n)
+			line += fmt.Sprintf(", non-gateway %.0f", n)
+		}
+		fmt.Println(line, "Mb/s")
 	}
-	var err error
-	if r.StraitMbps, err = iperf(inPod("c2", "iperf3", "-s", "-1", "-p", "5201"), inPod("c1", "iperf3", "-c", ips["c2"], "-p", "5201", "-t", strconv.Itoa(iperfSeconds), "-J")); err != nil {
-		return r, err
-	}
-	if r.StraitRTTMedianM, r.StraitRTTP99M, err = rtt(inPod("c1", "ping", "-c", strconv.Itoa(pings), "-i", "0.02", ips["c2"])); err != nil {
-		return r, err
-	}
+	l := load.stop()
+	r.Gateway = newRatioStats(gw, base, divide(gw, base), l)
+	r.StraitMbps, r.BareMbps, r.Ratio = median(gw), median(base), r.Gateway.Median
 	if dataplane {
-		n3 := ips["c2/bench-n3"]
-		if r.NonGatewayMbps, err = iperf(inPodNamed("c2", "bench-n3", "iperf3", "-s", "-1", "-p", "5203"), inPodNamed("c1", "bench-n3", "iperf3", "-c", n3, "-p", "5203", "-t", strconv.Itoa(iperfSeconds), "-J")); err != nil {
-			return r, err
-		}
-		if r.NonGatewayRTTMedianM, r.NonGatewayRTTP99M, err = rtt(inPodNamed("c1", "bench-n3", "ping", "-c", strconv.Itoa(pings), "-i", "0.02", n3)); err != nil {
-			return r, err
+		s := newRatioStats(ng, base, divide(ng, base), l)
+		r.NonGateway = &s
+		r.NonGatewayMbps, r.NonGatewayRatio = median(ng), s.Median
+	}
+	if r.StraitRTTMedianM, r.StraitRTTP99M, err = rtt(inPod("c1", "bench", "ping", "-c", strconv.Itoa(pings), "-i", "0.02", ips["c2/bench"])); err != nil {
+		return r, nil, err
+	}
+	if r.BareRTTMedianM, r.BareRTTP99M, err = rtt(inNode("strait-c1-n1", "ping", "-c", strconv.Itoa(pings), "-i", "0.02", bareB.String())); err != nil {
+		return r, nil, err
+	}
+	if !dataplane {
+		return r, base, nil
+	}
+	if r.NonGatewayRTTMedianM, r.NonGatewayRTTP99M, err = rtt(inPod("c1", "bench-n3", "ping", "-c", strconv.Itoa(pings), "-i", "0.02", ips["c2/bench-n3"])); err != nil {
+		return r, nil, err
+	}
+	stopBare()
+	load = startLoad()
+	r.FailoverGapsMs, err = failoverGaps(bin, state, ips["c2/bench-n3"], inPod, o.kills)
+	fl := load.stop()
+	if err != nil {
+		return r, nil, err
+	}
+	r.FailoverGapMedianMs, r.FailoverLoad = median(r.FailoverGapsMs), &fl
+	f, err := frozenFailovers(bin, state, ips["c2/bench-n3"], inPod, o)
+	if err != nil {
+		return r, nil, err
+	}
+	r.FailoverBrokerFrozen, r.FailoverGapBrokerFrozenMedianMs = f, f.MedianMs
+	return r, base, nil
+}
+
+// divide is a[i] / b[i] for each pair (0 where b[i] is 0).
+func divide(a, b []float64) []float64 {
+	out := make([]float64, min(len(a), len(b)))
+	for i := range out {
+		if b[i] > 0 {
+			out[i] = a[i] / b[i]
 		}
 	}
+	return out
+}
 
-	// The bare cable: the same driver package between the same two nodes,
-	// with /32 tunnel addresses and nothing of Strait around it.
+// waitPing runs ping (a fresh copy of cmd each time) until it succeeds or
+// timeout passes.
+func waitPing(cmd *exec.Cmd, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		c := exec.Command(cmd.Path, cmd.Args[1:]...)
+		if err := c.Run(); err == nil {
+			return nil
+		} else if time.Now().After(deadline) {
+			return err
+		}
+	}
+}
+
+func inNode(ns string, args ...string) *exec.Cmd {
+	return exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...)
+}
+
+// The bare cable's tunnel addresses, one on each end (/32s).
+var (
+	bareA = netip.MustParseAddr("100.127.0.1")
+	bareB = netip.MustParseAddr("100.127.0.2")
+)
+
+// startBare sets up the bare cable: the same driver package between c1-n1
+// and c2-n1, with /32 tunnel addresses and nothing of Strait around it, and
+// waits for traffic through it. The returned stop may be called more than
+// once.
+func startBare(state, driver string) (stop func(), err error) {
 	self, _ := os.Executable()
 	ka, _ := wgtypes.GeneratePrivateKey()
 	kb, _ := wgtypes.GeneratePrivateKey()
 	// Userspace WireGuard's UAPI sockets share /var/run/wireguard here (the
 	// helpers run outside the nodes' own /run): one device name per side.
 	sides := []struct{ ns, dev, key, peerKey, addr, peerAddr, peerUnderlay string }{
-		{"strait-c1-n1", "bench-c1", ka.String(), kb.PublicKey().String(), "100.127.0.1", "100.127.0.2", "198.18.2.11"},
-		{"strait-c2-n1", "bench-c2", kb.String(), ka.PublicKey().String(), "100.127.0.2", "100.127.0.1", "198.18.1.11"},
+		{"strait-c1-n1", "bench-c1", ka.String(), kb.PublicKey().String(), bareA.String(), bareB.String(), "198.18.2.11"},
+		{"strait-c2-n1", "bench-c2", kb.String(), ka.PublicKey().String(), bareB.String(), bareA.String(), "198.18.1.11"},
 	}
 	var helpers []*exec.Cmd
-	defer func() {
+	stop = func() {
 		for _, h := range helpers {
 			_ = h.Process.Signal(syscall.SIGTERM)
 			_ = h.Wait()
 		}
-	}()
+		helpers = nil
+	}
 	for _, s := range sides {
 		ready := filepath.Join(state, "bare-"+s.ns)
+		_ = os.Remove(ready)
 		h := exec.Command("ip", "netns", "exec", s.ns, self, "bare", driver, s.dev, s.key, s.peerKey, s.addr, s.peerAddr, s.peerUnderlay, ready)
 		h.Stderr = os.Stderr
 		if err := h.Start(); err != nil {
-			return r, err
+			stop()
+			return nil, err
 		}
 		helpers = append(helpers, h)
 		deadline := time.Now().Add(20 * time.Second)
@@ -262,42 +473,17 @@ func measure(sbx func(...string) *exec.Cmd, bin, state, driver string, dataplane
 				break
 			}
 			if time.Now().After(deadline) {
-				return r, fmt.Errorf("bare %s in %s did not come up", driver, s.ns)
+				stop()
+				return nil, fmt.Errorf("bare %s in %s did not come up", driver, s.ns)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	inNode := func(ns string, args ...string) *exec.Cmd {
-		return exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...)
+	if err := waitPing(inNode("strait-c1-n1", "ping", "-c", "1", "-W", "1", bareB.String()), 30*time.Second); err != nil {
+		stop()
+		return nil, errors.New("no traffic through the bare cable")
 	}
-	deadline = time.Now().Add(30 * time.Second)
-	for inNode("strait-c1-n1", "ping", "-c", "1", "-W", "1", "100.127.0.2").Run() != nil {
-		if time.Now().After(deadline) {
-			return r, errors.New("no traffic through the bare cable")
-		}
-	}
-	if r.BareMbps, err = iperf(inNode("strait-c2-n1", "iperf3", "-s", "-1", "-p", "5202"), inNode("strait-c1-n1", "iperf3", "-c", "100.127.0.2", "-p", "5202", "-t", strconv.Itoa(iperfSeconds), "-J")); err != nil {
-		return r, err
-	}
-	if r.BareRTTMedianM, r.BareRTTP99M, err = rtt(inNode("strait-c1-n1", "ping", "-c", strconv.Itoa(pings), "-i", "0.02", "100.127.0.2")); err != nil {
-		return r, err
-	}
-	if r.BareMbps > 0 {
-		r.Ratio = r.StraitMbps / r.BareMbps
-		r.NonGatewayRatio = r.NonGatewayMbps / r.BareMbps
-	}
-	if dataplane {
-		for _, h := range helpers {
-			_ = h.Process.Signal(syscall.SIGTERM)
-			_ = h.Wait()
-		}
-		helpers = nil
-		if r.FailoverGapsMs, err = failoverGaps(bin, state, ips["c2/bench-n3"], inPodNamed); err != nil {
-			return r, err
-		}
-		r.FailoverGapMedianMs = median(r.FailoverGapsMs)
-	}
-	return r, nil
+	return stop, nil
 }
 
 // straitctl runs straitctl on the sandbox's admin host.
@@ -335,9 +521,11 @@ func joinClusters(sbx func(...string) *exec.Cmd, bin, state, driver string, data
 // measureGlobalnet measures, in the overlapping sandbox, between pods on
 // the non-gateway nodes n3: c1's pod sends to the global IP of c2's, which
 // gets its own GlobalIngressIP as the pod behind an exported headless
-// Service. It fills r's Globalnet figures, the ratios to r's non-gateway
-// ones.
-func measureGlobalnet(sbx func(...string) *exec.Cmd, bin, state, driver string, r *Result) error {
+// Service. Its runs alternate with the bare cable's in this sandbox. It
+// fills r's Globalnet figures, the ratios to r's non-gateway ones, each
+// normalised by its own sandbox's bare runs (ngBare are the first
+// sandbox's).
+func measureGlobalnet(sbx func(...string) *exec.Cmd, bin, state, driver string, r *Result, ngBare []float64, o options) error {
 	if err := joinClusters(sbx, bin, state, driver, true, true); err != nil {
 		return err
 	}
@@ -378,15 +566,38 @@ func measureGlobalnet(sbx func(...string) *exec.Cmd, bin, state, driver string, 
 			return fmt.Errorf("no traffic to c2's global IP %s after 90 s:\n%s", global, globalnetState(sbx, bin, state))
 		}
 	}
-	var err error
-	if r.GlobalnetMbps, err = iperf(inPod("c2", "iperf3", "-s", "-1", "-p", "5204"), inPod("c1", "iperf3", "-c", global, "-p", "5204", "-t", strconv.Itoa(iperfSeconds), "-J")); err != nil {
+	stopBare, err := startBare(state, driver)
+	if err != nil {
 		return err
 	}
+	defer stopBare()
+	secs := strconv.Itoa(o.seconds)
+	var gn, base []float64
+	load := startLoad()
+	for i := range o.pairs {
+		g, err := iperf(inPod("c2", "iperf3", "-s", "-1", "-p", "5204"), inPod("c1", "iperf3", "-c", global, "-p", "5204", "-t", secs, "-J"))
+		if err != nil {
+			load.stop()
+			return err
+		}
+		b, err := iperf(inNode("strait-c2-n1", "iperf3", "-s", "-1", "-p", "5202"), inNode("strait-c1-n1", "iperf3", "-c", bareB.String(), "-p", "5202", "-t", secs, "-J"))
+		if err != nil {
+			load.stop()
+			return err
+		}
+		gn, base = append(gn, g), append(base, b)
+		fmt.Printf("pair %d/%d: Globalnet %.0f, bare %.0f Mb/s\n", i+1, o.pairs, g, b)
+	}
+	l := load.stop()
+	var ng []float64
+	if r.NonGateway != nil {
+		ng = r.NonGateway.StraitMbps
+	}
+	s := newRatioStats(gn, base, divide(divide(gn, base), divide(ng, ngBare)), l)
+	r.Globalnet = &s
+	r.GlobalnetMbps, r.GlobalnetRatio = median(gn), s.Median
 	if r.GlobalnetRTTMedianM, r.GlobalnetRTTP99M, err = rtt(inPod("c1", "ping", "-c", strconv.Itoa(pings), "-i", "0.02", global)); err != nil {
 		return err
-	}
-	if r.NonGatewayMbps > 0 {
-		r.GlobalnetRatio = r.GlobalnetMbps / r.NonGatewayMbps
 	}
 	if r.NonGatewayRTTMedianM > 0 {
 		r.GlobalnetRTTRatio = r.GlobalnetRTTMedianM / r.NonGatewayRTTMedianM
@@ -431,69 +642,6 @@ func benchPod(kc, name, node string) (string, error) {
 	return string(out), err
 }
 
-// failoverGaps kills c1's active gateway (kill -9) while a UDP probe runs
-// every 10 ms between the non-gateway pods, and returns the longest gap of
-// each run. Between runs it waits for the killed gateway to come back as
-// the standby and for traffic to flow.
-func failoverGaps(bin, state, target string, inPod func(c, pod string, args ...string) *exec.Cmd) ([]float64, error) {
-	kc := filepath.Join(state, "c1.kubeconfig")
-	holder := func() string {
-		out, _ := kubectl("--kubeconfig", kc, "-n", "strait-system", "get", "lease", "strait-gateway", "-o", "jsonpath={.spec.holderIdentity}").Output()
-		return strings.TrimSpace(string(out))
-	}
-	var gaps []float64
-	for i := range failovers {
-		active := holder()
-		pid, err := gatewayPID("strait-" + active)
-		if err != nil {
-			return nil, err
-		}
-		probe := inPod("c1", "bench-n3", filepath.Join(bin, "strait-testpod"), "ping", "--udp", target+":9001", "--interval", "10ms", "--duration", "8s")
-		var out strings.Builder
-		probe.Stdout = &out
-		if err := probe.Start(); err != nil {
-			return nil, err
-		}
-		time.Sleep(2 * time.Second)
-		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-			return nil, err
-		}
-		if err := probe.Wait(); err != nil {
-			return nil, fmt.Errorf("failover %d: probe: %v\n%s", i+1, err, out.String())
-		}
-		var rep struct {
-			MaxGapMs    float64  `json:"maxGapMs"`
-			LastReplyMs *float64 `json:"lastReplyMs"`
-			DurationMs  float64  `json:"durationMs"`
-		}
-		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &rep); err != nil {
-			return nil, fmt.Errorf("failover %d: probe report: %v", i+1, err)
-		}
-		if rep.LastReplyMs == nil || rep.DurationMs-*rep.LastReplyMs > 1000 {
-			return nil, fmt.Errorf("failover %d: traffic did not come back: %s", i+1, out.String())
-		}
-		now := holder()
-		fmt.Printf("failover %d: %s -> %s, gap %.0f ms\n", i+1, active, now, rep.MaxGapMs)
-		gaps = append(gaps, rep.MaxGapMs)
-		// The killed gateway restarts as the standby; wait until it answers
-		// heartbeats again (its Gateway status says passive).
-		deadline := time.Now().Add(60 * time.Second)
-		for {
-			st, _ := kubectl("--kubeconfig", kc, "-n", "strait-system", "get", "gateways.strait.dev", active, "-o", "jsonpath={.status.haStatus}").Output()
-			if p, err := gatewayPID("strait-" + active); err == nil && p != pid && string(st) == "passive" {
-				break
-			}
-			if time.Now().After(deadline) {
-				return nil, fmt.Errorf("failover %d: %s did not come back as the standby", i+1, active)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-		time.Sleep(2 * time.Second)
-	}
-	return gaps, nil
-}
-
 // kubectl runs the kubectl built from source with the other Kubernetes
 // binaries, never one that happens to be on PATH.
 func kubectl(args ...string) *exec.Cmd { return exec.Command(kubectlPath(), args...) }
@@ -507,27 +655,6 @@ func kubectlPath() string {
 		return filepath.Join(string(filepath.Separator), "kubernetes-binaries-not-built", "kubectl")
 	}
 	return filepath.Join(dir, "kubectl")
-}
-
-// gatewayPID finds the gateway process in a node's network namespace.
-func gatewayPID(ns string) (int, error) {
-	out, _ := exec.Command("pgrep", "-x", "strait-gateway").Output()
-	for _, f := range strings.Fields(string(out)) {
-		id, _ := exec.Command("ip", "netns", "identify", f).Output()
-		if strings.TrimSpace(string(id)) == ns {
-			return strconv.Atoi(f)
-		}
-	}
-	return 0, fmt.Errorf("no gateway process in %s", ns)
-}
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	return s[len(s)/2]
 }
 
 // iperf runs server (one test, then it exits) and client; returns Mb/s
