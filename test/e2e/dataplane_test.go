@@ -851,10 +851,18 @@ func cannotCarry(t *testing.T, cut, other placement, f cableFault) {
 	t.Cleanup(restore)
 	brokeAt := p.now()
 	var second string
-	waitFor(t, 120*time.Second, "a standby of "+cut.cluster+" to take over from "+first+" ("+f.name+")", func(context.Context) (bool, error) {
+	if err := poll(120*time.Second, func(context.Context) (bool, error) {
 		second = holder(t, cut.cluster)
 		return second != "" && second != first, nil
-	})
+	}); err != nil {
+		var logs string
+		pods, _ := kubeClient(t, cut.cluster).CoreV1().Pods(v1.ComponentNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=gateway"})
+		for _, pod := range pods.Items {
+			r := kubectl(t, cut.cluster, "logs", "-n", v1.ComponentNamespace, pod.Name, "--tail", "60")
+			logs += fmt.Sprintf("\n--- %s on %s:\n%s%s", pod.Name, pod.Spec.NodeName, r.stdout, r.stderr)
+		}
+		t.Fatalf("no standby of %s took over from %s (%s): %v%s", cut.cluster, first, f.name, err, logs)
+	}
 	p.waitReplyAfter(t, f.name, brokeAt)
 	rep := p.stop(t)
 	t.Logf("%s at %s's active gateway %s: %s took over; longest gap %.0f ms (sent %d, lost %d)",
