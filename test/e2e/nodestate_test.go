@@ -86,12 +86,33 @@ func canonical(state string, newCable bool) string {
 		if h := lines[0]; strings.Contains(h, " route ") || strings.Contains(h, " neigh ") || strings.Contains(h, " link ") {
 			sort.Strings(lines[1:])
 		}
+		sortServiceRules(lines)
 		b.WriteString(strings.Join(lines, "\n"))
 		if strings.HasSuffix(section, "\n$ ") {
 			b.WriteString("\n$ ")
 		}
 	}
 	return b.String()
+}
+
+// sortServiceRules sorts, in place, kube-proxy's per-Service rules of
+// KUBE-SERVICES (those matching a destination), which kube-proxy writes in
+// no fixed order when it syncs: each matches its own ClusterIP and port,
+// so their order means nothing. The chain's last rule (to KUBE-NODEPORTS,
+// no destination) keeps its place, as does every other rule.
+func sortServiceRules(lines []string) {
+	var at []int
+	var rules []string
+	for i, l := range lines {
+		if strings.HasPrefix(l, "-A KUBE-SERVICES -d ") {
+			at = append(at, i)
+			rules = append(rules, l)
+		}
+	}
+	sort.Strings(rules)
+	for i, r := range rules {
+		lines[at[i]] = r
+	}
 }
 
 // The parts of a device the kernel picks anew each time the device is
