@@ -895,14 +895,7 @@ func TestElectionProbes(t *testing.T) {
 	pollUntil(t, "x to answer heartbeats", func() bool { return hb.answering("x") })
 	// x hands over (a clean stop): its answers say so.
 	holderProber.SetLeaving(true)
-	select {
-	case h := <-hb.leaving():
-		if h != "x" {
-			t.Errorf("leaving %q, want x", h)
-		}
-	case <-time.After(failsafe):
-		t.Fatal("x said it is leaving; heartbeats did not report it")
-	}
+	wantDelivered(t, hb.leaving(), "x", "x said it is leaving; heartbeats did not report it")
 	if hb.answering("x") {
 		t.Error("x answering after it said it is leaving; want not, so that a standby takes its Lease")
 	}
@@ -923,14 +916,7 @@ func TestElectionProbes(t *testing.T) {
 	}
 	reaches.Store(true)
 	hb.watch("x") // the next round's look
-	select {
-	case h := <-hb.unfit():
-		if h != "x" {
-			t.Errorf("cut off %q, want x", h)
-		}
-	case <-time.After(failsafe):
-		t.Fatal("x is cut off and this standby reaches a remote cluster; heartbeats did not report it")
-	}
+	wantDelivered(t, hb.unfit(), "x", "x is cut off and this standby reaches a remote cluster; heartbeats did not report it")
 	if hb.answering("x") {
 		t.Error("x answering while cut off and this standby reaches a remote cluster; want not, so that it takes the Lease")
 	}
@@ -939,14 +925,7 @@ func TestElectionProbes(t *testing.T) {
 	pollUntil(t, "x to answer heartbeats, not cut off", func() bool { return hb.answering("x") && !p.prober.Results()["x"].CutOff })
 	stopHolder()
 	<-holderDone
-	select {
-	case h := <-hb.dead():
-		if h != "x" {
-			t.Errorf("dead %q, want x", h)
-		}
-	case <-time.After(failsafe):
-		t.Fatal("x stopped answering; heartbeats did not report it dead")
-	}
+	wantDelivered(t, hb.dead(), "x", "x stopped answering; heartbeats did not report it dead")
 	if hb.answering("x") {
 		t.Error("x still answering after it stopped")
 	}
@@ -954,6 +933,20 @@ func TestElectionProbes(t *testing.T) {
 	hb.close()
 	if _, err := p.conn.WriteToUDPAddrPort([]byte("x"), holderConn.LocalAddr().(*net.UDPAddr).AddrPort()); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("heartbeat socket after close: write returned %v, want net.ErrClosed", err)
+	}
+}
+
+// wantDelivered waits up to failsafe for a holder on c, which must be want;
+// none fails the test with missing.
+func wantDelivered(t *testing.T, c <-chan string, want, missing string) {
+	t.Helper()
+	select {
+	case h := <-c:
+		if h != want {
+			t.Errorf("delivered %q, want %q", h, want)
+		}
+	case <-time.After(failsafe):
+		t.Fatal(missing)
 	}
 }
 

@@ -161,36 +161,13 @@ func TestProberReportsLeaving(t *testing.T) {
 	if m, err := decode(message{kind: kindReply, seq: 1}.encode()); err != nil || m.leaving {
 		t.Fatalf("not leaving round trip: %+v, %v", m, err)
 	}
-	aConn, bConn := listen(t), listen(t)
-	type change struct {
-		status  Status
-		leaving bool
-	}
-	got := make(chan change, 16)
-	a := NewProber(aConn, Options{Interval: 20 * time.Millisecond, Failures: 3,
-		OnChange: func(_ string, r Result) { got <- change{r.Status, r.Leaving} }})
-	b := NewProber(bConn, Options{Interval: time.Hour})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { _ = a.Run(ctx) }()
-	go func() { _ = b.Run(ctx) }()
-	a.SetTargets(map[string]netip.AddrPort{"b": addr(bConn)})
-	next := func() change {
-		t.Helper()
-		select {
-		case c := <-got:
-			return c
-		case <-time.After(10 * time.Second):
-			t.Fatal("no change reported")
-		}
-		return change{}
-	}
-	if c := next(); c != (change{Connected, false}) {
-		t.Fatalf("first change %+v; want connected, not leaving", c)
+	a, b, next := proberPair(t)
+	if r := next(); r.Status != Connected || r.Leaving {
+		t.Fatalf("first change %+v; want connected, not leaving", r)
 	}
 	b.SetLeaving(true)
-	if c := next(); c != (change{Connected, true}) {
-		t.Fatalf("after b said it is leaving: %+v; want connected and leaving", c)
+	if r := next(); r.Status != Connected || !r.Leaving {
+		t.Fatalf("after b said it is leaving: %+v; want connected and leaving", r)
 	}
 	if r := a.Results()["b"]; r.Status != Connected || !r.Leaving {
 		t.Errorf("result %+v; want connected and leaving", r)
@@ -206,25 +183,7 @@ func TestProberReportsCutOff(t *testing.T) {
 			t.Fatalf("round trip of %+v: %+v, %v", m, got, err)
 		}
 	}
-	aConn, bConn := listen(t), listen(t)
-	got := make(chan Result, 16)
-	a := NewProber(aConn, Options{Interval: 20 * time.Millisecond, Failures: 3, OnChange: func(_ string, r Result) { got <- r }})
-	b := NewProber(bConn, Options{Interval: time.Hour})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { _ = a.Run(ctx) }()
-	go func() { _ = b.Run(ctx) }()
-	a.SetTargets(map[string]netip.AddrPort{"b": addr(bConn)})
-	next := func() Result {
-		t.Helper()
-		select {
-		case r := <-got:
-			return r
-		case <-time.After(10 * time.Second):
-			t.Fatal("no change reported")
-		}
-		return Result{}
-	}
+	_, b, next := proberPair(t)
 	if r := next(); r.Status != Connected || r.CutOff {
 		t.Fatalf("first change %+v; want connected, not cut off", r)
 	}
@@ -235,5 +194,29 @@ func TestProberReportsCutOff(t *testing.T) {
 	b.SetCutOff(false)
 	if r := next(); r.Status != Connected || r.CutOff {
 		t.Fatalf("after b reached a remote again: %+v; want connected, not cut off", r)
+	}
+}
+
+// proberPair runs prober a probing prober b every 20 ms, and b probing
+// nobody, until the test ends; next returns a's next reported change of b.
+func proberPair(t *testing.T) (a, b *Prober, next func() Result) {
+	aConn, bConn := listen(t), listen(t)
+	got := make(chan Result, 16)
+	a = NewProber(aConn, Options{Interval: 20 * time.Millisecond, Failures: 3, OnChange: func(_ string, r Result) { got <- r }})
+	b = NewProber(bConn, Options{Interval: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() { _ = a.Run(ctx) }()
+	go func() { _ = b.Run(ctx) }()
+	a.SetTargets(map[string]netip.AddrPort{"b": addr(bConn)})
+	return a, b, func() Result {
+		t.Helper()
+		select {
+		case r := <-got:
+			return r
+		case <-time.After(10 * time.Second):
+			t.Fatal("no change reported")
+		}
+		return Result{}
 	}
 }
