@@ -820,10 +820,12 @@ var (
 	// UDP socket still works (handshakes and keepalives go on): what a
 	// wireguard-go whose TUN reader and writer are stuck looks like from
 	// outside. The packets are dropped on their way into the TUN and on
-	// their way out of it, before routing.
+	// their way out of it, before routing. (The mangle table: the route
+	// agent has chains there, so the table is in every node's state
+	// already; a fault in the raw table would leave it there, empty.)
 	faultWireGuardWedged = cableFault{"WireGuard's TUN wedged", iptablesFault(
 		[]string{"-t", "mangle", "POSTROUTING", "-o", routeagent.CableInterface, "-j", "DROP"},
-		[]string{"-t", "raw", "PREROUTING", "-i", routeagent.CableInterface, "-j", "DROP"})}
+		[]string{"-t", "mangle", "PREROUTING", "-i", routeagent.CableInterface, "-j", "DROP"})}
 )
 
 // linkDownFault sets a device down, and up again on undo unless it is gone
