@@ -463,11 +463,18 @@ func TestRushesHandshakesWithNewPeersAcrossNAT(t *testing.T) {
 	if got := rush(4 * rushInterval); got != 0 {
 		t.Errorf("after a handshake: %d peer changes, want none", got)
 	}
-	// A new peer that never answers is rushed until rushWindow only.
+	// A new peer that never answers is rushed until rushWindow only, as
+	// Set wants it now.
 	set(t, d, []cable.Peer{peerB, peerC})
 	start = d.rushing[mustKey(t, keyC)].since
+	moved := peerC
+	moved.Endpoint = netip.MustParseAddrPort("[2001:db8::33]:4500")
+	set(t, d, []cable.Peer{peerB, moved})
 	if got := rush(rushInterval); got != 2 {
 		t.Errorf("peer c an interval after Set: %d peer changes, want 2", got)
+	}
+	if !strings.Contains(f.nl.String(), "wg peer "+keyC+" endpoint [2001:db8::33]:4500 ") {
+		t.Errorf("peer c not added again where Set moved it:\n%s", f.nl.String())
 	}
 	if got := rush(rushWindow); got != 0 {
 		t.Errorf("peer c after the rush window: %d peer changes, want none", got)

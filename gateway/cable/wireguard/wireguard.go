@@ -419,8 +419,11 @@ func (d *Driver) Set(_ context.Context, peers []cable.Peer) error {
 	if d.rushing == nil {
 		d.rushing = map[wgtypes.Key]*rushPeer{}
 	}
-	for k := range d.rushing {
-		if _, ok := want[k]; !ok {
+	// A peer in the rush is added again as it is wanted now.
+	for k, r := range d.rushing {
+		if p, ok := want[k]; ok && p.Keepalive > 0 {
+			r.cfg = peerConfig(k, p)
+		} else {
 			delete(d.rushing, k)
 		}
 	}
