@@ -157,6 +157,9 @@ type Engine struct {
 	// cutOffAt is when this gateway last said it lost every remote
 	// cluster, in Unix nanoseconds; zero if never (reachesRemote).
 	cutOffAt atomic.Int64
+	// whyNot is replaces' last reason to stay standby though a fault was
+	// in sight (a string), so that each change is logged once.
+	whyNot atomic.Value
 }
 
 // New makes an engine that talks to the local cluster through rc. It fails
