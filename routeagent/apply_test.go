@@ -396,3 +396,43 @@ func TestReconcileSkipsUnchangedUntilResync(t *testing.T) {
 	step("applied, then an event", facts(n3, "n2", "10.2.0.0/16", "10.3.0.0/16"), false, false)
 	wantMetrics(t, a, 1, 3, 8, 1, "n2")
 }
+
+// The loop hands reconcile its reason: a kick applies only a change, the
+// resync tick applies whatever. facts reports the kernel reads done before
+// it was called, so each attempt shows what the previous one did.
+func TestLoopAppliesUnchangedOnlyOnResync(t *testing.T) {
+	k := &saves{Kernel: &nodenettest.Kernel{}}
+	a := testAgent(k)
+	clk := clocktesting.NewFakeClock(time.Unix(0, 0))
+	a.clock = clk
+	readsBefore := make(chan int, 10)
+	kick := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.loop(ctx, a.cfg.Log, kick, func() (Facts, error) {
+			readsBefore <- k.n
+			return facts(n3, "n1", "10.2.0.0/16"), nil
+		})
+	}()
+	recv(t, readsBefore) // the first apply
+	kick <- struct{}{}
+	first := recv(t, readsBefore)
+	if first == 0 {
+		t.Fatal("the first reconcile did not apply")
+	}
+	// The kick's reconcile, with the state unchanged, read nothing; the
+	// ticker (made before the first attempt) fires the resync.
+	clk.Step(resync)
+	if n := recv(t, readsBefore); n != first {
+		t.Errorf("an event with the state unchanged read the kernel %d times", n-first)
+	}
+	kick <- struct{}{}
+	if n := recv(t, readsBefore); n == first {
+		t.Error("the resync did not apply the unchanged state")
+	}
+	cancel()
+	recv(t, done)
+}
