@@ -2,8 +2,12 @@ package verify
 
 import (
 	"bytes"
+	"context"
 	"strings"
 	"testing"
+	"time"
+
+	"strait.dev/strait/pkg/probe"
 )
 
 func TestReportErrNamesEveryFailedCheck(t *testing.T) {
@@ -60,5 +64,43 @@ func TestPingReportsKeepsTheLatestWholeLine(t *testing.T) {
 	got := p.latest()
 	if got.Sent != 20 || got.Received != 15 || got.MaxGapMs != 50 || got.LastReplyMs == nil || *got.LastReplyMs != 190 {
 		t.Fatalf("latest %+v", got)
+	}
+}
+
+// A name that is NXDOMAIN for the first lookups (a strait-dns replica not
+// yet synced) passes once it answers; one that stays NXDOMAIN fails after
+// the bound; another failure ends the wait at once.
+func TestSettledLookupWaitsOutNXDOMAIN(t *testing.T) {
+	ctx := context.Background()
+	nx := probe.DNSReport{NotFound: true, Error: "NXDOMAIN"}
+	ok := probe.DNSReport{OK: true, Addresses: []string{"10.96.0.50"}}
+	seq := func(reps ...probe.DNSReport) (func(context.Context) (probe.DNSReport, error), *int) {
+		n := 0
+		return func(context.Context) (probe.DNSReport, error) {
+			r := reps[min(n, len(reps)-1)]
+			n++
+			return r, nil
+		}, &n
+	}
+
+	lookup, n := seq(nx, nx, ok)
+	rep, waited, err := settledLookup(ctx, time.Second, 10*time.Millisecond, lookup)
+	if err != nil || !rep.OK || *n != 3 || waited <= 0 {
+		t.Errorf("NXDOMAIN twice then an answer: report %+v, waited %s, %d lookups, err %v; want the answer after 3 lookups, a wait over 0", rep, waited, *n, err)
+	}
+
+	lookup, n = seq(ok)
+	if rep, waited, _ := settledLookup(ctx, time.Second, 10*time.Millisecond, lookup); !rep.OK || waited != 0 || *n != 1 {
+		t.Errorf("an answer at once: report %+v, waited %s, %d lookups; want 1 lookup and no wait", rep, waited, *n)
+	}
+
+	lookup, n = seq(nx)
+	if rep, _, _ := settledLookup(ctx, 100*time.Millisecond, 10*time.Millisecond, lookup); rep.OK || !rep.NotFound || *n < 2 || *n > 11 {
+		t.Errorf("NXDOMAIN throughout: report %+v after %d lookups; want NXDOMAIN after a bounded number of lookups", rep, *n)
+	}
+
+	lookup, n = seq(probe.DNSReport{Error: "i/o timeout"})
+	if rep, _, _ := settledLookup(ctx, time.Second, 10*time.Millisecond, lookup); rep.Error != "i/o timeout" || *n != 1 {
+		t.Errorf("a timeout: report %+v after %d lookups; want it returned after 1 lookup (only NXDOMAIN is waited out)", rep, *n)
 	}
 }
