@@ -91,10 +91,16 @@ test-unit: prereqs ## Unit tests: no root, no Kubernetes binaries (kernel tests 
 	rc=0; STRAIT_KUBE_BIN=$(abspath $(OUT))/no-kubernetes-binaries-in-unit-tests $(call gotest,unit,-count=1 -timeout 5m $(TESTFLAGS) $$pkgs) || rc=1; \
 	$(call slowest,unit); exit $$rc
 
+# INTEGRATION_P is how many integration test packages run at once (go test
+# -p). Their tests mostly wait on apiservers and timers, and ./gateway alone
+# takes about 270 s, so with go test's default (one per core, 2 here) every
+# other package queued behind one slot: 558 s on the 2-core machine.
+INTEGRATION_P ?= 3
+
 .PHONY: test-integration
 test-integration: prereqs kube-binaries ## Integration tests against a real etcd and kube-apiserver (test/kubetest).
 	pkgs=$(call testsplit,integration); mkdir -p $(OUT)/test; \
-	rc=0; $(call gotest,integration,-count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) $$pkgs) || rc=1; \
+	rc=0; $(call gotest,integration,-count=1 -p $(INTEGRATION_P) -timeout $(TEST_TIMEOUT) $(TESTFLAGS) $$pkgs) || rc=1; \
 	$(call slowest,integration); exit $$rc
 
 .PHONY: test-e2e
