@@ -88,11 +88,8 @@ type Agent struct {
 	applier *nodenet.Applier
 	metrics *Metrics
 	clock   clock.WithTicker
-	// last is the String of the last state applied, to tell changes;
-	// inKernel says that the last Apply succeeded, so that the kernel holds
-	// last as far as the agent knows.
-	last     string
-	inKernel bool
+	// last is the String of the last state applied, to tell changes.
+	last string
 }
 
 // New makes an agent that talks to the cluster through rc.
@@ -183,8 +180,7 @@ func (a *Agent) Run(ctx context.Context) error {
 
 // loop reconciles the facts now, on every kick, every resync, and after a
 // failure again after a back-off (retryBase doubling up to retryMax, reset
-// by a success), until ctx ends. A kick applies only a changed state (see
-// reconcile); the first reconcile, the resync and a retry apply whatever.
+// by a success), until ctx ends.
 func (a *Agent) loop(ctx context.Context, log *slog.Logger, kick <-chan struct{}, facts func() (Facts, error)) {
 	tick := a.clock.NewTicker(resync)
 	defer tick.Stop()
@@ -197,7 +193,6 @@ func (a *Agent) loop(ctx context.Context, log *slog.Logger, kick <-chan struct{}
 			retry.Stop()
 		}
 	}()
-	resync := true
 	for {
 		if retry != nil {
 			retry.Stop()
@@ -205,7 +200,7 @@ func (a *Agent) loop(ctx context.Context, log *slog.Logger, kick <-chan struct{}
 		}
 		var retryC <-chan time.Time
 		f, err := facts()
-		if err := a.reconcile(f, err, resync); err != nil {
+		if err := a.reconcile(f, err); err != nil {
 			d := backoff.When(item)
 			log.Error("route agent", "err", err, "retry_in", d)
 			retry = a.clock.NewTimer(d)
@@ -217,25 +212,15 @@ func (a *Agent) loop(ctx context.Context, log *slog.Logger, kick <-chan struct{}
 		case <-ctx.Done():
 			return
 		case <-kick:
-			resync = false
 		case <-tick.C():
-			resync = true
 		case <-retryC:
-			resync = true
 		}
 	}
 }
 
 // reconcile computes the state from f (unless factsErr says the facts
 // could not be read) and applies it, recording the outcome in the metrics.
-// A state equal to the one last applied, after a successful apply, is not
-// applied again unless resync is set: informer events that change nothing
-// of it (a Lease renewal every 2 s, a Node's status) would otherwise read
-// every table of the packet filter, a fork and exec of iptables-save and
-// ip6tables-save per table, several times a second on every node. Drift
-// (someone else changing what is ours) is repaired on the resync, as the
-// gateway repairs its share every status interval.
-func (a *Agent) reconcile(f Facts, factsErr error, resync bool) error {
+func (a *Agent) reconcile(f Facts, factsErr error) error {
 	err := factsErr
 	if err == nil {
 		err = Validate(f.Nodes)
@@ -244,19 +229,14 @@ func (a *Agent) reconcile(f Facts, factsErr error, resync bool) error {
 	if err == nil {
 		s, err = Compute(f)
 	}
-	var txt string
 	if err == nil {
-		txt = s.String()
-		if resync || !a.inKernel || txt != a.last {
-			err = a.applier.Apply(s)
-		}
+		err = a.applier.Apply(s)
 	}
 	if err != nil {
-		a.inKernel = false
 		a.metrics.recordFailure()
 		return err
 	}
-	a.inKernel = true
+	txt := s.String()
 	changed := txt != a.last
 	if changed {
 		a.cfg.Log.Info("data plane set", "node", a.cfg.NodeName, "active", f.Active, "remote", len(f.Remote))

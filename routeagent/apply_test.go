@@ -33,11 +33,11 @@ func testAgent(k nodenet.Kernel) *Agent {
 func TestApplyFailoverMakesBeforeBreaking(t *testing.T) {
 	k := &nodenettest.Kernel{}
 	a := testAgent(k)
-	if err := a.reconcile(facts(n3, "n1", "10.2.0.0/16"), nil, false); err != nil {
+	if err := a.reconcile(facts(n3, "n1", "10.2.0.0/16"), nil); err != nil {
 		t.Fatal(err)
 	}
 	k.Log = nil
-	if err := a.reconcile(facts(n3, "n2", "10.2.0.0/16"), nil, false); err != nil {
+	if err := a.reconcile(facts(n3, "n2", "10.2.0.0/16"), nil); err != nil {
 		t.Fatal(err)
 	}
 	log := strings.Join(k.Log, "\n")
@@ -52,7 +52,7 @@ func TestApplyFailoverMakesBeforeBreaking(t *testing.T) {
 	}
 	want, _ := Compute(facts(n3, "n2", "10.2.0.0/16"))
 	k.Log = nil
-	if err := a.reconcile(facts(n3, "n2", "10.2.0.0/16"), nil, false); err != nil {
+	if err := a.reconcile(facts(n3, "n2", "10.2.0.0/16"), nil); err != nil {
 		t.Fatal(err)
 	}
 	if len(k.Log) != 0 {
@@ -76,7 +76,7 @@ func TestCleanupRemovesExactlyOurs(t *testing.T) {
 	if err := k.AddFilterRule(nodenet.IPv4, "nat", "POSTROUTING", "-j MASQUERADE"); err != nil {
 		t.Fatal(err)
 	}
-	if err := testAgent(k).reconcile(facts(n1, "n1", "10.2.0.0/16"), nil, false); err != nil {
+	if err := testAgent(k).reconcile(facts(n1, "n1", "10.2.0.0/16"), nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := Cleanup(k); err != nil {
@@ -123,23 +123,23 @@ func TestMetricsFollowApplies(t *testing.T) {
 	k := &nodenettest.Kernel{}
 	a := testAgent(k)
 	wantMetrics(t, a, 0, 0, 0, 0, "")
-	if err := a.reconcile(facts(n3, "n1", "10.2.0.0/16"), nil, false); err != nil {
+	if err := a.reconcile(facts(n3, "n1", "10.2.0.0/16"), nil); err != nil {
 		t.Fatal(err)
 	}
 	wantMetrics(t, a, 1, 1, 1, 0, "n1")
-	if err := a.reconcile(facts(n3, "n1", "10.2.0.0/16"), nil, false); err != nil {
+	if err := a.reconcile(facts(n3, "n1", "10.2.0.0/16"), nil); err != nil {
 		t.Fatal(err)
 	}
 	wantMetrics(t, a, 1, 1, 2, 0, "n1")
-	if err := a.reconcile(Facts{}, errors.New("node n3 not found"), false); err == nil {
+	if err := a.reconcile(Facts{}, errors.New("node n3 not found")); err == nil {
 		t.Fatal("a facts error was not returned")
 	}
 	wantMetrics(t, a, 0, 1, 3, 1, "n1")
-	if err := a.reconcile(facts(n3, "n2", "10.2.0.0/16"), nil, false); err != nil {
+	if err := a.reconcile(facts(n3, "n2", "10.2.0.0/16"), nil); err != nil {
 		t.Fatal(err)
 	}
 	wantMetrics(t, a, 1, 2, 4, 1, "n2")
-	if err := a.reconcile(facts(n3, "", "10.2.0.0/16"), nil, false); err != nil {
+	if err := a.reconcile(facts(n3, "", "10.2.0.0/16"), nil); err != nil {
 		t.Fatal(err)
 	}
 	wantMetrics(t, a, 1, 3, 5, 1, "")
@@ -205,14 +205,14 @@ func TestApplyWithoutIPv6(t *testing.T) {
 	gw := &nodenet.Applier{Kernel: k, Scope: gwScope}
 	for _, f := range []Facts{facts(n3, "", "10.2.0.0/16"), facts(n3, "n1", "10.2.0.0/16", "10.102.0.0/16"), facts(n1, "n1", "10.2.0.0/16"), facts(n3, "n1")} {
 		a := testAgent(k)
-		if err := a.reconcile(f, nil, false); err != nil {
+		if err := a.reconcile(f, nil); err != nil {
 			t.Fatalf("self %s, active %q: %v", f.Self.Name, f.Active, err)
 		}
 		if err := gw.Apply(gwState); err != nil {
 			t.Fatalf("gateway: %v", err)
 		}
 		k.Log = nil
-		if err := a.reconcile(f, nil, false); err != nil {
+		if err := a.reconcile(f, nil); err != nil {
 			t.Fatal(err)
 		}
 		if err := gw.Apply(gwState); err != nil {
@@ -252,14 +252,14 @@ func TestDualStackRemoteWithoutIPv6(t *testing.T) {
 	f := facts(n3, "n1", "10.2.0.0/16", "fd02::/48")
 	a := testAgent(k)
 	var missing *nodenet.MissingFamilyError
-	if err := a.reconcile(f, nil, false); !errors.As(err, &missing) || !strings.Contains(err.Error(), "fd02::/48") {
+	if err := a.reconcile(f, nil); !errors.As(err, &missing) || !strings.Contains(err.Error(), "fd02::/48") {
 		t.Errorf("a state wanting IPv6 on a node without: %v, want a MissingFamilyError naming fd02::/48", err)
 	}
 	if len(k.Log) != 0 {
 		t.Errorf("a refused state changed:\n%s", strings.Join(k.Log, "\n"))
 	}
 	f.Families = k.Families()
-	if err := a.reconcile(f, nil, false); err != nil {
+	if err := a.reconcile(f, nil); err != nil {
 		t.Fatal(err)
 	}
 	if s := k.State(Scope().Chains).String(); strings.Contains(s, "fd02") || !strings.Contains(s, "10.2.0.0/16 via 240.168.1.11") {
@@ -350,89 +350,4 @@ func TestLoopRetriesWithBackoff(t *testing.T) {
 		t.Errorf("a retry was scheduled after a success: %v", <-clk.timers)
 	}
 	wantMetrics(t, a, 1, 1, 4, 2, "n1")
-}
-
-// saves counts its packet-filter reads (iptables-save), the dear part of
-// an Apply: a fork and exec per table and family.
-type saves struct {
-	nodenet.Kernel
-	n int
-}
-
-func (s *saves) Save(f nodenet.Family, table string) (string, error) {
-	s.n++
-	return s.Kernel.Save(f, table)
-}
-
-// An informer event that leaves the desired state as it was applied (a
-// Lease renewal every 2 s, a Node's status) does not read the kernel
-// again; a change, the resync, and anything after a failed apply do. Every
-// event used to run iptables-save and ip6tables-save for three tables,
-// several times a second per node, a quarter of a loaded 2-core machine
-// (docs/throughput.md).
-func TestReconcileSkipsUnchangedUntilResync(t *testing.T) {
-	k := &saves{Kernel: &failing{Kernel: &nodenettest.Kernel{}}}
-	a := testAgent(k)
-	step := func(what string, f Facts, resync, wantApply bool) {
-		t.Helper()
-		before := k.n
-		err := a.reconcile(f, nil, resync)
-		if failed := what == "failed apply"; (err != nil) != failed {
-			t.Fatalf("%s: err %v, want failure %v", what, err, failed)
-		}
-		if applied := k.n > before; applied != wantApply {
-			t.Errorf("%s: applied %v, want %v (%d iptables-save calls)", what, applied, wantApply, k.n-before)
-		}
-	}
-	step("first", facts(n3, "n1", "10.2.0.0/16"), false, true)
-	step("same state, event", facts(n3, "n1", "10.2.0.0/16"), false, false)
-	step("same state, resync", facts(n3, "n1", "10.2.0.0/16"), true, true)
-	step("new active gateway", facts(n3, "n2", "10.2.0.0/16"), false, true)
-	step("same state again", facts(n3, "n2", "10.2.0.0/16"), false, false)
-	k.Kernel.(*failing).n = 1
-	// Another remote subnet: new rules, whose commit fails once.
-	step("failed apply", facts(n3, "n2", "10.2.0.0/16", "10.3.0.0/16"), false, true)
-	step("same state after the failure", facts(n3, "n2", "10.2.0.0/16", "10.3.0.0/16"), false, true)
-	step("applied, then an event", facts(n3, "n2", "10.2.0.0/16", "10.3.0.0/16"), false, false)
-	wantMetrics(t, a, 1, 3, 8, 1, "n2")
-}
-
-// The loop hands reconcile its reason: a kick applies only a change, the
-// resync tick applies whatever. facts reports the kernel reads done before
-// it was called, so each attempt shows what the previous one did.
-func TestLoopAppliesUnchangedOnlyOnResync(t *testing.T) {
-	k := &saves{Kernel: &nodenettest.Kernel{}}
-	a := testAgent(k)
-	clk := clocktesting.NewFakeClock(time.Unix(0, 0))
-	a.clock = clk
-	readsBefore := make(chan int, 10)
-	kick := make(chan struct{})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		a.loop(ctx, a.cfg.Log, kick, func() (Facts, error) {
-			readsBefore <- k.n
-			return facts(n3, "n1", "10.2.0.0/16"), nil
-		})
-	}()
-	recv(t, readsBefore) // the first apply
-	kick <- struct{}{}
-	first := recv(t, readsBefore)
-	if first == 0 {
-		t.Fatal("the first reconcile did not apply")
-	}
-	// The kick's reconcile, with the state unchanged, read nothing; the
-	// ticker (made before the first attempt) fires the resync.
-	clk.Step(resync)
-	if n := recv(t, readsBefore); n != first {
-		t.Errorf("an event with the state unchanged read the kernel %d times", n-first)
-	}
-	kick <- struct{}{}
-	if n := recv(t, readsBefore); n == first {
-		t.Error("the resync did not apply the unchanged state")
-	}
-	cancel()
-	recv(t, done)
 }

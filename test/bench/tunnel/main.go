@@ -677,26 +677,14 @@ func iperf(server, client *exec.Cmd) (float64, error) {
 		return 0, fmt.Errorf("iperf3: %v\n%s", err, out)
 	}
 	var rep struct {
-		Error string `json:"error"`
-		End   struct {
-			SumSent struct {
-				Bytes float64 `json:"bytes"`
-			} `json:"sum_sent"`
+		End struct {
 			SumReceived struct {
-				Bytes         float64 `json:"bytes"`
 				BitsPerSecond float64 `json:"bits_per_second"`
 			} `json:"sum_received"`
 		} `json:"end"`
 	}
 	if err := json.Unmarshal(out, &rep); err != nil {
 		return 0, fmt.Errorf("iperf3 output: %w", err)
-	}
-	if rep.End.SumReceived.BitsPerSecond == 0 {
-		// Counted as 0 (the pair's ratio is 0, which widens the spread),
-		// but said why: seen now and then on the loaded machine
-		// (docs/throughput.md).
-		fmt.Printf("iperf3 %s: nothing received (sent %.0f bytes, received %.0f; iperf3 error %q)\n",
-			strings.Join(client.Args[1:], " "), rep.End.SumSent.Bytes, rep.End.SumReceived.Bytes, rep.Error)
 	}
 	return rep.End.SumReceived.BitsPerSecond / 1e6, nil
 }
