@@ -158,10 +158,11 @@ func (tk *takeover) announce(eps []v1.Endpoint, send func(b []byte, to netip.Add
 			continue
 		}
 		pending = true
-		for _, to := range []netip.AddrPort{t.Private, t.Public} {
-			if to.IsValid() && (to != t.Public || t.Public != t.Private) {
-				_ = send(b, to) // repeated every announceInterval
-			}
+		if t.Private.IsValid() {
+			_ = send(b, t.Private) // repeated every announceInterval
+		}
+		if t.Public.IsValid() && t.Public != t.Private {
+			_ = send(b, t.Public)
 		}
 	}
 	return pending

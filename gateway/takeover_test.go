@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
@@ -102,6 +103,17 @@ func TestTakeoverAnnouncedAndAcknowledged(t *testing.T) {
 	}
 	if len(out) != 1 || out[0].to != netip.MustParseAddrPort("192.168.1.1:4490") {
 		t.Fatalf("announced to %v; want c1's gateway at 192.168.1.1:4490", out)
+	}
+	// A public address is announced to as well, once when it is the
+	// private one.
+	for pub, want := range map[v1.IP]int{"198.18.1.1": 2, "192.168.1.1": 1} {
+		eps := slices.Clone(p.epsB)
+		eps[0].Spec.PublicIPs = v1.DualStackIPs{pub}
+		var more []sent
+		p.b.announce(eps, collect(&more))
+		if len(more) != want {
+			t.Errorf("with the public address %s: %d datagrams, want %d", pub, len(more), want)
+		}
 	}
 	from := netip.MustParseAddrPort("192.168.2.2:4490")
 	if got := p.chosen(); got != "c2.b1 3" {
