@@ -79,7 +79,7 @@ func newMember(t *testing.T, info *broker.Info, id, pods, svcs string, ips map[s
 // start runs node's engine of m with a recorder for a data plane, on a
 // connection to the apiserver that crash cuts, as kill -9 would.
 // Its data plane calls go to events.
-func (m *member) start(t *testing.T, k *kicker, node string, healthPort int, pods, svcs string, logs *testutil.SyncBuffer, events *eventLog) (r *running, crash func()) {
+func (m *member) start(t *testing.T, k *kicker, node string, cable cableConfig, healthPort int, pods, svcs string, logs *testutil.SyncBuffer, events *eventLog) (r *running, crash func()) {
 	t.Helper()
 	var dead atomic.Bool
 	rc := rest.CopyConfig(m.env.Config)
@@ -89,7 +89,7 @@ func (m *member) start(t *testing.T, k *kicker, node string, healthPort int, pod
 	e, err := gateway.New(rc, gateway.Config{
 		ClusterID: m.id, Namespace: v1.ComponentNamespace, NodeName: node,
 		PodCIDRs: []netip.Prefix{netip.MustParsePrefix(pods)}, ServiceCIDRs: []netip.Prefix{netip.MustParsePrefix(svcs)},
-		CableDriver: v1.CableDriverWireGuard, Cable: cabledriver.Settings{Port: 4500},
+		CableDriver: cable.driver, Cable: cable.settings,
 		NATDiscoveryPort: 4490, NATDiscoveryBind: ip, HealthCheckPort: healthPort, HealthCheckBind: ip,
 		HealthCheckInterval: 200 * time.Millisecond, BrokerSecret: broker.SecretName, Dataplane: r.rec, Metrics: r.metrics,
 		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
@@ -107,6 +107,12 @@ func (m *member) start(t *testing.T, k *kicker, node string, healthPort int, pod
 		<-r.done
 		r.done <- nil // for the cleanup
 	}
+}
+
+// cableConfig is a cable driver and its settings.
+type cableConfig struct {
+	driver   v1.CableDriver
+	settings cabledriver.Settings
 }
 
 // gateway is node's Gateway object in m.
@@ -133,8 +139,19 @@ func (m *member) connected(node, endpoint string) bool {
 // When the broker comes back, its Endpoints (b1's old one among them)
 // change nothing: b2's epoch is the highest. Real UDP throughout (NAT
 // discovery, announcements, heartbeats, health probes) on loopback
-// addresses; the data planes are recorders.
+// addresses; the data planes are recorders. With WireGuard the
+// announcement is authenticated by the cable keys; with VXLAN it is
+// accepted from the candidate's published address.
 func TestEngineFailsOverWithoutTheBroker(t *testing.T) {
+	for _, cable := range []cableConfig{
+		{v1.CableDriverWireGuard, cabledriver.Settings{Port: 4500}},
+		{v1.CableDriverVXLAN, cabledriver.Settings{Port: 4800, VNI: 100}},
+	} {
+		t.Run(string(cable.driver), func(t *testing.T) { failOverWithoutTheBroker(t, cable) })
+	}
+}
+
+func failOverWithoutTheBroker(t *testing.T, cable cableConfig) {
 	ctx := context.Background()
 	brokerEnv := kubetest.New(t, kubetest.Options{SkipCRDs: true})
 	info, err := broker.Deploy(ctx, brokerEnv.Config, broker.DeployOptions{})
@@ -169,12 +186,12 @@ func TestEngineFailsOverWithoutTheBroker(t *testing.T) {
 			t.Log(dump())
 		}
 	})
-	a1, _ := c1.start(t, k, "a1", healthPort, "10.1.0.0/16", "10.101.0.0/16", logs["a1"], events)
-	b1, crashB1 := c2.start(t, k, "b1", healthPort, "10.2.0.0/16", "10.102.0.0/16", logs["b1"], nil)
+	a1, _ := c1.start(t, k, "a1", cable, healthPort, "10.1.0.0/16", "10.101.0.0/16", logs["a1"], events)
+	b1, crashB1 := c2.start(t, k, "b1", cable, healthPort, "10.2.0.0/16", "10.102.0.0/16", logs["b1"], nil)
 	k.waitFor(t, "a1 and b1 active", func() bool {
 		return c1.gateway("a1").Status.HAStatus == v1.HAStatusActive && c2.gateway("b1").Status.HAStatus == v1.HAStatusActive
 	})
-	b2, _ := c2.start(t, k, "b2", healthPort, "10.2.0.0/16", "10.102.0.0/16", logs["b2"], nil)
+	b2, _ := c2.start(t, k, "b2", cable, healthPort, "10.2.0.0/16", "10.102.0.0/16", logs["b2"], nil)
 	k.waitFor(t, "b2 passive", func() bool { return c2.gateway("b2").Status.HAStatus == v1.HAStatusPassive })
 	// Through the broker: each active gateway has the other as its peer
 	// and its probes answered, and c1 knows b2 as c2's candidate.
