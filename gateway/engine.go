@@ -108,6 +108,11 @@ type Config struct {
 	// Endpoint; a keyed driver's private key is read from its Secret.
 	Cable            cabledriver.Settings
 	NATDiscoveryPort int32
+	// NATDiscoveryBind is the address the NAT discovery port is bound to
+	// (it carries takeover announcements too). The zero value, every
+	// address, is what a gateway needs; tests whose engines share one host
+	// give each its own loopback address.
+	NATDiscoveryBind netip.Addr
 	// HealthCheckPort is the UDP port of the health probes between gateways.
 	HealthCheckPort int
 	// HealthCheckBind is the address the health-check port is bound to.
@@ -559,11 +564,27 @@ func (e *Engine) runActive(ctx context.Context, epoch int32, handOver func(p *he
 		e.log.Warn("publishing the Endpoint without its candidates for now", "err", cerr)
 	}
 	local.Spec.Candidates = candidates
+	// Takeover announcements: this term's own, to the other clusters'
+	// active gateways, and theirs, on the NAT discovery socket.
+	tk, err := newTakeover(e.cfg.ClusterID, e.cfg.NodeName, epoch, e.driver, settings, e.log)
+	if err != nil {
+		return err
+	}
+	discovery.SetOther(tk.deliver)
 	t = &activeTerm{e: e, local: local, settings: settings, region: node.Labels[corev1.LabelTopologyRegion],
 		prober: prober, discovery: discovery, cache: cache, gateways: gateways, reachChanged: time.Now(),
-		standbys: otherGateways(gws, e.cfg.NodeName), localStale: cerr != nil}
+		standbys: otherGateways(gws, e.cfg.NodeName), localStale: cerr != nil, takeover: tk}
 	forwarding = true
 	t.step(ctx)
+	// The cable has every remote peer now: tell the remote gateways, which
+	// then move their cables here without waiting for the Endpoint to
+	// come through the broker.
+	announceTick := time.NewTicker(announceInterval)
+	defer announceTick.Stop()
+	announcing := announceTick.C
+	if !t.announce() {
+		announcing = nil
+	}
 	if err := e.publish(ctx, local, node); err != nil {
 		return err
 	}
@@ -589,11 +610,17 @@ func (e *Engine) runActive(ctx context.Context, epoch int32, handOver func(p *he
 	defer tick.Stop()
 	localTick := time.NewTicker(localInterval)
 	defer localTick.Stop()
+	// quiet: the last wake-up was an announcement's, which changed
+	// nothing step looks at (or stepped itself).
+	quiet := false
 	for {
-		if t.localStale {
-			t.refreshLocal(ctx)
+		if !quiet {
+			if t.localStale {
+				t.refreshLocal(ctx)
+			}
+			t.step(ctx)
 		}
-		t.step(ctx)
+		quiet = false
 		select {
 		case <-ctx.Done():
 			return nil
@@ -609,6 +636,44 @@ func (e *Engine) runActive(ctx context.Context, epoch int32, handOver func(p *he
 			t.localStale = true
 		case <-nodeChanged:
 			t.localStale = true
+		case <-announcing:
+			if !t.announce() {
+				announceTick.Stop()
+				announcing = nil
+			}
+			quiet = true
+		case d := <-tk.inbox:
+			t.receive(ctx, d)
+			quiet = true
+		}
+	}
+}
+
+// announce sends this term's takeover announcement to the remote gateways
+// that have not acknowledged it; false when it is done (takeover.announce).
+func (t *activeTerm) announce() bool {
+	eps, err := t.cache.list()
+	if err != nil {
+		return true
+	}
+	return t.takeover.announce(t.takeover.endpoints(eps), t.discovery.Send)
+}
+
+// receive handles a takeover announcement or acknowledgement (see
+// takeover.receive): after an accepted announcement the data plane takes
+// the new remote gateway at once, and then the acknowledgement goes back.
+func (t *activeTerm) receive(ctx context.Context, d datagram) {
+	eps, err := t.cache.list()
+	if err != nil {
+		return
+	}
+	reply, switched := t.takeover.receive(d, t.takeover.endpoints(eps))
+	if switched {
+		t.step(ctx)
+	}
+	if reply != nil {
+		if err := t.discovery.Send(reply, d.from); err != nil {
+			t.e.log.Info("cannot acknowledge a takeover announcement", "to", d.from, "err", err)
 		}
 	}
 }
@@ -624,7 +689,10 @@ type activeTerm struct {
 	localStale bool
 	// standbys names the other Gateways of the cluster the local
 	// Endpoint's candidates were last made from.
-	standbys  []string
+	standbys []string
+	// takeover holds the takeover announcements, this term's and the
+	// other clusters' (whose Endpoints step adds to the cached ones).
+	takeover  *takeover
 	prober    *health.Prober
 	discovery *natdiscovery.Discoverer
 	cache     *objectCache[v1.Endpoint]
@@ -689,6 +757,9 @@ func (t *activeTerm) refreshLocal(ctx context.Context) {
 		"publicIPs", local.Spec.PublicIPs, "privateIPs", local.Spec.PrivateIPs, "port", settings.Port,
 		"keyChanged", settings.PrivateKey != t.settings.PrivateKey)
 	t.local, t.settings, t.region, t.localStale, t.standbys = local, settings, region, false, standbys
+	if err := t.takeover.setKey(e.driver, settings); err != nil {
+		e.log.Warn("takeover announcements keep the old key", "err", err)
+	}
 }
 
 // otherGateways names the Gateways in gws other than self's, sorted.
@@ -714,6 +785,7 @@ func (t *activeTerm) step(ctx context.Context) {
 		e.log.Warn("read Endpoints from the cache", "err", err)
 		return
 	}
+	eps = t.takeover.endpoints(eps)
 	reach := map[string]netip.Addr{}
 	for _, ep := range eps {
 		if a, _ := t.discovery.Choice(ep.Name); a.IsValid() {
@@ -952,7 +1024,7 @@ func (e *Engine) startProber(ctx context.Context, wg *sync.WaitGroup) (*health.P
 // startDiscovery answers and sends NAT discovery requests on the NAT
 // discovery port until ctx ends; it joins wg, its socket closed.
 func (e *Engine) startDiscovery(ctx context.Context, wg *sync.WaitGroup) (*natdiscovery.Discoverer, error) {
-	conn, err := listenUDP(ctx, netip.Addr{}, int(e.cfg.NATDiscoveryPort))
+	conn, err := listenUDP(ctx, e.cfg.NATDiscoveryBind, int(e.cfg.NATDiscoveryPort))
 	if err != nil {
 		return nil, fmt.Errorf("NAT discovery port %d: %w", e.cfg.NATDiscoveryPort, err)
 	}

@@ -19,6 +19,11 @@
 // length byte and at most 63 bytes, the length of a DNS label), then the
 // 32-byte MAC.
 //
+// Drivers without keys (VXLAN) use SealUnkeyed and OpenUnkeyed: the same
+// message under a MAC keyed with a fixed, public key, which detects
+// corruption and tells the two schemes apart but authenticates nothing. Their
+// receiver trusts the source address, as a VXLAN cable itself does.
+//
 // What this package does not decide: whether the sender is a known
 // candidate of its cluster, whether the epoch is newer than the one in use,
 // and how old a message may be. Those are the receiver's state (Open returns
@@ -57,6 +62,8 @@ const (
 	maxName = 63
 	header  = 4 + 1 + 1 + 2 + 4 + 8
 	info    = "strait takeover announcement v1"
+	// unkeyedInfo derives the fixed MAC key of SealUnkeyed.
+	unkeyedInfo = "strait takeover announcement v1 without keys"
 )
 
 // KeySize is the size of a cable key (X25519, RFC 7748), in bytes.
@@ -98,13 +105,8 @@ var (
 // or node name that is empty or over 63 bytes, and a low-order peer key
 // (whose shared secret is all zeros, RFC 7748 section 6.1).
 func Seal(m Message, private, peer Key) ([]byte, error) {
-	if m.Kind != Takeover && m.Kind != Ack {
-		return nil, fmt.Errorf("announce: unknown kind %d", m.Kind)
-	}
-	for _, s := range []string{m.ClusterID, m.Node} {
-		if s == "" || len(s) > maxName {
-			return nil, fmt.Errorf("announce: name %q is empty or over %d bytes", s, maxName)
-		}
+	if err := check(m); err != nil {
+		return nil, err
 	}
 	pub, err := curve25519.X25519(private[:], curve25519.Basepoint)
 	if err != nil {
@@ -114,6 +116,26 @@ func Seal(m Message, private, peer Key) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	b := encode(m)
+	return append(b, mac(key, b)...), nil
+}
+
+// check refuses an unknown Kind and a cluster ID or node name that is empty
+// or over 63 bytes.
+func check(m Message) error {
+	if m.Kind != Takeover && m.Kind != Ack {
+		return fmt.Errorf("announce: unknown kind %d", m.Kind)
+	}
+	for _, s := range []string{m.ClusterID, m.Node} {
+		if s == "" || len(s) > maxName {
+			return fmt.Errorf("announce: name %q is empty or over %d bytes", s, maxName)
+		}
+	}
+	return nil
+}
+
+// encode is m's wire form without the MAC; its fields are checked.
+func encode(m Message) []byte {
 	b := make([]byte, header, header+2+len(m.ClusterID)+len(m.Node)+macSize)
 	copy(b, magic)
 	b[4], b[5] = version, byte(m.Kind)
@@ -123,7 +145,38 @@ func Seal(m Message, private, peer Key) ([]byte, error) {
 	b = append(b, m.ClusterID...)
 	b = append(b, byte(len(m.Node)))
 	b = append(b, m.Node...)
-	return append(b, mac(key, b)...), nil
+	return b
+}
+
+// SealUnkeyed encodes m for a cable driver without keys: its MAC is keyed
+// with a fixed key anyone can compute, so it authenticates nothing (the
+// receiver checks the source address instead). It fails as Seal does for
+// m's fields.
+func SealUnkeyed(m Message) ([]byte, error) {
+	if err := check(m); err != nil {
+		return nil, err
+	}
+	b := encode(m)
+	return append(b, mac(unkeyedMACKey(), b)...), nil
+}
+
+// OpenUnkeyed decodes b, sealed by SealUnkeyed. It returns ErrMalformed, or
+// ErrBadMAC for a corrupted message or one sealed with keys (Seal).
+func OpenUnkeyed(b []byte) (Message, error) {
+	m, body, err := decode(b)
+	if err != nil {
+		return Message{}, err
+	}
+	if !hmac.Equal(mac(unkeyedMACKey(), body), b[len(body):]) {
+		return Message{}, fmt.Errorf("%w: %s/%s is not sealed without keys", ErrBadMAC, m.ClusterID, m.Node)
+	}
+	return m, nil
+}
+
+// unkeyedMACKey is SealUnkeyed's fixed MAC key.
+func unkeyedMACKey() []byte {
+	k, _ := hkdf.Key(sha256.New, []byte(unkeyedInfo), nil, unkeyedInfo, macSize) // cannot fail: 32 bytes of SHA-256
+	return k
 }
 
 // Open decodes b and checks its MAC against the public key sender returns

@@ -129,3 +129,37 @@ func setByte(b []byte, i int, v byte) []byte {
 	c[i] = v
 	return c
 }
+
+// Without keys (VXLAN) a message opens for anyone, but only as sealed
+// without keys: a keyed message is not taken for one, nor the other way
+// round, and corruption is caught.
+func TestSealUnkeyed(t *testing.T) {
+	a, b := newParty(t), newParty(t)
+	m := Message{Kind: Ack, ClusterID: "c2", Node: "gw", Epoch: 3, Sent: time.Date(2026, 12, 2, 4, 5, 6, 7, time.UTC)}
+	sealed, err := SealUnkeyed(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := OpenUnkeyed(sealed); err != nil || got != m {
+		t.Fatalf("OpenUnkeyed = %+v, %v; want %+v", got, err, m)
+	}
+	keyed, err := Seal(m, a.private, b.public)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenUnkeyed(keyed); !errors.Is(err, ErrBadMAC) {
+		t.Errorf("OpenUnkeyed of a keyed message: %v, want ErrBadMAC", err)
+	}
+	if _, err := Open(sealed, b.private, knows(map[string]Key{"c2/gw": a.public})); !errors.Is(err, ErrBadMAC) {
+		t.Errorf("Open of an unkeyed message: %v, want ErrBadMAC", err)
+	}
+	if _, err := OpenUnkeyed(flip(sealed, 9)); !errors.Is(err, ErrBadMAC) {
+		t.Errorf("OpenUnkeyed of a flipped epoch bit: %v, want ErrBadMAC", err)
+	}
+	if _, err := OpenUnkeyed(sealed[:10]); !errors.Is(err, ErrMalformed) {
+		t.Errorf("OpenUnkeyed of a truncated message: %v, want ErrMalformed", err)
+	}
+	if _, err := SealUnkeyed(Message{Kind: Takeover, ClusterID: "c2"}); err == nil {
+		t.Error("SealUnkeyed without a node succeeded")
+	}
+}

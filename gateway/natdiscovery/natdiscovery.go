@@ -64,6 +64,32 @@ type Discoverer struct {
 	mu      sync.Mutex
 	targets map[string]*state
 	nextID  uint64
+	// other receives the datagrams that are not NAT discovery messages
+	// (SetOther); nil drops them.
+	other func(b []byte, from netip.AddrPort)
+}
+
+// maxDatagram is the largest datagram read: a NAT discovery message is 16
+// bytes, a takeover announcement (gateway/announce) at most 180.
+const maxDatagram = 512
+
+// SetOther hands every datagram on the socket that is not a NAT discovery
+// message to f, with its source, on the reading goroutine: f must not block,
+// and must copy b to keep it. Other messages that share the NAT discovery
+// port, such as takeover announcements, arrive this way. nil drops them
+// (the default).
+func (d *Discoverer) SetOther(f func(b []byte, from netip.AddrPort)) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.other = f
+}
+
+// Send writes b to to from the NAT discovery socket, so that the answer
+// comes back to the same port (and through the same NAT mapping) as NAT
+// discovery's own.
+func (d *Discoverer) Send(b []byte, to netip.AddrPort) error {
+	_, err := d.conn.WriteToUDPAddrPort(b, to)
+	return err
 }
 
 type state struct {
@@ -200,7 +226,7 @@ func (d *Discoverer) ask() {
 }
 
 func (d *Discoverer) read() {
-	buf := make([]byte, 64)
+	buf := make([]byte, maxDatagram)
 	for {
 		n, from, err := d.conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -211,7 +237,13 @@ func (d *Discoverer) read() {
 		}
 		kind, id, ok := decode(buf[:n])
 		if !ok {
-			continue // not ours: ignore
+			d.mu.Lock()
+			other := d.other
+			d.mu.Unlock()
+			if other != nil {
+				other(buf[:n], from)
+			}
+			continue
 		}
 		if kind == kindRequest {
 			_, _ = d.conn.WriteToUDPAddrPort(encode(kindReply, id), from)

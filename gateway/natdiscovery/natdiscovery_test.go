@@ -108,3 +108,51 @@ func TestReachFollowsAnswers(t *testing.T) {
 		t.Fatalf("answering %v after the remote stopped", reach.Answering(0))
 	}
 }
+
+// Datagrams that are not NAT discovery messages go to SetOther's handler
+// with their source, and Send answers from the NAT discovery port; NAT
+// discovery requests on the same socket are still answered.
+func TestOtherDatagramsShareThePort(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	conn := listen(t, "127.0.0.1:0")
+	d := New(conn)
+	got := make(chan string, 4)
+	d.SetOther(func(b []byte, from netip.AddrPort) {
+		got <- string(b)
+		_ = d.Send([]byte("ack:"+string(b)), from)
+	})
+	go func() { _ = d.Run(ctx) }()
+	peer := listen(t, "127.0.0.2:0")
+	to := conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	if _, err := peer.WriteToUDPAddrPort([]byte("STNA hello"), to); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case s := <-got:
+		if s != "STNA hello" {
+			t.Errorf("handler got %q", s)
+		}
+	case <-time.After(10 * time.Second): // bounds a broken reader only
+		t.Fatal("the handler got nothing")
+	}
+	buf := make([]byte, 64)
+	_ = peer.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, from, err := peer.ReadFromUDPAddrPort(buf)
+	if err != nil || string(buf[:n]) != "ack:STNA hello" || from != to {
+		t.Fatalf("answer %q from %v (%v), want ack:STNA hello from %v", buf[:n], from, err, to)
+	}
+	// A NAT discovery request is answered as before, not handed over.
+	if _, err := peer.WriteToUDPAddrPort(encode(kindRequest, 7), to); err != nil {
+		t.Fatal(err)
+	}
+	n, _, err = peer.ReadFromUDPAddrPort(buf)
+	if k, id, ok := decode(buf[:n]); err != nil || !ok || k != kindReply || id != 7 {
+		t.Fatalf("reply to a request: %q %v", buf[:n], err)
+	}
+	select {
+	case s := <-got:
+		t.Errorf("the handler got the request too: %q", s)
+	default:
+	}
+}
