@@ -112,7 +112,7 @@ var finalChecks = []struct {
 func runFinalChecks() bool {
 	ok := true
 	for i, c := range finalChecks {
-		if overlapping() && i == 0 {
+		if (overlapping() || dual()) && i == 0 {
 			continue // the first run of the package checks the recovery
 		}
 		name := "TestMain/" + strings.ReplaceAll(c.name, " ", "_")
@@ -142,20 +142,35 @@ var upArgs = []string{"up", "--clusters", "3", "--nodes", "3", "--nat", "c2", "-
 // sandboxEnv chooses the sandbox: unset, the one above, for every test
 // but TestGlobalnet; "overlapping", two clusters of three nodes with the
 // same pod and Service CIDRs (no NAT, kube-proxy in nftables mode in c2),
-// for TestGlobalnet alone. "make test-e2e" runs the package once with each
-// (one sandbox at a time on a machine).
+// for TestGlobalnet alone; "dual", two dual-stack clusters of two nodes
+// (dualArgs), for the sandbox's own tests (TestSandbox*) alone. "make
+// test-e2e" runs the package once with each (one sandbox at a time on a
+// machine).
 const sandboxEnv = "STRAIT_E2E_SANDBOX"
 
 // overlapping reports whether this run's sandbox is the overlapping one.
 func overlapping() bool { return os.Getenv(sandboxEnv) == "overlapping" }
 
+// dual reports whether this run's sandbox is the dual-stack one.
+func dual() bool { return os.Getenv(sandboxEnv) == "dual" }
+
 // sandboxArgs are the arguments of this run's "up".
 func sandboxArgs() []string {
-	if overlapping() {
+	switch {
+	case overlapping():
 		return overlappingArgs
+	case dual():
+		return dualArgs
 	}
 	return upArgs
 }
+
+// dualArgs is the smallest sandbox that tests dual-stack networking: two
+// clusters (one behind NAT, for NAT44 and NAT66) of two nodes (pod to pod
+// and Service traffic across nodes), both gateway-capable (the internet in
+// both families), kube-proxy in nftables mode in c2 (both proxy modes run
+// both families).
+var dualArgs = []string{"up", "--clusters", "2", "--nodes", "2", "--nat", "c2", "--proxy-mode", "iptables,c2=nftables", "--ip-family", "dual"}
 
 // No NAT: TestGlobalnet joins over VXLAN too, which needs gateways that
 // reach each other directly (NAT with WireGuard is TestDataplane's).
@@ -167,11 +182,15 @@ func sandboxCmd(args ...string) *exec.Cmd {
 }
 
 // need skips or fails the test when the sandbox is not there, and skips
-// it in the overlapping sandbox, which is TestGlobalnet's (needOverlapping).
+// it in the overlapping sandbox, which is TestGlobalnet's (needOverlapping),
+// and, unless it is one of the sandbox's own tests, in the dual one.
 func need(t *testing.T) {
 	t.Helper()
 	if overlapping() {
 		t.Skip("the sandbox's clusters overlap (" + sandboxEnv + "=overlapping): only TestGlobalnet runs")
+	}
+	if dual() && !strings.HasPrefix(t.Name(), "TestSandbox") {
+		t.Skip("the sandbox is dual-stack (" + sandboxEnv + "=dual): only the sandbox's own tests (TestSandbox*) run")
 	}
 	needSandbox(t)
 }

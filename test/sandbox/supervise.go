@@ -105,13 +105,13 @@ func Supervise(l Layout) error {
 }
 
 func (s *supervisor) build(ctx context.Context, state *State) error {
-	if err := buildNetwork(state.Clusters); err != nil {
+	if err := buildNetwork(state.Clusters, AdminIPs(state.Options)); err != nil {
 		return fmt.Errorf("network: %w", err)
 	}
 	// Control planes first, all clusters at once: they take the longest.
 	for _, c := range state.Clusters {
 		f := s.l.cluster(c.Name)
-		fw, err := newForwarder("/run/netns/"+controlNS(c.Name), fmt.Sprintf("%s:%d", c.ControlIP, APIServerPort), s.log)
+		fw, err := newForwarder("/run/netns/"+controlNS(c.Name), netip.AddrPortFrom(c.ControlIP, APIServerPort).String(), s.log)
 		if err != nil {
 			return err
 		}
@@ -179,7 +179,11 @@ func (s *supervisor) deployClusterDNS(ctx context.Context, c ClusterPlan) error 
 	if err != nil {
 		return fmt.Errorf("%s: cluster DNS: %w", c.Name, err)
 	}
-	if err := clusterdns.Apply(ctx, cl, clusterdns.Values{DNSServiceIP: c.DNSServiceIP}); err != nil {
+	v := clusterdns.Values{DNSServiceIP: c.DNSServiceIP}
+	if len(c.DNSServiceIPs) > 1 {
+		v.SecondaryDNSServiceIP = c.DNSServiceIPs[1]
+	}
+	if err := clusterdns.Apply(ctx, cl, v); err != nil {
 		return fmt.Errorf("%s: cluster DNS: %w", c.Name, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, clusterDNSTimeout)
@@ -200,8 +204,10 @@ func (s *supervisor) deployClusterDNS(ctx context.Context, c ClusterPlan) error 
 }
 
 // waitDNSAnswers polls the cluster DNS service at server:53 over UDP from the
-// network namespace at netnsPath until it answers the A query for the
-// kubernetes Service with NOERROR. It returns the last failure when ctx ends.
+// network namespace at netnsPath until it answers the query for the
+// kubernetes Service (A, or AAAA when server is IPv6: the kubernetes Service
+// has the primary family only) with NOERROR. It returns the last failure when
+// ctx ends.
 func waitDNSAnswers(ctx context.Context, netnsPath string, server netip.Addr) error {
 	name := "kubernetes.default.svc." + clusterdns.ClusterDomain + "."
 	var last error
@@ -213,7 +219,11 @@ func waitDNSAnswers(ctx context.Context, netnsPath string, server netip.Addr) er
 		}
 		defer conn.Close()
 		q := new(dns.Msg)
-		q.SetQuestion(name, dns.TypeA)
+		qtype := dns.TypeA
+		if server.Is6() {
+			qtype = dns.TypeAAAA
+		}
+		q.SetQuestion(name, qtype)
 		c := &dns.Client{Timeout: time.Second}
 		r, _, err := c.ExchangeWithConn(q, &dns.Conn{Conn: conn})
 		switch {
@@ -244,6 +254,7 @@ func (s *supervisor) writeNodeConfig(c ClusterPlan, n NodePlan, f clusterFiles) 
 	annotations := map[string]string{}
 	if n.Gateway {
 		labels[node.GatewayCapableLabel] = "true"
+		// One address, the primary family's: Strait's annotation holds one.
 		annotations[node.PublicIPAnnotation] = n.PublicIP.String()
 	}
 	cfg := node.Config{
@@ -252,7 +263,9 @@ func (s *supervisor) writeNodeConfig(c ClusterPlan, n NodePlan, f clusterFiles) 
 		Kubeconfig:          f.path("kubeconfig", "node-"+n.Name),
 		ProxyKubeconfig:     f.path("kubeconfig", "kube-proxy"),
 		NodeIP:              n.IP,
+		NodeIPs:             n.IPs,
 		ClusterPodCIDR:      c.PodCIDR,
+		ClusterPodCIDRs:     c.PodCIDRs,
 		ServiceCIDR:         c.ServiceCIDR,
 		KubernetesServiceIP: c.KubernetesServiceIP,
 		ClusterDNS:          c.DNSServiceIP,
