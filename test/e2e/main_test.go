@@ -143,7 +143,8 @@ var upArgs = []string{"up", "--clusters", "3", "--nodes", "3", "--nat", "c2", "-
 // but TestGlobalnet; "overlapping", two clusters of three nodes with the
 // same pod and Service CIDRs (no NAT, kube-proxy in nftables mode in c2),
 // for TestGlobalnet alone; "dual", two dual-stack clusters of two nodes
-// (dualArgs), for the sandbox's own tests (TestSandbox*) alone. "make
+// (dualArgs), for the sandbox's own tests (TestSandbox*) alone, and
+// "ipv6", the same IPv6-only. "make
 // test-e2e" runs the package once with each (one sandbox at a time on a
 // machine).
 const sandboxEnv = "STRAIT_E2E_SANDBOX"
@@ -151,19 +152,39 @@ const sandboxEnv = "STRAIT_E2E_SANDBOX"
 // overlapping reports whether this run's sandbox is the overlapping one.
 func overlapping() bool { return os.Getenv(sandboxEnv) == "overlapping" }
 
-// dual reports whether this run's sandbox is the dual-stack one.
-func dual() bool { return os.Getenv(sandboxEnv) == "dual" }
+// dual reports whether this run's sandbox is the dual-stack or the
+// IPv6-only one: both run the sandbox's own tests alone.
+func dual() bool { return os.Getenv(sandboxEnv) == "dual" || os.Getenv(sandboxEnv) == "ipv6" }
+
+// wantFamilies are the families the sandbox of this run must have, as
+// addrFamilies writes them.
+func wantFamilies() string {
+	switch os.Getenv(sandboxEnv) {
+	case "dual":
+		return "IPv4,IPv6"
+	case "ipv6":
+		return "IPv6"
+	}
+	return "IPv4"
+}
 
 // sandboxArgs are the arguments of this run's "up".
 func sandboxArgs() []string {
 	switch {
 	case overlapping():
 		return overlappingArgs
+	case os.Getenv(sandboxEnv) == "ipv6":
+		return ipv6Args
 	case dual():
 		return dualArgs
 	}
 	return upArgs
 }
+
+// ipv6Args is dualArgs with IPv6 alone ("ipv6", not in "make test-e2e": the
+// dual sandbox covers both families' code; run it by hand after changing
+// the sandbox's networking).
+var ipv6Args = append(dualArgs[:len(dualArgs)-1:len(dualArgs)-1], "ipv6")
 
 // dualArgs is the smallest sandbox that tests dual-stack networking: two
 // clusters (one behind NAT, for NAT44 and NAT66) of two nodes (pod to pod

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -37,7 +38,10 @@ func TestSandboxNodesReady(t *testing.T) {
 	}
 	for _, plan := range state.Clusters[:2] {
 		cluster := plan.Name
-		wantFamilies := prefixFamilies(plan.PodCIDRs)
+		families := prefixFamilies(plan.PodCIDRs)
+		if want := wantFamilies(); families != want {
+			t.Fatalf("%s: pod CIDRs %v, want families %s (%s=%s)", cluster, plan.PodCIDRs, want, sandboxEnv, os.Getenv(sandboxEnv))
+		}
 		nodes, err := kubeClient(t, cluster).CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
 		if err != nil {
 			t.Fatal(err)
@@ -59,8 +63,8 @@ func TestSandboxNodesReady(t *testing.T) {
 				t.Errorf("%s/%s pod CIDR %q missing or shared", cluster, n.Name, n.Spec.PodCIDR)
 			}
 			cidrs[n.Spec.PodCIDR] = true
-			if got := addrFamilies(n.Spec.PodCIDRs); got != wantFamilies {
-				t.Errorf("%s/%s pod CIDRs %v: families %s, want %s", cluster, n.Name, n.Spec.PodCIDRs, got, wantFamilies)
+			if got := addrFamilies(n.Spec.PodCIDRs); got != families {
+				t.Errorf("%s/%s pod CIDRs %v: families %s, want %s", cluster, n.Name, n.Spec.PodCIDRs, got, families)
 			}
 			var internal []string
 			for _, a := range n.Status.Addresses {
@@ -68,8 +72,8 @@ func TestSandboxNodesReady(t *testing.T) {
 					internal = append(internal, a.Address)
 				}
 			}
-			if got := addrFamilies(internal); got != wantFamilies {
-				t.Errorf("%s/%s InternalIPs %v: families %s, want %s", cluster, n.Name, internal, got, wantFamilies)
+			if got := addrFamilies(internal); got != families {
+				t.Errorf("%s/%s InternalIPs %v: families %s, want %s", cluster, n.Name, internal, got, families)
 			}
 			if n.Labels["topology.kubernetes.io/region"] == "" || n.Labels["topology.kubernetes.io/zone"] == "" {
 				t.Errorf("%s/%s lacks topology labels: %v", cluster, n.Name, n.Labels)
@@ -351,9 +355,12 @@ func TestSandboxServiceAccountTokenAndRBAC(t *testing.T) {
 	// through the kubernetes Service's ClusterIP (kube-proxy) to the apiserver.
 	request := func(resource string) string {
 		t.Helper()
+		// An IPv6 host goes in brackets in the URL, as client-go's
+		// net.JoinHostPort puts it.
 		script := `d=/var/run/secrets/kubernetes.io/serviceaccount
+h=$KUBERNETES_SERVICE_HOST; case $h in *:*) h="[$h]";; esac
 curl -s -o /dev/null -w '%{http_code}' --max-time 5 --cacert $d/ca.crt -H "Authorization: Bearer $(cat $d/token)" \
-  https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/api/v1/namespaces/$(cat $d/namespace)/` + resource
+  https://$h:$KUBERNETES_SERVICE_PORT/api/v1/namespaces/$(cat $d/namespace)/` + resource
 		out, err := execIn(t, "c2", ns, "client", "sh", "-c", script)
 		if err != nil {
 			t.Fatalf("request %s: %v", resource, err)
