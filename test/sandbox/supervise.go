@@ -194,9 +194,12 @@ func (s *supervisor) deployClusterDNS(ctx context.Context, c ClusterPlan) error 
 	// A ready Deployment is not yet a served Service: every node's
 	// kube-proxy must have programmed the DNS service IP, or a pod's first
 	// lookups time out. Ask it from each node, as a pod there would.
+	// In a dual-stack cluster, at each of the Service's addresses.
 	for _, n := range c.Nodes {
-		if err := waitDNSAnswers(ctx, "/run/netns/"+NodeNS(n.Name), c.DNSServiceIP); err != nil {
-			return fmt.Errorf("%s: cluster DNS from node %s: %w", c.Name, n.Name, err)
+		for _, server := range c.DNSServiceIPs {
+			if err := waitDNSAnswers(ctx, "/run/netns/"+NodeNS(n.Name), server, c.KubernetesServiceIP.Is6()); err != nil {
+				return fmt.Errorf("%s: cluster DNS %s from node %s: %w", c.Name, server, n.Name, err)
+			}
 		}
 	}
 	s.log.Info("cluster DNS available", "cluster", c.Name, "service", c.DNSServiceIP, "took", time.Since(start).Round(time.Millisecond))
@@ -205,10 +208,10 @@ func (s *supervisor) deployClusterDNS(ctx context.Context, c ClusterPlan) error 
 
 // waitDNSAnswers polls the cluster DNS service at server:53 over UDP from the
 // network namespace at netnsPath until it answers the query for the
-// kubernetes Service (A, or AAAA when server is IPv6: the kubernetes Service
-// has the primary family only) with NOERROR. It returns the last failure when
-// ctx ends.
-func waitDNSAnswers(ctx context.Context, netnsPath string, server netip.Addr) error {
+// kubernetes Service (A, or AAAA with aaaa: the kubernetes Service has the
+// cluster's primary family only) with NOERROR and an address. It returns the
+// last failure when ctx ends.
+func waitDNSAnswers(ctx context.Context, netnsPath string, server netip.Addr, aaaa bool) error {
 	name := "kubernetes.default.svc." + clusterdns.ClusterDomain + "."
 	var last error
 	err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(context.Context) (bool, error) {
@@ -220,7 +223,7 @@ func waitDNSAnswers(ctx context.Context, netnsPath string, server netip.Addr) er
 		defer conn.Close()
 		q := new(dns.Msg)
 		qtype := dns.TypeA
-		if server.Is6() {
+		if aaaa {
 			qtype = dns.TypeAAAA
 		}
 		q.SetQuestion(name, qtype)
