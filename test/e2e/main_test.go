@@ -112,7 +112,7 @@ var finalChecks = []struct {
 func runFinalChecks() bool {
 	ok := true
 	for i, c := range finalChecks {
-		if overlapping() && i == 0 {
+		if (overlapping() || dual()) && i == 0 {
 			continue // the first run of the package checks the recovery
 		}
 		name := "TestMain/" + strings.ReplaceAll(c.name, " ", "_")
@@ -142,20 +142,56 @@ var upArgs = []string{"up", "--clusters", "3", "--nodes", "3", "--nat", "c2", "-
 // sandboxEnv chooses the sandbox: unset, the one above, for every test
 // but TestGlobalnet; "overlapping", two clusters of three nodes with the
 // same pod and Service CIDRs (no NAT, kube-proxy in nftables mode in c2),
-// for TestGlobalnet alone. "make test-e2e" runs the package once with each
-// (one sandbox at a time on a machine).
+// for TestGlobalnet alone; "dual", two dual-stack clusters of two nodes
+// (dualArgs), for the sandbox's own tests (TestSandbox*) alone, and
+// "ipv6", the same IPv6-only. "make
+// test-e2e" runs the package once with each (one sandbox at a time on a
+// machine).
 const sandboxEnv = "STRAIT_E2E_SANDBOX"
 
 // overlapping reports whether this run's sandbox is the overlapping one.
 func overlapping() bool { return os.Getenv(sandboxEnv) == "overlapping" }
 
+// dual reports whether this run's sandbox is the dual-stack or the
+// IPv6-only one: both run the sandbox's own tests alone.
+func dual() bool { return os.Getenv(sandboxEnv) == "dual" || os.Getenv(sandboxEnv) == "ipv6" }
+
+// wantFamilies are the families the sandbox of this run must have, as
+// addrFamilies writes them.
+func wantFamilies() string {
+	switch os.Getenv(sandboxEnv) {
+	case "dual":
+		return "IPv4,IPv6"
+	case "ipv6":
+		return "IPv6"
+	}
+	return "IPv4"
+}
+
 // sandboxArgs are the arguments of this run's "up".
 func sandboxArgs() []string {
-	if overlapping() {
+	switch {
+	case overlapping():
 		return overlappingArgs
+	case os.Getenv(sandboxEnv) == "ipv6":
+		return ipv6Args
+	case dual():
+		return dualArgs
 	}
 	return upArgs
 }
+
+// ipv6Args is dualArgs with IPv6 alone ("ipv6", not in "make test-e2e": the
+// dual sandbox covers both families' code; run it by hand after changing
+// the sandbox's networking).
+var ipv6Args = append(dualArgs[:len(dualArgs)-1:len(dualArgs)-1], "ipv6")
+
+// dualArgs is the smallest sandbox that tests dual-stack networking: two
+// clusters (one behind NAT, for NAT44 and NAT66) of two nodes (pod to pod
+// and Service traffic across nodes), both gateway-capable (the internet in
+// both families), kube-proxy in nftables mode in c2 (both proxy modes run
+// both families).
+var dualArgs = []string{"up", "--clusters", "2", "--nodes", "2", "--nat", "c2", "--proxy-mode", "iptables,c2=nftables", "--ip-family", "dual"}
 
 // No NAT: TestGlobalnet joins over VXLAN too, which needs gateways that
 // reach each other directly (NAT with WireGuard is TestDataplane's).
@@ -167,11 +203,15 @@ func sandboxCmd(args ...string) *exec.Cmd {
 }
 
 // need skips or fails the test when the sandbox is not there, and skips
-// it in the overlapping sandbox, which is TestGlobalnet's (needOverlapping).
+// it in the overlapping sandbox, which is TestGlobalnet's (needOverlapping),
+// and, unless it is one of the sandbox's own tests, in the dual one.
 func need(t *testing.T) {
 	t.Helper()
 	if overlapping() {
 		t.Skip("the sandbox's clusters overlap (" + sandboxEnv + "=overlapping): only TestGlobalnet runs")
+	}
+	if dual() && !strings.HasPrefix(t.Name(), "TestSandbox") {
+		t.Skip("the sandbox is dual-stack (" + sandboxEnv + "=dual): only the sandbox's own tests (TestSandbox*) run")
 	}
 	needSandbox(t)
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -25,15 +27,27 @@ import (
 // These tests prove the sandbox itself: the base every later end-to-end test
 // of Strait stands on.
 
+// TestSandboxNodesReady checks every node of c1 and c2: Ready, a pod CIDR of
+// its own per family of the sandbox (primary first), an InternalIP per
+// family, topology labels, and the gateway-capable ones with a public IP.
 func TestSandboxNodesReady(t *testing.T) {
 	need(t)
-	for _, cluster := range []string{"c1", "c2"} {
+	state, err := layout.ReadState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, plan := range state.Clusters[:2] {
+		cluster := plan.Name
+		families := prefixFamilies(plan.PodCIDRs)
+		if want := wantFamilies(); families != want {
+			t.Fatalf("%s: pod CIDRs %v, want families %s (%s=%s)", cluster, plan.PodCIDRs, want, sandboxEnv, os.Getenv(sandboxEnv))
+		}
 		nodes, err := kubeClient(t, cluster).CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(nodes.Items) != 3 {
-			t.Fatalf("%s has %d nodes, want 3", cluster, len(nodes.Items))
+		if len(nodes.Items) != state.Options.Nodes {
+			t.Fatalf("%s has %d nodes, want %d", cluster, len(nodes.Items), state.Options.Nodes)
 		}
 		cidrs := map[string]bool{}
 		gateways := 0
@@ -49,6 +63,18 @@ func TestSandboxNodesReady(t *testing.T) {
 				t.Errorf("%s/%s pod CIDR %q missing or shared", cluster, n.Name, n.Spec.PodCIDR)
 			}
 			cidrs[n.Spec.PodCIDR] = true
+			if got := addrFamilies(n.Spec.PodCIDRs); got != families {
+				t.Errorf("%s/%s pod CIDRs %v: families %s, want %s", cluster, n.Name, n.Spec.PodCIDRs, got, families)
+			}
+			var internal []string
+			for _, a := range n.Status.Addresses {
+				if a.Type == corev1.NodeInternalIP {
+					internal = append(internal, a.Address)
+				}
+			}
+			if got := addrFamilies(internal); got != families {
+				t.Errorf("%s/%s InternalIPs %v: families %s, want %s", cluster, n.Name, internal, got, families)
+			}
 			if n.Labels["topology.kubernetes.io/region"] == "" || n.Labels["topology.kubernetes.io/zone"] == "" {
 				t.Errorf("%s/%s lacks topology labels: %v", cluster, n.Name, n.Labels)
 			}
@@ -59,15 +85,43 @@ func TestSandboxNodesReady(t *testing.T) {
 				}
 			}
 		}
-		if gateways != 2 {
-			t.Errorf("%s has %d gateway-capable nodes, want 2", cluster, gateways)
+		if gateways != state.Options.GatewayNodes {
+			t.Errorf("%s has %d gateway-capable nodes, want %d", cluster, gateways, state.Options.GatewayNodes)
 		}
 	}
 }
 
+// addrFamilies names the families of addresses or prefixes, in order:
+// "IPv4", "IPv6" or "IPv4,IPv6"; "?" for what does not parse.
+func addrFamilies(addrs []string) string {
+	var fams []string
+	for _, s := range addrs {
+		s, _, _ = strings.Cut(s, "/")
+		switch ip, err := netip.ParseAddr(s); {
+		case err != nil:
+			fams = append(fams, "?")
+		case ip.Is4():
+			fams = append(fams, "IPv4")
+		default:
+			fams = append(fams, "IPv6")
+		}
+	}
+	return strings.Join(fams, ",")
+}
+
+// prefixFamilies is addrFamilies of a plan's prefixes.
+func prefixFamilies(ps []netip.Prefix) string {
+	var s []string
+	for _, p := range ps {
+		s = append(s, p.String())
+	}
+	return addrFamilies(s)
+}
+
 // TestSandboxNAT checks the internet and the NAT router: c2 sits behind
 // NAT, so c1 sees c2's gateway nodes at the router's public address and
-// cannot reach their private ones.
+// cannot reach their private ones, in every family of the sandbox (NAT66 in
+// IPv6).
 func TestSandboxNAT(t *testing.T) {
 	need(t)
 	state, err := layout.ReadState()
@@ -84,25 +138,48 @@ func TestSandboxNAT(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
-	var r connectReport
-	waitFor(t, 10*time.Second, "c2-n1 to reach c1-n1 over the internet", func(context.Context) (bool, error) {
-		out, _ := exec.Command("ip", "netns", "exec", sandbox.NodeNS(c2n1.Name), testpod, "connect",
-			"--http", "http://"+net.JoinHostPort(c1n1.PublicIP.String(), "7080")+"/", "--timeout", "1s").Output()
-		return json.Unmarshal([]byte(lastLine(string(out))), &r) == nil && r.OK, nil
-	})
-	var body struct{ Client string }
-	_ = json.Unmarshal(r.Body, &body)
-	if host, _, _ := net.SplitHostPort(body.Client); host != c2n1.PublicIP.String() {
-		t.Errorf("c1-n1 saw c2-n1 as %s, want the NAT router's %s", body.Client, c2n1.PublicIP)
+	if len(c1n1.PublicIPs) != len(c2n1.PublicIPs) || len(c2n1.PublicIPs) != len(c2n1.IPs) || len(c2n1.IPs) == 0 {
+		t.Fatalf("c1-n1 public %v, c2-n1 public %v and private %v: want one of each per family", c1n1.PublicIPs, c2n1.PublicIPs, c2n1.IPs)
 	}
-	out, err := exec.Command("ip", "netns", "exec", sandbox.NodeNS(c1n1.Name), "ping", "-c1", "-W1", c2n1.IP.String()).CombinedOutput()
-	if err == nil {
-		t.Errorf("c1-n1 reached c2-n1's private address %s through the NAT:\n%s", c2n1.IP, out)
+	for i, public := range c1n1.PublicIPs {
+		t.Run(addrFamilies([]string{public.String()}), func(t *testing.T) {
+			var r connectReport
+			waitFor(t, 10*time.Second, "c2-n1 to reach c1-n1 over the internet at "+public.String(), func(context.Context) (bool, error) {
+				out, _ := exec.Command("ip", "netns", "exec", sandbox.NodeNS(c2n1.Name), testpod, "connect",
+					"--http", "http://"+net.JoinHostPort(public.String(), "7080")+"/", "--timeout", "1s").Output()
+				return json.Unmarshal([]byte(lastLine(string(out))), &r) == nil && r.OK, nil
+			})
+			var body struct{ Client string }
+			_ = json.Unmarshal(r.Body, &body)
+			if host, _, _ := net.SplitHostPort(body.Client); host != c2n1.PublicIPs[i].String() || c2n1.PublicIPs[i] != state.Clusters[1].RouterPublicIPs[i] {
+				t.Errorf("c1-n1 saw c2-n1 as %s, want the NAT router's %s", body.Client, state.Clusters[1].RouterPublicIPs[i])
+			}
+			private := c2n1.IPs[i]
+			out, err := exec.Command("ip", "netns", "exec", sandbox.NodeNS(c1n1.Name), "ping", "-c1", "-W1", private.String()).CombinedOutput()
+			if err == nil {
+				t.Errorf("c1-n1 reached c2-n1's private address %s through the NAT:\n%s", private, out)
+			}
+		})
 	}
 }
 
+// TestSandboxPodNetworkAndServices checks pods on every node of c1: an
+// address per family of the sandbox (status.podIPs, primary first), pod to
+// pod across nodes in each family with no NAT, and a Service (with
+// ipFamilyPolicy RequireDualStack in a dual-stack sandbox, so a ClusterIP
+// per family) reachable on each ClusterIP; in a dual-stack sandbox the
+// cluster DNS answers the Service's name with A and AAAA, over either
+// family.
 func TestSandboxPodNetworkAndServices(t *testing.T) {
 	need(t)
+	state, err := layout.ReadState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := state.Clusters[0]
+	families := prefixFamilies(plan.PodCIDRs)
+	isDual := len(plan.PodCIDRs) > 1
+	nodeCount := len(plan.Nodes)
 	cs := kubeClient(t, "c1")
 	ns := testNamespace(t, cs)
 	ctx := context.Background()
@@ -112,7 +189,7 @@ func TestSandboxPodNetworkAndServices(t *testing.T) {
 		ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(8080)}},
 		PeriodSeconds: 1,
 	}
-	if _, err := cs.AppsV1().Deployments(ns).Create(ctx, deployment("web", 3, web), metav1.CreateOptions{}); err != nil {
+	if _, err := cs.AppsV1().Deployments(ns).Create(ctx, deployment("web", int32(nodeCount), web), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	svc := &corev1.Service{
@@ -126,79 +203,115 @@ func TestSandboxPodNetworkAndServices(t *testing.T) {
 			},
 		},
 	}
-	svc, err := cs.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{})
+	if isDual {
+		svc.Spec.IPFamilyPolicy = ptr.To(corev1.IPFamilyPolicyRequireDualStack)
+	}
+	svc, err = cs.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	if got := addrFamilies(svc.Spec.ClusterIPs); got != families {
+		t.Errorf("Service ClusterIPs %v: families %s, want %s", svc.Spec.ClusterIPs, got, families)
+	}
 
-	pods := runningPods(t, cs, ns, "app=web", 3)
+	pods := runningPods(t, cs, ns, "app=web", nodeCount)
 	nodes := map[string]bool{}
 	for _, p := range pods {
 		nodes[p.Spec.NodeName] = true
 		if p.Status.PodIP == "" || p.Status.PodIP == p.Status.HostIP {
 			t.Errorf("pod %s has IP %q (host %s)", p.Name, p.Status.PodIP, p.Status.HostIP)
 		}
+		var ips []string
+		for _, ip := range p.Status.PodIPs {
+			ips = append(ips, ip.IP)
+		}
+		if got := addrFamilies(ips); got != families || ips[0] != p.Status.PodIP {
+			t.Errorf("pod %s: podIPs %v (podIP %s), want families %s, podIP first", p.Name, ips, p.Status.PodIP, families)
+		}
 	}
-	if len(nodes) != 3 {
-		t.Fatalf("pods landed on %v, want three different nodes", nodes)
+	if len(nodes) != nodeCount {
+		t.Fatalf("pods landed on %v, want %d different nodes", nodes, nodeCount)
 	}
 
 	from := pods[0]
 	for _, to := range pods[1:] {
-		t.Run("pod to pod across nodes/"+to.Spec.NodeName, func(t *testing.T) {
-			r := connect(t, "c1", ns, from.Name, "--http", "http://"+net.JoinHostPort(to.Status.PodIP, "8080")+"/")
-			if !r.OK || r.Status != 200 {
-				t.Fatalf("HTTP %s → %s: %+v", from.Spec.NodeName, to.Spec.NodeName, r)
+		for i, toIP := range to.Status.PodIPs {
+			fromIP := from.Status.PodIPs[i].IP
+			t.Run("pod to pod across nodes/"+to.Spec.NodeName+"/"+addrFamilies([]string{toIP.IP}), func(t *testing.T) {
+				r := connect(t, "c1", ns, from.Name, "--http", "http://"+net.JoinHostPort(toIP.IP, "8080")+"/")
+				if !r.OK || r.Status != 200 {
+					t.Fatalf("HTTP %s → %s: %+v", from.Spec.NodeName, to.Spec.NodeName, r)
+				}
+				var body struct{ Pod, Node, Client string }
+				_ = json.Unmarshal(r.Body, &body)
+				if body.Pod != to.Name || body.Node != to.Spec.NodeName {
+					t.Errorf("answered by %s on %s, want %s on %s", body.Pod, body.Node, to.Name, to.Spec.NodeName)
+				}
+				// The server sees the client pod's own address: no NAT inside the cluster.
+				if host, _, _ := net.SplitHostPort(body.Client); host != fromIP {
+					t.Errorf("server saw client %s, want pod IP %s", body.Client, fromIP)
+				}
+				if r := connect(t, "c1", ns, from.Name, "--tcp", net.JoinHostPort(toIP.IP, "9000"), "--bytes", "100000"); !r.OK {
+					t.Errorf("TCP echo: %+v", r)
+				}
+				if r := connect(t, "c1", ns, from.Name, "--udp", net.JoinHostPort(toIP.IP, "9001"), "--bytes", "3000"); !r.OK {
+					t.Errorf("UDP echo, 3000 bytes: %+v", r)
+				}
+			})
+		}
+	}
+
+	for _, clusterIP := range svc.Spec.ClusterIPs {
+		t.Run("pod to service ClusterIP/"+addrFamilies([]string{clusterIP}), func(t *testing.T) {
+			url := "http://" + net.JoinHostPort(clusterIP, "80") + "/"
+			// kube-proxy programs a new Service within a sync period or so; until
+			// then it rejects the unallocated-looking address.
+			waitFor(t, 30*time.Second, "kube-proxy to program the Service", func(context.Context) (bool, error) {
+				return connect(t, "c1", ns, from.Name, "--http", url, "--timeout", "1s").OK, nil
+			})
+			seen := map[string]bool{}
+			for i := 0; i < 30 && len(seen) < 2; i++ {
+				r := connect(t, "c1", ns, from.Name, "--http", url)
+				if !r.OK || r.Status != 200 {
+					t.Fatalf("HTTP via ClusterIP %s: %+v", clusterIP, r)
+				}
+				var body struct{ Pod string }
+				_ = json.Unmarshal(r.Body, &body)
+				seen[body.Pod] = true
 			}
-			var body struct{ Pod, Node, Client string }
-			_ = json.Unmarshal(r.Body, &body)
-			if body.Pod != to.Name || body.Node != to.Spec.NodeName {
-				t.Errorf("answered by %s on %s, want %s on %s", body.Pod, body.Node, to.Name, to.Spec.NodeName)
+			if len(seen) < 2 {
+				t.Errorf("30 requests through the ClusterIP all reached %v; kube-proxy should spread them", seen)
 			}
-			// The server sees the client pod's own address: no NAT inside the cluster.
-			if host, _, _ := net.SplitHostPort(body.Client); host != from.Status.PodIP {
-				t.Errorf("server saw client %s, want pod IP %s", body.Client, from.Status.PodIP)
+			if r := connect(t, "c1", ns, from.Name, "--tcp", net.JoinHostPort(clusterIP, "9000")); !r.OK {
+				t.Errorf("TCP via ClusterIP: %+v", r)
 			}
-			if r := connect(t, "c1", ns, from.Name, "--tcp", net.JoinHostPort(to.Status.PodIP, "9000"), "--bytes", "100000"); !r.OK {
-				t.Errorf("TCP echo: %+v", r)
-			}
-			if r := connect(t, "c1", ns, from.Name, "--udp", net.JoinHostPort(to.Status.PodIP, "9001"), "--bytes", "3000"); !r.OK {
-				t.Errorf("UDP echo, 3000 bytes: %+v", r)
+			if r := connect(t, "c1", ns, from.Name, "--udp", net.JoinHostPort(clusterIP, "9001")); !r.OK {
+				t.Errorf("UDP via ClusterIP: %+v", r)
 			}
 		})
 	}
-
-	t.Run("pod to service ClusterIP", func(t *testing.T) {
-		// kube-proxy programs a new Service within a sync period or so; until
-		// then it rejects the unallocated-looking address.
-		waitFor(t, 30*time.Second, "kube-proxy to program the Service", func(context.Context) (bool, error) {
-			return connect(t, "c1", ns, from.Name, "--http", "http://"+svc.Spec.ClusterIP+"/", "--timeout", "1s").OK, nil
-		})
-		seen := map[string]bool{}
-		for i := 0; i < 30 && len(seen) < 2; i++ {
-			r := connect(t, "c1", ns, from.Name, "--http", "http://"+svc.Spec.ClusterIP+"/")
-			if !r.OK || r.Status != 200 {
-				t.Fatalf("HTTP via ClusterIP %s: %+v", svc.Spec.ClusterIP, r)
-			}
-			var body struct{ Pod string }
-			_ = json.Unmarshal(r.Body, &body)
-			seen[body.Pod] = true
-		}
-		if len(seen) < 2 {
-			t.Errorf("30 requests through the ClusterIP all reached %v; kube-proxy should spread them", seen)
-		}
-		if r := connect(t, "c1", ns, from.Name, "--tcp", net.JoinHostPort(svc.Spec.ClusterIP, "9000")); !r.OK {
-			t.Errorf("TCP via ClusterIP: %+v", r)
-		}
-		if r := connect(t, "c1", ns, from.Name, "--udp", net.JoinHostPort(svc.Spec.ClusterIP, "9001")); !r.OK {
-			t.Errorf("UDP via ClusterIP: %+v", r)
-		}
-	})
 
 	t.Run("no route to a closed port", func(t *testing.T) {
 		r := connect(t, "c1", ns, from.Name, "--tcp", net.JoinHostPort(pods[1].Status.PodIP, "9999"), "--timeout", "2s")
 		if r.OK {
 			t.Fatalf("connecting to a closed port succeeded: %+v", r)
+		}
+	})
+
+	if !isDual {
+		return
+	}
+	t.Run("DNS answers A and AAAA over both families", func(t *testing.T) {
+		createRunning(t, "c1", cs, ns, toolPod("tools"))
+		name := "web." + ns + ".svc.cluster.local"
+		for _, server := range plan.DNSServiceIPs {
+			for i, qtype := range []string{"A", "AAAA"} {
+				args := []string{"dig", "+tries=1", "+timeout=1", "+short", "@" + server.String(), qtype, name}
+				r := kubectl(t, "c1", append([]string{"exec", "-n", ns, "tools", "--"}, args...)...)
+				if got := strings.TrimSpace(r.stdout); r.code != 0 || got != svc.Spec.ClusterIPs[i] {
+					t.Errorf("%s: exit %d, %q (%s), want %s", strings.Join(args[4:], " "), r.code, got, strings.TrimSpace(r.stderr), svc.Spec.ClusterIPs[i])
+				}
+			}
 		}
 	})
 }
@@ -242,9 +355,12 @@ func TestSandboxServiceAccountTokenAndRBAC(t *testing.T) {
 	// through the kubernetes Service's ClusterIP (kube-proxy) to the apiserver.
 	request := func(resource string) string {
 		t.Helper()
+		// An IPv6 host goes in brackets in the URL, as client-go's
+		// net.JoinHostPort puts it.
 		script := `d=/var/run/secrets/kubernetes.io/serviceaccount
+h=$KUBERNETES_SERVICE_HOST; case $h in *:*) h="[$h]";; esac
 curl -s -o /dev/null -w '%{http_code}' --max-time 5 --cacert $d/ca.crt -H "Authorization: Bearer $(cat $d/token)" \
-  https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/api/v1/namespaces/$(cat $d/namespace)/` + resource
+  https://$h:$KUBERNETES_SERVICE_PORT/api/v1/namespaces/$(cat $d/namespace)/` + resource
 		out, err := execIn(t, "c2", ns, "client", "sh", "-c", script)
 		if err != nil {
 			t.Fatalf("request %s: %v", resource, err)
@@ -362,9 +478,15 @@ func TestSandboxPodLifecycle(t *testing.T) {
 		if p.Status.PodIP != p.Status.HostIP {
 			t.Errorf("hostNetwork pod IP %s, want the node's %s", p.Status.PodIP, p.Status.HostIP)
 		}
-		out, err := execIn(t, "c1", ns, "hostnet", "ip", "-o", "-4", "addr", "show", "dev", "eth0")
-		if err != nil || !strings.Contains(out, p.Status.HostIP+"/") {
-			t.Errorf("eth0 in the hostNetwork pod: %q (%v), want the node address %s", out, err, p.Status.HostIP)
+		if len(p.Status.PodIPs) != len(p.Status.HostIPs) {
+			t.Errorf("hostNetwork pod IPs %v, want the node's %v", p.Status.PodIPs, p.Status.HostIPs)
+		}
+		// Every address of the node, in every family of the sandbox.
+		for _, host := range p.Status.HostIPs {
+			out, err := execIn(t, "c1", ns, "hostnet", "ip", "-o", "addr", "show", "dev", "eth0")
+			if err != nil || !strings.Contains(out, " "+host.IP+"/") {
+				t.Errorf("eth0 in the hostNetwork pod: %q (%v), want the node address %s", out, err, host.IP)
+			}
 		}
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -154,11 +155,21 @@ func Status(ctx context.Context, l Layout, w io.Writer) error {
 		}
 		for _, n := range c.Nodes {
 			obj, ok := nodes[n.Name]
-			public := "-"
-			if n.PublicIP.IsValid() {
+			// Every family's, comma-separated, primary first.
+			ips, public, podCIDRs := joinAddrs(n.IPs), joinAddrs(n.PublicIPs), strings.Join(obj.Spec.PodCIDRs, ",")
+			if len(n.IPs) == 0 { // a state written before --ip-family
+				ips = n.IP.String()
+			}
+			if public == "" && n.PublicIP.IsValid() {
 				public = n.PublicIP.String()
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\t%d\n", c.Name, n.Name, n.IP, public, obj.Spec.PodCIDR, ok && nodeReady(&obj), pods[n.Name])
+			if public == "" {
+				public = "-"
+			}
+			if podCIDRs == "" {
+				podCIDRs = obj.Spec.PodCIDR
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\t%d\n", c.Name, n.Name, ips, public, podCIDRs, ok && nodeReady(&obj), pods[n.Name])
 		}
 	}
 	tw.Flush()
@@ -178,4 +189,13 @@ func Status(ctx context.Context, l Layout, w io.Writer) error {
 		fmt.Fprintf(w, "%s --kubeconfig %s get nodes   # %s, %s\n", kubectl, l.Kubeconfig(name), name, s.APIServers[name])
 	}
 	return nil
+}
+
+// joinAddrs writes addresses comma-separated.
+func joinAddrs(addrs []netip.Addr) string {
+	s := make([]string, len(addrs))
+	for i, a := range addrs {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ",")
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"k8s.io/client-go/rest"
 
@@ -41,8 +42,9 @@ func clusterPKI(c ClusterPlan, f clusterFiles, userKubeconfig, adminHostKubeconf
 	if _, _, err := caKP.Write(pkiDir, "ca"); err != nil {
 		return err
 	}
-	serving, err := ca.ServingCert("kube-apiserver",
-		[]netip.Addr{c.ControlIP, c.ControlPublicIP, c.KubernetesServiceIP, netip.MustParseAddr("127.0.0.1")},
+	servingIPs := append(append([]netip.Addr{}, c.ControlIPs...), c.ControlPublicIPs...)
+	servingIPs = append(servingIPs, c.KubernetesServiceIP, netip.MustParseAddr("127.0.0.1"))
+	serving, err := ca.ServingCert("kube-apiserver", servingIPs,
 		[]string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"})
 	if err != nil {
 		return err
@@ -59,7 +61,7 @@ func clusterPKI(c ClusterPlan, f clusterFiles, userKubeconfig, adminHostKubeconf
 	// no such binding, and the kubelet API only needs the SubjectAccessReview
 	// to allow nodes/proxy).
 	for _, n := range c.Nodes {
-		kp, err := ca.ServingCert("system:node:"+n.Name, []netip.Addr{n.IP}, []string{n.Name})
+		kp, err := ca.ServingCert("system:node:"+n.Name, n.IPs, []string{n.Name})
 		if err != nil {
 			return err
 		}
@@ -131,10 +133,65 @@ func clusterPKI(c ClusterPlan, f clusterFiles, userKubeconfig, adminHostKubeconf
 	return nil
 }
 
+// joinPrefixes writes prefixes comma-separated, as the dual-stack flags of
+// the control plane and kube-proxy take them (primary family first).
+func joinPrefixes(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
+}
+
+// nodeCIDRMaskFlags are the controller manager's per-family node CIDR sizes
+// for pod CIDRs pods: --node-cidr-mask-size-ipv4 and -ipv6, which a
+// dual-stack cluster needs (--node-cidr-mask-size would set both alike).
+func nodeCIDRMaskFlags(pods []netip.Prefix) []string {
+	var flags []string
+	for _, p := range pods {
+		fam := 4
+		if p.Addr().Is6() {
+			fam = 6
+		}
+		flags = append(flags, fmt.Sprintf("--node-cidr-mask-size-ipv%d=%d", fam, NodeCIDRMaskSize[fam]))
+	}
+	return flags
+}
+
+// bindAll is the apiserver's --bind-address: every address of the primary
+// family ("::" takes IPv4 too, through mapped addresses).
+func bindAll(c ClusterPlan) string {
+	if c.ControlIP.Is4() {
+		return "0.0.0.0"
+	}
+	return "::"
+}
+
 // controlPlaneCommands returns the command lines of etcd, kube-apiserver,
-// kube-controller-manager and kube-scheduler for the cluster.
+// kube-controller-manager and kube-scheduler for the cluster: dual-stack
+// ranges list both families, primary first, and the apiserver advertises its
+// primary address.
 func controlPlaneCommands(c ClusterPlan, f clusterFiles, kubeBin string) [][]string {
 	p := func(parts ...string) string { return f.path(parts...) }
+	kcm := []string{filepath.Join(kubeBin, "kube-controller-manager"),
+		"--kubeconfig=" + p("kubeconfig", "controller-manager"),
+		"--authentication-kubeconfig=" + p("kubeconfig", "controller-manager"),
+		"--authorization-kubeconfig=" + p("kubeconfig", "controller-manager"),
+		"--bind-address=127.0.0.1",
+		"--leader-elect=false",
+		"--use-service-account-credentials=true",
+		"--service-account-private-key-file=" + p("pki", "sa.key"),
+		"--root-ca-file=" + p("pki", "ca.crt"),
+		"--cluster-signing-cert-file=" + p("pki", "ca.crt"),
+		"--cluster-signing-key-file=" + p("pki", "ca.key"),
+		"--allocate-node-cidrs=true",
+		"--cluster-cidr=" + joinPrefixes(c.PodCIDRs),
+	}
+	kcm = append(kcm, nodeCIDRMaskFlags(c.PodCIDRs)...)
+	kcm = append(kcm,
+		"--service-cluster-ip-range="+joinPrefixes(c.ServiceCIDRs),
+		"--profiling=false",
+	)
 	return [][]string{
 		{filepath.Join(kubeBin, "etcd"),
 			"--name=" + c.Name,
@@ -151,7 +208,7 @@ func controlPlaneCommands(c ClusterPlan, f clusterFiles, kubeBin string) [][]str
 		{filepath.Join(kubeBin, "kube-apiserver"),
 			"--etcd-servers=http://127.0.0.1:2379",
 			"--advertise-address=" + c.ControlIP.String(),
-			"--bind-address=0.0.0.0",
+			"--bind-address=" + bindAll(c),
 			"--secure-port=" + strconv.Itoa(APIServerPort),
 			"--cert-dir=" + p("pki", "generated"),
 			"--tls-cert-file=" + p("pki", "apiserver.crt"),
@@ -164,29 +221,13 @@ func controlPlaneCommands(c ClusterPlan, f clusterFiles, kubeBin string) [][]str
 			"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 			"--service-account-key-file=" + p("pki", "sa.pub"),
 			"--service-account-signing-key-file=" + p("pki", "sa.key"),
-			"--service-cluster-ip-range=" + c.ServiceCIDR.String(),
+			"--service-cluster-ip-range=" + joinPrefixes(c.ServiceCIDRs),
 			"--authorization-mode=Node,RBAC",
 			"--enable-admission-plugins=NodeRestriction",
 			"--allow-privileged=true",
 			"--profiling=false",
 		},
-		{filepath.Join(kubeBin, "kube-controller-manager"),
-			"--kubeconfig=" + p("kubeconfig", "controller-manager"),
-			"--authentication-kubeconfig=" + p("kubeconfig", "controller-manager"),
-			"--authorization-kubeconfig=" + p("kubeconfig", "controller-manager"),
-			"--bind-address=127.0.0.1",
-			"--leader-elect=false",
-			"--use-service-account-credentials=true",
-			"--service-account-private-key-file=" + p("pki", "sa.key"),
-			"--root-ca-file=" + p("pki", "ca.crt"),
-			"--cluster-signing-cert-file=" + p("pki", "ca.crt"),
-			"--cluster-signing-key-file=" + p("pki", "ca.key"),
-			"--allocate-node-cidrs=true",
-			"--cluster-cidr=" + c.PodCIDR.String(),
-			"--node-cidr-mask-size=24",
-			"--service-cluster-ip-range=" + c.ServiceCIDR.String(),
-			"--profiling=false",
-		},
+		kcm,
 		{filepath.Join(kubeBin, "kube-scheduler"),
 			"--kubeconfig=" + p("kubeconfig", "scheduler"),
 			"--authentication-kubeconfig=" + p("kubeconfig", "scheduler"),

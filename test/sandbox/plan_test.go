@@ -120,6 +120,7 @@ func TestPlanOverlapping(t *testing.T) {
 	for i := range plans {
 		a, b := plans[i], plain[i]
 		a.PodCIDR, a.ServiceCIDR, a.KubernetesServiceIP, a.DNSServiceIP = b.PodCIDR, b.ServiceCIDR, b.KubernetesServiceIP, b.DNSServiceIP
+		a.PodCIDRs, a.ServiceCIDRs, a.DNSServiceIPs = b.PodCIDRs, b.ServiceCIDRs, b.DNSServiceIPs
 		if !reflect.DeepEqual(a, b) {
 			t.Errorf("%s differs beyond its CIDRs:\n%+v\n%+v", a.Name, a, b)
 		}
@@ -136,6 +137,9 @@ func TestOptionsValidate(t *testing.T) {
 		{Options{Clusters: 2, Nodes: 10}, "--nodes"},
 		{Options{Clusters: 2, Nodes: 1, GatewayNodes: 2}, "--gateway-nodes"},
 		{Options{Clusters: 2, Nodes: 1, NAT: []string{"c3"}}, "--nat c3: no such cluster"},
+		{Options{Clusters: 2, Nodes: 1, IPFamily: "dual"}, ""},
+		{Options{Clusters: 2, Nodes: 1, IPFamily: "ipv6"}, ""},
+		{Options{Clusters: 2, Nodes: 1, IPFamily: "inet6"}, `--ip-family "inet6": must be ipv4, ipv6, dual`},
 	} {
 		err := tc.o.Validate()
 		if (err == nil) != (tc.want == "") || (err != nil && !strings.Contains(err.Error(), tc.want)) {
@@ -200,5 +204,161 @@ func TestProxyModes(t *testing.T) {
 		if strings.Join(got, " ") != strings.Join(tc.want, " ") {
 			t.Errorf("--proxy-mode %s: clusters' modes %v, want %v", tc.flag, got, tc.want)
 		}
+	}
+}
+
+// --ip-family: every network has one prefix or address per family, primary
+// first (IPv4 first in dual), the IPv4 ones are those of an ipv4 sandbox,
+// IPv6 cluster networks are ULA (fd00::/8) and the internet is the
+// benchmarking range 2001:2::/48; nothing overlaps, within a family or
+// across clusters.
+func TestPlanFamilies(t *testing.T) {
+	ula := netip.MustParsePrefix("fd00::/8")
+	opts := Options{Clusters: 3, Nodes: 3, GatewayNodes: 2, NAT: []string{"c2"}}
+	v4 := Plan(opts)
+	for _, tc := range []struct {
+		family string
+		want   []int // families, in order
+	}{
+		{"", []int{4}},
+		{IPv4, []int{4}},
+		{IPv6, []int{6}},
+		{Dual, []int{4, 6}},
+	} {
+		t.Run("family "+tc.family, func(t *testing.T) {
+			o := opts
+			o.IPFamily = tc.family
+			plans := Plan(o)
+			famOf := func(a netip.Addr) int {
+				if a.Is4() {
+					return 4
+				}
+				return 6
+			}
+			checkAddrs := func(what string, got []netip.Addr) {
+				t.Helper()
+				if len(got) != len(tc.want) {
+					t.Errorf("%s: %v, want one per family %v", what, got, tc.want)
+					return
+				}
+				for i, a := range got {
+					if famOf(a) != tc.want[i] {
+						t.Errorf("%s: %v, want families %v in that order", what, got, tc.want)
+					}
+				}
+			}
+			checkPrefixes := func(what string, got []netip.Prefix, cluster bool) {
+				t.Helper()
+				addrs := make([]netip.Addr, len(got))
+				for i, p := range got {
+					addrs[i] = p.Addr()
+					if cluster && p.Addr().Is6() && !ula.Contains(p.Addr()) {
+						t.Errorf("%s: %s is not a ULA prefix", what, p)
+					}
+				}
+				checkAddrs(what, addrs)
+			}
+			seen := map[netip.Addr]string{}
+			claim := func(who string, as ...netip.Addr) {
+				t.Helper()
+				for _, a := range as {
+					if prev, ok := seen[a]; ok {
+						t.Errorf("%s and %s share %s", prev, who, a)
+					}
+					seen[a] = who
+				}
+			}
+			admin := AdminIPs(o)
+			checkAddrs("admin host", admin)
+			claim("admin host", admin...)
+			var prefixes []netip.Prefix
+			for ci, c := range plans {
+				checkPrefixes(c.Name+" node network", c.LANs, true)
+				checkPrefixes(c.Name+" pods", c.PodCIDRs, true)
+				checkPrefixes(c.Name+" services", c.ServiceCIDRs, true)
+				checkAddrs(c.Name+" control plane", c.ControlIPs)
+				checkAddrs(c.Name+" control plane public", c.ControlPublicIPs)
+				checkAddrs(c.Name+" DNS service", c.DNSServiceIPs)
+				claim(c.Name+" control plane", c.ControlIPs...)
+				claim(c.Name+" control plane public", c.ControlPublicIPs...)
+				claim(c.Name+" router", c.RouterLANIPs...)
+				claim(c.Name+" router public", c.RouterPublicIPs...)
+				if c.NAT {
+					checkAddrs(c.Name+" router", c.RouterLANIPs)
+					checkAddrs(c.Name+" router public", c.RouterPublicIPs)
+				}
+				prefixes = append(prefixes, c.LANs...)
+				prefixes = append(prefixes, c.PodCIDRs...)
+				prefixes = append(prefixes, c.ServiceCIDRs...)
+				for i := range c.ServiceCIDRs {
+					if !c.ServiceCIDRs[i].Contains(c.DNSServiceIPs[i]) {
+						t.Errorf("%s: DNS service IP %s outside %s", c.Name, c.DNSServiceIPs[i], c.ServiceCIDRs[i])
+					}
+					if !c.LANs[i].Contains(c.ControlIPs[i]) {
+						t.Errorf("%s: control plane %s outside %s", c.Name, c.ControlIPs[i], c.LANs[i])
+					}
+					if !InternetPrefix(tc.want[i]).Contains(c.ControlPublicIPs[i]) {
+						t.Errorf("%s: control plane public %s outside the internet", c.Name, c.ControlPublicIPs[i])
+					}
+					if c.PodCIDRs[i].Bits() > NodeCIDRMaskSize[tc.want[i]] || NodeCIDRMaskSize[tc.want[i]]-c.PodCIDRs[i].Bits() > 16 {
+						t.Errorf("%s: pods %s cannot be cut into /%d node CIDRs", c.Name, c.PodCIDRs[i], NodeCIDRMaskSize[tc.want[i]])
+					}
+				}
+				// The singular fields are the primary family's.
+				if c.LAN != c.LANs[0] || c.ControlIP != c.ControlIPs[0] || c.PodCIDR != c.PodCIDRs[0] ||
+					c.ServiceCIDR != c.ServiceCIDRs[0] || c.DNSServiceIP != c.DNSServiceIPs[0] ||
+					c.KubernetesServiceIP != c.ServiceCIDRs[0].Addr().Next() {
+					t.Errorf("%s: singular fields are not the primary family's: %+v", c.Name, c)
+				}
+				for _, n := range c.Nodes {
+					checkAddrs(n.Name, n.IPs)
+					claim(n.Name, n.IPs...)
+					claim(n.Name+" internet", n.InternetIPs...)
+					for i, a := range n.IPs {
+						if !c.LANs[i].Contains(a) {
+							t.Errorf("%s %s outside the node network %s", n.Name, a, c.LANs[i])
+						}
+					}
+					if n.Gateway {
+						checkAddrs(n.Name+" public", n.PublicIPs)
+						if n.PublicIP != n.PublicIPs[0] {
+							t.Errorf("%s: public %s, want %s", n.Name, n.PublicIP, n.PublicIPs[0])
+						}
+						for i, a := range n.PublicIPs {
+							if !InternetPrefix(tc.want[i]).Contains(a) {
+								t.Errorf("%s: public %s outside the internet", n.Name, a)
+							}
+						}
+					}
+				}
+				// What an IPv4 (or dual) sandbox has of IPv4 is the ipv4
+				// sandbox's, so the default does not change.
+				if tc.want[0] == 4 {
+					w := v4[ci]
+					if c.LAN != w.LAN || c.PodCIDR != w.PodCIDR || c.ServiceCIDR != w.ServiceCIDR || c.ControlIP != w.ControlIP ||
+						c.ControlPublicIP != w.ControlPublicIP || c.RouterPublicIP != w.RouterPublicIP || c.Nodes[0].IP != w.Nodes[0].IP {
+						t.Errorf("%s: IPv4 plan differs from the ipv4 sandbox's", c.Name)
+					}
+				}
+			}
+			for i, a := range prefixes {
+				if InternetCIDR.Overlaps(a) || InternetCIDR6.Overlaps(a) {
+					t.Errorf("%s overlaps the internet", a)
+				}
+				for _, b := range prefixes[i+1:] {
+					if a.Overlaps(b) {
+						t.Errorf("%s overlaps %s", a, b)
+					}
+				}
+			}
+		})
+	}
+	// The IPv6 layout, spelled out once.
+	c := Plan(Options{Clusters: 2, Nodes: 2, GatewayNodes: 1, NAT: []string{"c2"}, IPFamily: Dual})
+	got := fmt.Sprint(c[0].LANs, c[0].PodCIDRs, c[0].ServiceCIDRs, c[0].DNSServiceIPs, c[0].Nodes[0].IPs, c[0].Nodes[0].PublicIPs, c[1].RouterLANIPs, c[1].RouterPublicIPs, c[1].Nodes[0].PublicIPs)
+	want := "[192.168.1.0/24 fd00:192:168:1::/64] [10.1.0.0/16 fd00:10:1::/48] [10.101.0.0/16 fd00:10:101::/112] [10.101.0.10 fd00:10:101::a] " +
+		"[192.168.1.11 fd00:192:168:1::11] [198.18.1.11 2001:2::1:11] [192.168.2.1 fd00:192:168:2::1] [198.18.2.1 2001:2::2:1] [198.18.2.1 2001:2::2:1]"
+	if got != want {
+		t.Errorf("dual layout:\n got %s\nwant %s", got, want)
 	}
 }

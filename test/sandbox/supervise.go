@@ -105,13 +105,13 @@ func Supervise(l Layout) error {
 }
 
 func (s *supervisor) build(ctx context.Context, state *State) error {
-	if err := buildNetwork(state.Clusters); err != nil {
+	if err := buildNetwork(state.Clusters, AdminIPs(state.Options)); err != nil {
 		return fmt.Errorf("network: %w", err)
 	}
 	// Control planes first, all clusters at once: they take the longest.
 	for _, c := range state.Clusters {
 		f := s.l.cluster(c.Name)
-		fw, err := newForwarder("/run/netns/"+controlNS(c.Name), fmt.Sprintf("%s:%d", c.ControlIP, APIServerPort), s.log)
+		fw, err := newForwarder("/run/netns/"+controlNS(c.Name), netip.AddrPortFrom(c.ControlIP, APIServerPort).String(), s.log)
 		if err != nil {
 			return err
 		}
@@ -179,7 +179,11 @@ func (s *supervisor) deployClusterDNS(ctx context.Context, c ClusterPlan) error 
 	if err != nil {
 		return fmt.Errorf("%s: cluster DNS: %w", c.Name, err)
 	}
-	if err := clusterdns.Apply(ctx, cl, clusterdns.Values{DNSServiceIP: c.DNSServiceIP}); err != nil {
+	v := clusterdns.Values{DNSServiceIP: c.DNSServiceIP}
+	if len(c.DNSServiceIPs) > 1 {
+		v.SecondaryDNSServiceIP = c.DNSServiceIPs[1]
+	}
+	if err := clusterdns.Apply(ctx, cl, v); err != nil {
 		return fmt.Errorf("%s: cluster DNS: %w", c.Name, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, clusterDNSTimeout)
@@ -190,9 +194,12 @@ func (s *supervisor) deployClusterDNS(ctx context.Context, c ClusterPlan) error 
 	// A ready Deployment is not yet a served Service: every node's
 	// kube-proxy must have programmed the DNS service IP, or a pod's first
 	// lookups time out. Ask it from each node, as a pod there would.
+	// In a dual-stack cluster, at each of the Service's addresses.
 	for _, n := range c.Nodes {
-		if err := waitDNSAnswers(ctx, "/run/netns/"+NodeNS(n.Name), c.DNSServiceIP); err != nil {
-			return fmt.Errorf("%s: cluster DNS from node %s: %w", c.Name, n.Name, err)
+		for _, server := range c.DNSServiceIPs {
+			if err := waitDNSAnswers(ctx, "/run/netns/"+NodeNS(n.Name), server, c.KubernetesServiceIP.Is6()); err != nil {
+				return fmt.Errorf("%s: cluster DNS %s from node %s: %w", c.Name, server, n.Name, err)
+			}
 		}
 	}
 	s.log.Info("cluster DNS available", "cluster", c.Name, "service", c.DNSServiceIP, "took", time.Since(start).Round(time.Millisecond))
@@ -200,9 +207,11 @@ func (s *supervisor) deployClusterDNS(ctx context.Context, c ClusterPlan) error 
 }
 
 // waitDNSAnswers polls the cluster DNS service at server:53 over UDP from the
-// network namespace at netnsPath until it answers the A query for the
-// kubernetes Service with NOERROR. It returns the last failure when ctx ends.
-func waitDNSAnswers(ctx context.Context, netnsPath string, server netip.Addr) error {
+// network namespace at netnsPath until it answers the query for the
+// kubernetes Service (A, or AAAA with aaaa: the kubernetes Service has the
+// cluster's primary family only) with NOERROR and an address. It returns the
+// last failure when ctx ends.
+func waitDNSAnswers(ctx context.Context, netnsPath string, server netip.Addr, aaaa bool) error {
 	name := "kubernetes.default.svc." + clusterdns.ClusterDomain + "."
 	var last error
 	err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(context.Context) (bool, error) {
@@ -213,7 +222,11 @@ func waitDNSAnswers(ctx context.Context, netnsPath string, server netip.Addr) er
 		}
 		defer conn.Close()
 		q := new(dns.Msg)
-		q.SetQuestion(name, dns.TypeA)
+		qtype := dns.TypeA
+		if aaaa {
+			qtype = dns.TypeAAAA
+		}
+		q.SetQuestion(name, qtype)
 		c := &dns.Client{Timeout: time.Second}
 		r, _, err := c.ExchangeWithConn(q, &dns.Conn{Conn: conn})
 		switch {
@@ -244,6 +257,7 @@ func (s *supervisor) writeNodeConfig(c ClusterPlan, n NodePlan, f clusterFiles) 
 	annotations := map[string]string{}
 	if n.Gateway {
 		labels[node.GatewayCapableLabel] = "true"
+		// One address, the primary family's: Strait's annotation holds one.
 		annotations[node.PublicIPAnnotation] = n.PublicIP.String()
 	}
 	cfg := node.Config{
@@ -252,7 +266,9 @@ func (s *supervisor) writeNodeConfig(c ClusterPlan, n NodePlan, f clusterFiles) 
 		Kubeconfig:          f.path("kubeconfig", "node-"+n.Name),
 		ProxyKubeconfig:     f.path("kubeconfig", "kube-proxy"),
 		NodeIP:              n.IP,
+		NodeIPs:             n.IPs,
 		ClusterPodCIDR:      c.PodCIDR,
+		ClusterPodCIDRs:     c.PodCIDRs,
 		ServiceCIDR:         c.ServiceCIDR,
 		KubernetesServiceIP: c.KubernetesServiceIP,
 		ClusterDNS:          c.DNSServiceIP,

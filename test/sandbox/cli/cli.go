@@ -62,7 +62,8 @@ from source, and a node agent that runs Strait's own images as processes.`,
 		Example: `  strait-sandbox up --clusters 2 --nodes 3
   strait-sandbox up --clusters 2 --nat c2
   strait-sandbox up --clusters 2 --overlapping
-  strait-sandbox up --clusters 3 --proxy-mode iptables,c2=nftables,c3=nftables`,
+  strait-sandbox up --clusters 3 --proxy-mode iptables,c2=nftables,c3=nftables
+  strait-sandbox up --clusters 2 --nodes 2 --ip-family dual --nat c2`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if nat != "" {
@@ -84,6 +85,7 @@ from source, and a node agent that runs Strait's own images as processes.`,
 	up.Flags().IntVar(&opts.GatewayNodes, "gateway-nodes", 2, "gateway-capable nodes per cluster (the first ones), attached to the internet")
 	up.Flags().StringVar(&nat, "nat", "", "comma-separated clusters that sit behind a NAT router")
 	up.Flags().StringVar(&proxyMode, "proxy-mode", "", `kube-proxy's mode, iptables or nftables (default iptables), for all clusters and then per cluster, comma-separated: "nftables" or "iptables,c2=nftables"`)
+	up.Flags().StringVar(&opts.IPFamily, "ip-family", sandbox.IPv4, "the family of node, pod, service and internet networks: ipv4, ipv6, or dual (both, IPv4 first)")
 	up.Flags().BoolVar(&opts.Overlapping, "overlapping", false, "give every cluster the same pod and service CIDRs")
 
 	down := &cobra.Command{

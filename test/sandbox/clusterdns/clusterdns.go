@@ -124,6 +124,12 @@ type Values struct {
 	// convention the tenth address of the service CIDR, which pods'
 	// resolv.conf names.
 	DNSServiceIP netip.Addr
+	// SecondaryDNSServiceIP is, in a dual-stack cluster, the Service's
+	// cluster IP of the other family (the tenth address of the secondary
+	// service CIDR): the Service is then RequireDualStack with both, primary
+	// first, and CoreDNS is reached over either. Unset in a single-stack
+	// cluster.
+	SecondaryDNSServiceIP netip.Addr
 }
 
 // Objects renders the manifests (coredns.yaml) with v and decodes them
@@ -134,6 +140,13 @@ func Objects(v Values) ([]client.Object, error) {
 	if !v.DNSServiceIP.IsValid() {
 		return nil, fmt.Errorf("cluster DNS: no Service IP")
 	}
+	secondary := ""
+	if v.SecondaryDNSServiceIP.IsValid() {
+		if v.SecondaryDNSServiceIP.Is4() == v.DNSServiceIP.Is4() {
+			return nil, fmt.Errorf("cluster DNS: Service IPs %s and %s are of one family; a dual-stack Service needs one of each", v.DNSServiceIP, v.SecondaryDNSServiceIP)
+		}
+		secondary = v.SecondaryDNSServiceIP.String()
+	}
 	corefile, err := Corefile(CorefileOptions{})
 	if err != nil {
 		return nil, err
@@ -143,6 +156,7 @@ func Objects(v Values) ([]client.Object, error) {
 		"Corefile":     corefile,
 		"Image":        Image,
 		"DNSServiceIP": v.DNSServiceIP.String(),
+		"SecondaryIP":  secondary,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("render coredns.yaml: %w", err)

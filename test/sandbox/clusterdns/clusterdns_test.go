@@ -217,3 +217,30 @@ func TestRolledOut(t *testing.T) {
 		})
 	}
 }
+
+// In a dual-stack cluster the kube-dns Service asks for both families, with
+// the primary family's address first; two addresses of one family are an
+// error.
+func TestObjectsDualStack(t *testing.T) {
+	v4, v6 := netip.MustParseAddr("10.101.0.10"), netip.MustParseAddr("fd00:10:101::a")
+	objs, err := Objects(Values{DNSServiceIP: v4, SecondaryDNSServiceIP: v6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := objs[len(objs)-1].(*corev1.Service)
+	if got := strings.Join(svc.Spec.ClusterIPs, ","); svc.Spec.ClusterIP != v4.String() || got != "10.101.0.10,fd00:10:101::a" ||
+		svc.Spec.IPFamilyPolicy == nil || *svc.Spec.IPFamilyPolicy != corev1.IPFamilyPolicyRequireDualStack {
+		t.Errorf("Service clusterIP %s, clusterIPs %s, policy %v: want %s, both, RequireDualStack", svc.Spec.ClusterIP, got, svc.Spec.IPFamilyPolicy, v4)
+	}
+	if _, err := Objects(Values{DNSServiceIP: v4, SecondaryDNSServiceIP: netip.MustParseAddr("10.101.0.11")}); err == nil || !strings.Contains(err.Error(), "one family") {
+		t.Errorf("two IPv4 addresses: %v, want an error naming the family", err)
+	}
+	// Single-stack: no clusterIPs or policy of the sandbox's own.
+	objs, err = Objects(Values{DNSServiceIP: v6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if svc := objs[len(objs)-1].(*corev1.Service); svc.Spec.ClusterIP != v6.String() || len(svc.Spec.ClusterIPs) != 0 || svc.Spec.IPFamilyPolicy != nil {
+		t.Errorf("single-stack Service: %s %v %v", svc.Spec.ClusterIP, svc.Spec.ClusterIPs, svc.Spec.IPFamilyPolicy)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -38,6 +39,10 @@ type Agent struct {
 	client  kubernetes.Interface
 	podCIDR netip.Prefix
 	gateway netip.Addr // first address of podCIDR: the pods' next hop
+	// podCIDRs and gateways are those of every family, primary first (the
+	// primary ones are podCIDR and gateway); empty means podCIDR alone.
+	podCIDRs []netip.Prefix
+	gateways []netip.Addr
 
 	mu      sync.Mutex
 	workers map[string]*podWorker // by pod UID
@@ -110,11 +115,15 @@ func (a *Agent) prepareHost() error {
 			return err
 		}
 	}
-	for key, value := range map[string]string{
+	sysctls := map[string]string{
 		"net/ipv4/ip_forward":             "1",
 		"net/ipv4/conf/all/rp_filter":     "0",
 		"net/ipv4/conf/default/rp_filter": "0",
-	} {
+	}
+	if a.cfg.hasIPv6() {
+		sysctls["net/ipv6/conf/all/forwarding"] = "1"
+	}
+	for key, value := range sysctls {
 		if err := os.WriteFile("/proc/sys/"+key, []byte(value), 0o644); err != nil {
 			return fmt.Errorf("sysctl %s: %w", key, err)
 		}
@@ -141,21 +150,36 @@ func (a *Agent) register(ctx context.Context) error {
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
-	// kube-controller-manager allocates the node's pod CIDR.
+	// kube-controller-manager allocates the node's pod CIDRs, one per
+	// family of the cluster.
+	families := len(a.cfg.clusterPodCIDRs())
 	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		n, err := a.client.CoreV1().Nodes().Get(ctx, a.cfg.NodeName, metav1.GetOptions{})
-		if err != nil || n.Spec.PodCIDR == "" {
+		if err != nil || n.Spec.PodCIDR == "" || len(n.Spec.PodCIDRs) < families {
 			return false, nil
 		}
-		p, err := netip.ParsePrefix(n.Spec.PodCIDR)
-		if err != nil {
-			return false, err
+		a.podCIDRs, a.gateways = nil, nil
+		for _, s := range n.Spec.PodCIDRs {
+			p, err := netip.ParsePrefix(s)
+			if err != nil {
+				return false, err
+			}
+			a.podCIDRs = append(a.podCIDRs, p)
+			a.gateways = append(a.gateways, p.Addr().Next())
 		}
-		a.podCIDR = p
-		a.gateway = p.Addr().Next()
-		a.log.Info("registered", "podCIDR", p)
+		a.podCIDR, a.gateway = a.podCIDRs[0], a.gateways[0]
+		a.log.Info("registered", "podCIDRs", a.podCIDRs)
 		return true, nil
 	})
+}
+
+// podNets are the node's pod CIDRs and the pods' next hop in each, primary
+// family first.
+func (a *Agent) podNets() ([]netip.Prefix, []netip.Addr) {
+	if len(a.podCIDRs) == 0 {
+		return []netip.Prefix{a.podCIDR}, []netip.Addr{a.gateway}
+	}
+	return a.podCIDRs, a.gateways
 }
 
 func (a *Agent) nodeStatus(ready bool) corev1.NodeStatus {
@@ -178,10 +202,7 @@ func (a *Agent) nodeStatus(ready bool) corev1.NodeStatus {
 			LastHeartbeatTime: now, LastTransitionTime: now,
 		}},
 		DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: KubeletPort}},
-		Addresses: []corev1.NodeAddress{
-			{Type: corev1.NodeInternalIP, Address: a.cfg.NodeIP.String()},
-			{Type: corev1.NodeHostName, Address: a.cfg.NodeName},
-		},
+		Addresses:       a.nodeAddresses(),
 		NodeInfo: corev1.NodeSystemInfo{
 			KubeletVersion:          "strait-sandbox",
 			OperatingSystem:         "linux",
@@ -189,6 +210,16 @@ func (a *Agent) nodeStatus(ready bool) corev1.NodeStatus {
 			ContainerRuntimeVersion: "strait-sandbox://processes",
 		},
 	}
+}
+
+// nodeAddresses are the Node's status.addresses: an InternalIP per family,
+// primary first (as the kubelet lists its --node-ip), then the host name.
+func (a *Agent) nodeAddresses() []corev1.NodeAddress {
+	var addrs []corev1.NodeAddress
+	for _, ip := range a.cfg.nodeIPs() {
+		addrs = append(addrs, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: ip.String()})
+	}
+	return append(addrs, corev1.NodeAddress{Type: corev1.NodeHostName, Address: a.cfg.NodeName})
 }
 
 // setReady writes the node's status with a patch of the status subresource,
@@ -281,7 +312,7 @@ func (a *Agent) startKubeProxy() (*exec.Cmd, error) {
 		"--kubeconfig="+a.cfg.ProxyKubeconfig,
 		"--hostname-override="+a.cfg.NodeName,
 		"--proxy-mode="+mode,
-		"--cluster-cidr="+a.cfg.ClusterPodCIDR.String(),
+		"--cluster-cidr="+joinPrefixes(a.cfg.clusterPodCIDRs()),
 		"--bind-address="+a.cfg.NodeIP.String(),
 		"--metrics-bind-address=127.0.0.1:10249",
 		"--healthz-bind-address=127.0.0.1:10256",
@@ -322,14 +353,10 @@ func (a *Agent) watchNodes(ctx context.Context) {
 		want := map[string]string{}
 		for _, obj := range inf.GetStore().List() {
 			n := obj.(*corev1.Node)
-			if n.Name == a.cfg.NodeName || n.Spec.PodCIDR == "" {
+			if n.Name == a.cfg.NodeName {
 				continue
 			}
-			for _, addr := range n.Status.Addresses {
-				if addr.Type == corev1.NodeInternalIP {
-					want[n.Spec.PodCIDR] = addr.Address
-				}
-			}
+			maps.Copy(want, podRoutes(n))
 		}
 		for cidr, via := range want {
 			if routes[cidr] != via {
@@ -355,6 +382,40 @@ func (a *Agent) watchNodes(ctx context.Context) {
 		DeleteFunc: func(any) { handler() },
 	})
 	factory.Start(ctx.Done())
+}
+
+// podRoutes are the host-gw routes to node n's pod CIDRs: each via n's
+// InternalIP of the same family (pod CIDR -> via).
+func podRoutes(n *corev1.Node) map[string]string {
+	want := map[string]string{}
+	cidrs := n.Spec.PodCIDRs
+	if len(cidrs) == 0 && n.Spec.PodCIDR != "" {
+		cidrs = []string{n.Spec.PodCIDR}
+	}
+	for _, c := range cidrs {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			continue
+		}
+		for _, addr := range n.Status.Addresses {
+			ip, err := netip.ParseAddr(addr.Address)
+			if addr.Type == corev1.NodeInternalIP && err == nil && ip.Is4() == p.Addr().Is4() {
+				want[p.String()] = ip.String()
+				break
+			}
+		}
+	}
+	return want
+}
+
+// joinPrefixes writes prefixes comma-separated, as kube-proxy's dual-stack
+// --cluster-cidr takes them.
+func joinPrefixes(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
 }
 
 // runPods watches the pods bound to this node and keeps a worker per pod.
@@ -408,12 +469,13 @@ func (a *Agent) runPods(ctx context.Context) {
 	factory.Start(ctx.Done())
 }
 
-// allocateIP takes a free pod address from the node's pod CIDR.
-func (a *Agent) allocateIP() (netip.Addr, error) {
+// allocateIP takes a free pod address from the node's pod CIDR cidr, whose
+// first address gateway is the pods' next hop.
+func (a *Agent) allocateIP(cidr netip.Prefix, gateway netip.Addr) (netip.Addr, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for addr := a.gateway.Next(); a.podCIDR.Contains(addr); addr = addr.Next() {
-		if !a.podCIDR.Contains(addr.Next()) {
+	for addr := gateway.Next(); cidr.Contains(addr); addr = addr.Next() {
+		if !cidr.Contains(addr.Next()) {
 			break // the broadcast address of an IPv4 prefix
 		}
 		if !a.ips[addr] {
@@ -421,7 +483,7 @@ func (a *Agent) allocateIP() (netip.Addr, error) {
 			return addr, nil
 		}
 	}
-	return netip.Addr{}, fmt.Errorf("pod CIDR %s is full", a.podCIDR)
+	return netip.Addr{}, fmt.Errorf("pod CIDR %s is full", cidr)
 }
 
 func (a *Agent) releaseIP(addr netip.Addr) {

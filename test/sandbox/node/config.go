@@ -32,13 +32,20 @@ const (
 
 // Config is the agent's configuration, written by the sandbox supervisor.
 type Config struct {
-	NodeName        string       `json:"nodeName"`
-	Cluster         string       `json:"cluster"`
-	Kubeconfig      string       `json:"kubeconfig"`
-	ProxyKubeconfig string       `json:"proxyKubeconfig"`
-	NodeIP          netip.Addr   `json:"nodeIP"`
-	ClusterPodCIDR  netip.Prefix `json:"clusterPodCIDR"`
-	ServiceCIDR     netip.Prefix `json:"serviceCIDR"`
+	NodeName        string `json:"nodeName"`
+	Cluster         string `json:"cluster"`
+	Kubeconfig      string `json:"kubeconfig"`
+	ProxyKubeconfig string `json:"proxyKubeconfig"`
+	// NodeIP and ClusterPodCIDR are the node's address and the cluster's
+	// pod network of its primary family.
+	NodeIP         netip.Addr   `json:"nodeIP"`
+	ClusterPodCIDR netip.Prefix `json:"clusterPodCIDR"`
+	// NodeIPs and ClusterPodCIDRs are those of every family in a dual-stack
+	// cluster, primary first (IPv4 first, as Kubernetes lists them); empty
+	// in a single-stack one, where NodeIP and ClusterPodCIDR are all.
+	NodeIPs         []netip.Addr   `json:"nodeIPs,omitempty"`
+	ClusterPodCIDRs []netip.Prefix `json:"clusterPodCIDRs,omitempty"`
+	ServiceCIDR     netip.Prefix   `json:"serviceCIDR"`
 	// KubernetesServiceIP is the ClusterIP of the kubernetes Service, which
 	// in-cluster clients find in KUBERNETES_SERVICE_HOST.
 	KubernetesServiceIP netip.Addr `json:"kubernetesServiceIP"`
@@ -77,6 +84,32 @@ type Config struct {
 	// SandboxExecutable is the strait-sandbox binary, which also holds the
 	// pause and container-exec helpers.
 	SandboxExecutable string `json:"sandboxExecutable"`
+}
+
+// nodeIPs are the node's addresses, primary first.
+func (c Config) nodeIPs() []netip.Addr {
+	if len(c.NodeIPs) > 0 {
+		return c.NodeIPs
+	}
+	return []netip.Addr{c.NodeIP}
+}
+
+// clusterPodCIDRs are the cluster's pod networks, primary first.
+func (c Config) clusterPodCIDRs() []netip.Prefix {
+	if len(c.ClusterPodCIDRs) > 0 {
+		return c.ClusterPodCIDRs
+	}
+	return []netip.Prefix{c.ClusterPodCIDR}
+}
+
+// hasIPv6 reports whether the node has an IPv6 address.
+func (c Config) hasIPv6() bool {
+	for _, a := range c.nodeIPs() {
+		if a.Is6() {
+			return true
+		}
+	}
+	return false
 }
 
 // Timing of the node's heartbeat. Kubernetes' node lifecycle controller

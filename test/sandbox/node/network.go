@@ -21,13 +21,32 @@ const masqChain = "SANDBOX-POD-MASQ"
 // setupPodNetwork installs the pod network's masquerade: pod traffic leaving
 // the cluster's pod CIDR takes the node's address, as flannel, kindnet and
 // most CNIs do. Strait's route agent must exempt cross-cluster traffic from it.
+// In a dual-stack cluster each family gets its own, with ip6tables for IPv6.
 //
 // It is idempotent, so that a restarted agent converges on the same rules.
 func (a *Agent) setupPodNetwork(context.Context) error {
-	pods := a.cfg.ClusterPodCIDR.String()
+	for _, cidr := range a.cfg.clusterPodCIDRs() {
+		if err := setupMasquerade(iptablesCommand(cidr.Addr()), cidr.String()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// iptablesCommand is the packet filter command of an address's family.
+func iptablesCommand(a netip.Addr) string {
+	if a.Is4() {
+		return "iptables"
+	}
+	return "ip6tables"
+}
+
+// setupMasquerade installs masqChain with command (iptables or ip6tables)
+// for the cluster's pod CIDR pods.
+func setupMasquerade(command, pods string) error {
 	iptables := func(args ...string) error {
-		if out, err := exec.Command("iptables", append([]string{"-w"}, args...)...).CombinedOutput(); err != nil {
-			return fmt.Errorf("iptables %s: %w: %s", strings.Join(args, " "), err, out)
+		if out, err := exec.Command(command, append([]string{"-w"}, args...)...).CombinedOutput(); err != nil {
+			return fmt.Errorf("%s %s: %w: %s", command, strings.Join(args, " "), err, out)
 		}
 		return nil
 	}
@@ -54,9 +73,12 @@ func (a *Agent) setupPodNetwork(context.Context) error {
 
 // podSandbox is a pod's network namespace, held open by a pause process.
 type podSandbox struct {
-	pause    *exec.Cmd
-	exited   chan struct{}
+	pause  *exec.Cmd
+	exited chan struct{}
+	// ip is the pod's address of the primary family; ips has one per
+	// family of the node's pod CIDRs, primary first (status.podIPs).
 	ip       netip.Addr
+	ips      []netip.Addr
 	hostVeth string
 }
 
@@ -70,20 +92,34 @@ func hostVethName(uid string) string {
 // and connects it point-to-point to the node: the pod holds ip/32 with a
 // route to the node's gateway address, which every host-side veth holds, and
 // the node routes ip/32 to the veth (the CNI ptp plugin's layout). All pod
-// traffic is routed by the node, so kube-proxy sees both directions.
+// traffic is routed by the node, so kube-proxy sees both directions. In a
+// dual-stack cluster the same is done for IPv6, with /128s, on the same veth
+// pair; IPv6 addresses skip duplicate address detection (the agent hands
+// them out), or they would stay unusable for a second or so.
 func (a *Agent) createSandbox(uid, hostname string) (*podSandbox, error) {
-	addr, err := a.allocateIP()
-	if err != nil {
-		return nil, err
+	cidrs, gateways := a.podNets()
+	var addrs []netip.Addr
+	release := func() {
+		for _, addr := range addrs {
+			a.releaseIP(addr)
+		}
+	}
+	for i, cidr := range cidrs {
+		addr, err := a.allocateIP(cidr, gateways[i])
+		if err != nil {
+			release()
+			return nil, err
+		}
+		addrs = append(addrs, addr)
 	}
 	cmd := exec.Command(a.cfg.SandboxExecutable, "pause", "--hostname", hostname)
 	cmd.Env = []string{a.cfg.MarkerEnv}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET | syscall.CLONE_NEWUTS}
 	if err := proc.Start(cmd); err != nil {
-		a.releaseIP(addr)
+		release()
 		return nil, fmt.Errorf("start pause: %w", err)
 	}
-	sb := &podSandbox{pause: cmd, exited: make(chan struct{}), ip: addr, hostVeth: hostVethName(uid)}
+	sb := &podSandbox{pause: cmd, exited: make(chan struct{}), ip: addrs[0], ips: addrs, hostVeth: hostVethName(uid)}
 	go func() { _ = cmd.Wait(); close(sb.exited) }()
 
 	pid := strconv.Itoa(cmd.Process.Pid)
@@ -94,19 +130,35 @@ func (a *Agent) createSandbox(uid, hostname string) (*podSandbox, error) {
 		}
 		return nil
 	}
-	gw := a.gateway.String()
 	steps := []func() error{
 		func() error {
 			return ip("link", "add", sb.hostVeth, "type", "veth", "peer", "name", "eth0", "netns", pid)
 		},
-		func() error { return ip("addr", "add", gw+"/32", "dev", sb.hostVeth) },
-		func() error { return ip("link", "set", sb.hostVeth, "up") },
-		func() error { return ip("route", "replace", addr.String()+"/32", "dev", sb.hostVeth, "src", gw) },
 		func() error { return inPod("link", "set", "lo", "up") },
-		func() error { return inPod("addr", "add", addr.String()+"/32", "dev", "eth0") },
-		func() error { return inPod("link", "set", "eth0", "up") },
-		func() error { return inPod("route", "add", gw, "dev", "eth0", "scope", "link") },
-		func() error { return inPod("route", "add", "default", "via", gw, "dev", "eth0") },
+	}
+	for i, addr := range addrs {
+		gw := gateways[i].String()
+		host := netip.PrefixFrom(addr, addr.BitLen()).String()
+		gwHost := netip.PrefixFrom(gateways[i], addr.BitLen()).String()
+		fam, nodad := "-4", []string(nil)
+		if addr.Is6() {
+			fam, nodad = "-6", []string{"nodad"}
+		}
+		steps = append(steps,
+			func() error { return ip(append([]string{fam, "addr", "add", gwHost, "dev", sb.hostVeth}, nodad...)...) },
+			func() error { return inPod(append([]string{fam, "addr", "add", host, "dev", "eth0"}, nodad...)...) },
+		)
+		if i == 0 {
+			steps = append(steps,
+				func() error { return ip("link", "set", sb.hostVeth, "up") },
+				func() error { return inPod("link", "set", "eth0", "up") },
+			)
+		}
+		steps = append(steps,
+			func() error { return ip(fam, "route", "replace", host, "dev", sb.hostVeth, "src", gw) },
+			func() error { return inPod(fam, "route", "add", gw, "dev", "eth0", "scope", "link") },
+			func() error { return inPod(fam, "route", "add", "default", "via", gw, "dev", "eth0") },
+		)
 	}
 	for _, step := range steps {
 		if err := step(); err != nil {
@@ -122,7 +174,9 @@ func (a *Agent) createSandbox(uid, hostname string) (*podSandbox, error) {
 func (a *Agent) destroySandbox(sb *podSandbox) {
 	proc.StopWaiting(sb.pause, a.cfg.StopGrace, sb.exited)
 	_ = ip("link", "del", sb.hostVeth) // gone already, unless a container still holds the namespace
-	a.releaseIP(sb.ip)
+	for _, addr := range sb.ips {
+		a.releaseIP(addr)
+	}
 }
 
 // Pause is the body of a pod's pause process: it holds the pod's namespaces

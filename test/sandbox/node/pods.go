@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -372,14 +373,30 @@ func (w *podWorker) all() []*containerState {
 // fillIPs writes the pod's addresses into pod.Status, for the downward API
 // and /etc/hosts, before the status carries them.
 func (w *podWorker) fillIPs(pod *corev1.Pod) {
+	ips := w.a.cfg.nodeIPs()
 	if w.sandbox != nil {
-		pod.Status.PodIP = w.sandbox.ip.String()
-	} else {
-		pod.Status.PodIP = w.a.cfg.NodeIP.String()
+		ips = w.sandbox.ips
 	}
-	pod.Status.PodIPs = []corev1.PodIP{{IP: pod.Status.PodIP}}
-	pod.Status.HostIP = w.a.cfg.NodeIP.String()
-	pod.Status.HostIPs = []corev1.HostIP{{IP: pod.Status.HostIP}}
+	pod.Status.PodIP, pod.Status.PodIPs = ips[0].String(), podIPList(ips)
+	pod.Status.HostIP, pod.Status.HostIPs = w.a.cfg.NodeIP.String(), hostIPList(w.a.cfg.nodeIPs())
+}
+
+// podIPList is status.podIPs of addresses ips, primary first.
+func podIPList(ips []netip.Addr) []corev1.PodIP {
+	out := make([]corev1.PodIP, len(ips))
+	for i, ip := range ips {
+		out[i] = corev1.PodIP{IP: ip.String()}
+	}
+	return out
+}
+
+// hostIPList is status.hostIPs of the node's addresses ips, primary first.
+func hostIPList(ips []netip.Addr) []corev1.HostIP {
+	out := make([]corev1.HostIP, len(ips))
+	for i, ip := range ips {
+		out[i] = corev1.HostIP{IP: ip.String()}
+	}
+	return out
 }
 
 // podIPs lists pod.Status.PodIPs.
@@ -733,7 +750,7 @@ func (w *podWorker) status(pod *corev1.Pod) corev1.PodStatus {
 	now := metav1.Now()
 	st := corev1.PodStatus{
 		HostIP:    w.a.cfg.NodeIP.String(),
-		HostIPs:   []corev1.HostIP{{IP: w.a.cfg.NodeIP.String()}},
+		HostIPs:   hostIPList(w.a.cfg.nodeIPs()),
 		StartTime: pod.Status.StartTime,
 		// The apiserver sets the QoS class from the resources at creation
 		// and refuses a status that changes it.
@@ -743,12 +760,9 @@ func (w *podWorker) status(pod *corev1.Pod) corev1.PodStatus {
 		st.StartTime = &now
 	}
 	if w.sandbox != nil {
-		st.PodIP = w.sandbox.ip.String()
+		st.PodIP, st.PodIPs = w.sandbox.ip.String(), podIPList(w.sandbox.ips)
 	} else if pod.Spec.HostNetwork {
-		st.PodIP = w.a.cfg.NodeIP.String()
-	}
-	if st.PodIP != "" {
-		st.PodIPs = []corev1.PodIP{{IP: st.PodIP}}
+		st.PodIP, st.PodIPs = w.a.cfg.NodeIP.String(), podIPList(w.a.cfg.nodeIPs())
 	}
 	_, initialized, initFailed := initStep(w.inits)
 	allReady, running, succeeded, failed := true, 0, 0, 0

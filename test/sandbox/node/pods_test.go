@@ -480,8 +480,11 @@ func TestPodNetwork(t *testing.T) {
 	}
 	f := newAgentFixture(t)
 	f.podNetwork = true
-	f.a.podCIDR = netip.MustParsePrefix("10.244.7.0/24")
-	f.a.gateway = f.a.podCIDR.Addr().Next()
+	// Dual-stack: the node's pod CIDRs of both families, IPv4 first, as a
+	// dual-stack controller manager gives them.
+	f.a.podCIDRs = []netip.Prefix{netip.MustParsePrefix("10.244.7.0/24"), netip.MustParsePrefix("fd00:10:244:7::/64")}
+	f.a.gateways = []netip.Addr{netip.MustParseAddr("10.244.7.1"), netip.MustParseAddr("fd00:10:244:7::1")}
+	f.a.podCIDR, f.a.gateway = f.a.podCIDRs[0], f.a.gateways[0]
 	f.create(t, &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "twoc"},
 		Spec: corev1.PodSpec{
@@ -490,7 +493,7 @@ func TestPodNetwork(t *testing.T) {
 				{Name: "server", Image: "docker.io/alpine/socat:1.8.0.1", Args: []string{"TCP-LISTEN:8080,fork,reuseaddr", "SYSTEM:echo hello-from-server"}},
 				{Name: "client", Image: "nicolaka/netshoot", Command: []string{"sh", "-c", `hostname; cat /etc/hostname /etc/hosts /etc/resolv.conf
 for i in $(seq 100); do out=$(nc -w 1 127.0.0.1 8080 </dev/null) && [ -n "$out" ] && break; sleep 0.1; done
-echo "got=$out"; echo done; exec sleep 600`}},
+echo "got=$out"; ip -o addr show dev eth0; ip -6 route show default; echo done; exec sleep 600`}},
 			},
 		},
 	})
@@ -500,6 +503,9 @@ echo "got=$out"; echo done; exec sleep 600`}},
 	})
 	if p.Status.PodIP != "10.244.7.2" {
 		t.Errorf("pod IP %q; want the first after the gateway", p.Status.PodIP)
+	}
+	if got := fmt.Sprint(p.Status.PodIPs); got != "[{10.244.7.2} {fd00:10:244:7::2}]" {
+		t.Errorf("pod IPs %s; want the first after each family's gateway, IPv4 first", got)
 	}
 	var log string
 	if err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 20*time.Second, true, func(context.Context) (bool, error) {
@@ -514,6 +520,11 @@ echo "got=$out"; echo done; exec sleep 600`}},
 		"10.244.7.2\ttwoc.sub.default.svc.cluster.local\ttwoc\n",
 		"nameserver 10.96.0.10\nsearch default.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n",
 		"got=hello-from-server\n",
+		// Both families on the pod's one veth, and a default route of each.
+		"inet 10.244.7.2/32 scope global eth0",
+		"inet6 fd00:10:244:7::2/128 scope global",
+		"default via fd00:10:244:7::1 dev eth0",
+		"fd00:10:244:7::2\ttwoc.sub.default.svc.cluster.local\ttwoc\n",
 	} {
 		if !strings.Contains(log, want) {
 			t.Errorf("client container's log lacks %q:\n%s", want, log)
