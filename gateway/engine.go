@@ -120,8 +120,9 @@ type Config struct {
 	HealthCheckInterval time.Duration
 	// HealthCheckFailures is how many unanswered probes make an error.
 	HealthCheckFailures int
-	// PathMTUSearch tunes the path MTU search on the health channel
-	// (health.PMTUOptions; Disabled turns it off).
+	// PathMTUSearch tunes the path MTU search the active gateway runs on
+	// the health channel to each remote gateway (health.PMTUOptions;
+	// Disabled turns it off). The standbys' heartbeats do not search.
 	PathMTUSearch health.PMTUOptions
 	// PathMTU overrides the path MTU per remote cluster, in bytes (IP
 	// header included): the figure the Gateway status shows for that
@@ -906,7 +907,7 @@ func (e *Engine) startProber(ctx context.Context, wg *sync.WaitGroup) (*health.P
 		OnChange: func(target string, r health.Result) {
 			e.log.Info("connection", "endpoint", target, "status", r.Status, "message", r.Message, "pathMTU", r.PathMTU)
 		},
-		PMTU: e.cfg.PathMTUSearch,
+		PMTU: &e.cfg.PathMTUSearch,
 	})
 	wg.Go(func() { _ = p.Run(ctx) })
 	return p, nil

@@ -137,8 +137,10 @@ type Options struct {
 	// changes state, starts or stops saying it is leaving or cut off, or
 	// gets another path MTU (not on every new round-trip time).
 	OnChange func(target string, r Result)
-	// PMTU tunes the path MTU search; its zero value is the defaults.
-	PMTU PMTUOptions
+	// PMTU, when set, turns the path MTU search on and tunes it (its
+	// zero value is the defaults). Nil: no search, for probers that only
+	// watch liveness (heartbeats between a cluster's own gateways).
+	PMTU *PMTUOptions
 	Log  *slog.Logger
 }
 
@@ -183,13 +185,16 @@ func NewProber(conn *net.UDPConn, o Options) *Prober {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	if !o.PMTU.Disabled {
+	if o.PMTU != nil && !o.PMTU.Disabled {
 		if err := setProbeDF(conn); err != nil {
 			// Without "don't fragment" the probes would be fragmented and
 			// every size would seem to get through: no search then.
 			o.Log.Warn("path MTU search off: cannot set don't-fragment on the health-check socket", "err", err)
-			o.PMTU.Disabled = true
+			o.PMTU = nil
 		}
+	}
+	if o.PMTU != nil && o.PMTU.Disabled {
+		o.PMTU = nil
 	}
 	return &Prober{opts: o, conn: conn, epoch: time.Now(), targets: map[string]*target{}}
 }
@@ -210,7 +215,7 @@ func (p *Prober) SetTargets(targets map[string]netip.AddrPort) {
 				floor = FloorIPv6
 			}
 			p.targets[name] = &target{addr: addr, result: Result{Status: Connecting, Message: "waiting for the first answer"},
-				pmtu: newPMTUSearch(p.opts.PMTU, floor)}
+				pmtu: p.newPMTUSearch(floor)}
 		}
 	}
 }

@@ -312,7 +312,7 @@ func probeHeader(addr netip.Addr) int {
 // health probes are no sign of the path MTU, so the search waits while
 // the connection is down. It reports whether t's figure changed.
 func (p *Prober) probePMTU(t *target, seq uint64, now uint64) bool {
-	if p.opts.PMTU.Disabled {
+	if t.pmtu == nil {
 		return false
 	}
 	if t.result.Status != Connected {
@@ -357,7 +357,7 @@ func (p *Prober) answeredPMTU(from netip.AddrPort, m message) {
 	var changed *Result
 	p.mu.Lock()
 	for n, t := range p.targets {
-		if t.addr.Addr() != from.Addr().Unmap() || t.pmtuSeq == 0 || m.seq != t.pmtuSeq {
+		if t.pmtu == nil || t.addr.Addr() != from.Addr().Unmap() || t.pmtuSeq == 0 || m.seq != t.pmtuSeq {
 			continue
 		}
 		t.pmtuSeq = 0
@@ -372,4 +372,12 @@ func (p *Prober) answeredPMTU(from netip.AddrPort, m message) {
 	if changed != nil && p.opts.OnChange != nil {
 		p.opts.OnChange(name, *changed)
 	}
+}
+
+// newPMTUSearch is a target's search, nil when the prober does not search.
+func (p *Prober) newPMTUSearch(floor int) *pmtuSearch {
+	if p.opts.PMTU == nil {
+		return nil
+	}
+	return newPMTUSearch(*p.opts.PMTU, floor)
 }

@@ -103,7 +103,7 @@ func TestPMTUSearchOverANarrowPath(t *testing.T) {
 			addrA, addrB := netip.MustParseAddrPort("192.0.2.1:4491"), netip.MustParseAddrPort("192.0.2.6:4491")
 			ctx, cancel := context.WithCancel(context.Background())
 			t.Cleanup(cancel)
-			o := Options{Interval: 20 * time.Millisecond, Failures: 50}
+			o := Options{Interval: 20 * time.Millisecond, Failures: 50, PMTU: &PMTUOptions{}}
 			pa, pb := NewProber(listenIn(t, a, addrA), o), NewProber(listenIn(t, b, addrB), o)
 			pa.SetTargets(map[string]netip.AddrPort{"b": addrB})
 			pb.SetTargets(map[string]netip.AddrPort{"a": addrA})
