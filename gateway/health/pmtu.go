@@ -111,7 +111,7 @@ const (
 	phaseSearch
 	// phaseDone: the figure stands; probes of it now and then check it.
 	phaseDone
-	// phaseError: the floor went unanswered; tried again after Raise.
+	// phaseError: the floor went unanswered; tried again after Check.
 	phaseError
 )
 
@@ -202,7 +202,9 @@ func (s *pmtuSearch) next(now time.Time) (int, bool) {
 	}
 	switch s.phase {
 	case phaseError:
-		if now.Sub(s.settledAt) < s.o.Raise {
+		// Tried again soon: a floor lost while the remote's cable came up
+		// must not leave the connection without a figure for Raise.
+		if now.Sub(s.settledAt) < s.o.Check {
 			return 0, false
 		}
 		s.restart(0, s.o.Max)

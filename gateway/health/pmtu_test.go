@@ -135,3 +135,20 @@ func TestDecodePMTUMessages(t *testing.T) {
 		}
 	}
 }
+
+// TestPMTUSearchRetriesAFloorLostAtFirst: probes lost while the remote
+// gateway's cable comes up do not leave the connection without a figure
+// until the raise timer.
+func TestPMTUSearchRetriesAFloorLostAtFirst(t *testing.T) {
+	s := newPMTUSearch(PMTUOptions{}, FloorIPv4)
+	p := &fakePath{limit: 0, device: 1420}
+	now := p.run(s, time.Unix(0, 0), 10)
+	if got := s.mtu(); got != 0 {
+		t.Fatalf("path MTU = %d while nothing is answered", got)
+	}
+	p.limit = 1340
+	p.run(s, now, 120)
+	if got := s.mtu(); got != 1340 {
+		t.Errorf("two minutes after the path came up: path MTU = %d, want 1340", got)
+	}
+}
