@@ -18,6 +18,11 @@ export STRAIT_KUBE_BIN := $(abspath $(KUBE_BIN))
 # Tools run at pinned versions through the Go module proxy.
 CONTROLLER_GEN := $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0
 STATICCHECK := $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# gotestsum runs go test -json, prints go test's own output (or the format in
+# GOTESTSUM_FORMAT, e.g. testname) and keeps every test's events and time in
+# _output/test/<tier>.json, from which each tier lists its slowest tests.
+GOTESTSUM := $(GO) run gotest.tools/gotestsum@v1.13.0
+export GOTESTSUM_FORMAT ?= standard-quiet
 
 # Extra flags for "make sandbox", e.g. SANDBOX_ARGS="--clusters 3 --nat c2".
 SANDBOX_ARGS ?= --clusters 2 --nodes 3
@@ -54,13 +59,19 @@ $(KUBE_BIN)/coredns: go.mod go.sum
 	@echo "Building CoreDNS $$($(GO) list -m -f '{{.Version}}' github.com/coredns/coredns) from source into $(KUBE_BIN)"
 	$(GO) build -trimpath -o $(STRAIT_KUBE_BIN)/coredns github.com/coredns/coredns
 
-# Extra flags for go test in the test targets, e.g. TESTFLAGS="-v -run TestDataplane".
+# Extra flags for go test in the test targets, e.g. TESTFLAGS="-run TestDataplane"
+# (with GOTESTSUM_FORMAT=standard-verbose for go test -v's output).
 TESTFLAGS ?=
 
 # The packages of each test tier: hack/testsplit decides from the import graph
 # (a package whose tests import test/kubetest is integration, test/e2e is e2e,
 # every other package is unit), so a new package lands in exactly one tier.
 testsplit = $$($(GO) run ./hack/testsplit $(1))
+# gotest runs go test on a tier's packages through gotestsum, events into
+# _output/test/<name>.json (the folder made first): gotest,<name>,<go test flags and packages>.
+gotest = $(GOTESTSUM) --jsonfile $(OUT)/test/$(1).json -- $(2)
+# slowest lists the tests (and subtests) of a tier that took over 20 s.
+slowest = echo "slowest tests of $(1) (over 20 s):"; $(GOTESTSUM) tool slowest --jsonfile $(OUT)/test/$(1).json --threshold 20s | head -30 || true
 
 .PHONY: test
 test: prereqs verify lint build kube-binaries ## Run every test: unit, integration (real apiserver) and e2e (sandbox).
@@ -76,20 +87,23 @@ test: prereqs verify lint build kube-binaries ## Run every test: unit, integrati
 test-unit: prereqs ## Unit tests: no root, no Kubernetes binaries (kernel tests skip without root).
 	@# A unit test that reached for the Kubernetes binaries would fail here,
 	@# naming this folder, instead of quietly becoming an integration test.
-	pkgs=$(call testsplit,unit); \
-	STRAIT_KUBE_BIN=$(abspath $(OUT))/no-kubernetes-binaries-in-unit-tests $(GO) test -count=1 -timeout 5m $(TESTFLAGS) $$pkgs
+	pkgs=$(call testsplit,unit); mkdir -p $(OUT)/test; \
+	rc=0; STRAIT_KUBE_BIN=$(abspath $(OUT))/no-kubernetes-binaries-in-unit-tests $(call gotest,unit,-count=1 -timeout 5m $(TESTFLAGS) $$pkgs) || rc=1; \
+	$(call slowest,unit); exit $$rc
 
 .PHONY: test-integration
 test-integration: prereqs kube-binaries ## Integration tests against a real etcd and kube-apiserver (test/kubetest).
-	pkgs=$(call testsplit,integration); \
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) $$pkgs
+	pkgs=$(call testsplit,integration); mkdir -p $(OUT)/test; \
+	rc=0; $(call gotest,integration,-count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) $$pkgs) || rc=1; \
+	$(call slowest,integration); exit $$rc
 
 .PHONY: test-e2e
 test-e2e: prereqs build kube-binaries ## End-to-end tests in a sandbox of three clusters, then TestGlobalnet in one whose clusters overlap (needs root; skips without).
-	pkgs=$(call testsplit,e2e); rc=0; \
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) $$pkgs || rc=1; \
-	STRAIT_E2E_SANDBOX=overlapping $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) -run '^TestGlobalnet$$' ./test/e2e || rc=1; \
-	exit $$rc
+	pkgs=$(call testsplit,e2e); mkdir -p $(OUT)/test; rc=0; \
+	$(call gotest,e2e,-count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) $$pkgs) || rc=1; \
+	$(call slowest,e2e); \
+	STRAIT_E2E_SANDBOX=overlapping $(call gotest,e2e-overlapping,-count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) -run '^TestGlobalnet$$' ./test/e2e) || rc=1; \
+	$(call slowest,e2e-overlapping); exit $$rc
 
 .PHONY: sandbox
 sandbox: build kube-binaries ## Bring up a sandbox of 2 clusters x 3 nodes (kubeconfigs in .sandbox/).

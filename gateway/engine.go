@@ -165,6 +165,9 @@ type Engine struct {
 	// cutOffAt is when this gateway last said it lost every remote
 	// cluster, in Unix nanoseconds; zero if never (reachesRemote).
 	cutOffAt atomic.Int64
+	// whyNot is replaces' last reason to stay standby though a fault was
+	// in sight (a string), so that each change is logged once.
+	whyNot atomic.Value
 }
 
 // New makes an engine that talks to the local cluster through rc. It fails
@@ -555,8 +558,18 @@ func (e *Engine) runActive(ctx context.Context, epoch int32, handOver func(p *he
 	if err != nil {
 		return err
 	}
+	// The standby gateways, as candidates in the Endpoint. A gateway that
+	// the Gateways' informer lists later (a new one writes its Gateway as
+	// it starts) makes the local Endpoint stale (below).
+	gws, _ := gateways.list()
+	candidates, cerr := e.candidates(ctx)
+	if cerr != nil {
+		e.log.Warn("publishing the Endpoint without its candidates for now", "err", cerr)
+	}
+	local.Spec.Candidates = candidates
 	t = &activeTerm{e: e, local: local, settings: settings, region: node.Labels[corev1.LabelTopologyRegion],
-		prober: prober, discovery: discovery, cache: cache, gateways: gateways, reachChanged: time.Now()}
+		prober: prober, discovery: discovery, cache: cache, gateways: gateways, reachChanged: time.Now(),
+		standbys: otherGateways(gws, e.cfg.NodeName), localStale: cerr != nil}
 	forwarding = true
 	t.step(ctx)
 	if err := e.publish(ctx, local, node); err != nil {
@@ -595,6 +608,11 @@ func (e *Engine) runActive(ctx context.Context, epoch int32, handOver func(p *he
 		case <-tick.C:
 		case <-cache.changed:
 		case <-gateways.changed:
+			// A gateway that appeared or went is a change of the
+			// Endpoint's candidates.
+			if gws, err := gateways.list(); err == nil && !slices.Equal(otherGateways(gws, e.cfg.NodeName), t.standbys) {
+				t.localStale = true
+			}
 		case <-localTick.C:
 			t.localStale = true
 		case <-nodeChanged:
@@ -612,9 +630,12 @@ type activeTerm struct {
 	region string
 	// localStale asks for the local facts to be read again.
 	localStale bool
-	prober     *health.Prober
-	discovery  *natdiscovery.Discoverer
-	cache      *objectCache[v1.Endpoint]
+	// standbys names the other Gateways of the cluster the local
+	// Endpoint's candidates were last made from.
+	standbys  []string
+	prober    *health.Prober
+	discovery *natdiscovery.Discoverer
+	cache     *objectCache[v1.Endpoint]
 	// gateways are the cluster's Gateway objects, as an informer keeps
 	// them; demoting says whether a demotion failed and is owed.
 	gateways *objectCache[v1.Gateway]
@@ -649,9 +670,21 @@ func (t *activeTerm) refreshLocal(ctx context.Context) {
 		return
 	}
 	local.Annotations = t.local.Annotations
+	gws, err := t.gateways.list()
+	if err != nil {
+		e.log.Warn("read the Gateways from the cache", "err", err)
+		return
+	}
+	if local.Spec.Candidates, err = e.candidates(ctx); err != nil {
+		if ctx.Err() == nil {
+			e.log.Warn("read the standby gateways", "err", err)
+		}
+		return
+	}
+	standbys := otherGateways(gws, e.cfg.NodeName)
 	region := node.Labels[corev1.LabelTopologyRegion]
 	if equality.Semantic.DeepEqual(local.Spec, t.local.Spec) && settings == t.settings && region == t.region {
-		t.localStale = false
+		t.localStale, t.standbys = false, standbys
 		return
 	}
 	if err := e.publish(ctx, local, node); err != nil {
@@ -663,7 +696,19 @@ func (t *activeTerm) refreshLocal(ctx context.Context) {
 	e.log.Info("local endpoint changed; republished it and handing the data plane its settings",
 		"publicIPs", local.Spec.PublicIPs, "privateIPs", local.Spec.PrivateIPs, "port", settings.Port,
 		"keyChanged", settings.PrivateKey != t.settings.PrivateKey)
-	t.local, t.settings, t.region, t.localStale = local, settings, region, false
+	t.local, t.settings, t.region, t.localStale, t.standbys = local, settings, region, false, standbys
+}
+
+// otherGateways names the Gateways in gws other than self's, sorted.
+func otherGateways(gws []v1.Gateway, self string) []string {
+	var names []string
+	for _, gw := range gws {
+		if gw.Name != self {
+			names = append(names, gw.Name)
+		}
+	}
+	slices.Sort(names)
+	return names
 }
 
 // step computes the desired state from the cached Endpoints and NAT

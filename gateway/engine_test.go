@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -66,7 +67,7 @@ func (k *kicker) poke() {
 }
 
 // waitFor evaluates cond now and after every kick until it holds; no sleeps.
-func (k *kicker) waitFor(t *testing.T, what string, cond func() bool) {
+func (k *kicker) waitFor(t *testing.T, what string, cond func() bool, detail ...func() string) {
 	t.Helper()
 	deadline := time.NewTimer(waitTimeout)
 	defer deadline.Stop()
@@ -74,6 +75,9 @@ func (k *kicker) waitFor(t *testing.T, what string, cond func() bool) {
 		select {
 		case <-k.c:
 		case <-deadline.C:
+			for _, d := range detail {
+				what += "; " + d()
+			}
 			t.Fatalf("timed out waiting for %s", what)
 		}
 	}
@@ -273,7 +277,7 @@ func newFixture(t *testing.T, withCredential ...bool) *fixture {
 	}
 	for i, name := range []string{"node-a", "node-b"} {
 		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name,
-			Labels:      map[string]string{corev1.LabelTopologyRegion: "eu"},
+			Labels:      map[string]string{corev1.LabelTopologyRegion: "eu", v1.GatewayNodeLabel: "true"},
 			Annotations: map[string]string{gateway.PublicIPAnnotation: "198.18.1." + strconv.Itoa(1+i)}}}
 		if err := mc.Create(ctx, n); err != nil {
 			t.Fatal(err)
@@ -460,6 +464,9 @@ func TestEngineElectsPublishesAndFailsOver(t *testing.T) {
 	if ep.Spec.WireGuard == nil || ep.Spec.WireGuard.Port != 4500 || len(ep.Spec.PublicIPs) != 1 || len(ep.Spec.Subnets) != 2 {
 		t.Errorf("published Endpoint %+v", ep.Spec)
 	}
+	// The standby is listed as a candidate, with the key it will take over
+	// with (its Secret, made by whichever engine came first).
+	f.waitCandidates(t, first, other)
 	// The Cluster is synced on its own, perhaps a moment after the Endpoint.
 	var cl v1.Cluster
 	f.k.waitFor(t, "the Cluster at the broker", func() bool {
@@ -503,6 +510,52 @@ func TestEngineElectsPublishesAndFailsOver(t *testing.T) {
 	f.k.waitFor(t, "the remote Endpoint in the new active data plane", func() bool {
 		return slices.Equal(engines[other].rec.peers(), []string{"c2.gw"})
 	})
+	// The stopped gateway's node is still a gateway node: a candidate.
+	f.waitCandidates(t, other, first)
+}
+
+// waitCandidates waits until the Endpoint of active at the broker lists
+// exactly the standby gateway on node standby as a candidate, as its own
+// Endpoint would describe it: the fixture's addresses (behind NAT: the
+// public address is not one of the Node's) and the public half of the key
+// in the node's Secret.
+func (f *fixture) waitCandidates(t *testing.T, active, standby string) {
+	t.Helper()
+	ctx := context.Background()
+	var got []v1.GatewayCandidate
+	var want string
+	f.k.waitFor(t, "the standby "+standby+" as the only candidate in "+active+"'s Endpoint at the broker", func() bool {
+		var secret corev1.Secret
+		if err := f.mc.Get(ctx, client.ObjectKey{Namespace: v1.ComponentNamespace, Name: "strait-wireguard-" + standby}, &secret); err != nil {
+			return false
+		}
+		key, err := wgtypes.ParseKey(string(secret.Data["privateKey"]))
+		if err != nil {
+			t.Fatalf("%s's key: %v", standby, err)
+		}
+		i := strings.TrimPrefix(standby, "node-")[0] - 'a' + 1
+		want = fmt.Sprintf("[{%s [192.168.1.%d] [198.18.1.%d] true %s 4500 [] false}]", standby, i, i, key.PublicKey())
+		ep := &v1.Endpoint{}
+		if err := f.bc.Get(ctx, client.ObjectKey{Namespace: f.info.Namespace, Name: gateway.EndpointName("c1", active)}, ep); err != nil {
+			return false
+		}
+		got = ep.Spec.Candidates
+		return candidatesString(got) == want
+	}, func() string { return fmt.Sprintf("candidates %s, want %s", candidatesString(got), want) })
+}
+
+// candidatesString renders candidates for comparison: hostname, private and
+// public IPs, NAT, WireGuard key and port, health-check IPs, VXLAN or not.
+func candidatesString(cs []v1.GatewayCandidate) string {
+	var parts []string
+	for _, c := range cs {
+		key, port := "", int32(0)
+		if c.WireGuard != nil {
+			key, port = c.WireGuard.PublicKey, c.WireGuard.Port
+		}
+		parts = append(parts, fmt.Sprintf("{%s %v %v %t %s %d %v %t}", c.Hostname, c.PrivateIPs, c.PublicIPs, c.NATTraversal, key, port, c.HealthCheckIPs, c.VXLAN != nil))
+	}
+	return "[" + strings.Join(parts, " ") + "]"
 }
 
 // TestEngineLosesLeaseAndStandsBy steals the Lease from under an active

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -160,4 +161,71 @@ func localAddress(ip netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// maxCandidates is the most standby gateways an Endpoint lists (the CRD's
+// bound on EndpointSpec.Candidates).
+const maxCandidates = 16
+
+// candidates describes the cluster's standby gateways for the active
+// Endpoint's Candidates: every Node labelled GatewayNodeLabel=true other
+// than this one, as its own Endpoint would describe it, sorted by name, at
+// most maxCandidates. A keyed driver's key is read from the node's Secret,
+// or stored there first (ensureKey), so the standby takes over with the key
+// its candidate entry announced. The --public-ip flag, which names this
+// node's address, is not applied to other nodes: their public address is
+// their strait.dev/public-ip annotation, else their InternalIP, and they
+// count as behind NAT when it is not one of their Node's addresses. A node
+// whose key cannot be read or that has no InternalIP is left out and
+// logged; when the Nodes cannot be listed, the error is returned.
+func (e *Engine) candidates(ctx context.Context) ([]v1.GatewayCandidate, error) {
+	nodes, err := e.kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: v1.GatewayNodeLabel + "=true"})
+	if err != nil {
+		return nil, fmt.Errorf("list the gateway nodes: %w", err)
+	}
+	slices.SortFunc(nodes.Items, func(a, b corev1.Node) int { return strings.Compare(a.Name, b.Name) })
+	var out []v1.GatewayCandidate
+	for i := range nodes.Items {
+		node := &nodes.Items[i]
+		name := node.Name
+		if name == e.cfg.NodeName {
+			continue
+		}
+		if len(out) == maxCandidates {
+			e.log.Warn("more standby gateways than an Endpoint lists; leaving the rest out", "max", maxCandidates)
+			break
+		}
+		publicKey := ""
+		if e.driver.Key != nil {
+			if _, publicKey, err = ensureKey(ctx, e.kube, e.cfg.Namespace, name, e.driver.Key); err != nil {
+				e.log.Warn("standby gateway left out of the Endpoint's candidates", "node", name, "err", err)
+				continue
+			}
+		}
+		cfg := e.cfg
+		cfg.NodeName, cfg.PublicIP = name, netip.Addr{}
+		ep, err := localEndpointFor(cfg, e.driver, node, e.cfg.Cable, publicKey, nodeAddress(node))
+		if err != nil {
+			e.log.Warn("standby gateway left out of the Endpoint's candidates", "node", name, "err", err)
+			continue
+		}
+		out = append(out, v1.GatewayCandidate{
+			Hostname: ep.Spec.Hostname, PrivateIPs: ep.Spec.PrivateIPs, PublicIPs: ep.Spec.PublicIPs,
+			NATTraversal: ep.Spec.NATTraversal, WireGuard: ep.Spec.WireGuard, VXLAN: ep.Spec.VXLAN,
+			HealthCheckIPs: ep.Spec.HealthCheckIPs,
+		})
+	}
+	return out, nil
+}
+
+// nodeAddress reports whether ip is one of node's addresses in its status.
+func nodeAddress(node *corev1.Node) func(netip.Addr) bool {
+	return func(ip netip.Addr) bool {
+		for _, a := range node.Status.Addresses {
+			if x, err := netip.ParseAddr(a.Address); err == nil && x.Unmap() == ip.Unmap() {
+				return true
+			}
+		}
+		return false
+	}
 }

@@ -89,6 +89,7 @@ func (e *Engine) startReach(ctx context.Context, wg *sync.WaitGroup) *natdiscove
 	wg.Go(func() {
 		tick := time.NewTicker(reachInterval)
 		defer tick.Stop()
+		var reached []string
 		for {
 			if eps, err := cache.list(); err == nil {
 				remotes, _ := activeEndpoints(eps, e.cfg.ClusterID)
@@ -105,6 +106,10 @@ func (e *Engine) startReach(ctx context.Context, wg *sync.WaitGroup) *natdiscove
 				d.SetTargets(targets)
 				p.SetTargets(healthTargets)
 				e.followThrough(healthTargets, p.Results())
+				if now := d.Answering(reachSteady); !slices.Equal(now, reached) {
+					e.log.Info("remote gateways this gateway reaches directly changed", "reached", now, "before", reached)
+					reached = now
+				}
 			}
 			select {
 			case <-ctx.Done():
@@ -120,14 +125,29 @@ func (e *Engine) startReach(ctx context.Context, wg *sync.WaitGroup) *natdiscove
 // followThrough keeps throughLostSince: when every remote gateway stopped
 // answering the health probes through the active gateway (targets, with
 // their results), zero while one answers or there is none.
+// It logs each change, with every target's result.
 func (e *Engine) followThrough(targets map[string]netip.AddrPort, results map[string]health.Result) {
 	lost := allInError(targets, results)
 	switch {
 	case !lost:
-		e.throughLostSince.Store(0)
+		if e.throughLostSince.Swap(0) != 0 {
+			e.log.Info("a remote gateway answers health probes through the active gateway again", "probes", throughResults(targets, results))
+		}
 	case e.throughLostSince.Load() == 0:
 		e.throughLostSince.Store(time.Now().UnixNano())
+		e.log.Info("no remote gateway answers health probes through the active gateway", "probes", throughResults(targets, results))
 	}
+}
+
+// throughResults is each target's address and status, sorted, for a log.
+func throughResults(targets map[string]netip.AddrPort, results map[string]health.Result) []string {
+	var out []string
+	for name, a := range targets {
+		r := results[name]
+		out = append(out, fmt.Sprintf("%s %s: %s %s", name, a, r.Status, r.Message))
+	}
+	slices.Sort(out)
+	return out
 }
 
 // replaces is the elector's replaces: why this gateway, standing by,
@@ -138,19 +158,33 @@ func (e *Engine) followThrough(targets map[string]netip.AddrPort, results map[st
 // or when no remote gateway has answered through it for the health probes'
 // failures and cutOffHold more.
 func (e *Engine) replaces(holderCutOff bool) string {
+	why, whyNot := e.judgeHolder(holderCutOff)
+	if prev, _ := e.whyNot.Swap(whyNot).(string); prev != whyNot && whyNot != "" {
+		e.log.Info("staying standby", "why", whyNot)
+	}
+	return why
+}
+
+// judgeHolder is replaces' decision: why to take the role, or else why
+// not (for the log; "" while nothing points to a fault).
+func (e *Engine) judgeHolder(holderCutOff bool) (why, whyNot string) {
+	lostAt := e.throughLostSince.Load()
+	if !holderCutOff && lostAt == 0 {
+		return "", ""
+	}
 	if e.reach == nil || len(e.reach.Answering(reachSteady)) == 0 {
-		return ""
+		return "", "the active gateway cannot carry traffic, but this gateway reaches no remote gateway either"
 	}
 	if at := e.cutOffAt.Load(); at != 0 && time.Since(time.Unix(0, at)) < cutOffBackoff {
-		return ""
+		return "", "the active gateway cannot carry traffic, but this gateway lost every remote cluster itself less than " + cutOffBackoff.String() + " ago"
 	}
 	if holderCutOff {
-		return "the active gateway lost every remote cluster"
+		return "the active gateway lost every remote cluster", ""
 	}
-	if at := e.throughLostSince.Load(); at != 0 && time.Since(time.Unix(0, at)) >= cutOffHold {
-		return "no remote gateway answers through the active gateway: its forwarding path is broken"
+	if time.Since(time.Unix(0, lostAt)) >= cutOffHold {
+		return "no remote gateway answers through the active gateway: its forwarding path is broken", ""
 	}
-	return ""
+	return "", "no remote gateway answers through the active gateway, for less than " + cutOffHold.String() + " yet"
 }
 
 // Condition on the active gateway's Gateway status: whether it reaches any

@@ -58,7 +58,7 @@ import (
 )
 
 // GatewayLabel marks the nodes the gateway engine runs on.
-const GatewayLabel = "strait.dev/gateway"
+const GatewayLabel = v1.GatewayNodeLabel
 
 const (
 	// leavePollInterval is how often Leave looks whether what it deleted is

@@ -27,7 +27,7 @@ import (
 
 // GatewayLabel marks the nodes a cluster's gateway engine may run on (the
 // label "straitctl join --gateway-nodes" sets, member.GatewayLabel).
-const GatewayLabel = "strait.dev/gateway"
+const GatewayLabel = v1.GatewayNodeLabel
 
 // Cluster is one member cluster as the commands reach it.
 type Cluster struct {

@@ -127,6 +127,32 @@ func TestBrokerJoinAndLeave(t *testing.T) {
 				t.Errorf("%s gateways: %v, want one active and one passive", name, roles)
 			}
 		}
+		// Each cluster's Endpoint, as the other cluster has it, lists the
+		// standby gateway node as a candidate, with its own key
+		// (docs/failover-without-broker.md); "straitctl show endpoints"
+		// names it.
+		for _, p := range [][2]string{{"c1", "c2"}, {"c2", "c1"}} {
+			owner, seer := p[0], p[1]
+			var ep v1.Endpoint
+			waitFor(t, 60*time.Second, seer+" to have "+owner+"'s Endpoint with its standby as candidate", func(ctx context.Context) (bool, error) {
+				var eps v1.EndpointList
+				if err := map[string]client.Client{"c1": c1, "c2": c2}[seer].List(ctx, &eps, client.InNamespace(v1.ComponentNamespace), client.MatchingLabels{v1.ClusterIDLabel: owner}); err != nil || len(eps.Items) != 1 {
+					return false, nil
+				}
+				ep = eps.Items[0]
+				standby := owner + "-n1"
+				if ep.Spec.Hostname == standby {
+					standby = owner + "-n2"
+				}
+				c := ep.Spec.Candidates
+				return len(c) == 1 && c[0].Hostname == standby && c[0].WireGuard != nil && c[0].WireGuard.PublicKey != "" &&
+					ep.Spec.WireGuard != nil && c[0].WireGuard.PublicKey != ep.Spec.WireGuard.PublicKey && len(c[0].PrivateIPs) == 1, nil
+			})
+			out, err := straitctl(t, "show", "endpoints", "--kubeconfig", adminKubeconfig(seer))
+			if err != nil || !strings.Contains(out, "STANDBYS") || !strings.Contains(out, ep.Spec.Candidates[0].Hostname) {
+				t.Errorf("straitctl show endpoints in %s does not name %s's standby %s: %v\n%s", seer, owner, ep.Spec.Candidates[0].Hostname, err, out)
+			}
+		}
 	})
 
 	t.Run("pods on the active gateways talk across the WireGuard cable", func(t *testing.T) {

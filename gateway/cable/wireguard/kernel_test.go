@@ -419,3 +419,76 @@ func TestReconfigureInPlace(t *testing.T) {
 		diff(t, "state after a refused Reconfigure", f.nl.String(), state)
 	}
 }
+
+// A new peer across NAT (with a persistent keepalive) that has sent
+// nothing is added again each rushInterval, so that WireGuard initiates a
+// handshake at once instead of after its own 5 s, until it answers or
+// rushWindow is up; a peer without keepalive is left to WireGuard.
+func TestRushesHandshakesWithNewPeersAcrossNAT(t *testing.T) {
+	f := newFakes(t)
+	d := f.open(t)
+	defer d.Close()
+	// The rush is driven by hand here, with its clock.
+	d.stopRush()
+	<-d.rushDone
+	set(t, d, []cable.Peer{peerB, peerD})
+	start := d.rushing[mustKey(t, keyD)].since
+	rush := func(at time.Duration) int {
+		t.Helper()
+		changes := f.wg.PeerChanges
+		if err := d.rushHandshakes(start.Add(at)); err != nil {
+			t.Fatal(err)
+		}
+		return f.wg.PeerChanges - changes
+	}
+	if got := rush(rushInterval / 2); got != 0 {
+		t.Errorf("half an interval after Set: %d peer changes, want none", got)
+	}
+	if got := rush(rushInterval); got != 2 {
+		t.Errorf("an interval after Set: %d peer changes, want 2 (peer d removed and added again)", got)
+	}
+	if !strings.Contains(f.nl.String(), "wg peer "+keyD+" endpoint 198.51.100.4:4500 allowed-ips 10.4.0.0/16,10.5.0.0/16 keepalive 10s") {
+		t.Errorf("peer d not as Set made it:\n%s", f.nl.String())
+	}
+	if got := rush(rushInterval + rushInterval/2); got != 0 {
+		t.Errorf("half an interval after the last initiation: %d peer changes, want none", got)
+	}
+	if got := rush(2 * rushInterval); got != 2 {
+		t.Errorf("two intervals after Set: %d peer changes, want 2", got)
+	}
+	// Peer d answers: it leaves the rush.
+	if err := f.wg.Handshake(testDev, mustKey(t, keyD), netip.MustParseAddrPort("203.0.113.9:40001"), start.Add(2*rushInterval)); err != nil {
+		t.Fatal(err)
+	}
+	if got := rush(4 * rushInterval); got != 0 {
+		t.Errorf("after a handshake: %d peer changes, want none", got)
+	}
+	// A new peer that never answers is rushed until rushWindow only, as
+	// Set wants it now.
+	set(t, d, []cable.Peer{peerB, peerC})
+	start = d.rushing[mustKey(t, keyC)].since
+	moved := peerC
+	moved.Endpoint = netip.MustParseAddrPort("[2001:db8::33]:4500")
+	set(t, d, []cable.Peer{peerB, moved})
+	if got := rush(rushInterval); got != 2 {
+		t.Errorf("peer c an interval after Set: %d peer changes, want 2", got)
+	}
+	if !strings.Contains(f.nl.String(), "wg peer "+keyC+" endpoint [2001:db8::33]:4500 ") {
+		t.Errorf("peer c not added again where Set moved it:\n%s", f.nl.String())
+	}
+	if got := rush(rushWindow); got != 0 {
+		t.Errorf("peer c after the rush window: %d peer changes, want none", got)
+	}
+	if got := rush(rushWindow + 2*rushInterval); got != 0 {
+		t.Errorf("peer c well after the rush window: %d peer changes, want none", got)
+	}
+}
+
+func mustKey(t *testing.T, s string) wgtypes.Key {
+	t.Helper()
+	k, err := wgtypes.ParseKey(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}

@@ -19,6 +19,7 @@ import (
 	"net"
 	"slices"
 	"sort"
+	"sync"
 	"syscall"
 	"time"
 
@@ -93,7 +94,40 @@ type Driver struct {
 	userspace io.Closer // nil with the kernel device
 	client    Client
 	key       wgtypes.Key
-	names     map[wgtypes.Key]string // peer names, for the traffic counters
+
+	// mu serializes the client's use: Set, Reconfigure, Traffic and Close
+	// against the handshake rush (rushHandshakes).
+	mu    sync.Mutex
+	names map[wgtypes.Key]string // peer names, for the traffic counters
+	// rushing are the new peers across NAT that have not answered yet
+	// (rushHandshakes); stopRush ends the rush's loop, which closes
+	// rushDone.
+	rushing  map[wgtypes.Key]*rushPeer
+	stopRush context.CancelFunc
+	rushDone chan struct{}
+}
+
+// Handshakes with a new peer across NAT. When a cluster behind NAT fails
+// over, its new gateway opens its cable, and sends its first handshake
+// initiation, before the other clusters know its public key: they drop it.
+// WireGuard tries again only after REKEY_TIMEOUT (5 s), and the other
+// side's own initiation cannot reach the new gateway (the NAT still maps
+// the published port to the old one). So while a new peer across NAT has
+// not been heard from, for rushWindow after it was added, the driver has
+// WireGuard send it a handshake initiation every rushInterval: it removes
+// and adds the peer again (WireGuard sends at most one initiation per
+// REKEY_TIMEOUT per peer; a peer made anew has sent none), and the
+// persistent keepalive of the new peer starts a handshake at once.
+const (
+	rushInterval = time.Second
+	rushWindow   = 15 * time.Second
+)
+
+// rushPeer is a peer in the rush: its configuration, when it was added and
+// when it was last added again.
+type rushPeer struct {
+	cfg         wgtypes.PeerConfig
+	since, last time.Time
 }
 
 var (
@@ -156,7 +190,70 @@ func Open(_ context.Context, cfg cable.Config, o *Options) (*Driver, error) {
 		d.Close()
 		return nil, fmt.Errorf("wireguard: configure %s: %w", cfg.Interface, err)
 	}
+	ctx, stop := context.WithCancel(context.Background())
+	d.stopRush, d.rushDone = stop, make(chan struct{})
+	go func() {
+		defer close(d.rushDone)
+		// A quarter interval: the first initiation again comes 1 to 1.25
+		// intervals after the peer was added.
+		tick := time.NewTicker(rushInterval / 4)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-tick.C:
+				if err := d.rushHandshakes(now); err != nil {
+					d.opts.Log.Warn("wireguard: initiate handshakes with new peers again", "interface", cfg.Interface, "err", err)
+				}
+			}
+		}
+	}()
 	return d, nil
+}
+
+// rushHandshakes has WireGuard initiate a handshake again with each new
+// peer across NAT (one with a persistent keepalive, added by Set) that has
+// sent nothing yet, rushInterval after its last initiation, during the
+// first rushWindow after it was added. A peer that answered, or whose time
+// is up, leaves the rush.
+func (d *Driver) rushHandshakes(now time.Time) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.rushing) == 0 {
+		return nil
+	}
+	dev, err := d.client.Device(d.cfg.Interface)
+	if err != nil {
+		return err
+	}
+	on := map[wgtypes.Key]bool{}
+	var changes []wgtypes.PeerConfig
+	for _, p := range dev.Peers {
+		on[p.PublicKey] = true
+		r := d.rushing[p.PublicKey]
+		switch {
+		case r == nil:
+		case p.ReceiveBytes > 0 || !p.LastHandshakeTime.IsZero() || now.Sub(r.since) >= rushWindow:
+			delete(d.rushing, p.PublicKey)
+		case now.Sub(r.last) >= rushInterval:
+			if r.last.Equal(r.since) {
+				d.opts.Log.Info("wireguard: no answer from a new peer yet; initiating a handshake every second",
+					"interface", d.cfg.Interface, "peer", d.names[p.PublicKey], "for", rushWindow)
+			}
+			r.last = now
+			changes = append(changes, wgtypes.PeerConfig{PublicKey: p.PublicKey, Remove: true}, r.cfg)
+		}
+	}
+	for k := range d.rushing {
+		if !on[k] {
+			delete(d.rushing, k)
+		}
+	}
+	if len(changes) == 0 {
+		return nil
+	}
+	return d.client.ConfigureDevice(d.cfg.Interface, wgtypes.Config{Peers: changes})
 }
 
 // Userspace reports whether the device is the embedded userspace one.
@@ -274,6 +371,8 @@ func startUserspace(name string, mtu int) (io.Closer, error) {
 // already match are left alone, so repeated calls keep handshakes and
 // established flows.
 func (d *Driver) Set(_ context.Context, peers []cable.Peer) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	cur, err := d.client.Device(d.cfg.Interface)
 	if err != nil {
 		return fmt.Errorf("wireguard: read %s: %w", d.cfg.Interface, err)
@@ -303,15 +402,34 @@ func (d *Driver) Set(_ context.Context, peers []cable.Peer) error {
 			changes = append(changes, peerConfig(cp.PublicKey, p))
 		}
 	}
+	var added []wgtypes.PeerConfig
 	for k, p := range want {
 		if !have[k] {
 			changes = append(changes, peerConfig(k, p))
+			if p.Keepalive > 0 {
+				added = append(added, peerConfig(k, p))
+			}
 		}
 	}
 	if len(changes) > 0 {
 		if err := d.client.ConfigureDevice(d.cfg.Interface, wgtypes.Config{Peers: changes}); err != nil {
 			return fmt.Errorf("wireguard: configure peers of %s: %w", d.cfg.Interface, err)
 		}
+	}
+	if d.rushing == nil {
+		d.rushing = map[wgtypes.Key]*rushPeer{}
+	}
+	// A peer in the rush is added again as it is wanted now.
+	for k, r := range d.rushing {
+		if p, ok := want[k]; ok && p.Keepalive > 0 {
+			r.cfg = peerConfig(k, p)
+		} else {
+			delete(d.rushing, k)
+		}
+	}
+	now := time.Now()
+	for _, pc := range added {
+		d.rushing[pc.PublicKey] = &rushPeer{cfg: pc, since: now, last: now}
 	}
 	return cable.SetRoutes(d.opts.Netlink, d.link, d.cfg.RouteTable, peers)
 }
@@ -321,6 +439,8 @@ func (d *Driver) Set(_ context.Context, peers []cable.Peer) error {
 // sessions are kept (make before break). Another interface name or route
 // table returns cable.ErrReopen, having changed nothing.
 func (d *Driver) Reconfigure(_ context.Context, cfg cable.Config) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if cfg.Interface != d.cfg.Interface || cfg.RouteTable != d.cfg.RouteTable {
 		return cable.ErrReopen
 	}
@@ -388,6 +508,8 @@ func samePeer(cur wgtypes.Peer, p cable.Peer) bool {
 
 // Traffic reads WireGuard's per-peer byte counters.
 func (d *Driver) Traffic() (map[string]cable.Traffic, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	dev, err := d.client.Device(d.cfg.Interface)
 	if err != nil {
 		return nil, err
@@ -404,6 +526,12 @@ func (d *Driver) Traffic() (map[string]cable.Traffic, error) {
 // Close removes the device; its routes (and the userspace device's UAPI
 // socket) go with it.
 func (d *Driver) Close() error {
+	if d.stopRush != nil {
+		d.stopRush()
+		<-d.rushDone
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if d.client != nil {
 		d.client.Close()
 	}

@@ -35,6 +35,12 @@ type ContainerSpec struct {
 	// CreatedPathsFile records mount points (directories, and empty files
 	// for file mounts) made on the host, for the sandbox to remove.
 	CreatedPathsFile string `json:"createdPathsFile"`
+	// StartedFD, when above 2, is an inherited descriptor (the write end
+	// of the agent's pipe) that the helper marks close-on-exec before it
+	// execs: the agent's read sees EOF once the container's program runs,
+	// or once the helper has failed and exited. runc's exec FIFO serves
+	// the same purpose.
+	StartedFD int `json:"startedFD,omitempty"`
 }
 
 // ContainerExec is the body of the container-exec helper. It runs in a fresh
@@ -94,6 +100,9 @@ func ContainerExec(specPath string) error {
 		if err := os.Chdir(spec.WorkingDir); err != nil {
 			return fmt.Errorf("working directory %s: %w", spec.WorkingDir, err)
 		}
+	}
+	if spec.StartedFD > 2 {
+		unix.CloseOnExec(spec.StartedFD)
 	}
 	return syscall.Exec(spec.Binary, spec.Args, spec.Env)
 }

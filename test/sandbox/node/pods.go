@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -448,6 +449,14 @@ func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, c *containerStat
 		}
 		spec.Mounts = append(spec.Mounts, Mount{Source: src, Target: m.MountPath, ReadOnly: m.ReadOnly})
 	}
+	// The helper inherits the pipe's write end as fd 3 (ExtraFiles[0]).
+	startedR, startedW, err := os.Pipe()
+	if err != nil {
+		c.waiting = &corev1.ContainerStateWaiting{Reason: "RunContainerError", Message: err.Error()}
+		return
+	}
+	defer startedR.Close()
+	spec.StartedFD = 3
 	specPath := filepath.Join(w.dir, c.spec.Name+".spec.json")
 	data, _ := json.Marshal(spec)
 	if err := os.WriteFile(specPath, data, 0o600); err != nil {
@@ -469,7 +478,12 @@ func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, c *containerStat
 	cmd.Stdout, cmd.Stderr = logFile.Stdout, logFile.Stderr
 	cmd.Env = []string{w.a.cfg.MarkerEnv}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS}
+	cmd.ExtraFiles = []*os.File{startedW}
 	err = proc.Start(cmd)
+	startedW.Close()
+	if err == nil {
+		waitExec(startedR, execWait)
+	}
 	logFile.Started()
 	if err != nil {
 		logFile.Finished()
@@ -492,6 +506,22 @@ func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, c *containerStat
 		w.wake()
 	}(c, cmd, c.exited)
 	w.a.log.Info("container started", "pod", pod.Name, "container", c.spec.Name, "pid", cmd.Process.Pid)
+}
+
+// execWait bounds how long start waits for a container's helper to exec
+// the container's program (its mounts come first: a few milliseconds).
+const execWait = 10 * time.Second
+
+// waitExec waits until the write end of started is closed in every
+// process that held it: the container-exec helper closes it by exec'ing the
+// container's program or by exiting. Only then is the process the
+// container, with its environment and mounts, for exec and logs to enter;
+// a CRI runtime's StartContainer returns at the same point. After timeout it
+// gives up waiting (a helper stuck in a mount), and the container counts as
+// started as before.
+func waitExec(started *os.File, timeout time.Duration) {
+	_ = started.SetReadDeadline(time.Now().Add(timeout))
+	_, _ = io.Copy(io.Discard, started)
 }
 
 // reap records containers that exited and plans their restarts.

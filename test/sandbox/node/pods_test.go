@@ -2,12 +2,14 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +28,11 @@ import (
 // helper, which the agent starts for every container.
 func TestMain(m *testing.M) {
 	if len(os.Args) == 4 && os.Args[1] == "container-exec" && os.Args[2] == "--spec" {
+		if os.Getenv(slowExecEnv) != "" {
+			// TestRunningAfterExec: widen the window between the
+			// helper's start and its exec of the container's program.
+			time.Sleep(time.Second)
+		}
 		err := ContainerExec(os.Args[3])
 		fmt.Fprintln(os.Stderr, "container-exec:", err)
 		os.Exit(127)
@@ -130,7 +137,9 @@ type agentFixture struct {
 	podNetwork bool
 }
 
-func newAgentFixture(t *testing.T) *agentFixture {
+// newAgentFixture runs an agent for node-under-test against a real
+// apiserver; each opt may change its configuration before it starts.
+func newAgentFixture(t *testing.T, opts ...func(*Config)) *agentFixture {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: the agent starts containers in mount namespaces of their own")
@@ -166,6 +175,9 @@ func newAgentFixture(t *testing.T) *agentFixture {
 		client:  client,
 		workers: map[string]*podWorker{},
 		ips:     map[netip.Addr]bool{},
+	}
+	for _, opt := range opts {
+		opt(&a.cfg)
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	a.runPods(runCtx)
@@ -378,6 +390,53 @@ func TestDeleteIgnoringSIGTERM(t *testing.T) {
 		if stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); !strings.Contains(string(stat), ") Z") {
 			t.Errorf("container process %d still alive after the pod's deletion", pid)
 		}
+	}
+}
+
+// slowExecEnv, in the container-exec helper's environment (the agent gives
+// it the marker variable), makes the helper wait a second before it execs.
+const slowExecEnv = "STRAIT_NODE_TEST_SLOW_EXEC"
+
+// TestRunningAfterExec: a container counts as started (its PID recorded
+// for exec and logs, the pod Running) only once the container-exec helper
+// has become the container's program, with the container's environment
+// and mounts, as a CRI runtime's StartContainer returns only after runc's
+// init has exec'd. Before, kubectl exec right after the pod turned Running
+// could enter the helper's bare namespace: no token file, no
+// KUBERNETES_SERVICE_HOST (TestSandboxServiceAccountTokenAndRBAC flaked so).
+func TestRunningAfterExec(t *testing.T) {
+	f := newAgentFixture(t, func(c *Config) { c.MarkerEnv = slowExecEnv + "=1" })
+	f.create(t, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "slow-start"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: "busybox",
+			Command: []string{"sleep", "60"}, Env: []corev1.EnvVar{{Name: "FOO", Value: "bar"}}}}},
+	})
+	var pid int
+	err := wait.PollUntilContextTimeout(context.Background(), time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		data, err := os.ReadFile(filepath.Join(f.podDir("slow-start"), "runtime.json"))
+		if err != nil {
+			return false, nil
+		}
+		var info RuntimeInfo
+		if json.Unmarshal(data, &info) != nil {
+			return false, nil
+		}
+		pid = info.Containers["main"]
+		return pid > 0, nil
+	})
+	if err != nil {
+		t.Fatal("no PID recorded for the container")
+	}
+	environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env := strings.Split(string(environ), "\x00"); !slices.Contains(env, "FOO=bar") {
+		t.Errorf("process %d recorded as the container has environment %q: not yet the container's program", pid, env)
+	}
+	p := f.waitPod(t, "slow-start", "Running", 30*time.Second, func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning })
+	if s := p.Status.ContainerStatuses[0].State.Running; s == nil {
+		t.Errorf("container state %+v, want running", p.Status.ContainerStatuses[0].State)
 	}
 }
 

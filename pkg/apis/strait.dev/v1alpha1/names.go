@@ -21,6 +21,11 @@ const (
 	// reach it at, when it is not the node's InternalIP.
 	PublicIPAnnotation = "strait.dev/public-ip"
 
+	// GatewayNodeLabel (value "true") marks the nodes the gateway engine
+	// runs on: the gateway DaemonSet's node selector, which
+	// "straitctl join --gateway-nodes" sets.
+	GatewayNodeLabel = "strait.dev/gateway"
+
 	// GatewayLeaseName is the Lease the gateways of a cluster compete for
 	// in ComponentNamespace: its holder is the active gateway's node.
 	GatewayLeaseName = "strait-gateway"

@@ -202,6 +202,52 @@ type EndpointSpec struct {
 	// peers probe through the tunnel to measure the connection.
 	// +optional
 	HealthCheckIPs DualStackIPs `json:"healthCheckIPs,omitempty"`
+
+	// Candidates are the cluster's standby gateways, which may take this
+	// gateway's place: other clusters know each one's addresses and key in
+	// advance, so that they can switch their cable to it when it announces a
+	// takeover, before its own Endpoint reaches them through the broker
+	// (docs/failover-without-broker.md). The active gateway lists every other
+	// Gateway of its cluster whose Node exists, sorted by hostname; it
+	// refreshes the list within 30 s of a change.
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=map
+	// +listMapKey=hostname
+	// +optional
+	Candidates []GatewayCandidate `json:"candidates,omitempty"`
+}
+
+// GatewayCandidate is a standby gateway of an Endpoint's cluster: the fields
+// of its Endpoint that peers need to reach it, as it would publish them.
+type GatewayCandidate struct {
+	// Hostname is the standby gateway node's name.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Hostname string `json:"hostname"`
+
+	// PrivateIPs are its addresses on its node network, one per family.
+	// +kubebuilder:validation:MinItems=1
+	PrivateIPs DualStackIPs `json:"privateIPs"`
+
+	// PublicIPs are the addresses it is reached at from outside its network.
+	// +optional
+	PublicIPs DualStackIPs `json:"publicIPs,omitempty"`
+
+	// NATTraversal says that it sits behind NAT.
+	// +optional
+	NATTraversal bool `json:"natTraversal,omitempty"`
+
+	// WireGuard is its public key and port, for the wireguard driver.
+	// +optional
+	WireGuard *WireGuardConfig `json:"wireguard,omitempty"`
+
+	// VXLAN is its VXLAN configuration, for the vxlan driver.
+	// +optional
+	VXLAN *VXLANConfig `json:"vxlan,omitempty"`
+
+	// HealthCheckIPs are its health-check addresses, one per family.
+	// +optional
+	HealthCheckIPs DualStackIPs `json:"healthCheckIPs,omitempty"`
 }
 
 // WireGuardConfig is the public half of a gateway's WireGuard configuration.

@@ -144,7 +144,7 @@ func Run(ctx context.Context, targets []cmdutil.Target, nouns []string, out *cmd
 var headers = map[string][]string{
 	"clusters":    {"CLUSTER", "POD CIDRS", "SERVICE CIDRS", "GLOBAL CIDRS", "REGION", "AGE"},
 	"networks":    {"CLUSTER", "LOCAL", "POD CIDRS", "SERVICE CIDRS", "CABLE DRIVER", "GLOBALNET"},
-	"endpoints":   {"CLUSTER", "ENDPOINT", "HOST", "DRIVER", "PRIVATE IP", "PUBLIC IP", "SUBNETS"},
+	"endpoints":   {"CLUSTER", "ENDPOINT", "HOST", "DRIVER", "PRIVATE IP", "PUBLIC IP", "SUBNETS", "STANDBYS"},
 	"gateways":    {"NODE", "HA", "ENDPOINT", "CONNECTIONS"},
 	"connections": {"GATEWAY", "CLUSTER", "ENDPOINT", "STATUS", "USING IP", "NAT", "PATH MTU", "RTT LAST", "RTT MIN", "RTT AVG", "RTT MAX", "MESSAGE"},
 	"brokers":     {"CLUSTER", "BROKER URL", "NAMESPACE", "CA SHA256", "CREDENTIAL"},
@@ -262,8 +262,12 @@ func ClusterCells(x *v1.Cluster) []string {
 
 // EndpointCells is an Endpoint's row of "show endpoints".
 func EndpointCells(x *v1.Endpoint) []string {
+	standbys := make([]string, 0, len(x.Spec.Candidates))
+	for _, c := range x.Spec.Candidates {
+		standbys = append(standbys, c.Hostname)
+	}
 	return []string{string(x.Spec.ClusterID), x.Name, x.Spec.Hostname, string(x.Spec.CableDriver),
-		ips(x.Spec.PrivateIPs), ips(x.Spec.PublicIPs), cidrs(x.Spec.Subnets)}
+		ips(x.Spec.PrivateIPs), ips(x.Spec.PublicIPs), cidrs(x.Spec.Subnets), strings.Join(standbys, ",")}
 }
 
 // GatewayCells is a Gateway's row of "show gateways".
