@@ -158,6 +158,9 @@ type Prober struct {
 
 	mu      sync.Mutex
 	targets map[string]*target
+	// pmtuSent numbers the path MTU probes (their own sequence: they
+	// leave on their own schedule, pmtuRound).
+	pmtuSent uint64
 }
 
 type target struct {
@@ -167,10 +170,12 @@ type target struct {
 	missed  int
 	total   time.Duration
 	// pmtu is the path MTU search; pmtuSeq and pmtuSize the probe in
-	// flight (pmtuSeq 0: none).
+	// flight (pmtuSeq 0: none); pmtuAt the time of its last round, since
+	// the prober's epoch (0: none yet).
 	pmtu     *pmtuSearch
 	pmtuSeq  uint64
 	pmtuSize int
+	pmtuAt   time.Duration
 }
 
 // NewProber probes from conn, which the caller bound (to the local
@@ -195,6 +200,10 @@ func NewProber(conn *net.UDPConn, o Options) *Prober {
 	}
 	if o.PMTU != nil && o.PMTU.Disabled {
 		o.PMTU = nil
+	}
+	if o.PMTU != nil {
+		pmtu := o.PMTU.withDefaults()
+		o.PMTU = &pmtu
 	}
 	return &Prober{opts: o, conn: conn, epoch: time.Now(), targets: map[string]*target{}}
 }
@@ -249,14 +258,28 @@ func (p *Prober) Run(ctx context.Context) error {
 	go p.read()
 	tick := time.NewTicker(p.opts.Interval)
 	defer tick.Stop()
-	var seq uint64
+	// The path MTU search runs on its own, shorter, schedule (pmtuRound).
+	var pmtuTick <-chan time.Time
+	if p.opts.PMTU != nil {
+		t := time.NewTicker(min(p.opts.PMTU.SearchInterval, p.opts.Interval))
+		defer t.Stop()
+		pmtuTick = t.C
+	}
+	seq := uint64(1)
+	p.round(seq)
 	for {
-		seq++
-		p.round(seq)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
+			seq++
+			p.round(seq)
+		case <-pmtuTick:
+			for name, r := range p.pmtuRound() {
+				if p.opts.OnChange != nil {
+					p.opts.OnChange(name, r)
+				}
+			}
 		}
 	}
 }
@@ -283,9 +306,6 @@ func (p *Prober) round(seq uint64) {
 		t.sentSeq = seq
 		if _, err := p.conn.WriteToUDPAddrPort(message{kind: kindRequest, seq: seq, sent: now}.encode(), t.addr); err != nil {
 			p.opts.Log.Debug("health probe", "target", name, "err", err)
-		}
-		if p.probePMTU(t, seq, now) {
-			changes = append(changes, change{name, t.result})
 		}
 	}
 	p.mu.Unlock()

@@ -49,7 +49,19 @@ const (
 	// DefaultPMTULosses checks (RFC 8899 confirms with the application's
 	// own traffic; this channel has none large, so it probes).
 	DefaultPMTUCheck = 10 * time.Second
+	// DefaultPMTUSearchInterval is the shortest time between two probes
+	// of a search, and so the shortest wait before an unanswered probe
+	// counts as lost. A search needs some 10 sizes of 2 or 3 probes each:
+	// at the heartbeat interval (a second) it took half a minute, during
+	// which the cable carried nothing larger than the device's default
+	// safely. The wait grows with the round-trip time (pmtuWait), so that
+	// a far gateway's answers are not taken for losses.
+	DefaultPMTUSearchInterval = 100 * time.Millisecond
 )
+
+// pmtuRTTs is how many of a connection's largest round-trip times a probe
+// is given to be answered before it counts as lost (see pmtuWait).
+const pmtuRTTs = 4
 
 // Floors of the search, in bytes: the smallest MTU each family's links must
 // carry (RFC 791's 576 for IPv4, RFC 8200's 1280 for IPv6). A path that does
@@ -79,6 +91,10 @@ type PMTUOptions struct {
 	// Check is the time between probes of the current figure after a
 	// search (DefaultPMTUCheck).
 	Check time.Duration
+	// SearchInterval is the shortest time between two probes of one
+	// connection's search (DefaultPMTUSearchInterval); never longer than
+	// the prober's Interval.
+	SearchInterval time.Duration
 }
 
 func (o PMTUOptions) withDefaults() PMTUOptions {
@@ -96,6 +112,9 @@ func (o PMTUOptions) withDefaults() PMTUOptions {
 	}
 	if o.Check <= 0 {
 		o.Check = DefaultPMTUCheck
+	}
+	if o.SearchInterval <= 0 {
+		o.SearchInterval = DefaultPMTUSearchInterval
 	}
 	return o
 }
@@ -307,6 +326,40 @@ func probeHeader(addr netip.Addr) int {
 		return 20 + 8
 	}
 	return 40 + 8
+}
+
+// pmtuWait is how long t's search waits between two probes, and so how
+// long a probe has to be answered before it counts as lost: pmtuRTTs of
+// the largest round-trip time the heartbeats measured, at least the
+// search interval and at most the heartbeat interval (a heartbeat answered
+// later than that is lost too).
+func (p *Prober) pmtuWait(t *target) time.Duration {
+	floor := min(p.opts.PMTU.SearchInterval, p.opts.Interval)
+	return min(max(floor, pmtuRTTs*t.result.Max), p.opts.Interval)
+}
+
+// pmtuRound runs the path MTU search of every target whose wait
+// (pmtuWait) has passed since its last round, and reports the targets
+// whose figure changed.
+func (p *Prober) pmtuRound() map[string]Result {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	elapsed := time.Since(p.epoch)
+	var changed map[string]Result
+	for name, t := range p.targets {
+		if t.pmtu == nil || (t.pmtuAt != 0 && elapsed-t.pmtuAt < p.pmtuWait(t)) {
+			continue
+		}
+		t.pmtuAt = elapsed
+		p.pmtuSent++
+		if p.probePMTU(t, p.pmtuSent, uint64(elapsed)) {
+			if changed == nil {
+				changed = map[string]Result{}
+			}
+			changed[name] = t.result
+		}
+	}
+	return changed
 }
 
 // probePMTU runs one round of t's path MTU search (under p.mu): it sends

@@ -1,8 +1,12 @@
 package health
 
 import (
+	"context"
+	"net/netip"
 	"testing"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // fakePath answers every probe up to limit bytes and drops the rest, as a
@@ -150,5 +154,50 @@ func TestPMTUSearchRetriesAFloorLostAtFirst(t *testing.T) {
 	p.run(s, now, 120)
 	if got := s.mtu(); got != 1340 {
 		t.Errorf("two minutes after the path came up: path MTU = %d, want 1340", got)
+	}
+}
+
+// TestPMTUSearchRunsBetweenHeartbeats: the search keeps its own, shorter
+// schedule. With heartbeats an hour apart (only the first one goes out
+// while the test runs), two probers over loopback still finish their
+// search: its probes do not wait for heartbeat rounds.
+func TestPMTUSearchRunsBetweenHeartbeats(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ac, bc := listen(t), listen(t)
+	o := Options{Interval: time.Hour, PMTU: &PMTUOptions{Max: 1500, SearchInterval: 10 * time.Millisecond}}
+	a, b := NewProber(ac, o), NewProber(bc, o)
+	a.SetTargets(map[string]netip.AddrPort{"b": addr(bc)})
+	go func() { _ = a.Run(ctx) }()
+	go func() { _ = b.Run(ctx) }()
+	var last Result
+	if err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		last = a.Results()["b"]
+		return last.PathMTU != 0, nil
+	}); err != nil {
+		t.Fatalf("no path MTU between heartbeats: last result %+v", last)
+	}
+	if last.PathMTU != 1500 {
+		t.Errorf("path MTU over loopback = %d, want the search's maximum, 1500", last.PathMTU)
+	}
+}
+
+func TestPMTUWait(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		interval, rtt  time.Duration
+		search, expect time.Duration
+	}{
+		{"near: the search interval", time.Second, time.Millisecond, 100 * time.Millisecond, 100 * time.Millisecond},
+		{"far: four round trips", time.Second, 60 * time.Millisecond, 100 * time.Millisecond, 240 * time.Millisecond},
+		{"very far: the heartbeat interval at most", time.Second, 400 * time.Millisecond, 100 * time.Millisecond, time.Second},
+		{"heartbeats faster than the search interval", 20 * time.Millisecond, 0, 100 * time.Millisecond, 20 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &Prober{opts: Options{Interval: tc.interval, PMTU: &PMTUOptions{SearchInterval: tc.search}}}
+			if got := p.pmtuWait(&target{result: Result{Max: tc.rtt}}); got != tc.expect {
+				t.Errorf("pmtuWait = %v, want %v", got, tc.expect)
+			}
+		})
 	}
 }
