@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -95,18 +94,7 @@ func TestPathMTU(t *testing.T) {
 			// The route agents of the non-gateway nodes size the route to
 			// the other cluster's pods (and the MSS clamp, in the same
 			// state) to the figure.
-			for _, p := range [][2]placement{{pa, pb}, {pb, pa}} {
-				from, to := p[0], p[1]
-				node := from.cluster + "-n3"
-				var routes string
-				if err := poll(time.Minute, func(ctx context.Context) (bool, error) {
-					out, err := exec.CommandContext(ctx, "ip", "-n", sandbox.NodeNS(node), "route", "show", "table", strconv.Itoa(routeagent.RemoteTable)).Output()
-					routes = string(out)
-					return err == nil && routeMTU(routes, podCIDR(to.cluster)) == int(want), nil
-				}); err != nil {
-					t.Fatalf("%s: no route to %s with MTU %d:\n%s", node, podCIDR(to.cluster), want, routes)
-				}
-			}
+			waitRouteMTU(t, pa, pb, want)
 			t.Logf("%v: the route agents applied it", time.Since(start).Round(time.Second))
 			// 4 MB over TCP both ways, verified byte for byte by the echo.
 			for _, p := range [][2]placement{{pa, pb}, {pb, pa}} {
@@ -129,26 +117,19 @@ func TestPathMTU(t *testing.T) {
 // TestPathMTUWithICMP narrows the path between c1 and c2 (WireGuard, c2
 // behind NAT) at c2's NAT router, which answers DF packets over
 // narrowLimit with ICMP "fragmentation needed" and fragments the others,
-// and moves 4 MB both ways.
+// and checks the figure and that 4 MB move both ways.
 //
-// It fails, hence runs only with STRAIT_E2E_PATHMTU_ICMP=1: seen at 05:23
-// UTC on 2 December, both gateways showed path MTU 1420 (the cable
-// device's) and the 4 MB stalled after 103,884 bytes one way and 394,416
-// the other; the router had sent 106 ICMP errors and fragmented 762
-// packets. The sandbox's WireGuard is the userspace one (no kernel
-// module), whose socket sends with DF: the kernel learns a path MTU of
-// 1400 from the ICMP errors and from then fragments single datagrams (the
-// path MTU probes among them, so every size gets through), while the
-// batched UDP segmentation-offload sends of bulk traffic, whose segments
-// are over 1400, fail. Setting IP_PMTUDISC_PROBE on that socket (DF, the
-// learnt path MTU ignored, as the health probes do) would leave sizing to
-// the search; the userspace WireGuard offers no hook for its socket
-// options. The kernel's WireGuard and VXLAN send without DF, so a router
-// fragments their packets instead.
+// The sandbox's WireGuard is the userspace one (the kernel has no
+// module). Its sockets used to send with the system's default
+// (IP_PMTUDISC_WANT): the kernel learnt 1400 from the router's ICMP errors
+// and fragmented single datagrams from then on (the path MTU probes among
+// them: both gateways showed 1420, the device's MTU), while the bulk
+// traffic's segmentation-offload sends failed: at 05:23 UTC on 2 December
+// the 4 MB stalled after 103,884 bytes one way and 394,416 the other. The
+// driver now sets IP_PMTUDISC_PROBE on them (gateway/cable/wireguard
+// df.go): oversize packets are lost as on a silent path, and the search
+// finds the same figure as there.
 func TestPathMTUWithICMP(t *testing.T) {
-	if os.Getenv("STRAIT_E2E_PATHMTU_ICMP") != "1" {
-		t.Skip("STRAIT_E2E_PATHMTU_ICMP=1 runs it: the userspace WireGuard stalls behind a router that answers with ICMP (see the comment)")
-	}
 	need(t)
 	leaveClusterSet(t)
 	info := filepath.Join(t.TempDir(), "broker-info.strait")
@@ -160,17 +141,19 @@ func TestPathMTUWithICMP(t *testing.T) {
 	joinPair(t, info, "wireguard", "c1", "c2")
 	pa, pb := place(t, "c1"), place(t, "c2")
 	waitCrossCluster(t, pa, pb)
+	want := int32(innerPathMTU("wireguard", narrowLimit))
 	for _, p := range [][2]placement{{pa, pb}, {pb, pa}} {
 		from, to := p[0], p[1]
 		var got int32
 		if err := poll(time.Minute, func(ctx context.Context) (bool, error) {
 			got, _ = pathMTUTo(ctx, ctrlClient(t, from.cluster), v1.ClusterID(to.cluster))
-			return got > 0, nil
+			return got == want, nil
 		}); err != nil {
-			t.Fatalf("%s's active gateway shows no path MTU to %s", from.cluster, to.cluster)
+			t.Fatalf("%s's active gateway never showed path MTU %d to %s: last %d\n%s", from.cluster, want, to.cluster, got, gatewayLog(t, from.cluster, "wireguard"))
 		}
 		t.Logf("%v: %s → %s: path MTU %d in the Gateway status", time.Since(start).Round(time.Second), from.cluster, to.cluster, got)
 	}
+	waitRouteMTU(t, pa, pb, want)
 	for _, p := range [][2]placement{{pa, pb}, {pb, pa}} {
 		from, to := p[0], p[1]
 		var r connectReport
@@ -179,6 +162,25 @@ func TestPathMTUWithICMP(t *testing.T) {
 			return r.OK, nil
 		}); err != nil {
 			t.Errorf("%s/srv-n3 → %s/srv-n3: TCP 4 MB echo behind a router with ICMP: %+v", from.cluster, to.cluster, r)
+		}
+	}
+}
+
+// waitRouteMTU waits until the route agents of both clusters' non-gateway
+// nodes route the other cluster's pods with MTU want (the MSS clamp comes
+// in the same state).
+func waitRouteMTU(t *testing.T, pa, pb placement, want int32) {
+	t.Helper()
+	for _, p := range [][2]placement{{pa, pb}, {pb, pa}} {
+		from, to := p[0], p[1]
+		node := from.cluster + "-n3"
+		var routes string
+		if err := poll(time.Minute, func(ctx context.Context) (bool, error) {
+			out, err := exec.CommandContext(ctx, "ip", "-n", sandbox.NodeNS(node), "route", "show", "table", strconv.Itoa(routeagent.RemoteTable)).Output()
+			routes = string(out)
+			return err == nil && routeMTU(routes, podCIDR(to.cluster)) == int(want), nil
+		}); err != nil {
+			t.Fatalf("%s: no route to %s with MTU %d:\n%s", node, podCIDR(to.cluster), want, routes)
 		}
 	}
 }
