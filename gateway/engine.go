@@ -125,6 +125,14 @@ type Config struct {
 	HealthCheckInterval time.Duration
 	// HealthCheckFailures is how many unanswered probes make an error.
 	HealthCheckFailures int
+	// PathMTUSearch tunes the path MTU search the active gateway runs on
+	// the health channel to each remote gateway (health.PMTUOptions;
+	// Disabled turns it off). The standbys' heartbeats do not search.
+	PathMTUSearch health.PMTUOptions
+	// PathMTU overrides the path MTU per remote cluster, in bytes (IP
+	// header included): the figure the Gateway status shows for that
+	// cluster's connection, whatever the probes find (ParsePathMTU).
+	PathMTU map[v1.ClusterID]int
 	// HeartbeatInterval and HeartbeatFailures: how often standbys probe the
 	// active gateway, and how many unanswered probes make them take over.
 	HeartbeatInterval time.Duration
@@ -816,7 +824,7 @@ func (t *activeTerm) step(ctx context.Context) {
 	// round-trip times now and then.
 	results := t.prober.Results()
 	t.followCutOff(st.HealthTargets, results)
-	conns := withHealth(st.Connections, results)
+	conns := withHealth(st.Connections, results, e.cfg.PathMTU)
 	if e.cfg.Metrics != nil {
 		e.cfg.Metrics.SetConnections(conns)
 	}
@@ -1014,8 +1022,9 @@ func (e *Engine) startProber(ctx context.Context, wg *sync.WaitGroup) (*health.P
 	p := health.NewProber(conn, health.Options{
 		Interval: e.cfg.HealthCheckInterval, Failures: e.cfg.HealthCheckFailures, Log: e.log,
 		OnChange: func(target string, r health.Result) {
-			e.log.Info("connection", "endpoint", target, "status", r.Status, "message", r.Message)
+			e.log.Info("connection", "endpoint", target, "status", r.Status, "message", r.Message, "pathMTU", r.PathMTU)
 		},
+		PMTU: &e.cfg.PathMTUSearch,
 	})
 	wg.Go(func() { _ = p.Run(ctx) })
 	return p, nil

@@ -3,6 +3,8 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -90,12 +92,21 @@ func (e *Engine) demote(ctx context.Context, gw *v1.Gateway, lease leaseInfo) er
 }
 
 // withHealth is the connections' status: the static parts Compute made,
-// with the health probes' result where there is one. A static Error (the
-// remote cannot be a peer) stands whatever the probes say.
-func withHealth(static []v1.Connection, results map[string]health.Result) []v1.Connection {
+// with the health probes' result where there is one, and the path MTU: the
+// override of the connection's cluster (overrides, bytes by cluster ID), else
+// the probes' figure. A static Error (the remote cannot be a peer) stands
+// whatever the probes say.
+func withHealth(static []v1.Connection, results map[string]health.Result, overrides map[v1.ClusterID]int) []v1.Connection {
 	out := make([]v1.Connection, len(static))
 	for i, c := range static {
-		if res, ok := results[c.Endpoint]; ok && c.Status != v1.ConnectionError {
+		res, ok := results[c.Endpoint]
+		switch {
+		case overrides[c.ClusterID] > 0:
+			c.PathMTU, c.PathMTUSource = int32(overrides[c.ClusterID]), v1.PathMTUOverride
+		case ok && res.PathMTU > 0:
+			c.PathMTU, c.PathMTUSource = int32(res.PathMTU), v1.PathMTUProbed
+		}
+		if ok && c.Status != v1.ConnectionError {
 			c.Status, c.StatusMessage = v1.ConnectionStatus(res.Status), res.Message
 			if res.Last > 0 {
 				c.LatencyRTT = &v1.LatencyRTT{
@@ -109,15 +120,46 @@ func withHealth(static []v1.Connection, results map[string]health.Result) []v1.C
 	return out
 }
 
-// sameStates compares connections ignoring round-trip times.
+// sameStates compares connections ignoring round-trip times (a path MTU
+// change is a change: the route agents follow it).
 func sameStates(a, b []v1.Connection) bool {
 	if len(a) != len(b) {
 		return false
 	}
 	for i := range a {
-		if a[i].Endpoint != b[i].Endpoint || a[i].Status != b[i].Status || a[i].StatusMessage != b[i].StatusMessage || a[i].UsingIP != b[i].UsingIP {
+		if a[i].Endpoint != b[i].Endpoint || a[i].Status != b[i].Status || a[i].StatusMessage != b[i].StatusMessage || a[i].UsingIP != b[i].UsingIP ||
+			a[i].PathMTU != b[i].PathMTU || a[i].PathMTUSource != b[i].PathMTUSource {
 			return false
 		}
 	}
 	return true
+}
+
+// ParsePathMTU parses the gateway's --path-mtu flag: comma-separated
+// CLUSTER=BYTES pairs, the path MTU (IP header included) to use for each
+// named remote cluster instead of the measured one, e.g.
+// "cluster-b=1400,cluster-c=1380". Empty is no override. Errors: a pair
+// without "=", an empty cluster ID, a cluster named twice, or a size that is
+// not a whole number from 576 (IPv4's minimum) to 65535.
+func ParsePathMTU(s string) (map[v1.ClusterID]int, error) {
+	out := map[v1.ClusterID]int{}
+	if strings.TrimSpace(s) == "" {
+		return out, nil
+	}
+	for _, pair := range strings.Split(s, ",") {
+		id, size, ok := strings.Cut(strings.TrimSpace(pair), "=")
+		id = strings.TrimSpace(id)
+		if !ok || id == "" {
+			return nil, fmt.Errorf("path MTU %q: want CLUSTER=BYTES, e.g. cluster-b=1400", pair)
+		}
+		if _, dup := out[v1.ClusterID(id)]; dup {
+			return nil, fmt.Errorf("path MTU: cluster %s is named twice", id)
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(size))
+		if err != nil || n < health.FloorIPv4 || n > 65535 {
+			return nil, fmt.Errorf("path MTU of cluster %s: %q is not a size in bytes from %d to 65535", id, size, health.FloorIPv4)
+		}
+		out[v1.ClusterID(id)] = n
+	}
+	return out, nil
 }

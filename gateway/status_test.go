@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -10,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"strait.dev/strait/gateway/health"
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
 	"strait.dev/strait/pkg/cabledriver"
 	"strait.dev/strait/test/kubetest"
@@ -98,5 +100,61 @@ func TestDemoteKeepsNewerWrites(t *testing.T) {
 	got = read()
 	if ready := meta.FindStatusCondition(got.Status.Conditions, "Ready"); ready == nil || ready.Status != metav1.ConditionTrue || got.Status.HAStatus != v1.HAStatusPassive {
 		t.Errorf("node-a's own status after the demotion: %+v", got.Status)
+	}
+}
+
+func TestWithHealthPathMTU(t *testing.T) {
+	static := []v1.Connection{
+		{ClusterID: "b", Endpoint: "b-ep", Status: v1.Connecting},
+		{ClusterID: "c", Endpoint: "c-ep", Status: v1.Connecting},
+		{ClusterID: "d", Endpoint: "d-ep", Status: v1.Connecting},
+	}
+	results := map[string]health.Result{
+		"b-ep": {Status: health.Connected, PathMTU: 1340},
+		"c-ep": {Status: health.Connected, PathMTU: 1340},
+		"d-ep": {Status: health.Connected},
+	}
+	got := withHealth(static, results, map[v1.ClusterID]int{"c": 1200})
+	want := []struct {
+		mtu int32
+		src v1.PathMTUSource
+	}{{1340, v1.PathMTUProbed}, {1200, v1.PathMTUOverride}, {0, ""}}
+	for i, w := range want {
+		if got[i].PathMTU != w.mtu || got[i].PathMTUSource != w.src {
+			t.Errorf("%s: path MTU %d (%q), want %d (%q)", got[i].ClusterID, got[i].PathMTU, got[i].PathMTUSource, w.mtu, w.src)
+		}
+	}
+	// A new figure is a change the status must be written for.
+	results["b-ep"] = health.Result{Status: health.Connected, PathMTU: 1300}
+	if sameStates(got, withHealth(static, results, map[v1.ClusterID]int{"c": 1200})) {
+		t.Error("a changed path MTU counts as the same state: the status would not be written")
+	}
+}
+
+func TestParsePathMTU(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		want    map[v1.ClusterID]int
+		wantErr string
+	}{
+		{"", map[v1.ClusterID]int{}, ""},
+		{"cluster-b=1400", map[v1.ClusterID]int{"cluster-b": 1400}, ""},
+		{" cluster-b = 1400 , cluster-c=1380", map[v1.ClusterID]int{"cluster-b": 1400, "cluster-c": 1380}, ""},
+		{"cluster-b", nil, `path MTU "cluster-b": want CLUSTER=BYTES, e.g. cluster-b=1400`},
+		{"=1400", nil, `path MTU "=1400": want CLUSTER=BYTES, e.g. cluster-b=1400`},
+		{"cluster-b=1400,cluster-b=1300", nil, "path MTU: cluster cluster-b is named twice"},
+		{"cluster-b=500", nil, `path MTU of cluster cluster-b: "500" is not a size in bytes from 576 to 65535`},
+		{"cluster-b=big", nil, `path MTU of cluster cluster-b: "big" is not a size in bytes from 576 to 65535`},
+	} {
+		got, err := ParsePathMTU(tc.in)
+		if tc.wantErr != "" {
+			if err == nil || err.Error() != tc.wantErr {
+				t.Errorf("ParsePathMTU(%q) error %v, want %q", tc.in, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || !maps.Equal(got, tc.want) {
+			t.Errorf("ParsePathMTU(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+		}
 	}
 }

@@ -164,7 +164,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	nodeInf := nodes.Core().V1().Nodes().Informer()
 	leaseInf := leases.Coordination().V1().Leases().Informer()
 	clusterInf := clusters.ForResource(v1.SchemeGroupVersion.WithResource("clusters")).Informer()
-	for _, inf := range []cache.SharedIndexInformer{nodeInf, leaseInf, clusterInf} {
+	// The Gateways: the active one's status gives each connection's path
+	// MTU (the gateway engine measures it; the agent applies it).
+	gatewayInf := clusters.ForResource(v1.SchemeGroupVersion.WithResource("gateways")).Informer()
+	for _, inf := range []cache.SharedIndexInformer{nodeInf, leaseInf, clusterInf, gatewayInf} {
 		if _, err := inf.AddEventHandler(poke); err != nil {
 			return err
 		}
@@ -172,11 +175,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	nodes.Start(ctx.Done())
 	leases.Start(ctx.Done())
 	clusters.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), nodeInf.HasSynced, leaseInf.HasSynced, clusterInf.HasSynced) {
+	if !cache.WaitForCacheSync(ctx.Done(), nodeInf.HasSynced, leaseInf.HasSynced, clusterInf.HasSynced, gatewayInf.HasSynced) {
 		return a.stop(log)
 	}
 	a.loop(ctx, log, kick, func() (Facts, error) {
-		return a.facts(nodeInf.GetStore(), leaseInf.GetStore(), clusterInf.GetStore())
+		return a.facts(nodeInf.GetStore(), leaseInf.GetStore(), clusterInf.GetStore(), gatewayInf.GetStore())
 	})
 	return a.stop(log)
 }
@@ -284,7 +287,7 @@ func signal(c chan struct{}) {
 }
 
 // facts reads the informers' stores.
-func (a *Agent) facts(nodes, leases, clusters cache.Store) (Facts, error) {
+func (a *Agent) facts(nodes, leases, clusters, gateways cache.Store) (Facts, error) {
 	f := Facts{Local: a.cfg.LocalCIDRs, Cable: a.cfg.CableDriver, UnderlayMTU: a.cfg.UnderlayMTU, MasqueradeBit: a.cfg.MasqueradeBit, Families: a.applier.Kernel.Families()}
 	for _, o := range nodes.List() {
 		n := o.(*corev1.Node)
@@ -320,6 +323,7 @@ func (a *Agent) facts(nodes, leases, clusters cache.Store) (Facts, error) {
 			f.Active = *l.Spec.HolderIdentity
 		}
 	}
+	byCluster := pathMTUs(gateways, f.Active)
 	for _, o := range clusters.List() {
 		u, ok := o.(*unstructured.Unstructured)
 		if !ok {
@@ -332,9 +336,48 @@ func (a *Agent) facts(nodes, leases, clusters cache.Store) (Facts, error) {
 		if c.Labels[v1.ClusterIDLabel] == a.cfg.ClusterID || string(c.Spec.ClusterID) == a.cfg.ClusterID {
 			continue
 		}
-		f.Remote = append(f.Remote, RemoteSubnets(c.Spec)...)
+		subnets := RemoteSubnets(c.Spec)
+		f.Remote = append(f.Remote, subnets...)
+		if m, ok := byCluster[c.Spec.ClusterID]; ok {
+			if f.PathMTU == nil {
+				f.PathMTU = map[netip.Prefix]int{}
+			}
+			for _, p := range subnets {
+				f.PathMTU[p.Masked()] = m
+			}
+		}
 	}
 	return f, nil
+}
+
+// pathMTUs is the path MTU of each remote cluster, in bytes, as the status
+// of the active gateway's Gateway (named after its node) gives them: only
+// the active gateway's, as only its cables carry traffic. A connection
+// without a figure is left out.
+func pathMTUs(gateways cache.Store, active string) map[v1.ClusterID]int {
+	out := map[v1.ClusterID]int{}
+	if active == "" {
+		return out
+	}
+	for _, o := range gateways.List() {
+		u, ok := o.(*unstructured.Unstructured)
+		if !ok || u.GetName() != active {
+			continue
+		}
+		var g v1.Gateway
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &g); err != nil {
+			continue
+		}
+		for _, c := range g.Status.Connections {
+			if c.PathMTU <= 0 {
+				continue
+			}
+			if m, ok := out[c.ClusterID]; !ok || int(c.PathMTU) < m {
+				out[c.ClusterID] = int(c.PathMTU)
+			}
+		}
+	}
+	return out
 }
 
 // stop cleans up when the agent's DaemonSet is gone or going (Strait is

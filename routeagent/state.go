@@ -55,6 +55,13 @@ type Facts struct {
 	Remote []netip.Prefix
 	// UnderlayMTU is the MTU of the node network.
 	UnderlayMTU int
+	// PathMTU is, per remote subnet (masked), the path MTU of the cable to
+	// the subnet's cluster in bytes (IP header included), as the active
+	// gateway's Gateway status gives it (measured or overridden). Routes
+	// and the TCP MSS clamp to that subnet are sized to it, never above
+	// the figure the local network gives (UnderlayMTU less the overlay's
+	// and the cable's overhead); a subnet without one gets that figure.
+	PathMTU map[netip.Prefix]int
 	// MasqueradeBit is the bit of the packet mark kube-proxy sets on
 	// packets it will masquerade (its --iptables-masquerade-bit, or
 	// iptables.masqueradeBit / nftables.masqueradeBit in its configuration
@@ -111,6 +118,14 @@ func Compute(f Facts) (nodenet.State, error) {
 	// The path of cross-cluster packets: the overlay to the gateway, then the
 	// cable, as the gateway sizes it.
 	pathMTU := min(overlay.MTU, pmtu.Cable(f.Cable, mtu))
+	// Per remote subnet: narrower where the gateway found the path to its
+	// cluster narrower.
+	pathTo := func(d netip.Prefix) int {
+		if m := f.PathMTU[d.Masked()]; m > 0 {
+			return min(pathMTU, m)
+		}
+		return pathMTU
+	}
 	// The node's own pod-network addresses go on the overlay device too:
 	// the sources of host-network traffic to other clusters.
 	src := map[nodenet.Family]netip.Addr{}
@@ -182,7 +197,7 @@ func Compute(f Facts) (nodenet.State, error) {
 				unreachable(d)
 				continue
 			}
-			s.Routes = append(s.Routes, nodenet.Route{Table: RemoteTable, Dst: d, Via: gw, Dev: OverlayInterface, Src: src[fam], MTU: pathMTU})
+			s.Routes = append(s.Routes, nodenet.Route{Table: RemoteTable, Dst: d, Via: gw, Dev: OverlayInterface, Src: src[fam], MTU: pathTo(d)})
 			s.Rules = append(s.Rules, nodenet.Rule{Priority: RemotePrio, Dst: d, Table: RemoteTable})
 		}
 		if len(remote) > 0 {
@@ -204,7 +219,7 @@ func Compute(f Facts) (nodenet.State, error) {
 		return nodenet.State{}, err
 	}
 	mark := uint32(1) << bit
-	s.Chains = chains(remote, onNode(canonical(f.Local), f.Families), pathMTU, mark)
+	s.Chains = chains(remote, onNode(canonical(f.Local), f.Families), pathTo, mark)
 	return s, nil
 }
 
@@ -234,16 +249,17 @@ func Scope() nodenet.Scope {
 		Tables:     []nodenet.TableScope{{Table: RemoteTable}, {Table: ReturnTable}},
 		Priorities: []int{RemotePrio, ReturnPrio},
 		NeighDevs:  []string{OverlayInterface},
-		Chains:     chains(nil, nil, 0, 0),
+		Chains:     chains(nil, nil, nil, 0),
 	}
 }
 
 // chains: no masquerade between clusters, neither ours nor kube-proxy's in
 // either of its modes, forwarding allowed both ways, TCP MSS clamped to the
 // path in both directions (each side's SYN advertises what it can receive,
-// so both are clamped). Every chain exists, empty for a family without
-// remote subnets. mark is kube-proxy's masquerade mark (1<<its bit).
-func chains(remote, local []netip.Prefix, pathMTU int, mark uint32) []nodenet.Chain {
+// so both are clamped), pathTo giving each remote subnet's path MTU. Every
+// chain exists, empty for a family without remote subnets. mark is
+// kube-proxy's masquerade mark (1<<its bit).
+func chains(remote, local []netip.Prefix, pathTo func(netip.Prefix) int, mark uint32) []nodenet.Chain {
 	var out []nodenet.Chain
 	for _, f := range nodenet.Families {
 		c := func(table, name, from string) nodenet.Chain {
@@ -259,11 +275,11 @@ func chains(remote, local []netip.Prefix, pathMTU int, mark uint32) []nodenet.Ch
 		if f == nodenet.IPv6 {
 			ip = pmtu.IPv6Header
 		}
-		clamp := strconv.Itoa(pathMTU - ip - pmtu.TCPHeader)
 		for _, d := range remote {
 			if nodenet.FamilyOf(d.Addr()) != f {
 				continue
 			}
+			clamp := strconv.Itoa(pathTo(d) - ip - pmtu.TCPHeader)
 			for _, l := range local {
 				if nodenet.FamilyOf(l.Addr()) != f {
 					continue

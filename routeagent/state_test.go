@@ -435,3 +435,35 @@ func TestComputeGlobalnetRemote(t *testing.T) {
 		}
 	}
 }
+
+// TestComputePathMTUPerRemoteCluster: a remote cluster whose path the
+// gateway found narrower gets routes and an MSS clamp sized to it; the
+// others keep the local network's figure, and a figure above that one
+// (an override larger than the local cable) does not raise it.
+func TestComputePathMTUPerRemoteCluster(t *testing.T) {
+	f := facts(n3, "n1", "10.2.0.0/16", "10.102.0.0/16", "10.3.0.0/16", "10.4.0.0/16")
+	f.PathMTU = map[netip.Prefix]int{
+		netip.MustParsePrefix("10.2.0.0/16"):   1340,
+		netip.MustParsePrefix("10.102.0.0/16"): 1340,
+		netip.MustParsePrefix("10.4.0.0/16"):   9000,
+	}
+	s, err := Compute(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := s.String()
+	for _, want := range []string{
+		"10.2.0.0/16 via 240.168.1.11 dev strait-overlay table 151 src 10.1.1.1 mtu 1340\n",
+		"10.102.0.0/16 via 240.168.1.11 dev strait-overlay table 151 src 10.1.1.1 mtu 1340\n",
+		"10.3.0.0/16 via 240.168.1.11 dev strait-overlay table 151 src 10.1.1.1 mtu 1420\n",
+		"10.4.0.0/16 via 240.168.1.11 dev strait-overlay table 151 src 10.1.1.1 mtu 1420\n",
+		"-A STRAIT-MSS -d 10.2.0.0/16 -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1300\n",
+		"-A STRAIT-MSS -s 10.2.0.0/16 -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1300\n",
+		"-A STRAIT-MSS -d 10.3.0.0/16 -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1380\n",
+		"-A STRAIT-MSS -d 10.4.0.0/16 -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1380\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("state lacks %q:\n%s", want, got)
+		}
+	}
+}

@@ -51,6 +51,7 @@ func run() error {
 		showVersion            bool
 		dataplane              string
 		underlayMTU            int
+		pathMTU                string
 		metricsAddr            string
 	)
 	// Each driver's tunables are flags of their own, set into its settings.
@@ -78,6 +79,8 @@ func run() error {
 	flag.IntVar(&cfg.HeartbeatFailures, "heartbeat-failures", gateway.DefaultHeartbeatFailures, "unanswered heartbeats in a row that make a standby take over")
 	flag.StringVar(&dataplane, "dataplane", "cable", "cable: build the tunnels; observe: only log the desired peers")
 	flag.IntVar(&underlayMTU, "underlay-mtu", 1500, "MTU of the node network the tunnels run over")
+	flag.StringVar(&pathMTU, "path-mtu", "", "path MTU per remote cluster, overriding the measured one: CLUSTER=BYTES[,CLUSTER=BYTES...] (bytes include the IP header; empty: measure every path)")
+	flag.BoolVar(&cfg.PathMTUSearch.Disabled, "no-path-mtu-search", false, "do not measure the path MTU to remote gateways (the route agents then size paths from --underlay-mtu, or --path-mtu)")
 	flag.StringVar(&metricsAddr, "metrics-addr", gateway.DefaultMetricsAddr, "where to serve Prometheus metrics (empty: nowhere)")
 	flag.BoolVar(&showVersion, "version", false, "print the version and exit")
 	flag.Parse()
@@ -100,6 +103,9 @@ func run() error {
 			return fmt.Errorf("--global-cidr %q: want an IPv4 CIDR of at least 4 addresses", globalCIDR)
 		}
 		cfg.GlobalCIDR = p.Masked()
+	}
+	if cfg.PathMTU, err = gateway.ParsePathMTU(pathMTU); err != nil {
+		return fmt.Errorf("--path-mtu: %w", err)
 	}
 	if publicIP != "" {
 		if cfg.PublicIP, err = netip.ParseAddr(publicIP); err != nil {

@@ -11,8 +11,12 @@
 // take over at once; "cut off" (bit 1) by an active gateway that has lost
 // every remote cluster: a standby that reaches them takes over
 // (docs/gateway-failover.md). Senders that predate a flag send zero there,
-// and receivers that predate it ignore it. Anything else that arrives is
-// dropped.
+// and receivers that predate it ignore it. Two more kinds measure the path
+// MTU (pmtu.go): a path MTU probe (kind 3), the same 24 bytes padded with
+// zeros to the size probed, and its answer (kind 4), 24 bytes echoing the
+// probe's sequence number and send time; gateways that predate them drop
+// the probes unanswered, and the search then reports no figure. Anything
+// else that arrives is dropped.
 package health
 
 import (
@@ -29,11 +33,15 @@ import (
 )
 
 const (
-	magic        = "STHC"
-	version      = 1
-	kindRequest  = 1
-	kindReply    = 2
-	messageBytes = 24
+	magic       = "STHC"
+	version     = 1
+	kindRequest = 1
+	kindReply   = 2
+	// kindPMTURequest is a path MTU probe, padded to the size probed.
+	kindPMTURequest = 3
+	// kindPMTUReply answers a path MTU probe (24 bytes).
+	kindPMTUReply = 4
+	messageBytes  = 24
 	// flagLeaving, in a reply: the sender is handing its role over.
 	flagLeaving = 1
 	// flagCutOff, in a reply: the sender, an active gateway, has lost every
@@ -52,8 +60,11 @@ type message struct {
 	sent    uint64 // sender's clock, nanoseconds; opaque to the receiver
 }
 
-func (m message) encode() []byte {
-	b := make([]byte, messageBytes)
+func (m message) encode() []byte { return m.encodePadded(messageBytes) }
+
+// encodePadded encodes m padded with zeros to n bytes (n >= messageBytes).
+func (m message) encodePadded(n int) []byte {
+	b := make([]byte, max(n, messageBytes))
 	copy(b, magic)
 	b[4], b[5] = version, m.kind
 	if m.leaving {
@@ -70,7 +81,14 @@ func (m message) encode() []byte {
 var errBadMessage = errors.New("not a health message")
 
 func decode(b []byte) (message, error) {
-	if len(b) != messageBytes || string(b[:4]) != magic || b[4] != version || (b[5] != kindRequest && b[5] != kindReply) {
+	if len(b) < messageBytes || string(b[:4]) != magic || b[4] != version {
+		return message{}, errBadMessage
+	}
+	switch {
+	case b[5] == kindPMTURequest:
+		// Padded to the size probed.
+	case (b[5] == kindRequest || b[5] == kindReply || b[5] == kindPMTUReply) && len(b) == messageBytes:
+	default:
 		return message{}, errBadMessage
 	}
 	return message{kind: b[5], leaving: b[6]&flagLeaving != 0, cutOff: b[6]&flagCutOff != 0, seq: binary.BigEndian.Uint64(b[8:]), sent: binary.BigEndian.Uint64(b[16:])}, nil
@@ -96,6 +114,12 @@ type Result struct {
 	// CutOff: the target's last answer said it has lost every remote
 	// cluster (SetCutOff); it is still Connected while it answers.
 	CutOff bool
+	// PathMTU is the largest packet, in bytes (IP header included), that
+	// the path MTU search found to reach the target through the cable: the
+	// inner MTU of the cable to it. 0 while there is no figure (the first
+	// search has not ended, the target does not answer path MTU probes, or
+	// the search is disabled).
+	PathMTU int
 	// Last, Min, Average and Max round-trip times since the connection came up.
 	Last, Min, Average, Max time.Duration
 	samples                 int
@@ -110,10 +134,14 @@ type Options struct {
 	// connection is an error (default 3).
 	Failures int
 	// OnChange is called, outside the prober's lock, when a connection
-	// changes state or starts or stops saying it is leaving or cut off (not on every
-	// new round-trip time).
+	// changes state, starts or stops saying it is leaving or cut off, or
+	// gets another path MTU (not on every new round-trip time).
 	OnChange func(target string, r Result)
-	Log      *slog.Logger
+	// PMTU, when set, turns the path MTU search on and tunes it (its
+	// zero value is the defaults). Nil: no search, for probers that only
+	// watch liveness (heartbeats between a cluster's own gateways).
+	PMTU *PMTUOptions
+	Log  *slog.Logger
 }
 
 // Prober probes a set of targets from one UDP socket.
@@ -130,6 +158,9 @@ type Prober struct {
 
 	mu      sync.Mutex
 	targets map[string]*target
+	// pmtuSent numbers the path MTU probes (their own sequence: they
+	// leave on their own schedule, pmtuRound).
+	pmtuSent uint64
 }
 
 type target struct {
@@ -138,6 +169,13 @@ type target struct {
 	sentSeq uint64
 	missed  int
 	total   time.Duration
+	// pmtu is the path MTU search; pmtuSeq and pmtuSize the probe in
+	// flight (pmtuSeq 0: none); pmtuAt the time of its last round, since
+	// the prober's epoch (0: none yet).
+	pmtu     *pmtuSearch
+	pmtuSeq  uint64
+	pmtuSize int
+	pmtuAt   time.Duration
 }
 
 // NewProber probes from conn, which the caller bound (to the local
@@ -151,6 +189,21 @@ func NewProber(conn *net.UDPConn, o Options) *Prober {
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
+	}
+	if o.PMTU != nil && !o.PMTU.Disabled {
+		if err := setProbeDF(conn); err != nil {
+			// Without "don't fragment" the probes would be fragmented and
+			// every size would seem to get through: no search then.
+			o.Log.Warn("path MTU search off: cannot set don't-fragment on the health-check socket", "err", err)
+			o.PMTU = nil
+		}
+	}
+	if o.PMTU != nil && o.PMTU.Disabled {
+		o.PMTU = nil
+	}
+	if o.PMTU != nil {
+		pmtu := o.PMTU.withDefaults()
+		o.PMTU = &pmtu
 	}
 	return &Prober{opts: o, conn: conn, epoch: time.Now(), targets: map[string]*target{}}
 }
@@ -166,7 +219,12 @@ func (p *Prober) SetTargets(targets map[string]netip.AddrPort) {
 	}
 	for name, addr := range targets {
 		if _, ok := p.targets[name]; !ok {
-			p.targets[name] = &target{addr: addr, result: Result{Status: Connecting, Message: "waiting for the first answer"}}
+			floor := FloorIPv4
+			if !addr.Addr().Unmap().Is4() {
+				floor = FloorIPv6
+			}
+			p.targets[name] = &target{addr: addr, result: Result{Status: Connecting, Message: "waiting for the first answer"},
+				pmtu: p.newPMTUSearch(floor)}
 		}
 	}
 }
@@ -200,14 +258,28 @@ func (p *Prober) Run(ctx context.Context) error {
 	go p.read()
 	tick := time.NewTicker(p.opts.Interval)
 	defer tick.Stop()
-	var seq uint64
+	// The path MTU search runs on its own, shorter, schedule (pmtuRound).
+	var pmtuTick <-chan time.Time
+	if p.opts.PMTU != nil {
+		t := time.NewTicker(min(p.opts.PMTU.SearchInterval, p.opts.Interval))
+		defer t.Stop()
+		pmtuTick = t.C
+	}
+	seq := uint64(1)
+	p.round(seq)
 	for {
-		seq++
-		p.round(seq)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
+			seq++
+			p.round(seq)
+		case <-pmtuTick:
+			for name, r := range p.pmtuRound() {
+				if p.opts.OnChange != nil {
+					p.opts.OnChange(name, r)
+				}
+			}
 		}
 	}
 }
@@ -245,6 +317,7 @@ func (p *Prober) round(seq uint64) {
 }
 
 func (p *Prober) read() {
+	// Path MTU probes are read truncated: only their header matters.
 	buf := make([]byte, 64)
 	for {
 		n, from, err := p.conn.ReadFromUDPAddrPort(buf)
@@ -264,6 +337,11 @@ func (p *Prober) read() {
 			_, _ = p.conn.WriteToUDPAddrPort(reply.encode(), from)
 		case kindReply:
 			p.answered(from, m)
+		case kindPMTURequest:
+			reply := message{kind: kindPMTUReply, seq: m.seq, sent: m.sent}
+			_, _ = p.conn.WriteToUDPAddrPort(reply.encode(), from)
+		case kindPMTUReply:
+			p.answeredPMTU(from, m)
 		}
 	}
 }
@@ -281,7 +359,7 @@ func (p *Prober) answered(from netip.AddrPort, m message) {
 		t.sentSeq, t.missed = 0, 0
 		r := &t.result
 		if r.Status != Connected {
-			*r = Result{Status: Connected, Leaving: m.leaving, CutOff: m.cutOff}
+			*r = Result{Status: Connected, Leaving: m.leaving, CutOff: m.cutOff, PathMTU: r.PathMTU}
 			t.total = 0
 			cp := *r
 			changed = &cp

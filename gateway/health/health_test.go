@@ -31,7 +31,7 @@ func TestDecodeRejectsGarbage(t *testing.T) {
 	wrongVersion := append([]byte{}, good...)
 	wrongVersion[4] = 9
 	wrongKind := append([]byte{}, good...)
-	wrongKind[5] = 3
+	wrongKind[5] = 9
 	for _, b := range append(bad, wrongVersion, wrongKind) {
 		if _, err := decode(b); err == nil {
 			t.Errorf("decoded %q", b)

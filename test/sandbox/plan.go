@@ -396,6 +396,17 @@ func SwitchPorts(cluster string, index int) [][2]string {
 	}
 }
 
+// RouterUplink is both ends of a NAT router's link to the internet: its own
+// interface in the router's namespace and its switch port in the internet's.
+// Every packet between the cluster's nodes and the other clusters crosses
+// it.
+func RouterUplink(cluster string) [][2]string {
+	return [][2]string{
+		{routerNS(cluster), "eth1"},
+		{internetNS, cluster + "nat"},
+	}
+}
+
 // AdminNS is the admin host: the operator's workstation on the internet, from
 // which straitctl reaches every cluster's apiserver at its public address.
 const AdminNS = Prefix + "admin"

@@ -190,6 +190,7 @@ func Open(_ context.Context, cfg cable.Config, o *Options) (*Driver, error) {
 		d.Close()
 		return nil, fmt.Errorf("wireguard: configure %s: %w", cfg.Interface, err)
 	}
+	d.probeDF()
 	ctx, stop := context.WithCancel(context.Background())
 	d.stopRush, d.rushDone = stop, make(chan struct{})
 	go func() {
@@ -467,7 +468,26 @@ func (d *Driver) Reconfigure(_ context.Context, cfg cable.Config) error {
 		}
 	}
 	d.cfg, d.key = cfg, key
+	if c.ListenPort != nil {
+		d.probeDF() // new sockets
+	}
 	return nil
+}
+
+// probeDF makes the userspace device's sockets send with don't-fragment,
+// ignoring the path MTU the kernel learns (df.go); a failure is logged:
+// the cable still works where the path does not answer with ICMP. The
+// kernel device sends without don't-fragment: routers fragment its
+// packets, and nothing is to be done.
+func (d *Driver) probeDF() {
+	if d.userspace == nil {
+		return
+	}
+	n, err := probeDFOn(d.cfg.ListenPort)
+	if err != nil || n == 0 {
+		d.opts.Log.Warn("wireguard: cannot make the userspace device's sockets ignore the learnt path MTU; behind a router that answers with ICMP, bulk traffic may stall",
+			"interface", d.cfg.Interface, "port", d.cfg.ListenPort, "sockets", n, "err", err)
+	}
 }
 
 func peerConfig(k wgtypes.Key, p cable.Peer) wgtypes.PeerConfig {

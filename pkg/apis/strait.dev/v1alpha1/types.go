@@ -391,7 +391,37 @@ type Connection struct {
 	// LatencyRTT is the round-trip time of the health check through the tunnel.
 	// +optional
 	LatencyRTT *LatencyRTT `json:"latencyRTT,omitempty"`
+
+	// PathMTU is the largest packet, in bytes (IP header included), that
+	// the cable carries to the remote gateway: the inner MTU of the cable
+	// towards that cluster. The gateway measures it with path MTU probes
+	// through the cable (padded health probes, RFC 8899 style), or takes
+	// the override configured for the cluster (PathMTUSource). The route
+	// agents size the routes and the TCP MSS clamp to that cluster from
+	// it. Absent while there is no figure: then they size from the local
+	// network's MTU.
+	// +kubebuilder:validation:Minimum=576
+	// +kubebuilder:validation:Maximum=65535
+	// +optional
+	PathMTU int32 `json:"pathMTU,omitempty"`
+
+	// PathMTUSource says where PathMTU comes from.
+	// +optional
+	PathMTUSource PathMTUSource `json:"pathMTUSource,omitempty"`
 }
+
+// PathMTUSource is where a connection's path MTU comes from.
+//
+// +kubebuilder:validation:Enum=Probed;Override
+type PathMTUSource string
+
+const (
+	// PathMTUProbed: measured by path MTU probes through the cable.
+	PathMTUProbed PathMTUSource = "Probed"
+	// PathMTUOverride: configured for the remote cluster (the gateway's
+	// --path-mtu flag), not measured.
+	PathMTUOverride PathMTUSource = "Override"
+)
 
 // LatencyRTT summarizes health-check round trips since the cable came up.
 type LatencyRTT struct {

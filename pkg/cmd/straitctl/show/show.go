@@ -146,7 +146,7 @@ var headers = map[string][]string{
 	"networks":    {"CLUSTER", "LOCAL", "POD CIDRS", "SERVICE CIDRS", "CABLE DRIVER", "GLOBALNET"},
 	"endpoints":   {"CLUSTER", "ENDPOINT", "HOST", "DRIVER", "PRIVATE IP", "PUBLIC IP", "SUBNETS", "STANDBYS"},
 	"gateways":    {"NODE", "HA", "ENDPOINT", "CONNECTIONS"},
-	"connections": {"GATEWAY", "CLUSTER", "ENDPOINT", "STATUS", "USING IP", "NAT", "RTT LAST", "RTT MIN", "RTT AVG", "RTT MAX", "MESSAGE"},
+	"connections": {"GATEWAY", "CLUSTER", "ENDPOINT", "STATUS", "USING IP", "NAT", "PATH MTU", "RTT LAST", "RTT MIN", "RTT AVG", "RTT MAX", "MESSAGE"},
 	"brokers":     {"CLUSTER", "BROKER URL", "NAMESPACE", "CA SHA256", "CREDENTIAL"},
 	"versions":    {"COMPONENT", "KIND", "CONTAINER", "IMAGE", "VERSION", "READY"},
 	"exports":     {"NAMESPACE", "NAME", "VALID", "READY", "CONFLICT", "MESSAGE"},
@@ -281,6 +281,18 @@ type Connection struct {
 	v1.Connection
 }
 
+// pathMTU is a connection's path MTU cell: the bytes, marked when they are
+// an override rather than measured; empty without a figure.
+func pathMTU(c v1.Connection) string {
+	switch {
+	case c.PathMTU <= 0:
+		return ""
+	case c.PathMTUSource == v1.PathMTUOverride:
+		return fmt.Sprintf("%d (override)", c.PathMTU)
+	}
+	return fmt.Sprint(c.PathMTU)
+}
+
 func connectionRows(gws []v1.Gateway) []cmdutil.Row {
 	var rows []cmdutil.Row
 	for _, g := range gws {
@@ -291,7 +303,7 @@ func connectionRows(gws []v1.Gateway) []cmdutil.Row {
 			}
 			rows = append(rows, cmdutil.Row{
 				Cells: []string{g.Name, string(x.ClusterID), x.Endpoint, string(x.Status), string(x.UsingIP),
-					fmt.Sprint(x.UsingNAT), last, lo, avg, hi, x.StatusMessage},
+					fmt.Sprint(x.UsingNAT), pathMTU(x), last, lo, avg, hi, x.StatusMessage},
 				Object: Connection{Gateway: g.Name, Connection: x},
 			})
 		}

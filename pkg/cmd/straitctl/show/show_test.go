@@ -135,3 +135,29 @@ func TestIsExportRecord(t *testing.T) {
 		}
 	}
 }
+
+func TestConnectionRowsShowPathMTU(t *testing.T) {
+	gws := []v1.Gateway{{ObjectMeta: metav1.ObjectMeta{Name: "c1-n1"}, Status: v1.GatewayStatus{Connections: []v1.Connection{
+		{ClusterID: "c2", Endpoint: "c2-n1", PathMTU: 1340, PathMTUSource: v1.PathMTUProbed},
+		{ClusterID: "c3", Endpoint: "c3-n1", PathMTU: 1300, PathMTUSource: v1.PathMTUOverride},
+		{ClusterID: "c4", Endpoint: "c4-n1"},
+	}}}}
+	col := -1
+	for i, h := range headers["connections"] {
+		if h == "PATH MTU" {
+			col = i
+		}
+	}
+	if col < 0 {
+		t.Fatalf("no PATH MTU column in %v", headers["connections"])
+	}
+	rows := connectionRows(gws)
+	for i, want := range []string{"1340", "1300 (override)", ""} {
+		if len(rows[i].Cells) != len(headers["connections"]) {
+			t.Fatalf("row %d has %d cells for %d headers", i, len(rows[i].Cells), len(headers["connections"]))
+		}
+		if got := rows[i].Cells[col]; got != want {
+			t.Errorf("row %d: PATH MTU %q, want %q", i, got, want)
+		}
+	}
+}
