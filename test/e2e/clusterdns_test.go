@@ -107,20 +107,27 @@ func TestClusterDNS(t *testing.T) {
 	}
 	sort.Strings(webIPs)
 
-	// lookup runs a resolver tool in a pod; one try, one second.
+	// lookup runs a resolver tool in a pod: one second per try, and one
+	// retransmission, as resolvers make (glibc's default is two tries of
+	// 5 s). One UDP query lost on a loaded machine (the kernel's conntrack
+	// race for a pod's parallel A and AAAA queries through a Service IP is
+	// a known one) is not a fault of the sandbox's DNS; both tries lost is.
 	lookup := func(t *testing.T, pod string, argv ...string) kubectlResult {
 		t.Helper()
 		start := time.Now()
 		r := kubectl(t, "c1", append([]string{"exec", "-n", ns, pod, "--"}, argv...)...)
 		t.Logf("%s: exit %d in %s", strings.Join(argv, " "), r.code, time.Since(start).Round(time.Millisecond))
-		if strings.Contains(r.stdout, "timed out") || strings.Contains(r.stdout, "no servers could be reached") {
+		if strings.Contains(r.stdout, "timed out") {
+			t.Logf("%v: a try timed out:\n%s", argv, r.stdout)
+		}
+		if r.code != 0 && (strings.Contains(r.stdout, "timed out") || strings.Contains(r.stdout, "no servers could be reached")) {
 			t.Fatalf("%v waited out a timeout:\n%s%s", argv, r.stdout, r.stderr)
 		}
 		return r
 	}
 	nslookup := func(t *testing.T, pod, name string) string {
 		t.Helper()
-		r := lookup(t, pod, "nslookup", "-timeout=1", "-retry=0", name)
+		r := lookup(t, pod, "nslookup", "-timeout=1", "-retry=1", name)
 		if r.code != 0 {
 			t.Fatalf("nslookup %s in %s: exit %d\n%s%s", name, pod, r.code, r.stdout, r.stderr)
 		}
@@ -128,7 +135,7 @@ func TestClusterDNS(t *testing.T) {
 	}
 	dig := func(t *testing.T, args ...string) []string {
 		t.Helper()
-		r := lookup(t, "tools", append([]string{"dig", "+tries=1", "+timeout=1", "+short"}, args...)...)
+		r := lookup(t, "tools", append([]string{"dig", "+tries=2", "+timeout=1", "+short"}, args...)...)
 		if r.code != 0 {
 			t.Fatalf("dig %v: exit %d\n%s%s", args, r.code, r.stdout, r.stderr)
 		}
