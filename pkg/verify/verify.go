@@ -515,7 +515,7 @@ func (r *run) dns(ctx context.Context, from *place, b *probe.Cluster, ip string)
 	case !slices.Contains(rep.Addresses, ip):
 		res.Result, res.Detail = ResultFail, fmt.Sprintf("answers %s, the ServiceImport's IP is %s", strings.Join(rep.Addresses, ","), ip)
 	case waited > 0:
-		res.Result, res.Detail = ResultPass, fmt.Sprintf("%s (NXDOMAIN for the first %s)", ip, waited.Round(100*time.Millisecond))
+		res.Result, res.Detail = ResultPass, fmt.Sprintf("%s (NXDOMAIN or no answer for the first %s)", ip, waited.Round(100*time.Millisecond))
 	default:
 		res.Result, res.Detail = ResultPass, ip
 	}
@@ -523,9 +523,13 @@ func (r *run) dns(ctx context.Context, from *place, b *probe.Cluster, ip string)
 }
 
 // settledLookup calls lookup until it answers anything but NXDOMAIN
-// (report NotFound), every interval for at most settle. It returns the last
-// report, how long the NXDOMAIN answers went on (0 when the first answer
-// was not NXDOMAIN), and lookup's error, which ends the wait at once.
+// (report NotFound) or a timeout, every interval for at most settle: a
+// resolver tries a lost query again (glibc twice by default), and under
+// load a query through the cluster's CoreDNS to strait-dns is lost now and
+// then (seen in the e2e at load averages of 15 to 45). It returns the last
+// report, how long the NXDOMAIN answers or timeouts went on (0 when the
+// first answer was neither), and lookup's error, which ends the wait at
+// once.
 func settledLookup(ctx context.Context, settle, interval time.Duration, lookup func(context.Context) (probe.DNSReport, error)) (probe.DNSReport, time.Duration, error) {
 	start := time.Now()
 	for first := true; ; first = false {
@@ -534,7 +538,7 @@ func settledLookup(ctx context.Context, settle, interval time.Duration, lookup f
 		if first {
 			waited = 0
 		}
-		if err != nil || rep.OK || !rep.NotFound {
+		if err != nil || rep.OK || !rep.NotFound && !strings.Contains(rep.Error, "timeout") {
 			return rep, waited, err
 		}
 		if time.Since(start)+interval > settle {

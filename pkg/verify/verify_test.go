@@ -68,8 +68,8 @@ func TestPingReportsKeepsTheLatestWholeLine(t *testing.T) {
 }
 
 // A name that is NXDOMAIN for the first lookups (a strait-dns replica not
-// yet synced) passes once it answers; one that stays NXDOMAIN fails after
-// the bound; another failure ends the wait at once.
+// yet synced) or whose query is lost passes once it answers; one that stays
+// NXDOMAIN fails after the bound; another failure ends the wait at once.
 func TestSettledLookupWaitsOutNXDOMAIN(t *testing.T) {
 	ctx := context.Background()
 	nx := probe.DNSReport{NotFound: true, Error: "NXDOMAIN"}
@@ -99,8 +99,13 @@ func TestSettledLookupWaitsOutNXDOMAIN(t *testing.T) {
 		t.Errorf("NXDOMAIN throughout: report %+v after %d lookups; want NXDOMAIN after a bounded number of lookups", rep, *n)
 	}
 
-	lookup, n = seq(probe.DNSReport{Error: "i/o timeout"})
-	if rep, _, _ := settledLookup(ctx, time.Second, 10*time.Millisecond, lookup); rep.Error != "i/o timeout" || *n != 1 {
-		t.Errorf("a timeout: report %+v after %d lookups; want it returned after 1 lookup (only NXDOMAIN is waited out)", rep, *n)
+	lookup, n = seq(probe.DNSReport{Error: "lookup x: i/o timeout"}, ok)
+	if rep, _, _ := settledLookup(ctx, time.Second, 10*time.Millisecond, lookup); !rep.OK || *n != 2 {
+		t.Errorf("a timeout then an answer: report %+v after %d lookups; want the answer after 2 (a lost query is asked again)", rep, *n)
+	}
+
+	lookup, n = seq(probe.DNSReport{Error: "lookup x: server misbehaving"})
+	if rep, _, _ := settledLookup(ctx, time.Second, 10*time.Millisecond, lookup); rep.Error != "lookup x: server misbehaving" || *n != 1 {
+		t.Errorf("SERVFAIL: report %+v after %d lookups; want it returned after 1 lookup (only NXDOMAIN and timeouts are waited out)", rep, *n)
 	}
 }
