@@ -196,26 +196,47 @@ func straitctlVerify(t *testing.T, info string, joinArgs func(string) []string) 
 		r := runStraitctl(t, append([]string{"diagnose"}, kubeconfigsFlag()...)...)
 		setMTU("1500")
 		t.Logf("straitctl diagnose with c3's gateways behind a 1400-byte link: exit %d\n%s%s", r.code, r.stdout, r.stderr)
-		if r.code != 1 {
-			t.Fatalf("exit %d, want 1", r.code)
-		}
 		// Every path to and from c3 fails, at the size that fits: 1328
 		// bytes, as WireGuard pads what it encrypts to a multiple of 16
 		// bytes and adds 32, UDP and IPv4 28: a 1328-byte packet makes
-		// 1388 bytes on the link, a 1329-byte one 1404.
-		for _, want := range []string{"mtu c1/c1-n3 -> c3/c3-n3", "mtu c3/c3-n3 -> c1/c1-n3", "mtu c2/c2-n3 -> c3/c3-n3", "mtu c3/c3-n3 -> c2/c2-n3"} {
-			if !strings.Contains(r.stderr, want) {
-				t.Errorf("the error does not name %q", want)
+		// 1388 bytes on the link, a 1329-byte one 1404. Unless the
+		// sending cluster's gateway has already measured the narrower
+		// path (its search re-checks every 10 s, and diagnose probes the
+		// MTU some seconds after the link narrowed): then its route
+		// agents have sized the routes to 1328, and the row warns that
+		// the path says so.
+		lines := strings.Split(r.stdout, "\n")
+		row := func(result, path, text string) bool {
+			return slices.ContainsFunc(lines, func(l string) bool {
+				return strings.HasPrefix(l, result) && strings.Contains(l, path) && strings.Contains(l, text)
+			})
+		}
+		vanished := 0
+		for _, path := range []string{"c1/c1-n3 -> c3/c3-n3", "c3/c3-n3 -> c1/c1-n3", "c2/c2-n3 -> c3/c3-n3", "c3/c3-n3 -> c2/c2-n3"} {
+			switch {
+			case row("fail", path, "packets over 1328 bytes vanish"):
+				vanished++
+				if !strings.Contains(r.stderr, "mtu "+path) {
+					t.Errorf("the error does not name %q", "mtu "+path)
+				}
+			case row("warn", path, "holds MTU 1328"):
+				t.Logf("%s: the path MTU search had sized the routes already", path)
+			default:
+				t.Errorf("%s: neither packets over 1328 bytes vanish nor the measured 1328 shows", path)
 			}
 		}
-		if n := strings.Count(r.stdout, "packets over 1328 bytes vanish"); n != 4 {
-			t.Errorf("%d rows say packets over 1328 bytes vanish, want 4", n)
-		}
-		if n := strings.Count("\n"+r.stdout, "\nfail "); n != 4 {
-			t.Errorf("%d checks failed, want the 4 MTU probes to and from c3", n)
+		if n := strings.Count("\n"+r.stdout, "\nfail "); n != vanished {
+			t.Errorf("%d checks failed, want the %d MTU probes to and from c3 whose packets vanished", n, vanished)
 		}
 		if n := countRows(r.stdout, "ok", "mtu"); n != 2 { // c1 -> c2 and c2 -> c1
 			t.Errorf("%d MTU probes passed, want the 2 between c1 and c2", n)
+		}
+		if want := min(vanished, 1); r.code != want {
+			t.Fatalf("exit %d, want %d", r.code, want)
+		}
+		if vanished == 0 {
+			t.Log("every path to and from c3 was sized from its measured path MTU before diagnose probed it: no advice to follow")
+			return
 		}
 
 		// The operator follows the advice for c3: it joins again with the
