@@ -96,17 +96,7 @@ func TestPathMTU(t *testing.T) {
 			// state) to the figure.
 			waitRouteMTU(t, pa, pb, want)
 			t.Logf("%v: the route agents applied it", time.Since(start).Round(time.Second))
-			// 4 MB over TCP both ways, verified byte for byte by the echo.
-			for _, p := range [][2]placement{{pa, pb}, {pb, pa}} {
-				from, to := p[0], p[1]
-				var r connectReport
-				if err := poll(time.Minute, func(context.Context) (bool, error) {
-					r = connect(t, from.cluster, from.ns, "srv-n3", "--tcp", net.JoinHostPort(to.ips["srv-n3"], "9000"), "--bytes", "4000000", "--timeout", "20s")
-					return r.OK, nil
-				}); err != nil {
-					t.Errorf("%s/srv-n3 → %s/srv-n3: TCP 4 MB echo over the narrowed path: %+v", from.cluster, to.cluster, r)
-				}
-			}
+			move4MB(t, pa, pb, "over the narrowed path")
 			if !t.Failed() {
 				t.Logf("%v: 4 MB moved both ways", time.Since(start).Round(time.Second))
 			}
@@ -154,6 +144,14 @@ func TestPathMTUWithICMP(t *testing.T) {
 		t.Logf("%v: %s → %s: path MTU %d in the Gateway status", time.Since(start).Round(time.Second), from.cluster, to.cluster, got)
 	}
 	waitRouteMTU(t, pa, pb, want)
+	move4MB(t, pa, pb, "behind a router with ICMP")
+}
+
+// move4MB moves 4 MB over TCP both ways between the srv-n3 pods of pa and
+// pb, verified byte for byte by the echo; where names the path, for the
+// error.
+func move4MB(t *testing.T, pa, pb placement, where string) {
+	t.Helper()
 	for _, p := range [][2]placement{{pa, pb}, {pb, pa}} {
 		from, to := p[0], p[1]
 		var r connectReport
@@ -161,7 +159,7 @@ func TestPathMTUWithICMP(t *testing.T) {
 			r = connect(t, from.cluster, from.ns, "srv-n3", "--tcp", net.JoinHostPort(to.ips["srv-n3"], "9000"), "--bytes", "4000000", "--timeout", "20s")
 			return r.OK, nil
 		}); err != nil {
-			t.Errorf("%s/srv-n3 → %s/srv-n3: TCP 4 MB echo behind a router with ICMP: %+v", from.cluster, to.cluster, r)
+			t.Errorf("%s/srv-n3 → %s/srv-n3: TCP 4 MB echo %s: %+v", from.cluster, to.cluster, where, r)
 		}
 	}
 }
