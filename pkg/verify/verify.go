@@ -455,7 +455,7 @@ func (r *run) service(ctx context.Context, from *place, b *probe.Cluster, ip str
 	start := time.Now()
 	var o ConnectOutcome
 	tries := 0
-	for {
+	for tries == 0 || ctx.Err() == nil {
 		tries++
 		o = r.connect(ctx, CheckService, from, b.ID+" "+serviceName(b.ID), "--http", url, "--timeout", r.o.ProbeTimeout.String())
 		if o.Result.Result == ResultPass || !strings.Contains(o.Report.Error, "connection refused") || time.Since(start)+500*time.Millisecond > dnsSettle {
@@ -464,9 +464,7 @@ func (r *run) service(ctx context.Context, from *place, b *probe.Cluster, ip str
 		select {
 		case <-ctx.Done():
 		case <-time.After(500 * time.Millisecond):
-			continue
 		}
-		break
 	}
 	res := o.Result
 	if refused := time.Since(start); res.Result == ResultPass && tries > 1 {
