@@ -88,11 +88,12 @@ type Agent struct {
 	applier *nodenet.Applier
 	metrics *Metrics
 	clock   clock.WithTicker
-	// last is the String of the last state applied, to tell changes;
-	// inKernel says that the last Apply succeeded, so that the kernel holds
-	// last as far as the agent knows.
-	last     string
-	inKernel bool
+	// last is the String of the last state applied, to tell changes, and
+	// lastState that state; inKernel says that the last Apply succeeded, so
+	// that the kernel holds last as far as the agent knows.
+	last      string
+	lastState nodenet.State
+	inKernel  bool
 }
 
 // New makes an agent that talks to the cluster through rc.
@@ -250,8 +251,13 @@ func (a *Agent) reconcile(f Facts, factsErr error, resync bool) error {
 	var txt string
 	if err == nil {
 		txt = s.String()
-		if resync || !a.inKernel || txt != a.last {
+		switch {
+		case resync || !a.inKernel:
 			err = a.applier.Apply(s)
+		case txt != a.last:
+			// An informer event: a failover changes routes, not the
+			// packet filter, which ApplyChange then leaves unread.
+			err = a.applier.ApplyChange(a.lastState, s)
 		}
 	}
 	if err != nil {
@@ -263,7 +269,7 @@ func (a *Agent) reconcile(f Facts, factsErr error, resync bool) error {
 	changed := txt != a.last
 	if changed {
 		a.cfg.Log.Info("data plane set", "node", a.cfg.NodeName, "active", f.Active, "remote", len(f.Remote))
-		a.last = txt
+		a.last, a.lastState = txt, s
 	}
 	active := ""
 	if slices.ContainsFunc(f.Nodes, func(n Node) bool { return n.Name == f.Active }) {
