@@ -517,6 +517,7 @@ func (e *Engine) runActive(ctx context.Context, epoch int32, handOver func(p *he
 	defer wg.Wait() // after cancel: defers run last in, first out
 	defer cancel()
 	// Answer heartbeats and health probes first: the standbys watch for it.
+	start := time.Now()
 	prober, err := e.startProber(fwd, &fwg)
 	if err != nil {
 		return err
@@ -526,17 +527,6 @@ func (e *Engine) runActive(ctx context.Context, epoch int32, handOver func(p *he
 		return err
 	}
 	local.Annotations = map[string]string{v1.GatewayEpochAnnotation: strconv.Itoa(int(epoch))}
-	// The Lease was taken a moment ago, in this epoch: the first active
-	// status needs no look at it. The other Gateways of the cluster are
-	// shown passive from the first step on (see demoteOthers), once their
-	// informer has listed them; the takeover does not wait for it.
-	if err := e.writeStatus(ctx, v1.HAStatusActive, local.Name, nil); err != nil {
-		return err
-	}
-	gateways, err := e.watchGateways(ctx, &wg)
-	if err != nil {
-		return err
-	}
 	if e.cfg.Metrics != nil {
 		e.cfg.Metrics.SetActive(true)
 		defer func() {
@@ -545,9 +535,13 @@ func (e *Engine) runActive(ctx context.Context, epoch int32, handOver func(p *he
 			e.cfg.Metrics.SetActive(false)
 		}()
 	}
-	// The cable first, with every remote peer the cache knows, then the
-	// Endpoint: a remote gateway that learns the new Endpoint sends its
-	// first handshake at once, and one this gateway drops (no peer yet) is
+	// Traffic first: the cable with every remote peer the cache knows,
+	// then the takeover announcements, and only then the writes and reads
+	// that wait for the apiserver (the Gateway status, the candidates, the
+	// Endpoint), each of which took tens of milliseconds in a sandbox
+	// failover, about 0.3 s together. The cable comes before the Endpoint
+	// too: a remote gateway that learns the new Endpoint sends its first
+	// handshake at once, and one this gateway drops (no peer yet) is
 	// retried only after WireGuard's 5 s rekey timeout; behind NAT only the
 	// remote side can open the path (TestDataplane's kill -9 gaps behind
 	// NAT were about 6 s with the Endpoint first).
@@ -556,6 +550,38 @@ func (e *Engine) runActive(ctx context.Context, epoch int32, handOver func(p *he
 		return err
 	}
 	cache, err := e.watchEndpoints(ctx, &wg)
+	if err != nil {
+		return err
+	}
+	// Takeover announcements: this term's own, to the other clusters'
+	// active gateways, and theirs, on the NAT discovery socket.
+	tk, err := newTakeover(e.cfg.ClusterID, e.cfg.NodeName, epoch, e.driver, settings, e.log)
+	if err != nil {
+		return err
+	}
+	discovery.SetOther(tk.deliver)
+	t = &activeTerm{e: e, local: local, settings: settings, region: node.Labels[corev1.LabelTopologyRegion],
+		prober: prober, discovery: discovery, cache: cache, reachChanged: time.Now(), takeover: tk}
+	forwarding = true
+	t.forward(ctx)
+	// The cable has every remote peer now: tell the remote gateways, which
+	// then move their cables here without waiting for the Endpoint to
+	// come through the broker.
+	announceTick := time.NewTicker(announceInterval)
+	defer announceTick.Stop()
+	announcing := announceTick.C
+	if !t.announce() {
+		announcing = nil
+	}
+	e.log.Info("forwarding; takeover announced", "epoch", epoch, "after", time.Since(start).Round(time.Millisecond))
+	// The Lease was taken a moment ago, in this epoch: the first active
+	// status needs no look at it. The other Gateways of the cluster are
+	// shown passive from the first step on (see demoteOthers), once their
+	// informer has listed them.
+	if err := e.writeStatus(ctx, v1.HAStatusActive, local.Name, nil); err != nil {
+		return err
+	}
+	gateways, err := e.watchGateways(ctx, &wg)
 	if err != nil {
 		return err
 	}
@@ -572,27 +598,7 @@ func (e *Engine) runActive(ctx context.Context, epoch int32, handOver func(p *he
 		e.log.Warn("publishing the Endpoint without its candidates for now", "err", cerr)
 	}
 	local.Spec.Candidates = candidates
-	// Takeover announcements: this term's own, to the other clusters'
-	// active gateways, and theirs, on the NAT discovery socket.
-	tk, err := newTakeover(e.cfg.ClusterID, e.cfg.NodeName, epoch, e.driver, settings, e.log)
-	if err != nil {
-		return err
-	}
-	discovery.SetOther(tk.deliver)
-	t = &activeTerm{e: e, local: local, settings: settings, region: node.Labels[corev1.LabelTopologyRegion],
-		prober: prober, discovery: discovery, cache: cache, gateways: gateways, reachChanged: time.Now(),
-		standbys: otherGateways(gws, e.cfg.NodeName), localStale: cerr != nil, takeover: tk}
-	forwarding = true
-	t.step(ctx)
-	// The cable has every remote peer now: tell the remote gateways, which
-	// then move their cables here without waiting for the Endpoint to
-	// come through the broker.
-	announceTick := time.NewTicker(announceInterval)
-	defer announceTick.Stop()
-	announcing := announceTick.C
-	if !t.announce() {
-		announcing = nil
-	}
+	t.gateways, t.standbys, t.localStale = gateways, otherGateways(gws, e.cfg.NodeName), cerr != nil
 	if err := e.publish(ctx, local, node); err != nil {
 		return err
 	}
@@ -787,39 +793,11 @@ func otherGateways(gws []v1.Gateway, self string) []string {
 // metrics and the Gateway status. Failures are logged and retried by the
 // next step.
 func (t *activeTerm) step(ctx context.Context) {
-	e := t.e
-	eps, err := t.cache.list()
-	if err != nil {
-		e.log.Warn("read Endpoints from the cache", "err", err)
+	st, ok := t.forward(ctx)
+	if !ok {
 		return
 	}
-	eps = t.takeover.endpoints(eps)
-	reach := map[string]netip.Addr{}
-	for _, ep := range eps {
-		if a, _ := t.discovery.Choice(ep.Name); a.IsValid() {
-			reach[ep.Name] = a
-		}
-	}
-	st := Compute(Facts{ClusterID: e.cfg.ClusterID, Local: t.local.Spec, Cable: t.settings,
-		HealthCheckPort: uint16(e.cfg.HealthCheckPort), Endpoints: eps, Reach: reach})
-	t.discovery.SetTargets(st.DiscoveryTargets)
-	// Hand the data plane changes at once, and the same state now and then,
-	// so that the node is repaired should something else have changed it
-	// (the appliers are idempotent).
-	changed := t.applied == nil || !t.applied.Equal(st.Cable)
-	if changed {
-		for _, s := range st.Skipped {
-			e.log.Info("remote endpoint is not a peer", "endpoint", s.Endpoint, "reason", s.Reason)
-		}
-	}
-	if changed || time.Since(t.appliedAt) > statusInterval {
-		if err := e.cfg.Dataplane.Set(ctx, st.Cable); err != nil {
-			e.log.Warn("data plane", "err", err)
-		} else {
-			t.applied, t.appliedAt = &st.Cable, time.Now()
-		}
-	}
-	t.prober.SetTargets(st.HealthTargets)
+	e := t.e
 	// Write the status when a connection changes state, and refresh the
 	// round-trip times now and then.
 	results := t.prober.Results()
@@ -855,6 +833,48 @@ func (t *activeTerm) step(ctx context.Context) {
 		return
 	}
 	t.statusAt, t.lastStatus = time.Now(), conns
+}
+
+// forward is the data plane's share of a step: it computes the desired
+// state from the cached Endpoints and NAT discovery and hands it to NAT
+// discovery, the data plane and the prober; false when the Endpoints could
+// not be read. A new term calls it before anything else that waits for the
+// apiserver, so that traffic flows first.
+func (t *activeTerm) forward(ctx context.Context) (State, bool) {
+	e := t.e
+	eps, err := t.cache.list()
+	if err != nil {
+		e.log.Warn("read Endpoints from the cache", "err", err)
+		return State{}, false
+	}
+	eps = t.takeover.endpoints(eps)
+	reach := map[string]netip.Addr{}
+	for _, ep := range eps {
+		if a, _ := t.discovery.Choice(ep.Name); a.IsValid() {
+			reach[ep.Name] = a
+		}
+	}
+	st := Compute(Facts{ClusterID: e.cfg.ClusterID, Local: t.local.Spec, Cable: t.settings,
+		HealthCheckPort: uint16(e.cfg.HealthCheckPort), Endpoints: eps, Reach: reach})
+	t.discovery.SetTargets(st.DiscoveryTargets)
+	// Hand the data plane changes at once, and the same state now and then,
+	// so that the node is repaired should something else have changed it
+	// (the appliers are idempotent).
+	changed := t.applied == nil || !t.applied.Equal(st.Cable)
+	if changed {
+		for _, s := range st.Skipped {
+			e.log.Info("remote endpoint is not a peer", "endpoint", s.Endpoint, "reason", s.Reason)
+		}
+	}
+	if changed || time.Since(t.appliedAt) > statusInterval {
+		if err := e.cfg.Dataplane.Set(ctx, st.Cable); err != nil {
+			e.log.Warn("data plane", "err", err)
+		} else {
+			t.applied, t.appliedAt = &st.Cable, time.Now()
+		}
+	}
+	t.prober.SetTargets(st.HealthTargets)
+	return st, true
 }
 
 // demoteOthers shows every other Gateway of the cluster that still says
