@@ -713,8 +713,13 @@ func TestEngineFollowsLocalChanges(t *testing.T) {
 	f := newFixture(t)
 	eng := f.start(t, "node-a")
 	f.createRemote(t)
+	// The role history comes from an informer, which may lag the Gateway
+	// read: wait until it too has seen node-a active (seen under load:
+	// "roles went from [] to [active]" when it had not yet).
 	f.k.waitFor(t, "node-a active with the remote as a peer", func() bool {
-		return f.role("node-a") == v1.HAStatusActive && slices.Equal(eng.rec.peers(), []string{"c2.gw"})
+		h := f.roles.history("node-a")
+		return f.role("node-a") == v1.HAStatusActive && slices.Equal(eng.rec.peers(), []string{"c2.gw"}) &&
+			len(h) > 0 && h[len(h)-1] == v1.HAStatusActive
 	})
 	endpoint := func() (v1.Endpoint, error) {
 		var ep v1.Endpoint
