@@ -111,7 +111,7 @@ func Compute(f Facts) (nodenet.State, error) {
 	}
 	s := nodenet.State{
 		Links: []nodenet.Link{overlay},
-		Addrs: []nodenet.Addr{{Dev: OverlayInterface, Prefix: overlayPrefix(f.Self.IP)}},
+		Addrs: []nodenet.Addr{{Dev: OverlayInterface, Prefix: overlayPrefix(f.Self.IP, fam)}},
 		// Forwarding: the overlay and the cable carry other nodes' traffic.
 		Sysctls: []nodenet.Sysctl{{Key: "net.ipv4.ip_forward", Value: "1"}},
 	}
@@ -149,6 +149,29 @@ func Compute(f Facts) (nodenet.State, error) {
 	if families[nodenet.IPv6] {
 		s.Sysctls = append(s.Sysctls, nodenet.Sysctl{Key: "net.ipv6.conf.all.forwarding", Value: "1"})
 	}
+	// The inner families the overlay carries: the node network's, and
+	// every family of the remote subnets (a dual-stack cluster on a
+	// single-family node network). Each has an overlay address per node,
+	// all on the one VXLAN device, whose FDB maps MACs to underlay
+	// addresses of the node network's family.
+	inner := []nodenet.Family{}
+	for _, x := range nodenet.Families {
+		if x == fam || families[x] {
+			inner = append(inner, x)
+		}
+	}
+	for _, x := range inner {
+		if x != fam {
+			s.Addrs = append(s.Addrs, nodenet.Addr{Dev: OverlayInterface, Prefix: overlayPrefix(f.Self.IP, x)})
+		}
+	}
+	// neighs are node n's permanent overlay neighbours, one per inner
+	// family, all with its one MAC.
+	neighs := func(n netip.Addr) {
+		for _, x := range inner {
+			s.Neighs = append(s.Neighs, nodenet.Neigh{Dev: OverlayInterface, IP: overlayAddr(n, x), MAC: overlayMAC(n)})
+		}
+	}
 	unreachable := func(d netip.Prefix) {
 		s.Routes = append(s.Routes, nodenet.Route{Table: RemoteTable, Dst: d, Unreachable: true})
 		s.Rules = append(s.Rules, nodenet.Rule{Priority: RemotePrio, Dst: d, Table: RemoteTable})
@@ -161,7 +184,7 @@ func Compute(f Facts) (nodenet.State, error) {
 			unreachable(d)
 		}
 		// What arrives from the cable for another node's pods goes back
-		// through the overlay (of the node network's family).
+		// through the overlay, in each inner family.
 		names := make([]string, 0, len(byName))
 		for n := range byName {
 			names = append(names, n)
@@ -173,11 +196,11 @@ func Compute(f Facts) (nodenet.State, error) {
 				continue
 			}
 			for _, p := range canonical(n.PodCIDRs) {
-				if nodenet.FamilyOf(p.Addr()) == fam {
-					s.Routes = append(s.Routes, nodenet.Route{Table: ReturnTable, Dst: p, Via: overlayAddr(n.IP), Dev: OverlayInterface, MTU: pathMTU})
+				if x := nodenet.FamilyOf(p.Addr()); slices.Contains(inner, x) {
+					s.Routes = append(s.Routes, nodenet.Route{Table: ReturnTable, Dst: p, Via: overlayAddr(n.IP, x), Dev: OverlayInterface, MTU: pathMTU})
 				}
 			}
-			s.Neighs = append(s.Neighs, nodenet.Neigh{Dev: OverlayInterface, IP: overlayAddr(n.IP), MAC: overlayMAC(n.IP)})
+			neighs(n.IP)
 			s.FDB = append(s.FDB, nodenet.FDBEntry{Dev: OverlayInterface, MAC: overlayMAC(n.IP), Dst: n.IP})
 		}
 		for _, f := range nodenet.Families {
@@ -189,19 +212,15 @@ func Compute(f Facts) (nodenet.State, error) {
 		// no reverse-path sysctl (its filtering is netfilter's rpfilter).
 		s.Sysctls = append(s.Sysctls, nodenet.Sysctl{Key: "net.ipv4.conf." + OverlayInterface + ".rp_filter", Value: "2"})
 	case haveActive && active.IP.IsValid() && nodenet.FamilyOf(active.IP) == fam:
-		gw := overlayAddr(active.IP)
+		// Every remote subnet goes via the active gateway's overlay
+		// address of its family (inner holds every remote family).
 		for _, d := range remote {
-			if nodenet.FamilyOf(d.Addr()) != fam {
-				// The overlay carries the node network's family only: no
-				// path, and never the default route.
-				unreachable(d)
-				continue
-			}
-			s.Routes = append(s.Routes, nodenet.Route{Table: RemoteTable, Dst: d, Via: gw, Dev: OverlayInterface, Src: src[fam], MTU: pathTo(d)})
+			x := nodenet.FamilyOf(d.Addr())
+			s.Routes = append(s.Routes, nodenet.Route{Table: RemoteTable, Dst: d, Via: overlayAddr(active.IP, x), Dev: OverlayInterface, Src: src[x], MTU: pathTo(d)})
 			s.Rules = append(s.Rules, nodenet.Rule{Priority: RemotePrio, Dst: d, Table: RemoteTable})
 		}
 		if len(remote) > 0 {
-			s.Neighs = append(s.Neighs, nodenet.Neigh{Dev: OverlayInterface, IP: gw, MAC: overlayMAC(active.IP)})
+			neighs(active.IP)
 			s.FDB = append(s.FDB, nodenet.FDBEntry{Dev: OverlayInterface, MAC: overlayMAC(active.IP), Dst: active.IP})
 		}
 	default:
@@ -317,27 +336,32 @@ func overlayOverhead(node netip.Addr) int {
 	return pmtu.IPHeader(node) + pmtu.UDPHeader + pmtu.VXLANHeader
 }
 
-// overlayAddr maps a node address to its overlay address: 240.0.0.0/8
-// (reserved, never routed) plus the node's last three bytes. Nodes of one
-// cluster differing only in their first byte would collide; Compute's
-// callers reject that (see Validate).
-func overlayAddr(node netip.Addr) netip.Addr {
-	if node.Is4() {
-		b := node.As4()
-		return netip.AddrFrom4([4]byte{240, b[1], b[2], b[3]})
-	}
-	// IPv6: a ULA /64 of our own plus the node's interface identifier.
+// overlayAddr maps a node address to its overlay address of inner family
+// fam. IPv4: 240.0.0.0/8 (reserved, never routed) plus the node's last
+// three bytes. IPv6: a ULA /64 of our own plus the node's interface
+// identifier (its last eight bytes; an IPv4 node's four bytes in the
+// last four). Nodes of one cluster differing only in other bytes would
+// collide; Compute's callers reject that (see Validate).
+func overlayAddr(node netip.Addr, fam nodenet.Family) netip.Addr {
 	b := node.As16()
+	if node.Is4() {
+		b = [16]byte{12: b[12], 13: b[13], 14: b[14], 15: b[15]}
+	}
+	if fam == nodenet.IPv4 {
+		return netip.AddrFrom4([4]byte{240, b[13], b[14], b[15]})
+	}
 	o := [16]byte{0xfd, 0x53, 0x74, 0x72, 0x61, 0x69, 0x74, 0x00}
 	copy(o[8:], b[8:])
 	return netip.AddrFrom16(o)
 }
 
-func overlayPrefix(node netip.Addr) netip.Prefix {
-	if node.Is4() {
-		return netip.PrefixFrom(overlayAddr(node), 8)
+// overlayPrefix is the node's overlay address of family fam with the
+// overlay network's length: /8 for IPv4, /64 for IPv6.
+func overlayPrefix(node netip.Addr, fam nodenet.Family) netip.Prefix {
+	if fam == nodenet.IPv4 {
+		return netip.PrefixFrom(overlayAddr(node, fam), 8)
 	}
-	return netip.PrefixFrom(overlayAddr(node), 64)
+	return netip.PrefixFrom(overlayAddr(node, fam), 64)
 }
 
 // overlayMAC is a locally administered MAC derived from the node address,
@@ -351,7 +375,8 @@ func overlayMAC(node netip.Addr) string {
 	return fmt.Sprintf("0a:53:%02x:%02x:%02x:%02x", t[0], t[1], t[2], t[3])
 }
 
-// Validate reports nodes whose overlay addresses or overlay MACs would
+// Validate reports nodes whose overlay addresses (of either family: a
+// dual-stack cluster's overlay carries both) or overlay MACs would
 // collide: either would send one node's overlay traffic to the other.
 func Validate(nodes []Node) error {
 	seen := map[netip.Addr]string{}
@@ -360,16 +385,21 @@ func Validate(nodes []Node) error {
 		if !n.IP.IsValid() {
 			continue
 		}
-		o := overlayAddr(n.IP)
-		if other, dup := seen[o]; dup {
-			return fmt.Errorf("nodes %s and %s map to the same overlay address %s", other, n.Name, o)
-		}
-		seen[o] = n.Name
 		m := overlayMAC(n.IP)
 		if other, dup := seenMAC[m]; dup {
 			return fmt.Errorf("nodes %s and %s map to the same overlay MAC %s", other, n.Name, m)
 		}
 		seenMAC[m] = n.Name
+		// An IPv6 node network's nodes must differ in their last three
+		// bytes too, for IPv4 overlay addresses, whether or not the
+		// cluster has IPv4 pods yet.
+		for _, x := range nodenet.Families {
+			o := overlayAddr(n.IP, x)
+			if other, dup := seen[o]; dup {
+				return fmt.Errorf("nodes %s and %s map to the same overlay address %s", other, n.Name, o)
+			}
+			seen[o] = n.Name
+		}
 	}
 	return nil
 }

@@ -198,6 +198,7 @@ strait-overlay: vxlan id 4100 local 192.168.1.11 dstport 4801 nolearning mtu 145
 # ip addr
 inet 10.1.2.1/32 dev strait-overlay
 inet 240.168.1.11/8 dev strait-overlay
+inet6 fd53:7472:6169:7400::c0a8:10b/64 dev strait-overlay
 # ip rule
 151:	from all to 10.2.0.0/16 lookup 151
 152:	from all iif strait-cable lookup 152
@@ -209,6 +210,7 @@ unreachable 10.2.0.0/16 table 151
 unreachable fd02::/48 table 151
 # ip neigh
 240.168.1.12 dev strait-overlay lladdr 0a:53:c0:a8:01:0c PERMANENT
+fd53:7472:6169:7400::c0a8:10c dev strait-overlay lladdr 0a:53:c0:a8:01:0c PERMANENT
 # bridge fdb
 0a:53:c0:a8:01:0c dev strait-overlay dst 192.168.1.12 self permanent
 # sysctl
@@ -339,7 +341,7 @@ func TestBadFacts(t *testing.T) {
 func TestValidateRejectsCollidingMACs(t *testing.T) {
 	a := Node{Name: "v6a", IP: netip.MustParseAddr("2001:db8::1:0:0:1")}
 	b := Node{Name: "v6b", IP: netip.MustParseAddr("2001:db8::2:0:0:1")}
-	if overlayAddr(a.IP) == overlayAddr(b.IP) {
+	if overlayAddr(a.IP, nodenet.IPv6) == overlayAddr(b.IP, nodenet.IPv6) {
 		t.Fatal("the case needs distinct overlay addresses")
 	}
 	err := Validate([]Node{a, b})
