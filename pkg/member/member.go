@@ -197,6 +197,11 @@ func Join(ctx context.Context, cfg *rest.Config, info *broker.Info, o JoinOption
 		}
 	}
 	logf("cluster %s: pod CIDRs %s, service CIDRs %s", o.ClusterID, cidr.Join(o.PodCIDRs), cidr.Join(o.ServiceCIDRs))
+	if o.Globalnet {
+		if err := globalnetFamilies(o.PodCIDRs, o.ServiceCIDRs); err != nil {
+			return err
+		}
+	}
 	gateways, err := gatewayNodes(ctx, cs, o.GatewayNodes)
 	if err != nil {
 		return err
@@ -1146,4 +1151,21 @@ func orDiscard(logf func(string, ...any)) func(string, ...any) {
 		return func(string, ...any) {}
 	}
 	return logf
+}
+
+// globalnetFamilies refuses IPv6 pod or service CIDRs for a Globalnet
+// member: Globalnet maps IPv4 addresses only (docs/globalnet.md), so its
+// IPv6 pods and Services would join unreachable from every other cluster,
+// without a word.
+func globalnetFamilies(pods, services []netip.Prefix) error {
+	var v6 []netip.Prefix
+	for _, p := range append(append([]netip.Prefix(nil), pods...), services...) {
+		if p.Addr().Is6() && !p.Addr().Is4In6() {
+			v6 = append(v6, p)
+		}
+	}
+	if len(v6) > 0 {
+		return fmt.Errorf("--globalnet: Globalnet is IPv4-only and this cluster has IPv6 pod or service CIDRs %s: join without --globalnet (its CIDRs must then not overlap other members'), or give --pod-cidr and --service-cidr of IPv4 alone", cidr.Join(v6))
+	}
+	return nil
 }
