@@ -222,3 +222,56 @@ func TestDualStackStatesInNetns(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Two nodes of a dual-stack cluster in throwaway namespaces, joined by a
+// veth (their IPv4 node network): with the route agent's states applied,
+// the non-gateway node n2 reaches an address of a remote subnet on the
+// active gateway n1 over the overlay in both families. (The remote
+// addresses sit on n1 itself and n1 routes the replies by hand, in its main
+// table, as its table 152 would route cable traffic.)
+func TestDualStackOverlayCarriesBothFamilies(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates throwaway network namespaces (nodenet-test-ra-n1, nodenet-test-ra-n2)")
+	}
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	nss := map[string]Node{"nodenet-test-ra-n1": d1, "nodenet-test-ra-n2": d2}
+	for ns := range nss {
+		_ = exec.Command("ip", "netns", "del", ns).Run()
+		run("ip", "netns", "add", ns)
+		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+	}
+	run("ip", "-n", "nodenet-test-ra-n1", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", "nodenet-test-ra-n2")
+	for ns, n := range nss {
+		run("ip", "-n", ns, "addr", "add", n.IP.String()+"/24", "dev", "eth0")
+		run("ip", "-n", ns, "link", "set", "eth0", "up")
+		run("ip", "-n", ns, "link", "set", "lo", "up")
+		host, closeFn, err := nodenet.HostAt(ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(closeFn)
+		s, err := Compute(dualFacts(n, "n1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := (&nodenet.Applier{Kernel: host, Scope: Scope()}).Apply(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gw := "nodenet-test-ra-n1"
+	run("ip", "-n", gw, "addr", "add", "10.2.0.1/32", "dev", "lo")
+	run("ip", "-n", gw, "addr", "add", "fd02::1/128", "dev", "lo", "nodad")
+	run("ip", "-n", gw, "route", "add", "10.1.0.0/24", "via", "240.168.1.12", "dev", OverlayInterface, "onlink")
+	run("ip", "-n", gw, "route", "add", "fd01::/64", "via", "fd53:7472:6169:7400::c0a8:10c", "dev", OverlayInterface, "onlink")
+	for _, dst := range []string{"10.2.0.1", "fd02::1"} {
+		// 3000 bytes: fragmented to the route's MTU, reassembled.
+		if out, err := exec.Command("ip", "netns", "exec", "nodenet-test-ra-n2", "ping", "-c", "1", "-W", "5", "-s", "3000", dst).CombinedOutput(); err != nil {
+			t.Errorf("n2 → %s over the overlay: %v\n%s", dst, err, out)
+		}
+	}
+}
