@@ -98,7 +98,11 @@ func setup(dev string, addr netip.Prefix, subnets []netip.Prefix) error {
 		return errors.New("address: " + string(out))
 	}
 	for _, sub := range subnets {
-		if out, err := exec.Command("ip", "rule", "add", "to", sub.String(), "lookup", fmt.Sprint(testTable)).CombinedOutput(); err != nil {
+		fam := "-4"
+		if sub.Addr().Is6() {
+			fam = "-6"
+		}
+		if out, err := exec.Command("ip", fam, "rule", "add", "to", sub.String(), "lookup", fmt.Sprint(testTable)).CombinedOutput(); err != nil {
 			return errors.New("rule: " + string(out))
 		}
 	}
