@@ -21,7 +21,9 @@ var _ RouteHandle = (*netlink.Handle)(nil)
 
 // SetRoutes keeps one route per peer subnet through link in table, and no
 // other route through link there. Drivers share it: whatever the tunnel, a
-// remote subnet is a link-scope route through the cable device. New and
+// remote subnet is a link-scope route through the cable device, except the
+// IPv6 subnets of a peer with an IPv6 next hop (Peer.NextHops), which go via
+// it, after a host route to it. New and
 // changed routes are replaced in before stale ones are deleted
 // (nodenet.SyncRoutes), so a subnet that stays is never without its route;
 // routes of table through other devices are not touched.
@@ -45,8 +47,22 @@ func SetRoutes(h RouteHandle, link netlink.Link, table int, peers []Peer) error 
 	}
 	var want []nodenet.Route
 	for _, p := range peers {
+		// A peer's IPv6 next hop (Peer.NextHops): a host route to it
+		// through the device first, so that the routes via it are valid.
+		var hop6 netip.Addr
+		for _, h := range p.NextHops {
+			if h.Is6() && !h.Is4In6() {
+				hop6 = h
+				want = append(want, nodenet.Route{Table: table, Dst: netip.PrefixFrom(h, 128), Dev: name})
+				break
+			}
+		}
 		for _, s := range p.Subnets {
-			want = append(want, nodenet.Route{Table: table, Dst: s.Masked(), Dev: name})
+			r := nodenet.Route{Table: table, Dst: s.Masked(), Dev: name}
+			if s.Addr().Is6() && hop6.IsValid() {
+				r.Via = hop6
+			}
+			want = append(want, r)
 		}
 	}
 	if err := nodenet.SyncRoutes(routes, []nodenet.TableScope{{Table: table, Dev: name}}, want); err != nil {

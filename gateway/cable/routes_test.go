@@ -62,3 +62,32 @@ func TestSetRoutesMakesBeforeBreaking(t *testing.T) {
 		t.Errorf("state:\n%s\nwant:\n%s", nl.String(), want)
 	}
 }
+
+// A peer with an IPv6 next hop (the VXLAN cable's remote gateway's IPv6
+// health-check address) gets its IPv6 subnets via that address, after a
+// host route to it through the device; IPv4 subnets stay on-link (proxy
+// ARP answers for them). Again, nothing changes.
+func TestSetRoutesIPv6NextHop(t *testing.T) {
+	nl := &cabletest.Netlink{}
+	nl.AddLink(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: "strait-cable"}})
+	link, err := nl.LinkByName("strait-cable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	peers := []cable.Peer{{Name: "c2", Subnets: []netip.Prefix{netip.MustParsePrefix("10.2.0.0/16"), netip.MustParsePrefix("fd02::/48")},
+		NextHops: []netip.Addr{netip.MustParseAddr("10.2.0.1"), netip.MustParseAddr("fd02::1")}}}
+	if err := cable.SetRoutes(nl, link, 150, peers); err != nil {
+		t.Fatal(err)
+	}
+	want := "route replace fd02::1/128 table 150 dev strait-cable scope link\nroute replace 10.2.0.0/16 table 150 dev strait-cable scope link\nroute replace fd02::/48 table 150 dev strait-cable via fd02::1 scope universe"
+	if got := strings.Join(nl.Log, "\n"); got != want {
+		t.Errorf("routes:\n%s\nwant:\n%s", got, want)
+	}
+	nl.Log = nil
+	if err := cable.SetRoutes(nl, link, 150, peers); err != nil {
+		t.Fatal(err)
+	}
+	if len(nl.Log) != 0 {
+		t.Errorf("again changed: %q", nl.Log)
+	}
+}

@@ -70,6 +70,12 @@ type Peer struct {
 	PublicKey string
 	// Keepalive, when set, keeps a NAT mapping open (drivers that can).
 	Keepalive time.Duration
+	// NextHops are the remote gateway's addresses on its own cable device
+	// (its Endpoint's health-check IPs, one per family), for drivers whose
+	// device resolves neighbours: the VXLAN cable routes the peer's IPv6
+	// subnets via the IPv6 one, since IPv6 has no proxy neighbour
+	// discovery for a whole subnet as IPv4 has proxy ARP.
+	NextHops []netip.Addr
 }
 
 // Settings are a gateway's own cable settings: what its Endpoint publishes

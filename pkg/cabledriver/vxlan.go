@@ -54,6 +54,15 @@ var VXLAN = Descriptor{
 			return err
 		}
 		p.Endpoint = withPort(p, remote.VXLAN.Port)
+		// The remote gateway's health-check addresses sit on its cable
+		// device: it answers neighbour solicitations for them, not for
+		// its cluster's IPv6 addresses (no proxy NDP per subnet).
+		p.NextHops = nil
+		for _, ip := range remote.HealthCheckIPs {
+			if a, err := netip.ParseAddr(string(ip)); err == nil {
+				p.NextHops = append(p.NextHops, a)
+			}
+		}
 		return nil
 	},
 }

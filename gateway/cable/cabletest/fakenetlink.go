@@ -257,6 +257,9 @@ func (n *Netlink) routeString(r netlink.Route) string {
 	if l, err := n.byIndex(r.LinkIndex); err == nil {
 		dev = l.attrs().Name
 	}
+	if r.Gw != nil {
+		dev += " via " + r.Gw.String()
+	}
 	return fmt.Sprintf("%s table %d dev %s scope %s", r.Dst, r.Table, dev, r.Scope)
 }
 
