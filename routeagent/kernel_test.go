@@ -59,24 +59,7 @@ func TestAgentStatesInNetns(t *testing.T) {
 	k := &restores{Kernel: host}
 	a := &nodenet.Applier{Kernel: k, Scope: Scope()}
 	for _, f := range []Facts{facts(n1, "n2", "10.2.0.0/16", "10.102.0.0/16"), facts(n1, "", "10.2.0.0/16"), facts(n1, "n1", "10.2.0.0/16", "10.3.0.0/16")} {
-		s, err := Compute(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := a.Apply(s); err != nil {
-			t.Fatal(err)
-		}
-		var keys []string
-		for _, x := range s.Sysctls {
-			keys = append(keys, x.Key)
-		}
-		got, err := a.Read(keys...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got.String() != s.String() {
-			t.Errorf("kernel:\n%s\nwant:\n%s", got, s)
-		}
+		s := applyReadBack(t, a, f)
 		k.n = nil
 		if err := a.Apply(s); err != nil {
 			t.Fatal(err)

@@ -453,8 +453,7 @@ func TestComputePathMTUPerRemoteCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := s.String()
-	for _, want := range []string{
+	stateHas(t, s,
 		"10.2.0.0/16 via 240.168.1.11 dev strait-overlay table 151 src 10.1.1.1 mtu 1340\n",
 		"10.102.0.0/16 via 240.168.1.11 dev strait-overlay table 151 src 10.1.1.1 mtu 1340\n",
 		"10.3.0.0/16 via 240.168.1.11 dev strait-overlay table 151 src 10.1.1.1 mtu 1420\n",
@@ -463,9 +462,42 @@ func TestComputePathMTUPerRemoteCluster(t *testing.T) {
 		"-A STRAIT-MSS -s 10.2.0.0/16 -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1300\n",
 		"-A STRAIT-MSS -d 10.3.0.0/16 -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1380\n",
 		"-A STRAIT-MSS -d 10.4.0.0/16 -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1380\n",
-	} {
-		if !strings.Contains(got, want) {
-			t.Errorf("state lacks %q:\n%s", want, got)
+	)
+}
+
+// stateHas fails t for each line of want that s's String lacks.
+func stateHas(t *testing.T, s nodenet.State, want ...string) {
+	t.Helper()
+	got := s.String()
+	for _, w := range want {
+		if !strings.Contains(got, w) {
+			t.Errorf("state lacks %q:\n%s", w, got)
 		}
 	}
+}
+
+// applyReadBack applies the state computed from f through a and fails t
+// unless the kernel then reads back exactly that state (its sysctls
+// included); it returns the state.
+func applyReadBack(t *testing.T, a *nodenet.Applier, f Facts) nodenet.State {
+	t.Helper()
+	s, err := Compute(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Apply(s); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, x := range s.Sysctls {
+		keys = append(keys, x.Key)
+	}
+	got, err := a.Read(keys...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.String() != s.String() {
+		t.Errorf("kernel:\n%s\nwant:\n%s", got, s)
+	}
+	return s
 }
