@@ -1176,8 +1176,10 @@ func TestEngineCleanStopHandsOver(t *testing.T) {
 	}
 }
 
-// holdTransport holds every request for a Gateway, once the Lease was
-// written, until the request's context ends, and says so on held.
+// holdTransport holds every request for the Endpoints, once the Lease was
+// written, until the request's context ends, and says so on held: a new
+// term's first, its Endpoints informer's list, comes before it drives the
+// data plane.
 type holdTransport struct {
 	next  http.RoundTripper
 	taken *atomic.Bool
@@ -1185,7 +1187,7 @@ type holdTransport struct {
 }
 
 func (h holdTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if h.taken.Load() && strings.Contains(r.URL.Path, "/gateways/") {
+	if h.taken.Load() && strings.Contains(r.URL.Path, "/endpoints") {
 		select {
 		case h.held <- struct{}{}:
 		default:
@@ -1201,7 +1203,7 @@ func (h holdTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 // An engine stopped early in its active term, before it drove the data
-// plane (here while it writes its active status), has nothing to hand over
+// plane (here while its Endpoints informer lists), has nothing to hand over
 // but still gives the Lease back, rather than leave the standbys to wait
 // for heartbeats or its expiry.
 func TestEngineStoppedEarlyInTermReleasesLease(t *testing.T) {
@@ -1216,7 +1218,7 @@ func TestEngineStoppedEarlyInTermReleasesLease(t *testing.T) {
 	select {
 	case <-held:
 	case <-time.After(waitTimeout):
-		t.Fatal("the engine never wrote its active status")
+		t.Fatal("the engine never listed the Endpoints")
 	}
 	eng.stop(t)
 	l, err := kubernetes.NewForConfigOrDie(f.member.Config).CoordinationV1().Leases(v1.ComponentNamespace).Get(context.Background(), gateway.LeaseName, metav1.GetOptions{})
