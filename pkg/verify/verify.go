@@ -452,25 +452,15 @@ func (r *run) waitImport(ctx context.Context, a *probe.Cluster, name string) (st
 // the e2e under load); the detail says how long it was refused.
 func (r *run) service(ctx context.Context, from *place, b *probe.Cluster, ip string) {
 	url := "http://" + net.JoinHostPort(ip, strconv.Itoa(probe.HTTPPort)) + "/"
-	start := time.Now()
-	var o ConnectOutcome
-	tries := 0
-	for tries == 0 || ctx.Err() == nil {
-		tries++
-		o = r.connect(ctx, CheckService, from, b.ID+" "+serviceName(b.ID), "--http", url, "--timeout", r.o.ProbeTimeout.String())
-		if o.Result.Result == ResultPass || !strings.Contains(o.Report.Error, "connection refused") || time.Since(start)+500*time.Millisecond > dnsSettle {
-			break
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
+	refused := func(o ConnectOutcome) bool { return strings.Contains(o.Report.Error, "connection refused") }
+	o, waited, _ := retrySettling(ctx, dnsSettle, 500*time.Millisecond, func(ctx context.Context) (ConnectOutcome, error) {
+		return r.connect(ctx, CheckService, from, b.ID+" "+serviceName(b.ID), "--http", url, "--timeout", r.o.ProbeTimeout.String()), nil
+	}, func(o ConnectOutcome) bool { return o.Result.Result != ResultPass && refused(o) })
 	res := o.Result
-	if refused := time.Since(start); res.Result == ResultPass && tries > 1 {
-		res.Detail += fmt.Sprintf(" (refused for the first %s)", refused.Round(100*time.Millisecond))
-	} else if res.Result != ResultPass && strings.Contains(o.Report.Error, "connection refused") {
-		res.Detail += fmt.Sprintf(" (for %s after the ServiceImport existed: does the Service have ready endpoints in %s? see straitctl show exports)", refused.Round(100*time.Millisecond), b.ID)
+	if res.Result == ResultPass && waited > 0 {
+		res.Detail += fmt.Sprintf(" (refused for the first %s)", waited.Round(100*time.Millisecond))
+	} else if res.Result != ResultPass && refused(o) {
+		res.Detail += fmt.Sprintf(" (for %s after the ServiceImport existed: does the Service have ready endpoints in %s? see straitctl show exports)", waited.Round(100*time.Millisecond), b.ID)
 	}
 	if res.Result == ResultPass {
 		var id probe.Identity
@@ -529,22 +519,30 @@ func (r *run) dns(ctx context.Context, from *place, b *probe.Cluster, ip string)
 // first answer was neither), and lookup's error, which ends the wait at
 // once.
 func settledLookup(ctx context.Context, settle, interval time.Duration, lookup func(context.Context) (probe.DNSReport, error)) (probe.DNSReport, time.Duration, error) {
+	return retrySettling(ctx, settle, interval, lookup, func(rep probe.DNSReport) bool {
+		return !rep.OK && (rep.NotFound || strings.Contains(rep.Error, "timeout"))
+	})
+}
+
+// retrySettling calls try until it fails (its error ends the wait at once)
+// or again says its result is not yet settled, every interval for at most
+// settle, and at least once. It returns the last result, how long the
+// unsettled results went on (0 when the first one settled), and try's
+// error.
+func retrySettling[T any](ctx context.Context, settle, interval time.Duration, try func(context.Context) (T, error), again func(T) bool) (T, time.Duration, error) {
 	start := time.Now()
 	for first := true; ; first = false {
-		rep, err := lookup(ctx)
+		v, err := try(ctx)
 		waited := time.Since(start)
 		if first {
 			waited = 0
 		}
-		if err != nil || rep.OK || !rep.NotFound && !strings.Contains(rep.Error, "timeout") {
-			return rep, waited, err
-		}
-		if time.Since(start)+interval > settle {
-			return rep, waited, nil
+		if err != nil || !again(v) || time.Since(start)+interval > settle {
+			return v, waited, err
 		}
 		select {
 		case <-ctx.Done():
-			return rep, waited, nil
+			return v, waited, nil
 		case <-time.After(interval):
 		}
 	}
