@@ -6,14 +6,9 @@ import (
 	"strings"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-
 	"strait.dev/strait/broker"
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
 	"strait.dev/strait/pkg/member"
-	"strait.dev/strait/test/kubetest"
 )
 
 // join --globalnet in a cluster with IPv6 pods or Services fails at once
@@ -23,18 +18,10 @@ import (
 func TestJoinGlobalnetRefusesIPv6(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	env := kubetest.New(t, kubetest.Options{SkipCRDs: true})
-	startControllers(t, env)
+	env, _ := memberCluster(t)
 	info, err := broker.Deploy(ctx, env.Config, broker.DeployOptions{})
 	if err != nil {
 		t.Fatalf("deploy the broker: %v", err)
-	}
-	c, err := client.New(env.Config, client.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}}); err != nil {
-		t.Fatal(err)
 	}
 	p := netip.MustParsePrefix
 	opts := member.JoinOptions{
