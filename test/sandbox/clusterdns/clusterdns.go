@@ -194,22 +194,75 @@ func Apply(ctx context.Context, c client.Client, v Values) error {
 // controller has seen the latest spec, it is Available, and every replica is
 // updated and ready (so that each node's pods can reach a ready replica). It
 // polls every 200 ms until ctx ends, then returns ctx's error with the
-// Deployment's last status.
+// Deployment's last status seen and each of its pods' (podsStatus), so that
+// a sandbox that never gets a cluster DNS says why.
 func WaitAvailable(ctx context.Context, c client.Client) error {
-	var last string
+	var last, lastErr string
 	err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		var d appsv1.Deployment
 		if err := c.Get(ctx, client.ObjectKey{Namespace: Namespace, Name: DeploymentName}, &d); err != nil {
-			last = err.Error()
+			lastErr = err.Error()
 			return false, nil
 		}
-		last = deploymentStatus(&d)
+		last, lastErr = deploymentStatus(&d), ""
 		return rolledOut(&d), nil
 	})
-	if err != nil {
-		return fmt.Errorf("deployment %s/%s not available: %w (%s)", Namespace, DeploymentName, err, last)
+	if err == nil {
+		return nil
 	}
-	return nil
+	if last == "" {
+		last = "never read: " + lastErr
+	}
+	// ctx has ended: the pods are listed with a context of their own.
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	var pods corev1.PodList
+	pstatus := ""
+	if lerr := c.List(lctx, &pods, client.InNamespace(Namespace), client.MatchingLabels{AppLabel: AppValue}); lerr != nil {
+		pstatus = "pods not listed: " + lerr.Error()
+	} else {
+		pstatus = podsStatus(pods.Items)
+	}
+	return fmt.Errorf("deployment %s/%s not available: %w (%s; %s)", Namespace, DeploymentName, err, last, pstatus)
+}
+
+// podsStatus is one line on pods: each pod's node, phase, Ready condition
+// (with its reason and message when false) and each container's restarts
+// and last state, e.g. "pod coredns-x on c2-n1: Running, not ready
+// (ContainersNotReady: ...), coredns restarts 2 waiting CrashLoopBackOff".
+func podsStatus(pods []corev1.Pod) string {
+	if len(pods) == 0 {
+		return "no pods"
+	}
+	var parts []string
+	for _, p := range pods {
+		s := fmt.Sprintf("pod %s on %q: %s", p.Name, p.Spec.NodeName, p.Status.Phase)
+		ready := "no Ready condition"
+		for _, cond := range p.Status.Conditions {
+			if cond.Type != corev1.PodReady {
+				continue
+			}
+			ready = "ready"
+			if cond.Status != corev1.ConditionTrue {
+				ready = strings.TrimSuffix(fmt.Sprintf("not ready (%s: %s", cond.Reason, cond.Message), ": ") + ")"
+			}
+		}
+		s += ", " + ready
+		for _, cs := range p.Status.ContainerStatuses {
+			s += fmt.Sprintf(", %s ready %t restarts %d", cs.Name, cs.Ready, cs.RestartCount)
+			switch {
+			case cs.State.Waiting != nil:
+				s += " waiting " + cs.State.Waiting.Reason
+			case cs.State.Terminated != nil:
+				s += fmt.Sprintf(" terminated %s (exit %d)", cs.State.Terminated.Reason, cs.State.Terminated.ExitCode)
+			}
+			if t := cs.LastTerminationState.Terminated; t != nil {
+				s += fmt.Sprintf(", last exit %d %s", t.ExitCode, t.Reason)
+			}
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, "; ")
 }
 
 // rolledOut reports what WaitAvailable waits for.

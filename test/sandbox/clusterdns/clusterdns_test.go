@@ -12,6 +12,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -242,5 +243,28 @@ func TestObjectsDualStack(t *testing.T) {
 	}
 	if svc := objs[len(objs)-1].(*corev1.Service); svc.Spec.ClusterIP != v6.String() || len(svc.Spec.ClusterIPs) != 0 || svc.Spec.IPFamilyPolicy != nil {
 		t.Errorf("single-stack Service: %s %v %v", svc.Spec.ClusterIP, svc.Spec.ClusterIPs, svc.Spec.IPFamilyPolicy)
+	}
+}
+
+func TestPodsStatus(t *testing.T) {
+	if got := podsStatus(nil); got != "no pods" {
+		t.Errorf("no pods: %q", got)
+	}
+	p := corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "coredns-a"},
+		Spec:       corev1.PodSpec{NodeName: "c2-n1"},
+		Status: corev1.PodStatus{
+			Phase:      corev1.PodRunning,
+			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionFalse, Reason: "ContainersNotReady", Message: "containers with unready status: [coredns]"}},
+			ContainerStatuses: []corev1.ContainerStatus{{
+				Name: "coredns", RestartCount: 2,
+				State:                corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}},
+				LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 1, Reason: "Error"}},
+			}},
+		},
+	}
+	want := `pod coredns-a on "c2-n1": Running, not ready (ContainersNotReady: containers with unready status: [coredns]), coredns ready false restarts 2 waiting CrashLoopBackOff, last exit 1 Error`
+	if got := podsStatus([]corev1.Pod{p}); got != want {
+		t.Errorf("podsStatus:\n got %s\nwant %s", got, want)
 	}
 }
