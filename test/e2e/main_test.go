@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -78,6 +79,9 @@ func TestMain(m *testing.M) {
 		fmt.Print(upOutput)
 		if err != nil {
 			setupErr = fmt.Errorf("strait-sandbox up: %w\n%s", err, out)
+			// "down" removes the logs: show what a failed up left, so that
+			// a CI log says why.
+			printUpLogs()
 		}
 		code := m.Run()
 		// The clusterset the MCS tests share, if one of them left it joined.
@@ -388,4 +392,23 @@ func connect(t *testing.T, cluster, ns, pod string, args ...string) connectRepor
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
+}
+
+// printUpLogs prints the tails of the logs a failed "up" leaves: the
+// supervisor's, each cluster's kube-controller-manager's (which makes the
+// cluster DNS pods), and every start of the cluster DNS pods' containers
+// (the one component of every cluster that up waits for beyond the nodes).
+func printUpLogs() {
+	paths := []string{filepath.Join(layout.Dir, "supervisor.log")}
+	kcm, _ := filepath.Glob(filepath.Join(layout.Dir, "clusters", "*", "logs", "kube-controller-manager.log"))
+	dns, _ := filepath.Glob(filepath.Join(layout.Dir, "nodes", "*", "pods", "kube-system_coredns-*", "logs", "*", "*.log"))
+	for _, p := range slices.Concat(paths, kcm, dns) {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			fmt.Printf("--- %s: %v\n", p, err)
+			continue
+		}
+		lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+		fmt.Printf("--- the last %d lines of %s:\n%s\n", min(40, len(lines)), p, strings.Join(lines[max(0, len(lines)-40):], "\n"))
+	}
 }

@@ -244,7 +244,10 @@ func podsStatus(pods []corev1.Pod) string {
 			}
 			ready = "ready"
 			if cond.Status != corev1.ConditionTrue {
-				ready = strings.TrimSuffix(fmt.Sprintf("not ready (%s: %s", cond.Reason, cond.Message), ": ") + ")"
+				ready = "not ready"
+				if why := strings.Trim(cond.Reason+": "+cond.Message, ": "); why != "" {
+					ready += " (" + why + ")"
+				}
 			}
 		}
 		s += ", " + ready

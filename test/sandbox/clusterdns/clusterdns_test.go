@@ -267,4 +267,9 @@ func TestPodsStatus(t *testing.T) {
 	if got := podsStatus([]corev1.Pod{p}); got != want {
 		t.Errorf("podsStatus:\n got %s\nwant %s", got, want)
 	}
+	p.Status.Conditions[0].Reason, p.Status.Conditions[0].Message = "", ""
+	p.Status.ContainerStatuses = nil
+	if got, want := podsStatus([]corev1.Pod{p}), `pod coredns-a on "c2-n1": Running, not ready`; got != want {
+		t.Errorf("podsStatus without a reason:\n got %s\nwant %s", got, want)
+	}
 }
