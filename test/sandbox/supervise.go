@@ -166,7 +166,7 @@ func (s *supervisor) build(ctx context.Context, state *State) error {
 // clusterDNSTimeout bounds the wait for a cluster's CoreDNS: it is usually
 // ready within seconds of being applied (its kubernetes plugin waits for
 // kube-proxy to program the kubernetes Service, retrying with client-go's
-// growing backoff). One CI run of the dual-stack sandbox (2026-12-01) timed
+// growing backoff). One CI run of the dual-stack sandbox (at b01a79e) timed
 // out at a minute without saying why; the error now carries the pods'
 // state and the e2e prints the logs, and the bound is two minutes, so a
 // slow start is not taken for a broken one.
