@@ -63,8 +63,11 @@ func (el *elector) startProbes() heartbeater {
 		return p
 	}
 	p.conn = conn
+	// Refused: a kill -9 or crash of the active gateway closes its port
+	// while its node stays up, and the node's kernel refuses the next
+	// heartbeat: dead at once, not after heartbeatFailures intervals.
 	p.prober = health.NewProber(conn, health.Options{
-		Interval: el.heartbeatInterval, Failures: el.heartbeatFailures, Log: el.log,
+		Interval: el.heartbeatInterval, Failures: el.heartbeatFailures, Refused: true, Log: el.log,
 		OnChange: p.changed,
 	})
 	ctx, stop := context.WithCancel(context.Background())
@@ -84,6 +87,11 @@ func (p *probes) changed(target string, r health.Result) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {
+	case r.Status == health.Connected && !r.Leaving && target == p.holder && !p.alive[target] && p.replaces(r.CutOff) == "":
+		// Logged once per holder heard: a standby that never logs it
+		// takes over only when the Lease expires (15 s).
+		p.log.Info("hearing the active gateway's heartbeats", "active", target)
+		p.alive[target] = true
 	case r.Status == health.Connected && !r.Leaving && target == p.holder && p.judge(target, r):
 		p.alive[target] = true // still alive: should the takeover fail, its death counts
 	case r.Status == health.Connected && r.CutOff && !r.Leaving:
@@ -101,6 +109,7 @@ func (p *probes) changed(target string, r health.Result) {
 		p.alive[target] = true
 	case r.Status == health.Error && p.alive[target] && target == p.holder:
 		delete(p.alive, target)
+		p.log.Info("the active gateway is gone", "active", target, "why", r.Message)
 		p.signal(p.deadc, target)
 	}
 }

@@ -41,6 +41,7 @@ import (
 
 	"strait.dev/strait/broker"
 	"strait.dev/strait/gateway"
+	"strait.dev/strait/gateway/health"
 	"strait.dev/strait/gateway/natdiscovery"
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
 	"strait.dev/strait/pkg/cabledriver"
@@ -886,17 +887,77 @@ func (c crashTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // startCrashable starts an engine whose crash stops it as kill -9 would: it
 // writes nothing more, and the Lease stays held.
-func (f *fixture) startCrashable(t *testing.T, node string) (r *running, crash func()) {
+func (f *fixture) startCrashable(t *testing.T, node string, tune ...func(*gateway.Config)) (r *running, crash func()) {
 	t.Helper()
 	var dead atomic.Bool
 	rc := rest.CopyConfig(f.member.Config)
 	rc.Wrap(func(next http.RoundTripper) http.RoundTripper { return crashTransport{next: next, dead: &dead} })
-	r = f.startWith(t, node, rc)
+	r = f.startWith(t, node, rc, tune...)
 	return r, func() {
 		dead.Store(true)
 		r.cancel()
 		<-r.done
 		r.done <- nil // for the cleanup
+	}
+}
+
+// TestEngineCrashIsRefusedAtOnce: a killed active gateway's node refuses
+// the standby's next heartbeat (ICMP port unreachable, real UDP on
+// loopback), and the standby takes the Lease on that, not on missed
+// heartbeats (1000 of them would take 100 s) nor on the Lease's expiry
+// (15 s): its log says the active gateway is gone because it refused.
+// The active gateway is the test's stand-in: it holds the Lease and answers
+// heartbeats on node-a's InternalIP with a health.Prober, then closes its
+// socket as kill -9 would (an engine stopped in-process stops cleanly and
+// says it is leaving first).
+func TestEngineCrashIsRefusedAtOnce(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	port, ips := f.heartbeatAddresses(t)
+	kube, err := kubernetes.NewForConfig(f.member.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := metav1.NewMicroTime(time.Now())
+	if _, err := kube.CoordinationV1().Leases(v1.ComponentNamespace).Create(ctx, &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: gateway.LeaseName, Namespace: v1.ComponentNamespace},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("node-a"), LeaseDurationSeconds: ptr.To[int32](15),
+			AcquireTime: &now, RenewTime: &now, LeaseTransitions: ptr.To[int32](1)},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(ips["node-a"]), uint16(port))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	activeCtx, kill := context.WithCancel(ctx)
+	killed := make(chan struct{})
+	go func() {
+		defer close(killed)
+		_ = health.NewProber(conn, health.Options{Interval: time.Hour}).Run(activeCtx)
+	}()
+	t.Cleanup(func() { kill(); <-killed })
+
+	logB := &testutil.SyncBuffer{}
+	f.startWith(t, "node-b", f.member.Config, func(c *gateway.Config) {
+		c.HealthCheckPort, c.HealthCheckBind = port, netip.MustParseAddr(ips["node-b"])
+		c.HeartbeatFailures = 1000
+		c.Log = slog.New(slog.NewTextHandler(io.MultiWriter(logB, os.Stderr), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	})
+	// A log line kicks no informer: polled.
+	if err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, waitTimeout, true, func(context.Context) (bool, error) {
+		return strings.Contains(logB.String(), "hearing the active gateway's heartbeats"), nil
+	}); err != nil {
+		t.Fatalf("node-b never heard node-a's heartbeats: %v", err)
+	}
+	kill()
+	<-killed
+	_ = conn.Close()
+	f.k.waitFor(t, "node-b active", func() bool { return f.role("node-b") == v1.HAStatusActive })
+	logs := logB.String()
+	if !strings.Contains(logs, "the active gateway is gone") || !strings.Contains(logs, "refused") ||
+		!strings.Contains(logs, "the active gateway stopped answering heartbeats; taking the Lease") {
+		t.Fatalf("node-b is active, but did not take the Lease on a refused heartbeat; its log:\n%s", logs)
 	}
 }
 

@@ -141,7 +141,14 @@ type Options struct {
 	// zero value is the defaults). Nil: no search, for probers that only
 	// watch liveness (heartbeats between a cluster's own gateways).
 	PMTU *PMTUOptions
-	Log  *slog.Logger
+	// Refused makes a connected target an error as soon as a probe to it
+	// draws an ICMP port unreachable (refused.go): its host is up and
+	// nothing answers there any more, so the prober that did is gone. For
+	// the heartbeats between a cluster's own gateways, where it is the
+	// sign of a crashed active gateway; the cable's health checks keep the
+	// timeout alone.
+	Refused bool
+	Log     *slog.Logger
 }
 
 // Prober probes a set of targets from one UDP socket.
@@ -196,6 +203,12 @@ func NewProber(conn *net.UDPConn, o Options) *Prober {
 			// every size would seem to get through: no search then.
 			o.Log.Warn("path MTU search off: cannot set don't-fragment on the health-check socket", "err", err)
 			o.PMTU = nil
+		}
+	}
+	if o.Refused {
+		if err := setRecvErr(conn); err != nil {
+			o.Log.Warn("a refused heartbeat is taken for a missed one: cannot read ICMP errors on the socket", "err", err)
+			o.Refused = false
 		}
 	}
 	if o.PMTU != nil && o.PMTU.Disabled {
@@ -325,6 +338,10 @@ func (p *Prober) read() {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
+			// A socket error: with Refused, an ICMP error is queued.
+			if p.opts.Refused {
+				p.refused(drainErrors(p.conn))
+			}
 			continue
 		}
 		m, err := decode(buf[:n])
@@ -342,6 +359,22 @@ func (p *Prober) read() {
 			_, _ = p.conn.WriteToUDPAddrPort(reply.encode(), from)
 		case kindPMTUReply:
 			p.answeredPMTU(from, m)
+		}
+	}
+}
+
+// refused makes the connected targets at addrs errors (refusedBy) and
+// reports each change.
+func (p *Prober) refused(addrs []netip.AddrPort) {
+	if len(addrs) == 0 {
+		return
+	}
+	p.mu.Lock()
+	changed := p.refusedBy(addrs)
+	p.mu.Unlock()
+	for name, r := range changed {
+		if p.opts.OnChange != nil {
+			p.opts.OnChange(name, r)
 		}
 	}
 }
