@@ -153,6 +153,25 @@ func (c *WGClient) Handshake(name string, peer wgtypes.Key, from netip.AddrPort,
 	return nil
 }
 
+// Received records that the device got bytes from peer without a
+// completed handshake: a handshake initiation it answered, whose session
+// never came (WireGuard counts the initiation in the peer's received
+// bytes).
+func (c *WGClient) Received(name string, peer wgtypes.Key, bytes int64) error {
+	c.nl.mu.Lock()
+	defer c.nl.mu.Unlock()
+	d, err := c.device(name)
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(d.Peers, func(p wgtypes.Peer) bool { return p.PublicKey == peer })
+	if i < 0 {
+		return fmt.Errorf("wireguard device %s: no peer %s", name, peer)
+	}
+	d.Peers[i].ReceiveBytes += bytes
+	return nil
+}
+
 // writeDevice renders a device in the spirit of `wg show`, peers sorted; the
 // private key appears only as its public key.
 func writeDevice(b *strings.Builder, d *wgtypes.Device) {

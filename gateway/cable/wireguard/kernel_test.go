@@ -420,10 +420,11 @@ func TestReconfigureInPlace(t *testing.T) {
 	}
 }
 
-// A new peer across NAT (with a persistent keepalive) that has sent
-// nothing is added again each rushInterval, so that WireGuard initiates a
-// handshake at once instead of after its own 5 s, until it answers or
-// rushWindow is up; a peer without keepalive is left to WireGuard.
+// A new peer across NAT (with a persistent keepalive) that has completed
+// no handshake is added again each rushInterval, so that WireGuard
+// initiates a handshake at once instead of after its own 5 s, until a
+// handshake completes or rushWindow is up (bytes received are not enough:
+// crossed initiations); a peer without keepalive is left to WireGuard.
 func TestRushesHandshakesWithNewPeersAcrossNAT(t *testing.T) {
 	f := newFakes(t)
 	d := f.open(t)
@@ -455,6 +456,14 @@ func TestRushesHandshakesWithNewPeersAcrossNAT(t *testing.T) {
 	}
 	if got := rush(2 * rushInterval); got != 2 {
 		t.Errorf("two intervals after Set: %d peer changes, want 2", got)
+	}
+	// Peer d's initiation crossed ours: it was received (148 bytes) and
+	// answered, and no session came. Still rushed.
+	if err := f.wg.Received(testDev, mustKey(t, keyD), 148); err != nil {
+		t.Fatal(err)
+	}
+	if got := rush(3 * rushInterval); got != 2 {
+		t.Errorf("after bytes received without a handshake: %d peer changes, want 2", got)
 	}
 	// Peer d answers: it leaves the rush.
 	if err := f.wg.Handshake(testDev, mustKey(t, keyD), netip.MustParseAddrPort("203.0.113.9:40001"), start.Add(2*rushInterval)); err != nil {

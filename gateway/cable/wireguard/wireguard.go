@@ -118,6 +118,16 @@ type Driver struct {
 // and adds the peer again (WireGuard sends at most one initiation per
 // REKEY_TIMEOUT per peer; a peer made anew has sent none), and the
 // persistent keepalive of the new peer starts a handshake at once.
+//
+// Only a completed handshake ends the rush, not bytes received: when both
+// sides add each other at once (a takeover that the other cluster learns
+// within milliseconds), their initiations can cross. Each consumes the
+// other's, which replaces its own pending one, answers it, and drops the
+// answer to its own: both have received a message and neither has a
+// session, until one retries after REKEY_TIMEOUT (a 5.2 s gap measured in
+// the bench on 2026-12-02; wireguard-go's RoutineHandshake counts a
+// consumed initiation in the peer's received bytes and sets the last
+// handshake time only on a response or the first data).
 const (
 	rushInterval = time.Second
 	rushWindow   = 15 * time.Second
@@ -215,9 +225,9 @@ func Open(_ context.Context, cfg cable.Config, o *Options) (*Driver, error) {
 
 // rushHandshakes has WireGuard initiate a handshake again with each new
 // peer across NAT (one with a persistent keepalive, added by Set) that has
-// sent nothing yet, rushInterval after its last initiation, during the
-// first rushWindow after it was added. A peer that answered, or whose time
-// is up, leaves the rush.
+// completed no handshake yet, rushInterval after its last initiation,
+// during the first rushWindow after it was added. A peer with a completed
+// handshake, or whose time is up, leaves the rush.
 func (d *Driver) rushHandshakes(now time.Time) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -235,7 +245,7 @@ func (d *Driver) rushHandshakes(now time.Time) error {
 		r := d.rushing[p.PublicKey]
 		switch {
 		case r == nil:
-		case p.ReceiveBytes > 0 || !p.LastHandshakeTime.IsZero() || now.Sub(r.since) >= rushWindow:
+		case !p.LastHandshakeTime.IsZero() || now.Sub(r.since) >= rushWindow:
 			delete(d.rushing, p.PublicKey)
 		case now.Sub(r.last) >= rushInterval:
 			if r.last.Equal(r.since) {
