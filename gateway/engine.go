@@ -160,6 +160,13 @@ type Engine struct {
 	// started is when the engine was made: the Ready condition's
 	// transition time.
 	started metav1.Time
+	// endpoints are the namespace's Endpoints (the other clusters' and
+	// this one's) as an informer keeps them for the engine's whole life
+	// (Run): standing by, the reachability probes take their targets from
+	// it (startReach); active, the term reads it (termEndpoints), so that
+	// a takeover finds it listed and watched already. Nil when it could
+	// not start (then each term starts its own).
+	endpoints *objectCache[v1.Endpoint]
 	// reach asks the remote gateways whether they answer this gateway
 	// (startReach); nil when it could not start.
 	reach *natdiscovery.Discoverer
@@ -223,14 +230,22 @@ func New(rc *rest.Config, cfg Config) (*Engine, error) {
 // before break: handOver), then clears its data plane; it records a passive
 // status. Only ctx ends Run; it returns nil.
 func (e *Engine) Run(ctx context.Context) error {
-	if err := e.firstStatus(ctx); err != nil {
+	err := e.firstStatus(ctx)
+	if err != nil {
 		return e.stopped()
 	}
 	rctx, stopReach := context.WithCancel(ctx)
 	var rwg sync.WaitGroup
 	defer rwg.Wait()
 	defer stopReach()
-	e.reach = e.startReach(rctx, &rwg)
+	// The Endpoints' informer runs while this gateway stands by, so that
+	// its first list is not on a takeover's path (about 0.1 s: the first
+	// list, and WaitForCacheSync's polling). A standby reads it only for
+	// its reachability probes, as before.
+	if e.endpoints, err = watchObjects[v1.Endpoint](rctx, e, &rwg, "endpoints", ""); err != nil {
+		e.log.Warn("cannot watch Endpoints while standing by; each active term lists them anew", "err", err)
+	}
+	e.reach = e.startReach(rctx, &rwg, e.endpoints)
 	el := &elector{
 		kube: e.kube, namespace: e.cfg.Namespace, identity: e.cfg.NodeName,
 		heartbeatPort: e.cfg.HealthCheckPort, heartbeatInterval: e.cfg.HeartbeatInterval,
@@ -549,7 +564,7 @@ func (e *Engine) runActive(ctx context.Context, epoch int32, handOver func(p *he
 	if err != nil {
 		return err
 	}
-	cache, err := e.watchEndpoints(ctx, &wg)
+	cache, err := e.termEndpoints(ctx, &wg)
 	if err != nil {
 		return err
 	}
@@ -925,6 +940,34 @@ type objectCache[T any] struct {
 	lister  toolscache.GenericNamespaceLister
 	synced  func() bool
 	changed <-chan struct{}
+	// informer is the informer behind lister, for follow.
+	informer toolscache.SharedIndexInformer
+}
+
+// follow is a view of c whose changed signals (coalesced) every event
+// from now on, apart from c's own changed, until ctx ends: one informer,
+// several readers with a signal each. Its handler is removed when ctx
+// ends; that goroutine joins wg. An error when the informer has stopped.
+func (c *objectCache[T]) follow(ctx context.Context, wg *sync.WaitGroup) (*objectCache[T], error) {
+	p := newPoker()
+	reg, err := c.informer.AddEventHandler(pokeOnEvents(p))
+	if err != nil {
+		return nil, err
+	}
+	wg.Go(func() {
+		<-ctx.Done()
+		_ = c.informer.RemoveEventHandler(reg)
+	})
+	v := *c
+	v.changed = p
+	return &v, nil
+}
+
+// pokeOnEvents pokes p on every event of an informer.
+func pokeOnEvents(p poker) toolscache.ResourceEventHandlerFuncs {
+	return toolscache.ResourceEventHandlerFuncs{
+		AddFunc: func(any) { p.poke() }, UpdateFunc: func(any, any) { p.poke() }, DeleteFunc: func(any) { p.poke() },
+	}
 }
 
 // list returns the cached objects; none before the informer's first list.
@@ -965,9 +1008,7 @@ func watchObjects[T any](ctx context.Context, e *Engine, wg *sync.WaitGroup, res
 		func(o *metav1.ListOptions) { o.LabelSelector = selector })
 	gi := f.ForResource(v1.SchemeGroupVersion.WithResource(resource))
 	inf := gi.Informer()
-	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc: func(any) { p.poke() }, UpdateFunc: func(any, any) { p.poke() }, DeleteFunc: func(any) { p.poke() },
-	}); err != nil {
+	if _, err := inf.AddEventHandler(pokeOnEvents(p)); err != nil {
 		return nil, err
 	}
 	f.Start(ctx.Done())
@@ -975,7 +1016,7 @@ func watchObjects[T any](ctx context.Context, e *Engine, wg *sync.WaitGroup, res
 		<-ctx.Done()
 		f.Shutdown()
 	})
-	return &objectCache[T]{lister: gi.Lister().ByNamespace(e.cfg.Namespace), synced: inf.HasSynced, changed: p}, nil
+	return &objectCache[T]{lister: gi.Lister().ByNamespace(e.cfg.Namespace), synced: inf.HasSynced, changed: p, informer: inf}, nil
 }
 
 // watchGateways starts an informer on the Gateways of this gateway's
@@ -1019,14 +1060,25 @@ func (e *Engine) watchNode(ctx context.Context, wg *sync.WaitGroup) (<-chan stru
 	return p, nil
 }
 
-// watchEndpoints starts an informer on the namespace's Endpoints and waits
-// for its first list.
-func (e *Engine) watchEndpoints(ctx context.Context, wg *sync.WaitGroup) (*objectCache[v1.Endpoint], error) {
-	c, err := watchObjects[v1.Endpoint](ctx, e, wg, "endpoints", "")
-	if err != nil {
-		return nil, err
+// termEndpoints is an active term's view of the namespace's Endpoints,
+// listed: the engine's own informer (Engine.endpoints), which a standby
+// keeps synced, with a signal of the term's own until ctx ends (its
+// goroutine joins wg); only a gateway that takes the role as it starts
+// waits for its first list. Without the engine's informer, an informer of
+// the term's own, waited for.
+func (e *Engine) termEndpoints(ctx context.Context, wg *sync.WaitGroup) (*objectCache[v1.Endpoint], error) {
+	var c *objectCache[v1.Endpoint]
+	var err error
+	if e.endpoints == nil {
+		c, err = watchObjects[v1.Endpoint](ctx, e, wg, "endpoints", "")
+	} else {
+		c, err = e.endpoints.follow(ctx, wg)
 	}
-	if !toolscache.WaitForCacheSync(ctx.Done(), c.synced) {
+	if err != nil {
+		return nil, fmt.Errorf("endpoint informer: %w", err)
+	}
+	// WaitForCacheSync looks every 0.1 s; a synced informer passes at once.
+	if !c.synced() && !toolscache.WaitForCacheSync(ctx.Done(), c.synced) {
 		return nil, fmt.Errorf("endpoint informer: %w", context.Cause(ctx))
 	}
 	return c, nil

@@ -441,7 +441,11 @@ func (f *fixture) createRemote(t *testing.T) {
 func TestEngineElectsPublishesAndFailsOver(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
-	engines := map[string]*running{"node-a": f.start(t, "node-a"), "node-b": f.start(t, "node-b")}
+	logs := map[string]*testutil.SyncBuffer{"node-a": {}, "node-b": {}}
+	engines := map[string]*running{}
+	for _, n := range []string{"node-a", "node-b"} {
+		engines[n] = f.startWith(t, n, f.member.Config, infoLogTo(logs[n]))
+	}
 	var first, other string
 	f.k.waitFor(t, "one active and one passive gateway", func() bool {
 		a, b := f.role("node-a"), f.role("node-b")
@@ -513,6 +517,28 @@ func TestEngineElectsPublishesAndFailsOver(t *testing.T) {
 	})
 	// The stopped gateway's node is still a gateway node: a candidate.
 	f.waitCandidates(t, other, first)
+	logTakeovers(t, other, logs[other])
+}
+
+// infoLogTo has an engine log at Info level to w.
+func infoLogTo(w io.Writer) func(*gateway.Config) {
+	return func(c *gateway.Config) {
+		c.Log = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+}
+
+// logTakeovers reports (t.Log) how long each of node's active terms took
+// from its start to forwarding, from the engine's own log line: a figure
+// to read over several runs, not a bound.
+func logTakeovers(t *testing.T, node string, log fmt.Stringer) {
+	t.Helper()
+	for _, l := range strings.Split(log.String(), "\n") {
+		if i := strings.Index(l, "forwarding; takeover announced"); i >= 0 {
+			if j := strings.Index(l, " after="); j >= 0 {
+				t.Logf("%s: forwarding; takeover announced %s", node, strings.Fields(l[j:])[0])
+			}
+		}
+	}
 }
 
 // waitCandidates waits until the Endpoint of active at the broker lists
@@ -959,6 +985,56 @@ func TestEngineCrashIsRefusedAtOnce(t *testing.T) {
 		!strings.Contains(logs, "the active gateway stopped answering heartbeats; taking the Lease") {
 		t.Fatalf("node-b is active, but did not take the Lease on a refused heartbeat; its log:\n%s", logs)
 	}
+}
+
+// listOnce lets the first list of a resource's collection through (a GET
+// without a watch, or a watch that sends the initial objects) and refuses
+// every later one, as an apiserver that no longer answers lists would;
+// watches go through.
+type listOnce struct {
+	next     http.RoundTripper
+	resource string
+	lists    *atomic.Int32
+}
+
+func (l listOnce) RoundTrip(r *http.Request) (*http.Response, error) {
+	q := r.URL.Query()
+	if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/"+l.resource) &&
+		(q.Get("watch") != "true" || q.Get("sendInitialEvents") == "true") && l.lists.Add(1) > 1 {
+		return nil, errors.New("the test refuses a second list of " + l.resource)
+	}
+	return l.next.RoundTrip(r)
+}
+
+// TestEngineStandbyKeepsEndpointsListed: a standby keeps the Endpoints
+// listed and watched while it waits, and takes over with them: its first
+// step forwards to the remote peers without listing the Endpoints again.
+// node-b's apiserver connection lets one list of Endpoints through (its
+// first, standing by, with c2's Endpoint already there) and refuses every
+// later one; when the active node-a crashes, node-b takes over and gives
+// its data plane c2's gateway as a peer.
+func TestEngineStandbyKeepsEndpointsListed(t *testing.T) {
+	f := newFixture(t)
+	a, crash := f.startCrashable(t, "node-a")
+	f.createRemote(t)
+	f.k.waitFor(t, "node-a active with c2's gateway as its peer", func() bool {
+		return f.role("node-a") == v1.HAStatusActive && slices.Equal(a.rec.peers(), []string{"c2.gw"})
+	})
+	var lists atomic.Int32
+	rc := rest.CopyConfig(f.member.Config)
+	rc.Wrap(func(next http.RoundTripper) http.RoundTripper {
+		return listOnce{next: next, resource: "endpoints", lists: &lists}
+	})
+	b := f.startWith(t, "node-b", rc)
+	f.k.waitFor(t, "node-b passive, having listed the Endpoints", func() bool {
+		return f.role("node-b") == v1.HAStatusPassive && lists.Load() >= 1
+	})
+	crash()
+	f.k.waitFor(t, "node-b's data plane with c2's gateway as its peer", func() bool {
+		return slices.Equal(b.rec.peers(), []string{"c2.gw"})
+	}, func() string {
+		return fmt.Sprintf("node-b's role %s, lists of Endpoints tried %d", f.role("node-b"), lists.Load())
+	})
 }
 
 // TestEngineCrashedGatewayIsShownPassive: when the active gateway crashes

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -59,13 +60,16 @@ const (
 //     its cable). Standing by, that is the active gateway's forwarding
 //     under test.
 //
-// The remote gateways come from an Endpoint informer. It returns nil,
-// having logged why, when a socket or the informer cannot start: the
-// gateway then never takes the role by reachability.
-func (e *Engine) startReach(ctx context.Context, wg *sync.WaitGroup) *natdiscovery.Discoverer {
+// The remote gateways come from cache, the engine's Endpoint informer. It
+// returns nil, having logged why, when a socket cannot start or there is no
+// informer: the gateway then never takes the role by reachability.
+func (e *Engine) startReach(ctx context.Context, wg *sync.WaitGroup, cache *objectCache[v1.Endpoint]) *natdiscovery.Discoverer {
 	fail := func(what string, err error) *natdiscovery.Discoverer {
 		e.log.Warn(what+"; this gateway will not take over from an active gateway that cannot carry traffic", "err", err)
 		return nil
+	}
+	if cache == nil {
+		return fail("cannot watch Endpoints", errors.New("no Endpoint informer"))
 	}
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{})
 	if err != nil {
@@ -75,12 +79,6 @@ func (e *Engine) startReach(ctx context.Context, wg *sync.WaitGroup) *natdiscove
 	if err != nil {
 		conn.Close()
 		return fail("cannot open the socket for health probes through the active gateway", err)
-	}
-	cache, err := watchObjects[v1.Endpoint](ctx, e, wg, "endpoints", "")
-	if err != nil {
-		conn.Close()
-		through.Close()
-		return fail("cannot watch Endpoints", err)
 	}
 	d := natdiscovery.NewReach(conn, reachInterval)
 	wg.Go(func() { _ = d.Run(ctx) })

@@ -244,4 +244,5 @@ func failOverWithoutTheBroker(t *testing.T, cable cableConfig) {
 			break
 		}
 	}
+	logTakeovers(t, "b2", logs["b2"])
 }
