@@ -1313,10 +1313,11 @@ func TestEngineCleanStopHandsOver(t *testing.T) {
 	}
 }
 
-// holdTransport holds every request for the Endpoints, once the Lease was
+// holdTransport holds every request for a Node, once the Lease was
 // written, until the request's context ends, and says so on held: a new
-// term's first, its Endpoints informer's list, comes before it drives the
-// data plane.
+// term's first request, its Node's read (for the local Endpoint), comes
+// before it drives the data plane. (Not the Endpoints' list: the engine's
+// Endpoints informer runs from the start, standing by too.)
 type holdTransport struct {
 	next  http.RoundTripper
 	taken *atomic.Bool
@@ -1324,7 +1325,7 @@ type holdTransport struct {
 }
 
 func (h holdTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if h.taken.Load() && strings.Contains(r.URL.Path, "/endpoints") {
+	if h.taken.Load() && strings.Contains(r.URL.Path, "/nodes/") {
 		select {
 		case h.held <- struct{}{}:
 		default:
@@ -1340,7 +1341,7 @@ func (h holdTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 // An engine stopped early in its active term, before it drove the data
-// plane (here while its Endpoints informer lists), has nothing to hand over
+// plane (here while it reads its Node), has nothing to hand over
 // but still gives the Lease back, rather than leave the standbys to wait
 // for heartbeats or its expiry.
 func TestEngineStoppedEarlyInTermReleasesLease(t *testing.T) {
@@ -1355,7 +1356,7 @@ func TestEngineStoppedEarlyInTermReleasesLease(t *testing.T) {
 	select {
 	case <-held:
 	case <-time.After(waitTimeout):
-		t.Fatal("the engine never listed the Endpoints")
+		t.Fatal("the engine never read its Node in its term")
 	}
 	eng.stop(t)
 	l, err := kubernetes.NewForConfigOrDie(f.member.Config).CoordinationV1().Leases(v1.ComponentNamespace).Get(context.Background(), gateway.LeaseName, metav1.GetOptions{})
