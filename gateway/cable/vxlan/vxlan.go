@@ -2,8 +2,8 @@
 // trusted (no encryption) and where the gateways reach each other without
 // NAT. It makes one kernel VXLAN device with learning off and, per remote
 // gateway, an all-zero FDB entry pointing at it: broadcasts (ARP) go to every
-// remote gateway, and each answers, by proxy ARP, for the addresses of its
-// own cluster.
+// remote gateway, and each answers, by proxy ARP without the kernel's
+// random delay, for the addresses of its own cluster.
 package vxlan
 
 import (
@@ -79,10 +79,20 @@ func Open(_ context.Context, cfg cable.Config) (*Driver, error) {
 		d.Close()
 		return nil, fmt.Errorf("vxlan: MTU of %s: %w", cfg.Interface, err)
 	}
-	// The remote gateway answers ARP for its cluster's addresses.
-	if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+cfg.Interface+"/proxy_arp", []byte("1"), 0o644); err != nil {
-		d.Close()
-		return nil, fmt.Errorf("vxlan: proxy ARP on %s: %w", cfg.Interface, err)
+	// The remote gateway answers ARP for its cluster's addresses, at once:
+	// the kernel delays a proxy ARP answer to a broadcast request by a
+	// random time up to the device's proxy_delay (0.8 s by default,
+	// ip-sysctl.rst "proxy_delay"; arp_process queues it with
+	// pneigh_enqueue unless it is 0), and after a failover both gateways
+	// ask anew (Set flushes the addresses learned behind the old one).
+	for _, f := range []struct{ path, value, what string }{
+		{"/proc/sys/net/ipv4/conf/" + cfg.Interface + "/proxy_arp", "1", "proxy ARP"},
+		{"/proc/sys/net/ipv4/neigh/" + cfg.Interface + "/proxy_delay", "0", "proxy ARP delay"},
+	} {
+		if err := os.WriteFile(f.path, []byte(f.value), 0o644); err != nil {
+			d.Close()
+			return nil, fmt.Errorf("vxlan: %s on %s: %w", f.what, cfg.Interface, err)
+		}
 	}
 	if err := netlink.LinkSetUp(link); err != nil {
 		d.Close()

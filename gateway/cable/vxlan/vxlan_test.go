@@ -91,6 +91,12 @@ func TestVXLANBetweenNamespaces(t *testing.T) {
 		Address: netip.MustParsePrefix("10.92.0.1/32"), Pod: netip.MustParsePrefix("10.92.5.5/32"),
 		Peer: cable.Peer{Name: "a", Endpoint: netip.MustParseAddrPort(cabletest.AddrA + ":4800"), Subnets: []netip.Prefix{netip.MustParsePrefix("10.91.0.0/16")}},
 	})
+	// Proxy ARP answers at once on both sides.
+	for _, ns := range []string{a, b} {
+		if got := strings.TrimSpace(cabletest.Run(t, "ip", "netns", "exec", ns, "cat", "/proc/sys/net/ipv4/neigh/strait-cable/proxy_delay")); got != "0" {
+			t.Errorf("%s: proxy_delay of strait-cable is %s, want 0 (proxy ARP answers delayed up to that many hundredths of a second)", ns, got)
+		}
+	}
 	// From a's "pod" address to b's, through the cable, and a packet larger
 	// than the cable's MTU.
 	cabletest.Run(t, "ip", "netns", "exec", a+"-pod", "ping", "-c", "3", "-i", "0.2", "-W", "2", "10.92.5.5")
