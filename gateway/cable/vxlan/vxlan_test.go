@@ -28,13 +28,15 @@ type helperSpec struct {
 	Address netip.Prefix `json:"address"` // the cable's own address (health-check address)
 	Pod     netip.Prefix `json:"pod"`     // the pod's address, routed to the veth "pod"
 	Peer    cable.Peer   `json:"peer"`
+	// IPv6Underlay opens the device for IPv6 endpoints; Pod is then unset.
+	IPv6Underlay bool `json:"ipv6Underlay"`
 }
 
 func TestMain(m *testing.M) {
 	var s helperSpec
 	cabletest.HelperMain(helperEnv, &s, func() (string, func(), error) {
 		ctx := context.Background()
-		d, err := Open(ctx, cable.Config{Interface: "strait-cable", MTU: 1450, RouteTable: testTable, ListenPort: 4800, VNI: 100})
+		d, err := Open(ctx, cable.Config{Interface: "strait-cable", MTU: 1450, RouteTable: testTable, ListenPort: 4800, VNI: 100, IPv6Underlay: s.IPv6Underlay})
 		if err != nil {
 			return "", nil, err
 		}
@@ -44,10 +46,9 @@ func TestMain(m *testing.M) {
 				return "", nil, err
 			}
 		}
-		steps := [][]string{
-			{"addr", "add", s.Address.String(), "dev", "strait-cable"},
-			{"link", "set", "pod", "up"},
-			{"route", "add", s.Pod.String(), "dev", "pod"},
+		steps := [][]string{{"addr", "add", s.Address.String(), "dev", "strait-cable"}}
+		if s.Pod.IsValid() {
+			steps = append(steps, []string{"link", "set", "pod", "up"}, []string{"route", "add", s.Pod.String(), "dev", "pod"})
 		}
 		for _, sub := range s.Peer.Subnets {
 			steps = append(steps, []string{"rule", "add", "to", sub.String(), "lookup", fmt.Sprint(testTable)})
@@ -104,6 +105,26 @@ func TestVXLANBetweenNamespaces(t *testing.T) {
 	if out, err := exec.Command("ip", "-n", a, "link", "show", "strait-cable").CombinedOutput(); err == nil {
 		t.Errorf("device still there after Close:\n%s", out)
 	}
+}
+
+// Over an IPv6 underlay the device is an IPv6 one and takes the peer's
+// IPv6 endpoint as its FDB entry. Before, the device was always IPv4 and the entry was
+// refused ("address family not supported by protocol"), seen in the
+// IPv6-only sandbox: no VXLAN cable came up.
+func TestIPv6Underlay(t *testing.T) {
+	cabletest.RequireRoot(t)
+	a, b := cabletest.Pair(t, "stvx6test-")
+	cabletest.Run(t, "ip", "-n", a, "addr", "add", "2001:db8::1/64", "dev", "eth0", "nodad")
+	cabletest.Run(t, "ip", "-n", b, "addr", "add", "2001:db8::2/64", "dev", "eth0", "nodad")
+	_, stop := cabletest.Helper(t, a, helperEnv, helperSpec{
+		Address: netip.MustParsePrefix("fd01::1/128"), IPv6Underlay: true,
+		Peer: cable.Peer{Name: "b", Endpoint: netip.MustParseAddrPort("[2001:db8::2]:4800")},
+	})
+	fdb := cabletest.Run(t, "bridge", "-n", a, "fdb", "show", "dev", "strait-cable")
+	if strings.Count(fdb, "00:00:00:00:00:00 dst 2001:db8::2") != 1 {
+		t.Errorf("FDB of a:\n%s", fdb)
+	}
+	stop()
 }
 
 func TestRejectsBadVNI(t *testing.T) {
