@@ -134,3 +134,37 @@ func TestRejectsBadVNI(t *testing.T) {
 		}
 	}
 }
+
+// A device left by a predecessor for the other underlay family (its FDB
+// says which) is made anew rather than adopted: adopted, it would refuse
+// every FDB entry of the family wanted.
+func TestDeviceOfTheOtherFamilyIsMadeAnew(t *testing.T) {
+	cabletest.RequireRoot(t)
+	a, _ := cabletest.Pair(t, "stvxfam-")
+	cabletest.Run(t, "ip", "-n", a, "addr", "add", "2001:db8::1/64", "dev", "eth0", "nodad")
+	for _, tc := range []struct {
+		name       string
+		leftover   []string // how the predecessor's device was made: ip link add ... type vxlan <leftover>
+		leftoverTo string   // its FDB entry's destination
+		ipv6       bool
+		peer       string
+		want       string
+	}{
+		{"IPv4 device, IPv6 wanted", nil, cabletest.AddrB, true, "[2001:db8::2]:4800", "dst 2001:db8::2"},
+		{"IPv6 device, IPv4 wanted", []string{"local", "::"}, "2001:db8::2", false, cabletest.AddrB + ":4800", "dst " + cabletest.AddrB},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cabletest.Run(t, append([]string{"ip", "-n", a, "link", "add", "strait-cable", "type", "vxlan", "id", "100", "dstport", "4800"}, tc.leftover...)...)
+			cabletest.Run(t, "bridge", "-n", a, "fdb", "append", "00:00:00:00:00:00", "dev", "strait-cable", "dst", tc.leftoverTo)
+			_, stop := cabletest.Helper(t, a, helperEnv, helperSpec{
+				Address: netip.MustParsePrefix("fd01::1/128"), IPv6Underlay: tc.ipv6,
+				Peer: cable.Peer{Name: "b", Endpoint: netip.MustParseAddrPort(tc.peer)},
+			})
+			fdb := cabletest.Run(t, "bridge", "-n", a, "fdb", "show", "dev", "strait-cable")
+			if !strings.Contains(fdb, tc.want) || strings.Contains(fdb, "dst "+tc.leftoverTo+" ") {
+				t.Errorf("FDB of the device: want only the entry %q:\n%s", tc.want, fdb)
+			}
+			stop()
+		})
+	}
+}
