@@ -161,6 +161,7 @@ func (d *CableDataplane) Set(ctx context.Context, s CableState) error {
 	}
 	// Sized for an IPv6 outer header, so the MTU fits either family.
 	cfg := cable.ConfigFor(d.Interface, mtu.Cable(string(s.Driver), d.UnderlayMTU), d.Table, s.Settings)
+	cfg.IPv6Underlay = cable.UnderlayIPv6(s.Peers, d.cfg.IPv6Underlay)
 	if err := d.ensureDriver(ctx, string(s.Driver), cfg); err != nil {
 		return err
 	}

@@ -71,6 +71,24 @@ type Config struct {
 	PrivateKey string
 	// VNI is the VXLAN network identifier (VXLAN only).
 	VNI int
+	// IPv6Underlay: the peers' endpoints are IPv6 addresses. A kernel
+	// VXLAN device sends over one family, fixed when it is made (IPv4
+	// unless told otherwise), and refuses FDB entries of the other
+	// (EAFNOSUPPORT); WireGuard's socket takes both and ignores it.
+	IPv6Underlay bool
+}
+
+// UnderlayIPv6 is Config.IPv6Underlay for peers: whether their endpoints
+// are IPv6 (an IPv4-mapped one counts as IPv4). Without peers it is prev,
+// so that a cable does not change family while it has none. Peers of both
+// families make it IPv6 when the first one is.
+func UnderlayIPv6(peers []Peer, prev bool) bool {
+	for _, p := range peers {
+		if a := p.Endpoint.Addr(); a.IsValid() {
+			return a.Unmap().Is6()
+		}
+	}
+	return prev
 }
 
 // ConfigFor is the Config of a driver opened with the given device name,

@@ -2,6 +2,7 @@ package cable
 
 import (
 	"context"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -31,5 +32,28 @@ func TestConfigFor(t *testing.T) {
 	want := Config{Interface: "strait-cable", MTU: 1420, RouteTable: 150, ListenPort: 4800, VNI: 7, PrivateKey: "k"}
 	if got != want {
 		t.Errorf("ConfigFor: %+v, want %+v", got, want)
+	}
+}
+
+// The underlay family follows the peers' endpoints; without peers the
+// cable keeps the family it had.
+func TestUnderlayIPv6(t *testing.T) {
+	peer := func(ep string) Peer { return Peer{Name: ep, Endpoint: netip.MustParseAddrPort(ep)} }
+	for _, tc := range []struct {
+		name  string
+		peers []Peer
+		prev  bool
+		want  bool
+	}{
+		{"no peers keeps IPv4", nil, false, false},
+		{"no peers keeps IPv6", nil, true, true},
+		{"IPv4 peer", []Peer{peer("198.18.3.11:4800")}, true, false},
+		{"IPv4-mapped peer", []Peer{peer("[::ffff:198.18.3.11]:4800")}, true, false},
+		{"IPv6 peer", []Peer{peer("[2001:2::3:11]:4800")}, false, true},
+		{"the first peer's family", []Peer{peer("[2001:2::3:11]:4800"), peer("198.18.2.1:4800")}, false, true},
+	} {
+		if got := UnderlayIPv6(tc.peers, tc.prev); got != tc.want {
+			t.Errorf("%s: UnderlayIPv6 = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

@@ -171,6 +171,11 @@ func (n NetlinkRoutes) Routes(table int) ([]Route, error) {
 			}
 			x := Route{Table: r.Table, Dst: prefixOf(r.Dst), MTU: r.MTU, Unreachable: r.Type == unix.RTN_UNREACHABLE,
 				Via: addrOf(r.Gw), Src: addrOf(r.Src)}
+			if fam == netlink.FAMILY_V6 && !r.MTULock {
+				// Not in force for forwarded packets (see netlinkRoute):
+				// reported as the device's, so a sync locks it.
+				x.MTU = 0
+			}
 			if r.LinkIndex != 0 && !x.Unreachable {
 				if x.Dev, err = n.name(r.LinkIndex); err != nil {
 					return nil, err
@@ -192,6 +197,16 @@ func netlinkFamily(f Family) int {
 
 func (n NetlinkRoutes) netlinkRoute(r Route) (*netlink.Route, error) {
 	nr := &netlink.Route{Table: r.Table, Dst: ipNet(r.Dst), MTU: r.MTU, Family: netlinkFamily(r.Family())}
+	// IPv6 forwarding checks a packet against the device's MTU unless the
+	// route's is locked (the kernel's ip6_dst_mtu_maybe_forward; IPv4
+	// takes the route's either way), and against the route's only when
+	// it comes to fragment it. Unlocked, a node answered a pod's
+	// 1500-byte packet toward a 1430-byte path with a Packet Too Big of
+	// the overlay device's 1450, and only the next one with 1430: each
+	// sender learnt the path MTU in two steps. Locked, the route also
+	// ignores Packet Too Bigs for the node's own traffic: its MTU is the
+	// path's, measured by the gateways.
+	nr.MTULock = r.MTU != 0 && r.Family() == IPv6
 	if r.Unreachable {
 		nr.Type = unix.RTN_UNREACHABLE
 		return nr, nil

@@ -97,7 +97,10 @@ type Route struct {
 	Via         netip.Addr
 	Dev         string
 	Src         netip.Addr
-	MTU         int // bytes; 0 for the device's
+	// MTU is the largest packet the route carries, in bytes; 0 for the
+	// device's. An IPv6 route's is locked ("mtu lock"), as IPv6
+	// forwarding honours no other; one read back unlocked reads as 0.
+	MTU int
 }
 
 // Family returns the route's family.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -19,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
@@ -27,12 +29,63 @@ import (
 	"strait.dev/strait/test/testutil"
 )
 
-// placement is where the test workload of one cluster runs.
+// placement is where the test workload of one cluster runs, seen in one
+// IP family (the cluster's primary one unless inFamily chose another).
 type placement struct {
 	cluster, ns string
 	gwNode      string            // the active gateway's node when set up
-	ips         map[string]string // pod name -> IP: srv-gw, srv-n3
-	svc         string            // ClusterIP of Service srv
+	nonGateway  string            // the node of srv-ngw and host-ngw, never a gateway
+	ips         map[string]string // pod name -> IP of the family: srv-gw, srv-ngw
+	svc         string            // ClusterIP of Service srv, of the family
+	cidr        netip.Prefix      // the cluster's pod CIDR of the family
+	// Every family's, primary first: pod name -> IPs, the Service's
+	// ClusterIPs, the cluster's pod CIDRs (from the sandbox's plan).
+	allIPs map[string][]string
+	svcs   []string
+	cidrs  []netip.Prefix
+}
+
+// inFamily is p seen in one IP family: ips, svc and cidr are those of
+// that family (4 or 6). It fails the test when the cluster lacks the
+// family or a pod or the Service has no address of it.
+func (p placement) inFamily(t *testing.T, family int) placement {
+	t.Helper()
+	of := func(addrs []string) string {
+		for _, a := range addrs {
+			if ip, err := netip.ParseAddr(a); err == nil && ipFamily(ip) == family {
+				return a
+			}
+		}
+		return ""
+	}
+	q := p
+	q.ips = map[string]string{}
+	for name, addrs := range p.allIPs {
+		if q.ips[name] = of(addrs); q.ips[name] == "" {
+			t.Fatalf("%s/%s has no IPv%d address: %v", p.cluster, name, family, addrs)
+		}
+	}
+	if q.svc = of(p.svcs); q.svc == "" {
+		t.Fatalf("%s's Service srv has no IPv%d ClusterIP: %v", p.cluster, family, p.svcs)
+	}
+	q.cidr = netip.Prefix{}
+	for _, c := range p.cidrs {
+		if ipFamily(c.Addr()) == family {
+			q.cidr = c
+		}
+	}
+	if !q.cidr.IsValid() {
+		t.Fatalf("%s has no IPv%d pod CIDR: %v", p.cluster, family, p.cidrs)
+	}
+	return q
+}
+
+// ipFamily is 4 or 6.
+func ipFamily(ip netip.Addr) int {
+	if ip.Is4() || ip.Is4In6() {
+		return 4
+	}
+	return 6
 }
 
 // TestDataplane joins clusters with each cable driver and proves that every
@@ -63,7 +116,7 @@ func TestDataplane(t *testing.T) {
 					t.Fatalf("join %s: %v\n%s", c, err, out)
 				}
 			}
-			pa, pb := place(t, tc.a), place(t, tc.b)
+			pa, pb := place(t, tc.a, tc.a+"-n3"), place(t, tc.b, tc.b+"-n3")
 			waitCrossCluster(t, pa, pb)
 
 			t.Run("connectivity matrix", func(t *testing.T) {
@@ -116,18 +169,28 @@ func TestDataplane(t *testing.T) {
 }
 
 // place runs the workload in a cluster: a server pod on the active gateway
-// node and one on the non-gateway node n3 (both behind Service srv), and a
-// host-network pod on n3.
-func place(t *testing.T, cluster string) placement {
+// node and one on the non-gateway node nonGateway (both behind Service
+// srv, of every family the cluster has), and a host-network pod on
+// nonGateway. The placement is seen in the cluster's primary family.
+func place(t *testing.T, cluster, nonGateway string) placement {
 	t.Helper()
 	ctx := context.Background()
 	cs := kubeClient(t, cluster)
-	p := placement{cluster: cluster, ns: testNamespace(t, cs), ips: map[string]string{}}
+	p := placement{cluster: cluster, ns: testNamespace(t, cs), nonGateway: nonGateway, allIPs: map[string][]string{}}
+	state, err := layout.ReadState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range state.Clusters {
+		if c.Name == cluster {
+			p.cidrs = c.PodCIDRs
+		}
+	}
 	waitFor(t, 60*time.Second, "an active gateway in "+cluster, func(ctx context.Context) (bool, error) {
 		p.gwNode = active(ctx, ctrlClient(t, cluster))
 		return p.gwNode != "", nil
 	})
-	for name, node := range map[string]string{"srv-gw": p.gwNode, "srv-n3": cluster + "-n3"} {
+	for name, node := range map[string]string{"srv-gw": p.gwNode, "srv-ngw": nonGateway} {
 		pod := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": "srv", "pod": name}},
 			Spec:       corev1.PodSpec{NodeName: node, Containers: []corev1.Container{testpodContainer("c", "serve")}},
@@ -137,16 +200,18 @@ func place(t *testing.T, cluster string) placement {
 		}
 	}
 	host := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "host-n3", Labels: map[string]string{"app": "host"}},
-		Spec: corev1.PodSpec{NodeName: cluster + "-n3", HostNetwork: true,
+		ObjectMeta: metav1.ObjectMeta{Name: "host-ngw", Labels: map[string]string{"app": "host"}},
+		Spec: corev1.PodSpec{NodeName: nonGateway, HostNetwork: true,
 			Containers: []corev1.Container{testpodContainer("c", "sleep")}},
 	}
 	if _, err := cs.CoreV1().Pods(p.ns).Create(ctx, host, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// PreferDualStack: a ClusterIP of every family the cluster has, and
+	// a single-stack Service where it has one.
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "srv"},
-		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "srv"}, Ports: []corev1.ServicePort{
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "srv"}, IPFamilyPolicy: ptr.To(corev1.IPFamilyPolicyPreferDualStack), Ports: []corev1.ServicePort{
 			{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP},
 			{Name: "echo", Port: 9000, TargetPort: intstr.FromInt32(9000), Protocol: corev1.ProtocolTCP},
 		}},
@@ -155,31 +220,36 @@ func place(t *testing.T, cluster string) placement {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.svc = s.Spec.ClusterIP
+	p.svcs = s.Spec.ClusterIPs
 	for _, pod := range runningPods(t, cs, p.ns, "app=srv", 2) {
-		p.ips[pod.Name] = pod.Status.PodIP
+		for _, ip := range pod.Status.PodIPs {
+			p.allIPs[pod.Name] = append(p.allIPs[pod.Name], ip.IP)
+		}
 	}
 	runningPods(t, cs, p.ns, "app=host", 1)
-	return p
+	if len(p.cidrs) == 0 {
+		t.Fatalf("the sandbox's state has no pod CIDRs of %s", cluster)
+	}
+	return p.inFamily(t, ipFamily(p.cidrs[0].Addr()))
 }
 
-// waitCrossCluster waits until n3's pod in a reaches n3's pod in b.
+// waitCrossCluster waits until a's non-gateway node's pod reaches b's.
 func waitCrossCluster(t *testing.T, a, b placement) {
 	t.Helper()
 	var r connectReport
 	if err := poll(90*time.Second, func(context.Context) (bool, error) {
-		r = connect(t, a.cluster, a.ns, "srv-n3", "--http", "http://"+net.JoinHostPort(b.ips["srv-n3"], "8080")+"/", "--timeout", "2s")
+		r = connect(t, a.cluster, a.ns, "srv-ngw", "--http", "http://"+net.JoinHostPort(b.ips["srv-ngw"], "8080")+"/", "--timeout", "2s")
 		return r.OK, nil
 	}); err != nil {
 		out, _ := straitctl(t, "show", "connections", "--kubeconfig", adminKubeconfig(a.cluster))
-		t.Fatalf("%s/srv-n3 never reached %s/srv-n3: %+v\n%s\n%s", a.cluster, b.cluster, r, out, nodeState(t, sandbox.NodeNS(a.cluster+"-n3")))
+		t.Fatalf("%s/srv-ngw never reached %s/srv-ngw (%s): %+v\n%s\n%s", a.cluster, b.cluster, b.ips["srv-ngw"], r, out, nodeState(t, sandbox.NodeNS(a.nonGateway)))
 	}
 }
 
 // matrix checks every client of from against every server of to.
 func matrix(t *testing.T, from, to placement) {
-	for _, client := range []string{"srv-gw", "srv-n3", "host-n3"} {
-		for _, server := range []string{"srv-gw", "srv-n3"} {
+	for _, client := range []string{"srv-gw", "srv-ngw", "host-ngw"} {
+		for _, server := range []string{"srv-gw", "srv-ngw"} {
 			ip := to.ips[server]
 			name := fmt.Sprintf("%s/%s→%s/%s", from.cluster, client, to.cluster, server)
 			t.Run(name, func(t *testing.T) {
@@ -193,14 +263,19 @@ func matrix(t *testing.T, from, to placement) {
 				if want := from.ips[client]; want != "" && host != want {
 					t.Errorf("the server saw %s, want the client pod's own address %s (no masquerade)", host, want)
 				}
-				if !strings.HasPrefix(host, strings.TrimSuffix(podCIDR(from.cluster), "0.0/16")) {
-					t.Errorf("the server saw %s, outside %s's pod CIDR", host, from.cluster)
+				if addr, err := netip.ParseAddr(host); err != nil || !from.cidr.Contains(addr) {
+					t.Errorf("the server saw %q, outside %s's pod CIDR %s", host, from.cluster, from.cidr)
 				}
 				// Several MB over TCP, verified byte for byte by the echo.
 				if r := connect(t, from.cluster, from.ns, client, "--tcp", net.JoinHostPort(ip, "9000"), "--bytes", "4000000", "--timeout", "20s"); !r.OK {
 					t.Errorf("TCP 4 MB echo: %+v", r)
 				}
 				// Datagrams larger than any MTU on the path: fragmented, reassembled.
+				// Over IPv6 no node fragments them: a fresh pair's first try
+				// teaches the client its path MTU (a Packet Too Big from its
+				// node or gateway), the second the server, the third passes.
+				// A node that answered in two steps (an unlocked IPv6 route
+				// MTU, docs/dataplane.md) needed five.
 				if r := connect(t, from.cluster, from.ns, client, "--udp", net.JoinHostPort(ip, "9001"), "--bytes", "3000", "--count", "3"); !r.OK {
 					t.Errorf("UDP 3000 bytes: %+v", r)
 				}
@@ -210,7 +285,7 @@ func matrix(t *testing.T, from, to placement) {
 			})
 		}
 		t.Run(fmt.Sprintf("%s/%s→%s/Service", from.cluster, client, to.cluster), func(t *testing.T) {
-			if r := connect(t, from.cluster, from.ns, client, "--http", "http://"+to.svc+"/", "--timeout", "3s"); !r.OK {
+			if r := connect(t, from.cluster, from.ns, client, "--http", "http://"+net.JoinHostPort(to.svc, "80")+"/", "--timeout", "3s"); !r.OK {
 				t.Errorf("HTTP to %s's Service %s: %+v", to.cluster, to.svc, r)
 			}
 			if r := connect(t, from.cluster, from.ns, client, "--tcp", net.JoinHostPort(to.svc, "9000"), "--bytes", "4000000", "--timeout", "20s"); !r.OK {
@@ -236,8 +311,8 @@ type pingReport struct {
 	} `json:"gaps"`
 }
 
-// probe is a continuous UDP ping (every 10 ms) from a's srv-n3 to b's
-// srv-n3, running until stop: it spans exactly the disruption under test,
+// probe is a continuous UDP ping (every 10 ms) from a's srv-ngw to b's
+// srv-ngw, running until stop: it spans exactly the disruption under test,
 // however long that takes on a busy machine.
 type probe struct {
 	cmd     *exec.Cmd
@@ -251,7 +326,7 @@ type probe struct {
 // the traffic is known to flow before the disruption.
 func startProbe(t *testing.T, a, b placement) *probe {
 	t.Helper()
-	return startProbeFrom(t, sandbox.PodRef{Cluster: a.cluster, Namespace: a.ns, Name: "srv-n3"}, net.JoinHostPort(b.ips["srv-n3"], "9001"))
+	return startProbeFrom(t, sandbox.PodRef{Cluster: a.cluster, Namespace: a.ns, Name: "srv-ngw"}, net.JoinHostPort(b.ips["srv-ngw"], "9001"))
 }
 
 // startProbeFrom starts a UDP ping every 10 ms from pod to target (ip:port,
@@ -354,11 +429,11 @@ const restarts = 2
 const brokerOutageLength = 75 * time.Second
 
 // routeAgentRestarts restarts the route agent on the active gateway's node
-// and on the non-gateway node n3, restarts times each, while traffic flows
-// between the n3 pods. After each round, once the new agents report their
+// and on the non-gateway node, restarts times each, while traffic flows
+// between the non-gateway nodes' pods. After each round, once the new agents report their
 // first applied state, every node of both clusters must be as in orig.
 func routeAgentRestarts(t *testing.T, a, b placement, orig nodeStates) {
-	nodes := []string{a.gwNode, a.cluster + "-n3"}
+	nodes := []string{a.gwNode, a.nonGateway}
 	p := startProbe(t, a, b)
 	for round := 1; round <= restarts; round++ {
 		for _, n := range nodes {
@@ -536,7 +611,7 @@ func setGatewayLabel(t *testing.T, cluster, node string, on bool) {
 // settle waits until active holds a's gateway Lease and says so in its
 // status, a's other gateway is the standby, both gateway pods run, both
 // clusters' active gateways report their cable connected to each other,
-// and traffic flows between the n3 pods.
+// and traffic flows between the non-gateway nodes' pods.
 func settle(t *testing.T, a, b placement, active string) {
 	t.Helper()
 	if err := trySettle(t, a, b, active); err != nil {
@@ -615,7 +690,8 @@ func trySettle(t *testing.T, a, b placement, active string) error {
 // failover kills a's active gateway (kill -9) and, once the standby holds
 // the Lease and traffic flows, fails back; then deletes the active
 // gateway's pod (a clean stop), and again; then the active gateway's node
-// loses its links. Each time a probe runs between the n3 pods and the
+// loses its links. Each time a probe runs between the non-gateway nodes'
+// pods and the
 // traffic must come back through the other gateway; the gaps are logged
 // (make bench-dataplane measures them), not asserted. After each failing
 // back every node of both clusters must be as in orig.
@@ -845,7 +921,7 @@ func linkDownFault(dev string) func(*testing.T, string, int32, string) func() er
 }
 
 // cannotCarry applies f to cut's active gateway node while a probe runs
-// between the n3 pods, and waits for a standby to take over and the
+// between the non-gateway nodes' pods, and waits for a standby to take over and the
 // traffic to come back through it; then it undoes f. The gap is logged,
 // not asserted.
 func cannotCarry(t *testing.T, cut, other placement, f cableFault) {

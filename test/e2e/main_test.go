@@ -144,20 +144,21 @@ func runFinalChecks() bool {
 var upArgs = []string{"up", "--clusters", "3", "--nodes", "3", "--nat", "c2", "--proxy-mode", "iptables,c2=nftables,c3=nftables"}
 
 // sandboxEnv chooses the sandbox: unset, the one above, for every test
-// but TestGlobalnet; "overlapping", two clusters of three nodes with the
-// same pod and Service CIDRs (no NAT, kube-proxy in nftables mode in c2),
-// for TestGlobalnet alone; "dual", two dual-stack clusters of two nodes
-// (dualArgs), for the sandbox's own tests (TestSandbox*) alone, and
-// "ipv6", the same IPv6-only. "make
-// test-e2e" runs the package once with each (one sandbox at a time on a
-// machine).
+// but TestGlobalnet and TestDataplaneFamilies; "overlapping", two clusters
+// of three nodes with the same pod and Service CIDRs (no NAT, kube-proxy
+// in nftables mode in c2), for TestGlobalnet alone; "dual", three
+// dual-stack clusters of two nodes (dualArgs), for the sandbox's own tests
+// (TestSandbox*) and TestDataplaneFamilies alone, and "ipv6", the same
+// IPv6-only. "make test-e2e" runs the package once with each but "ipv6"
+// (one sandbox at a time on a machine).
 const sandboxEnv = "STRAIT_E2E_SANDBOX"
 
 // overlapping reports whether this run's sandbox is the overlapping one.
 func overlapping() bool { return os.Getenv(sandboxEnv) == "overlapping" }
 
 // dual reports whether this run's sandbox is the dual-stack or the
-// IPv6-only one: both run the sandbox's own tests alone.
+// IPv6-only one: both run the sandbox's own tests and
+// TestDataplaneFamilies alone.
 func dual() bool { return os.Getenv(sandboxEnv) == "dual" || os.Getenv(sandboxEnv) == "ipv6" }
 
 // wantFamilies are the families the sandbox of this run must have, as
@@ -186,16 +187,20 @@ func sandboxArgs() []string {
 }
 
 // ipv6Args is dualArgs with IPv6 alone ("ipv6", not in "make test-e2e": the
-// dual sandbox covers both families' code; run it by hand after changing
-// the sandbox's networking).
+// dual sandbox covers both families' code, and IPv6-only adds only that
+// nothing leans on IPv4; run it by hand after changing the sandbox's or
+// the data plane's networking).
 var ipv6Args = append(dualArgs[:len(dualArgs)-1:len(dualArgs)-1], "ipv6")
 
-// dualArgs is the smallest sandbox that tests dual-stack networking: two
-// clusters (one behind NAT, for NAT44 and NAT66) of two nodes (pod to pod
-// and Service traffic across nodes), both gateway-capable (the internet in
-// both families), kube-proxy in nftables mode in c2 (both proxy modes run
-// both families).
-var dualArgs = []string{"up", "--clusters", "2", "--nodes", "2", "--nat", "c2", "--proxy-mode", "iptables,c2=nftables", "--ip-family", "dual"}
+// dualArgs is the smallest sandbox that tests dual-stack networking and
+// both cable drivers: three clusters (c2 behind NAT, for NAT44 and NAT66
+// and the WireGuard cable c1-c2; c3 reachable, for the VXLAN cable c1-c3)
+// of two nodes (pod to pod and Service traffic across nodes; for
+// TestDataplaneFamilies n1 is the gateway and n2 the non-gateway node),
+// both gateway-capable (the internet in both families), kube-proxy in
+// nftables mode in c2 and c3 (both proxy modes run both families, and
+// each cable joins clusters of both modes).
+var dualArgs = []string{"up", "--clusters", "3", "--nodes", "2", "--nat", "c2", "--proxy-mode", "iptables,c2=nftables,c3=nftables", "--ip-family", "dual"}
 
 // No NAT: TestGlobalnet joins over VXLAN too, which needs gateways that
 // reach each other directly (NAT with WireGuard is TestDataplane's).
@@ -215,7 +220,17 @@ func need(t *testing.T) {
 		t.Skip("the sandbox's clusters overlap (" + sandboxEnv + "=overlapping): only TestGlobalnet runs")
 	}
 	if dual() && !strings.HasPrefix(t.Name(), "TestSandbox") {
-		t.Skip("the sandbox is dual-stack (" + sandboxEnv + "=dual): only the sandbox's own tests (TestSandbox*) run")
+		t.Skip("the sandbox is dual-stack or IPv6-only (" + sandboxEnv + "=" + os.Getenv(sandboxEnv) + "): only the sandbox's own tests (TestSandbox*) and TestDataplaneFamilies run")
+	}
+	needSandbox(t)
+}
+
+// needFamilies skips the test unless the sandbox is the dual-stack or the
+// IPv6-only one.
+func needFamilies(t *testing.T) {
+	t.Helper()
+	if !dual() {
+		t.Skip("needs the dual-stack or IPv6-only sandbox: " + sandboxEnv + "=dual (make test-e2e runs it) or " + sandboxEnv + "=ipv6 (by hand)")
 	}
 	needSandbox(t)
 }

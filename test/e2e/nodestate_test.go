@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -40,7 +41,11 @@ func nodeState(t *testing.T, ns string) string {
 	for _, save := range []string{"iptables-save", "ip6tables-save"} {
 		out, err := exec.Command("ip", "netns", "exec", ns, save).Output()
 		if err != nil {
-			t.Fatalf("%s in %s: %v", save, ns, err)
+			var stderr []byte
+			if ee, ok := err.(*exec.ExitError); ok {
+				stderr = ee.Stderr
+			}
+			t.Fatalf("%s in %s: %v %s", save, ns, err, stderr)
 		}
 		fmt.Fprintf(&b, "$ %s\n%s", save, withoutCounters(string(out)))
 	}
@@ -144,10 +149,17 @@ func withoutCableInstance(line string) string {
 // nodeStates is the nodeState of every node of some clusters, by node name.
 type nodeStates map[string]string
 
-// clusterNodes are the nodes of a cluster in the sandbox TestMain brings up.
+// clusterNodes are the nodes of a cluster in the sandbox TestMain brings
+// up: as many as its "up" said (--nodes).
 func clusterNodes(cluster string) []string {
+	n := 3
+	for i, a := range sandboxArgs() {
+		if a == "--nodes" && i+1 < len(sandboxArgs()) {
+			n, _ = strconv.Atoi(sandboxArgs()[i+1])
+		}
+	}
 	var nodes []string
-	for i := 1; i <= 3; i++ {
+	for i := 1; i <= n; i++ {
 		nodes = append(nodes, fmt.Sprintf("%s-n%d", cluster, i))
 	}
 	return nodes

@@ -63,9 +63,9 @@ func TestPathMTU(t *testing.T) {
 			for _, l := range tc.links {
 				narrowLink(t, l[0], l[1], narrowLimit)
 			}
-			joinPair(t, info, tc.driver, tc.a, tc.b)
+			joinPair(t, info, tc.driver, 2, tc.a, tc.b)
 			t.Logf("%v: %s and %s joined", time.Since(start).Round(time.Second), tc.a, tc.b)
-			pa, pb := place(t, tc.a), place(t, tc.b)
+			pa, pb := place(t, tc.a, tc.a+"-n3"), place(t, tc.b, tc.b+"-n3")
 			waitCrossCluster(t, pa, pb)
 			t.Logf("%v: pods placed, %s reaches %s", time.Since(start).Round(time.Second), tc.a, tc.b)
 
@@ -128,8 +128,8 @@ func TestPathMTUWithICMP(t *testing.T) {
 	}
 	start := time.Now()
 	narrowRouter(t, sandbox.RouterUplink("c2")[0][0], narrowLimit)
-	joinPair(t, info, "wireguard", "c1", "c2")
-	pa, pb := place(t, "c1"), place(t, "c2")
+	joinPair(t, info, "wireguard", 2, "c1", "c2")
+	pa, pb := place(t, "c1", "c1-n3"), place(t, "c2", "c2-n3")
 	waitCrossCluster(t, pa, pb)
 	want := int32(innerPathMTU("wireguard", narrowLimit))
 	for _, p := range [][2]placement{{pa, pb}, {pb, pa}} {
@@ -147,7 +147,7 @@ func TestPathMTUWithICMP(t *testing.T) {
 	move4MB(t, pa, pb, "behind a router with ICMP")
 }
 
-// move4MB moves 4 MB over TCP both ways between the srv-n3 pods of pa and
+// move4MB moves 4 MB over TCP both ways between the srv-ngw pods of pa and
 // pb, verified byte for byte by the echo; where names the path, for the
 // error.
 func move4MB(t *testing.T, pa, pb placement, where string) {
@@ -156,10 +156,10 @@ func move4MB(t *testing.T, pa, pb placement, where string) {
 		from, to := p[0], p[1]
 		var r connectReport
 		if err := poll(time.Minute, func(context.Context) (bool, error) {
-			r = connect(t, from.cluster, from.ns, "srv-n3", "--tcp", net.JoinHostPort(to.ips["srv-n3"], "9000"), "--bytes", "4000000", "--timeout", "20s")
+			r = connect(t, from.cluster, from.ns, "srv-ngw", "--tcp", net.JoinHostPort(to.ips["srv-ngw"], "9000"), "--bytes", "4000000", "--timeout", "20s")
 			return r.OK, nil
 		}); err != nil {
-			t.Errorf("%s/srv-n3 → %s/srv-n3: TCP 4 MB echo %s: %+v", from.cluster, to.cluster, where, r)
+			t.Errorf("%s/srv-ngw → %s/srv-ngw: TCP 4 MB echo %s: %+v", from.cluster, to.cluster, where, r)
 		}
 	}
 }
@@ -171,7 +171,7 @@ func waitRouteMTU(t *testing.T, pa, pb placement, want int32) {
 	t.Helper()
 	for _, p := range [][2]placement{{pa, pb}, {pb, pa}} {
 		from, to := p[0], p[1]
-		node := from.cluster + "-n3"
+		node := from.nonGateway
 		var routes string
 		if err := poll(time.Minute, func(ctx context.Context) (bool, error) {
 			out, err := exec.CommandContext(ctx, "ip", "-n", sandbox.NodeNS(node), "route", "show", "table", strconv.Itoa(routeagent.RemoteTable)).Output()
@@ -211,7 +211,9 @@ func narrowRouter(t *testing.T, ns string, limit int) {
 // joinPair joins clusters a and b to the broker of info with the cable
 // driver, at the same time (they are independent, and the test's time is
 // mostly theirs), and has them leave, at the same time too, in the cleanup.
-func joinPair(t *testing.T, info, driver, a, b string) {
+// The first gateways nodes of each cluster are its gateway nodes; its pod
+// CIDRs are those of the sandbox's plan, of every family.
+func joinPair(t *testing.T, info, driver string, gateways int, a, b string) {
 	t.Helper()
 	clusters := []string{a, b}
 	t.Cleanup(func() {
@@ -226,13 +228,44 @@ func joinPair(t *testing.T, info, driver, a, b string) {
 	})
 	if errs := both(clusters, func(c string) error {
 		if out, err := straitctl(t, "join", info, "--kubeconfig", adminKubeconfig(c), "--clusterid", c,
-			"--gateway-nodes", c+"-n1,"+c+"-n2", "--pod-cidr", podCIDR(c), "--cable-driver", driver); err != nil {
+			"--gateway-nodes", gatewayNodes(c, gateways), "--pod-cidr", planPodCIDRs(t, c), "--cable-driver", driver); err != nil {
 			return fmt.Errorf("join %s: %w\n%s", c, err, out)
 		}
 		return nil
 	}); len(errs) > 0 {
 		t.Fatal(errors.Join(errs...))
 	}
+}
+
+// gatewayNodes names a cluster's first n nodes, comma-separated, as
+// "straitctl join --gateway-nodes" takes them.
+func gatewayNodes(cluster string, n int) string {
+	var nodes []string
+	for i := 1; i <= n; i++ {
+		nodes = append(nodes, fmt.Sprintf("%s-n%d", cluster, i))
+	}
+	return strings.Join(nodes, ",")
+}
+
+// planPodCIDRs are a cluster's pod CIDRs in the sandbox's plan, primary
+// first, comma-separated, as "straitctl join --pod-cidr" takes them.
+func planPodCIDRs(t *testing.T, cluster string) string {
+	t.Helper()
+	state, err := layout.ReadState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range state.Clusters {
+		if c.Name == cluster {
+			var cidrs []string
+			for _, p := range c.PodCIDRs {
+				cidrs = append(cidrs, p.String())
+			}
+			return strings.Join(cidrs, ",")
+		}
+	}
+	t.Fatalf("no cluster %s in the sandbox's state", cluster)
+	return ""
 }
 
 // both runs f for each cluster at the same time and returns the errors.

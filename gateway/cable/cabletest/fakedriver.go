@@ -135,7 +135,11 @@ func renderConfig(c cable.Config) string {
 		sum := sha256.Sum256([]byte(c.PrivateKey))
 		key = "sha256:" + hex.EncodeToString(sum[:4])
 	}
-	return fmt.Sprintf("dev %s mtu %d table %d port %d vni %d key %s", c.Interface, c.MTU, c.RouteTable, c.ListenPort, c.VNI, key)
+	underlay := ""
+	if c.IPv6Underlay {
+		underlay = " underlay ipv6"
+	}
+	return fmt.Sprintf("dev %s mtu %d table %d port %d vni %d key %s%s", c.Interface, c.MTU, c.RouteTable, c.ListenPort, c.VNI, key, underlay)
 }
 
 func render(peers []cable.Peer) string {

@@ -58,9 +58,14 @@ func Open(_ context.Context, cfg cable.Config) (*Driver, error) {
 		Port:      cfg.ListenPort,
 		Learning:  false,
 	}
+	if cfg.IPv6Underlay {
+		// The unspecified local address makes an IPv6 device that sends
+		// from whatever address routing picks, as the IPv4 one does.
+		want.SrcAddr = net.IPv6unspecified
+	}
 	if cur, err := netlink.LinkByName(cfg.Interface); err == nil {
 		v, ok := cur.(*netlink.Vxlan)
-		if !ok || v.VxlanId != cfg.VNI || v.Port != cfg.ListenPort {
+		if !ok || v.VxlanId != cfg.VNI || v.Port != cfg.ListenPort || !ofFamily(cur, cfg.IPv6Underlay) {
 			// Ours (the name is ours) but with other settings: make it anew.
 			if err := netlink.LinkDel(cur); err != nil {
 				return nil, fmt.Errorf("vxlan: replace %s: %w", cfg.Interface, err)
@@ -99,6 +104,25 @@ func Open(_ context.Context, cfg cable.Config) (*Driver, error) {
 		return nil, fmt.Errorf("vxlan: bring %s up: %w", cfg.Interface, err)
 	}
 	return d, nil
+}
+
+// ofFamily reports whether an existing device sends over the family
+// wanted (IPv6 when ipv6). The kernel does not report the family of a
+// device without a local address, so it goes by the device's FDB
+// entries: adopted when they are of that family, or when it has none and
+// IPv4 is wanted (a device made before IPv6Underlay existed); an IPv6
+// device without entries is made anew.
+func ofFamily(l netlink.Link, ipv6 bool) bool {
+	fdb, err := netlink.NeighList(l.Attrs().Index, unix.AF_BRIDGE)
+	if err != nil {
+		return false
+	}
+	for _, n := range fdb {
+		if a, ok := netip.AddrFromSlice(n.IP); ok {
+			return a.Unmap().Is6() == ipv6
+		}
+	}
+	return !ipv6
 }
 
 // Set keeps one FDB entry per peer and the peers' subnets routed through the
@@ -151,8 +175,8 @@ func (d *Driver) Set(_ context.Context, peers []cable.Peer) error {
 }
 
 // Reconfigure changes the open device's MTU in place. A new port, VNI,
-// name or table needs a new device: it returns cable.ErrReopen, having
-// changed nothing.
+// name, table or underlay family needs a new device: it returns
+// cable.ErrReopen, having changed nothing.
 func (d *Driver) Reconfigure(_ context.Context, cfg cable.Config) error {
 	c := cfg
 	c.MTU = d.cfg.MTU

@@ -28,13 +28,15 @@ type helperSpec struct {
 	Address netip.Prefix `json:"address"` // the cable's own address (health-check address)
 	Pod     netip.Prefix `json:"pod"`     // the pod's address, routed to the veth "pod"
 	Peer    cable.Peer   `json:"peer"`
+	// IPv6Underlay opens the device for IPv6 endpoints; Pod is then unset.
+	IPv6Underlay bool `json:"ipv6Underlay"`
 }
 
 func TestMain(m *testing.M) {
 	var s helperSpec
 	cabletest.HelperMain(helperEnv, &s, func() (string, func(), error) {
 		ctx := context.Background()
-		d, err := Open(ctx, cable.Config{Interface: "strait-cable", MTU: 1450, RouteTable: testTable, ListenPort: 4800, VNI: 100})
+		d, err := Open(ctx, cable.Config{Interface: "strait-cable", MTU: 1450, RouteTable: testTable, ListenPort: 4800, VNI: 100, IPv6Underlay: s.IPv6Underlay})
 		if err != nil {
 			return "", nil, err
 		}
@@ -44,10 +46,9 @@ func TestMain(m *testing.M) {
 				return "", nil, err
 			}
 		}
-		steps := [][]string{
-			{"addr", "add", s.Address.String(), "dev", "strait-cable"},
-			{"link", "set", "pod", "up"},
-			{"route", "add", s.Pod.String(), "dev", "pod"},
+		steps := [][]string{{"addr", "add", s.Address.String(), "dev", "strait-cable"}}
+		if s.Pod.IsValid() {
+			steps = append(steps, []string{"link", "set", "pod", "up"}, []string{"route", "add", s.Pod.String(), "dev", "pod"})
 		}
 		for _, sub := range s.Peer.Subnets {
 			steps = append(steps, []string{"rule", "add", "to", sub.String(), "lookup", fmt.Sprint(testTable)})
@@ -112,10 +113,64 @@ func TestVXLANBetweenNamespaces(t *testing.T) {
 	}
 }
 
+// Over an IPv6 underlay the device is an IPv6 one and takes the peer's
+// IPv6 endpoint as its FDB entry. Before, the device was always IPv4 and the entry was
+// refused ("address family not supported by protocol"), seen in the
+// IPv6-only sandbox: no VXLAN cable came up.
+func TestIPv6Underlay(t *testing.T) {
+	cabletest.RequireRoot(t)
+	a, b := cabletest.Pair(t, "stvx6test-")
+	cabletest.Run(t, "ip", "-n", a, "addr", "add", "2001:db8::1/64", "dev", "eth0", "nodad")
+	cabletest.Run(t, "ip", "-n", b, "addr", "add", "2001:db8::2/64", "dev", "eth0", "nodad")
+	_, stop := cabletest.Helper(t, a, helperEnv, helperSpec{
+		Address: netip.MustParsePrefix("fd01::1/128"), IPv6Underlay: true,
+		Peer: cable.Peer{Name: "b", Endpoint: netip.MustParseAddrPort("[2001:db8::2]:4800")},
+	})
+	fdb := cabletest.Run(t, "bridge", "-n", a, "fdb", "show", "dev", "strait-cable")
+	if strings.Count(fdb, "00:00:00:00:00:00 dst 2001:db8::2") != 1 {
+		t.Errorf("FDB of a:\n%s", fdb)
+	}
+	stop()
+}
+
 func TestRejectsBadVNI(t *testing.T) {
 	for _, vni := range []int{0, -1, 1 << 24} {
 		if _, err := Open(context.Background(), cable.Config{Interface: "x", RouteTable: testTable, VNI: vni}); err == nil || !strings.Contains(err.Error(), "VNI") {
 			t.Errorf("VNI %d: %v", vni, err)
 		}
+	}
+}
+
+// A device left by a predecessor for the other underlay family (its FDB
+// says which) is made anew rather than adopted: adopted, it would refuse
+// every FDB entry of the family wanted.
+func TestDeviceOfTheOtherFamilyIsMadeAnew(t *testing.T) {
+	cabletest.RequireRoot(t)
+	a, _ := cabletest.Pair(t, "stvxfam-")
+	cabletest.Run(t, "ip", "-n", a, "addr", "add", "2001:db8::1/64", "dev", "eth0", "nodad")
+	for _, tc := range []struct {
+		name       string
+		leftover   []string // how the predecessor's device was made: ip link add ... type vxlan <leftover>
+		leftoverTo string   // its FDB entry's destination
+		ipv6       bool
+		peer       string
+		want       string
+	}{
+		{"IPv4 device, IPv6 wanted", nil, cabletest.AddrB, true, "[2001:db8::2]:4800", "dst 2001:db8::2"},
+		{"IPv6 device, IPv4 wanted", []string{"local", "::"}, "2001:db8::2", false, cabletest.AddrB + ":4800", "dst " + cabletest.AddrB},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cabletest.Run(t, append([]string{"ip", "-n", a, "link", "add", "strait-cable", "type", "vxlan", "id", "100", "dstport", "4800"}, tc.leftover...)...)
+			cabletest.Run(t, "bridge", "-n", a, "fdb", "append", "00:00:00:00:00:00", "dev", "strait-cable", "dst", tc.leftoverTo)
+			_, stop := cabletest.Helper(t, a, helperEnv, helperSpec{
+				Address: netip.MustParsePrefix("fd01::1/128"), IPv6Underlay: tc.ipv6,
+				Peer: cable.Peer{Name: "b", Endpoint: netip.MustParseAddrPort(tc.peer)},
+			})
+			fdb := cabletest.Run(t, "bridge", "-n", a, "fdb", "show", "dev", "strait-cable")
+			if !strings.Contains(fdb, tc.want) || strings.Contains(fdb, "dst "+tc.leftoverTo+" ") {
+				t.Errorf("FDB of the device: want only the entry %q:\n%s", tc.want, fdb)
+			}
+			stop()
+		})
 	}
 }
