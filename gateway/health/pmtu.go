@@ -302,21 +302,42 @@ func (s *pmtuSearch) mtu() int { return s.reported }
 // small and unaffected. A socket of one family refuses the other family's
 // option; it fails only when neither takes.
 func setProbeDF(conn *net.UDPConn) error {
+	return setEither(conn,
+		sockopt{"IP_MTU_DISCOVER", unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_PROBE},
+		sockopt{"IPV6_MTU_DISCOVER", unix.IPPROTO_IPV6, unix.IPV6_MTU_DISCOVER, unix.IPV6_PMTUDISC_PROBE})
+}
+
+// sockopt is one integer socket option: its name for errors, level,
+// option and value.
+type sockopt struct {
+	name              string
+	level, opt, value int
+}
+
+// setEither sets each of opts on conn's socket, an option of each family:
+// a socket of one family refuses the other family's option, so it fails
+// only when none takes.
+func setEither(conn *net.UDPConn, opts ...sockopt) error {
 	rc, err := conn.SyscallConn()
 	if err != nil {
 		return err
 	}
-	var err4, err6 error
+	errs := make([]error, len(opts))
 	if err := rc.Control(func(fd uintptr) {
-		err4 = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_PROBE)
-		err6 = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_MTU_DISCOVER, unix.IPV6_PMTUDISC_PROBE)
+		for i, o := range opts {
+			if err := unix.SetsockoptInt(int(fd), o.level, o.opt, o.value); err != nil {
+				errs[i] = fmt.Errorf("%s: %w", o.name, err)
+			}
+		}
 	}); err != nil {
 		return err
 	}
-	if err4 != nil && err6 != nil {
-		return fmt.Errorf("IP_MTU_DISCOVER: %w; IPV6_MTU_DISCOVER: %w", err4, err6)
+	for _, err := range errs {
+		if err == nil {
+			return nil
+		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // probeHeader is the IP and UDP header of a probe to addr, in bytes: a

@@ -23,25 +23,12 @@ import (
 // errors per destination and then one a second (net.ipv4.icmp_ratelimit),
 // plenty for one per probe interval until the target is an error.
 
-// setRecvErr turns on the error queue of conn's socket for both families; a
-// socket of one family refuses the other's option, and it fails only when
-// neither takes.
+// setRecvErr turns on the error queue of conn's socket for both families
+// (setEither).
 func setRecvErr(conn *net.UDPConn) error {
-	rc, err := conn.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var err4, err6 error
-	if err := rc.Control(func(fd uintptr) {
-		err4 = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_RECVERR, 1)
-		err6 = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_RECVERR, 1)
-	}); err != nil {
-		return err
-	}
-	if err4 != nil && err6 != nil {
-		return fmt.Errorf("IP_RECVERR: %w; IPV6_RECVERR: %w", err4, err6)
-	}
-	return nil
+	return setEither(conn,
+		sockopt{"IP_RECVERR", unix.IPPROTO_IP, unix.IP_RECVERR, 1},
+		sockopt{"IPV6_RECVERR", unix.IPPROTO_IPV6, unix.IPV6_RECVERR, 1})
 }
 
 // drainErrors reads conn's error queue until it is empty, without waiting,

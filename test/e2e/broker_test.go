@@ -91,10 +91,7 @@ func TestBrokerJoinAndLeave(t *testing.T) {
 	need(t)
 	leaveClusterSet(t) // this test joins c1 and c2 its own way
 	ctx := context.Background()
-	info := filepath.Join(t.TempDir(), "broker-info.strait")
-	if out, err := straitctl(t, "deploy-broker", "--kubeconfig", adminKubeconfig("c1"), "--output", info); err != nil {
-		t.Fatalf("deploy-broker: %v\n%s", err, out)
-	}
+	info := deployBroker(t)
 	join := func(cluster string, extra ...string) (string, error) {
 		args := append([]string{"join", info, "--kubeconfig", adminKubeconfig(cluster), "--clusterid", cluster,
 			"--gateway-nodes", cluster + "-n1," + cluster + "-n2", "--pod-cidr", podCIDR(cluster)}, extra...)
@@ -613,4 +610,16 @@ func checkCable(t *testing.T, from, to string) (ips, nss map[string]string) {
 		t.Errorf("3000-byte ping %s → %s: %v\n%s", from, to, err, out)
 	}
 	return ips, nss
+}
+
+// deployBroker deploys the broker in c1 with straitctl, as a user does, and
+// returns the path of the broker-info file that joins need (in t's
+// temporary directory).
+func deployBroker(t *testing.T) string {
+	t.Helper()
+	info := filepath.Join(t.TempDir(), "broker-info.strait")
+	if out, err := straitctl(t, "deploy-broker", "--kubeconfig", adminKubeconfig("c1"), "--output", info); err != nil {
+		t.Fatalf("deploy-broker: %v\n%s", err, out)
+	}
+	return info
 }

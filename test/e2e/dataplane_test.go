@@ -97,18 +97,8 @@ func ipFamily(ip netip.Addr) int {
 func TestDataplane(t *testing.T) {
 	need(t)
 	leaveClusterSet(t) // this test joins clusters its own way
-	info := filepath.Join(t.TempDir(), "broker-info.strait")
-	if out, err := straitctl(t, "deploy-broker", "--kubeconfig", adminKubeconfig("c1"), "--output", info); err != nil {
-		t.Fatalf("deploy-broker: %v\n%s", err, out)
-	}
-	for _, tc := range []struct {
-		driver string
-		a, b   string
-	}{
-		// c2 sits behind NAT: WireGuard. c1 and c3 reach each other: VXLAN.
-		{"wireguard", "c1", "c2"},
-		{"vxlan", "c1", "c3"},
-	} {
+	info := deployBroker(t)
+	for _, tc := range cablePairs {
 		t.Run(tc.driver, func(t *testing.T) {
 			for _, c := range []string{tc.a, tc.b} {
 				if out, err := straitctl(t, "join", info, "--kubeconfig", adminKubeconfig(c), "--clusterid", c,
@@ -1056,4 +1046,15 @@ func brokerOutage(t *testing.T, a, b placement) {
 		err := ca.Get(ctx, client.ObjectKey{Namespace: v1.ComponentNamespace, Name: b.cluster}, &got)
 		return err == nil && got.Spec.Topology.Zone == "changed-during-the-outage", nil
 	})
+}
+
+// cablePairs are the cluster pairs the data-plane tests join, one per
+// cable driver: c2 sits behind NAT, so WireGuard between c1 and c2; c1 and
+// c3 reach each other, so VXLAN between them.
+var cablePairs = []struct {
+	driver string
+	a, b   string
+}{
+	{"wireguard", "c1", "c2"},
+	{"vxlan", "c1", "c3"},
 }

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"path/filepath"
 	"testing"
 
 	"strait.dev/strait/test/sandbox"
@@ -34,17 +33,8 @@ func TestDataplaneFamilies(t *testing.T) {
 	for _, p := range state.Clusters[0].PodCIDRs {
 		families = append(families, ipFamily(p.Addr()))
 	}
-	info := filepath.Join(t.TempDir(), "broker-info.strait")
-	if out, err := straitctl(t, "deploy-broker", "--kubeconfig", adminKubeconfig("c1"), "--output", info); err != nil {
-		t.Fatalf("deploy-broker: %v\n%s", err, out)
-	}
-	for _, tc := range []struct {
-		driver string
-		a, b   string
-	}{
-		{"wireguard", "c1", "c2"},
-		{"vxlan", "c1", "c3"},
-	} {
+	info := deployBroker(t)
+	for _, tc := range cablePairs {
 		t.Run(tc.driver, func(t *testing.T) {
 			// Registered before joinPair's leave, so it runs after it.
 			t.Cleanup(func() {

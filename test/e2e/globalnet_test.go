@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -51,10 +50,7 @@ var gnClusters = []string{"c1", "c2"}
 func TestGlobalnet(t *testing.T) {
 	needOverlapping(t)
 	ctx := context.Background()
-	info := filepath.Join(t.TempDir(), "broker-info.strait")
-	if out, err := straitctl(t, "deploy-broker", "--kubeconfig", adminKubeconfig("c1"), "--output", info); err != nil {
-		t.Fatalf("deploy-broker: %v\n%s", err, out)
-	}
+	info := deployBroker(t)
 	driver := "wireguard"
 	join := func(c string, extra ...string) (string, error) {
 		args := append([]string{"join", info, "--kubeconfig", adminKubeconfig(c), "--clusterid", c,

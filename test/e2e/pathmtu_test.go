@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,10 +41,7 @@ const narrowLimit = 1400
 func TestPathMTU(t *testing.T) {
 	need(t)
 	leaveClusterSet(t) // this test joins clusters its own way
-	info := filepath.Join(t.TempDir(), "broker-info.strait")
-	if out, err := straitctl(t, "deploy-broker", "--kubeconfig", adminKubeconfig("c1"), "--output", info); err != nil {
-		t.Fatalf("deploy-broker: %v\n%s", err, out)
-	}
+	info := deployBroker(t)
 	for _, tc := range []struct {
 		driver string
 		a, b   string
@@ -122,10 +118,7 @@ func TestPathMTU(t *testing.T) {
 func TestPathMTUWithICMP(t *testing.T) {
 	need(t)
 	leaveClusterSet(t)
-	info := filepath.Join(t.TempDir(), "broker-info.strait")
-	if out, err := straitctl(t, "deploy-broker", "--kubeconfig", adminKubeconfig("c1"), "--output", info); err != nil {
-		t.Fatalf("deploy-broker: %v\n%s", err, out)
-	}
+	info := deployBroker(t)
 	start := time.Now()
 	narrowRouter(t, sandbox.RouterUplink("c2")[0][0], narrowLimit)
 	joinPair(t, info, "wireguard", 2, "c1", "c2")

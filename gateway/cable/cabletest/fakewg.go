@@ -138,19 +138,10 @@ func (c *WGClient) Close() error {
 // roamed to, behind NAT) at the given time, as WireGuard does on a
 // handshake. It is the remote side's doing, so it is not logged.
 func (c *WGClient) Handshake(name string, peer wgtypes.Key, from netip.AddrPort, at time.Time) error {
-	c.nl.mu.Lock()
-	defer c.nl.mu.Unlock()
-	d, err := c.device(name)
-	if err != nil {
-		return err
-	}
-	i := slices.IndexFunc(d.Peers, func(p wgtypes.Peer) bool { return p.PublicKey == peer })
-	if i < 0 {
-		return fmt.Errorf("wireguard device %s: no peer %s", name, peer)
-	}
-	d.Peers[i].Endpoint = net.UDPAddrFromAddrPort(from)
-	d.Peers[i].LastHandshakeTime = at
-	return nil
+	return c.updatePeer(name, peer, func(p *wgtypes.Peer) {
+		p.Endpoint = net.UDPAddrFromAddrPort(from)
+		p.LastHandshakeTime = at
+	})
 }
 
 // Received records that the device got bytes from peer without a
@@ -158,6 +149,11 @@ func (c *WGClient) Handshake(name string, peer wgtypes.Key, from netip.AddrPort,
 // never came (WireGuard counts the initiation in the peer's received
 // bytes).
 func (c *WGClient) Received(name string, peer wgtypes.Key, bytes int64) error {
+	return c.updatePeer(name, peer, func(p *wgtypes.Peer) { p.ReceiveBytes += bytes })
+}
+
+// updatePeer applies the remote side's doing to one peer of device name.
+func (c *WGClient) updatePeer(name string, peer wgtypes.Key, update func(*wgtypes.Peer)) error {
 	c.nl.mu.Lock()
 	defer c.nl.mu.Unlock()
 	d, err := c.device(name)
@@ -168,7 +164,7 @@ func (c *WGClient) Received(name string, peer wgtypes.Key, bytes int64) error {
 	if i < 0 {
 		return fmt.Errorf("wireguard device %s: no peer %s", name, peer)
 	}
-	d.Peers[i].ReceiveBytes += bytes
+	update(&d.Peers[i])
 	return nil
 }
 
