@@ -134,18 +134,19 @@ bench-dns-sandbox: prereqs build kube-binaries ## Time clusterset.local answers 
 # Extra flags for "make bench-tunnel" and "make bench-dataplane", e.g.
 # BENCH_ARGS="-pairs 2 -seconds 2 -kills 2 -freeze 5s" for a quick try (a ratio
 # of fewer than 5 pairs is reported inconclusive); defaults: 5 A/B pairs of
-# 5 s per ratio, 10 kills per failover measurement, a 10 s broker freeze
-# ("$(BIN)/strait-bench-tunnel -h" lists them).
+# 5 s per ratio, 10 kills per failover measurement, a 10 s broker freeze, both
+# IP families (-families ipv4,ipv6: IPv6 in a dual-stack sandbox; "-families
+# ipv4" halves the time) ("$(BIN)/strait-bench-tunnel -h" lists them).
 BENCH_ARGS ?=
 
 .PHONY: bench-tunnel
-bench-tunnel: prereqs build kube-binaries ## Benchmark the cables against bare ones, alternating A/B pairs (median ratio, spread, load average); writes _output/bench/tunnel.json.
+bench-tunnel: prereqs build kube-binaries ## Benchmark the cables against bare ones per IP family, alternating A/B pairs (median ratio, spread, load average); writes _output/bench/tunnel.json.
 	@mkdir -p $(OUT)/bench
 	$(GO) build -o $(BIN)/strait-bench-tunnel ./test/bench/tunnel
 	$(BIN)/strait-bench-tunnel $(BENCH_ARGS) tunnel
 
 .PHONY: bench-dataplane
-bench-dataplane: prereqs build kube-binaries ## Benchmark pod-to-pod through gateways and overlay (A/B pairs against a bare cable), failover gaps with and without the broker frozen, and Globalnet (an overlapping sandbox); writes _output/bench/dataplane.json.
+bench-dataplane: prereqs build kube-binaries ## Benchmark pod-to-pod through gateways and overlay (A/B pairs against a bare cable), failover gaps with and without the broker frozen, per IP family and driver, and Globalnet (IPv4, an overlapping sandbox); writes _output/bench/dataplane.json.
 	@mkdir -p $(OUT)/bench
 	$(GO) build -o $(BIN)/strait-bench-tunnel ./test/bench/tunnel
 	$(BIN)/strait-bench-tunnel $(BENCH_ARGS) dataplane

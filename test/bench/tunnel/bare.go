@@ -25,20 +25,25 @@ const (
 	barePriority  = "149"
 )
 
-// bareSide opens the driver with nothing of Strait around it: one peer, a /32
-// address on each end, a rule sending the peer's address to the driver's table.
+// bareSide opens the driver with nothing of Strait around it: one peer, a
+// host-prefix address (/32 or /128, addr's family) on each end, a rule
+// sending the peer's address to the driver's table; the peer is reached at
+// peerUnderlay (either family).
 func bareSide(ctx context.Context, driver, dev, key, peerKey string, addr, peerAddr, peerUnderlay netip.Addr, ready string) error {
 	var d cable.Driver
 	var err error
-	peer := cable.Peer{Name: "bare", Subnets: []netip.Prefix{netip.PrefixFrom(peerAddr, 32)}}
+	peer := cable.Peer{Name: "bare", Subnets: []netip.Prefix{netip.PrefixFrom(peerAddr, peerAddr.BitLen())}}
 	// The gateway's table: the bare tunnel stands where Strait's cable would.
 	table := nodenet.GatewayTable
+	cfg := cable.Config{Interface: dev, MTU: bareMTU(driver), RouteTable: table, IPv6Underlay: !peerUnderlay.Unmap().Is4()}
 	switch driver {
 	case "wireguard":
-		d, err = wireguard.Open(ctx, cable.Config{Interface: dev, MTU: 1420, RouteTable: table, ListenPort: bareWGPort, PrivateKey: key}, nil)
+		cfg.ListenPort, cfg.PrivateKey = bareWGPort, key
+		d, err = wireguard.Open(ctx, cfg, nil)
 		peer.Endpoint, peer.PublicKey = netip.AddrPortFrom(peerUnderlay, bareWGPort), peerKey
 	case "vxlan":
-		d, err = vxlan.Open(ctx, cable.Config{Interface: dev, MTU: 1430, RouteTable: table, ListenPort: bareVXLANPort, VNI: bareVNI})
+		cfg.ListenPort, cfg.VNI = bareVXLANPort, bareVNI
+		d, err = vxlan.Open(ctx, cfg)
 		peer.Endpoint = netip.AddrPortFrom(peerUnderlay, bareVXLANPort)
 	default:
 		return fmt.Errorf("unknown driver %q", driver)
@@ -50,9 +55,20 @@ func bareSide(ctx context.Context, driver, dev, key, peerKey string, addr, peerA
 	if err := d.Set(ctx, []cable.Peer{peer}); err != nil {
 		return err
 	}
+	// ip -4 or -6: a rule is of one family, and "ip rule del" without
+	// one looks among IPv4's alone.
+	fam := "-4"
+	if peerAddr.Is6() {
+		fam = "-6"
+	}
 	steps := [][]string{
-		{"addr", "add", addr.String() + "/32", "dev", dev},
-		{"rule", "add", "to", peerAddr.String() + "/32", "lookup", fmt.Sprint(table), "priority", barePriority},
+		// nodad: usable at once, not tentative for a second or two.
+		{fam, "addr", "add", netip.PrefixFrom(addr, addr.BitLen()).String(), "dev", dev, "nodad"},
+		{fam, "rule", "add", "to", netip.PrefixFrom(peerAddr, peerAddr.BitLen()).String(), "lookup", fmt.Sprint(table), "priority", barePriority},
+	}
+	if addr.Is4() {
+		// nodad is IPv6's alone.
+		steps[0] = steps[0][:len(steps[0])-1]
 	}
 	for _, s := range steps {
 		if out, err := exec.Command("ip", s...).CombinedOutput(); err != nil {
@@ -60,7 +76,7 @@ func bareSide(ctx context.Context, driver, dev, key, peerKey string, addr, peerA
 		}
 	}
 	defer func() {
-		_ = exec.Command("ip", "rule", "del", "priority", barePriority).Run()
+		_ = exec.Command("ip", fam, "rule", "del", "priority", barePriority).Run()
 	}()
 	if err := os.WriteFile(ready, nil, 0o644); err != nil {
 		return err

@@ -16,6 +16,10 @@ import (
 	"strait.dev/strait/test/sandbox"
 )
 
+// echoPort is the bench pods' UDP echo port (strait-testpod serve), which
+// the failover probes send to.
+const echoPort = 9001
+
 // probeLead is how long the probe runs before a kill, so that the gap is
 // measured from steady traffic.
 const probeLead = 2 * time.Second
@@ -83,7 +87,8 @@ func waitStandby(kc, node string, pid int) error {
 }
 
 // failoverGaps kills c1's active gateway (kill -9) kills times while a UDP
-// probe runs every 10 ms between the non-gateway pods, and returns the
+// probe runs every 10 ms between the non-gateway pods (to target, c2's
+// pod's address of the family measured), and returns the
 // longest gap of each run. Between runs it waits for the killed gateway to
 // come back as the standby and for traffic to flow.
 func failoverGaps(bin, state, target string, inPod func(c, pod string, args ...string) *exec.Cmd, kills int) ([]float64, error) {
@@ -95,7 +100,7 @@ func failoverGaps(bin, state, target string, inPod func(c, pod string, args ...s
 		if err != nil {
 			return nil, err
 		}
-		probe := inPod("c1", "bench-n3", filepath.Join(bin, "strait-testpod"), "ping", "--udp", target+":9001", "--interval", "10ms", "--duration", "8s")
+		probe := inPod("c1", "bench-n3", filepath.Join(bin, "strait-testpod"), "ping", "--udp", probeTarget(target, echoPort), "--interval", "10ms", "--duration", "8s")
 		var out strings.Builder
 		probe.Stdout = &out
 		if err := probe.Start(); err != nil {
@@ -177,7 +182,7 @@ func frozenFailovers(bin, state, target string, inPod func(c, pod string, args .
 		// The probe's command is resolved through c1's apiserver, so
 		// before the freeze.
 		probe, err := lay.ExecCommand(ctx, sandbox.PodRef{Cluster: "c1", Namespace: "default", Name: "bench-n3"},
-			filepath.Join(bin, "strait-testpod"), "ping", "--udp", target+":9001", "--interval", "10ms",
+			filepath.Join(bin, "strait-testpod"), "ping", "--udp", probeTarget(target, echoPort), "--interval", "10ms",
 			"--duration", (probeLead + o.freeze).String())
 		if err != nil {
 			return nil, err

@@ -2,11 +2,18 @@
 // measures Strait's data plane in the sandbox against a bare cable of the
 // same driver set up in the same run between the same two gateway nodes.
 //
-// For each driver: a sandbox of two clusters (no NAT) is joined with that
-// driver; iperf3 runs between pods on the two active gateway nodes (through
-// Strait) and between the two nodes over a bare device of the driver, made by
-// this program with the driver package alone; ping gives RTTs. That is the
-// tunnel suite (_output/bench/tunnel.json). The dataplane suite
+// Everything is measured per IP family (-families, both by default): IPv4
+// in an IPv4 sandbox, IPv6 in a dual-stack one between the pods' IPv6
+// addresses, with the bare cable's tunnel addresses of the same family
+// over the same underlay as Strait's cable (families.go). Globalnet is
+// IPv4 only (docs/dataplane.md), so only the IPv4 family measures it.
+//
+// For each family and driver: a sandbox of two clusters (no NAT) is joined
+// with that driver; iperf3 runs between pods on the two active gateway nodes
+// (through Strait) and between the two nodes over a bare device of the
+// driver, made by this program with the driver package alone; ping gives
+// RTTs. That is the tunnel suite (_output/bench/tunnel.json). The dataplane
+// suite
 // (_output/bench/dataplane.json) adds pods on non-gateway nodes, whose
 // traffic also crosses the route agents' overlay, and the failover gap: a
 // UDP probe every 10 ms between the non-gateway pods while c1's active
@@ -14,7 +21,8 @@
 // The same again with the broker's apiserver (c1's kube-apiserver) frozen
 // (SIGSTOP) while c2's active gateway is killed: each gap is capped at the
 // freeze, after which the apiserver is resumed.
-// It then brings up the same two clusters with the same pod and Service
+// In the IPv4 family it then brings up the same two clusters with the same
+// pod and Service
 // CIDRs (strait-sandbox up --overlapping), joins them with --globalnet and
 // measures again between the pods on the non-gateway nodes, c1's pod to
 // the global IP of c2's (a pod behind an exported headless Service gets
@@ -30,7 +38,7 @@
 // inconclusive (stats.go).
 //
 // Usage: strait-bench-tunnel [-pairs 5] [-seconds 5] [-kills 10]
-// [-freeze 10s] tunnel|dataplane
+// [-freeze 10s] [-families ipv4,ipv6] tunnel|dataplane
 package main
 
 import (
@@ -39,6 +47,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -52,12 +61,20 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"strait.dev/strait/test/kubetest"
+	"strait.dev/strait/test/sandbox"
 )
 
-// Result is one driver's figures. The scalar throughputs and ratios are
-// medians of the A/B pairs in the RatioStats beside them.
+// Result is one driver's figures in one IP family. The scalar throughputs
+// and ratios are medians of the A/B pairs in the RatioStats beside them.
 type Result struct {
 	Driver string `json:"driver"`
+	// Family is the family of the addresses the traffic went to: the
+	// pods' and the bare cable's ("ipv4" or "ipv6"). SandboxIPFamily is
+	// the sandbox's --ip-family ("ipv4", or "dual" for IPv6), Underlay the
+	// family both cables ran over (the gateways' first public address).
+	Family          string `json:"family"`
+	SandboxIPFamily string `json:"sandboxIpFamily"`
+	Underlay        string `json:"underlay"`
 	// StraitMbps and BareMbps are the medians of the gateway-to-gateway
 	// pods' runs and of the bare cable's runs; Ratio is Gateway.Median,
 	// the median of the pairs' ratios (not StraitMbps / BareMbps).
@@ -79,7 +96,8 @@ type Result struct {
 	NonGatewayRTTMedianM float64     `json:"nonGatewayRttMedianMs,omitempty"`
 	NonGatewayRTTP99M    float64     `json:"nonGatewayRttP99Ms,omitempty"`
 	// FailoverGapsMs are the longest probe gaps of each kill -9 of c1's
-	// active gateway; FailoverGapMedianMs their median.
+	// active gateway, in milliseconds (the probe goes to the pod's address
+	// of Family); FailoverGapMedianMs their median.
 	FailoverGapsMs      []float64  `json:"failoverGapsMs,omitempty"`
 	FailoverGapMedianMs float64    `json:"failoverGapMedianMs,omitempty"`
 	FailoverLoad        *LoadStats `json:"failoverLoadAvg1,omitempty"`
@@ -88,8 +106,8 @@ type Result struct {
 	// capped gaps counted at the cap.
 	FailoverBrokerFrozen            *FrozenFailovers `json:"failoverBrokerFrozen,omitempty"`
 	FailoverGapBrokerFrozenMedianMs float64          `json:"failoverGapBrokerFrozenMedianMs,omitempty"`
-	// Globalnet, in the dataplane suite: the same pods in clusters whose
-	// CIDRs overlap, c1's to c2's global IP. The two paths cannot run in
+	// Globalnet, in the dataplane suite's IPv4 family: the same pods in
+	// clusters whose CIDRs overlap, c1's to c2's global IP. The two paths cannot run in
 	// one sandbox, so each is normalised by the bare cable of its own
 	// sandbox: pair i's ratio is (Globalnet_i / bare_i in the overlapping
 	// sandbox) / (non-gateway_i / bare_i in the first), and GlobalnetRatio
@@ -107,10 +125,11 @@ type Result struct {
 
 // options are the command's flags.
 type options struct {
-	pairs   int
-	seconds int
-	kills   int
-	freeze  time.Duration
+	pairs    int
+	seconds  int
+	kills    int
+	freeze   time.Duration
+	families []family
 }
 
 const pings = 100
@@ -139,6 +158,7 @@ func run() error {
 	fs.IntVar(&o.seconds, "seconds", 5, "length of each iperf3 run in seconds")
 	fs.IntVar(&o.kills, "kills", 10, "gateway kills per failover measurement (kill -9, and again with the broker frozen); dataplane suite")
 	fs.DurationVar(&o.freeze, "freeze", 10*time.Second, "how long the broker's apiserver stays frozen per kill; a gap is capped at this; dataplane suite")
+	famFlag := fs.String("families", defaultFamilies, "IP families to measure, comma-separated: ipv4 (an IPv4 sandbox), ipv6 (a dual-stack sandbox, traffic to the pods' IPv6 addresses)")
 	if err := fs.Parse(os.Args[1:]); errors.Is(err, flag.ErrHelp) {
 		return nil
 	} else if err != nil {
@@ -158,6 +178,10 @@ func run() error {
 	if o.pairs < 1 || o.seconds < 1 || o.kills < 1 || o.freeze < time.Second {
 		return errors.New("-pairs, -seconds and -kills must be at least 1, -freeze at least 1s")
 	}
+	var err error
+	if o.families, err = parseFamilies(*famFlag); err != nil {
+		return err
+	}
 	dataplane := suite == "dataplane"
 	if _, err := kubetest.BinDir(); err != nil {
 		return err
@@ -174,100 +198,133 @@ func run() error {
 	defer func() { _ = sbx("down").Run() }()
 	whole := startLoad()
 	var results []Result
-	for _, driver := range []string{"wireguard", "vxlan"} {
-		fmt.Printf("== %s\n", driver)
-		nodes := "2"
-		if dataplane {
-			nodes = "3"
-		}
-		if out, err := sbx("up", "--clusters", "2", "--nodes", nodes).CombinedOutput(); err != nil {
-			return fmt.Errorf("sandbox up: %v\n%s", err, out)
-		}
-		r, ngBare, err := measure(sbx, bin, state, driver, dataplane, o)
-		if err != nil {
-			return err
-		}
-		if out, err := sbx("down").CombinedOutput(); err != nil {
-			return fmt.Errorf("sandbox down: %v\n%s", err, out)
-		}
-		if dataplane {
-			fmt.Printf("== %s, Globalnet\n", driver)
-			if out, err := sbx("up", "--clusters", "2", "--nodes", nodes, "--overlapping").CombinedOutput(); err != nil {
-				return fmt.Errorf("sandbox up --overlapping: %v\n%s", err, out)
-			}
-			if err := measureGlobalnet(sbx, bin, state, driver, &r, ngBare, o); err != nil {
+	for _, fam := range o.families {
+		for _, driver := range []string{"wireguard", "vxlan"} {
+			r, err := measureFamily(sbx, bin, state, driver, fam, dataplane, o)
+			if err != nil {
 				return err
 			}
-			if out, err := sbx("down").CombinedOutput(); err != nil {
-				return fmt.Errorf("sandbox down: %v\n%s", err, out)
-			}
+			results = append(results, r)
 		}
-		results = append(results, r)
 	}
 	load := whole.stop()
 	out := filepath.Join(root, "_output", "bench", suite+".json")
-	data, _ := json.MarshalIndent(map[string]any{
-		"date": time.Now().UTC().Format(time.RFC3339), "iperfSeconds": o.seconds, "pairs": o.pairs,
-		"conclusiveRule": fmt.Sprintf("at least %d pairs and IQR of the pair ratios <= %.2f x their median", minPairs, maxIQRFraction),
-		"loadAvg1":       load, "results": results,
-	}, "", "  ")
+	data, _ := json.MarshalIndent(report(time.Now(), o, load, results), "", "  ")
 	if err := os.WriteFile(out, data, 0o644); err != nil {
 		return err
 	}
-	printSummary(results, dataplane, o, load)
+	printSummary(os.Stdout, results, dataplane, o, load)
 	fmt.Println("\nwritten", out)
 	return nil
 }
 
-// printSummary prints the results as tables.
-func printSummary(results []Result, dataplane bool, o options, load LoadStats) {
-	fmt.Printf("\n%d A/B pairs of %d s per ratio; ratio = median of the pairs' ratios [min q1-q3 max]; load = 1-min load average min/median/max during the pairs\n", o.pairs, o.seconds)
-	row := func(driver, what string, s *RatioStats) {
+// measureFamily brings up the sandbox of fam, measures driver in it and
+// brings it down; in the dataplane suite's IPv4 family, then the
+// overlapping sandbox for Globalnet.
+func measureFamily(sbx func(...string) *exec.Cmd, bin, state, driver string, fam family, dataplane bool, o options) (Result, error) {
+	fmt.Printf("== %s, %s\n", driver, fam.Name)
+	nodes := "2"
+	if dataplane {
+		nodes = "3"
+	}
+	if out, err := sbx("up", "--clusters", "2", "--nodes", nodes, "--ip-family", fam.Sandbox).CombinedOutput(); err != nil {
+		return Result{}, fmt.Errorf("sandbox up --ip-family %s: %v\n%s", fam.Sandbox, err, out)
+	}
+	r, ngBare, err := measure(sbx, bin, state, driver, fam, dataplane, o)
+	if err != nil {
+		return r, err
+	}
+	if out, err := sbx("down").CombinedOutput(); err != nil {
+		return r, fmt.Errorf("sandbox down: %v\n%s", err, out)
+	}
+	if !dataplane || fam.Bits != 4 {
+		return r, nil
+	}
+	fmt.Printf("== %s, Globalnet\n", driver)
+	if out, err := sbx("up", "--clusters", "2", "--nodes", nodes, "--overlapping").CombinedOutput(); err != nil {
+		return r, fmt.Errorf("sandbox up --overlapping: %v\n%s", err, out)
+	}
+	if err := measureGlobalnet(sbx, bin, state, driver, &r, ngBare, o); err != nil {
+		return r, err
+	}
+	if out, err := sbx("down").CombinedOutput(); err != nil {
+		return r, fmt.Errorf("sandbox down: %v\n%s", err, out)
+	}
+	return r, nil
+}
+
+// report is the JSON the suite writes: the run's settings and load, and
+// one result per family and driver, IPv4's first (as before families,
+// when "results" held IPv4's alone).
+func report(now time.Time, o options, load LoadStats, results []Result) map[string]any {
+	fams := make([]string, len(o.families))
+	for i, f := range o.families {
+		fams[i] = f.Name
+	}
+	return map[string]any{
+		"date": now.UTC().Format(time.RFC3339), "iperfSeconds": o.seconds, "pairs": o.pairs, "families": fams,
+		"conclusiveRule": fmt.Sprintf("at least %d pairs and IQR of the pair ratios <= %.2f x their median", minPairs, maxIQRFraction),
+		"loadAvg1":       load, "results": results,
+	}
+}
+
+// printSummary prints the results as tables, a row per driver and family.
+func printSummary(w io.Writer, results []Result, dataplane bool, o options, load LoadStats) {
+	fmt.Fprintf(w, "\n%d A/B pairs of %d s per ratio; ratio = median of the pairs' ratios [min q1-q3 max]; load = 1-min load average min/median/max during the pairs\n", o.pairs, o.seconds)
+	fmt.Fprintf(w, "family = the family of the pods' and the bare cable's addresses; ipv6 runs in a dual-stack sandbox; underlay = what both cables ran over\n")
+	row := func(label, what string, s *RatioStats) {
 		verdict := "conclusive"
 		if !s.Conclusive {
 			verdict = "INCONCLUSIVE: " + s.Reason
 		}
-		fmt.Printf("%-10s %-22s %6.2f [%.2f %.2f-%.2f %.2f] load %s  %s\n", driver, what, s.Median, s.Min, s.Q1, s.Q3, s.Max, s.Load, verdict)
-		fmt.Printf("%-10s %-22s Mb/s %s vs %s\n", "", "", mbps(s.StraitMbps), mbps(s.BaseMbps))
+		fmt.Fprintf(w, "%-15s %-23s %6.2f [%.2f %.2f-%.2f %.2f] load %s  %s\n", label, what, s.Median, s.Min, s.Q1, s.Q3, s.Max, s.Load, verdict)
+		fmt.Fprintf(w, "%-15s %-23s Mb/s %s vs %s\n", "", "", mbps(s.StraitMbps), mbps(s.BaseMbps))
 	}
-	fmt.Printf("\n%-10s %-22s %6s\n", "DRIVER", "RATIO", "MEDIAN")
+	fmt.Fprintf(w, "\n%-15s %-23s %6s\n", "DRIVER FAMILY", "RATIO", "MEDIAN")
 	for _, r := range results {
-		row(r.Driver, "gateway / bare", &r.Gateway)
+		row(label(r), "gateway / bare", &r.Gateway)
 		if r.NonGateway != nil {
-			row(r.Driver, "non-gateway / bare", r.NonGateway)
+			row(label(r), "non-gateway / bare", r.NonGateway)
 		}
 		if r.Globalnet != nil {
-			row(r.Driver, "Globalnet / non-overlap", r.Globalnet)
+			row(label(r), "Globalnet / non-overlap", r.Globalnet)
 		}
 	}
-	fmt.Printf("\n%-10s %14s %14s %14s %14s\n", "DRIVER", "STRAIT RTT p50", "STRAIT RTT p99", "BARE RTT p50", "BARE RTT p99")
+	fmt.Fprintf(w, "\n%-15s %-8s %14s %14s %14s %14s\n", "DRIVER FAMILY", "UNDERLAY", "STRAIT RTT p50", "STRAIT RTT p99", "BARE RTT p50", "BARE RTT p99")
 	for _, r := range results {
-		fmt.Printf("%-10s %12.3fms %12.3fms %12.3fms %12.3fms\n", r.Driver, r.StraitRTTMedianM, r.StraitRTTP99M, r.BareRTTMedianM, r.BareRTTP99M)
+		fmt.Fprintf(w, "%-15s %-8s %12.3fms %12.3fms %12.3fms %12.3fms\n", label(r), r.Underlay, r.StraitRTTMedianM, r.StraitRTTP99M, r.BareRTTMedianM, r.BareRTTP99M)
 	}
 	if dataplane {
-		fmt.Printf("\n%-10s %14s %14s %14s %14s %10s\n", "DRIVER", "NON-GW RTT p50", "NON-GW RTT p99", "GN RTT p50", "GN RTT p99", "RTT RATIO")
+		fmt.Fprintf(w, "\n%-15s %14s %14s %14s %14s %10s\n", "DRIVER FAMILY", "NON-GW RTT p50", "NON-GW RTT p99", "GN RTT p50", "GN RTT p99", "RTT RATIO")
 		for _, r := range results {
-			fmt.Printf("%-10s %12.3fms %12.3fms %12.3fms %12.3fms %10.2f\n", r.Driver, r.NonGatewayRTTMedianM, r.NonGatewayRTTP99M,
+			if r.Globalnet == nil {
+				fmt.Fprintf(w, "%-15s %12.3fms %12.3fms %14s %14s %10s\n", label(r), r.NonGatewayRTTMedianM, r.NonGatewayRTTP99M, "-", "-", "-")
+				continue
+			}
+			fmt.Fprintf(w, "%-15s %12.3fms %12.3fms %12.3fms %12.3fms %10.2f\n", label(r), r.NonGatewayRTTMedianM, r.NonGatewayRTTP99M,
 				r.GlobalnetRTTMedianM, r.GlobalnetRTTP99M, r.GlobalnetRTTRatio)
 		}
-		fmt.Printf("\n%-10s %-30s %10s %s\n", "DRIVER", "FAILOVER", "GAP p50", "GAPS (ms), load")
+		fmt.Fprintf(w, "\n%-15s %-30s %10s %s\n", "DRIVER FAMILY", "FAILOVER", "GAP p50", "GAPS (ms), load")
 		for _, r := range results {
 			var l LoadStats
 			if r.FailoverLoad != nil {
 				l = *r.FailoverLoad
 			}
-			fmt.Printf("%-10s %-30s %8.0fms %v, load %s\n", r.Driver, "kill -9 c1's gateway", r.FailoverGapMedianMs, r.FailoverGapsMs, l)
+			fmt.Fprintf(w, "%-15s %-30s %8.0fms %v, load %s\n", label(r), "kill -9 c1's gateway", r.FailoverGapMedianMs, r.FailoverGapsMs, l)
 			if f := r.FailoverBrokerFrozen; f != nil {
-				fmt.Printf("%-10s %-30s %8.0fms %v, %d of %d capped at %.0f ms, load %s\n", "", "same, c2's, broker frozen", f.MedianMs, f.GapsMs,
+				fmt.Fprintf(w, "%-15s %-30s %8.0fms %v, %d of %d capped at %.0f ms, load %s\n", "", "same, c2's, broker frozen", f.MedianMs, f.GapsMs,
 					f.Capped, len(f.GapsMs), f.CapMs, f.Load)
 				if len(f.AfterThawMs) > 0 {
-					fmt.Printf("%-10s %-30s %v\n", "", "capped: back after thaw (ms)", f.AfterThawMs)
+					fmt.Fprintf(w, "%-15s %-30s %v\n", "", "capped: back after thaw (ms)", f.AfterThawMs)
 				}
 			}
 		}
 	}
-	fmt.Printf("\nload average (1 min) over the whole run: %s\n", load)
+	fmt.Fprintf(w, "\nload average (1 min) over the whole run: %s\n", load)
 }
+
+// label names a result's row: its driver and family.
+func label(r Result) string { return r.Driver + " " + r.Family }
 
 func mbps(v []float64) string {
 	s := make([]string, len(v))
@@ -281,10 +338,19 @@ func mbps(v []float64) string {
 type benchIPs map[string]string
 
 // measure measures one joined sandbox: the A/B pairs, RTTs and, in the
-// dataplane suite, failovers. It returns the bare cable's runs too, which
-// normalise the Globalnet runs.
-func measure(sbx func(...string) *exec.Cmd, bin, state, driver string, dataplane bool, o options) (Result, []float64, error) {
-	r := Result{Driver: driver}
+// dataplane suite, failovers, all to the pods' addresses of fam. It
+// returns the bare cable's runs too, which normalise the Globalnet runs.
+func measure(sbx func(...string) *exec.Cmd, bin, state, driver string, fam family, dataplane bool, o options) (Result, []float64, error) {
+	r := Result{Driver: driver, Family: fam.Name, SandboxIPFamily: fam.Sandbox}
+	st, err := sandbox.Layout{Dir: state}.ReadState()
+	if err != nil {
+		return r, nil, err
+	}
+	ends, err := bareEndsOf(st, fam.Bits)
+	if err != nil {
+		return r, nil, err
+	}
+	r.Underlay = familyName(ends.UnderA)
 	if err := joinClusters(sbx, bin, state, driver, dataplane, false); err != nil {
 		return r, nil, err
 	}
@@ -307,11 +373,13 @@ func measure(sbx func(...string) *exec.Cmd, bin, state, driver string, dataplane
 			pods["bench-n3"] = c + "-n3"
 		}
 		for name, node := range pods {
-			ip, err := benchPod(kc, name, node)
+			all, err := benchPod(kc, name, node)
 			if err != nil {
 				return r, nil, err
 			}
-			ips[c+"/"+name] = ip
+			if ips[c+"/"+name], err = ofFamily(all, fam.Bits); err != nil {
+				return r, nil, fmt.Errorf("%s/%s: %w", c, name, err)
+			}
 		}
 	}
 	inPod := func(c, pod string, args ...string) *exec.Cmd {
@@ -321,7 +389,7 @@ func measure(sbx func(...string) *exec.Cmd, bin, state, driver string, dataplane
 	if err := waitPing(inPod("c1", "bench", "ping", "-c", "1", "-W", "1", ips["c2/bench"]), 90*time.Second); err != nil {
 		return r, nil, errors.New("no traffic through the cable after 90 s")
 	}
-	stopBare, err := startBare(state, driver)
+	stopBare, err := startBare(state, driver, ends)
 	if err != nil {
 		return r, nil, err
 	}
@@ -331,7 +399,7 @@ func measure(sbx func(...string) *exec.Cmd, bin, state, driver string, dataplane
 		return iperf(inPod("c2", "bench", "iperf3", "-s", "-1", "-p", "5201"), inPod("c1", "bench", "iperf3", "-c", ips["c2/bench"], "-p", "5201", "-t", secs, "-J"))
 	}
 	bareRun := func() (float64, error) {
-		return iperf(inNode("strait-c2-n1", "iperf3", "-s", "-1", "-p", "5202"), inNode("strait-c1-n1", "iperf3", "-c", bareB.String(), "-p", "5202", "-t", secs, "-J"))
+		return iperf(inNode("strait-c2-n1", "iperf3", "-s", "-1", "-p", "5202"), inNode("strait-c1-n1", "iperf3", "-c", ends.B.String(), "-p", "5202", "-t", secs, "-J"))
 	}
 	ngRun := func() (float64, error) {
 		return iperf(inPod("c2", "bench-n3", "iperf3", "-s", "-1", "-p", "5203"), inPod("c1", "bench-n3", "iperf3", "-c", ips["c2/bench-n3"], "-p", "5203", "-t", secs, "-J"))
@@ -364,18 +432,11 @@ func measure(sbx func(...string) *exec.Cmd, bin, state, driver string, dataplane
 		}
 		fmt.Println(line, "Mb/s")
 	}
-	l := load.stop()
-	r.Gateway = newRatioStats(gw, base, divide(gw, base), l)
-	r.StraitMbps, r.BareMbps, r.Ratio = median(gw), median(base), r.Gateway.Median
-	if dataplane {
-		s := newRatioStats(ng, base, divide(ng, base), l)
-		r.NonGateway = &s
-		r.NonGatewayMbps, r.NonGatewayRatio = median(ng), s.Median
-	}
+	r.setPairs(gw, base, ng, load.stop())
 	if r.StraitRTTMedianM, r.StraitRTTP99M, err = rtt(inPod("c1", "bench", "ping", "-c", strconv.Itoa(pings), "-i", "0.02", ips["c2/bench"])); err != nil {
 		return r, nil, err
 	}
-	if r.BareRTTMedianM, r.BareRTTP99M, err = rtt(inNode("strait-c1-n1", "ping", "-c", strconv.Itoa(pings), "-i", "0.02", bareB.String())); err != nil {
+	if r.BareRTTMedianM, r.BareRTTP99M, err = rtt(inNode("strait-c1-n1", "ping", "-c", strconv.Itoa(pings), "-i", "0.02", ends.B.String())); err != nil {
 		return r, nil, err
 	}
 	if !dataplane {
@@ -398,6 +459,20 @@ func measure(sbx func(...string) *exec.Cmd, bin, state, driver string, dataplane
 	}
 	r.FailoverBrokerFrozen, r.FailoverGapBrokerFrozenMedianMs = f, f.MedianMs
 	return r, base, nil
+}
+
+// setPairs fills r's throughput figures from the A/B pairs' runs in Mb/s:
+// the gateway pods' (gw), the bare cable's (base) and, in the dataplane
+// suite, the non-gateway pods' (ng, nil otherwise), pair i being gw[i],
+// base[i], ng[i]; load is the load average while they ran.
+func (r *Result) setPairs(gw, base, ng []float64, load LoadStats) {
+	r.Gateway = newRatioStats(gw, base, divide(gw, base), load)
+	r.StraitMbps, r.BareMbps, r.Ratio = median(gw), median(base), r.Gateway.Median
+	if ng != nil {
+		s := newRatioStats(ng, base, divide(ng, base), load)
+		r.NonGateway = &s
+		r.NonGatewayMbps, r.NonGatewayRatio = median(ng), s.Median
+	}
 }
 
 // divide is a[i] / b[i] for each pair (0 where b[i] is 0).
@@ -429,25 +504,19 @@ func inNode(ns string, args ...string) *exec.Cmd {
 	return exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...)
 }
 
-// The bare cable's tunnel addresses, one on each end (/32s).
-var (
-	bareA = netip.MustParseAddr("100.127.0.1")
-	bareB = netip.MustParseAddr("100.127.0.2")
-)
-
 // startBare sets up the bare cable: the same driver package between c1-n1
-// and c2-n1, with /32 tunnel addresses and nothing of Strait around it, and
-// waits for traffic through it. The returned stop may be called more than
-// once.
-func startBare(state, driver string) (stop func(), err error) {
+// and c2-n1, with host-prefix tunnel addresses and nothing of Strait around
+// it, over the ends' underlay, and waits for traffic through it. The
+// returned stop may be called more than once.
+func startBare(state, driver string, ends bareEnds) (stop func(), err error) {
 	self, _ := os.Executable()
 	ka, _ := wgtypes.GeneratePrivateKey()
 	kb, _ := wgtypes.GeneratePrivateKey()
 	// Userspace WireGuard's UAPI sockets share /var/run/wireguard here (the
 	// helpers run outside the nodes' own /run): one device name per side.
 	sides := []struct{ ns, dev, key, peerKey, addr, peerAddr, peerUnderlay string }{
-		{"strait-c1-n1", "bench-c1", ka.String(), kb.PublicKey().String(), bareA.String(), bareB.String(), "198.18.2.11"},
-		{"strait-c2-n1", "bench-c2", kb.String(), ka.PublicKey().String(), bareB.String(), bareA.String(), "198.18.1.11"},
+		{"strait-c1-n1", "bench-c1", ka.String(), kb.PublicKey().String(), ends.A.String(), ends.B.String(), ends.UnderB.String()},
+		{"strait-c2-n1", "bench-c2", kb.String(), ka.PublicKey().String(), ends.B.String(), ends.A.String(), ends.UnderA.String()},
 	}
 	var helpers []*exec.Cmd
 	stop = func() {
@@ -479,7 +548,7 @@ func startBare(state, driver string) (stop func(), err error) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	if err := waitPing(inNode("strait-c1-n1", "ping", "-c", "1", "-W", "1", bareB.String()), 30*time.Second); err != nil {
+	if err := waitPing(inNode("strait-c1-n1", "ping", "-c", "1", "-W", "1", ends.B.String()), 30*time.Second); err != nil {
 		stop()
 		return nil, errors.New("no traffic through the bare cable")
 	}
@@ -495,19 +564,27 @@ func straitctl(sbx func(...string) *exec.Cmd, bin string, args ...string) error 
 	return nil
 }
 
-// joinClusters deploys the broker in c1 and joins c1 and c2 with driver.
-// With globalnet both join with --globalnet: in the overlapping sandbox
-// both have the pod CIDR 10.1.0.0/16.
+// joinClusters deploys the broker in c1 and joins c1 and c2 with driver,
+// each with its pod CIDRs of every family in the sandbox's plan. With
+// globalnet both join with --globalnet: in the overlapping sandbox both
+// have the pod CIDR 10.1.0.0/16.
 func joinClusters(sbx func(...string) *exec.Cmd, bin, state, driver string, dataplane, globalnet bool) error {
+	st, err := sandbox.Layout{Dir: state}.ReadState()
+	if err != nil {
+		return err
+	}
 	info := filepath.Join(state, "broker-info.strait")
 	if err := straitctl(sbx, bin, "deploy-broker", "--kubeconfig", filepath.Join(state, "admin", "c1.kubeconfig"), "--output", info); err != nil {
 		return err
 	}
-	for i, c := range []string{"c1", "c2"} {
-		podCIDR := fmt.Sprintf("10.%d.0.0/16", i+1)
+	for _, c := range []string{"c1", "c2"} {
+		plan, err := clusterPlan(st, c)
+		if err != nil {
+			return err
+		}
+		podCIDR := podCIDRs(plan)
 		var extra []string
 		if globalnet {
-			podCIDR = "10.1.0.0/16"
 			extra = []string{"--globalnet"}
 		}
 		if err := straitctl(sbx, bin, append([]string{"join", info, "--kubeconfig", filepath.Join(state, "admin", c+".kubeconfig"), "--clusterid", c,
@@ -527,6 +604,15 @@ func joinClusters(sbx func(...string) *exec.Cmd, bin, state, driver string, data
 // sandbox's).
 func measureGlobalnet(sbx func(...string) *exec.Cmd, bin, state, driver string, r *Result, ngBare []float64, o options) error {
 	if err := joinClusters(sbx, bin, state, driver, true, true); err != nil {
+		return err
+	}
+	st, err := sandbox.Layout{Dir: state}.ReadState()
+	if err != nil {
+		return err
+	}
+	// Globalnet is IPv4 only, and so is the overlapping sandbox.
+	ends, err := bareEndsOf(st, 4)
+	if err != nil {
 		return err
 	}
 	const pod = "bench-n3"
@@ -566,7 +652,7 @@ func measureGlobalnet(sbx func(...string) *exec.Cmd, bin, state, driver string, 
 			return fmt.Errorf("no traffic to c2's global IP %s after 90 s:\n%s", global, globalnetState(sbx, bin, state))
 		}
 	}
-	stopBare, err := startBare(state, driver)
+	stopBare, err := startBare(state, driver, ends)
 	if err != nil {
 		return err
 	}
@@ -580,7 +666,7 @@ func measureGlobalnet(sbx func(...string) *exec.Cmd, bin, state, driver string, 
 			load.stop()
 			return err
 		}
-		b, err := iperf(inNode("strait-c2-n1", "iperf3", "-s", "-1", "-p", "5202"), inNode("strait-c1-n1", "iperf3", "-c", bareB.String(), "-p", "5202", "-t", secs, "-J"))
+		b, err := iperf(inNode("strait-c2-n1", "iperf3", "-s", "-1", "-p", "5202"), inNode("strait-c1-n1", "iperf3", "-c", ends.B.String(), "-p", "5202", "-t", secs, "-J"))
 		if err != nil {
 			load.stop()
 			return err
@@ -627,19 +713,22 @@ func gateways(c string, dataplane bool) string {
 
 // benchPod runs a test pod (serving, so its UDP echo answers the failover
 // probe) on node, labelled app=<name> (the Globalnet run's headless Service
-// selects it so), and returns its IP.
-func benchPod(kc, name, node string) (string, error) {
+// selects it so), and returns its IPs, primary first (one per family).
+func benchPod(kc, name, node string) ([]string, error) {
 	manifest := fmt.Sprintf(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"%[1]s","namespace":"default","labels":{"app":"%[1]s"}},"spec":{"nodeName":"%[2]s","containers":[{"name":"c","image":"strait/testpod","args":["serve"]}]}}`, name, node)
 	cmd := kubectl("--kubeconfig", kc, "apply", "-f", "-")
 	cmd.Stdin = strings.NewReader(manifest)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("bench pod: %v\n%s", err, out)
+		return nil, fmt.Errorf("bench pod: %v\n%s", err, out)
 	}
 	if out, err := kubectl("--kubeconfig", kc, "wait", "--for=condition=Ready", "pod/"+name, "--timeout=60s").CombinedOutput(); err != nil {
-		return "", fmt.Errorf("bench pod: %v\n%s", err, out)
+		return nil, fmt.Errorf("bench pod: %v\n%s", err, out)
 	}
-	out, err := kubectl("--kubeconfig", kc, "get", "pod", name, "-o", "jsonpath={.status.podIP}").Output()
-	return string(out), err
+	out, err := kubectl("--kubeconfig", kc, "get", "pod", name, "-o", "jsonpath={.status.podIPs[*].ip}").Output()
+	if err != nil {
+		return nil, fmt.Errorf("bench pod %s: IPs: %w", name, err)
+	}
+	return strings.Fields(string(out)), nil
 }
 
 // kubectl runs the kubectl built from source with the other Kubernetes
