@@ -109,3 +109,25 @@ func TestSettledLookupWaitsOutNXDOMAIN(t *testing.T) {
 		t.Errorf("SERVFAIL: report %+v after %d lookups; want it returned after 1 lookup (only NXDOMAIN and timeouts are waited out)", rep, *n)
 	}
 }
+
+// The Service check tries again on what a Service not programmed yet looks
+// like (refused, timed out, in the words of Go's HTTP client), and not on
+// anything else.
+func TestSettlingErrors(t *testing.T) {
+	for _, tc := range []struct {
+		err  string
+		want bool
+	}{
+		{`Get "http://10.101.0.5:8080/": dial tcp 10.101.0.5:8080: connect: connection refused`, true},
+		{`Get "http://10.101.228.117:8080/": context deadline exceeded`, true},
+		{`Get "http://10.101.0.5:8080/": dial tcp 10.101.0.5:8080: i/o timeout`, true},
+		{`Get "http://10.101.0.5:8080/": net/http: request canceled (Client.Timeout exceeded while awaiting headers)`, true},
+		{`Get "http://10.101.0.5:8080/": dial tcp 10.101.0.5:8080: connect: no route to host`, false},
+		{`unexpected status 503`, false},
+		{``, false},
+	} {
+		if got := settling(tc.err); got != tc.want {
+			t.Errorf("settling(%q) = %t, want %t", tc.err, got, tc.want)
+		}
+	}
+}
