@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -100,7 +101,7 @@ func failoverGaps(bin, state, target string, inPod func(c, pod string, args ...s
 		if err != nil {
 			return nil, err
 		}
-		probe := inPod("c1", "bench-n3", filepath.Join(bin, "strait-testpod"), "ping", "--udp", probeTarget(target, echoPort), "--interval", "10ms", "--duration", "8s")
+		probe := inPod("c1", "bench-n3", filepath.Join(bin, "strait-testpod"), "ping", "--udp", net.JoinHostPort(target, strconv.Itoa(echoPort)), "--interval", "10ms", "--duration", "8s")
 		var out strings.Builder
 		probe.Stdout = &out
 		if err := probe.Start(); err != nil {
@@ -182,7 +183,7 @@ func frozenFailovers(bin, state, target string, inPod func(c, pod string, args .
 		// The probe's command is resolved through c1's apiserver, so
 		// before the freeze.
 		probe, err := lay.ExecCommand(ctx, sandbox.PodRef{Cluster: "c1", Namespace: "default", Name: "bench-n3"},
-			filepath.Join(bin, "strait-testpod"), "ping", "--udp", probeTarget(target, echoPort), "--interval", "10ms",
+			filepath.Join(bin, "strait-testpod"), "ping", "--udp", net.JoinHostPort(target, strconv.Itoa(echoPort)), "--interval", "10ms",
 			"--duration", (probeLead + o.freeze).String())
 		if err != nil {
 			return nil, err

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -105,12 +104,6 @@ func ofFamily(addrs []string, bits int) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("no IPv%d address among %v", bits, addrs)
-}
-
-// probeTarget is host:port for strait-testpod ping --udp (an IPv6 host in
-// brackets).
-func probeTarget(ip string, port int) string {
-	return net.JoinHostPort(ip, fmt.Sprint(port))
 }
 
 // clusterPlan is the named cluster of a sandbox's state.

@@ -75,15 +75,6 @@ func TestOfFamily(t *testing.T) {
 	}
 }
 
-func TestProbeTarget(t *testing.T) {
-	if got := probeTarget("10.2.0.7", echoPort); got != "10.2.0.7:9001" {
-		t.Errorf("IPv4: %s", got)
-	}
-	if got := probeTarget("fd00:10:2::7", echoPort); got != "[fd00:10:2::7]:9001" {
-		t.Errorf("IPv6: %s", got)
-	}
-}
-
 // benchState is the state of the bench's dataplane sandbox of a family
 // (two clusters of three nodes, two gateway-capable, no NAT), from the
 // sandbox's own plan.
