@@ -92,10 +92,18 @@ func TestVXLANBetweenNamespaces(t *testing.T) {
 		Address: netip.MustParsePrefix("10.92.0.1/32"), Pod: netip.MustParsePrefix("10.92.5.5/32"),
 		Peer: cable.Peer{Name: "a", Endpoint: netip.MustParseAddrPort(cabletest.AddrA + ":4800"), Subnets: []netip.Prefix{netip.MustParsePrefix("10.91.0.0/16")}},
 	})
-	// Proxy ARP answers at once on both sides.
+	// Proxy ARP answers at once on both sides, and the device's IPv6
+	// link-local address, the source of its neighbour solicitations, is
+	// usable at once.
 	for _, ns := range []string{a, b} {
 		if got := strings.TrimSpace(cabletest.Run(t, "ip", "netns", "exec", ns, "cat", "/proc/sys/net/ipv4/neigh/strait-cable/proxy_delay")); got != "0" {
 			t.Errorf("%s: proxy_delay of strait-cable is %s, want 0 (proxy ARP answers delayed up to that many hundredths of a second)", ns, got)
+		}
+		if got := strings.TrimSpace(cabletest.Run(t, "ip", "netns", "exec", ns, "cat", "/proc/sys/net/ipv6/conf/strait-cable/accept_dad")); got != "0" {
+			t.Errorf("%s: accept_dad of strait-cable is %s, want 0 (no neighbour solicitation leaves before DAD of the link-local address ends)", ns, got)
+		}
+		if ll := cabletest.Run(t, "ip", "-n", ns, "-6", "addr", "show", "dev", "strait-cable", "scope", "link"); !strings.Contains(ll, "fe80::") || strings.Contains(ll, "tentative") {
+			t.Errorf("%s: the link-local address of strait-cable is missing or tentative right after Open:\n%s", ns, ll)
 		}
 	}
 	// From a's "pod" address to b's, through the cable, and a packet larger
