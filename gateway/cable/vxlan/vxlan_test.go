@@ -99,6 +99,13 @@ func TestVXLANBetweenNamespaces(t *testing.T) {
 		if got := strings.TrimSpace(cabletest.Run(t, "ip", "netns", "exec", ns, "cat", "/proc/sys/net/ipv4/neigh/strait-cable/proxy_delay")); got != "0" {
 			t.Errorf("%s: proxy_delay of strait-cable is %s, want 0 (proxy ARP answers delayed up to that many hundredths of a second)", ns, got)
 		}
+		for _, fam := range []string{"ipv4", "ipv6"} {
+			for setting, want := range map[string]string{"retrans_time_ms": "100", "mcast_solicit": "10"} {
+				if got := strings.TrimSpace(cabletest.Run(t, "ip", "netns", "exec", ns, "cat", "/proc/sys/net/"+fam+"/neigh/strait-cable/"+setting)); got != want {
+					t.Errorf("%s: %s neighbour %s of strait-cable is %s, want %s (a solicitation lost in a failover is asked again after that long)", ns, fam, setting, got, want)
+				}
+			}
+		}
 		if got := strings.TrimSpace(cabletest.Run(t, "ip", "netns", "exec", ns, "cat", "/proc/sys/net/ipv6/conf/strait-cable/accept_dad")); got != "0" {
 			t.Errorf("%s: accept_dad of strait-cable is %s, want 0 (no neighbour solicitation leaves before DAD of the link-local address ends)", ns, got)
 		}
