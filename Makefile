@@ -136,7 +136,8 @@ bench-dns-sandbox: prereqs build kube-binaries ## Time clusterset.local answers 
 # of fewer than 5 pairs is reported inconclusive); defaults: 5 A/B pairs of
 # 5 s per ratio, 10 kills per failover measurement, a 10 s broker freeze, both
 # IP families (-families ipv4,ipv6: IPv6 in a dual-stack sandbox; "-families
-# ipv4" halves the time) ("$(BIN)/strait-bench-tunnel -h" lists them).
+# ipv4" halves the time), both drivers (-drivers wireguard,vxlan)
+# ("$(BIN)/strait-bench-tunnel -h" lists them).
 BENCH_ARGS ?=
 
 .PHONY: bench-tunnel

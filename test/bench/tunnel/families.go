@@ -41,24 +41,45 @@ const defaultFamilies = "ipv4,ipv6"
 // parseFamilies reads -families: a comma-separated list of knownFamilies'
 // names, each at most once; they run in knownFamilies' order.
 func parseFamilies(s string) ([]family, error) {
-	seen := map[string]bool{}
-	for name := range strings.SplitSeq(s, ",") {
-		name = strings.TrimSpace(name)
-		if !slices.ContainsFunc(knownFamilies, func(f family) bool { return f.Name == name }) {
-			return nil, fmt.Errorf("-families %q: unknown family %q: want ipv4, ipv6 or both, comma-separated", s, name)
-		}
-		if seen[name] {
-			return nil, fmt.Errorf("-families %q: %s named twice", s, name)
-		}
-		seen[name] = true
+	var names []string
+	for _, f := range knownFamilies {
+		names = append(names, f.Name)
+	}
+	picked, err := pick("-families", s, names)
+	if err != nil {
+		return nil, err
 	}
 	var fams []family
 	for _, f := range knownFamilies {
-		if seen[f.Name] {
+		if slices.Contains(picked, f.Name) {
 			fams = append(fams, f)
 		}
 	}
 	return fams, nil
+}
+
+// pick parses a flag's comma-separated list of names out of known: the
+// names picked, in known's order. An unknown or repeated name is an error
+// naming the flag.
+func pick(flag, s string, known []string) ([]string, error) {
+	seen := map[string]bool{}
+	for name := range strings.SplitSeq(s, ",") {
+		name = strings.TrimSpace(name)
+		if !slices.Contains(known, name) {
+			return nil, fmt.Errorf("%s %q: unknown name %q: want %s, comma-separated", flag, s, name, strings.Join(known, " or "))
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("%s %q: %s named twice", flag, s, name)
+		}
+		seen[name] = true
+	}
+	var out []string
+	for _, k := range known {
+		if seen[k] {
+			out = append(out, k)
+		}
+	}
+	return out, nil
 }
 
 // bareAddrs are the bare cable's tunnel addresses of a family, one on each

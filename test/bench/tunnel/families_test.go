@@ -21,9 +21,9 @@ func TestParseFamilies(t *testing.T) {
 		{flag: " ipv4 ", want: "ipv4"},
 		{flag: defaultFamilies, want: "ipv4,ipv6"},
 		{flag: "ipv4,ipv4", wantErr: "ipv4 named twice"},
-		{flag: "dual", wantErr: `unknown family "dual"`},
-		{flag: "", wantErr: `unknown family ""`},
-		{flag: "ipv4,", wantErr: `unknown family ""`},
+		{flag: "dual", wantErr: `unknown name "dual"`},
+		{flag: "", wantErr: `unknown name ""`},
+		{flag: "ipv4,", wantErr: `unknown name ""`},
 	} {
 		fams, err := parseFamilies(tc.flag)
 		if tc.wantErr != "" {
@@ -238,5 +238,25 @@ func TestPrintSummary(t *testing.T) {
 	}
 	if strings.Contains(out, "ipv6      Globalnet") {
 		t.Errorf("summary has a Globalnet row for IPv6:\n%s", out)
+	}
+}
+
+func TestPickDrivers(t *testing.T) {
+	for _, tc := range []struct{ flag, want, wantErr string }{
+		{flag: "vxlan", want: "vxlan"},
+		{flag: "vxlan,wireguard", want: "wireguard,vxlan"},
+		{flag: "wireguard,wireguard", wantErr: "wireguard named twice"},
+		{flag: "ipsec", wantErr: `-drivers "ipsec": unknown name "ipsec": want wireguard or vxlan`},
+	} {
+		got, err := pick("-drivers", tc.flag, cableDrivers)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("pick(%q) = %v, %v; want an error with %q", tc.flag, got, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || strings.Join(got, ",") != tc.want {
+			t.Errorf("pick(%q) = %v, %v; want %s", tc.flag, got, err, tc.want)
+		}
 	}
 }

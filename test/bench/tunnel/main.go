@@ -130,9 +130,13 @@ type options struct {
 	kills    int
 	freeze   time.Duration
 	families []family
+	drivers  []string
 }
 
 const pings = 100
+
+// cableDrivers are the drivers the suites can measure, in their order.
+var cableDrivers = []string{"wireguard", "vxlan"}
 
 func main() {
 	if err := run(); err != nil {
@@ -159,6 +163,7 @@ func run() error {
 	fs.IntVar(&o.kills, "kills", 10, "gateway kills per failover measurement (kill -9, and again with the broker frozen); dataplane suite")
 	fs.DurationVar(&o.freeze, "freeze", 10*time.Second, "how long the broker's apiserver stays frozen per kill; a gap is capped at this; dataplane suite")
 	famFlag := fs.String("families", defaultFamilies, "IP families to measure, comma-separated: ipv4 (an IPv4 sandbox), ipv6 (a dual-stack sandbox, traffic to the pods' IPv6 addresses)")
+	drvFlag := fs.String("drivers", strings.Join(cableDrivers, ","), "cable drivers to measure, comma-separated: wireguard, vxlan")
 	if err := fs.Parse(os.Args[1:]); errors.Is(err, flag.ErrHelp) {
 		return nil
 	} else if err != nil {
@@ -182,6 +187,9 @@ func run() error {
 	if o.families, err = parseFamilies(*famFlag); err != nil {
 		return err
 	}
+	if o.drivers, err = pick("-drivers", *drvFlag, cableDrivers); err != nil {
+		return err
+	}
 	dataplane := suite == "dataplane"
 	if _, err := kubetest.BinDir(); err != nil {
 		return err
@@ -199,7 +207,7 @@ func run() error {
 	whole := startLoad()
 	var results []Result
 	for _, fam := range o.families {
-		for _, driver := range []string{"wireguard", "vxlan"} {
+		for _, driver := range o.drivers {
 			r, err := measureFamily(sbx, bin, state, driver, fam, dataplane, o)
 			if err != nil {
 				return err
@@ -262,7 +270,7 @@ func report(now time.Time, o options, load LoadStats, results []Result) map[stri
 		fams[i] = f.Name
 	}
 	return map[string]any{
-		"date": now.UTC().Format(time.RFC3339), "iperfSeconds": o.seconds, "pairs": o.pairs, "families": fams,
+		"date": now.UTC().Format(time.RFC3339), "iperfSeconds": o.seconds, "pairs": o.pairs, "families": fams, "drivers": o.drivers,
 		"conclusiveRule": fmt.Sprintf("at least %d pairs and IQR of the pair ratios <= %.2f x their median", minPairs, maxIQRFraction),
 		"loadAvg1":       load, "results": results,
 	}
