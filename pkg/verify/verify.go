@@ -447,13 +447,19 @@ func (r *run) waitImport(ctx context.Context, a *probe.Cluster, name string) (st
 // service fetches "GET /" through the clusterset IP and checks that a pod
 // of the exporting cluster answered. A refused or timed-out connection is
 // tried again every 500 ms for up to dnsSettle (settling): the Service
-// behind the ServiceImport's IP is moments old, kube-proxy on the probing
-// pod's node rejects connections to it until the imported EndpointSlices
-// reach it, and from a pod on an active gateway node connections right
-// after the import were seen to time out instead (3 s, every run of the
-// e2e's verify by hand on 2026-12-02; the cause is not found, a Service
-// exported for some seconds answers there at once). The detail says how
-// long it was refused or timed out.
+// behind the ServiceImport's IP is moments old, and kube-proxy on the
+// probing pod's node programs it up to a sync period later. Before it has
+// the Service at all, a SYN to the IP leaves un-translated: in iptables
+// mode it is masqueraded out of the node's default route and its
+// conntrack entry holds every retransmission of that connection to the
+// same dead end (a 3 s timeout: the conntrack events of the e2e's verify
+// on 2026-12-02 show the first SYN's entry with the node's address as its
+// reply destination, 11 ms before the Service's REJECT rule appeared);
+// nftables mode drops it before conntrack keeps it, so only the first SYN
+// is lost (1 s). Then it rejects connections until the imported
+// EndpointSlices reach it. A new connection after that answers. The
+// first placement probed (the gateway one) meets this; the others come
+// later. The detail says how long it was refused or timed out.
 func (r *run) service(ctx context.Context, from *place, b *probe.Cluster, ip string) {
 	url := "http://" + net.JoinHostPort(ip, strconv.Itoa(probe.HTTPPort)) + "/"
 	refused := func(o ConnectOutcome) bool { return strings.Contains(o.Report.Error, "connection refused") }
