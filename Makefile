@@ -54,7 +54,7 @@ images: ## Build an OCI image of every component into _output/images/<component>
 	$(GO) run ./hack/images -arch $(IMAGES_ARCH) -version $(IMAGES_TAG)
 
 .PHONY: test-images
-test-images: ## Build every image twice and compare their digests; as root also run the gateway image's own iptables chrooted in a network namespace.
+test-images: ## Build every image twice and compare their digests, check each architecture's ELF files; as root also run the gateway image's own iptables chrooted in a network namespace.
 	STRAIT_IMAGES_TEST=1 STRAIT_IMAGES_ARCH=$(IMAGES_ARCH) $(GO) test -count=1 -v $(TESTFLAGS) ./hack/images
 
 .PHONY: kube-binaries

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"debug/elf"
 	"encoding/hex"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -125,10 +127,10 @@ func fileSHA256(t *testing.T, p string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// rootfs unpacks the archive's image for this machine's architecture into a
-// new folder (the layers applied in order, as a runtime does) and returns the
-// folder and the image's config.
-func rootfs(t *testing.T, archive string) (string, *v1.ConfigFile) {
+// rootfs unpacks the archive's image for linux/arch into a new folder (the
+// layers applied in order, as a runtime does) and returns the folder and the
+// image's config.
+func rootfs(t *testing.T, archive, arch string) (string, *v1.ConfigFile) {
 	t.Helper()
 	dir := t.TempDir()
 	if out, err := exec.Command("tar", "-xf", archive, "-C", dir).CombinedOutput(); err != nil {
@@ -156,14 +158,14 @@ func rootfs(t *testing.T, archive string) (string, *v1.ConfigFile) {
 	}
 	var img v1.Image
 	for _, d := range im.Manifests {
-		if d.Platform != nil && d.Platform.OS == "linux" && d.Platform.Architecture == runtime.GOARCH {
+		if d.Platform != nil && d.Platform.OS == "linux" && d.Platform.Architecture == arch {
 			if img, err = idx.Image(d.Digest); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
 	if img == nil {
-		t.Fatalf("%s has no image for linux/%s", archive, runtime.GOARCH)
+		t.Fatalf("%s has no image for linux/%s", archive, arch)
 	}
 	cfg, err := img.ConfigFile()
 	if err != nil {
@@ -228,7 +230,7 @@ func TestIptablesInImage(t *testing.T) {
 		t.Skip("needs root: chroot and a network namespace")
 	}
 	_, results := buildFirst(t)
-	root, cfg := rootfs(t, resultFor(t, results, "strait-gateway").Archive)
+	root, cfg := rootfs(t, resultFor(t, results, "strait-gateway").Archive, runtime.GOARCH)
 	if got := cfg.Config.User; got != rootUser {
 		t.Errorf("gateway image's user %q, want %q", got, rootUser)
 	}
@@ -301,7 +303,7 @@ func TestIptablesInImage(t *testing.T) {
 		if c.Iptables {
 			continue
 		}
-		r, cfg := rootfs(t, resultFor(t, results, c.Name).Archive)
+		r, cfg := rootfs(t, resultFor(t, results, c.Name).Archive, runtime.GOARCH)
 		if _, err := os.Lstat(filepath.Join(r, "usr/sbin/iptables")); err == nil {
 			t.Errorf("%s has iptables", c.Name)
 		}
@@ -311,5 +313,45 @@ func TestIptablesInImage(t *testing.T) {
 		if cfg.Config.User != nonrootUser || cfg.Config.Entrypoint[0] != "/"+c.Name {
 			t.Errorf("%s: user %q entrypoint %q", c.Name, cfg.Config.User, cfg.Config.Entrypoint)
 		}
+	}
+}
+
+// elfMachines are the ELF machines of the architectures.
+var elfMachines = map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}
+
+// TestArchitectures wants every ELF file of the gateway image of each
+// architecture built (its Go binary, the iptables programs, the libraries,
+// the loader) to be for that architecture, and the config to say so.
+func TestArchitectures(t *testing.T) {
+	requireImagesTest(t)
+	_, results := buildFirst(t)
+	for _, arch := range testConfig(t, "").Arches {
+		root, cfg := rootfs(t, resultFor(t, results, "strait-gateway").Archive, arch)
+		if cfg.Architecture != arch || cfg.OS != "linux" {
+			t.Errorf("%s image config says %s/%s", arch, cfg.OS, cfg.Architecture)
+		}
+		n := 0
+		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || !d.Type().IsRegular() {
+				return err
+			}
+			f, err := elf.Open(p)
+			if err != nil {
+				return nil // not ELF
+			}
+			defer f.Close()
+			n++
+			if f.Machine != elfMachines[arch] {
+				t.Errorf("%s image: %s is for %s", arch, strings.TrimPrefix(p, root), f.Machine)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n < 3 {
+			t.Errorf("%s image: %d ELF files, want the binary, iptables, its libraries and loader", arch, n)
+		}
+		t.Logf("%s: %d ELF files checked for %s", arch, n, elfMachines[arch])
 	}
 }

@@ -67,8 +67,8 @@ func layer(files fileset, mtime time.Time) (v1.Layer, error) {
 			ModTime: mtime,
 			Format:  tar.FormatPAX,
 		}
-		if e.Mode&fs.ModeSticky != 0 {
-			hdr.Mode = int64(e.Mode.Perm()) | 0o1000
+		if e.Mode&fs.ModeSticky != 0 { // /tmp
+			hdr.Mode |= 0o1000
 		}
 		var data []byte
 		switch {

@@ -43,11 +43,10 @@ func main() {
 
 func run() error {
 	var (
-		cfg         Config
-		arches      string
-		epoch       string
-		only        string
-		digestsFile string
+		cfg    Config
+		arches string
+		epoch  string
+		only   string
 	)
 	flag.StringVar(&cfg.Out, "out", "_output/images", "folder of the OCI archives, <out>/<component>.tar")
 	flag.StringVar(&cfg.Cache, "cache", "_output/images-cache", "folder that keeps the downloaded Debian packages (delete it to take newer ones)")
@@ -89,8 +88,7 @@ func run() error {
 		fmt.Fprintf(&lines, "%s %s %s\n", r.Ref, r.Digest, r.Archive)
 	}
 	fmt.Print(lines.String())
-	digestsFile = filepath.Join(cfg.Out, "digests.txt")
-	if err := os.WriteFile(digestsFile, []byte(lines.String()), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(cfg.Out, "digests.txt"), []byte(lines.String()), 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "images: %d images (%s) in %s, source date %s\n", len(results), arches, time.Since(start).Round(time.Second), cfg.Epoch.UTC().Format(time.RFC3339))
