@@ -43,6 +43,20 @@ prereqs: ## Check (and as root, install) the system packages the tests need.
 build: ## Build every Strait binary (and the sandbox's test binaries) into _output/bin/
 	$(GO) build -o $(BIN)/ ./cmd/... ./test/cmd/...
 
+# The architectures and the tag of "make images" (the tag is also linked into
+# the binaries as their version; straitctl join's default --image-tag is the
+# same "devel" for a build from a checkout).
+IMAGES_ARCH ?= amd64,arm64
+IMAGES_TAG ?= devel
+
+.PHONY: images
+images: ## Build an OCI image of every component into _output/images/<component>.tar (linux/amd64 and arm64; no daemon, no base image; docs/images.md).
+	$(GO) run ./hack/images -arch $(IMAGES_ARCH) -version $(IMAGES_TAG)
+
+.PHONY: test-images
+test-images: ## Build every image twice and compare their digests, check each architecture's ELF files; as root also run the gateway image's own iptables chrooted in a network namespace.
+	STRAIT_IMAGES_TEST=1 STRAIT_IMAGES_ARCH=$(IMAGES_ARCH) $(GO) test -count=1 -v $(TESTFLAGS) ./hack/images
+
 .PHONY: kube-binaries
 kube-binaries: $(KUBE_BIN)/.built $(KUBE_BIN)/coredns ## Build etcd, the Kubernetes binaries and CoreDNS from source (once).
 
