@@ -1380,7 +1380,11 @@ type remoteGateway struct {
 	answer func(from netip.Addr) bool
 }
 
-func (f *fixture) startRemoteGateway(t *testing.T, healthPort int) *remoteGateway {
+// startRemoteGateway publishes c2's gateway "gw": NAT discovery and
+// health probes answered on 127.0.0.9, and with healthIPs (more
+// health-check addresses, such as "::1" for a dual-stack cluster) the
+// health probes there too.
+func (f *fixture) startRemoteGateway(t *testing.T, healthPort int, healthIPs ...string) *remoteGateway {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -1390,34 +1394,37 @@ func (f *fixture) startRemoteGateway(t *testing.T, healthPort int) *remoteGatewa
 		t.Fatal(err)
 	}
 	go func() { _ = natdiscovery.New(natConn).Run(ctx) }()
-	hc, err := net.ListenUDP("udp", &net.UDPAddr{IP: remoteIP, Port: healthPort})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		<-ctx.Done()
-		hc.Close()
-	}()
 	r := &remoteGateway{answer: func(netip.Addr) bool { return true }}
-	go func() {
-		// A health request (package health's wire format: 24 bytes, kind
-		// byte 5 is 1) comes back as a reply (kind 2, no flags), with its
-		// sequence number and send time.
-		b := make([]byte, 64)
-		for {
-			n, from, err := hc.ReadFromUDPAddrPort(b)
-			if err != nil {
-				return
-			}
-			r.mu.Lock()
-			ok := r.answer(from.Addr())
-			r.mu.Unlock()
-			if n == 24 && b[5] == 1 && ok {
-				b[5], b[6] = 2, 0
-				_, _ = hc.WriteToUDPAddrPort(b[:n], from)
-			}
+	healthIPs = append([]string{"127.0.0.9"}, healthIPs...)
+	for _, ip := range healthIPs {
+		hc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(ip), uint16(healthPort))))
+		if err != nil {
+			t.Fatal(err)
 		}
-	}()
+		go func() {
+			<-ctx.Done()
+			hc.Close()
+		}()
+		go func() {
+			// A health request (package health's wire format: 24 bytes, kind
+			// byte 5 is 1) comes back as a reply (kind 2, no flags), with its
+			// sequence number and send time.
+			b := make([]byte, 64)
+			for {
+				n, from, err := hc.ReadFromUDPAddrPort(b)
+				if err != nil {
+					return
+				}
+				r.mu.Lock()
+				ok := r.answer(from.Addr())
+				r.mu.Unlock()
+				if n == 24 && b[5] == 1 && ok {
+					b[5], b[6] = 2, 0
+					_, _ = hc.WriteToUDPAddrPort(b[:n], from)
+				}
+			}
+		}()
+	}
 	c2, err := client.New(f.info.RESTConfig(f.c2Token), client.Options{Scheme: scheme.New()})
 	if err != nil {
 		t.Fatal(err)
@@ -1425,8 +1432,10 @@ func (f *fixture) startRemoteGateway(t *testing.T, healthPort int) *remoteGatewa
 	remote := &v1.Endpoint{
 		ObjectMeta: metav1.ObjectMeta{Name: "c2.gw", Namespace: f.info.Namespace, Labels: map[string]string{v1.ClusterIDLabel: "c2"}},
 		Spec: v1.EndpointSpec{ClusterID: "c2", Hostname: "gw", PrivateIPs: v1.DualStackIPs{"127.0.0.9"}, Subnets: []v1.CIDR{"10.2.0.0/16"},
-			HealthCheckIPs: v1.DualStackIPs{"127.0.0.9"}, NATDiscoveryPort: int32(natConn.LocalAddr().(*net.UDPAddr).Port),
-			CableDriver: v1.CableDriverWireGuard, WireGuard: &v1.WireGuardConfig{PublicKey: "c2aAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", Port: 4500}},
+			NATDiscoveryPort: int32(natConn.LocalAddr().(*net.UDPAddr).Port), CableDriver: v1.CableDriverWireGuard, WireGuard: &v1.WireGuardConfig{PublicKey: "c2aAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", Port: 4500}},
+	}
+	for _, ip := range healthIPs {
+		remote.Spec.HealthCheckIPs = append(remote.Spec.HealthCheckIPs, v1.IP(ip))
 	}
 	if err := c2.Create(context.Background(), remote); err != nil {
 		t.Fatal(err)
@@ -1447,19 +1456,25 @@ func (r *remoteGateway) answerOnly(sources ...string) {
 // until node-a reports the remote connected. The engines' main probers
 // send from their addresses (127.0.0.3, 127.0.0.4); the probes a standby
 // sends through the active gateway leave from 127.0.0.1 (no route agent
-// here: they go straight to the remote).
-func cutOffPair(t *testing.T) (f *fixture, remote *remoteGateway, logs map[string]*testutil.SyncBuffer, leaseHolders func() []string) {
+// here: they go straight to the remote; from ::1 to an IPv6 address).
+// With tune, the engines' Configs are changed after cutOffPair's own
+// changes; with remoteHealthIPs, the remote gateway has those
+// health-check addresses after 127.0.0.9.
+func cutOffPair(t *testing.T, tune func(*gateway.Config), remoteHealthIPs ...string) (f *fixture, remote *remoteGateway, logs map[string]*testutil.SyncBuffer, leaseHolders func() []string) {
 	t.Helper()
 	f = newFixture(t)
 	port, ips := f.heartbeatAddresses(t)
 	leaseHolders = f.leaseHolders(t)
-	remote = f.startRemoteGateway(t, port)
+	remote = f.startRemoteGateway(t, port, remoteHealthIPs...)
 	logs = map[string]*testutil.SyncBuffer{"node-a": {}, "node-b": {}}
 	start := func(node string) *running {
 		return f.startWith(t, node, f.member.Config, func(c *gateway.Config) {
 			c.HealthCheckPort, c.HealthCheckBind = port, netip.MustParseAddr(ips[node])
 			c.HealthCheckInterval = 200 * time.Millisecond
 			c.Log = slog.New(slog.NewTextHandler(io.MultiWriter(logs[node], os.Stderr), &slog.HandlerOptions{Level: slog.LevelInfo}))
+			if tune != nil {
+				tune(c)
+			}
 		})
 	}
 	start("node-a")
@@ -1491,7 +1506,7 @@ func (f *fixture) gateway(node string) v1.Gateway {
 // Real UDP throughout: heartbeats, health probes and NAT discovery on
 // loopback addresses.
 func TestEngineCutOffGatewayIsReplaced(t *testing.T) {
-	f, remote, logs, leaseHolders := cutOffPair(t)
+	f, remote, logs, leaseHolders := cutOffPair(t, nil)
 	reachable := func(node string) *metav1.Condition {
 		gw := f.gateway(node)
 		return meta.FindStatusCondition(gw.Status.Conditions, "RemoteClustersReachable")
@@ -1541,7 +1556,7 @@ func TestEngineCutOffGatewayIsReplaced(t *testing.T) {
 // traffic; the standby reaches the remote gateway's NAT discovery port, so
 // it takes the role, and says why.
 func TestEngineReplacesGatewayThatForwardsNothing(t *testing.T) {
-	f, remote, logs, leaseHolders := cutOffPair(t)
+	f, remote, logs, leaseHolders := cutOffPair(t, nil)
 	remote.answerOnly("127.0.0.3", "127.0.0.4")
 	f.k.waitFor(t, "node-b holding the Lease", func() bool {
 		h := leaseHolders()
@@ -1552,5 +1567,29 @@ func TestEngineReplacesGatewayThatForwardsNothing(t *testing.T) {
 	}
 	if strings.Contains(logs["node-a"].String(), "lost every remote cluster") {
 		t.Errorf("node-a said it lost every remote cluster; its own probes were answered:\n%s", logs["node-a"])
+	}
+}
+
+// TestEngineReplacesGatewayThatForwardsNoIPv6: in a dual-stack cluster,
+// the active gateway forwards IPv4 but drops IPv6 (an operator's ip6tables
+// rule, say): the standby's probes through it to the remote gateway's
+// IPv4 health-check address are answered, those to its IPv6 one (::1
+// here) are not. The cluster cannot carry IPv6 through that gateway, so
+// the standby takes the role, as for a gateway that forwards nothing.
+// (Probing the first family alone, as the standby once did, kept it
+// standing by.)
+func TestEngineReplacesGatewayThatForwardsNoIPv6(t *testing.T) {
+	dual := func(c *gateway.Config) {
+		c.PodCIDRs = append(c.PodCIDRs, netip.MustParsePrefix("fd00:10:1::/56"))
+	}
+	f, remote, logs, leaseHolders := cutOffPair(t, dual, "::1")
+	// Everything but the standby's IPv6 probes, which leave from ::1.
+	remote.answerOnly("127.0.0.3", "127.0.0.4", "127.0.0.1")
+	f.k.waitFor(t, "node-b holding the Lease", func() bool {
+		h := leaseHolders()
+		return len(h) > 0 && h[len(h)-1] == "node-b"
+	}, func() string { return "node-b's log:\n" + logs["node-b"].String() })
+	if !strings.Contains(logs["node-b"].String(), "its forwarding path is broken") {
+		t.Errorf("node-b's log does not say why it took the Lease:\n%s", logs["node-b"])
 	}
 }

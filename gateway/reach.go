@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -53,12 +54,13 @@ const (
 //     whether it answers, every reachInterval (NAT discovery's own
 //     requests: the port every gateway already opens to the others, so no
 //     new firewall rule);
-//   - every remote gateway's health-check address, with health probes,
-//     through the route agent's routes, as any node's traffic goes: through
-//     the active gateway's FORWARD path and cable (the source is the node's
+//   - every remote gateway's health-check address of each family this
+//     cluster has (throughTargets), with health probes, through the route
+//     agent's routes, as any node's traffic goes: through the active
+//     gateway's FORWARD path and cable (the source is the node's
 //     pod-network address, which the remote cluster routes back through
 //     its cable). Standing by, that is the active gateway's forwarding
-//     under test.
+//     under test, in every family.
 //
 // The remote gateways come from cache, the engine's Endpoint informer. It
 // returns nil, having logged why, when a socket cannot start or there is no
@@ -97,9 +99,7 @@ func (e *Engine) startReach(ctx context.Context, wg *sync.WaitGroup, cache *obje
 					if t, ok := discoveryTarget(r.Spec); ok {
 						targets[r.Name] = t
 					}
-					if t, ok := healthTarget(r.Spec, nil, uint16(e.cfg.HealthCheckPort)); ok {
-						healthTargets[r.Name] = t
-					}
+					maps.Copy(healthTargets, throughTargets(r, e.cfg.PodCIDRs, uint16(e.cfg.HealthCheckPort)))
 				}
 				d.SetTargets(targets)
 				p.SetTargets(healthTargets)
@@ -120,21 +120,81 @@ func (e *Engine) startReach(ctx context.Context, wg *sync.WaitGroup, cache *obje
 	return d
 }
 
-// followThrough keeps throughLostSince: when every remote gateway stopped
-// answering the health probes through the active gateway (targets, with
-// their results), zero while one answers or there is none.
-// It logs each change, with every target's result.
+// throughTargets are the addresses a standby probes remote gateway r at
+// through the active gateway: r's health-check address (on port) of each
+// family of this cluster's pod CIDRs (podCIDRs; with none, r's first),
+// keyed by r's name and the family ("c2.c2-n1/IPv6"). A forwarding path
+// that drops one family alone (an ip6tables rule, say) leaves the other
+// family's probes answered, and the cluster still cannot carry that
+// family: each family is judged on its own (followThrough).
+func throughTargets(r v1.Endpoint, podCIDRs []netip.Prefix, port uint16) map[string]netip.AddrPort {
+	out := map[string]netip.AddrPort{}
+	if len(podCIDRs) == 0 {
+		if t, ok := healthTarget(r.Spec, nil, port); ok {
+			out[r.Name+"/"+familyName(t.Addr())] = t
+		}
+		return out
+	}
+	for _, ip := range r.Spec.HealthCheckIPs {
+		a, err := netip.ParseAddr(string(ip))
+		if err != nil {
+			continue
+		}
+		key := r.Name + "/" + familyName(a)
+		if _, seen := out[key]; seen {
+			continue
+		}
+		for _, p := range podCIDRs {
+			if p.Addr().Unmap().Is4() == a.Unmap().Is4() {
+				out[key] = netip.AddrPortFrom(a, port)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// familyName is "IPv4" or "IPv6".
+func familyName(a netip.Addr) string {
+	if a.Unmap().Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
+}
+
+// followThrough keeps throughLostSince: when, in one family at least,
+// every remote gateway stopped answering the health probes through the
+// active gateway (targets, with their results; throughTargets), zero while
+// one answers in every family or there is none. It logs each change, with
+// every target's result.
 func (e *Engine) followThrough(targets map[string]netip.AddrPort, results map[string]health.Result) {
-	lost := allInError(targets, results)
+	lost := familyInError(targets, results)
 	switch {
 	case !lost:
 		if e.throughLostSince.Swap(0) != 0 {
-			e.log.Info("a remote gateway answers health probes through the active gateway again", "probes", throughResults(targets, results))
+			e.log.Info("remote gateways answer health probes through the active gateway again, in every family", "probes", throughResults(targets, results))
 		}
 	case e.throughLostSince.Load() == 0:
 		e.throughLostSince.Store(time.Now().UnixNano())
-		e.log.Info("no remote gateway answers health probes through the active gateway", "probes", throughResults(targets, results))
+		e.log.Info("no remote gateway answers health probes through the active gateway in one family at least", "probes", throughResults(targets, results))
 	}
+}
+
+// familyInError reports whether, in one IP family at least, every target
+// of that family is in error.
+func familyInError(targets map[string]netip.AddrPort, results map[string]health.Result) bool {
+	for _, is4 := range []bool{true, false} {
+		of := map[string]netip.AddrPort{}
+		for name, a := range targets {
+			if a.Addr().Unmap().Is4() == is4 {
+				of[name] = a
+			}
+		}
+		if allInError(of, results) {
+			return true
+		}
+	}
+	return false
 }
 
 // throughResults is each target's address and status, sorted, for a log.
@@ -180,9 +240,9 @@ func (e *Engine) judgeHolder(holderCutOff bool) (why, whyNot string) {
 		return "the active gateway lost every remote cluster", ""
 	}
 	if time.Since(time.Unix(0, lostAt)) >= cutOffHold {
-		return "no remote gateway answers through the active gateway: its forwarding path is broken", ""
+		return "no remote gateway answers through the active gateway (in one family at least): its forwarding path is broken", ""
 	}
-	return "", "no remote gateway answers through the active gateway, for less than " + cutOffHold.String() + " yet"
+	return "", "no remote gateway answers through the active gateway (in one family at least), for less than " + cutOffHold.String() + " yet"
 }
 
 // Condition on the active gateway's Gateway status: whether it reaches any

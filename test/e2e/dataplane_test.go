@@ -23,6 +23,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"strait.dev/strait/gateway"
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
 	"strait.dev/strait/routeagent"
 	"strait.dev/strait/test/sandbox"
@@ -79,6 +80,9 @@ func (p placement) inFamily(t *testing.T, family int) placement {
 	}
 	return q
 }
+
+// family names p's family: "IPv4" or "IPv6".
+func (p placement) family() string { return fmt.Sprintf("IPv%d", ipFamily(p.cidr.Addr())) }
 
 // ipFamily is 4 or 6.
 func ipFamily(ip netip.Addr) int {
@@ -362,8 +366,9 @@ func (p *probe) latest() (pingReport, bool) {
 func (p *probe) now() time.Duration { return time.Since(p.started) }
 
 // waitReplyAfter waits until a reply arrives later than at (a p.now() taken
-// at the disruption): the traffic came back. The ping's clock started after
-// p.started, so a reply it timed after at came after the disruption. The
+// at the disruption, or better once the other cluster moved to the new
+// gateway, waitConverged): the traffic came back. The ping's clock started
+// after p.started, so a reply it timed after at came after that moment. The
 // bound only catches traffic that never comes back; how long it took is
 // logged, and measured by make bench-dataplane.
 func (p *probe) waitReplyAfter(t *testing.T, what string, at time.Duration) {
@@ -677,55 +682,24 @@ func trySettle(t *testing.T, a, b placement, active string) error {
 	return nil
 }
 
-// failover kills a's active gateway (kill -9) and, once the standby holds
-// the Lease and traffic flows, fails back; then deletes the active
-// gateway's pod (a clean stop), and again; then the active gateway's node
-// loses its links. Each time a probe runs between the non-gateway nodes'
-// pods and the
-// traffic must come back through the other gateway; the gaps are logged
-// (make bench-dataplane measures them), not asserted. After each failing
-// back every node of both clusters must be as in orig.
+// failover kills a's active gateway (kill -9: killActive) and, once the
+// standby holds the Lease and traffic flows, fails back; then deletes the
+// active gateway's pod (a clean stop: cleanStop), and again; then the
+// active gateway's node loses its links. Each time a probe runs between
+// the non-gateway nodes' pods, in a's family, and the traffic must come
+// back through the other gateway; the gaps are logged (make
+// bench-dataplane measures them), not asserted. After each failing back
+// every node of both clusters must be as in orig.
 func failover(t *testing.T, a, b placement, orig nodeStates) {
 	ca := ctrlClient(t, a.cluster)
-	first := holder(t, a.cluster)
-	p := startProbe(t, a, b)
-	if err := syscall.Kill(gatewayPID(t, a.cluster, first), syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	killedAt := p.now()
-	var second string
-	waitFor(t, 90*time.Second, "another gateway to hold the Lease after kill -9 of "+first, func(context.Context) (bool, error) {
-		second = holder(t, a.cluster)
-		return second != "" && second != first, nil
-	})
-	p.waitReplyAfter(t, "kill -9", killedAt)
-	rep := p.stop(t)
-	t.Logf("kill -9 of the active gateway on %s: %s took over; longest gap %.0f ms (sent %d, lost %d)", first, second, rep.MaxGapMs, rep.Sent, rep.Lost)
-	failBack(t, a, b)
-	orig.waitSame(t, "kill -9 of the active gateway on "+first+" and failing back")
-
-	// A clean stop: the active gateway's pod is deleted, as a rolling
-	// update or an operator does (SIGTERM, then its grace period). It
-	// must hand over at least as fast as a kill -9; the gaps are logged.
+	killActive(t, a, b, orig)
 	for round := 1; round <= restarts; round++ {
-		first = holder(t, a.cluster)
-		p = startProbe(t, a, b)
-		deleteGatewayPod(t, a.cluster, first)
-		stoppedAt := p.now()
-		waitFor(t, 90*time.Second, "another gateway to hold the Lease after deleting the gateway pod on "+first, func(context.Context) (bool, error) {
-			second = holder(t, a.cluster)
-			return second != "" && second != first, nil
-		})
-		p.waitReplyAfter(t, "clean stop", stoppedAt)
-		rep = p.stop(t)
-		t.Logf("clean stop %d (pod deleted) of the active gateway on %s: %s took over; longest gap %.0f ms (sent %d, lost %d)", round, first, second, rep.MaxGapMs, rep.Sent, rep.Lost)
-		failBack(t, a, b)
-		orig.waitSame(t, fmt.Sprintf("clean stop %d of the active gateway on %s and failing back", round, first))
+		cleanStop(t, a, b, orig, round)
 	}
 
 	// The active gateway's node loses its links (LAN and internet): the
 	// switch ports go down, as when its cables are pulled.
-	first = holder(t, a.cluster)
+	first, second := holder(t, a.cluster), ""
 	index, _ := strconv.Atoi(strings.TrimPrefix(first, a.cluster+"-n"))
 	setLinks := func(state string) {
 		for _, sp := range sandbox.SwitchPorts(a.cluster, index) {
@@ -735,16 +709,15 @@ func failover(t *testing.T, a, b placement, orig nodeStates) {
 		}
 	}
 	t.Cleanup(func() { setLinks("up") })
-	p = startProbe(t, a, b)
+	p := startProbe(t, a, b)
 	setLinks("down")
-	downAt := p.now()
 	waitFor(t, 90*time.Second, "another gateway to hold the Lease after "+first+" lost its links", func(context.Context) (bool, error) {
 		second = holder(t, a.cluster)
 		return second != "" && second != first, nil
 	})
-	p.waitReplyAfter(t, "links down", downAt)
-	rep = p.stop(t)
-	t.Logf("links of %s down: %s took over; longest gap %.0f ms (sent %d, lost %d)", first, second, rep.MaxGapMs, rep.Sent, rep.Lost)
+	p.waitReplyAfter(t, "links down", waitConverged(t, p, a, b, second))
+	rep := p.stop(t)
+	t.Logf("links of %s down: %s took over; longest gap of the %s probe %.0f ms (sent %d, lost %d)", first, second, a.family(), rep.MaxGapMs, rep.Sent, rep.Lost)
 
 	// Back on the network, the old gateway sees the Lease taken and steps
 	// down: one active gateway, and traffic flows.
@@ -775,7 +748,51 @@ func failover(t *testing.T, a, b placement, orig nodeStates) {
 		t.Errorf("traffic after the old gateway came back and the role went back to %s: %+v", a.gwNode, rep)
 	}
 	orig.waitSame(t, first+"'s links down and up, and failing back")
+}
 
+// killActive kills a's active gateway (kill -9) while a probe runs from
+// a's srv-ngw to b's (in a's family), waits for the standby to hold the
+// Lease and the traffic to come back, logs the gap, fails back, and
+// waits for every node of both clusters to be as in orig.
+func killActive(t *testing.T, a, b placement, orig nodeStates) {
+	t.Helper()
+	first := holder(t, a.cluster)
+	p := startProbe(t, a, b)
+	if err := syscall.Kill(gatewayPID(t, a.cluster, first), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var second string
+	waitFor(t, 90*time.Second, "another gateway to hold the Lease after kill -9 of "+first, func(context.Context) (bool, error) {
+		second = holder(t, a.cluster)
+		return second != "" && second != first, nil
+	})
+	p.waitReplyAfter(t, "kill -9", waitConverged(t, p, a, b, second))
+	rep := p.stop(t)
+	t.Logf("kill -9 of the active gateway on %s: %s took over; longest gap of the %s probe %.0f ms (sent %d, lost %d)", first, second, a.family(), rep.MaxGapMs, rep.Sent, rep.Lost)
+	failBack(t, a, b)
+	orig.waitSame(t, "kill -9 of the active gateway on "+first+" and failing back")
+}
+
+// cleanStop deletes a's active gateway's pod, as a rolling update or an
+// operator does (SIGTERM, then its grace period), while a probe runs as in
+// killActive; the standby must take over and the traffic come back. It
+// logs the gap (round numbers the log line), fails back, and waits for
+// every node of both clusters to be as in orig.
+func cleanStop(t *testing.T, a, b placement, orig nodeStates, round int) {
+	t.Helper()
+	first := holder(t, a.cluster)
+	p := startProbe(t, a, b)
+	deleteGatewayPod(t, a.cluster, first)
+	var second string
+	waitFor(t, 90*time.Second, "another gateway to hold the Lease after deleting the gateway pod on "+first, func(context.Context) (bool, error) {
+		second = holder(t, a.cluster)
+		return second != "" && second != first, nil
+	})
+	p.waitReplyAfter(t, "clean stop", waitConverged(t, p, a, b, second))
+	rep := p.stop(t)
+	t.Logf("clean stop %d (pod deleted) of the active gateway on %s: %s took over; longest gap of the %s probe %.0f ms (sent %d, lost %d)", round, first, second, a.family(), rep.MaxGapMs, rep.Sent, rep.Lost)
+	failBack(t, a, b)
+	orig.waitSame(t, fmt.Sprintf("clean stop %d of the active gateway on %s and failing back", round, first))
 }
 
 // cannotCarryFaults breaks the path to the other cluster of one cluster's
@@ -786,28 +803,41 @@ func failover(t *testing.T, a, b placement, orig nodeStates) {
 // gateways (nothing opens a path in) while c2's reach c1's: the WireGuard
 // run breaks c2's active gateway, the VXLAN run c1's.
 func cannotCarryFaults(t *testing.T, a, b placement, orig nodeStates) {
-	cut, other := a, b
-	faults := []cableFault{faultForwardDropped, faultCableDown}
-	if b.cluster == "c2" {
-		cut, other = b, a
-		faults = []cableFault{faultUplinkCut, faultCablePortBlocked, faultForwardDropped, faultCableDown, faultWireGuardWedged}
-	}
+	cut, other, faults := cannotCarrySide(a, b)
 	for _, f := range faults {
-		cannotCarry(t, cut, other, f)
-		failBack(t, cut, other)
-		if holder(t, other.cluster) != other.gwNode {
-			failBack(t, other, cut)
-		}
-		orig.waitSame(t, f.name+" at "+cut.cluster+"'s active gateway, and failing back")
+		cannotCarryAndFailBack(t, cut, other, f, orig)
 	}
+}
+
+// cannotCarrySide is the one of a and b whose active gateway
+// cannotCarryFaults breaks (c2 when it is one of them, else a), the other,
+// and the faults the pair's driver allows there.
+func cannotCarrySide(a, b placement) (cut, other placement, faults []cableFault) {
+	if b.cluster == "c2" {
+		return b, a, []cableFault{faultUplinkCut, faultCablePortBlocked, faultForwardDropped, faultCableDown, faultWireGuardWedged}
+	}
+	return a, b, []cableFault{faultForwardDropped, faultCableDown}
+}
+
+// cannotCarryAndFailBack is cannotCarry, then failing both clusters back
+// to their original active gateways and waiting for every node of both
+// to be as in orig.
+func cannotCarryAndFailBack(t *testing.T, cut, other placement, f cableFault, orig nodeStates) {
+	t.Helper()
+	cannotCarry(t, cut, other, f)
+	failBack(t, cut, other)
+	if holder(t, other.cluster) != other.gwNode {
+		failBack(t, other, cut)
+	}
+	orig.waitSame(t, f.name+" at "+cut.cluster+"'s active gateway, and failing back")
 }
 
 // cableFault breaks an active gateway's path to the other clusters, on its
 // node (netns), while its process runs; undo repairs it. peer is the other
-// cluster's pod CIDR.
+// cluster's pod CIDR of the family under test.
 type cableFault struct {
 	name  string
-	apply func(t *testing.T, netns string, cablePort int32, peer string) (undo func() error)
+	apply func(t *testing.T, netns string, cablePort int32, peer netip.Prefix) (undo func() error)
 }
 
 // nsRun runs a command in a node's network namespace.
@@ -821,26 +851,31 @@ func nsRun(netns string, args ...string) error {
 // iptablesFault inserts rules (each a chain and a match, the filter
 // table's unless it starts with "-t" and a table; "PORT" stands for the
 // cable port, "PEER" for the other cluster's pod CIDR) and deletes them on
-// undo.
-func iptablesFault(rules ...[]string) func(*testing.T, string, int32, string) func() error {
-	return func(t *testing.T, netns string, port int32, peer string) func() error {
+// undo. A rule that names an IPv6 address or prefix goes to ip6tables,
+// any other to iptables.
+func iptablesFault(rules ...[]string) func(*testing.T, string, int32, netip.Prefix) func() error {
+	return func(t *testing.T, netns string, port int32, peer netip.Prefix) func() error {
 		var inserts, deletes [][]string
 		for _, r := range rules {
 			r = slices.Clone(r)
+			cmd := "iptables"
 			for i, a := range r {
 				switch a {
 				case "PORT":
 					r[i] = strconv.Itoa(int(port))
 				case "PEER":
-					r[i] = peer
+					r[i] = peer.String()
+				}
+				if p, err := netip.ParsePrefix(r[i]); err == nil && p.Addr().Is6() {
+					cmd = "ip6tables"
 				}
 			}
 			table := "filter"
 			if r[0] == "-t" {
 				table, r = r[1], r[2:]
 			}
-			inserts = append(inserts, append([]string{"iptables", "-w", "-t", table, "-I"}, r...))
-			deletes = append(deletes, append([]string{"iptables", "-w", "-t", table, "-D"}, r...))
+			inserts = append(inserts, append([]string{cmd, "-w", "-t", table, "-I"}, r...))
+			deletes = append(deletes, append([]string{cmd, "-w", "-t", table, "-D"}, r...))
 		}
 		for i, c := range inserts {
 			if err := nsRun(netns, c...); err != nil {
@@ -896,8 +931,8 @@ var (
 
 // linkDownFault sets a device down, and up again on undo unless it is gone
 // by then (a gateway that stands by again removes its cable device).
-func linkDownFault(dev string) func(*testing.T, string, int32, string) func() error {
-	return func(t *testing.T, netns string, _ int32, _ string) func() error {
+func linkDownFault(dev string) func(*testing.T, string, int32, netip.Prefix) func() error {
+	return func(t *testing.T, netns string, _ int32, _ netip.Prefix) func() error {
 		if err := nsRun(netns, "ip", "link", "set", dev, "down"); err != nil {
 			t.Fatal(err)
 		}
@@ -936,7 +971,7 @@ func cannotCarry(t *testing.T, cut, other placement, f cableFault) {
 		t.Fatalf("no Endpoint of %s's active gateway %s with a cable port", cut.cluster, first)
 	}
 	p := startProbe(t, cut, other)
-	undo := f.apply(t, sandbox.NodeNS(first), port, podCIDR(other.cluster))
+	undo := f.apply(t, sandbox.NodeNS(first), port, other.cidr)
 	undone := false
 	restore := func() {
 		if !undone {
@@ -947,7 +982,6 @@ func cannotCarry(t *testing.T, cut, other placement, f cableFault) {
 		}
 	}
 	t.Cleanup(restore)
-	brokeAt := p.now()
 	var second string
 	if err := poll(120*time.Second, func(context.Context) (bool, error) {
 		second = holder(t, cut.cluster)
@@ -961,10 +995,10 @@ func cannotCarry(t *testing.T, cut, other placement, f cableFault) {
 		}
 		t.Fatalf("no standby of %s took over from %s (%s): %v%s", cut.cluster, first, f.name, err, logs)
 	}
-	p.waitReplyAfter(t, f.name, brokeAt)
+	p.waitReplyAfter(t, f.name, waitConverged(t, p, cut, other, second))
 	rep := p.stop(t)
-	t.Logf("%s at %s's active gateway %s: %s took over; longest gap %.0f ms (sent %d, lost %d)",
-		f.name, cut.cluster, first, second, rep.MaxGapMs, rep.Sent, rep.Lost)
+	t.Logf("%s at %s's active gateway %s: %s took over; longest gap of the %s probe %.0f ms (sent %d, lost %d)",
+		f.name, cut.cluster, first, second, cut.family(), rep.MaxGapMs, rep.Sent, rep.Lost)
 	if h := holder(t, other.cluster); h != other.gwNode {
 		// A fault of the cable alone (its device down, its port blocked,
 		// WireGuard wedged) looks the same from both ends when the two
@@ -974,6 +1008,37 @@ func cannotCarry(t *testing.T, cut, other placement, f cableFault) {
 		t.Logf("%s's active gateway moved too, to %s: it lost its only remote cluster as well", other.cluster, h)
 	}
 	restore()
+}
+
+// waitConverged waits until b's active gateway reports its cable to a's
+// gateway on node connected (in its Gateway status: b's side of the
+// failover is done), and returns p.now() then. A reply later than that
+// came back through node's gateway. A reply later than the disruption
+// alone proves less: after a kill -9 the old gateway node's cable still
+// forwards until b moves to the new one, and a probe stopped in between
+// reports no gap at all.
+func waitConverged(t *testing.T, p *probe, a, b placement, node string) time.Duration {
+	t.Helper()
+	cb := ctrlClient(t, b.cluster)
+	want := gateway.EndpointName(a.cluster, node)
+	var seen string
+	if err := poll(90*time.Second, func(ctx context.Context) (bool, error) {
+		var gw v1.Gateway
+		h := holder(t, b.cluster)
+		if err := cb.Get(ctx, client.ObjectKey{Namespace: v1.ComponentNamespace, Name: h}, &gw); err != nil {
+			return false, nil
+		}
+		seen = fmt.Sprintf("%s: %+v", h, gw.Status.Connections)
+		for _, c := range gw.Status.Connections {
+			if c.ClusterID == v1.ClusterID(a.cluster) && c.Endpoint == want && c.Status == v1.Connected {
+				return true, nil
+			}
+		}
+		return false, nil
+	}); err != nil {
+		t.Fatalf("%s's active gateway never reported its cable to %s connected: %v; last seen %s", b.cluster, want, err, seen)
+	}
+	return p.now()
 }
 
 // deleteGatewayPod deletes the gateway pod on a node with the default
