@@ -118,13 +118,13 @@ test-integration: prereqs kube-binaries ## Integration tests against a real etcd
 	$(call slowest,integration); exit $$rc
 
 .PHONY: test-e2e
-test-e2e: prereqs build kube-binaries ## End-to-end tests in a sandbox of three clusters, then TestGlobalnet in one whose clusters overlap, then the sandbox's own tests and the data-plane matrix per IP family in a dual-stack one (needs root; skips without).
+test-e2e: prereqs build kube-binaries ## End-to-end tests in a sandbox of three clusters, then TestGlobalnet in one whose clusters overlap, then the sandbox's own tests, the data-plane matrix and the MCS API per IP family in a dual-stack one (needs root; skips without).
 	pkgs=$(call testsplit,e2e); mkdir -p $(OUT)/test; rc=0; \
 	$(call gotest,e2e,-count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) $$pkgs) || rc=1; \
 	$(call slowest,e2e); \
 	STRAIT_E2E_SANDBOX=overlapping $(call gotest,e2e-overlapping,-count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) -run '^TestGlobalnet$$' ./test/e2e) || rc=1; \
 	$(call slowest,e2e-overlapping); \
-	STRAIT_E2E_SANDBOX=dual $(call gotest,e2e-dual,-count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) -run '^(TestSandbox|TestDataplaneFamilies$$)' ./test/e2e) || rc=1; \
+	STRAIT_E2E_SANDBOX=dual $(call gotest,e2e-dual,-count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) -run '^(TestSandbox|TestDataplaneFamilies$$|TestMCSFamilies$$)' ./test/e2e) || rc=1; \
 	$(call slowest,e2e-dual); exit $$rc
 
 .PHONY: sandbox

@@ -11,6 +11,7 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -154,6 +155,8 @@ func Run(ctx context.Context, rc *rest.Config, cfg Config) error {
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(m.derivedImport)).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(m.namespaceImports)).
 		Watches(&v1.Gateway{}, handler.EnqueueRequestsFromMapFunc(m.allImports), builder.WithPredicates(healthChanged)).
+		// The cluster's service families decide the clusterset IPs'.
+		Watches(&networkingv1.ServiceCIDR{}, handler.EnqueueRequestsFromMapFunc(m.everyImport)).
 		Complete(im)
 	if err != nil {
 		return err
@@ -376,6 +379,11 @@ func (m mapper) allImports(ctx context.Context, o client.Object) []reconcile.Req
 	if o.GetNamespace() != m.ns {
 		return nil
 	}
+	return m.origins(ctx, client.HasLabels{OriginNameLabel})
+}
+
+// everyImport maps any object to every service with a record.
+func (m mapper) everyImport(ctx context.Context, _ client.Object) []reconcile.Request {
 	return m.origins(ctx, client.HasLabels{OriginNameLabel})
 }
 

@@ -2,13 +2,18 @@ package lighthouse
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"net/netip"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -59,7 +64,34 @@ func (im *importer) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 	}
 	var derived corev1.Service
 	haveDerived := false
-	if m.Spec.Type == mcsv1beta1.ClusterSetIP {
+	// The families the clusterset IPs can have here: the Service's that
+	// this cluster also has, in the Service's order. None in common (an
+	// IPv4 Service imported into an IPv6-only cluster): no derived
+	// Service, which the apiserver would refuse, and a Ready condition
+	// that says why.
+	var notReady *metav1.Condition
+	clusterSetIP := m.Spec.Type == mcsv1beta1.ClusterSetIP
+	var families []corev1.IPFamily
+	if clusterSetIP {
+		have, err := im.serviceFamilies(ctx)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		families = ImportFamilies(m.Spec.IPFamilies, have)
+		if len(families) > 0 {
+			// The families this import can be used in here, as its
+			// ips have them.
+			si.Spec.IPFamilies = families
+		}
+		if len(m.Spec.IPFamilies) > 0 && len(families) == 0 {
+			clusterSetIP = false
+			notReady = &metav1.Condition{Type: string(mcsv1beta1.ServiceImportConditionReady), Status: metav1.ConditionFalse,
+				Reason: string(mcsv1beta1.ServiceImportReasonIPFamilyNotSupported),
+				Message: fmt.Sprintf("no clusterset IP: the exported Service's IP families %s are none of this cluster's service families %s",
+					familyList(m.Spec.IPFamilies), familyList(have))}
+		}
+	}
+	if clusterSetIP {
 		err := im.c.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: DerivedServiceName(key.Name)}, &derived)
 		if err != nil && !apierrors.IsNotFound(err) {
 			return ctrl.Result{}, err
@@ -75,9 +107,9 @@ func (im *importer) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 	}
 	owner := metav1.OwnerReference{APIVersion: mcsv1beta1.GroupVersion.String(), Kind: "ServiceImport", Name: cur.Name, UID: cur.UID}
 
-	switch m.Spec.Type {
-	case mcsv1beta1.ClusterSetIP:
-		want := derivedService(key, m, owner)
+	switch {
+	case clusterSetIP:
+		want := derivedService(key, m, families, owner)
 		if !haveDerived || !sameDerived(&derived, want) {
 			if err := kubeapply.Apply(ctx, im.c, want, kubeapply.FieldManagerLighthouse); err != nil {
 				return ctrl.Result{}, err
@@ -93,8 +125,15 @@ func (im *importer) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 			}
 		}
 	default:
-		if err := kubeapply.Delete(ctx, im.c, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: DerivedServiceName(key.Name)}}); err != nil {
+		var old corev1.Service
+		err := im.c.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: DerivedServiceName(key.Name)}, &old)
+		if err != nil && !apierrors.IsNotFound(err) {
 			return ctrl.Result{}, err
+		}
+		if err == nil && ownedBy(&old, key.Name) {
+			if err := kubeapply.Delete(ctx, im.c, &old); err != nil {
+				return ctrl.Result{}, err
+			}
 		}
 	}
 
@@ -105,11 +144,22 @@ func (im *importer) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 	for _, c := range m.Clusters {
 		clusters = append(clusters, mcsv1beta1.ClusterStatus{Cluster: c})
 	}
-	if !equality.Semantic.DeepEqual(clusters, cur.Status.Clusters) && !(len(clusters) == 0 && len(cur.Status.Clusters) == 0) {
+	var conds []metav1.Condition
+	if notReady != nil {
+		c := *notReady
+		c.ObservedGeneration = cur.Generation
+		c.LastTransitionTime = metav1.Now()
+		if old := meta.FindStatusCondition(cur.Status.Conditions, c.Type); old != nil && old.Status == c.Status {
+			c.LastTransitionTime = old.LastTransitionTime
+		}
+		conds = append(conds, c)
+	}
+	if !equality.Semantic.DeepEqual(clusters, cur.Status.Clusters) && !(len(clusters) == 0 && len(cur.Status.Clusters) == 0) ||
+		!sameReady(notReady, meta.FindStatusCondition(cur.Status.Conditions, string(mcsv1beta1.ServiceImportConditionReady))) {
 		st := &mcsv1beta1.ServiceImport{
 			TypeMeta:   si.TypeMeta,
 			ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace},
-			Status:     mcsv1beta1.ServiceImportStatus{Clusters: clusters},
+			Status:     mcsv1beta1.ServiceImportStatus{Clusters: clusters, Conditions: conds},
 		}
 		if err := kubeapply.ApplyStatus(ctx, im.c, st, kubeapply.FieldManagerLighthouse); err != nil {
 			return ctrl.Result{}, err
@@ -287,12 +337,87 @@ func importedSlices(name string) client.MatchingLabels {
 	return client.MatchingLabels{mcsv1beta1.LabelServiceName: name, discoveryv1.LabelManagedBy: ManagedBy}
 }
 
+// serviceFamilies are the IP families of this cluster's service CIDRs (its
+// ServiceCIDR objects, which the apiserver allocates ClusterIPs from), or
+// nil when it has none to read (an apiserver older than the ServiceCIDR
+// API): then nothing is known and every family counts.
+func (im *importer) serviceFamilies(ctx context.Context) ([]corev1.IPFamily, error) {
+	var list networkingv1.ServiceCIDRList
+	if err := im.c.List(ctx, &list); err != nil {
+		if meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("list ServiceCIDRs: %w", err)
+	}
+	var out []corev1.IPFamily
+	for _, sc := range list.Items {
+		if sc.DeletionTimestamp != nil {
+			continue
+		}
+		for _, c := range sc.Spec.CIDRs {
+			p, err := netip.ParsePrefix(c)
+			if err != nil {
+				continue
+			}
+			f := corev1.IPv6Protocol
+			if p.Addr().Is4() {
+				f = corev1.IPv4Protocol
+			}
+			if !slices.Contains(out, f) {
+				out = append(out, f)
+			}
+		}
+	}
+	return out, nil
+}
+
+// ImportFamilies are the IP families an import's clusterset IPs get in a
+// cluster whose services have the families have: those of the exported
+// Service (exported, the merged export's spec.ipFamilies) that the cluster
+// has, in the exported order. With have empty (unknown), exported as it
+// is. An empty result for a non-empty exported means the two share no
+// family: the import can have no clusterset IP there.
+func ImportFamilies(exported, have []corev1.IPFamily) []corev1.IPFamily {
+	if len(have) == 0 {
+		return slices.Clone(exported)
+	}
+	var out []corev1.IPFamily
+	for _, f := range exported {
+		if slices.Contains(have, f) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func familyList(fs []corev1.IPFamily) string {
+	if len(fs) == 0 {
+		return "[] (unknown)"
+	}
+	s := make([]string, len(fs))
+	for i, f := range fs {
+		s[i] = string(f)
+	}
+	return "[" + strings.Join(s, ", ") + "]"
+}
+
+// sameReady reports whether the import's Ready condition as stored (cur,
+// nil when it has none) says what want says (nil: no condition), times
+// aside.
+func sameReady(want, cur *metav1.Condition) bool {
+	if want == nil || cur == nil {
+		return want == nil && cur == nil
+	}
+	return want.Status == cur.Status && want.Reason == cur.Reason && want.Message == cur.Message
+}
+
 // derivedService is the Service that gives the import its clusterset IP:
 // no selector (its endpoints are the imported slices bound to it), the
-// import's ports, session affinity, internal traffic policy, traffic
-// distribution and IP families (preferring dual-stack when the import has
-// two, so that a single-stack cluster still gets one).
-func derivedService(key types.NamespacedName, m Merged, owner metav1.OwnerReference) *corev1.Service {
+// import's ports, session affinity, internal traffic policy and traffic
+// distribution, and families, the IP families the clusterset IPs get here
+// in the exported Service's order (ImportFamilies; none: the cluster's
+// default).
+func derivedService(key types.NamespacedName, m Merged, families []corev1.IPFamily, owner metav1.OwnerReference) *corev1.Service {
 	svc := &corev1.Service{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
 		ObjectMeta: metav1.ObjectMeta{
@@ -305,13 +430,13 @@ func derivedService(key types.NamespacedName, m Merged, owner metav1.OwnerRefere
 			SessionAffinity:       orNone(m.Spec.SessionAffinity),
 			InternalTrafficPolicy: m.Spec.InternalTrafficPolicy,
 			TrafficDistribution:   m.Spec.TrafficDistribution,
-			IPFamilies:            m.Spec.IPFamilies,
+			IPFamilies:            families,
 		},
 	}
 	if svc.Spec.SessionAffinity == corev1.ServiceAffinityClientIP {
 		svc.Spec.SessionAffinityConfig = m.Spec.SessionAffinityConfig.DeepCopy()
 	}
-	switch len(m.Spec.IPFamilies) {
+	switch len(families) {
 	case 0:
 	case 1:
 		svc.Spec.IPFamilyPolicy = ptr.To(corev1.IPFamilyPolicySingleStack)

@@ -53,11 +53,12 @@ type memberCluster struct {
 
 // newFabric runs a broker in an apiserver of its own and a member with a
 // running agent per ID.
-func newFabric(t *testing.T, ids ...string) *fabric { return buildFabric(t, false, ids...) }
+func newFabric(t *testing.T, ids ...string) *fabric { return buildFabric(t, false, nil, ids...) }
 
 // buildFabric is newFabric; with hostBroker the first member's apiserver
-// hosts the broker too, as a user's first cluster often does.
-func buildFabric(t *testing.T, hostBroker bool, ids ...string) *fabric {
+// hosts the broker too, as a user's first cluster often does; opts are
+// the harness options of members' apiservers, by ID (none: the defaults).
+func buildFabric(t *testing.T, hostBroker bool, opts map[string]kubetest.Options, ids ...string) *fabric {
 	t.Helper()
 	ctx := context.Background()
 	f := &fabric{t: t, members: map[string]*memberCluster{}}
@@ -75,7 +76,7 @@ func buildFabric(t *testing.T, hostBroker bool, ids ...string) *fabric {
 		if hostBroker && i == 0 {
 			m.env = f.brokerEnv
 		} else {
-			m.env = kubetest.New(t, kubetest.Options{})
+			m.env = kubetest.New(t, opts[id])
 		}
 		m.c = mustClient(t, m.env.Config)
 		tok, err := broker.Enroll(ctx, f.info, broker.Member{ClusterID: id, ClusterUID: "uid-" + id,
@@ -612,7 +613,7 @@ var testLogOut, testLogLevel = func() (io.Writer, slog.Level) {
 // alone, or c2's exports are deleted at the broker as fast as c2's syncer
 // makes them again.
 func TestLighthouseBrokerInMember(t *testing.T) {
-	f := buildFabric(t, true, "c1", "c2")
+	f := buildFabric(t, true, nil, "c1", "c2")
 	c1, c2 := f.members["c1"].c, f.members["c2"].c
 	ctx := context.Background()
 	http := svcPort("http", corev1.ProtocolTCP, 80)

@@ -144,11 +144,12 @@ func runFinalChecks() bool {
 var upArgs = []string{"up", "--clusters", "3", "--nodes", "3", "--nat", "c2", "--proxy-mode", "iptables,c2=nftables,c3=nftables"}
 
 // sandboxEnv chooses the sandbox: unset, the one above, for every test
-// but TestGlobalnet and TestDataplaneFamilies; "overlapping", two clusters
+// but TestGlobalnet and the families' tests (TestDataplaneFamilies,
+// TestMCSFamilies); "overlapping", two clusters
 // of three nodes with the same pod and Service CIDRs (no NAT, kube-proxy
 // in nftables mode in c2), for TestGlobalnet alone; "dual", three
 // dual-stack clusters of two nodes (dualArgs), for the sandbox's own tests
-// (TestSandbox*) and TestDataplaneFamilies alone, and "ipv6", the same
+// (TestSandbox*) and the families' tests alone, and "ipv6", the same
 // IPv6-only. "make test-e2e" runs the package once with each but "ipv6"
 // (one sandbox at a time on a machine).
 const sandboxEnv = "STRAIT_E2E_SANDBOX"
@@ -157,8 +158,8 @@ const sandboxEnv = "STRAIT_E2E_SANDBOX"
 func overlapping() bool { return os.Getenv(sandboxEnv) == "overlapping" }
 
 // dual reports whether this run's sandbox is the dual-stack or the
-// IPv6-only one: both run the sandbox's own tests and
-// TestDataplaneFamilies alone.
+// IPv6-only one: both run the sandbox's own tests and the families'
+// tests (TestDataplaneFamilies, TestMCSFamilies) alone.
 func dual() bool { return os.Getenv(sandboxEnv) == "dual" || os.Getenv(sandboxEnv) == "ipv6" }
 
 // wantFamilies are the families the sandbox of this run must have, as
@@ -220,7 +221,7 @@ func need(t *testing.T) {
 		t.Skip("the sandbox's clusters overlap (" + sandboxEnv + "=overlapping): only TestGlobalnet runs")
 	}
 	if dual() && !strings.HasPrefix(t.Name(), "TestSandbox") {
-		t.Skip("the sandbox is dual-stack or IPv6-only (" + sandboxEnv + "=" + os.Getenv(sandboxEnv) + "): only the sandbox's own tests (TestSandbox*) and TestDataplaneFamilies run")
+		t.Skip("the sandbox is dual-stack or IPv6-only (" + sandboxEnv + "=" + os.Getenv(sandboxEnv) + "): only the sandbox's own tests (TestSandbox*), TestDataplaneFamilies and TestMCSFamilies run")
 	}
 	needSandbox(t)
 }
