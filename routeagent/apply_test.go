@@ -1,9 +1,9 @@
 package routeagent
 
 import (
-	"fmt"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
