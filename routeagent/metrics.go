@@ -105,3 +105,12 @@ func (m *Metrics) Handler() http.Handler {
 func (m *Metrics) Serve(ctx context.Context, ln net.Listener) error {
 	return metricsserver.Serve(ctx, ln, m.Handler())
 }
+
+// Describe sends the description of every metric the agent serves, series
+// or not yet (prometheus.Collector's Describe): for tools that check the
+// names dashboards and alerts use.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range []prometheus.Collector{m.applied, m.generation, m.active, m.applies, m.errors, m.remote, m.duration} {
+		c.Describe(ch)
+	}
+}

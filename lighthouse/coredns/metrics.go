@@ -90,3 +90,12 @@ func rcodeName(rcode int) string {
 	}
 	return strconv.Itoa(rcode)
 }
+
+// DescribeMetrics sends the description of every metric of the plugin,
+// series or not yet (as a prometheus.Collector's Describe): for tools that
+// check the names dashboards and alerts use.
+func DescribeMetrics(ch chan<- *prometheus.Desc) {
+	for _, c := range []prometheus.Collector{requestCount, responseCount, importAnswerCount, syncedGauge, importsGauge, watchErrors} {
+		c.Describe(ch)
+	}
+}
