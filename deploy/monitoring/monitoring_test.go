@@ -265,3 +265,23 @@ func dashboardExprs(t *testing.T) []string {
 	walk(d)
 	return out
 }
+
+// docs/metrics.md lists every metric the components register and every
+// alert of the rules.
+func TestDocumented(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "docs", "metrics.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	for n := range registeredNames() {
+		if !strings.Contains(doc, "`"+n+"`") {
+			t.Errorf("docs/metrics.md does not list the metric %s", n)
+		}
+	}
+	for _, r := range rules(t) {
+		if r.Alert != "" && !strings.Contains(doc, "`"+r.Alert+"`") {
+			t.Errorf("docs/metrics.md does not list the alert %s", r.Alert)
+		}
+	}
+}
