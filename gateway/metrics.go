@@ -172,3 +172,12 @@ func (c *connCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 }
+
+// Describe sends the description of every metric the gateway serves,
+// series or not yet (prometheus.Collector's Describe): for tools that
+// check the names dashboards and alerts use.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	m.active.Describe(ch)
+	m.held.Describe(ch)
+	(*connCollector)(m).Describe(ch)
+}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -29,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
@@ -92,6 +94,11 @@ type Config struct {
 	LeaderElection bool
 	// MetricsAddr is where to serve Prometheus metrics ("" or "0": none).
 	MetricsAddr string
+	// Registerer is where Globalnet's own metrics (Metrics) go; nil is
+	// controller-runtime's metrics.Registry, which MetricsAddr serves,
+	// when MetricsAddr is set, else nowhere. They are unregistered when
+	// Run returns.
+	Registerer prometheus.Registerer
 	// HealthAddr serves /healthz and /readyz ("" or "0": none).
 	HealthAddr string
 	// Kernel is the node's kernel; nil is nodenet.Host().
@@ -149,7 +156,18 @@ func Run(ctx context.Context, rc *rest.Config, cfg Config) error {
 	all := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
 		return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: "all"}}}
 	})
-	al := &allocator{c: mgr.GetClient(), reader: mgr.GetAPIReader(), assumed: newAssumed(mgr.GetAPIReader()), cfg: cfg, log: log.With("controller", "allocator")}
+	metrics := NewMetrics(cfg.GlobalCIDR)
+	reg := cfg.Registerer
+	if reg == nil && cfg.MetricsAddr != "0" {
+		reg = ctrlmetrics.Registry
+	}
+	if reg != nil {
+		if err := reg.Register(metrics); err != nil {
+			return fmt.Errorf("globalnet metrics: %w", err)
+		}
+		defer reg.Unregister(metrics)
+	}
+	al := &allocator{c: mgr.GetClient(), reader: mgr.GetAPIReader(), assumed: newAssumed(mgr.GetAPIReader()), cfg: cfg, log: log.With("controller", "allocator"), metrics: metrics}
 	err = ctrl.NewControllerManagedBy(mgr).Named("globalnet-allocator").
 		WithOptions(controller.Options{MaxConcurrentReconciles: 1, SkipNameValidation: ptr.To(true)}).
 		Watches(&v1.ClusterGlobalEgressIP{}, all).
@@ -274,6 +292,7 @@ type allocator struct {
 	started bool
 	cfg     Config
 	log     *slog.Logger
+	metrics *Metrics // nil: none
 }
 
 // holder is one object that holds global IPs, as the allocator sees it.
@@ -448,6 +467,7 @@ func (a *allocator) holders(ctx context.Context) ([]*holder, error) {
 func (a *allocator) allot(holders []*holder) []*holder {
 	pool, _ := NewPool(a.cfg.GlobalCIDR) // checked in Run
 	var need []*holder
+	refused := 0
 	for _, h := range holders {
 		if h.superseded != "" || h.obj.GetDeletionTimestamp() != nil {
 			need = append(need, h)
@@ -472,6 +492,7 @@ func (a *allocator) allot(holders []*holder) []*holder {
 		}
 		addrs, err := pool.Allocate(h.key, h.n)
 		if err != nil {
+			refused++
 			h.ips = nil
 			h.cond = setCond(h.obj, h.cond, metav1.ConditionFalse, v1.ReasonIPPoolExhausted,
 				fmt.Sprintf("%d global IPs asked for, %s has no %d consecutive free addresses; free some or ask for fewer", h.n, a.cfg.GlobalCIDR, h.n))
@@ -485,6 +506,7 @@ func (a *allocator) allot(holders []*holder) []*holder {
 		h.cond = setCond(h.obj, h.cond, metav1.ConditionTrue, v1.ReasonSuccess, fmt.Sprintf("%d global IPs from %s", h.n, a.cfg.GlobalCIDR))
 		a.log.Info("allotted", "object", h.key, "ips", h.ips)
 	}
+	a.metrics.recordAllotment(pool, refused)
 	return holders
 }
 

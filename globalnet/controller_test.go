@@ -8,6 +8,7 @@ package globalnet
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -46,6 +48,8 @@ type cluster struct {
 	k    *nodenettest.Kernel
 	cidr netip.Prefix
 	stop func()
+	// metrics are those of the controller on the node whose kernel is k.
+	metrics *prometheus.Registry
 }
 
 func newCluster(t *testing.T, cidr string) *cluster {
@@ -106,8 +110,12 @@ func (cl *cluster) runWrapped(t *testing.T, k nodenet.Kernel, wrap func(http.Rou
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	reg := prometheus.NewRegistry()
+	if k == cl.k {
+		cl.metrics = reg
+	}
 	cfg := Config{ClusterID: "c1", Namespace: v1.ComponentNamespace, NodeName: "gw1", GlobalCIDR: cl.cidr,
-		LeaderElection: true, Kernel: k, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		LeaderElection: true, Kernel: k, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: reg}
 	go func() { done <- Run(ctx, rc, cfg) }()
 	stopped := false
 	stop := func() {
@@ -299,6 +307,17 @@ func TestController(t *testing.T) {
 	if got := ipStrings(cl.egressStatus(t, "app", "web").AllocatedIPs); got != "242.1.0.10,242.1.0.11" {
 		t.Errorf("web after the exhaustion: %s", got)
 	}
+	// The metrics: 12 of the 30 addresses allotted, one object refused.
+	var got string
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		got = ""
+		for _, n := range []string{"strait_globalnet_pool_ips", "strait_globalnet_allocated_ips", "strait_globalnet_exhausted_requests"} {
+			got += fmt.Sprintf("%s %g\n", n, gaugeValue(t, cl.metrics, n))
+		}
+		return got == "strait_globalnet_pool_ips 30\nstrait_globalnet_allocated_ips 12\nstrait_globalnet_exhausted_requests 1\n", nil
+	}); err != nil {
+		t.Errorf("metrics after the exhaustion:\n%s", got)
+	}
 	// A second namespace-wide GlobalEgressIP: the older (big) selects
 	// every pod of the namespace already.
 	cl.create(t, egress("wide2", 1, nil))
@@ -345,4 +364,19 @@ func TestController(t *testing.T) {
 		t.Fatal(err)
 	}
 	cl.egressStatus(t, "", v1.ClusterEgressName)
+}
+
+// gaugeValue is the value of the gauge name in reg, -1 without it.
+func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() == name && len(f.GetMetric()) == 1 {
+			return f.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	return -1
 }

@@ -29,6 +29,7 @@ declare -A need=(
   [nslookup]=bind9-dnsutils
   [nc]=netcat-openbsd    # netshoot's nc
   [socat]=socat          # the alpine/socat image's entrypoint, and netshoot's socat
+  [promtool]=prometheus  # deploy/monitoring checks and unit-tests the alert rules
   [git]=git              # make verify compares generated files
   [make]=make
 )

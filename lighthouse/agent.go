@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -29,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -64,6 +66,11 @@ type Config struct {
 	LeaderElection bool
 	// MetricsAddr is where to serve Prometheus metrics ("" or "0": none).
 	MetricsAddr string
+	// Registerer is where the agent's own metrics (Metrics) go; nil is
+	// controller-runtime's metrics.Registry, which MetricsAddr serves,
+	// when MetricsAddr is set, else nowhere. They are unregistered when
+	// Run returns.
+	Registerer prometheus.Registerer
 	// HealthAddr serves /healthz and /readyz ("" or "0": none).
 	HealthAddr string
 	// Workers is how many services each controller reconciles at once; 0
@@ -128,7 +135,18 @@ func Run(ctx context.Context, rc *rest.Config, cfg Config) error {
 	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
-	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error { return runSyncer(ctx, rc, cfg, log) })); err != nil {
+	reg := cfg.Registerer
+	if reg == nil && cfg.MetricsAddr != "0" {
+		reg = ctrlmetrics.Registry
+	}
+	metrics := NewMetrics(mgr.GetClient(), cfg.Namespace)
+	if reg != nil {
+		if err := reg.Register(metrics); err != nil {
+			return fmt.Errorf("lighthouse metrics: %w", err)
+		}
+		defer reg.Unregister(metrics)
+	}
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error { return runSyncer(ctx, rc, cfg, log, metrics.recordSync) })); err != nil {
 		return err
 	}
 	ex := &exporter{c: mgr.GetClient(), cfg: cfg, log: log.With("controller", "export")}
@@ -170,7 +188,7 @@ func Run(ctx context.Context, rc *rest.Config, cfg Config) error {
 // conflicts are resolved in). A missing broker credential is waited for
 // until ctx ends (join writes it, perhaps after the agent starts), and a
 // changed one (a join again) restarts the syncer with it.
-func runSyncer(ctx context.Context, rc *rest.Config, cfg Config, log *slog.Logger) error {
+func runSyncer(ctx context.Context, rc *rest.Config, cfg Config, log *slog.Logger, onSync func(error)) error {
 	kube, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return err
@@ -193,6 +211,7 @@ func runSyncer(ctx context.Context, rc *rest.Config, cfg Config, log *slog.Logge
 			},
 			StampBrokerCreation: true,
 			Log:                 log,
+			OnSync:              onSync,
 		}).Run(ctx)
 	})
 }

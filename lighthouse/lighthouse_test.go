@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -49,6 +50,8 @@ type memberCluster struct {
 	env  *kubetest.Env
 	c    client.Client
 	stop func()
+	// metrics is where the running agent's metrics are registered.
+	metrics *prometheus.Registry
 }
 
 // newFabric runs a broker in an apiserver of its own and a member with a
@@ -99,7 +102,8 @@ func (m *memberCluster) start(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	cfg := Config{ClusterID: m.id, Namespace: v1.ComponentNamespace, Workers: 2,
+	m.metrics = prometheus.NewRegistry()
+	cfg := Config{ClusterID: m.id, Namespace: v1.ComponentNamespace, Workers: 2, Registerer: m.metrics,
 		Log: slog.New(slog.NewTextHandler(testLogOut, &slog.HandlerOptions{Level: testLogLevel})).With("member", m.id)}
 	// The agent runs as its ServiceAccount, with exactly the RBAC the
 	// manifest grants it.
@@ -285,6 +289,21 @@ func TestLighthouse(t *testing.T) {
 		eventually(t, "export conditions", func() string {
 			if got := conditions(c2, "app", "web"); got != "Conflict=False/NoConflicts Ready=True/Exported Valid=True/Valid" {
 				return got
+			}
+			return ""
+		})
+		// The agents' metrics count the export and the imports, and the
+		// syncs with the broker.
+		eventually(t, "metrics", func() string {
+			got := metricValues(t, f.members["c2"].metrics, "strait_lighthouse_exports", "strait_lighthouse_imports") + "; " +
+				metricValues(t, f.members["c1"].metrics, "strait_lighthouse_exports", "strait_lighthouse_imports")
+			if want := "strait_lighthouse_exports{Conflict,False}=1 strait_lighthouse_exports{Ready,True}=1 strait_lighthouse_exports{Valid,True}=1 strait_lighthouse_imports=1; strait_lighthouse_imports=1"; got != want {
+				return got + ", want " + want
+			}
+			for _, id := range []string{"c1", "c2"} {
+				if v := metricValues(t, f.members[id].metrics, "strait_lighthouse_broker_last_sync_timestamp_seconds"); v == "" {
+					return id + ": no sync with the broker in the metrics: " + v
+				}
 			}
 			return ""
 		})
@@ -664,4 +683,38 @@ func TestLighthouseBrokerInMember(t *testing.T) {
 			t.Errorf("%s at the broker: uid %q, was %q (deleted and made again)", k, after[k], uid)
 		}
 	}
+}
+
+// metricValues renders the series of reg's families names that are not 0,
+// in the order Gather sorts them: "name{label values}=value ...".
+func metricValues(t *testing.T, reg *prometheus.Registry, names ...string) string {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, name := range names {
+		for _, f := range fams {
+			if f.GetName() != name {
+				continue
+			}
+			for _, m := range f.GetMetric() {
+				v := m.GetGauge().GetValue() + m.GetCounter().GetValue()
+				if v == 0 {
+					continue
+				}
+				var labels []string
+				for _, l := range m.GetLabel() {
+					labels = append(labels, l.GetValue())
+				}
+				series := name
+				if len(labels) > 0 {
+					series += "{" + strings.Join(labels, ",") + "}"
+				}
+				out = append(out, fmt.Sprintf("%s=%g", series, v))
+			}
+		}
+	}
+	return strings.Join(out, " ")
 }

@@ -249,15 +249,19 @@ func (a *Agent) reconcile(f Facts, factsErr error, resync bool) error {
 		s, err = Compute(f)
 	}
 	var txt string
+	took := time.Duration(-1) // no apply
 	if err == nil {
 		txt = s.String()
+		start := a.clock.Now()
 		switch {
 		case resync || !a.inKernel:
 			err = a.applier.Apply(s)
+			took = a.clock.Since(start)
 		case txt != a.last:
 			// An informer event: a failover changes routes, not the
 			// packet filter, which ApplyChange then leaves unread.
 			err = a.applier.ApplyChange(a.lastState, s)
+			took = a.clock.Since(start)
 		}
 	}
 	if err != nil {
@@ -275,8 +279,20 @@ func (a *Agent) reconcile(f Facts, factsErr error, resync bool) error {
 	if slices.ContainsFunc(f.Nodes, func(n Node) bool { return n.Name == f.Active }) {
 		active = f.Active
 	}
-	a.metrics.recordSuccess(changed, active)
+	a.metrics.recordSuccess(changed, active, routedRemote(s), took)
 	return nil
+}
+
+// routedRemote counts the remote subnets s routes through a gateway (not
+// unreachable), once each whatever the number of routes to one.
+func routedRemote(s nodenet.State) int {
+	seen := map[netip.Prefix]bool{}
+	for _, r := range s.Routes {
+		if r.Table == RemoteTable && !r.Unreachable {
+			seen[r.Dst] = true
+		}
+	}
+	return len(seen)
 }
 
 // Cleanup removes everything the route agent makes on the node k, and

@@ -3,6 +3,7 @@ package routeagent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -92,9 +93,9 @@ func TestCleanupRemovesExactlyOurs(t *testing.T) {
 	}
 }
 
-const metricNames = "strait_routeagent_state_applied strait_routeagent_state_generation strait_routeagent_active_gateway_info strait_routeagent_applies_total strait_routeagent_apply_errors_total"
+const metricNames = "strait_routeagent_remote_subnets strait_routeagent_state_applied strait_routeagent_state_generation strait_routeagent_active_gateway_info strait_routeagent_applies_total strait_routeagent_apply_errors_total"
 
-func wantMetrics(t *testing.T, a *Agent, applied, generation, applies, errs int, active string) {
+func wantMetrics(t *testing.T, a *Agent, applied, generation, applies, errs int, active string, remote int) {
 	t.Helper()
 	var b strings.Builder
 	b.WriteString("# HELP strait_routeagent_active_gateway_info 1 for the active gateway node that the applied state routes to.\n# TYPE strait_routeagent_active_gateway_info gauge\n")
@@ -107,6 +108,7 @@ func wantMetrics(t *testing.T, a *Agent, applied, generation, applies, errs int,
 	}{
 		{"strait_routeagent_apply_errors_total", "Attempts that failed (facts, computing or applying).", "counter", errs},
 		{"strait_routeagent_applies_total", "Attempts to make the kernel match the desired state.", "counter", applies},
+		{"strait_routeagent_remote_subnets", "Remote subnets the applied state routes to the active gateway; 0 without one (they are unreachable then).", "gauge", remote},
 		{"strait_routeagent_state_applied", "1 once the current desired state is in the kernel; 0 before the first apply and while an apply fails.", "gauge", applied},
 		{"strait_routeagent_state_generation", "Increments each time a changed desired state has been applied.", "gauge", generation},
 	} {
@@ -122,27 +124,27 @@ func wantMetrics(t *testing.T, a *Agent, applied, generation, applies, errs int,
 func TestMetricsFollowApplies(t *testing.T) {
 	k := &nodenettest.Kernel{}
 	a := testAgent(k)
-	wantMetrics(t, a, 0, 0, 0, 0, "")
+	wantMetrics(t, a, 0, 0, 0, 0, "", 0)
 	if err := a.reconcile(facts(n3, "n1", "10.2.0.0/16"), nil, false); err != nil {
 		t.Fatal(err)
 	}
-	wantMetrics(t, a, 1, 1, 1, 0, "n1")
+	wantMetrics(t, a, 1, 1, 1, 0, "n1", 1)
 	if err := a.reconcile(facts(n3, "n1", "10.2.0.0/16"), nil, false); err != nil {
 		t.Fatal(err)
 	}
-	wantMetrics(t, a, 1, 1, 2, 0, "n1")
+	wantMetrics(t, a, 1, 1, 2, 0, "n1", 1)
 	if err := a.reconcile(Facts{}, errors.New("node n3 not found"), false); err == nil {
 		t.Fatal("a facts error was not returned")
 	}
-	wantMetrics(t, a, 0, 1, 3, 1, "n1")
+	wantMetrics(t, a, 0, 1, 3, 1, "n1", 1)
 	if err := a.reconcile(facts(n3, "n2", "10.2.0.0/16"), nil, false); err != nil {
 		t.Fatal(err)
 	}
-	wantMetrics(t, a, 1, 2, 4, 1, "n2")
+	wantMetrics(t, a, 1, 2, 4, 1, "n2", 1)
 	if err := a.reconcile(facts(n3, "", "10.2.0.0/16"), nil, false); err != nil {
 		t.Fatal(err)
 	}
-	wantMetrics(t, a, 1, 3, 5, 1, "")
+	wantMetrics(t, a, 1, 3, 5, 1, "", 0)
 }
 
 // The metrics are served over HTTP for tests and Prometheus to wait on.
@@ -155,7 +157,7 @@ func TestMetricsServe(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- m.Serve(ctx, ln) }()
-	m.recordSuccess(true, "n1")
+	m.recordSuccess(true, "n1", 1, 0)
 	resp, err := http.Get("http://" + ln.Addr().String() + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -349,7 +351,7 @@ func TestLoopRetriesWithBackoff(t *testing.T) {
 	if len(clk.timers) != 0 {
 		t.Errorf("a retry was scheduled after a success: %v", <-clk.timers)
 	}
-	wantMetrics(t, a, 1, 1, 4, 2, "n1")
+	wantMetrics(t, a, 1, 1, 4, 2, "n1", 1)
 }
 
 // saves counts its packet-filter reads (iptables-save), the dear part of
@@ -408,7 +410,7 @@ func TestReconcileSkipsUnchangedUntilResync(t *testing.T) {
 	step("failed apply", facts(n3, "n2", "10.2.0.0/16", "10.3.0.0/16"), false, true, true)
 	step("same state after the failure", facts(n3, "n2", "10.2.0.0/16", "10.3.0.0/16"), false, true, true)
 	step("applied, then an event", facts(n3, "n2", "10.2.0.0/16", "10.3.0.0/16"), false, false, false)
-	wantMetrics(t, a, 1, 3, 8, 1, "n2")
+	wantMetrics(t, a, 1, 3, 8, 1, "n2", 2)
 }
 
 // The loop hands reconcile its reason: a kick applies only a change, the
@@ -449,4 +451,40 @@ func TestLoopAppliesUnchangedOnlyOnResync(t *testing.T) {
 	}
 	cancel()
 	recv(t, done)
+}
+
+// slowKernel is a fake kernel on which replacing a route takes step of the
+// agent's fake clock.
+type slowKernel struct {
+	*nodenettest.Kernel
+	clk  *clocktesting.FakeClock
+	step time.Duration
+}
+
+func (k slowKernel) ReplaceRoute(r nodenet.Route) error {
+	k.clk.Step(k.step)
+	return k.Kernel.ReplaceRoute(r)
+}
+
+// The last apply's duration is the time the applies took by the agent's
+// clock, and stays when a reconcile finds nothing to apply.
+func TestMetricsApplyDuration(t *testing.T) {
+	clk := clocktesting.NewFakeClock(time.Unix(0, 0))
+	k := slowKernel{Kernel: &nodenettest.Kernel{}, clk: clk, step: 250 * time.Millisecond}
+	a := testAgent(k)
+	a.clock = clk
+	routes := 0
+	for range 2 {
+		if err := a.reconcile(facts(n3, "n1", "10.2.0.0/16"), nil, false); err != nil {
+			t.Fatal(err)
+		}
+		if routes == 0 {
+			rs, _ := k.Routes(RemoteTable)
+			routes = len(rs)
+		}
+		want := fmt.Sprintf("%g", (time.Duration(routes) * k.step).Seconds())
+		if got := fmt.Sprintf("%g", testutil.ToFloat64(a.metrics.duration)); got != want {
+			t.Errorf("last apply duration %s s, want %s s (%d routes replaced)", got, want, routes)
+		}
+	}
 }

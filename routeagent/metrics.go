@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -26,6 +27,11 @@ const DefaultMetricsAddr = ":9477"
 //	strait_routeagent_active_gateway_info{node} 1 for the active gateway
 //	  the applied state routes to (no series without one).
 //	strait_routeagent_applies_total, strait_routeagent_apply_errors_total.
+//	strait_routeagent_remote_subnets the remote subnets the applied state
+//	  routes to a gateway (0 without an active gateway: they are
+//	  unreachable then).
+//	strait_routeagent_last_apply_duration_seconds how long the last
+//	  successful apply took, by the agent's clock.
 type Metrics struct {
 	reg        *prometheus.Registry
 	applied    prometheus.Gauge
@@ -33,6 +39,8 @@ type Metrics struct {
 	active     *prometheus.GaugeVec
 	applies    prometheus.Counter
 	errors     prometheus.Counter
+	remote     prometheus.Gauge
+	duration   prometheus.Gauge
 }
 
 // NewMetrics makes the metrics in a registry of their own.
@@ -49,8 +57,12 @@ func NewMetrics() *Metrics {
 			Help: "Attempts to make the kernel match the desired state."}),
 		errors: prometheus.NewCounter(prometheus.CounterOpts{Name: "strait_routeagent_apply_errors_total",
 			Help: "Attempts that failed (facts, computing or applying)."}),
+		remote: prometheus.NewGauge(prometheus.GaugeOpts{Name: "strait_routeagent_remote_subnets",
+			Help: "Remote subnets the applied state routes to the active gateway; 0 without one (they are unreachable then)."}),
+		duration: prometheus.NewGauge(prometheus.GaugeOpts{Name: "strait_routeagent_last_apply_duration_seconds",
+			Help: "How long the last successful apply (reading and changing the kernel) took, in seconds."}),
 	}
-	m.reg.MustRegister(m.applied, m.generation, m.active, m.applies, m.errors)
+	m.reg.MustRegister(m.applied, m.generation, m.active, m.applies, m.errors, m.remote, m.duration)
 	return m
 }
 
@@ -63,9 +75,15 @@ func (m *Metrics) recordFailure() {
 }
 
 // recordSuccess records an applied state, routed to the active gateway
-// node active ("" for none); changed says it differs from the last applied.
-func (m *Metrics) recordSuccess(changed bool, active string) {
+// node active ("" for none), with remote subnets routed to it, that took
+// took to apply (negative: nothing was applied, the kernel already held
+// it); changed says it differs from the last applied.
+func (m *Metrics) recordSuccess(changed bool, active string, remote int, took time.Duration) {
 	m.applies.Inc()
+	m.remote.Set(float64(remote))
+	if took >= 0 {
+		m.duration.Set(took.Seconds())
+	}
 	if changed {
 		m.generation.Inc()
 	}
@@ -86,4 +104,13 @@ func (m *Metrics) Handler() http.Handler {
 // otherwise.
 func (m *Metrics) Serve(ctx context.Context, ln net.Listener) error {
 	return metricsserver.Serve(ctx, ln, m.Handler())
+}
+
+// Describe sends the description of every metric the agent serves, series
+// or not yet (prometheus.Collector's Describe): for tools that check the
+// names dashboards and alerts use.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range []prometheus.Collector{m.applied, m.generation, m.active, m.applies, m.errors, m.remote, m.duration} {
+		c.Describe(ch)
+	}
 }

@@ -66,13 +66,24 @@ func (l *Lighthouse) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.
 	if zone == "" {
 		return plugin.NextOrFailure(l.Name(), l.Next, ctx, w, r)
 	}
+	server := metrics.WithServer(ctx)
+	// answered counts a response the plugin made itself: its rcode, and
+	// whether it carried records from the imports.
+	answered := func(rcode int, records bool) {
+		responseCount.WithLabelValues(server, zone, rcodeName(rcode)).Inc()
+		if records {
+			importAnswerCount.WithLabelValues(server, zone).Inc()
+		}
+	}
 	if state.QClass() != dns.ClassINET {
+		answered(dns.RcodeRefused, false)
 		return dns.RcodeRefused, nil
 	}
 	state.Zone = zone
 	q := parse(qname, zone)
-	requestCount.WithLabelValues(metrics.WithServer(ctx), zone, q.kind.String()).Inc()
+	requestCount.WithLabelValues(server, zone, q.kind.String(), qtypeName(state.QType())).Inc()
 	if !l.Store.Synced() && q.kind != kindVersion {
+		answered(dns.RcodeServerFailure, false)
 		return plugin.BackendError(ctx, l, zone, dns.RcodeServerFailure, state, nil, plugin.Options{})
 	}
 
@@ -104,6 +115,7 @@ func (l *Lighthouse) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.
 			_, err = l.Services(ctx, state, true, opt)
 		}
 	case dns.TypeAXFR, dns.TypeIXFR:
+		answered(dns.RcodeRefused, false)
 		return dns.RcodeRefused, nil
 	default:
 		// NODATA or NXDOMAIN, as the name exists or not.
@@ -113,12 +125,15 @@ func (l *Lighthouse) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.
 		if l.Fall.Through(qname) {
 			return plugin.NextOrFailure(l.Name(), l.Next, ctx, w, r)
 		}
+		answered(dns.RcodeNameError, false)
 		return plugin.BackendError(ctx, l, zone, dns.RcodeNameError, state, nil, opt)
 	}
 	if err != nil {
+		answered(dns.RcodeServerFailure, false)
 		return dns.RcodeServerFailure, err
 	}
 	if len(records) == 0 {
+		answered(dns.RcodeSuccess, false)
 		return plugin.BackendError(ctx, l, zone, dns.RcodeSuccess, state, nil, opt)
 	}
 	m := new(dns.Msg)
@@ -130,8 +145,10 @@ func (l *Lighthouse) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.
 	// request.ScrubWriter, which truncates and sets TC (the full answer
 	// goes over TCP); EDNS0 buffer sizes are honoured there.
 	if err := w.WriteMsg(m); err != nil {
+		answered(dns.RcodeServerFailure, false)
 		return dns.RcodeServerFailure, err
 	}
+	answered(dns.RcodeSuccess, true)
 	return dns.RcodeSuccess, nil
 }
 

@@ -1,23 +1,46 @@
 package coredns
 
 import (
+	"strconv"
+
 	"github.com/coredns/coredns/plugin"
+	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
 // The plugin's metrics, next to CoreDNS's own (coredns_dns_*), served by the
-// prometheus plugin.
+// prometheus plugin. As CoreDNS's plugins do, they are registered once per
+// process in the default registry, which the prometheus plugin serves, and
+// carry the server label (metrics.WithServer) where a request is counted.
 var (
 	// requestCount counts the questions under each zone by what the name
 	// is: service, port, endpoint, version, empty (a name without records
-	// of its own) or none (no such name).
+	// of its own) or none (no such name); and by query type.
 	requestCount = promauto.NewCounterVec(prometheus.CounterOpts{
 		Namespace: plugin.Namespace,
 		Subsystem: pluginName,
 		Name:      "requests_total",
-		Help:      "Questions under the clusterset zones, by server, zone and kind of name.",
-	}, []string{"server", "zone", "kind"})
+		Help:      "Questions under the clusterset zones, by server, zone, kind of name and query type (A, AAAA, SRV, TXT, SOA, ANY, other).",
+	}, []string{"server", "zone", "kind", "type"})
+
+	// responseCount counts the responses the plugin made itself (not
+	// those it passed to the next plugin), by rcode.
+	responseCount = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: pluginName,
+		Name:      "responses_total",
+		Help:      "Responses the plugin made itself, by server, zone and rcode (NOERROR includes NODATA; SERVFAIL before the plugin has synced).",
+	}, []string{"server", "zone", "rcode"})
+
+	// importAnswerCount counts the NOERROR responses with records: the
+	// answers served from the imports.
+	importAnswerCount = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: pluginName,
+		Name:      "import_answers_total",
+		Help:      "Responses with records made from the ServiceImports and EndpointSlices, by server and zone.",
+	}, []string{"server", "zone"})
 
 	// syncedGauge is 1 once the store has synced (answers are served), 0
 	// before (every answer is SERVFAIL).
@@ -35,4 +58,44 @@ var (
 		Name:      "imports",
 		Help:      "ServiceImports the plugin answers for.",
 	})
+
+	// watchErrors counts the watches of the plugin's view that ended in an
+	// error (the apiserver unreachable, access denied): while they fail the
+	// answers are from the last view, which may be stale. Expired resource
+	// versions, a routine relist, are not counted.
+	watchErrors = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: pluginName,
+		Name:      "watch_errors_total",
+		Help:      "Lists and watches of ServiceImports, EndpointSlices or Gateways that failed (retried with back-off); the answers meanwhile come from the last view.",
+	}, []string{"type"})
 )
+
+// monitoredTypes are the query types counted by name; the others are
+// "other", so that a client cannot grow the series without bound.
+var monitoredTypes = map[uint16]bool{dns.TypeA: true, dns.TypeAAAA: true, dns.TypeSRV: true, dns.TypeTXT: true, dns.TypeSOA: true, dns.TypeANY: true}
+
+// qtypeName is the type label of a query type.
+func qtypeName(t uint16) string {
+	if monitoredTypes[t] {
+		return dns.TypeToString[t]
+	}
+	return "other"
+}
+
+// rcodeName is the rcode label: the rcode's name, or its number.
+func rcodeName(rcode int) string {
+	if s, ok := dns.RcodeToString[rcode]; ok {
+		return s
+	}
+	return strconv.Itoa(rcode)
+}
+
+// DescribeMetrics sends the description of every metric of the plugin,
+// series or not yet (as a prometheus.Collector's Describe): for tools that
+// check the names dashboards and alerts use.
+func DescribeMetrics(ch chan<- *prometheus.Desc) {
+	for _, c := range []prometheus.Collector{requestCount, responseCount, importAnswerCount, syncedGauge, importsGauge, watchErrors} {
+		c.Describe(ch)
+	}
+}

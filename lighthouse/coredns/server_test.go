@@ -227,8 +227,10 @@ func TestServer(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, want := range []string{
-			`coredns_lighthouse_requests_total{kind="service",server="dns://` + addr + `",zone="clusterset.local."}`,
-			`coredns_lighthouse_requests_total{kind="none",server="dns://` + addr + `",zone="clusterset.local."} 1`,
+			`coredns_lighthouse_requests_total{kind="service",server="dns://` + addr + `",type="A",zone="clusterset.local."}`,
+			`coredns_lighthouse_requests_total{kind="none",server="dns://` + addr + `",type="A",zone="clusterset.local."} 1`,
+			`coredns_lighthouse_responses_total{rcode="NXDOMAIN",server="dns://` + addr + `",zone="clusterset.local."}`,
+			`coredns_lighthouse_import_answers_total{server="dns://` + addr + `",zone="clusterset.local."}`,
 			"coredns_lighthouse_synced 1",
 			"coredns_lighthouse_imports ",
 			`coredns_dns_requests_total{`,

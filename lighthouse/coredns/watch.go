@@ -6,6 +6,7 @@ import (
 	"time"
 
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -54,6 +55,12 @@ func Watch(ctx context.Context, cfg *rest.Config, namespace string, store *Store
 		Scheme:           scheme.New(),
 		Mapper:           mapper,
 		DefaultTransform: cache.TransformStripManagedFields(),
+		DefaultWatchErrorHandler: func(ctx context.Context, r *toolscache.Reflector, err error) {
+			toolscache.DefaultWatchErrorHandler(ctx, r, err)
+			if !apierrors.IsResourceExpired(err) && !apierrors.IsGone(err) {
+				watchErrors.WithLabelValues(r.TypeDescription()).Inc()
+			}
+		},
 		ByObject: map[client.Object]cache.ByObject{
 			&discoveryv1.EndpointSlice{}: {Label: sel},
 			&v1.Gateway{}:                {Namespaces: map[string]cache.Config{namespace: {}}},

@@ -57,6 +57,11 @@ type Config struct {
 	// keeps although the broker lacks them (see Syncer), and the reason of
 	// the last one held, whenever that number changes.
 	OnHeld func(held int, reason string)
+	// OnSync, when set, is called once both sides have first been listed
+	// (with nil), and after each attempt to sync one object with the
+	// attempt's error (nil: synced), from the worker that made it; not
+	// for attempts cut short by the end of Run's context. For metrics.
+	OnSync func(err error)
 }
 
 // DefaultWithdrawSettle lets a broker namespace being deleted finish
@@ -266,6 +271,9 @@ func (s *Syncer) Run(ctx context.Context) error {
 		synced = append(synced, s.local[gvr].HasSynced, s.brk[gvr].HasSynced)
 	}
 	if cache.WaitForCacheSync(ctx.Done(), synced...) {
+		if s.cfg.OnSync != nil {
+			s.cfg.OnSync(nil)
+		}
 		workers := s.cfg.Workers
 		if workers <= 0 {
 			workers = DefaultWorkers
@@ -299,7 +307,11 @@ func (s *Syncer) processNext(ctx context.Context) bool {
 		return false
 	}
 	defer s.queue.Done(k)
-	if err := s.sync(ctx, k); err != nil {
+	err := s.sync(ctx, k)
+	if s.cfg.OnSync != nil && ctx.Err() == nil {
+		s.cfg.OnSync(err)
+	}
+	if err != nil {
 		// Log the first failure and then ever more rarely, not every retry.
 		if n := s.queue.NumRequeues(k); ctx.Err() == nil && n&(n-1) == 0 {
 			s.log.Warn("sync", "resource", k.gvr.Resource, "name", k.name, "err", err, "retries", n)

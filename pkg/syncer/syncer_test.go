@@ -117,6 +117,8 @@ type syncerOptions struct {
 	// settle and onHeld are Config.WithdrawSettle and Config.OnHeld.
 	settle time.Duration
 	onHeld func(int, string)
+	// onSync is Config.OnSync.
+	onSync func(error)
 }
 
 // startSyncer runs a member's syncer as the gateway does, with the member's
@@ -152,6 +154,7 @@ func (w *world) startSyncerWith(t *testing.T, id string, opts syncerOptions) con
 		StampBrokerCreation: opts.stamp,
 		WithdrawSettle:      opts.settle,
 		OnHeld:              opts.onHeld,
+		OnSync:              opts.onSync,
 		Log:                 slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	ctx, cancel := context.WithCancel(context.Background())
