@@ -229,16 +229,7 @@ const familiesNS = "mcs-families"
 // once, and has them leave, all at once too, in the cleanup.
 func joinDefaults(t *testing.T, info string, clusters ...string) {
 	t.Helper()
-	t.Cleanup(func() {
-		for _, err := range both(clusters, func(c string) error {
-			if out, err := straitctl(t, "leave", "--kubeconfig", adminKubeconfig(c)); err != nil {
-				return fmt.Errorf("leave %s: %w\n%s", c, err, out)
-			}
-			return nil
-		}) {
-			t.Error(err)
-		}
-	})
+	leaveAtCleanup(t, clusters)
 	logs := make([]string, len(clusters))
 	if errs := both(clusters, func(c string) error {
 		out, err := straitctl(t, "join", info, "--kubeconfig", adminKubeconfig(c), "--clusterid", c, "--gateway-nodes", c+"-n1")

@@ -201,14 +201,9 @@ func narrowRouter(t *testing.T, ns string, limit int) {
 	}
 }
 
-// joinPair joins clusters a and b to the broker of info with the cable
-// driver, at the same time (they are independent, and the test's time is
-// mostly theirs), and has them leave, at the same time too, in the cleanup.
-// The first gateways nodes of each cluster are its gateway nodes; its pod
-// CIDRs are those of the sandbox's plan, of every family.
-func joinPair(t *testing.T, info, driver string, gateways int, a, b string) {
+// leaveAtCleanup has clusters leave, all at once, when t ends.
+func leaveAtCleanup(t *testing.T, clusters []string) {
 	t.Helper()
-	clusters := []string{a, b}
 	t.Cleanup(func() {
 		for _, err := range both(clusters, func(c string) error {
 			if out, err := straitctl(t, "leave", "--kubeconfig", adminKubeconfig(c)); err != nil {
@@ -219,6 +214,17 @@ func joinPair(t *testing.T, info, driver string, gateways int, a, b string) {
 			t.Error(err)
 		}
 	})
+}
+
+// joinPair joins clusters a and b to the broker of info with the cable
+// driver, at the same time (they are independent, and the test's time is
+// mostly theirs), and has them leave, at the same time too, in the cleanup.
+// The first gateways nodes of each cluster are its gateway nodes; its pod
+// CIDRs are those of the sandbox's plan, of every family.
+func joinPair(t *testing.T, info, driver string, gateways int, a, b string) {
+	t.Helper()
+	clusters := []string{a, b}
+	leaveAtCleanup(t, clusters)
 	if errs := both(clusters, func(c string) error {
 		if out, err := straitctl(t, "join", info, "--kubeconfig", adminKubeconfig(c), "--clusterid", c,
 			"--gateway-nodes", gatewayNodes(c, gateways), "--pod-cidr", planPodCIDRs(t, c), "--cable-driver", driver); err != nil {
