@@ -108,11 +108,12 @@ func Open(_ context.Context, cfg cable.Config) (*Driver, error) {
 	// A solicitation sent in the moments of a failover before the remote
 	// gateway has moved its FDB entry to the new gateway is answered
 	// towards the old one and lost; the kernel asks again only after the
-	// device's retrans_time (1 s), which gave about one failover in four a
+	// device's retrans_time (1 s), which gave about one failover in six a
 	// gap of 1.05 s (make bench-dataplane, both families). The cable asks
-	// again every 100 ms, 10 times, before it gives a neighbour up: the
-	// same second as the kernel's 3 × 1 s before a sender hears "host
-	// unreachable", in tenths (ip-sysctl.rst "neigh/default/*").
+	// again every 100 ms, 10 times, before it gives a neighbour up (the
+	// kernel: every 1 s, 3 times; ip-sysctl.rst "neigh/default/*"): a
+	// sender whose remote gateway is gone hears "host unreachable" after
+	// 1 s instead of 3, and its next packet asks again.
 	for _, f := range []struct {
 		path, value, what string
 		optional          bool
