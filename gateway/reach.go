@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"strait.dev/strait/gateway/health"
 	"strait.dev/strait/gateway/natdiscovery"
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
+	"strait.dev/strait/pkg/nodenet"
 )
 
 // Takeover by reachability (docs/gateway-failover.md): an active gateway
@@ -145,7 +147,7 @@ func throughTargets(r v1.Endpoint, podCIDRs []netip.Prefix, port uint16) map[str
 			continue
 		}
 		for _, p := range podCIDRs {
-			if p.Addr().Unmap().Is4() == a.Unmap().Is4() {
+			if nodenet.FamilyOf(p.Addr()) == nodenet.FamilyOf(a) {
 				out[key] = netip.AddrPortFrom(a, port)
 				break
 			}
@@ -156,10 +158,7 @@ func throughTargets(r v1.Endpoint, podCIDRs []netip.Prefix, port uint16) map[str
 
 // familyName is "IPv4" or "IPv6".
 func familyName(a netip.Addr) string {
-	if a.Unmap().Is4() {
-		return "IPv4"
-	}
-	return "IPv6"
+	return "IPv" + strconv.Itoa(int(nodenet.FamilyOf(a)))
 }
 
 // followThrough keeps throughLostSince: when, in one family at least,
@@ -183,10 +182,10 @@ func (e *Engine) followThrough(targets map[string]netip.AddrPort, results map[st
 // familyInError reports whether, in one IP family at least, every target
 // of that family is in error.
 func familyInError(targets map[string]netip.AddrPort, results map[string]health.Result) bool {
-	for _, is4 := range []bool{true, false} {
+	for _, f := range nodenet.Families {
 		of := map[string]netip.AddrPort{}
 		for name, a := range targets {
-			if a.Addr().Unmap().Is4() == is4 {
+			if nodenet.FamilyOf(a.Addr()) == f {
 				of[name] = a
 			}
 		}

@@ -55,14 +55,19 @@ var _ prometheus.Collector = (*Metrics)(nil)
 
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, c := range []prometheus.Collector{m.size, m.allocated, m.refused} {
+	for _, c := range m.collectors() {
 		c.Describe(ch)
 	}
 }
 
 // Collect implements prometheus.Collector.
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
-	for _, c := range []prometheus.Collector{m.size, m.allocated, m.refused} {
+	for _, c := range m.collectors() {
 		c.Collect(ch)
 	}
+}
+
+// collectors are Globalnet's metrics.
+func (m *Metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.size, m.allocated, m.refused}
 }

@@ -62,7 +62,7 @@ func NewMetrics() *Metrics {
 		duration: prometheus.NewGauge(prometheus.GaugeOpts{Name: "strait_routeagent_last_apply_duration_seconds",
 			Help: "How long the last successful apply (reading and changing the kernel) took, in seconds."}),
 	}
-	m.reg.MustRegister(m.applied, m.generation, m.active, m.applies, m.errors, m.remote, m.duration)
+	m.reg.MustRegister(m.collectors()...)
 	return m
 }
 
@@ -110,7 +110,12 @@ func (m *Metrics) Serve(ctx context.Context, ln net.Listener) error {
 // or not yet (prometheus.Collector's Describe): for tools that check the
 // names dashboards and alerts use.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, c := range []prometheus.Collector{m.applied, m.generation, m.active, m.applies, m.errors, m.remote, m.duration} {
+	for _, c := range m.collectors() {
 		c.Describe(ch)
 	}
+}
+
+// collectors are every metric the agent serves.
+func (m *Metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.applied, m.generation, m.active, m.applies, m.errors, m.remote, m.duration}
 }
