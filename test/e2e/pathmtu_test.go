@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
+	"strait.dev/strait/pkg/cidr"
 	"strait.dev/strait/pkg/mtu"
 	"strait.dev/strait/routeagent"
 	"strait.dev/strait/test/sandbox"
@@ -256,11 +257,7 @@ func planPodCIDRs(t *testing.T, cluster string) string {
 	}
 	for _, c := range state.Clusters {
 		if c.Name == cluster {
-			var cidrs []string
-			for _, p := range c.PodCIDRs {
-				cidrs = append(cidrs, p.String())
-			}
-			return strings.Join(cidrs, ",")
+			return cidr.Join(c.PodCIDRs)
 		}
 	}
 	t.Fatalf("no cluster %s in the sandbox's state", cluster)

@@ -6,10 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 
 	"k8s.io/client-go/rest"
 
+	"strait.dev/strait/pkg/cidr"
 	"strait.dev/strait/test/kubetest"
 	"strait.dev/strait/test/pki"
 )
@@ -133,16 +133,6 @@ func clusterPKI(c ClusterPlan, f clusterFiles, userKubeconfig, adminHostKubeconf
 	return nil
 }
 
-// joinPrefixes writes prefixes comma-separated, as the dual-stack flags of
-// the control plane and kube-proxy take them (primary family first).
-func joinPrefixes(ps []netip.Prefix) string {
-	s := make([]string, len(ps))
-	for i, p := range ps {
-		s[i] = p.String()
-	}
-	return strings.Join(s, ",")
-}
-
 // nodeCIDRMaskFlags are the controller manager's per-family node CIDR sizes
 // for pod CIDRs pods: --node-cidr-mask-size-ipv4 and -ipv6, which a
 // dual-stack cluster needs (--node-cidr-mask-size would set both alike).
@@ -185,11 +175,11 @@ func controlPlaneCommands(c ClusterPlan, f clusterFiles, kubeBin string) [][]str
 		"--cluster-signing-cert-file=" + p("pki", "ca.crt"),
 		"--cluster-signing-key-file=" + p("pki", "ca.key"),
 		"--allocate-node-cidrs=true",
-		"--cluster-cidr=" + joinPrefixes(c.PodCIDRs),
+		"--cluster-cidr=" + cidr.Join(c.PodCIDRs),
 	}
 	kcm = append(kcm, nodeCIDRMaskFlags(c.PodCIDRs)...)
 	kcm = append(kcm,
-		"--service-cluster-ip-range="+joinPrefixes(c.ServiceCIDRs),
+		"--service-cluster-ip-range="+cidr.Join(c.ServiceCIDRs),
 		"--profiling=false",
 	)
 	return [][]string{
@@ -221,7 +211,7 @@ func controlPlaneCommands(c ClusterPlan, f clusterFiles, kubeBin string) [][]str
 			"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 			"--service-account-key-file=" + p("pki", "sa.pub"),
 			"--service-account-signing-key-file=" + p("pki", "sa.key"),
-			"--service-cluster-ip-range=" + joinPrefixes(c.ServiceCIDRs),
+			"--service-cluster-ip-range=" + cidr.Join(c.ServiceCIDRs),
 			"--authorization-mode=Node,RBAC",
 			"--enable-admission-plugins=NodeRestriction",
 			"--allow-privileged=true",

@@ -137,16 +137,6 @@ func clusterPlan(st *sandbox.State, name string) (sandbox.ClusterPlan, error) {
 	return sandbox.ClusterPlan{}, fmt.Errorf("no cluster %s in the sandbox's state", name)
 }
 
-// podCIDRs are a cluster's pod CIDRs, primary first, comma-separated, as
-// "straitctl join --pod-cidr" takes them.
-func podCIDRs(c sandbox.ClusterPlan) string {
-	s := make([]string, len(c.PodCIDRs))
-	for i, p := range c.PodCIDRs {
-		s[i] = p.String()
-	}
-	return strings.Join(s, ",")
-}
-
 // publicIP is the first public address of a cluster's node: where Strait's
 // cable reaches that node's gateway (its Endpoint's first public IP), and
 // so the bare cable's underlay address.

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"strait.dev/strait/pkg/cidr"
 	"strait.dev/strait/test/sandbox"
 )
 
@@ -118,7 +119,7 @@ func TestBareEnds(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := podCIDRs(c1); got != tc.podC1 {
+		if got := cidr.Join(c1.PodCIDRs); got != tc.podC1 {
 			t.Errorf("%s: c1's pod CIDRs %q, want %q", tc.doesNotSayAnyway, got, tc.podC1)
 		}
 	}

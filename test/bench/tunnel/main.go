@@ -60,6 +60,7 @@ import (
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"strait.dev/strait/pkg/cidr"
 	"strait.dev/strait/test/kubetest"
 	"strait.dev/strait/test/sandbox"
 )
@@ -590,7 +591,7 @@ func joinClusters(sbx func(...string) *exec.Cmd, bin, state, driver string, data
 		if err != nil {
 			return err
 		}
-		podCIDR := podCIDRs(plan)
+		podCIDR := cidr.Join(plan.PodCIDRs)
 		var extra []string
 		if globalnet {
 			extra = []string{"--globalnet"}

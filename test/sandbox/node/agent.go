@@ -29,6 +29,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
+	"strait.dev/strait/pkg/cidr"
 	"strait.dev/strait/test/proc"
 )
 
@@ -312,7 +313,7 @@ func (a *Agent) startKubeProxy() (*exec.Cmd, error) {
 		"--kubeconfig="+a.cfg.ProxyKubeconfig,
 		"--hostname-override="+a.cfg.NodeName,
 		"--proxy-mode="+mode,
-		"--cluster-cidr="+joinPrefixes(a.cfg.clusterPodCIDRs()),
+		"--cluster-cidr="+cidr.Join(a.cfg.clusterPodCIDRs()),
 		"--bind-address="+a.cfg.NodeIP.String(),
 		"--metrics-bind-address=127.0.0.1:10249",
 		"--healthz-bind-address=127.0.0.1:10256",
@@ -406,16 +407,6 @@ func podRoutes(n *corev1.Node) map[string]string {
 		}
 	}
 	return want
-}
-
-// joinPrefixes writes prefixes comma-separated, as kube-proxy's dual-stack
-// --cluster-cidr takes them.
-func joinPrefixes(ps []netip.Prefix) string {
-	s := make([]string, len(ps))
-	for i, p := range ps {
-		s[i] = p.String()
-	}
-	return strings.Join(s, ",")
 }
 
 // runPods watches the pods bound to this node and keeps a worker per pod.
