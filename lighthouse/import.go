@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -372,7 +371,7 @@ func (im *importer) serviceFamilies(ctx context.Context) ([]corev1.IPFamily, err
 }
 
 // ImportFamilies are the IP families an import's clusterset IPs get in a
-// cluster whose services have the families have: those of the exported
+// cluster whose Services can have the families have: those of the exported
 // Service (exported, the merged export's spec.ipFamilies) that the cluster
 // has, in the exported order. With have empty (unknown), exported as it
 // is. An empty result for a non-empty exported means the two share no
@@ -390,15 +389,13 @@ func ImportFamilies(exported, have []corev1.IPFamily) []corev1.IPFamily {
 	return out
 }
 
+// familyList prints families for a condition message: "[IPv4 IPv6]", or
+// "[] (unknown)" for none.
 func familyList(fs []corev1.IPFamily) string {
 	if len(fs) == 0 {
 		return "[] (unknown)"
 	}
-	s := make([]string, len(fs))
-	for i, f := range fs {
-		s[i] = string(f)
-	}
-	return "[" + strings.Join(s, ", ") + "]"
+	return fmt.Sprint(fs)
 }
 
 // sameReady reports whether the import's Ready condition as stored (cur,
