@@ -751,48 +751,46 @@ func failover(t *testing.T, a, b placement, orig nodeStates) {
 }
 
 // killActive kills a's active gateway (kill -9) while a probe runs from
-// a's srv-ngw to b's (in a's family), waits for the standby to hold the
-// Lease and the traffic to come back, logs the gap, fails back, and
-// waits for every node of both clusters to be as in orig.
+// a's srv-ngw to b's (in a's family); see disruptActive.
 func killActive(t *testing.T, a, b placement, orig nodeStates) {
 	t.Helper()
-	first := holder(t, a.cluster)
-	p := startProbe(t, a, b)
-	if err := syscall.Kill(gatewayPID(t, a.cluster, first), syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	var second string
-	waitFor(t, 90*time.Second, "another gateway to hold the Lease after kill -9 of "+first, func(context.Context) (bool, error) {
-		second = holder(t, a.cluster)
-		return second != "" && second != first, nil
+	disruptActive(t, a, b, orig, "kill -9", func(first string) {
+		if err := syscall.Kill(gatewayPID(t, a.cluster, first), syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
 	})
-	p.waitReplyAfter(t, "kill -9", waitConverged(t, p, a, b, second))
-	rep := p.stop(t)
-	t.Logf("kill -9 of the active gateway on %s: %s took over; longest gap of the %s probe %.0f ms (sent %d, lost %d)", first, second, a.family(), rep.MaxGapMs, rep.Sent, rep.Lost)
-	failBack(t, a, b)
-	orig.waitSame(t, "kill -9 of the active gateway on "+first+" and failing back")
 }
 
 // cleanStop deletes a's active gateway's pod, as a rolling update or an
 // operator does (SIGTERM, then its grace period), while a probe runs as in
-// killActive; the standby must take over and the traffic come back. It
-// logs the gap (round numbers the log line), fails back, and waits for
-// every node of both clusters to be as in orig.
+// killActive; round numbers the log line. See disruptActive.
 func cleanStop(t *testing.T, a, b placement, orig nodeStates, round int) {
+	t.Helper()
+	disruptActive(t, a, b, orig, fmt.Sprintf("clean stop %d (pod deleted)", round), func(first string) {
+		deleteGatewayPod(t, a.cluster, first)
+	})
+}
+
+// disruptActive runs disrupt on a's active gateway node while a probe runs
+// from a's srv-ngw to b's (in a's family), waits for another gateway to
+// hold the Lease and for b to report its cable to it connected, logs the
+// probe's longest gap, fails back, and waits for every node of both
+// clusters to be as in orig.
+func disruptActive(t *testing.T, a, b placement, orig nodeStates, what string, disrupt func(first string)) {
 	t.Helper()
 	first := holder(t, a.cluster)
 	p := startProbe(t, a, b)
-	deleteGatewayPod(t, a.cluster, first)
+	disrupt(first)
 	var second string
-	waitFor(t, 90*time.Second, "another gateway to hold the Lease after deleting the gateway pod on "+first, func(context.Context) (bool, error) {
+	waitFor(t, 90*time.Second, "another gateway to hold the Lease after "+what+" of the active gateway on "+first, func(context.Context) (bool, error) {
 		second = holder(t, a.cluster)
 		return second != "" && second != first, nil
 	})
-	p.waitReplyAfter(t, "clean stop", waitConverged(t, p, a, b, second))
+	p.waitReplyAfter(t, what, waitConverged(t, p, a, b, second))
 	rep := p.stop(t)
-	t.Logf("clean stop %d (pod deleted) of the active gateway on %s: %s took over; longest gap of the %s probe %.0f ms (sent %d, lost %d)", round, first, second, a.family(), rep.MaxGapMs, rep.Sent, rep.Lost)
+	t.Logf("%s of the active gateway on %s: %s took over; longest gap of the %s probe %.0f ms (sent %d, lost %d)", what, first, second, a.family(), rep.MaxGapMs, rep.Sent, rep.Lost)
 	failBack(t, a, b)
-	orig.waitSame(t, fmt.Sprintf("clean stop %d of the active gateway on %s and failing back", round, first))
+	orig.waitSame(t, what+" of the active gateway on "+first+" and failing back")
 }
 
 // cannotCarryFaults breaks the path to the other cluster of one cluster's
