@@ -73,6 +73,21 @@ $(KUBE_BIN)/coredns: go.mod go.sum
 	@echo "Building CoreDNS $$($(GO) list -m -f '{{.Version}}' github.com/coredns/coredns) from source into $(KUBE_BIN)"
 	$(GO) build -trimpath -o $(STRAIT_KUBE_BIN)/coredns github.com/coredns/coredns
 
+# The helm CLI, for helm lint and helm template in the tests (deploy/manifests,
+# pkg/cmd/straitctl): built from source through the Go module proxy at the
+# version go.mod requires, the one whose Go SDK straitctl renders the chart
+# with. go install ...@version builds it with helm's own go.mod.
+HELM_VERSION := $(shell awk '$$1 == "helm.sh/helm/v3" { print $$2 }' go.mod)
+HELM := $(BIN)/helm
+export STRAIT_HELM := $(abspath $(HELM))
+
+.PHONY: helm
+helm: $(HELM) ## Build the helm CLI from source (the version go.mod requires) into _output/bin/helm.
+
+$(HELM): go.mod
+	@echo "Building helm $(HELM_VERSION) from source into $(BIN)"
+	GOBIN=$(abspath $(BIN)) $(GO) install -trimpath helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
 # Extra flags for go test in the test targets, e.g. TESTFLAGS="-run TestDataplane"
 # (with GOTESTSUM_FORMAT=standard-verbose for go test -v's output).
 TESTFLAGS ?=
@@ -98,7 +113,7 @@ test: prereqs verify lint build kube-binaries ## Run every test: unit, integrati
 	if [ -n "$$failed" ]; then echo "make test: failed:$$failed"; exit 1; fi
 
 .PHONY: test-unit
-test-unit: prereqs ## Unit tests: no root, no Kubernetes binaries (kernel tests skip without root).
+test-unit: prereqs helm ## Unit tests: no root, no Kubernetes binaries (kernel tests skip without root).
 	@# A unit test that reached for the Kubernetes binaries would fail here,
 	@# naming this folder, instead of quietly becoming an integration test.
 	pkgs=$(call testsplit,unit); mkdir -p $(OUT)/test; \
@@ -112,7 +127,7 @@ test-unit: prereqs ## Unit tests: no root, no Kubernetes binaries (kernel tests 
 INTEGRATION_P ?= 3
 
 .PHONY: test-integration
-test-integration: prereqs kube-binaries ## Integration tests against a real etcd and kube-apiserver (test/kubetest).
+test-integration: prereqs helm kube-binaries ## Integration tests against a real etcd and kube-apiserver (test/kubetest).
 	pkgs=$(call testsplit,integration); mkdir -p $(OUT)/test; \
 	rc=0; $(call gotest,integration,-count=1 -p $(INTEGRATION_P) -timeout $(TEST_TIMEOUT) $(TESTFLAGS) $$pkgs) || rc=1; \
 	$(call slowest,integration); exit $$rc
@@ -178,10 +193,10 @@ bench-dns: prereqs build kube-binaries ## Benchmark strait-dns against stock Cor
 	$(BIN)/strait-bench-dns $(BENCH_DNS_ARGS)
 
 .PHONY: generate
-generate: ## Regenerate deepcopy code and deploy/crds.
+generate: ## Regenerate deepcopy code and the chart's CRDs (deploy/charts/strait/crds).
 	$(CONTROLLER_GEN) object paths=./pkg/apis/...
-	$(CONTROLLER_GEN) crd paths=./pkg/apis/... output:crd:dir=deploy/crds
-	$(GO) run ./hack/mcscrds deploy/crds
+	$(CONTROLLER_GEN) crd paths=./pkg/apis/... output:crd:dir=deploy/charts/strait/crds
+	$(GO) run ./hack/mcscrds deploy/charts/strait/crds
 
 .PHONY: verify
 verify: ## Fail if generated files are stale or were edited by hand.

@@ -21,6 +21,10 @@ const (
 	brokerKeyToken     = "token"
 )
 
+// SecretKeyToken is the key of the member's own token in the broker Secret,
+// the one key that is a secret (straitctl join --dry-run leaves it out).
+const SecretKeyToken = brokerKeyToken
+
 // Credentials is a member's way into the broker.
 type Credentials struct {
 	Info  Info   // without the enrolment token

@@ -50,7 +50,7 @@ const LeaseName = "strait-globalnet"
 // gateway's and the route agent's.
 const DefaultMetricsAddr = ":9478"
 
-// DaemonSetName is the controller's DaemonSet (deploy/manifests
+// DaemonSetName is the controller's DaemonSet (the chart's templates/
 // globalnet.yaml): when it is gone as the controller stops, Globalnet is
 // being removed and its NAT goes too.
 const DaemonSetName = "strait-globalnet"

@@ -2,7 +2,7 @@ package globalnet
 
 // Integration tests: a real etcd and kube-apiserver (test/kubetest), the
 // controller running as its ServiceAccount with exactly the RBAC of
-// deploy/manifests/globalnet.yaml, and a fake kernel (nodenettest) for the
+// deploy/charts/strait/templates/globalnet.yaml, and a fake kernel (nodenettest) for the
 // NAT. The harness runs no kube-controller-manager: the tests write the
 // EndpointSlices and pod status the cluster would.
 

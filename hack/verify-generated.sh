@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fails when generated files (deepcopy code, deploy/crds) differ from what
+# Fails when generated files (deepcopy code, deploy/charts/strait/crds) differ from what
 # "make generate" produces: regenerates into a scratch copy of the tree and
 # compares, so the working tree is never touched.
 set -euo pipefail
@@ -13,7 +13,7 @@ trap 'rm -rf "$scratch"' EXIT
 
 make -s -C "$scratch" generate >/dev/null
 status=0
-for dir in deploy/crds pkg/apis; do
+for dir in deploy/charts/strait/crds pkg/apis; do
   if ! diff -ru "$root/$dir" "$scratch/$dir"; then status=1; fi
 done
 if [ "$status" -ne 0 ]; then

@@ -117,7 +117,7 @@ func Run(ctx context.Context, rc *rest.Config, cfg Config) error {
 		LeaderElectionNamespace:       cfg.Namespace,
 		LeaderElectionReleaseOnCancel: true,
 		// Gateways are read only in the component namespace, which is all
-		// the RBAC grants (deploy/manifests/lighthouse.yaml): a cluster-wide
+		// the RBAC grants (deploy/charts/strait/templates/lighthouse.yaml): a cluster-wide
 		// watch would be forbidden and keep every controller from starting.
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			&v1.Gateway{}: {Namespaces: map[string]cache.Config{cfg.Namespace: {}}},

@@ -123,7 +123,7 @@ func (m *memberCluster) start(t *testing.T) {
 	t.Cleanup(func() { m.stop() })
 }
 
-// agentName is the agent's ServiceAccount (deploy/manifests/lighthouse.yaml).
+// agentName is the agent's ServiceAccount (deploy/charts/strait/templates/lighthouse.yaml).
 const agentName = "strait-lighthouse"
 
 // applyRBAC applies the ServiceAccount and RBAC of lighthouse.yaml as join

@@ -1,7 +1,7 @@
 // Command strait-dns is Strait's DNS server for the clusterset zone: a
 // CoreDNS build with Lighthouse's plugin (lighthouse/coredns) and only the
 // plugins its Corefile uses. Flags are CoreDNS's (-conf FILE, -dns.port,
-// -version ...); deploy/manifests/dns.yaml runs it with
+// -version ...); deploy/charts/strait/templates/dns.yaml runs it with
 // -conf /etc/strait-dns/Corefile.
 package main
 

@@ -22,7 +22,7 @@ import (
 	"strait.dev/strait/routeagent"
 )
 
-// DaemonSetName is the route agent's DaemonSet (deploy/manifests/routeagent.yaml).
+// DaemonSetName is the route agent's DaemonSet (deploy/charts/strait/templates/routeagent.yaml).
 const DaemonSetName = "strait-routeagent"
 
 func main() {

@@ -1,38 +1,52 @@
-// Package manifests holds the Kubernetes manifests of Strait's components,
-// as Go templates that straitctl renders: join applies what they render, and
-// leave deletes the same objects, rendered again with the values read back
-// from the cluster (ReadValues).
+// Package manifests renders the objects of Strait's components in a member
+// cluster from Strait's Helm chart (deploy/charts/strait), through Helm's Go
+// SDK, as helm template would: join applies what it renders, and leave
+// deletes the same objects, rendered again with the values read back from
+// the cluster (ReadValues). The chart is the one source of these objects;
+// this package holds no manifests of its own.
 package manifests
 
 import (
-	"bytes"
-	"embed"
 	"errors"
 	"fmt"
+	"io/fs"
+	"strconv"
 	"strings"
-	"text/template"
 
+	"helm.sh/helm/v3/pkg/chart"
+	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/engine"
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
+
+	straitchart "strait.dev/strait/deploy/charts/strait"
 )
 
-//go:embed *.yaml
-var files embed.FS
+// MemberFiles are the chart's templates (under templates/), in the order
+// join applies what they render. globalnet.yaml renders nothing for a member
+// without a global CIDR, monitoring.yaml nothing unless its values enable
+// it. Every template of the chart is in the list (RenderMember fails on one
+// that is not), so that nothing the chart renders escapes join and leave.
+var MemberFiles = []string{"gateway.yaml", "routeagent.yaml", "lighthouse.yaml", "dns.yaml", "globalnet.yaml", "clusterproperty.yaml", "monitoring.yaml"}
 
-// MemberFiles are the manifests of a member cluster, in the order join
-// applies them: gateway.yaml makes the namespace the others live in.
-// globalnet.yaml renders nothing for a member without a global CIDR.
-var MemberFiles = []string{"gateway.yaml", "routeagent.yaml", "lighthouse.yaml", "dns.yaml", "globalnet.yaml"}
+// ReleaseName is the Helm release name join renders the chart as, and the
+// one docs/helm.md's helm install uses. No template uses it: objects are
+// named strait-<component> whatever the release.
+const ReleaseName = "strait"
 
 // DNSServiceName names the Service of strait-dns in the component namespace
-// (dns.yaml), whose cluster IPs the cluster's own DNS forwards
+// (templates/dns.yaml), whose cluster IPs the cluster's own DNS forwards
 // clusterset.local to.
 const DNSServiceName = "strait-dns"
 
-// GatewayValues fill MemberFiles (lighthouse.yaml and dns.yaml use only the
-// namespace, the cluster ID and the image).
+// GatewayValues are the values join renders the chart with; Values turns
+// them into the chart's values. Empty fields leave the chart's defaults
+// (values.yaml), except those the chart requires (ClusterID, PodCIDRs,
+// ServiceCIDRs).
 type GatewayValues struct {
+	// Namespace is the release namespace, strait-system for join.
 	Namespace    string
 	ClusterID    string
 	PodCIDRs     string // comma-separated
@@ -51,34 +65,113 @@ type GatewayValues struct {
 	ImageTag        string
 }
 
-// RenderMember renders MemberFiles with values into their objects, in the
-// order join applies them (leave deletes them in reverse).
-func RenderMember(values GatewayValues) ([]*unstructured.Unstructured, error) {
-	var objs []*unstructured.Unstructured
-	for _, f := range MemberFiles {
-		o, err := Render(f, values)
+// Values returns v as the chart's values (values.yaml's keys): what
+// helm template --set would give for the same objects.
+func (v GatewayValues) Values() (map[string]any, error) {
+	vals := map[string]any{
+		"clusterID":    v.ClusterID,
+		"podCIDRs":     splitList(v.PodCIDRs),
+		"serviceCIDRs": splitList(v.ServiceCIDRs),
+		"globalCIDR":   v.GlobalCIDR,
+	}
+	if v.CableDriver != "" {
+		vals["cableDriver"] = v.CableDriver
+	}
+	if v.UnderlayMTU != "" {
+		mtu, err := strconv.Atoi(v.UnderlayMTU)
+		if err != nil {
+			return nil, fmt.Errorf("underlay MTU %q: %w", v.UnderlayMTU, err)
+		}
+		vals["underlayMTU"] = mtu
+	}
+	image := map[string]any{}
+	if v.ImageRepository != "" {
+		image["repository"] = v.ImageRepository
+	}
+	if v.ImageTag != "" {
+		image["tag"] = v.ImageTag
+	}
+	vals["image"] = image
+	return vals, nil
+}
+
+// splitList splits a comma-separated list; "" is the empty list.
+func splitList(s string) []any {
+	out := []any{}
+	for _, e := range strings.Split(s, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Chart loads the embedded chart.
+func Chart() (*chart.Chart, error) {
+	var files []*loader.BufferedFile
+	err := fs.WalkDir(straitchart.FS, ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := fs.ReadFile(straitchart.FS, path)
+		if err != nil {
+			return err
+		}
+		files = append(files, &loader.BufferedFile{Name: path, Data: data})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the embedded chart: %w", err)
+	}
+	ch, err := loader.LoadFiles(files)
+	if err != nil {
+		return nil, fmt.Errorf("load the embedded chart: %w", err)
+	}
+	return ch, nil
+}
+
+// RenderChart renders the chart, as helm template --namespace namespace
+// with the values vals (merged over values.yaml) would, into each
+// template's objects, keyed by the template's name under templates/
+// ("gateway.yaml"). Errors are the chart's (a required value missing, an
+// invalid one) or the YAML's.
+func RenderChart(namespace string, vals map[string]any) (map[string][]*unstructured.Unstructured, error) {
+	ch, err := Chart()
+	if err != nil {
+		return nil, err
+	}
+	rv, err := chartutil.ToRenderValues(ch, vals, chartutil.ReleaseOptions{
+		Name: ReleaseName, Namespace: namespace, IsInstall: true,
+	}, chartutil.DefaultCapabilities)
+	if err != nil {
+		return nil, fmt.Errorf("values of the chart: %w", err)
+	}
+	out, err := engine.Render(ch, rv)
+	if err != nil {
+		return nil, fmt.Errorf("render the chart: %w", err)
+	}
+	prefix := ch.Name() + "/templates/"
+	objs := map[string][]*unstructured.Unstructured{}
+	for path, text := range out {
+		name, ok := strings.CutPrefix(path, prefix)
+		if !ok || strings.HasPrefix(name, "_") || strings.HasSuffix(name, "NOTES.txt") {
+			continue
+		}
+		o, err := parse(name, text)
 		if err != nil {
 			return nil, err
 		}
-		objs = append(objs, o...)
+		objs[name] = o
 	}
 	return objs, nil
 }
 
-// Render renders a manifest file into its objects, in file order. Errors are
-// the template's (a value the file uses and values lacks) or the YAML's.
-func Render(name string, values any) ([]*unstructured.Unstructured, error) {
-	tmpl, err := template.New(name).Option("missingkey=error").ParseFS(files, name)
-	if err != nil {
-		return nil, err
-	}
-	var buf bytes.Buffer
-	if err := tmpl.Execute(&buf, values); err != nil {
-		return nil, fmt.Errorf("render %s: %w", name, err)
-	}
+// parse splits a rendered template into its objects, skipping empty
+// documents (a template that renders nothing, or only comments).
+func parse(name, text string) ([]*unstructured.Unstructured, error) {
 	var objs []*unstructured.Unstructured
-	for i, doc := range strings.Split(buf.String(), "\n---\n") {
-		if strings.TrimSpace(strings.TrimPrefix(doc, "---")) == "" {
+	for i, doc := range strings.Split("\n"+text, "\n---") {
+		if strings.TrimSpace(doc) == "" {
 			continue
 		}
 		u := &unstructured.Unstructured{}
@@ -89,6 +182,48 @@ func Render(name string, values any) ([]*unstructured.Unstructured, error) {
 			continue
 		}
 		objs = append(objs, u)
+	}
+	return objs, nil
+}
+
+// RenderMember renders the chart with values into its objects, in the order
+// join applies them (leave deletes them in reverse): MemberFiles' order, in
+// each the template's own. The release namespace is not among them (the
+// chart does not make it; join does).
+func RenderMember(values GatewayValues) ([]*unstructured.Unstructured, error) {
+	vals, err := values.Values()
+	if err != nil {
+		return nil, err
+	}
+	byFile, err := RenderChart(values.Namespace, vals)
+	if err != nil {
+		return nil, err
+	}
+	var objs []*unstructured.Unstructured
+	for _, f := range MemberFiles {
+		objs = append(objs, byFile[f]...)
+		delete(byFile, f)
+	}
+	for f := range byFile {
+		return nil, fmt.Errorf("template %s of the chart is not in manifests.MemberFiles", f)
+	}
+	return objs, nil
+}
+
+// Render renders the chart with values and returns the objects of one of
+// its templates (name under templates/, "lighthouse.yaml"), in file order.
+func Render(name string, values GatewayValues) ([]*unstructured.Unstructured, error) {
+	vals, err := values.Values()
+	if err != nil {
+		return nil, err
+	}
+	byFile, err := RenderChart(values.Namespace, vals)
+	if err != nil {
+		return nil, err
+	}
+	objs, ok := byFile[name]
+	if !ok {
+		return nil, fmt.Errorf("the chart has no template %s", name)
 	}
 	return objs, nil
 }

@@ -23,9 +23,9 @@ import (
 )
 
 const (
-	rulesFile     = "strait-alerts.yaml"
+	rulesFile     = "../charts/strait/files/strait-alerts.yaml"
 	rulesTestFile = "strait-alerts_test.yaml"
-	dashboardFile = "strait-dashboard.json"
+	dashboardFile = "../charts/strait/files/strait-dashboard.json"
 )
 
 // promtool finds promtool, which hack/prereqs.sh installs (Debian package

@@ -4,7 +4,7 @@ package main
 // it carries iptables.
 type component struct {
 	// Name is the binary's and the image's name (strait-gateway); the image
-	// is <repository>/<Name>:<version>, the name deploy/manifests renders.
+	// is <repository>/<Name>:<version>, the name the chart (deploy/charts/strait) renders.
 	Name string
 	// Package is the Go package of the binary, relative to the module.
 	Package string
@@ -25,7 +25,7 @@ const (
 )
 
 // components are the images "make images" builds: every DaemonSet that
-// straitctl join applies (deploy/manifests: gateway, route agent, Globalnet,
+// straitctl join applies (the chart deploy/charts/strait: gateway, route agent, Globalnet,
 // lighthouse agent, DNS) and the sandbox's test workload (strait/testpod,
 // which the e2e tests run). straitctl runs outside the cluster and has no
 // image.

@@ -1,6 +1,6 @@
 // Command mcscrds writes the Kubernetes MCS API CRDs (ServiceExport and
 // ServiceImport, multicluster.x-k8s.io) that sigs.k8s.io/mcs-api embeds into a
-// folder, so that deploy/crds holds them exactly as the pinned module ships them.
+// folder, so that the chart's crds/ (deploy/charts/strait/crds) holds them exactly as the pinned module ships them.
 package main
 
 import (

@@ -6,7 +6,7 @@
 // by the apiserver, fields other managers own (a user's labels) are kept.
 //
 // Apply and All take a controller-runtime client (typed objects of its
-// scheme, or *unstructured.Unstructured, as deploy/manifests renders);
+// scheme, or *unstructured.Unstructured, as deploy/manifests renders the chart);
 // ApplyTyped takes a typed client-go client; ApplyCRDs applies CRDs and waits
 // until they are served; DeleteAll undoes All, in reverse order.
 //

@@ -2,15 +2,16 @@
 // the library under "straitctl join" and "straitctl leave".
 //
 // Join writes every object through pkg/kubeapply (server-side apply, field
-// manager kubeapply.FieldManagerCLI): Strait's CRDs, what deploy/manifests
-// renders (the strait-system namespace, RBAC, the gateway and route agent
-// DaemonSets, the Lighthouse and strait-dns Deployments, strait-dns's
-// Service), the member's broker credential Secret and the ClusterProperty
-// with the cluster ID. The one object it edits without owning it is the
+// manager kubeapply.FieldManagerCLI): Strait's CRDs (the crds/ of its Helm
+// chart, deploy/charts/strait), the strait-system namespace, what
+// deploy/manifests renders from the chart through Helm's Go SDK (RBAC, the
+// gateway and route agent DaemonSets, the Lighthouse and strait-dns
+// Deployments, strait-dns's Service, the ClusterProperty with the cluster
+// ID) and the member's broker credential Secret. The one object it edits without owning it is the
 // cluster's CoreDNS Corefile (ConfigMap kube-system/coredns), where it adds
 // a marked block that forwards clusterset.local to strait-dns (pkg/corefile);
 // Leave removes that block and nothing else of it. Leave renders the same
-// manifests again, with the values read back from the cluster, and deletes
+// chart again, with the values read back from the cluster, and deletes
 // those objects in reverse order: it keeps no list of names of its own. Of
 // what it did not render, it deletes only what Lighthouse made, the objects
 // labelled v1.LighthouseManagedLabel.
@@ -129,10 +130,10 @@ type JoinOptions struct {
 // cfg may create and patch everything join writes, and stops with the list of
 // what it may not before touching the broker; enrols the cluster at the
 // broker within DefaultBrokerTimeout (keeping the member's token from an
-// earlier join while it is valid); applies Strait's CRDs, then the objects of
-// deploy/manifests (the files of manifests.MemberFiles in order, rendered
-// with the options), the broker credential Secret and the ClusterProperty
-// cluster.clusterset.k8s.io, all with server-side apply as
+// earlier join while it is valid); applies Strait's CRDs, then the
+// namespace, the chart's objects (manifests.RenderMember with the options,
+// the ClusterProperty cluster.clusterset.k8s.io among them) and the broker
+// credential Secret, all with server-side apply as
 // kubeapply.FieldManagerCLI; makes the cluster's CoreDNS forward
 // clusterset.local to strait-dns's Service (a marked block in the Corefile
 // of kube-system/coredns, written with an optimistic Update, not applied:
@@ -159,82 +160,11 @@ type JoinOptions struct {
 // was being done (apierrors.IsForbidden and friends see through them).
 func Join(ctx context.Context, cfg *rest.Config, info *broker.Info, o JoinOptions) (retErr error) {
 	logf := orDiscard(o.Log)
-	if err := broker.ValidateClusterID(o.ClusterID); err != nil {
-		return err
-	}
-	if _, err := cabledriver.Get(o.CableDriver); err != nil {
-		return err
-	}
-	if o.ImageRepository == "" || o.ImageTag == "" {
-		return errors.New("the image repository and tag are required")
-	}
-	if o.UnderlayMTU != 0 && (o.UnderlayMTU < MinUnderlayMTU || o.UnderlayMTU > MaxUnderlayMTU) {
-		return fmt.Errorf("underlay MTU %d: want %d to %d bytes", o.UnderlayMTU, MinUnderlayMTU, MaxUnderlayMTU)
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return fmt.Errorf("cluster client: %w", err)
-	}
-	c, err := newClient(cfg)
+	p, err := planJoin(ctx, cfg, info, o, false)
 	if err != nil {
 		return err
 	}
-	kubeSystem, err := cs.CoreV1().Namespaces().Get(ctx, metav1.NamespaceSystem, metav1.GetOptions{})
-	if err != nil {
-		return fmt.Errorf("reach the cluster: %w", err)
-	}
-	if err := checkClusterID(ctx, c, o.ClusterID); err != nil {
-		return err
-	}
-	if len(o.PodCIDRs) == 0 {
-		if o.PodCIDRs, err = DiscoverPodCIDRs(ctx, cs); err != nil {
-			return err
-		}
-	}
-	if len(o.ServiceCIDRs) == 0 {
-		if o.ServiceCIDRs, err = DiscoverServiceCIDRs(ctx, cs); err != nil {
-			return err
-		}
-	}
-	logf("cluster %s: pod CIDRs %s, service CIDRs %s", o.ClusterID, cidr.Join(o.PodCIDRs), cidr.Join(o.ServiceCIDRs))
-	if o.Globalnet {
-		if err := globalnetFamilies(o.PodCIDRs, o.ServiceCIDRs); err != nil {
-			return err
-		}
-	}
-	gateways, err := gatewayNodes(ctx, cs, o.GatewayNodes)
-	if err != nil {
-		return err
-	}
-
-	current, err := currentBrokerToken(ctx, cs, info)
-	if err != nil {
-		return err
-	}
-	values := manifests.GatewayValues{
-		Namespace: v1.ComponentNamespace, ClusterID: o.ClusterID,
-		PodCIDRs: cidr.Join(o.PodCIDRs), ServiceCIDRs: cidr.Join(o.ServiceCIDRs), CableDriver: string(o.CableDriver),
-		ImageRepository: o.ImageRepository, ImageTag: o.ImageTag,
-	}
-	if o.UnderlayMTU != 0 {
-		values.UnderlayMTU = strconv.Itoa(o.UnderlayMTU)
-	}
-	if o.Globalnet {
-		// The broker allots the real one at enrolment; what join writes,
-		// and so the rights it needs, depend only on there being one.
-		values.GlobalCIDR = broker.DefaultGlobalnetCIDR.String()
-	}
-	objs, err := joinObjects(values, info, "")
-	if err != nil {
-		return err
-	}
-	all, err := crds.All()
-	if err != nil {
-		return err
-	}
-	if err := checkJoinRights(ctx, cs, c, objs, all); err != nil {
-		return err
-	}
+	cs, c, o, values, objs, all := p.cs, p.c, p.o, p.values, p.objs, p.crds
 
 	// From here on, a failure undoes an enrolment this join made (not one
 	// an earlier join made: that cluster is a working member).
@@ -258,8 +188,8 @@ func Join(ctx context.Context, cfg *rest.Config, info *broker.Info, o JoinOption
 		}()
 	}
 	enrolment, err := broker.EnrollMember(bctx, info, broker.Member{
-		ClusterID: o.ClusterID, ClusterUID: string(kubeSystem.UID),
-		PodCIDRs: o.PodCIDRs, ServiceCIDRs: o.ServiceCIDRs, CurrentToken: current,
+		ClusterID: o.ClusterID, ClusterUID: string(p.kubeSystem.UID),
+		PodCIDRs: o.PodCIDRs, ServiceCIDRs: o.ServiceCIDRs, CurrentToken: p.current,
 		Globalnet: o.Globalnet, GlobalCIDRSize: o.GlobalCIDRSize, GlobalCIDR: o.GlobalCIDR,
 	})
 	if err != nil {
@@ -294,11 +224,173 @@ func Join(ctx context.Context, cfg *rest.Config, info *broker.Info, o JoinOption
 	if err := addClusterDNSForward(ctx, cs, servers, logf); err != nil {
 		return err
 	}
-	if err := labelGateways(ctx, cs, gateways); err != nil {
+	if err := labelGateways(ctx, cs, p.gateways); err != nil {
 		return err
 	}
-	logf("gateway nodes: %s", strings.Join(gateways, ", "))
+	logf("gateway nodes: %s", strings.Join(p.gateways, ", "))
 	return nil
+}
+
+// joinPlan is what Join and DryRun work out before they write anything.
+type joinPlan struct {
+	cs         kubernetes.Interface
+	c          client.Client
+	o          JoinOptions // with the discovered CIDRs
+	kubeSystem *corev1.Namespace
+	gateways   []string // sorted
+	current    string   // the member's broker token from an earlier join, or ""
+	values     manifests.GatewayValues
+	objs       []client.Object // joinObjects, without the token
+	crds       []*apiextv1.CustomResourceDefinition
+}
+
+// planJoin checks o, reads what Join needs from the member cluster
+// (kube-system, the ClusterProperty, the CIDRs unless given, the gateway
+// nodes, the broker credential Secret), renders the objects and asks
+// whether cfg may write them. It writes nothing (a SelfSubjectAccessReview
+// is a question, not an object) and does not talk to the broker. With
+// dryRun, the global CIDR of a Globalnet join is o.GlobalCIDR or the one
+// the cluster's gateway runs with; otherwise a placeholder the broker's
+// allotment replaces.
+func planJoin(ctx context.Context, cfg *rest.Config, info *broker.Info, o JoinOptions, dryRun bool) (*joinPlan, error) {
+	logf := orDiscard(o.Log)
+	if err := broker.ValidateClusterID(o.ClusterID); err != nil {
+		return nil, err
+	}
+	if _, err := cabledriver.Get(o.CableDriver); err != nil {
+		return nil, err
+	}
+	if o.ImageRepository == "" || o.ImageTag == "" {
+		return nil, errors.New("the image repository and tag are required")
+	}
+	if o.UnderlayMTU != 0 && (o.UnderlayMTU < MinUnderlayMTU || o.UnderlayMTU > MaxUnderlayMTU) {
+		return nil, fmt.Errorf("underlay MTU %d: want %d to %d bytes", o.UnderlayMTU, MinUnderlayMTU, MaxUnderlayMTU)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("cluster client: %w", err)
+	}
+	c, err := newClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	kubeSystem, err := cs.CoreV1().Namespaces().Get(ctx, metav1.NamespaceSystem, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("reach the cluster: %w", err)
+	}
+	if err := checkClusterID(ctx, c, o.ClusterID); err != nil {
+		return nil, err
+	}
+	if len(o.PodCIDRs) == 0 {
+		if o.PodCIDRs, err = DiscoverPodCIDRs(ctx, cs); err != nil {
+			return nil, err
+		}
+	}
+	if len(o.ServiceCIDRs) == 0 {
+		if o.ServiceCIDRs, err = DiscoverServiceCIDRs(ctx, cs); err != nil {
+			return nil, err
+		}
+	}
+	logf("cluster %s: pod CIDRs %s, service CIDRs %s", o.ClusterID, cidr.Join(o.PodCIDRs), cidr.Join(o.ServiceCIDRs))
+	if o.Globalnet {
+		if err := globalnetFamilies(o.PodCIDRs, o.ServiceCIDRs); err != nil {
+			return nil, err
+		}
+	}
+	gateways, err := gatewayNodes(ctx, cs, o.GatewayNodes)
+	if err != nil {
+		return nil, err
+	}
+
+	current, err := currentBrokerToken(ctx, cs, info)
+	if err != nil {
+		return nil, err
+	}
+	values := manifests.GatewayValues{
+		Namespace: v1.ComponentNamespace, ClusterID: o.ClusterID,
+		PodCIDRs: cidr.Join(o.PodCIDRs), ServiceCIDRs: cidr.Join(o.ServiceCIDRs), CableDriver: string(o.CableDriver),
+		ImageRepository: o.ImageRepository, ImageTag: o.ImageTag,
+	}
+	if o.UnderlayMTU != 0 {
+		values.UnderlayMTU = strconv.Itoa(o.UnderlayMTU)
+	}
+	switch {
+	case o.Globalnet && dryRun:
+		if values.GlobalCIDR, err = dryRunGlobalCIDR(ctx, c, o); err != nil {
+			return nil, err
+		}
+	case o.Globalnet:
+		// The broker allots the real one at enrolment; what join writes,
+		// and so the rights it needs, depend only on there being one.
+		values.GlobalCIDR = broker.DefaultGlobalnetCIDR.String()
+	}
+	objs, err := joinObjects(values, info, "")
+	if err != nil {
+		return nil, err
+	}
+	all, err := crds.All()
+	if err != nil {
+		return nil, err
+	}
+	if err := checkJoinRights(ctx, cs, c, objs, all); err != nil {
+		return nil, err
+	}
+	return &joinPlan{cs: cs, c: c, o: o, kubeSystem: kubeSystem, gateways: gateways, current: current, values: values, objs: objs, crds: all}, nil
+}
+
+// dryRunGlobalCIDR is the global CIDR a dry run of a Globalnet join renders
+// with, without asking the broker: o.GlobalCIDR, else the one the cluster's
+// gateway DaemonSet runs with (the broker keeps a member's block when it
+// joins again).
+func dryRunGlobalCIDR(ctx context.Context, c client.Client, o JoinOptions) (string, error) {
+	if o.GlobalCIDR.IsValid() {
+		return o.GlobalCIDR.String(), nil
+	}
+	ds := &appsv1.DaemonSet{}
+	err := c.Get(ctx, client.ObjectKey{Namespace: v1.ComponentNamespace, Name: "strait-gateway"}, ds)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return "", fmt.Errorf("read DaemonSet %s/strait-gateway: %w", v1.ComponentNamespace, err)
+	}
+	if err == nil {
+		if v, err := manifests.ReadValues(ds); err == nil && v.GlobalCIDR != "" {
+			return v.GlobalCIDR, nil
+		}
+	}
+	return "", errors.New("--dry-run --globalnet: the broker allots the global CIDR when the cluster enrols, and this cluster holds none yet: name one with --globalnet-cidr")
+}
+
+// DryRun returns the objects Join would apply with o, in its order: the
+// CRDs, the component namespace, what the chart renders
+// (manifests.RenderMember), and the broker credential Secret without its
+// token (the broker gives the token at enrolment; an earlier one is never
+// printed). It makes the same reads and checks as Join in the member
+// cluster (planJoin) and writes nothing there; it does not talk to the
+// broker at all, so a Globalnet join needs o.GlobalCIDR or a global CIDR
+// the cluster already runs with. Not applied: the CoreDNS forward and the
+// gateway node labels, which Join edits in place. Errors are Join's before
+// its enrolment.
+func DryRun(ctx context.Context, cfg *rest.Config, info *broker.Info, o JoinOptions) ([]client.Object, error) {
+	p, err := planJoin(ctx, cfg, info, o, true)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]client.Object, 0, len(p.crds)+len(p.objs))
+	for _, crd := range p.crds {
+		crd.SetGroupVersionKind(crdGVK)
+		out = append(out, crd)
+	}
+	for _, obj := range p.objs {
+		if s, ok := obj.(*corev1.Secret); ok && s.Name == broker.SecretName {
+			delete(s.Data, broker.SecretKeyToken)
+		}
+		gvk, err := kindOf(p.c, obj)
+		if err != nil {
+			return nil, err
+		}
+		obj.GetObjectKind().SetGroupVersionKind(gvk)
+		out = append(out, obj)
+	}
+	return out, nil
 }
 
 // currentBrokerToken returns the member's token from an earlier join with
@@ -426,33 +518,31 @@ func newClient(cfg *rest.Config) (client.Client, error) {
 	return c, nil
 }
 
-// joinObjects are the objects join applies after the CRDs, in order: what
-// the member manifests render with values (the namespace first), the broker
-// credential Secret, and the ClusterProperty with the cluster ID. Leave
-// renders them again to know what to delete; for that, only their kinds,
-// namespaces and names matter, so info and token may be empty.
+// joinObjects are the objects join applies after the CRDs, in order: the
+// component namespace, what the chart renders with values
+// (manifests.RenderMember: RBAC, the components, the ClusterProperty with
+// the cluster ID), and the broker credential Secret. The namespace and the
+// Secret are join's own, not the chart's: helm install needs them before it
+// starts (docs/helm.md). Leave renders them again to know what to delete;
+// for that, only their kinds, namespaces and names matter, so info and
+// token may be empty.
 func joinObjects(values manifests.GatewayValues, info *broker.Info, token string) ([]client.Object, error) {
 	rendered, err := manifests.RenderMember(values)
 	if err != nil {
 		return nil, err
 	}
 	objs := make([]client.Object, 0, len(rendered)+2)
+	objs = append(objs, componentNamespace(values.Namespace))
 	for _, u := range rendered {
 		objs = append(objs, u)
 	}
-	return append(objs,
-		broker.CredentialSecret(values.Namespace, info, token),
-		clusterProperty(values.ClusterID),
-	), nil
+	return append(objs, broker.CredentialSecret(values.Namespace, info, token)), nil
 }
 
-// clusterProperty is the ClusterProperty that holds the cluster's ID
-// (KEP-2149).
-func clusterProperty(id string) *aboutv1beta1.ClusterProperty {
-	return &aboutv1beta1.ClusterProperty{
-		ObjectMeta: metav1.ObjectMeta{Name: v1.ClusterIDPropertyName},
-		Spec:       aboutv1beta1.ClusterPropertySpec{Value: id},
-	}
+// componentNamespace is the namespace Strait's components run in, as join
+// makes it.
+func componentNamespace(name string) *corev1.Namespace {
+	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app.kubernetes.io/part-of": "strait"}}}
 }
 
 // checkClusterID refuses to give a cluster that already has an ID another
@@ -858,7 +948,7 @@ func leaveBroker(ctx context.Context, creds *broker.Credentials, id string, time
 // namespace (made again too), annotated with the cluster ID: what the next
 // Leave needs to retry the removal at the broker.
 func keepCredential(ctx context.Context, c client.Client, namespace string, creds *broker.Credentials, id string) error {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace, Labels: map[string]string{"app.kubernetes.io/part-of": "strait"}}}
+	ns := componentNamespace(namespace)
 	secret := broker.CredentialSecret(namespace, &creds.Info, creds.Token)
 	secret.Annotations = map[string]string{keptCredentialAnnotation: id}
 	return kubeapply.All(ctx, c, []client.Object{ns, secret}, kubeapply.FieldManagerCLI)
@@ -925,7 +1015,9 @@ func kindOf(c client.Client, obj client.Object) (schema.GroupVersionKind, error)
 func joinedValues(ctx context.Context, c client.Client, id string) (manifests.GatewayValues, error) {
 	fallback := manifests.GatewayValues{
 		Namespace: v1.ComponentNamespace, ClusterID: id,
-		// The image must render as <repository>/<name>:<tag> to be valid YAML.
+		// The chart requires CIDRs and a known driver; the image must
+		// render as <repository>/<name>:<tag> to be valid YAML.
+		PodCIDRs: unknownValue, ServiceCIDRs: unknownValue, CableDriver: string(v1.CableDriverWireGuard),
 		ImageRepository: unknownValue, ImageTag: unknownValue,
 	}
 	rendered, err := manifests.RenderMember(fallback)
@@ -949,11 +1041,17 @@ func joinedValues(ctx context.Context, c client.Client, id string) (manifests.Ga
 			// Edited by hand: the names are still the rendered ones.
 			continue
 		}
-		if v.Namespace == "" {
-			v.Namespace = fallback.Namespace
-		}
-		if v.ClusterID == "" {
-			v.ClusterID = id
+		// A flag edited away by hand: its placeholder.
+		for _, f := range []struct {
+			dst         *string
+			placeholder string
+		}{
+			{&v.Namespace, fallback.Namespace}, {&v.ClusterID, id}, {&v.PodCIDRs, fallback.PodCIDRs},
+			{&v.ServiceCIDRs, fallback.ServiceCIDRs}, {&v.CableDriver, fallback.CableDriver},
+		} {
+			if *f.dst == "" {
+				*f.dst = f.placeholder
+			}
 		}
 		return v, nil
 	}

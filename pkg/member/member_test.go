@@ -57,7 +57,7 @@ const (
 	// not gone until the test says so.
 	nodeStateFinalizer = "test.strait.dev/node-state"
 	// lighthouseName names the Lighthouse Deployment, its ServiceAccount and
-	// RBAC (deploy/manifests/lighthouse.yaml).
+	// RBAC (deploy/charts/strait/templates/lighthouse.yaml).
 	lighthouseName = "strait-lighthouse"
 )
 
@@ -306,8 +306,8 @@ func TestJoinLeave(t *testing.T) {
 		ImageRepository: "registry.example:5000/strait", ImageTag: "v9",
 		Log: t.Logf,
 	}
-	// What join is to apply: the manifests rendered with these values, the
-	// broker credential and the ClusterProperty.
+	// What join is to apply: the namespace, the chart rendered with these
+	// values (the ClusterProperty among it) and the broker credential.
 	rendered, err := manifests.RenderMember(manifests.GatewayValues{
 		Namespace: v1.ComponentNamespace, ClusterID: clusterID, PodCIDRs: "10.1.0.0/16", ServiceCIDRs: "10.101.0.0/16",
 		CableDriver: "wireguard", ImageRepository: "registry.example:5000/strait", ImageTag: "v9",
@@ -318,8 +318,8 @@ func TestJoinLeave(t *testing.T) {
 	joined := []*unstructured.Unstructured{}
 	joined = append(joined, rendered...)
 	for _, o := range []struct{ apiVersion, kind, ns, name string }{
+		{"v1", "Namespace", "", v1.ComponentNamespace},
 		{"v1", "Secret", v1.ComponentNamespace, broker.SecretName},
-		{"about.k8s.io/v1beta1", "ClusterProperty", "", v1.ClusterIDPropertyName},
 	} {
 		u := &unstructured.Unstructured{}
 		u.SetAPIVersion(o.apiVersion)
@@ -732,7 +732,7 @@ func TestLeaveKeepsTheBroker(t *testing.T) {
 	}
 	before := snapshot(t, env.Config)
 	rendered, err := manifests.RenderMember(manifests.GatewayValues{Namespace: v1.ComponentNamespace, ClusterID: clusterID,
-		ImageRepository: "strait", ImageTag: "devel"})
+		PodCIDRs: "10.1.0.0/16", ServiceCIDRs: "10.101.0.0/16", ImageRepository: "strait", ImageTag: "devel"})
 	if err != nil {
 		t.Fatal(err)
 	}

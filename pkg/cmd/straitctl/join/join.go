@@ -2,12 +2,17 @@
 package join
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	"strait.dev/strait/broker"
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
@@ -25,6 +30,8 @@ func NewCommand() *cobra.Command {
 		driver, gateways       string
 		podCIDRs, serviceCIDRs []string
 		globalCIDR             string
+		dryRun                 bool
+		output                 string
 	)
 	cmd := &cobra.Command{
 		Use:   "join <broker-info file>",
@@ -46,12 +53,31 @@ With --globalnet the broker allots the cluster a global CIDR from its pool
 (--globalnet-cidr-size addresses, or the block --globalnet-cidr names), and
 the cluster's pod and service CIDRs may then overlap those of other Globalnet
 members: cross-cluster traffic uses global IPs. "straitctl leave" releases the
-block; joining again keeps it.`,
+block; joining again keeps it.
+
+With --dry-run, join prints the objects it would apply (-o yaml or json) and
+changes nothing: the CRDs, the namespace strait-system, what Strait's Helm
+chart renders (deploy/charts/strait; helm template with the same values gives
+the same objects) and the broker credential Secret without its token. It still
+reads the cluster (the CIDRs unless given, the gateway nodes, an existing
+broker credential, the rights it needs) but does not talk to the broker, so
+--globalnet needs --globalnet-cidr unless the cluster already has a global CIDR.
+The CoreDNS forward and the gateway node labels are not printed.`,
 		Example: `  straitctl join broker-info.strait --kubeconfig c1.kubeconfig --clusterid c1 --gateway-nodes c1-n1,c1-n2
   straitctl join broker-info.strait --kubeconfig c2.kubeconfig --clusterid c2 --cable-driver vxlan
-  straitctl join broker-info.strait --kubeconfig c3.kubeconfig --clusterid c3 --globalnet --globalnet-cidr-size 4096`,
+  straitctl join broker-info.strait --kubeconfig c3.kubeconfig --clusterid c3 --globalnet --globalnet-cidr-size 4096
+  straitctl join broker-info.strait --kubeconfig c1.kubeconfig --clusterid c1 --dry-run -o yaml`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if output != "" && !dryRun {
+				return errors.New("-o needs --dry-run")
+			}
+			if dryRun && output == "" {
+				output = "yaml"
+			}
+			if dryRun && output != "yaml" && output != "json" {
+				return fmt.Errorf("-o %q: want yaml or json", output)
+			}
 			if globalCIDR != "" {
 				p, err := netip.ParsePrefix(globalCIDR)
 				if err != nil {
@@ -86,6 +112,15 @@ block; joining again keeps it.`,
 				return fmt.Errorf("--service-cidr: %w", err)
 			}
 			opts.Log = func(format string, a ...any) { fmt.Fprintf(cmd.OutOrStdout(), format+"\n", a...) }
+			if dryRun {
+				// stdout is the objects; progress goes to stderr.
+				opts.Log = func(format string, a ...any) { fmt.Fprintf(cmd.ErrOrStderr(), format+"\n", a...) }
+				objs, err := member.DryRun(cmd.Context(), cfg, info, opts)
+				if err != nil {
+					return cmdutil.Explain(err)
+				}
+				return printObjects(cmd.OutOrStdout(), objs, output)
+			}
 			if err := member.Join(cmd.Context(), cfg, info, opts); err != nil {
 				return cmdutil.Explain(err)
 			}
@@ -105,6 +140,41 @@ block; joining again keeps it.`,
 	cmd.Flags().IntVar(&opts.UnderlayMTU, "underlay-mtu", 0, "MTU of the node network the cables run over, in bytes, when smaller than the nodes' interfaces say (default: the components' 1500)")
 	cmd.Flags().StringVar(&opts.ImageRepository, "image-repository", "strait", "repository of Strait's images")
 	cmd.Flags().StringVar(&opts.ImageTag, "image-tag", version.Version, "tag of Strait's images")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the objects join would apply and change nothing (no writes to the cluster, no talk with the broker)")
+	cmd.Flags().StringVarP(&output, "output", "o", "", "with --dry-run: yaml (the default) or json")
 	_ = cmd.MarkFlagRequired("clusterid")
 	return cmd
+}
+
+// printObjects writes objs as YAML documents (separated by ---) or as a
+// JSON List, each with its apiVersion and kind, without the empty
+// creationTimestamp and status that typed objects carry.
+func printObjects(w io.Writer, objs []client.Object, format string) error {
+	items := make([]any, 0, len(objs))
+	for _, obj := range objs {
+		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", obj.GetObjectKind().GroupVersionKind().Kind, obj.GetName(), err)
+		}
+		if md, ok := m["metadata"].(map[string]any); ok {
+			delete(md, "creationTimestamp")
+		}
+		delete(m, "status")
+		items = append(items, m)
+	}
+	if format == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"apiVersion": "v1", "kind": "List", "items": items})
+	}
+	for _, item := range items {
+		b, err := yaml.Marshal(item)
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(w, "---\n%s", b); err != nil {
+			return err
+		}
+	}
+	return nil
 }
