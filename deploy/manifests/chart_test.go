@@ -340,3 +340,33 @@ func TestMemberFilesAreTheTemplates(t *testing.T) {
 		t.Errorf("templates %v, MemberFiles %v", got, want)
 	}
 }
+
+// values.schema.json refuses what the chart cannot render right, through
+// the SDK as through the helm CLI: a misspelt key, an unknown driver, an
+// MTU out of range, a cluster ID that is no RFC 1123 label.
+func TestChartSchema(t *testing.T) {
+	base := func() map[string]any {
+		return map[string]any{"clusterID": "c1", "podCIDRs": []any{"10.1.0.0/16"}, "serviceCIDRs": []any{"10.101.0.0/16"}}
+	}
+	if _, err := RenderChart("strait-system", base()); err != nil {
+		t.Fatalf("valid values: %v", err)
+	}
+	for name, tc := range map[string]struct {
+		key   string
+		value any
+		want  string
+	}{
+		"misspelt key":     {"clusterId", "c1", "clusterId"},
+		"unknown driver":   {"cableDriver", "ipsec", "cableDriver"},
+		"MTU out of range": {"underlayMTU", 100, "underlayMTU"},
+		"cluster ID":       {"clusterID", "C_1", "clusterID"},
+		"CIDRs not a list": {"podCIDRs", "10.1.0.0/16", "podCIDRs"},
+	} {
+		vals := base()
+		vals[tc.key] = tc.value
+		_, err := RenderChart("strait-system", vals)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want a schema error naming %s", name, err, tc.want)
+		}
+	}
+}

@@ -12,5 +12,5 @@ import "embed"
 // "all:" keeps templates/_helpers.tpl, which go:embed would skip for its
 // leading underscore.
 //
-//go:embed Chart.yaml values.yaml .helmignore all:templates crds files
+//go:embed Chart.yaml values.yaml values.schema.json .helmignore all:templates crds files
 var FS embed.FS
