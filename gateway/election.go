@@ -12,6 +12,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/utils/clock"
+
+	"strait.dev/strait/gateway/health"
 )
 
 // releaseTimeout bounds the release of the Lease on a clean stop. The
@@ -69,10 +71,10 @@ type elector struct {
 	// runs again at the next round.
 	standby func() bool
 	// replaces says why this gateway, standing by, should take the role
-	// from the holder, whose heartbeat answers say whether it lost every
-	// remote cluster (holderCutOff): "" to keep it (Engine.replaces). Nil
-	// keeps it always.
-	replaces func(holderCutOff bool) string
+	// from the holder, whose last heartbeat answer is holder (whether it
+	// lost every remote cluster, health.Result's CutOff and Losing): "" to
+	// keep it (Engine.replaces). Nil keeps it always.
+	replaces func(holder health.Result) string
 	log      *slog.Logger
 
 	// The seams below let tests run the policy on fakes; the zero value of

@@ -31,7 +31,7 @@ type probes struct {
 	leavingc chan string
 	unfitc   chan string
 	// replaces: el.replaces, or never.
-	replaces func(holderCutOff bool) string
+	replaces func(holder health.Result) string
 
 	stop    context.CancelFunc
 	stopped chan struct{} // closed when the prober's Run returned
@@ -53,7 +53,7 @@ func (el *elector) startProbes() heartbeater {
 		leavingc: make(chan string, 1), unfitc: make(chan string, 1), replaces: el.replaces,
 		stopped: make(chan struct{}), alive: map[string]bool{}}
 	if p.replaces == nil {
-		p.replaces = func(bool) string { return "" }
+		p.replaces = func(health.Result) string { return "" }
 	}
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{})
 	if err != nil {
@@ -87,7 +87,7 @@ func (p *probes) changed(target string, r health.Result) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {
-	case r.Status == health.Connected && !r.Leaving && target == p.holder && !p.alive[target] && p.replaces(r.CutOff) == "":
+	case r.Status == health.Connected && !r.Leaving && target == p.holder && !p.alive[target] && p.replaces(r) == "":
 		// Logged once per holder heard: a standby that never logs it
 		// takes over only when the Lease expires (15 s).
 		p.log.Info("hearing the active gateway's heartbeats", "active", target)
@@ -119,13 +119,13 @@ func (p *probes) answering(holder string) bool {
 		return false
 	}
 	r := p.prober.Results()[holder]
-	return r.Status == health.Connected && !r.Leaving && p.replaces(r.CutOff) == ""
+	return r.Status == health.Connected && !r.Leaving && p.replaces(r) == ""
 }
 
 // judge delivers holder, which answered r, on unfitc when this gateway
 // should replace it, and logs why; it reports whether it should.
 func (p *probes) judge(holder string, r health.Result) bool {
-	why := p.replaces(r.CutOff)
+	why := p.replaces(r)
 	if why == "" {
 		return false
 	}

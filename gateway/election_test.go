@@ -868,8 +868,8 @@ func TestElectionProbes(t *testing.T) {
 	el := &elector{kube: kube, namespace: "strait-system", identity: "b",
 		heartbeatPort:     holderConn.LocalAddr().(*net.UDPAddr).Port,
 		heartbeatInterval: 10 * time.Millisecond, heartbeatFailures: 3, log: slog.New(logs),
-		replaces: func(holderCutOff bool) string {
-			if holderCutOff && reaches.Load() {
+		replaces: func(holder health.Result) string {
+			if holder.CutOff && reaches.Load() {
 				return "the active gateway lost every remote cluster"
 			}
 			return ""

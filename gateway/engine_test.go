@@ -1550,6 +1550,50 @@ func TestEngineCutOffGatewayIsReplaced(t *testing.T) {
 	}
 }
 
+// TestEngineRemoteFaultMovesTheRoleOnce: the remote cluster answers NAT
+// discovery but carries no traffic (its cable device is down, say), so
+// the active gateway's own probes and the standby's probes through it go
+// unanswered alike. The standby's probes through node-a would condemn it
+// first (node-a counts 6 unanswered probes to an error, node-b 3), but
+// node-a's own probes fail too, and it says so in its heartbeat answers:
+// node-b waits until node-a says it is cut off, and takes the role for
+// that. Node-a, cut off itself a moment ago, must not take the role back
+// when node-b loses the remote too. (Taking the role on its probes through
+// node-a, node-b left node-a free to take it back on its own probes
+// through node-b, and the role moved every 2 s or so: in a dual-stack
+// e2e, the remote cluster's standby then never reached a stable active
+// gateway here, and never took over from its own cut-off one.)
+func TestEngineRemoteFaultMovesTheRoleOnce(t *testing.T) {
+	f, remote, logs, leaseHolders := cutOffPair(t, func(c *gateway.Config) {
+		if c.NodeName == "node-a" {
+			c.HealthCheckFailures = 6
+		}
+	})
+	remote.answerOnly()
+	f.k.waitFor(t, "node-b holding the Lease", func() bool {
+		h := leaseHolders()
+		return len(h) > 0 && h[len(h)-1] == "node-b"
+	}, func() string { return "node-b's log:\n" + logs["node-b"].String() })
+	if !strings.Contains(logs["node-b"].String(), `why="the active gateway lost every remote cluster"`) {
+		t.Errorf("node-b took the Lease before node-a said it was cut off:\n%s", logs["node-b"])
+	}
+	if !strings.Contains(logs["node-b"].String(), "waiting for it to say it is cut off") {
+		t.Errorf("node-b's log does not say it waited for node-a's verdict:\n%s", logs["node-b"])
+	}
+	f.k.waitFor(t, "node-b reporting every remote cluster lost", func() bool {
+		gw := f.gateway("node-b")
+		c := meta.FindStatusCondition(gw.Status.Conditions, "RemoteClustersReachable")
+		return f.role("node-b") == v1.HAStatusActive && c != nil && c.Reason == "LostEveryRemoteCluster"
+	})
+	// Time for node-a to take the role back, had it been going to: its
+	// probes through node-b have failed for long enough, and it hears
+	// node-b say it is cut off.
+	time.Sleep(3 * time.Second)
+	if got := leaseHolders(); !slices.Equal(got, []string{"node-a", "node-b"}) {
+		t.Errorf("Lease holders %q; want node-a then node-b only (no flapping)\nnode-a's log:\n%s", got, logs["node-a"])
+	}
+}
+
 // TestEngineReplacesGatewayThatForwardsNothing: the active gateway's own
 // probes are answered (it reports the remote connected), but the probes
 // the standby sends through it are not, as when its FORWARD path drops

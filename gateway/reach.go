@@ -208,14 +208,15 @@ func throughResults(targets map[string]netip.AddrPort, results map[string]health
 }
 
 // replaces is the elector's replaces: why this gateway, standing by,
-// should take the role from the active gateway, "" to keep it. Only when
-// this gateway reaches a remote cluster's gateway now (it has answered for
-// reachSteady) and has not itself been cut off within cutOffBackoff; then
-// when the active gateway says it lost every remote cluster (holderCutOff),
-// or when no remote gateway has answered through it for the health probes'
-// failures and cutOffHold more.
-func (e *Engine) replaces(holderCutOff bool) string {
-	why, whyNot := e.judgeHolder(holderCutOff)
+// should take the role from the active gateway, whose last heartbeat
+// answer is holder; "" to keep it. Only when this gateway reaches a remote
+// cluster's gateway now (it has answered for reachSteady) and has not
+// itself been cut off within cutOffBackoff; then when the active gateway
+// says it lost every remote cluster (holder.CutOff), or when no remote
+// gateway has answered through it for the health probes' failures and
+// cutOffHold more while its own probes are answered (not holder.Losing).
+func (e *Engine) replaces(holder health.Result) string {
+	why, whyNot := e.judgeHolder(holder.CutOff, holder.Losing)
 	if prev, _ := e.whyNot.Swap(whyNot).(string); prev != whyNot && whyNot != "" {
 		e.log.Info("staying standby", "why", whyNot)
 	}
@@ -224,7 +225,18 @@ func (e *Engine) replaces(holderCutOff bool) string {
 
 // judgeHolder is replaces' decision: why to take the role, or else why
 // not (for the log; "" while nothing points to a fault).
-func (e *Engine) judgeHolder(holderCutOff bool) (why, whyNot string) {
+//
+// The probes through the active gateway judge its forwarding only while
+// its own probes are answered: when every connection of its own is in
+// error too (holderLosing), the fault may be the remote clusters' (a
+// remote cable device down, say), which the probes through any gateway of
+// this cluster would meet alike. The standby then waits for the active
+// gateway to say it is cut off, which starts the old active gateway's
+// cutOffBackoff: taking the role on the through probes alone, the standby
+// once left the old one free to take it back on its own through probes a
+// moment later, and the role moved every 2 s or so, too often for the
+// remote cluster's standby to count any of them as reached.
+func (e *Engine) judgeHolder(holderCutOff, holderLosing bool) (why, whyNot string) {
 	lostAt := e.throughLostSince.Load()
 	if !holderCutOff && lostAt == 0 {
 		return "", ""
@@ -237,6 +249,9 @@ func (e *Engine) judgeHolder(holderCutOff bool) (why, whyNot string) {
 	}
 	if holderCutOff {
 		return "the active gateway lost every remote cluster", ""
+	}
+	if holderLosing {
+		return "", "no remote gateway answers through the active gateway (in one family at least), nor its own health probes: waiting for it to say it is cut off"
 	}
 	if time.Since(time.Unix(0, lostAt)) >= cutOffHold {
 		return "no remote gateway answers through the active gateway (in one family at least): its forwarding path is broken", ""
@@ -259,6 +274,7 @@ const (
 // status write then.
 func (t *activeTerm) followCutOff(targets map[string]netip.AddrPort, results map[string]health.Result) {
 	lost := allInError(targets, results)
+	t.prober.SetLosing(lost)
 	now := time.Now()
 	switch {
 	case !lost:

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"sort"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -47,6 +49,14 @@ func TestImportFamilies(t *testing.T) {
 		}
 		mustCreate(t, f.members["dual"].c, svc, serviceExport("app", name, nil))
 	}
+	// A dual-stack headless Service, with a slice of each family.
+	hl := service("app", "hl", svcPort("http", corev1.ProtocolTCP, 80))
+	hl.Spec.ClusterIP = corev1.ClusterIPNone
+	hl.Spec.IPFamilies = []corev1.IPFamily{v4, v6}
+	hl.Spec.IPFamilyPolicy = ptr.To(corev1.IPFamilyPolicyRequireDualStack)
+	slice6 := localSlice("app", "hl", "hl-v6", hl.Spec.Ports, "fd00:10::5")
+	slice6.AddressType = discoveryv1.AddressTypeIPv6
+	mustCreate(t, f.members["dual"].c, hl, localSlice("app", "hl", "hl-v4", hl.Spec.Ports, "10.1.0.5"), slice6, serviceExport("app", "hl", nil))
 	// The families of each import's IPs, by importing cluster; "none
 	// IPFamilyNotSupported" where the import has no IP and says why.
 	want := map[string]map[string]string{
@@ -63,6 +73,16 @@ func TestImportFamilies(t *testing.T) {
 				return ""
 			})
 		}
+	}
+	// The headless import: the families and the endpoints of the families
+	// the importing cluster has, none of the other family's.
+	for id, w := range map[string]string{"dual": "IPv4,IPv6 10.1.0.5 fd00:10::5", "v4": "IPv4 10.1.0.5", "v6": "IPv6 fd00:10::5"} {
+		eventually(t, fmt.Sprintf("%s imports headless app/hl as %s", id, w), func() string {
+			if got := headlessImport(f.members[id].c, "app", "hl"); got != w {
+				return got
+			}
+			return ""
+		})
 	}
 	// The message names the Service's families and the cluster's.
 	var si mcsv1beta1.ServiceImport
@@ -116,4 +136,30 @@ func importFamilies(c client.Client, ns, name string) string {
 		return fmt.Sprintf("ips of %s but spec.ipFamilies %s", got, want)
 	}
 	return strings.Join(fams, ",")
+}
+
+// headlessImport renders a headless import's spec.ipFamilies and the
+// addresses of its imported slices: "IPv4,IPv6 10.1.0.5 fd00:10::5".
+func headlessImport(c client.Client, ns, name string) string {
+	ctx := context.Background()
+	var si mcsv1beta1.ServiceImport
+	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &si); err != nil {
+		return err.Error()
+	}
+	var fams []string
+	for _, f := range si.Spec.IPFamilies {
+		fams = append(fams, string(f))
+	}
+	var list discoveryv1.EndpointSliceList
+	if err := c.List(ctx, &list, client.InNamespace(ns), importedSlices(name)); err != nil {
+		return err.Error()
+	}
+	var addrs []string
+	for _, s := range list.Items {
+		for _, ep := range s.Endpoints {
+			addrs = append(addrs, ep.Addresses...)
+		}
+	}
+	sort.Strings(addrs)
+	return strings.Join(append([]string{strings.Join(fams, ",")}, addrs...), " ")
 }

@@ -63,32 +63,32 @@ func (im *importer) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 	}
 	var derived corev1.Service
 	haveDerived := false
-	// The families the clusterset IPs can have here: the Service's that
-	// this cluster also has, in the Service's order. None in common (an
-	// IPv4 Service imported into an IPv6-only cluster): no derived
-	// Service, which the apiserver would refuse, and a Ready condition
-	// that says why.
+	// The families the import can be used in here: the Service's that
+	// this cluster also has, in the Service's order; its clusterset IPs
+	// and, for a headless import, its endpoints are of those families
+	// only. None in common (an IPv4 Service imported into an IPv6-only
+	// cluster): no derived Service, which the apiserver would refuse, no
+	// endpoints, and a Ready condition that says why.
 	var notReady *metav1.Condition
 	clusterSetIP := m.Spec.Type == mcsv1beta1.ClusterSetIP
-	var families []corev1.IPFamily
-	if clusterSetIP {
-		have, err := im.serviceFamilies(ctx)
-		if err != nil {
-			return ctrl.Result{}, err
+	have, err := im.serviceFamilies(ctx)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	families := ImportFamilies(m.Spec.IPFamilies, have)
+	if len(families) > 0 {
+		si.Spec.IPFamilies = families
+	}
+	if len(m.Spec.IPFamilies) > 0 && len(families) == 0 {
+		what := "no endpoints"
+		if clusterSetIP {
+			what = "no clusterset IP"
 		}
-		families = ImportFamilies(m.Spec.IPFamilies, have)
-		if len(families) > 0 {
-			// The families this import can be used in here, as its
-			// ips have them.
-			si.Spec.IPFamilies = families
-		}
-		if len(m.Spec.IPFamilies) > 0 && len(families) == 0 {
-			clusterSetIP = false
-			notReady = &metav1.Condition{Type: string(mcsv1beta1.ServiceImportConditionReady), Status: metav1.ConditionFalse,
-				Reason: string(mcsv1beta1.ServiceImportReasonIPFamilyNotSupported),
-				Message: fmt.Sprintf("no clusterset IP: the exported Service's IP families %s are none of this cluster's service families %s",
-					familyList(m.Spec.IPFamilies), familyList(have))}
-		}
+		clusterSetIP = false
+		notReady = &metav1.Condition{Type: string(mcsv1beta1.ServiceImportConditionReady), Status: metav1.ConditionFalse,
+			Reason: string(mcsv1beta1.ServiceImportReasonIPFamilyNotSupported),
+			Message: fmt.Sprintf("%s: the exported Service's IP families %s are none of this cluster's service families %s",
+				what, familyList(m.Spec.IPFamilies), familyList(have))}
 	}
 	if clusterSetIP {
 		err := im.c.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: DerivedServiceName(key.Name)}, &derived)
@@ -136,7 +136,7 @@ func (im *importer) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 		}
 	}
 
-	if err := im.syncSlices(ctx, key, m, owner); err != nil {
+	if err := im.syncSlices(ctx, key, m, have, owner); err != nil {
 		return ctrl.Result{}, err
 	}
 	clusters := make([]mcsv1beta1.ClusterStatus, 0, len(m.Clusters))
@@ -188,12 +188,24 @@ func (im *importer) applyImport(ctx context.Context, si *mcsv1beta1.ServiceImpor
 }
 
 // syncSlices writes an imported EndpointSlice per slice record of the
-// service, bound to the derived Service for the clusters Bound picks, and
-// removes imported slices whose record is gone.
-func (im *importer) syncSlices(ctx context.Context, key types.NamespacedName, m Merged, owner metav1.OwnerReference) error {
-	recs, err := sliceRecordsOf(ctx, im.c, im.cfg.Namespace, key, "")
+// service whose address family is one of clusterFamilies (the cluster's
+// service families; nil: unknown, every family), bound to the derived
+// Service for the clusters Bound picks, and removes imported slices whose
+// record is gone or of another family.
+func (im *importer) syncSlices(ctx context.Context, key types.NamespacedName, m Merged, clusterFamilies []corev1.IPFamily, owner metav1.OwnerReference) error {
+	all, err := sliceRecordsOf(ctx, im.c, im.cfg.Namespace, key, "")
 	if err != nil {
 		return err
+	}
+	// Endpoints of a family the cluster has not (IPv6 pods of a dual-stack
+	// exporter, imported into an IPv4-only cluster) are unreachable from
+	// its pods: their slices are not imported, so neither kube-proxy nor
+	// strait-dns hands them out.
+	var recs []discoveryv1.EndpointSlice
+	for _, r := range all {
+		if len(clusterFamilies) == 0 || slices.Contains(clusterFamilies, addressFamily(r.AddressType)) {
+			recs = append(recs, r)
+		}
 	}
 	exporting := map[string]bool{}
 	for _, c := range m.Clusters {
@@ -368,6 +380,16 @@ func (im *importer) serviceFamilies(ctx context.Context) ([]corev1.IPFamily, err
 		}
 	}
 	return out, nil
+}
+
+// addressFamily is the IP family of an EndpointSlice's address type
+// (IPv4 or IPv6; FQDN slices, which Lighthouse does not export, count as
+// IPv4's).
+func addressFamily(t discoveryv1.AddressType) corev1.IPFamily {
+	if t == discoveryv1.AddressTypeIPv6 {
+		return corev1.IPv6Protocol
+	}
+	return corev1.IPv4Protocol
 }
 
 // ImportFamilies are the IP families an import's clusterset IPs get in a

@@ -47,6 +47,10 @@ const (
 	// flagCutOff, in a reply: the sender, an active gateway, has lost every
 	// remote cluster.
 	flagCutOff = 2
+	// flagLosing, in a reply: every connection of the sender, an active
+	// gateway, is in error by its own probes now (it says flagCutOff too
+	// once that has lasted long enough).
+	flagLosing = 4
 )
 
 // DefaultPort is the UDP port gateways answer health probes on.
@@ -56,6 +60,7 @@ type message struct {
 	kind    byte
 	leaving bool // flagLeaving
 	cutOff  bool // flagCutOff
+	losing  bool // flagLosing
 	seq     uint64
 	sent    uint64 // sender's clock, nanoseconds; opaque to the receiver
 }
@@ -72,6 +77,9 @@ func (m message) encodePadded(n int) []byte {
 	}
 	if m.cutOff {
 		b[6] |= flagCutOff
+	}
+	if m.losing {
+		b[6] |= flagLosing
 	}
 	binary.BigEndian.PutUint64(b[8:], m.seq)
 	binary.BigEndian.PutUint64(b[16:], m.sent)
@@ -91,7 +99,7 @@ func decode(b []byte) (message, error) {
 	default:
 		return message{}, errBadMessage
 	}
-	return message{kind: b[5], leaving: b[6]&flagLeaving != 0, cutOff: b[6]&flagCutOff != 0, seq: binary.BigEndian.Uint64(b[8:]), sent: binary.BigEndian.Uint64(b[16:])}, nil
+	return message{kind: b[5], leaving: b[6]&flagLeaving != 0, cutOff: b[6]&flagCutOff != 0, losing: b[6]&flagLosing != 0, seq: binary.BigEndian.Uint64(b[8:]), sent: binary.BigEndian.Uint64(b[16:])}, nil
 }
 
 // Status is a connection's state.
@@ -114,6 +122,9 @@ type Result struct {
 	// CutOff: the target's last answer said it has lost every remote
 	// cluster (SetCutOff); it is still Connected while it answers.
 	CutOff bool
+	// Losing: the target's last answer said every connection of its own is
+	// in error (SetLosing); it is still Connected while it answers.
+	Losing bool
 	// PathMTU is the largest packet, in bytes (IP header included), that
 	// the path MTU search found to reach the target through the cable: the
 	// inner MTU of the cable to it. 0 while there is no figure (the first
@@ -162,6 +173,8 @@ type Prober struct {
 	leaving atomic.Bool
 	// cutOff is set in the replies this prober sends (SetCutOff).
 	cutOff atomic.Bool
+	// losing is set in the replies this prober sends (SetLosing).
+	losing atomic.Bool
 
 	mu      sync.Mutex
 	targets map[string]*target
@@ -249,6 +262,12 @@ func (p *Prober) SetLeaving(leaving bool) { p.leaving.Store(leaving) }
 // SetCutOff makes the answers to probes say, from now on, that this gateway
 // has lost every remote cluster (or no longer, with false).
 func (p *Prober) SetCutOff(cutOff bool) { p.cutOff.Store(cutOff) }
+
+// SetLosing makes the answers to probes say, from now on, that every
+// connection of this gateway is in error by its own probes (or no longer,
+// with false): a standby whose probes through this gateway fail then
+// cannot tell this gateway's forwarding from the remote clusters' fault.
+func (p *Prober) SetLosing(losing bool) { p.losing.Store(losing) }
 
 // Results returns a copy of every target's state.
 func (p *Prober) Results() map[string]Result {
@@ -350,7 +369,7 @@ func (p *Prober) read() {
 		}
 		switch m.kind {
 		case kindRequest:
-			reply := message{kind: kindReply, leaving: p.leaving.Load(), cutOff: p.cutOff.Load(), seq: m.seq, sent: m.sent}
+			reply := message{kind: kindReply, leaving: p.leaving.Load(), cutOff: p.cutOff.Load(), losing: p.losing.Load(), seq: m.seq, sent: m.sent}
 			_, _ = p.conn.WriteToUDPAddrPort(reply.encode(), from)
 		case kindReply:
 			p.answered(from, m)
@@ -392,12 +411,12 @@ func (p *Prober) answered(from netip.AddrPort, m message) {
 		t.sentSeq, t.missed = 0, 0
 		r := &t.result
 		if r.Status != Connected {
-			*r = Result{Status: Connected, Leaving: m.leaving, CutOff: m.cutOff, PathMTU: r.PathMTU}
+			*r = Result{Status: Connected, Leaving: m.leaving, CutOff: m.cutOff, Losing: m.losing, PathMTU: r.PathMTU}
 			t.total = 0
 			cp := *r
 			changed = &cp
-		} else if r.Leaving != m.leaving || r.CutOff != m.cutOff {
-			r.Leaving, r.CutOff = m.leaving, m.cutOff
+		} else if r.Leaving != m.leaving || r.CutOff != m.cutOff || r.Losing != m.losing {
+			r.Leaving, r.CutOff, r.Losing = m.leaving, m.cutOff, m.losing
 			cp := *r
 			changed = &cp
 		}

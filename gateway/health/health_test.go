@@ -197,6 +197,28 @@ func TestProberReportsCutOff(t *testing.T) {
 	}
 }
 
+// A prober whose gateway's connections are all in error says so in its
+// answers (losing), apart from cut off; each switch is a change.
+func TestProberReportsLosing(t *testing.T) {
+	for _, m := range []message{{kind: kindReply, losing: true}, {kind: kindReply, losing: true, cutOff: true, leaving: true}} {
+		if got, err := decode(m.encode()); err != nil || got != m {
+			t.Fatalf("round trip of %+v: %+v, %v", m, got, err)
+		}
+	}
+	_, b, next := proberPair(t)
+	if r := next(); r.Status != Connected || r.Losing {
+		t.Fatalf("first change %+v; want connected, not losing", r)
+	}
+	b.SetLosing(true)
+	if r := next(); r.Status != Connected || !r.Losing || r.CutOff {
+		t.Fatalf("after b said it is losing: %+v; want connected, losing, not cut off", r)
+	}
+	b.SetLosing(false)
+	if r := next(); r.Status != Connected || r.Losing {
+		t.Fatalf("after b's connections answered again: %+v; want connected, not losing", r)
+	}
+}
+
 // proberPair runs prober a probing prober b every 20 ms, and b probing
 // nobody, until the test ends; next returns a's next reported change of b.
 func proberPair(t *testing.T) (a, b *Prober, next func() Result) {

@@ -59,15 +59,16 @@ var (
 		Help:      "ServiceImports the plugin answers for.",
 	})
 
-	// watchErrors counts the watches of the plugin's view that ended in an
-	// error (the apiserver unreachable, access denied): while they fail the
-	// answers are from the last view, which may be stale. Expired resource
-	// versions, a routine relist, are not counted.
+	// watchErrors counts the requests of the plugin's view (lists and
+	// watches) that failed, by resource (countFailures): the apiserver
+	// unreachable or refusing connections, access denied, 5xx. While they
+	// fail the answers are from the last view, which may be stale. Expired
+	// resource versions (410), a routine relist, are not counted.
 	watchErrors = promauto.NewCounterVec(prometheus.CounterOpts{
 		Namespace: plugin.Namespace,
 		Subsystem: pluginName,
 		Name:      "watch_errors_total",
-		Help:      "Lists and watches of ServiceImports, EndpointSlices or Gateways that failed (retried with back-off); the answers meanwhile come from the last view.",
+		Help:      "Requests of the lists and watches of ServiceImports, EndpointSlices or Gateways that failed, by resource (retried with back-off); the answers meanwhile come from the last view.",
 	}, []string{"type"})
 )
 

@@ -68,3 +68,18 @@ func TestMetrics(t *testing.T) {
 		})
 	}
 }
+
+// The failure counter's label is the resource of the request's URL path.
+func TestResourceOf(t *testing.T) {
+	for path, want := range map[string]string{
+		"/apis/multicluster.x-k8s.io/v1beta1/serviceimports":               "serviceimports",
+		"/apis/discovery.k8s.io/v1/endpointslices":                         "endpointslices",
+		"/apis/strait.dev/v1alpha1/namespaces/strait-system/gateways":      "gateways",
+		"/apis/strait.dev/v1alpha1/namespaces/strait-system/gateways/gw-1": "gateways",
+		"/api/v1/namespaces/default/services":                              "other",
+	} {
+		if got := resourceOf(path); got != want {
+			t.Errorf("resourceOf(%q) = %q, want %q", path, got, want)
+		}
+	}
+}

@@ -241,6 +241,37 @@ func TestServer(t *testing.T) {
 		}
 	})
 
+	t.Run("lost sync: the watches fail, the answers stay, the counter counts", func(t *testing.T) {
+		before := watchErrorsServed(t, metrics)
+		if before != 0 {
+			t.Errorf("coredns_lighthouse_watch_errors_total is %v with the apiserver up all along, want 0", before)
+		}
+		env.StopAPIServer()
+		restarted := false
+		defer func() {
+			if !restarted {
+				_ = env.StartAPIServer(context.Background())
+			}
+		}()
+		// The reflectors see their watches end and their relists refused;
+		// each failure counts (StraitDNSSyncLost alerts on its rate).
+		deadline := time.Now().Add(hangBound)
+		for watchErrorsServed(t, metrics) <= before {
+			if time.Now().After(deadline) {
+				t.Fatalf("coredns_lighthouse_watch_errors_total stayed at %v with the apiserver away", before)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		// Meanwhile the answers come from the last view.
+		if got := addrs(ask(t, addr, "udp", "db.default.svc.clusterset.local.", dns.TypeA, 0)); !slices.Equal(got, []string{"10.1.0.5", "10.2.0.5"}) {
+			t.Errorf("with the apiserver away: %v, want the last view's 10.1.0.5 and 10.2.0.5", got)
+		}
+		if err := env.StartAPIServer(ctx); err != nil {
+			t.Fatal(err)
+		}
+		restarted = true
+	})
+
 	t.Run("SERVFAIL until the first sync", func(t *testing.T) {
 		env.StopAPIServer()
 		restarted := false
@@ -263,6 +294,35 @@ func TestServer(t *testing.T) {
 			return slices.Equal(addrs(r), []string{"10.1.0.5", "10.2.0.5"})
 		})
 	})
+}
+
+// watchErrorsServed is the sum over types of
+// coredns_lighthouse_watch_errors_total, as the prometheus plugin at
+// metrics (host:port) serves it; 0 before the first error makes a series.
+func watchErrorsServed(t *testing.T, metrics string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for line := range strings.Lines(string(body)) {
+		if !strings.HasPrefix(line, "coredns_lighthouse_watch_errors_total{") {
+			continue
+		}
+		fields := strings.Fields(line)
+		v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
+		if err != nil {
+			t.Fatalf("metrics line %q: %v", line, err)
+		}
+		sum += v
+	}
+	return sum
 }
 
 // grepLines returns the lines of s that contain sub.

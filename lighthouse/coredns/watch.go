@@ -3,10 +3,11 @@ package coredns
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"strings"
 	"time"
 
 	discoveryv1 "k8s.io/api/discovery/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -51,16 +52,17 @@ func Watch(ctx context.Context, cfg *rest.Config, namespace string, store *Store
 		gv := k.gvk.GroupVersion()
 		mapper.AddSpecific(k.gvk, gv.WithResource(k.plural), gv.WithResource(k.singular), meta.RESTScopeNamespace)
 	}
+	// Failed requests are counted where they happen, in the transport: a
+	// reflector retries a watch refused by a down apiserver (connection
+	// refused, 429) by itself and never reports it to a watch error
+	// handler (client-go's Reflector.watch), so a handler would count
+	// nothing while the apiserver is away.
+	cfg = rest.CopyConfig(cfg)
+	cfg.Wrap(countFailures)
 	c, err := cache.New(cfg, cache.Options{
 		Scheme:           scheme.New(),
 		Mapper:           mapper,
 		DefaultTransform: cache.TransformStripManagedFields(),
-		DefaultWatchErrorHandler: func(ctx context.Context, r *toolscache.Reflector, err error) {
-			toolscache.DefaultWatchErrorHandler(ctx, r, err)
-			if !apierrors.IsResourceExpired(err) && !apierrors.IsGone(err) {
-				watchErrors.WithLabelValues(r.TypeDescription()).Inc()
-			}
-		},
 		ByObject: map[client.Object]cache.ByObject{
 			&discoveryv1.EndpointSlice{}: {Label: sel},
 			&v1.Gateway{}:                {Namespaces: map[string]cache.Config{namespace: {}}},
@@ -136,6 +138,43 @@ func Watch(ctx context.Context, cfg *rest.Config, namespace string, store *Store
 	}()
 	return nil
 }
+
+// countFailures wraps the view's transport so that every request that
+// fails counts in watchErrors, labelled with the resource of its URL path
+// ("serviceimports", "endpointslices", "gateways"): a transport error (the
+// apiserver unreachable or refusing connections) or an HTTP status of 400
+// and above (401, 403: access denied; 5xx), except 410 Gone, the expired
+// resource version of a routine relist. Requests ended by their own context
+// (shutdown, a watch's timeout) are not failures.
+func countFailures(next http.RoundTripper) http.RoundTripper {
+	return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+		resp, err := next.RoundTrip(req)
+		failed := err != nil && req.Context().Err() == nil ||
+			err == nil && resp.StatusCode >= http.StatusBadRequest && resp.StatusCode != http.StatusGone
+		if failed {
+			watchErrors.WithLabelValues(resourceOf(req.URL.Path)).Inc()
+		}
+		return resp, err
+	})
+}
+
+// resourceOf is the resource a list or watch URL path names: the segment
+// after "namespaces/<ns>/" or after the group version
+// (/apis/multicluster.x-k8s.io/v1beta1/serviceimports → "serviceimports").
+func resourceOf(urlPath string) string {
+	parts := strings.Split(strings.Trim(urlPath, "/"), "/")
+	for i := len(parts) - 1; i >= 0; i-- {
+		switch parts[i] {
+		case "serviceimports", "endpointslices", "gateways":
+			return parts[i]
+		}
+	}
+	return "other"
+}
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
 
 func setImport(store *Store, o any) {
 	if si, ok := o.(*mcsv1beta1.ServiceImport); ok {

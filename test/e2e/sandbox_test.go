@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -269,18 +270,25 @@ func TestSandboxPodNetworkAndServices(t *testing.T) {
 			waitFor(t, 30*time.Second, "kube-proxy to program the Service", func(context.Context) (bool, error) {
 				return connect(t, "c1", ns, from.Name, "--http", url, "--timeout", "1s").OK, nil
 			})
+			// The pods are ready, but the EndpointSlice controller and then
+			// kube-proxy add them one by one: keep asking until every pod has
+			// answered (CI once saw 30 requests, right after the first reply,
+			// all reach the one pod programmed so far).
 			seen := map[string]bool{}
-			for i := 0; i < 30 && len(seen) < 2; i++ {
+			requests := 0
+			err := poll(30*time.Second, func(context.Context) (bool, error) {
 				r := connect(t, "c1", ns, from.Name, "--http", url)
 				if !r.OK || r.Status != 200 {
-					t.Fatalf("HTTP via ClusterIP %s: %+v", clusterIP, r)
+					return false, fmt.Errorf("HTTP via ClusterIP %s: %+v", clusterIP, r)
 				}
+				requests++
 				var body struct{ Pod string }
 				_ = json.Unmarshal(r.Body, &body)
 				seen[body.Pod] = true
-			}
-			if len(seen) < 2 {
-				t.Errorf("30 requests through the ClusterIP all reached %v; kube-proxy should spread them", seen)
+				return len(seen) == len(pods), nil
+			})
+			if err != nil {
+				t.Fatalf("%d requests through the ClusterIP in 30 s reached %v, want all %d pods: %v", requests, seen, len(pods), err)
 			}
 			if r := connect(t, "c1", ns, from.Name, "--tcp", net.JoinHostPort(clusterIP, "9000")); !r.OK {
 				t.Errorf("TCP via ClusterIP: %+v", r)
