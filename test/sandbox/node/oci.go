@@ -829,5 +829,22 @@ func newOCIRuntime(cfg Config) (*ociRuntime, error) {
 	if err := mountCgroup2(); err != nil {
 		return nil, err
 	}
-	return &ociRuntime{Crun: crun, Root: filepath.Join(cfg.Dir, "crun"), Archives: cfg.ImageArchives, Cache: cfg.ImageCache}, nil
+	r := &ociRuntime{Crun: crun, Root: filepath.Join(cfg.Dir, "crun"), Archives: cfg.ImageArchives, Cache: cfg.ImageCache}
+	r.removeLeftovers()
+	return r, nil
+}
+
+// removeLeftovers kills and deletes the containers an earlier agent of the
+// node left in crun's state: crun dies with the agent (its parent-death
+// signal), but a container's process is crun's child in a PID namespace of
+// its own and outlives it, where a host process would have died. The
+// pods' workers start their containers again.
+func (r *ociRuntime) removeLeftovers() {
+	entries, _ := os.ReadDir(r.Root)
+	for _, e := range entries {
+		if e.IsDir() {
+			_ = r.kill(e.Name(), syscall.SIGKILL)
+			_ = exec.Command(r.Crun, "--root", r.Root, "delete", "--force", e.Name()).Run()
+		}
+	}
 }

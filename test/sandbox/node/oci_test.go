@@ -238,8 +238,8 @@ func ociContainerTest(t *testing.T, images, probe string) {
 		}
 		for _, want := range []string{
 			"netns=" + podNetNS,
-			"CapEff=" + fmt.Sprintf("%016x", ownCaps(t)), // privileged: every capability the agent has
-			"rootwrite=<nil>",         // a writable layer of its own
+			"CapEff=" + fmt.Sprintf("%016x", ownCaps(t)),         // privileged: every capability the agent has
+			"rootwrite=<nil>",                                    // a writable layer of its own
 			`file./proc/1/cmdline="/probe/ociprobe\x00wait\x00"`, // the container's first process
 		} {
 			if !strings.Contains(string(out), want) {
