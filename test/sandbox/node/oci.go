@@ -297,7 +297,7 @@ func untar(r io.Reader, dir string) error {
 		}
 		if h.Typeflag != tar.TypeSymlink {
 			// After the chown, which clears setuid bits; and past the umask.
-			if err := os.Chmod(target, os.FileMode(h.Mode)&(os.ModePerm|os.ModeSetuid|os.ModeSetgid|os.ModeSticky)|modeBits(h.Mode)); err != nil {
+			if err := os.Chmod(target, os.FileMode(h.Mode)&os.ModePerm|modeBits(h.Mode)); err != nil {
 				return err
 			}
 		}
