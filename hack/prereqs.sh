@@ -24,6 +24,7 @@ declare -A need=(
   [ping]=iputils-ping    # ICMP checks across tunnels
   [iperf3]=iperf3        # throughput benchmarks
   [curl]=curl            # HTTP checks in demos
+  [crun]=crun            # the sandbox's OCI runtime (strait-sandbox up --runtime oci: test/sandbox/node/oci.go); crun over runc: it runs with its cgroup manager disabled
   [busybox]=busybox      # the sandbox's busybox, alpine/socat and netshoot images (test/sandbox/node/images.go)
   [dig]=bind9-dnsutils   # netshoot's dig and nslookup
   [nslookup]=bind9-dnsutils

@@ -41,7 +41,7 @@ var components = []component{
 }
 
 // iptablesPackages are the Debian packages whose files make the iptables
-// programs work: the programs and their extensions (iptables), the libraries
+// programs (and iproute2's ip) work: the programs and their extensions (iptables), the libraries
 // they and the extensions link (ldd of /usr/sbin/xtables-nft-multi and of
 // /usr/lib/<triplet>/xtables/*.so on Debian 12), and the C library with the
 // dynamic loader. Only the files the programs reach are taken from them
@@ -54,7 +54,19 @@ var iptablesPackages = []string{
 	"libnetfilter-conntrack3", // libxt_connlabel.so
 	"libnfnetlink0",           // libnetfilter_conntrack.so.3
 	"libc6",
+	// ip, which straitctl gather runs in the route agent's pod (ip rule,
+	// route and link), and the libraries it links (ldd /bin/ip on Debian 12).
+	"iproute2",
+	"libbpf1",
+	"libelf1",
+	"libbsd0",
+	"libmd0", // libbsd.so.0
+	"libcap2",
+	"zlib1g", // libbpf.so.1, libelf.so.1
 }
+
+// ipProgram is iproute2's ip, taken with the iptables programs.
+const ipProgram = "/bin/ip"
 
 // iptablesPrograms are the names pkg/nodenet runs (and iptables/ip6tables for
 // people looking at a node); each is a link to xtables-nft-multi, the

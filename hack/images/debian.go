@@ -195,7 +195,8 @@ func unpackDebs(ctx context.Context, dir string, pkgs []string, debs map[string]
 
 // iptablesFiles selects from the unpacked packages what the iptables
 // programs need to run in an image with nothing else: xtables-nft-multi and
-// every extension it loads (/usr/lib/<triplet>/xtables/*.so), the libraries
+// every extension it loads (/usr/lib/<triplet>/xtables/*.so), iproute2's
+// ip (ipProgram), the libraries
 // they link, found by their ELF DT_NEEDED entries, and the dynamic loader
 // named by PT_INTERP (read from the files, so it works for any architecture,
 // unlike ldd); the links iptablesPrograms; and for each package a file was
@@ -205,7 +206,7 @@ func unpackDebs(ctx context.Context, dir string, pkgs []string, debs map[string]
 // that names it and who needs it.
 func iptablesFiles(trees []debTree, p platform) (fileset, error) {
 	s := &selector{trees: trees, p: p, files: fileset{}, used: map[string]bool{}}
-	roots := []string{"/usr/sbin/" + iptablesMulti}
+	roots := []string{"/usr/sbin/" + iptablesMulti, ipProgram}
 	extDir := "/usr/lib/" + p.Triplet + "/xtables"
 	for _, t := range trees {
 		entries, err := os.ReadDir(filepath.Join(t.Root, extDir))
@@ -221,7 +222,7 @@ func iptablesFiles(trees []debTree, p platform) (fileset, error) {
 			}
 		}
 	}
-	if len(roots) == 1 {
+	if len(roots) == 2 {
 		return nil, fmt.Errorf("no iptables extensions in %s of the packages %s", extDir, pkgNames(trees))
 	}
 	for _, r := range roots {

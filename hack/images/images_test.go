@@ -259,6 +259,13 @@ func TestIptablesInImage(t *testing.T) {
 	if v := in("", "iptables", "-V"); !strings.Contains(v, "nf_tables") {
 		t.Errorf("iptables -V: %q, want the nf_tables backend", v)
 	}
+	// ip, which straitctl gather runs in the route agent's pod.
+	if r := in("", "ip", "rule", "show"); !strings.Contains(r, "lookup main") {
+		t.Errorf("ip rule show: %q, want the main table's rule", r)
+	}
+	if l := in("", "ip", "-d", "link", "show"); !strings.Contains(l, "lo:") {
+		t.Errorf("ip -d link show: %q, want lo", l)
+	}
 	for _, fam := range []struct {
 		prefix string
 		ip6    bool

@@ -174,17 +174,28 @@ func wantFamilies() string {
 	return "IPv4"
 }
 
+// runtimeEnv chooses how the sandbox's nodes run Strait's images:
+// "host" (unset too) runs their binaries, "oci" the images themselves under
+// crun (strait-sandbox up --runtime oci; make images IMAGES_ARCH=amd64 first).
+const runtimeEnv = "STRAIT_E2E_RUNTIME"
+
 // sandboxArgs are the arguments of this run's "up".
 func sandboxArgs() []string {
+	var args []string
 	switch {
 	case overlapping():
-		return overlappingArgs
+		args = overlappingArgs
 	case os.Getenv(sandboxEnv) == "ipv6":
-		return ipv6Args
+		args = ipv6Args
 	case dual():
-		return dualArgs
+		args = dualArgs
+	default:
+		args = upArgs
 	}
-	return upArgs
+	if rt := os.Getenv(runtimeEnv); rt != "" {
+		args = append(slices.Clip(args), "--runtime", rt)
+	}
+	return args
 }
 
 // ipv6Args is dualArgs with IPv6 alone ("ipv6", not in "make test-e2e": the

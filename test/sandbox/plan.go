@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+
+	"strait.dev/strait/test/sandbox/node"
 )
 
 // Prefix starts the name of every network namespace the sandbox creates; only
@@ -68,6 +70,13 @@ type Options struct {
 	// IPFamily is the family of every node, pod, service and internet
 	// network: IPv4, IPv6 or Dual (one of IPFamilies); empty is IPv4.
 	IPFamily string `json:"ipFamily,omitempty"`
+	// Runtime is how the nodes run Strait's own images (one of
+	// node.Runtimes): "host" (empty too) runs their binaries from the
+	// sandbox's bin directory, "oci" the images themselves, unpacked from
+	// the OCI archives in Images (default <bin>/../images, _output/images)
+	// and run under crun.
+	Runtime string `json:"runtime,omitempty"`
+	Images  string `json:"images,omitempty"`
 }
 
 // families are the address families of the sandbox, primary first: 4, 6, or
@@ -136,6 +145,9 @@ func (o Options) Validate() error {
 		if !o.hasCluster(name) {
 			return fmt.Errorf("--nat %s: no such cluster (have c1 to c%d)", name, o.Clusters)
 		}
+	}
+	if o.Runtime != "" && !slices.Contains(node.Runtimes, o.Runtime) {
+		return fmt.Errorf("--runtime %q: must be %s", o.Runtime, strings.Join(node.Runtimes, " or "))
 	}
 	if o.IPFamily != "" && !slices.Contains(IPFamilies, o.IPFamily) {
 		return fmt.Errorf("--ip-family %q: must be %s", o.IPFamily, strings.Join(IPFamilies, ", "))

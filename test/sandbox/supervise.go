@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -137,7 +138,7 @@ func (s *supervisor) build(ctx context.Context, state *State) error {
 	for _, c := range state.Clusters {
 		f := s.l.cluster(c.Name)
 		for _, n := range c.Nodes {
-			cfgPath, err := s.writeNodeConfig(c, n, f)
+			cfgPath, err := s.writeNodeConfig(state.Options, c, n, f)
 			if err != nil {
 				return err
 			}
@@ -250,7 +251,7 @@ func waitDNSAnswers(ctx context.Context, netnsPath string, server netip.Addr, aa
 	return nil
 }
 
-func (s *supervisor) writeNodeConfig(c ClusterPlan, n NodePlan, f clusterFiles) (string, error) {
+func (s *supervisor) writeNodeConfig(opts Options, c ClusterPlan, n NodePlan, f clusterFiles) (string, error) {
 	dir := s.l.NodeDir(n.Name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
@@ -292,6 +293,13 @@ func (s *supervisor) writeNodeConfig(c ClusterPlan, n NodePlan, f clusterFiles) 
 		StopGrace:           stopGrace,
 		MarkerEnv:           MarkerEnv + "=" + s.l.Dir,
 		SandboxExecutable:   s.self,
+	}
+	if opts.Runtime == node.RuntimeOCI {
+		cfg.Runtime = node.RuntimeOCI
+		cfg.ImageArchives = cmp.Or(opts.Images, filepath.Join(filepath.Dir(s.binDir), "images"))
+		// Unpacked once per image digest for every node, and gone with
+		// the sandbox.
+		cfg.ImageCache = filepath.Join(s.l.Dir, "images")
 	}
 	data, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {

@@ -63,7 +63,8 @@ from source, and a node agent that runs Strait's own images as processes.`,
   strait-sandbox up --clusters 2 --nat c2
   strait-sandbox up --clusters 2 --overlapping
   strait-sandbox up --clusters 3 --proxy-mode iptables,c2=nftables,c3=nftables
-  strait-sandbox up --clusters 2 --nodes 2 --ip-family dual --nat c2`,
+  strait-sandbox up --clusters 2 --nodes 2 --ip-family dual --nat c2
+  strait-sandbox up --clusters 2 --runtime oci`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if nat != "" {
@@ -87,6 +88,8 @@ from source, and a node agent that runs Strait's own images as processes.`,
 	up.Flags().StringVar(&proxyMode, "proxy-mode", "", `kube-proxy's mode, iptables or nftables (default iptables), for all clusters and then per cluster, comma-separated: "nftables" or "iptables,c2=nftables"`)
 	up.Flags().StringVar(&opts.IPFamily, "ip-family", sandbox.IPv4, "the family of node, pod, service and internet networks: ipv4, ipv6, or dual (both, IPv4 first)")
 	up.Flags().BoolVar(&opts.Overlapping, "overlapping", false, "give every cluster the same pod and service CIDRs")
+	up.Flags().StringVar(&opts.Runtime, "runtime", node.RuntimeHost, `how nodes run Strait's images: "host" runs their binaries from the sandbox's bin directory; "oci" runs the images (make images IMAGES_ARCH=amd64 first) under crun`)
+	up.Flags().StringVar(&opts.Images, "images", "", "folder of the images' OCI archives for --runtime oci (default: images/ beside the sandbox's bin directory, _output/images)")
 
 	down := &cobra.Command{
 		Use:   "down",

@@ -45,6 +45,10 @@ type Agent struct {
 	podCIDRs []netip.Prefix
 	gateways []netip.Addr
 
+	// oci runs Strait's images under crun (Config.Runtime oci); nil runs
+	// them as host processes.
+	oci *ociRuntime
+
 	mu      sync.Mutex
 	workers map[string]*podWorker // by pod UID
 	ips     map[netip.Addr]bool   // allocated pod IPs
@@ -65,6 +69,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if err := a.prepareHost(); err != nil {
 		return fmt.Errorf("prepare node host: %w", err)
+	}
+	if a.oci, err = newOCIRuntime(cfg); err != nil {
+		return err
 	}
 	if err := a.register(ctx); err != nil {
 		return fmt.Errorf("register node: %w", err)

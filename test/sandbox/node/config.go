@@ -75,6 +75,13 @@ type Config struct {
 	// The sandbox puts it on the node's own /run, where a pod's volume
 	// mounted at a path such as /work or /data does not hide it.
 	ImageDir string `json:"imageDir,omitempty"`
+	// Runtime is how Strait's own images run: RuntimeHost (empty too) or
+	// RuntimeOCI. ImageArchives holds their OCI archives
+	// (<component>.tar, make images) and ImageCache the images unpacked
+	// from them, shared by the sandbox's nodes; both are for RuntimeOCI.
+	Runtime       string `json:"runtime,omitempty"`
+	ImageArchives string `json:"imageArchives,omitempty"`
+	ImageCache    string `json:"imageCache,omitempty"`
 	// CreatedPathsFile records directories created on the host as mount
 	// points, so that the sandbox can remove them.
 	CreatedPathsFile string        `json:"createdPathsFile"`

@@ -60,6 +60,10 @@ type containerState struct {
 	// stopping: the agent is stopping it for good (a sidecar once the app
 	// containers finished), so its exit is final.
 	stopping bool
+	// oci is the container under crun (the OCI runtime), nil for a host
+	// process; pid its process, which crun started.
+	oci *ociContainer
+	pid int
 }
 
 // restartPolicy is the container's effective restart policy: a sidecar's
@@ -113,6 +117,11 @@ type RuntimeInfo struct {
 	SandboxPID  int            `json:"sandboxPID,omitempty"`
 	Containers  map[string]int `json:"containers"` // name -> PID while running
 	LogDir      string         `json:"logDir"`
+	// OCIContainers names crun's container of each container that runs
+	// under the OCI runtime (name -> crun ID), OCIRoot crun's state
+	// directory (crun --root): "kubectl exec" runs crun exec in them.
+	OCIContainers map[string]string `json:"ociContainers,omitempty"`
+	OCIRoot       string            `json:"ociRoot,omitempty"`
 }
 
 type podWorker struct {
@@ -351,7 +360,7 @@ func (w *podWorker) stopSidecars(grace time.Duration) {
 			continue
 		}
 		c.stopping = true
-		go proc.StopWaiting(c.cmd, grace, c.exited)
+		go w.stopContainer(c, grace)
 	}
 }
 
@@ -439,6 +448,13 @@ func (w *podWorker) containerCommand(c *corev1.Container, env func(path string) 
 
 func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, c *containerState) {
 	w.fillIPs(pod)
+	c.oci, c.pid = nil, 0
+	if w.a.oci != nil {
+		if archive := w.a.oci.archive(c.spec.Image); archive != "" {
+			w.startOCI(ctx, pod, c, archive)
+			return
+		}
+	}
 	binary, argv, env, reason, err := w.containerCommand(&c.spec, func(path string) ([]string, error) {
 		return w.a.containerEnv(ctx, pod, &c.spec, path)
 	})
@@ -452,19 +468,9 @@ func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, c *containerStat
 		return
 	}
 	spec := ContainerSpec{Binary: binary, Args: argv, Env: env, WorkingDir: c.spec.WorkingDir, CreatedPathsFile: w.a.cfg.CreatedPathsFile}
-	if w.etc != nil {
-		spec.Mounts = w.etc.mounts(&c.spec)
-	}
-	for _, m := range c.spec.VolumeMounts {
-		src, ok := w.volumes[m.Name]
-		if !ok {
-			c.waiting = &corev1.ContainerStateWaiting{Reason: "CreateContainerConfigError", Message: fmt.Sprintf("volume mount %s: no volume of that name", m.Name)}
-			return
-		}
-		if m.SubPath != "" {
-			src = filepath.Join(src, m.SubPath)
-		}
-		spec.Mounts = append(spec.Mounts, Mount{Source: src, Target: m.MountPath, ReadOnly: m.ReadOnly})
+	if spec.Mounts, err = w.containerMounts(&c.spec); err != nil {
+		c.waiting = &corev1.ContainerStateWaiting{Reason: "CreateContainerConfigError", Message: err.Error()}
+		return
 	}
 	// The helper inherits the pipe's write end as fd 3 (ExtraFiles[0]).
 	startedR, startedW, err := os.Pipe()
@@ -523,6 +529,26 @@ func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, c *containerStat
 		w.wake()
 	}(c, cmd, c.exited)
 	w.a.log.Info("container started", "pod", pod.Name, "container", c.spec.Name, "pid", cmd.Process.Pid)
+}
+
+// containerMounts are the bind mounts of container c: the pod's /etc files
+// (resolv.conf, hosts, hostname), then its volume mounts.
+func (w *podWorker) containerMounts(c *corev1.Container) ([]Mount, error) {
+	var mounts []Mount
+	if w.etc != nil {
+		mounts = w.etc.mounts(c)
+	}
+	for _, m := range c.VolumeMounts {
+		src, ok := w.volumes[m.Name]
+		if !ok {
+			return nil, fmt.Errorf("volume mount %s: no volume of that name", m.Name)
+		}
+		if m.SubPath != "" {
+			src = filepath.Join(src, m.SubPath)
+		}
+		mounts = append(mounts, Mount{Source: src, Target: m.MountPath, ReadOnly: m.ReadOnly})
+	}
+	return mounts, nil
 }
 
 // execWait bounds how long start waits for a container's helper to exec
@@ -607,8 +633,7 @@ func (w *podWorker) probe() {
 		if c.spec.LivenessProbe != nil {
 			if ok, due := w.runProbe(c, "liveness", c.spec.LivenessProbe, ip); due && !ok {
 				w.a.log.Info("liveness probe failed; killing container", "container", c.spec.Name)
-				_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
-				_ = c.cmd.Process.Kill()
+				w.killContainer(c)
 			}
 		}
 	}
@@ -693,7 +718,7 @@ func (w *podWorker) teardown(grace time.Duration) {
 				wg.Add(1)
 				go func(c *containerState, grace time.Duration) {
 					defer wg.Done()
-					proc.StopWaiting(c.cmd, grace, c.exited)
+					w.stopContainer(c, grace)
 				}(c, max(time.Until(deadline), floor))
 				c.running = false
 			}
@@ -714,7 +739,13 @@ func (w *podWorker) writeRuntime(pod *corev1.Pod) {
 	}
 	for _, c := range w.all() {
 		if c.running {
-			info.Containers[c.spec.Name] = c.cmd.Process.Pid
+			info.Containers[c.spec.Name] = c.containerPID()
+			if c.oci != nil {
+				if info.OCIContainers == nil {
+					info.OCIContainers, info.OCIRoot = map[string]string{}, w.a.oci.Root
+				}
+				info.OCIContainers[c.spec.Name] = c.oci.ID
+			}
 		}
 	}
 	data, _ := json.Marshal(info)
@@ -838,6 +869,10 @@ func (w *podWorker) containerStatus(c *containerState, initializing bool) corev1
 	case c.running:
 		cs.State.Running = &corev1.ContainerStateRunning{StartedAt: c.startedAt}
 		cs.ContainerID = fmt.Sprintf("strait-sandbox://%d", c.cmd.Process.Pid)
+		if c.oci != nil {
+			cs.ContainerID = "crun://" + c.oci.ID
+			cs.ImageID = c.oci.Image.Digest.String()
+		}
 	case c.done && c.lastExit != nil:
 		cs.State.Terminated = c.lastExit
 	case c.waiting != nil:

@@ -166,7 +166,7 @@ type executor struct {
 }
 
 // ExecInContainer runs cmd as "nsenter --target <container PID> --net --mount
-// --uts" does, with the container's environment (so that argv[0] resolves
+// --uts" does (as "crun exec" for a container under the OCI runtime), with the container's environment (so that argv[0] resolves
 // in the image's PATH), in a process group of its own that is killed when
 // ctx ends (the client went away). A non-zero exit is returned as a
 // utilexec.ExitError with the exit status (128+signal when killed), which
@@ -178,6 +178,12 @@ func (e *executor) ExecInContainer(ctx context.Context, pod, uid, container stri
 		return err
 	}
 	c := containerCommand(pid, cmd)
+	if _, info, err := e.s.podRuntime(e.namespace, pod, uid); err == nil && info.OCIContainers[container] != "" {
+		// A container under crun: crun exec gives the command the
+		// container's namespaces (PID and IPC too), user, capabilities
+		// and environment.
+		c = (&ociRuntime{Crun: lookHost("crun"), Root: info.OCIRoot}).execCommand(info.OCIContainers[container], cmd)
+	}
 	if e.s.MarkerEnv != "" {
 		c.Env = append(c.Env, e.s.MarkerEnv)
 	}
