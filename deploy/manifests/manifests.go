@@ -19,9 +19,9 @@ import (
 	"helm.sh/helm/v3/pkg/engine"
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"sigs.k8s.io/yaml"
 
 	straitchart "strait.dev/strait/deploy/charts/strait"
+	"strait.dev/strait/pkg/kubeapply"
 )
 
 // MemberFiles are the chart's templates (under templates/), in the order
@@ -157,31 +157,11 @@ func RenderChart(namespace string, vals map[string]any) (map[string][]*unstructu
 		if !ok || strings.HasPrefix(name, "_") || strings.HasSuffix(name, "NOTES.txt") {
 			continue
 		}
-		o, err := parse(name, text)
+		o, err := kubeapply.ParseObjects(text)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 		objs[name] = o
-	}
-	return objs, nil
-}
-
-// parse splits a rendered template into its objects, skipping empty
-// documents (a template that renders nothing, or only comments).
-func parse(name, text string) ([]*unstructured.Unstructured, error) {
-	var objs []*unstructured.Unstructured
-	for i, doc := range strings.Split("\n"+text, "\n---") {
-		if strings.TrimSpace(doc) == "" {
-			continue
-		}
-		u := &unstructured.Unstructured{}
-		if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
-			return nil, fmt.Errorf("%s, document %d: %w", name, i+1, err)
-		}
-		if len(u.Object) == 0 {
-			continue
-		}
-		objs = append(objs, u)
 	}
 	return objs, nil
 }
@@ -191,11 +171,7 @@ func parse(name, text string) ([]*unstructured.Unstructured, error) {
 // each the template's own. The release namespace is not among them (the
 // chart does not make it; join does).
 func RenderMember(values GatewayValues) ([]*unstructured.Unstructured, error) {
-	vals, err := values.Values()
-	if err != nil {
-		return nil, err
-	}
-	byFile, err := RenderChart(values.Namespace, vals)
+	byFile, err := values.render()
 	if err != nil {
 		return nil, err
 	}
@@ -210,14 +186,20 @@ func RenderMember(values GatewayValues) ([]*unstructured.Unstructured, error) {
 	return objs, nil
 }
 
-// Render renders the chart with values and returns the objects of one of
-// its templates (name under templates/, "lighthouse.yaml"), in file order.
-func Render(name string, values GatewayValues) ([]*unstructured.Unstructured, error) {
-	vals, err := values.Values()
+// render renders the chart with v's values in v's namespace, by template
+// (RenderChart).
+func (v GatewayValues) render() (map[string][]*unstructured.Unstructured, error) {
+	vals, err := v.Values()
 	if err != nil {
 		return nil, err
 	}
-	byFile, err := RenderChart(values.Namespace, vals)
+	return RenderChart(v.Namespace, vals)
+}
+
+// Render renders the chart with values and returns the objects of one of
+// its templates (name under templates/, "lighthouse.yaml"), in file order.
+func Render(name string, values GatewayValues) ([]*unstructured.Unstructured, error) {
+	byFile, err := values.render()
 	if err != nil {
 		return nil, err
 	}

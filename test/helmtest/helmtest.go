@@ -17,7 +17,8 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"sigs.k8s.io/yaml"
+
+	"strait.dev/strait/pkg/kubeapply"
 )
 
 // root is the repository's root, from this file's place in it.
@@ -58,21 +59,13 @@ func Run(t testing.TB, args ...string) string {
 }
 
 // Parse splits a multi-document YAML stream (helm template's, or
-// straitctl's -o yaml) into its objects, skipping empty documents.
+// straitctl's -o yaml) into its objects (kubeapply.ParseObjects), failing
+// the test on a document that is not YAML.
 func Parse(t testing.TB, stream string) []*unstructured.Unstructured {
 	t.Helper()
-	var objs []*unstructured.Unstructured
-	for i, doc := range strings.Split("\n"+stream, "\n---") {
-		if strings.TrimSpace(doc) == "" {
-			continue
-		}
-		u := &unstructured.Unstructured{}
-		if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
-			t.Fatalf("document %d: %v", i+1, err)
-		}
-		if len(u.Object) > 0 {
-			objs = append(objs, u)
-		}
+	objs, err := kubeapply.ParseObjects(stream)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return objs
 }
