@@ -132,8 +132,20 @@ func straitctlVerify(t *testing.T, info string, joinArgs func(string) []string) 
 		if strings.Contains(r.stderr, "c1/gateway -> c3/gateway") || countRows(r.stdout, "pod-to-pod/tcp", "pass") != 4 {
 			t.Errorf("checks between c1 and c3 failed too, or did not run")
 		}
-		waitFor(t, 60*time.Second, "c1 to report c2 connected again", func(ctx context.Context) (bool, error) {
-			return strings.Contains(connectionsOf(ctx, ctrlClient(t, "c1")), "c2=connected"), nil
+		// The next subtests read every cable's health: c3's and c2's own
+		// must be back too, not only c1's.
+		last := map[string]string{}
+		waitFor(t, 60*time.Second, "every cluster to report its cables connected again", func(ctx context.Context) (bool, error) {
+			all := true
+			for _, c := range mcsClusters {
+				got := connectionsOf(ctx, ctrlClient(t, c))
+				if got != last[c] {
+					t.Logf("%s: %s", c, got)
+					last[c] = got
+				}
+				all = all && strings.Count(got, "=connected") == len(mcsClusters)-1
+			}
+			return all, nil
 		})
 	})
 
