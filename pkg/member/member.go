@@ -1154,9 +1154,29 @@ func waitGone(ctx context.Context, c client.Client, obj client.Object) error {
 		return apierrors.IsNotFound(err) || meta.IsNoMatchError(err), nil
 	})
 	if err != nil {
-		return fmt.Errorf("wait for %s %s to go: %w", gvk.Kind, obj.GetName(), err)
+		return fmt.Errorf("wait for %s %s to go: %w%s", gvk.Kind, obj.GetName(), err, conditionsOf(u))
 	}
 	return nil
+}
+
+// conditionsOf is what obj's status conditions say, as "; Type=Status
+// (Reason: message)" items, for an error about an object that did not go:
+// a CustomResourceDefinition's Terminating condition names the objects that
+// could not be deleted, a Namespace's the finalizers left. "" without any.
+func conditionsOf(obj *unstructured.Unstructured) string {
+	conds, _, _ := unstructured.NestedSlice(obj.Object, "status", "conditions")
+	var b strings.Builder
+	for _, c := range conds {
+		m, ok := c.(map[string]any)
+		if !ok {
+			continue
+		}
+		fmt.Fprintf(&b, "; %v=%v", m["type"], m["status"])
+		if m["reason"] != nil || m["message"] != nil {
+			fmt.Fprintf(&b, " (%v: %v)", m["reason"], m["message"])
+		}
+	}
+	return b.String()
 }
 
 // removeCRDs deletes Strait's CRDs, except where they must stay: all of
