@@ -1161,8 +1161,9 @@ func waitGone(ctx context.Context, c client.Client, obj client.Object) error {
 
 // conditionsOf is what obj's status conditions say, as "; Type=Status
 // (Reason: message)" items, for an error about an object that did not go:
-// a CustomResourceDefinition's Terminating condition names the objects that
-// could not be deleted, a Namespace's the finalizers left. "" without any.
+// a CustomResourceDefinition's Terminating condition says why the apiserver
+// could not delete its objects, a Namespace's which content or finalizers
+// remain. "" without any.
 func conditionsOf(obj *unstructured.Unstructured) string {
 	conds, _, _ := unstructured.NestedSlice(obj.Object, "status", "conditions")
 	var b strings.Builder
