@@ -16,6 +16,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"strait.dev/strait/gateway/health"
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
@@ -134,11 +135,15 @@ func straitctlVerify(t *testing.T, info string, joinArgs func(string) []string) 
 		}
 		// The next subtests read every cable's health: c3's and c2's own
 		// must be back too, not only c1's.
+		clients := map[string]client.Client{}
+		for _, c := range mcsClusters {
+			clients[c] = ctrlClient(t, c)
+		}
 		last := map[string]string{}
 		waitFor(t, 60*time.Second, "every cluster to report its cables connected again", func(ctx context.Context) (bool, error) {
 			all := true
 			for _, c := range mcsClusters {
-				got := connectionsOf(ctx, ctrlClient(t, c))
+				got := connectionsOf(ctx, clients[c])
 				if got != last[c] {
 					t.Logf("%s: %s", c, got)
 					last[c] = got
