@@ -503,9 +503,23 @@ func reachWeb(t *testing.T, ns, webIP string) string {
 	t.Helper()
 	name := "web." + ns + ".svc.clusterset.local"
 	client := waitClient(t, "c1", ns, name, "web")
-	out := execTools(t, "c1", ns, "echo hello | nc -u -w 2 "+name+" 9001")
-	if out != "hello" {
-		t.Errorf("UDP through the clusterset name: %q, want the echo", out)
+	// TCP hides a first packet lost while the path settles (the SYN is
+	// sent again after 1 s); one UDP datagram does not. CI once saw the
+	// first datagram after the first HTTP answer go unanswered (after a
+	// rejoin over VXLAN), so the echo is asked again, and the misses are
+	// logged: a path that never carries UDP still fails.
+	httpAt, lost := time.Now(), 0
+	var out string
+	if err := poll(30*time.Second, func(context.Context) (bool, error) {
+		if out = execTools(t, "c1", ns, "echo hello | nc -u -w 2 "+name+" 9001"); out == "hello" {
+			return true, nil
+		}
+		lost++
+		return false, nil
+	}); err != nil {
+		t.Errorf("UDP through the clusterset name: %q, want the echo (%d datagrams unanswered in 30 s)", out, lost)
+	} else if lost > 0 {
+		t.Logf("UDP through the clusterset name: echoed after %d unanswered datagrams, %v after the first HTTP answer", lost, time.Since(httpAt).Round(time.Millisecond))
 	}
 	big := strings.Repeat("x", 1300)
 	out = execTools(t, "c1", ns, fmt.Sprintf("printf %s | nc -u -w 2 %s 9001", big, webIP))

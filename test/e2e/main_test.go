@@ -73,6 +73,17 @@ func TestMain(m *testing.M) {
 				return m.Run()
 			}
 		}
+		// A sandbox ended without "down" (its run killed) leaves its
+		// network namespaces mounted; "up" removes them. Remove them
+		// before the snapshot, so that the teardown check compares with
+		// the machine without any sandbox, not with those leftovers.
+		if ns, _ := sandbox.ListNamespaces(); len(ns) > 0 {
+			fmt.Printf("%d network namespaces of an earlier sandbox are left: removing them before the snapshot\n", len(ns))
+			if err := sandbox.CleanLeftovers(layout, os.Stdout); err != nil {
+				setupErr = err
+				return m.Run()
+			}
+		}
 		before = takeSnapshot()
 		out, err := sandboxCmd(sandboxArgs()...).CombinedOutput()
 		upOutput = string(out)

@@ -119,11 +119,8 @@ func Up(ctx context.Context, l Layout, opts Options, progress io.Writer) (*State
 		return nil, errors.New("the sandbox needs root (network namespaces, links, iptables)")
 	}
 	start := time.Now()
-	if other := otherSandbox(l.Dir); other != "" {
-		return nil, fmt.Errorf("another sandbox is up (state directory %s); namespaces are machine-wide, so take it down first: strait-sandbox down --state-dir %s", other, other)
-	}
-	if err := Down(l, io.Discard); err != nil {
-		return nil, fmt.Errorf("clean up an earlier sandbox: %w", err)
+	if err := CleanLeftovers(l, io.Discard); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(l.Dir, 0o755); err != nil {
 		return nil, err
@@ -202,6 +199,26 @@ func Down(l Layout, progress io.Writer) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// CleanLeftovers removes what an earlier sandbox left on the machine: one
+// of l's that is still up, or one ended without "down" (its processes
+// killed, its network namespaces still mounted), whatever its state
+// directory. It is what Up does first; a caller that must see the machine
+// as it is without any sandbox (the e2e teardown check) does it before
+// looking.
+//
+// It returns an error, and removes nothing, when a supervisor of another
+// state directory is alive: namespaces are machine-wide, so that sandbox
+// must be taken down by its owner first. Other errors are Down's.
+func CleanLeftovers(l Layout, progress io.Writer) error {
+	if other := otherSandbox(l.Dir); other != "" {
+		return fmt.Errorf("another sandbox is up (state directory %s); namespaces are machine-wide, so take it down first: strait-sandbox down --state-dir %s", other, other)
+	}
+	if err := Down(l, progress); err != nil {
+		return fmt.Errorf("clean up an earlier sandbox: %w", err)
+	}
+	return nil
 }
 
 // otherSandbox returns the state directory of a live sandbox supervisor that
