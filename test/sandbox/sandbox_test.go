@@ -16,10 +16,15 @@ import (
 // even its own state directory: namespaces are machine-wide, and the other
 // sandbox's are not its to delete.
 func TestCleanLeftoversRefusesAnotherLiveSandbox(t *testing.T) {
+	if up := otherSandbox(""); up != "" {
+		t.Skipf("a real sandbox is up (state directory %s): CleanLeftovers would name it, not the stand-in", up)
+	}
 	other := filepath.Join(t.TempDir(), "other")
 	// A stand-in supervisor: its command line has the "supervise" argument
-	// and its environment the marker of the other state directory.
-	cmd := exec.Command("sh", "-c", "sleep 60", "supervise", "--state-dir", other)
+	// and its environment the marker of the other state directory. The
+	// "exit" keeps the shell from exec'ing sleep, which would drop the
+	// argument from the command line.
+	cmd := exec.Command("sh", "-c", "sleep 60; exit 0", "supervise", "--state-dir", other)
 	cmd.Env = append(os.Environ(), MarkerEnv+"="+other)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -27,7 +32,7 @@ func TestCleanLeftoversRefusesAnotherLiveSandbox(t *testing.T) {
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	// /proc shows the new environment once the child has exec'd.
 	deadline := time.Now().Add(5 * time.Second)
-	for otherSandbox("") == "" && time.Now().Before(deadline) {
+	for !markedBy(cmd.Process.Pid, other) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 
