@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -72,12 +73,17 @@ type DeployOptions struct {
 // ServiceAccount and RoleBinding (strait-enroller), and the member isolation
 // ValidatingAdmissionPolicies with their bindings (member isolation, and the
 // Globalnet ConfigMap's), then the Globalnet ConfigMap GlobalnetConfigMap
-// with the pool (see EnsureGlobalnetPool). Then it requests a token for the
+// with the pool (see EnsureGlobalnetPool). It waits (up to a minute) until
+// the apiserver enforces both policies, which it loads some time after they
+// are written, so that no member write is admitted unchecked: it probes with
+// dry-run writes as a member (waitPoliciesEnforced; a credential that may not
+// impersonate skips the wait). Then it requests a token for the
 // enroller. It is idempotent: deploying again changes no object and only
 // mints another enrolment token.
 //
 // Errors: a pool that is not IPv4 /8 to /24, before anything is written; a
-// pool other than the broker's while members hold global CIDRs; otherwise
+// pool other than the broker's while members hold global CIDRs; a policy
+// not enforced within the minute, naming it; otherwise
 // they wrap the apiserver's (apierrors.IsForbidden and friends see through
 // them), or the reading of cfg's CA file.
 func Deploy(ctx context.Context, cfg *rest.Config, opts DeployOptions) (*Info, error) {
@@ -112,6 +118,9 @@ func Deploy(ctx context.Context, cfg *rest.Config, opts DeployOptions) (*Info, e
 	}
 	pool, err := EnsureGlobalnetPool(ctx, cs, opts.Namespace, opts.GlobalnetCIDR)
 	if err != nil {
+		return nil, err
+	}
+	if err := waitPoliciesEnforced(ctx, cfg, opts.Namespace, enforcedTimeout); err != nil && !errors.Is(err, errCannotProbe) {
 		return nil, err
 	}
 	token, err := requestToken(ctx, cs, opts.Namespace, EnrollerName)
