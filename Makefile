@@ -132,8 +132,21 @@ test-integration: prereqs helm kube-binaries ## Integration tests against a real
 	rc=0; $(call gotest,integration,-count=1 -p $(INTEGRATION_P) -timeout $(TEST_TIMEOUT) $(TESTFLAGS) $$pkgs) || rc=1; \
 	$(call slowest,integration); exit $$rc
 
+# E2E_RUNTIME is how the e2e sandbox's nodes run Strait's components: "oci"
+# (the default) runs the images users deploy, built for this machine's
+# architecture into _output/images/ first, as containers under Debian's crun;
+# "host" runs the binaries of _output/bin/ in the pods' namespaces
+# (docs/images.md, "How the sandbox runs the images").
+E2E_RUNTIME ?= oci
+HOST_ARCH = $(shell $(GO) env GOARCH)
+
+.PHONY: e2e-images
+e2e-images: ## The images the e2e runs with E2E_RUNTIME=oci: make images for this machine's architecture only.
+	@if [ "$(E2E_RUNTIME)" = oci ]; then $(MAKE) --no-print-directory images IMAGES_ARCH=$(HOST_ARCH); fi
+
 .PHONY: test-e2e
-test-e2e: prereqs build kube-binaries ## End-to-end tests in a sandbox of three clusters, then TestGlobalnet in one whose clusters overlap, then the sandbox's own tests, the data-plane matrix and the MCS API per IP family in a dual-stack one (needs root; skips without).
+test-e2e: prereqs build kube-binaries e2e-images ## End-to-end tests in a sandbox of three clusters, then TestGlobalnet in one whose clusters overlap, then the sandbox's own tests, the data-plane matrix and the MCS API per IP family in a dual-stack one, Strait's components running from their images (E2E_RUNTIME; needs root; skips without).
+	export STRAIT_E2E_RUNTIME=$(E2E_RUNTIME); \
 	pkgs=$(call testsplit,e2e); mkdir -p $(OUT)/test; rc=0; \
 	$(call gotest,e2e,-count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) $$pkgs) || rc=1; \
 	$(call slowest,e2e); \
