@@ -15,6 +15,11 @@
 // those objects in reverse order: it keeps no list of names of its own. Of
 // what it did not render, it deletes only what Lighthouse made, the objects
 // labelled v1.LighthouseManagedLabel.
+//
+// EnrolOnly ("straitctl join --enrol-only") is what helm install of the
+// chart needs first, for a cluster Helm installs: the enrolment, the
+// namespace and the broker credential Secret, the gateway labels, and the
+// chart's values join would render with. Leave removes such a cluster too.
 package member
 
 import (
