@@ -90,6 +90,9 @@ func TestHelmInstallJoins(t *testing.T) {
 
 	t.Run("the cables connect", func(t *testing.T) {
 		waitConnected(t, clusters)
+		for _, c := range clusters {
+			t.Logf("%s's active gateway: %s", c, connectionsOf(ctx, ctrlClient(t, c)))
+		}
 	})
 
 	t.Run("straitctl leave removes the helm-installed cluster", func(t *testing.T) {
