@@ -73,8 +73,8 @@ $(KUBE_BIN)/coredns: go.mod go.sum
 	@echo "Building CoreDNS $$($(GO) list -m -f '{{.Version}}' github.com/coredns/coredns) from source into $(KUBE_BIN)"
 	$(GO) build -trimpath -o $(STRAIT_KUBE_BIN)/coredns github.com/coredns/coredns
 
-# The helm CLI, for helm lint and helm template in the tests (deploy/manifests,
-# pkg/cmd/straitctl): built from source through the Go module proxy at the
+# The helm CLI, for helm lint, helm template and helm install in the tests
+# (deploy/manifests, pkg/cmd/straitctl, pkg/member, test/e2e): built from source through the Go module proxy at the
 # version go.mod requires, the one whose Go SDK straitctl renders the chart
 # with. go install ...@version builds it with helm's own go.mod.
 HELM_VERSION := $(shell awk '$$1 == "helm.sh/helm/v3" { print $$2 }' go.mod)
@@ -145,7 +145,7 @@ e2e-images: ## The images the e2e runs with E2E_RUNTIME=oci: make images for thi
 	@if [ "$(E2E_RUNTIME)" = oci ]; then $(MAKE) --no-print-directory images IMAGES_ARCH=$(HOST_ARCH); fi
 
 .PHONY: test-e2e
-test-e2e: prereqs build kube-binaries e2e-images ## End-to-end tests in a sandbox of three clusters, then TestGlobalnet in one whose clusters overlap, then the sandbox's own tests, the data-plane matrix and the MCS API per IP family in a dual-stack one, Strait's components running from their images (E2E_RUNTIME; needs root; skips without).
+test-e2e: prereqs helm build kube-binaries e2e-images ## End-to-end tests in a sandbox of three clusters, then TestGlobalnet in one whose clusters overlap, then the sandbox's own tests, the data-plane matrix and the MCS API per IP family in a dual-stack one, Strait's components running from their images (E2E_RUNTIME; needs root; skips without).
 	export STRAIT_E2E_RUNTIME=$(E2E_RUNTIME); \
 	pkgs=$(call testsplit,e2e); mkdir -p $(OUT)/test; rc=0; \
 	$(call gotest,e2e,-count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) $$pkgs) || rc=1; \
