@@ -132,8 +132,8 @@ test-integration: prereqs helm kube-binaries ## Integration tests against a real
 	rc=0; $(call gotest,integration,-count=1 -p $(INTEGRATION_P) -timeout $(TEST_TIMEOUT) $(TESTFLAGS) $$pkgs) || rc=1; \
 	$(call slowest,integration); exit $$rc
 
-# E2E_RUNTIME is how the e2e sandbox's nodes run Strait's components: "oci"
-# (the default) runs the images users deploy, built for this machine's
+# E2E_RUNTIME is how the e2e sandbox's nodes run Strait's components and the
+# test workload: "oci" (the default) runs the images users deploy, built for this machine's
 # architecture into _output/images/ first, as containers under Debian's crun;
 # "host" runs the binaries of _output/bin/ in the pods' namespaces
 # (docs/images.md, "How the sandbox runs the images").

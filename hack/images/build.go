@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -218,7 +219,8 @@ func goBuild(ctx context.Context, cfg Config, p platform, dir string) error {
 
 // image is one component's image for p: the base layer, the iptables and
 // ping layers when the component has them, and the binary as /<name>, its
-// entrypoint (the path the sandbox gives Strait's images too).
+// entrypoint (the path the sandbox gives Strait's images too), with its link
+// on the PATH when the component is OnPATH.
 func image(cfg Config, c component, p platform, base, iptables, ping v1.Layer, bin string) (v1.Image, error) {
 	created := v1.Time{Time: cfg.Epoch}
 	img := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
@@ -255,10 +257,16 @@ func image(cfg Config, c component, p platform, base, iptables, ping v1.Layer, b
 			CreatedBy: "hack/images: ping from Debian packages " + strings.Join(pingPackages, " ")}})
 	}
 	files := fileset{c.Name: {Path: c.Name, Mode: 0o755, Src: bin}}
+	createdBy := "hack/images: /" + c.Name + " (go build " + c.Package + ")"
+	if c.OnPATH {
+		link := path.Join(pathDir, c.Name)
+		files.add(fsEntry{Path: link, Mode: fs.ModeSymlink | 0o777, Link: "/" + c.Name})
+		createdBy += ", linked from /" + link
+	}
 	bl, err := layer(files, cfg.Epoch)
 	if err != nil {
 		return nil, err
 	}
-	adds = append(adds, mutate.Addendum{Layer: bl, History: v1.History{Created: created, CreatedBy: "hack/images: /" + c.Name + " (go build " + c.Package + ")"}})
+	adds = append(adds, mutate.Addendum{Layer: bl, History: v1.History{Created: created, CreatedBy: createdBy}})
 	return mutate.Append(img, adds...)
 }

@@ -19,7 +19,16 @@ type component struct {
 	// layer over the iptables one, whose libraries it shares: only with
 	// Iptables.
 	Ping bool
+	// OnPATH says commands exec'd in the image's containers run the binary
+	// by name (straitctl verify and benchmark: kubectl exec <pod> --
+	// strait-testpod connect ...; pkg/probe.TestpodBinary), so the image
+	// links <pathDir>/<Name> to /<Name>, on the image's PATH.
+	OnPATH bool
 }
+
+// pathDir is where an OnPATH binary is linked: a directory of the images'
+// PATH (envPATH), for programs not from a package in Debian's layout.
+const pathDir = "usr/local/bin"
 
 // Users of the images. nonroot is the conventional unprivileged uid/gid of
 // minimal images (distroless uses the same number), above any system range.
@@ -40,11 +49,11 @@ var components = []component{
 	{Name: "strait-lighthouse", Package: "./cmd/strait-lighthouse", User: nonrootUser},
 	{Name: "strait-dns", Package: "./cmd/strait-dns", User: nonrootUser},
 	// The test workload's nodestate command reads a node's chains with
-	// iptables-save (pkg/nodenet), and its ping needs raw sockets. The e2e
-	// run ip and ping in its pods (an interface's addresses; ICMP echoes of
-	// 3000 bytes, fragmented, across the cables), which the sandbox's OCI
-	// runtime finds in the image alone.
-	{Name: "strait-testpod", Package: "./test/cmd/strait-testpod", User: rootUser, Iptables: true, Ping: true},
+	// iptables-save (pkg/nodenet), and its ping needs raw sockets. straitctl
+	// and the e2e exec it by name in its pods, and ip and ping (an
+	// interface's addresses; ICMP echoes of 3000 bytes, fragmented, across
+	// the cables), which the sandbox's OCI runtime finds in the image alone.
+	{Name: "strait-testpod", Package: "./test/cmd/strait-testpod", User: rootUser, Iptables: true, Ping: true, OnPATH: true},
 }
 
 // iptablesPackages are the Debian packages whose files make the iptables

@@ -323,12 +323,13 @@ func TestIptablesInImage(t *testing.T) {
 	}
 }
 
-// TestPingInImage runs the test workload image's ping chrooted into it, in
-// a throwaway network namespace, over both families of its loopback: with
-// the image's own loader and libraries only, as the e2e run it in the
-// workload's pods under the sandbox's OCI runtime. It wants the copyright
-// file of each package ping came from, and no ping in the images without it.
-func TestPingInImage(t *testing.T) {
+// TestTestpodImage runs the test workload image's programs chrooted into
+// it, in a throwaway network namespace, as straitctl and the e2e exec them
+// in the workload's pods: strait-testpod by name (the link on the PATH),
+// and ping over both families of the loopback, with the image's own loader
+// and libraries only. It wants the copyright file of each package ping came
+// from, and no ping in the images without it.
+func TestTestpodImage(t *testing.T) {
 	requireImagesTest(t)
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: chroot and a network namespace")
@@ -349,6 +350,9 @@ func TestPingInImage(t *testing.T) {
 			t.Fatalf("%s in the image: %v: %s", strings.Join(argv, " "), err, out)
 		}
 		return string(out)
+	}
+	if v := in("strait-testpod", "version"); !strings.Contains(v, "strait-testpod") {
+		t.Errorf("strait-testpod version, by name on the PATH: %q", v)
 	}
 	in("ip", "link", "set", "lo", "up")
 	for _, addr := range []string{"127.0.0.1", "::1"} {

@@ -166,7 +166,7 @@ func TestBrokerJoinAndLeave(t *testing.T) {
 		}
 		done := make(chan result, 1)
 		go func() {
-			out, err := execIn(t, "c2", nss["c2"], "gw-side", filepath.Join(binDir, "strait-testpod"), "connect",
+			out, err := execIn(t, "c2", nss["c2"], "gw-side", testpodProgram, "connect",
 				"--tcp", net.JoinHostPort(ips["c1"], "9000"), "--bytes", "200000000", "--timeout", "120s")
 			done <- result{out, err}
 		}()
@@ -179,7 +179,9 @@ func TestBrokerJoinAndLeave(t *testing.T) {
 				t.Fatalf("the transfer ended before the kill; it proves nothing: %v\n%s", res.err, res.out)
 			default:
 			}
-			out, err := execIn(t, "c2", nss["c2"], "gw-side", "ss", "-Htn", "state", "established", "dport", "=", ":9000")
+			// The machine's ss in the pod's network namespace: the test's
+			// own look, not the workload's.
+			out, err := inPodNetwork(t, "c2", nss["c2"], "gw-side", "ss", "-Htn", "state", "established", "dport", "=", ":9000")
 			return err == nil && strings.TrimSpace(out) != "", nil
 		})
 		node := active(ctx, c1)
