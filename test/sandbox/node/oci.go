@@ -48,9 +48,10 @@ const (
 var Runtimes = []string{RuntimeHost, RuntimeOCI}
 
 // ociImages are the images the OCI runtime runs from their archives: every
-// component straitctl join deploys, and the test workload the e2e deploy
-// (strait/testpod). What the e2e exec in the workload's pods (strait-testpod
-// at /strait-testpod, ip, ping) is in its image (hack/images).
+// component straitctl join deploys, and the test workload that the e2e and
+// straitctl verify deploy (strait/testpod). What they exec in the
+// workload's pods (strait-testpod by name, ip, ping) is in its image
+// (hack/images).
 var ociImages = []string{"strait-gateway", "strait-routeagent", "strait-lighthouse", "strait-dns", "strait-globalnet", "strait-testpod"}
 
 // defaultCaps is the bounding set of an unprivileged container that asks for
