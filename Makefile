@@ -54,7 +54,7 @@ images: ## Build an OCI image of every component into _output/images/<component>
 	$(GO) run ./hack/images -arch $(IMAGES_ARCH) -version $(IMAGES_TAG)
 
 .PHONY: test-images
-test-images: ## Build every image twice and compare their digests, check each architecture's ELF files; as root also run the gateway image's own iptables chrooted in a network namespace.
+test-images: ## Build every image twice and compare their digests, check each architecture's ELF files; as root also run the gateway image's own iptables and the test workload's ping chrooted in a network namespace.
 	STRAIT_IMAGES_TEST=1 STRAIT_IMAGES_ARCH=$(IMAGES_ARCH) $(GO) test -count=1 -v $(TESTFLAGS) ./hack/images
 
 .PHONY: kube-binaries
@@ -141,8 +141,8 @@ E2E_RUNTIME ?= oci
 HOST_ARCH = $(shell $(GO) env GOARCH)
 
 .PHONY: e2e-images
-e2e-images: ## The images the e2e runs with E2E_RUNTIME=oci: make images for this machine's architecture only.
-	@if [ "$(E2E_RUNTIME)" = oci ]; then $(MAKE) --no-print-directory images IMAGES_ARCH=$(HOST_ARCH); fi
+e2e-images: ## The images the e2e runs with E2E_RUNTIME=oci: make images for this machine's architecture only (as root: the e2e skips without).
+	@if [ "$(E2E_RUNTIME)" = oci ] && [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory images IMAGES_ARCH=$(HOST_ARCH); fi
 
 .PHONY: test-e2e
 test-e2e: prereqs helm build kube-binaries e2e-images ## End-to-end tests in a sandbox of three clusters, then TestGlobalnet in one whose clusters overlap, then the sandbox's own tests, the data-plane matrix and the MCS API per IP family in a dual-stack one, Strait's components running from their images (E2E_RUNTIME; needs root; skips without).

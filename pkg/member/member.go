@@ -331,7 +331,7 @@ const (
 	modeEnrolOnly
 )
 
-// joinPlan is what Join and DryRun work out before they write anything.
+// joinPlan is what Join, DryRun and EnrolOnly work out before they write anything.
 type joinPlan struct {
 	cs         kubernetes.Interface
 	c          client.Client

@@ -67,7 +67,11 @@ func TestHelmInstallJoins(t *testing.T) {
 		if _, err := cs3.AppsV1().DaemonSets(v1.ComponentNamespace).Get(ctx, "strait-gateway", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 			t.Errorf("DaemonSet strait-gateway before helm install: %v, want not found", err)
 		}
-		if r, err := cs3.Discovery().ServerResourcesForGroupVersion(v1.SchemeGroupVersion.String()); err == nil && len(r.APIResources) > 0 {
+		switch r, err := cs3.Discovery().ServerResourcesForGroupVersion(v1.SchemeGroupVersion.String()); {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			t.Errorf("c3's discovery of %s: %v", v1.SchemeGroupVersion, err)
+		case len(r.APIResources) > 0:
 			t.Errorf("c3 serves %s before helm install: enrol-only installed CRDs", v1.SchemeGroupVersion)
 		}
 		nodes, err := cs3.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: v1.GatewayNodeLabel + "=true"})

@@ -298,10 +298,10 @@ func ociContainerTest(t *testing.T, images, probe string) {
 		if out := execIn("ip", "-o", "addr", "show", "dev", "lo"); !strings.Contains(out, "127.0.0.1/8") {
 			t.Errorf("ip addr in the container: %s", out)
 		}
-		if _, err := os.Stat(filepath.Join(binDirOf(t), "strait-testpod")); err == nil {
-			if out, err := rt.execCommand(cs.oci.ID, []string{filepath.Join(binDirOf(t), "strait-testpod"), "version"}).CombinedOutput(); err == nil {
-				t.Errorf("the machine's strait-testpod ran in the container; its root is not the image: %s", out)
-			}
+		if _, err := os.Stat(filepath.Join(binDirOf(t), "strait-testpod")); err != nil {
+			t.Logf("not checked that the machine's strait-testpod is out of the container's sight: %v (make build writes it)", err)
+		} else if out, err := rt.execCommand(cs.oci.ID, []string{filepath.Join(binDirOf(t), "strait-testpod"), "version"}).CombinedOutput(); err == nil {
+			t.Errorf("the machine's strait-testpod ran in the container; its root is not the image: %s", out)
 		}
 	})
 }
