@@ -54,7 +54,7 @@ images: ## Build an OCI image of every component into _output/images/<component>
 	$(GO) run ./hack/images -arch $(IMAGES_ARCH) -version $(IMAGES_TAG)
 
 .PHONY: test-images
-test-images: ## Build every image twice and compare their digests, check each architecture's ELF files; as root also run the gateway image's own iptables chrooted in a network namespace.
+test-images: ## Build every image twice and compare their digests, check each architecture's ELF files; as root also run the gateway image's own iptables and the test workload's ping chrooted in a network namespace.
 	STRAIT_IMAGES_TEST=1 STRAIT_IMAGES_ARCH=$(IMAGES_ARCH) $(GO) test -count=1 -v $(TESTFLAGS) ./hack/images
 
 .PHONY: kube-binaries
@@ -73,8 +73,8 @@ $(KUBE_BIN)/coredns: go.mod go.sum
 	@echo "Building CoreDNS $$($(GO) list -m -f '{{.Version}}' github.com/coredns/coredns) from source into $(KUBE_BIN)"
 	$(GO) build -trimpath -o $(STRAIT_KUBE_BIN)/coredns github.com/coredns/coredns
 
-# The helm CLI, for helm lint and helm template in the tests (deploy/manifests,
-# pkg/cmd/straitctl): built from source through the Go module proxy at the
+# The helm CLI, for helm lint, helm template and helm install in the tests
+# (deploy/manifests, pkg/cmd/straitctl, pkg/member, test/e2e): built from source through the Go module proxy at the
 # version go.mod requires, the one whose Go SDK straitctl renders the chart
 # with. go install ...@version builds it with helm's own go.mod.
 HELM_VERSION := $(shell awk '$$1 == "helm.sh/helm/v3" { print $$2 }' go.mod)
@@ -132,8 +132,21 @@ test-integration: prereqs helm kube-binaries ## Integration tests against a real
 	rc=0; $(call gotest,integration,-count=1 -p $(INTEGRATION_P) -timeout $(TEST_TIMEOUT) $(TESTFLAGS) $$pkgs) || rc=1; \
 	$(call slowest,integration); exit $$rc
 
+# E2E_RUNTIME is how the e2e sandbox's nodes run Strait's components and the
+# test workload: "oci" (the default) runs the images users deploy, built for this machine's
+# architecture into _output/images/ first, as containers under Debian's crun;
+# "host" runs the binaries of _output/bin/ in the pods' namespaces
+# (docs/images.md, "How the sandbox runs the images").
+E2E_RUNTIME ?= oci
+HOST_ARCH = $(shell $(GO) env GOARCH)
+
+.PHONY: e2e-images
+e2e-images: ## The images the e2e runs with E2E_RUNTIME=oci: make images for this machine's architecture only (as root: the e2e skips without).
+	@if [ "$(E2E_RUNTIME)" = oci ] && [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory images IMAGES_ARCH=$(HOST_ARCH); fi
+
 .PHONY: test-e2e
-test-e2e: prereqs build kube-binaries ## End-to-end tests in a sandbox of three clusters, then TestGlobalnet in one whose clusters overlap, then the sandbox's own tests, the data-plane matrix and the MCS API per IP family in a dual-stack one (needs root; skips without).
+test-e2e: prereqs helm build kube-binaries e2e-images ## End-to-end tests in a sandbox of three clusters, then TestGlobalnet in one whose clusters overlap, then the sandbox's own tests, the data-plane matrix and the MCS API per IP family in a dual-stack one, Strait's components running from their images (E2E_RUNTIME; needs root; skips without).
+	export STRAIT_E2E_RUNTIME=$(E2E_RUNTIME); \
 	pkgs=$(call testsplit,e2e); mkdir -p $(OUT)/test; rc=0; \
 	$(call gotest,e2e,-count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) $$pkgs) || rc=1; \
 	$(call slowest,e2e); \

@@ -63,10 +63,18 @@ type GatewayValues struct {
 	UnderlayMTU     string
 	ImageRepository string
 	ImageTag        string
+	// BrokerSecretName names the Secret in Namespace with the member's
+	// broker credential (broker.secretName); empty leaves the chart's
+	// default, strait-broker, the name join writes. ReadValues leaves it
+	// empty: only the gateway and Lighthouse carry it, and join always
+	// renders the default.
+	BrokerSecretName string
 }
 
 // Values returns v as the chart's values (values.yaml's keys): what
-// helm template --set would give for the same objects.
+// helm template --set, or -f with them as YAML, would give for the same
+// objects. Join renders the chart with them; "straitctl join --enrol-only"
+// prints them as the values file for helm install.
 func (v GatewayValues) Values() (map[string]any, error) {
 	vals := map[string]any{
 		"clusterID":    v.ClusterID,
@@ -92,6 +100,9 @@ func (v GatewayValues) Values() (map[string]any, error) {
 		image["tag"] = v.ImageTag
 	}
 	vals["image"] = image
+	if v.BrokerSecretName != "" {
+		vals["broker"] = map[string]any{"secretName": v.BrokerSecretName}
+	}
 	return vals, nil
 }
 

@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -88,27 +91,14 @@ func Build(ctx context.Context, cfg Config) ([]Result, error) {
 		if err := goBuild(ctx, cfg, p, bins); err != nil {
 			return nil, err
 		}
-		var iptables v1.Layer
+		var iptables, ping v1.Layer
 		if needsIptables(cfg.Components) {
-			apt := aptConfig{Dir: filepath.Join(cfg.Cache, "apt"), Sources: cfg.AptSources}
-			debs, err := fetchDebs(ctx, filepath.Join(cfg.Cache, "debs", p.Debian), apt, p, iptablesPackages)
-			if err != nil {
+			if iptables, ping, err = debianLayers(ctx, cfg, p, filepath.Join(work, "debs", p.Debian)); err != nil {
 				return nil, err
-			}
-			trees, err := unpackDebs(ctx, filepath.Join(work, "debs", p.Debian), iptablesPackages, debs)
-			if err != nil {
-				return nil, err
-			}
-			files, err := iptablesFiles(trees, p)
-			if err != nil {
-				return nil, fmt.Errorf("iptables for %s: %w", arch, err)
-			}
-			if iptables, err = layer(files, cfg.Epoch); err != nil {
-				return nil, fmt.Errorf("iptables layer for %s: %w", arch, err)
 			}
 		}
 		for _, c := range cfg.Components {
-			img, err := image(cfg, c, p, base, iptables, filepath.Join(bins, c.Name))
+			img, err := image(cfg, c, p, base, iptables, ping, filepath.Join(bins, c.Name))
 			if err != nil {
 				return nil, fmt.Errorf("image %s for %s: %w", c.Name, arch, err)
 			}
@@ -150,12 +140,49 @@ func Build(ctx context.Context, cfg Config) ([]Result, error) {
 }
 
 func needsIptables(cs []component) bool {
-	for _, c := range cs {
-		if c.Iptables {
-			return true
-		}
+	return slices.ContainsFunc(cs, func(c component) bool { return c.Iptables })
+}
+
+func needsPing(cs []component) bool {
+	return slices.ContainsFunc(cs, func(c component) bool { return c.Ping })
+}
+
+// debianLayers are the layers made of Debian's packages for p: iptables
+// (iptablesFiles), and ping (pingProgram and what it needs beyond the
+// iptables layer, which is below it) when a component has it, else nil.
+// The packages are unpacked under work.
+func debianLayers(ctx context.Context, cfg Config, p platform, work string) (iptables, ping v1.Layer, err error) {
+	pkgs := slices.Clone(iptablesPackages)
+	if needsPing(cfg.Components) {
+		pkgs = append(pkgs, pingPackages...)
 	}
-	return false
+	apt := aptConfig{Dir: filepath.Join(cfg.Cache, "apt"), Sources: cfg.AptSources}
+	debs, err := fetchDebs(ctx, filepath.Join(cfg.Cache, "debs", p.Debian), apt, p, pkgs)
+	if err != nil {
+		return nil, nil, err
+	}
+	trees, err := unpackDebs(ctx, work, pkgs, debs)
+	if err != nil {
+		return nil, nil, err
+	}
+	files, err := iptablesFiles(trees, p)
+	if err != nil {
+		return nil, nil, fmt.Errorf("iptables for %s: %w", p.GOARCH, err)
+	}
+	if iptables, err = layer(files, cfg.Epoch); err != nil {
+		return nil, nil, fmt.Errorf("iptables layer for %s: %w", p.GOARCH, err)
+	}
+	if !needsPing(cfg.Components) {
+		return iptables, nil, nil
+	}
+	pf, err := programFiles(trees, p, []string{pingProgram}, files)
+	if err != nil {
+		return nil, nil, fmt.Errorf("ping for %s: %w", p.GOARCH, err)
+	}
+	if ping, err = layer(pf, cfg.Epoch); err != nil {
+		return nil, nil, fmt.Errorf("ping layer for %s: %w", p.GOARCH, err)
+	}
+	return iptables, ping, nil
 }
 
 // baseFiles are in every image: users root and nonroot (for the uid:gid in
@@ -190,10 +217,11 @@ func goBuild(ctx context.Context, cfg Config, p platform, dir string) error {
 	return nil
 }
 
-// image is one component's image for p: the base layer, the iptables layer
-// when the component has one, and the binary as /<name>, its entrypoint
-// (the path the sandbox gives Strait's images too).
-func image(cfg Config, c component, p platform, base, iptables v1.Layer, bin string) (v1.Image, error) {
+// image is one component's image for p: the base layer, the iptables and
+// ping layers when the component has them, and the binary as /<name>, its
+// entrypoint (the path the sandbox gives Strait's images too), with its link
+// on the PATH when the component is OnPATH.
+func image(cfg Config, c component, p platform, base, iptables, ping v1.Layer, bin string) (v1.Image, error) {
 	created := v1.Time{Time: cfg.Epoch}
 	img := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
 	img, err := mutate.ConfigFile(img, &v1.ConfigFile{
@@ -221,11 +249,24 @@ func image(cfg Config, c component, p platform, base, iptables v1.Layer, bin str
 		adds = append(adds, mutate.Addendum{Layer: iptables, History: v1.History{Created: created,
 			CreatedBy: "hack/images: iptables (nf_tables) from Debian packages " + strings.Join(iptablesPackages, " ")}})
 	}
+	if c.Ping {
+		if !c.Iptables {
+			return nil, errors.New("ping without iptables: its layer leaves out the libraries the iptables layer has")
+		}
+		adds = append(adds, mutate.Addendum{Layer: ping, History: v1.History{Created: created,
+			CreatedBy: "hack/images: ping from Debian packages " + strings.Join(pingPackages, " ")}})
+	}
 	files := fileset{c.Name: {Path: c.Name, Mode: 0o755, Src: bin}}
+	createdBy := "hack/images: /" + c.Name + " (go build " + c.Package + ")"
+	if c.OnPATH {
+		link := path.Join(pathDir, c.Name)
+		files.add(fsEntry{Path: link, Mode: fs.ModeSymlink | 0o777, Link: "/" + c.Name})
+		createdBy += ", linked from /" + link
+	}
 	bl, err := layer(files, cfg.Epoch)
 	if err != nil {
 		return nil, err
 	}
-	adds = append(adds, mutate.Addendum{Layer: bl, History: v1.History{Created: created, CreatedBy: "hack/images: /" + c.Name + " (go build " + c.Package + ")"}})
+	adds = append(adds, mutate.Addendum{Layer: bl, History: v1.History{Created: created, CreatedBy: createdBy}})
 	return mutate.Append(img, adds...)
 }

@@ -15,7 +15,20 @@ type component struct {
 	// their ip6 twins (pkg/nodenet's host kernel), so the image carries
 	// Debian's iptables and the libraries it loads.
 	Iptables bool
+	// Ping says the image also carries iputils' ping (pingProgram), in a
+	// layer over the iptables one, whose libraries it shares: only with
+	// Iptables.
+	Ping bool
+	// OnPATH says commands exec'd in the image's containers run the binary
+	// by name (straitctl verify and benchmark: kubectl exec <pod> --
+	// strait-testpod connect ...; pkg/probe.TestpodBinary), so the image
+	// links <pathDir>/<Name> to /<Name>, on the image's PATH.
+	OnPATH bool
 }
+
+// pathDir is where an OnPATH binary is linked: a directory of the images'
+// PATH (envPATH), for programs not from a package in Debian's layout.
+const pathDir = "usr/local/bin"
 
 // Users of the images. nonroot is the conventional unprivileged uid/gid of
 // minimal images (distroless uses the same number), above any system range.
@@ -36,8 +49,11 @@ var components = []component{
 	{Name: "strait-lighthouse", Package: "./cmd/strait-lighthouse", User: nonrootUser},
 	{Name: "strait-dns", Package: "./cmd/strait-dns", User: nonrootUser},
 	// The test workload's nodestate command reads a node's chains with
-	// iptables-save (pkg/nodenet), and its ping needs raw sockets.
-	{Name: "strait-testpod", Package: "./test/cmd/strait-testpod", User: rootUser, Iptables: true},
+	// iptables-save (pkg/nodenet), and its ping needs raw sockets. straitctl
+	// and the e2e exec it by name in its pods, and ip and ping (an
+	// interface's addresses; ICMP echoes of 3000 bytes, fragmented, across
+	// the cables), which the sandbox's OCI runtime finds in the image alone.
+	{Name: "strait-testpod", Package: "./test/cmd/strait-testpod", User: rootUser, Iptables: true, Ping: true, OnPATH: true},
 }
 
 // iptablesPackages are the Debian packages whose files make the iptables
@@ -67,6 +83,21 @@ var iptablesPackages = []string{
 
 // ipProgram is iproute2's ip, taken with the iptables programs.
 const ipProgram = "/bin/ip"
+
+// pingPackages are the Debian packages of iputils' ping beyond
+// iptablesPackages, which hold the rest of what it links (ldd /bin/ping on
+// Debian 12: libcap.so.2, libidn2.so.0, libunistring.so.2 and the C
+// library). About 2 MB, libunistring's most of it.
+var pingPackages = []string{
+	"iputils-ping",
+	"libidn2-0",
+	"libunistring2", // libidn2.so.0
+}
+
+// pingProgram is iputils' ping. Debian's postinst gives it cap_net_raw,
+// which unpacking does not: the test workload runs it as root, with
+// CAP_NET_RAW among a container's default capabilities.
+const pingProgram = "/bin/ping"
 
 // iptablesPrograms are the names pkg/nodenet runs (and iptables/ip6tables for
 // people looking at a node); each is a link to xtables-nft-multi, the

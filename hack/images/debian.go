@@ -196,16 +196,9 @@ func unpackDebs(ctx context.Context, dir string, pkgs []string, debs map[string]
 // iptablesFiles selects from the unpacked packages what the iptables
 // programs need to run in an image with nothing else: xtables-nft-multi and
 // every extension it loads (/usr/lib/<triplet>/xtables/*.so), iproute2's
-// ip (ipProgram), the libraries
-// they link, found by their ELF DT_NEEDED entries, and the dynamic loader
-// named by PT_INTERP (read from the files, so it works for any architecture,
-// unlike ldd); the links iptablesPrograms; and for each package a file was
-// taken from, its copyright file and its control fields in
-// /var/lib/dpkg/status.d/<pkg> (where scanners of minimal images look for
-// installed packages). A library that none of the packages has is an error
-// that names it and who needs it.
+// ip (ipProgram), what they need (programFiles), and the links
+// iptablesPrograms.
 func iptablesFiles(trees []debTree, p platform) (fileset, error) {
-	s := &selector{trees: trees, p: p, files: fileset{}, used: map[string]bool{}}
 	roots := []string{"/usr/sbin/" + iptablesMulti, ipProgram}
 	extDir := "/usr/lib/" + p.Triplet + "/xtables"
 	for _, t := range trees {
@@ -225,13 +218,32 @@ func iptablesFiles(trees []debTree, p platform) (fileset, error) {
 	if len(roots) == 2 {
 		return nil, fmt.Errorf("no iptables extensions in %s of the packages %s", extDir, pkgNames(trees))
 	}
+	files, err := programFiles(trees, p, roots, nil)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range iptablesPrograms {
+		files.add(fsEntry{Path: "usr/sbin/" + name, Mode: fs.ModeSymlink | 0o777, Link: iptablesMulti})
+	}
+	return files, nil
+}
+
+// programFiles selects from the unpacked packages the files roots (absolute
+// paths in the image) and what they need: the files links point to, the
+// libraries of ELF files, found by their DT_NEEDED entries, and the dynamic
+// loader named by PT_INTERP (read from the files, so it works for any
+// architecture, unlike ldd); and for each package a file was taken from,
+// its copyright file and its control fields in
+// /var/lib/dpkg/status.d/<pkg> (where scanners of minimal images look for
+// installed packages). What lower (a layer below, or nil) holds already is
+// left out. A library that none of the packages has is an error that names
+// it and who needs it.
+func programFiles(trees []debTree, p platform, roots []string, lower fileset) (fileset, error) {
+	s := &selector{trees: trees, p: p, files: fileset{}, lower: lower, used: map[string]bool{}}
 	for _, r := range roots {
 		if err := s.take(r, "the image"); err != nil {
 			return nil, err
 		}
-	}
-	for _, name := range iptablesPrograms {
-		s.files.add(fsEntry{Path: "usr/sbin/" + name, Mode: fs.ModeSymlink | 0o777, Link: iptablesMulti})
 	}
 	for _, t := range trees {
 		if !s.used[t.Pkg] {
@@ -261,6 +273,7 @@ type selector struct {
 	trees []debTree
 	p     platform
 	files fileset
+	lower fileset         // files a layer below has: not taken again
 	used  map[string]bool // packages a file was taken from
 }
 
@@ -281,6 +294,9 @@ func (s *selector) lookup(name string) (*debTree, fs.FileInfo, bool) {
 func (s *selector) take(name, by string) error {
 	rel := strings.TrimPrefix(path.Clean(name), "/")
 	if _, ok := s.files[rel]; ok {
+		return nil
+	}
+	if _, ok := s.lower[rel]; ok {
 		return nil
 	}
 	t, st, ok := s.lookup(name)

@@ -323,6 +323,59 @@ func TestIptablesInImage(t *testing.T) {
 	}
 }
 
+// TestTestpodImage runs the test workload image's programs chrooted into
+// it, in a throwaway network namespace, as straitctl and the e2e exec them
+// in the workload's pods: strait-testpod by name (the link on the PATH),
+// and ping over both families of the loopback, with the image's own loader
+// and libraries only. It wants the copyright file of each package ping came
+// from, and no ping in the images without it.
+func TestTestpodImage(t *testing.T) {
+	requireImagesTest(t)
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: chroot and a network namespace")
+	}
+	_, results := buildFirst(t)
+	root, _ := rootfs(t, resultFor(t, results, "strait-testpod").Archive, runtime.GOARCH)
+	ns := fmt.Sprintf("strait-imgping-%d", os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+	in := func(argv ...string) string {
+		t.Helper()
+		cmd := exec.Command("ip", append([]string{"netns", "exec", ns, "chroot", root}, argv...)...)
+		cmd.Env = []string{envPATH}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s in the image: %v: %s", strings.Join(argv, " "), err, out)
+		}
+		return string(out)
+	}
+	if v := in("strait-testpod", "version"); !strings.Contains(v, "strait-testpod") {
+		t.Errorf("strait-testpod version, by name on the PATH: %q", v)
+	}
+	in("ip", "link", "set", "lo", "up")
+	for _, addr := range []string{"127.0.0.1", "::1"} {
+		if out := in("ping", "-c", "1", "-s", "3000", "-W", "2", addr); !strings.Contains(out, "1 received") {
+			t.Errorf("ping %s in the image: %s", addr, out)
+		}
+	}
+	for _, pkg := range pingPackages {
+		if _, err := os.Stat(filepath.Join(root, "usr/share/doc", pkg, "copyright")); err != nil {
+			t.Errorf("package %s without its copyright file: %v", pkg, err)
+		}
+	}
+	for _, c := range components {
+		if c.Ping {
+			continue
+		}
+		r, _ := rootfs(t, resultFor(t, results, c.Name).Archive, runtime.GOARCH)
+		if _, err := os.Lstat(filepath.Join(r, strings.TrimPrefix(pingProgram, "/"))); err == nil {
+			t.Errorf("%s has ping", c.Name)
+		}
+	}
+}
+
 // elfMachines are the ELF machines of the architectures.
 var elfMachines = map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}
 

@@ -11,7 +11,8 @@
 // workload) also carry Debian's iptables programs with exactly the libraries
 // and dynamic loader they load, taken from the Debian packages (fetched with
 // apt-get download into a cache, unpacked with dpkg-deb), and those packages'
-// copyright files. See docs/images.md.
+// copyright files. The test workload's image has iputils' ping as well, in
+// a layer of its own over the iptables one. See docs/images.md.
 //
 // The build is reproducible: the same sources, Go toolchain and cached .deb
 // files give byte-identical archives, because every file time is the source

@@ -15,6 +15,11 @@
 // those objects in reverse order: it keeps no list of names of its own. Of
 // what it did not render, it deletes only what Lighthouse made, the objects
 // labelled v1.LighthouseManagedLabel.
+//
+// EnrolOnly ("straitctl join --enrol-only") is what helm install of the
+// chart needs first, for a cluster Helm installs: the enrolment, the
+// namespace and the broker credential Secret, the gateway labels, and the
+// chart's values join would render with. Leave removes such a cluster too.
 package member
 
 import (
@@ -80,6 +85,11 @@ const (
 	// keeps after it could not remove the cluster's records at the broker;
 	// its value is the cluster ID, which the next leave needs to retry.
 	keptCredentialAnnotation = "strait.dev/leave-pending-cluster-id"
+	// enrolledClusterAnnotation marks the broker credential Secret that
+	// EnrolOnly writes; its value is the cluster ID, which Leave needs to
+	// remove the enrolment of a cluster the chart was never installed in
+	// (or was uninstalled from: no ClusterProperty tells the ID then).
+	enrolledClusterAnnotation = "strait.dev/enrolled-cluster-id"
 )
 
 // The range of JoinOptions.UnderlayMTU, in bytes: IPv4's minimum datagram
@@ -160,45 +170,19 @@ type JoinOptions struct {
 // was being done (apierrors.IsForbidden and friends see through them).
 func Join(ctx context.Context, cfg *rest.Config, info *broker.Info, o JoinOptions) (retErr error) {
 	logf := orDiscard(o.Log)
-	p, err := planJoin(ctx, cfg, info, o, false)
+	p, err := planJoin(ctx, cfg, info, o, modeJoin)
 	if err != nil {
 		return err
 	}
 	cs, c, o, values, objs, all := p.cs, p.c, p.o, p.values, p.objs, p.crds
 
-	// From here on, a failure undoes an enrolment this join made (not one
-	// an earlier join made: that cluster is a working member).
-	// The broker gets DefaultBrokerTimeout: a frozen one must not hang join.
-	bctx, cancel := context.WithTimeout(ctx, DefaultBrokerTimeout)
-	defer cancel()
-	enrolledBefore, err := broker.Enrolled(bctx, info, o.ClusterID)
+	enrolment, undo, err := p.enrol(ctx, info)
+	defer undo(&retErr)
 	if err != nil {
-		return fmt.Errorf("ask the broker %s: %w", info.APIServer, err)
-	}
-	if !enrolledBefore {
-		defer func() {
-			if retErr == nil {
-				return
-			}
-			if err := undoEnrolment(ctx, info, o.ClusterID); err != nil {
-				retErr = fmt.Errorf("%w; undoing the enrolment at the broker failed too (%v): run straitctl cleanup-broker --namespace %s --clusterid %s with the broker cluster's kubeconfig", retErr, err, info.Namespace, o.ClusterID)
-				return
-			}
-			logf("undid the enrolment of %s at the broker %s", o.ClusterID, info.APIServer)
-		}()
-	}
-	enrolment, err := broker.EnrollMember(bctx, info, broker.Member{
-		ClusterID: o.ClusterID, ClusterUID: string(p.kubeSystem.UID),
-		PodCIDRs: o.PodCIDRs, ServiceCIDRs: o.ServiceCIDRs, CurrentToken: p.current,
-		Globalnet: o.Globalnet, GlobalCIDRSize: o.GlobalCIDRSize, GlobalCIDR: o.GlobalCIDR,
-	})
-	if err != nil {
-		return fmt.Errorf("enrol at the broker %s: %w", info.APIServer, err)
+		return err
 	}
 	token := enrolment.Token
-	logf("enrolled at the broker %s", info.APIServer)
 	if o.Globalnet {
-		logf("global CIDR %s", enrolment.GlobalCIDR)
 		values.GlobalCIDR = enrolment.GlobalCIDR.String()
 		if objs, err = joinObjects(values, info, ""); err != nil {
 			return err
@@ -231,7 +215,123 @@ func Join(ctx context.Context, cfg *rest.Config, info *broker.Info, o JoinOption
 	return nil
 }
 
-// joinPlan is what Join and DryRun work out before they write anything.
+// EnrolOnly enrols the cluster behind cfg at the broker in info and writes
+// what Strait's Helm chart needs before helm install, and nothing of the
+// chart: "straitctl join --enrol-only" (docs/helm.md, "helm install").
+//
+// It makes Join's checks and reads (planJoin: the cluster ID, the CIDRs
+// unless given, the gateway nodes, another broker's credential), asks
+// whether cfg may write what it writes (the namespace, the Secret, the node
+// labels; not the CRDs or the CoreDNS Corefile), enrols the cluster as Join
+// does (the member's token from an earlier join kept while valid; with
+// o.Globalnet the global CIDR allotted, a block the cluster holds kept),
+// then applies the namespace v1.ComponentNamespace and the broker
+// credential Secret broker.SecretName with server-side apply as
+// kubeapply.FieldManagerCLI, and labels exactly the gateway nodes with
+// GatewayLabel (the chart's gateway.nodeSelector). It writes no CRD, no
+// object of the chart and no CoreDNS forward.
+//
+// The Secret carries the cluster ID in the annotation
+// enrolledClusterAnnotation, so that Leave can remove the enrolment of a
+// cluster where the chart never got installed.
+//
+// It returns the values Join would render the chart with (the global CIDR
+// the broker allotted among them): GatewayValues.Values of them, as a
+// values file for helm install --namespace v1.ComponentNamespace, renders
+// the objects Join applies. They hold no secret: the token is only in the
+// Secret.
+//
+// A failure after the enrolment undoes it as Join's does; running it again
+// with the same options changes nothing. Errors are Join's, less those of
+// what it does not write.
+func EnrolOnly(ctx context.Context, cfg *rest.Config, info *broker.Info, o JoinOptions) (_ manifests.GatewayValues, retErr error) {
+	logf := orDiscard(o.Log)
+	p, err := planJoin(ctx, cfg, info, o, modeEnrolOnly)
+	if err != nil {
+		return manifests.GatewayValues{}, err
+	}
+	enrolment, undo, err := p.enrol(ctx, info)
+	defer undo(&retErr)
+	if err != nil {
+		return manifests.GatewayValues{}, err
+	}
+	values := p.values
+	if p.o.Globalnet {
+		values.GlobalCIDR = enrolment.GlobalCIDR.String()
+	}
+	secret := broker.CredentialSecret(values.Namespace, info, enrolment.Token)
+	secret.Annotations = map[string]string{enrolledClusterAnnotation: p.o.ClusterID}
+	objs := []client.Object{componentNamespace(values.Namespace), secret}
+	if err := kubeapply.All(ctx, p.c, objs, kubeapply.FieldManagerCLI); err != nil {
+		return manifests.GatewayValues{}, err
+	}
+	logf("wrote the broker credential, Secret %s/%s", values.Namespace, broker.SecretName)
+	if err := labelGateways(ctx, p.cs, p.gateways); err != nil {
+		return manifests.GatewayValues{}, err
+	}
+	logf("gateway nodes: %s", strings.Join(p.gateways, ", "))
+	return values, nil
+}
+
+// enrol enrols p's cluster at the broker in info within
+// DefaultBrokerTimeout, keeping the member's token from an earlier join
+// while it is valid. Its caller defers undo(&err) whatever enrol returns:
+// when the broker did not hold the cluster before, undo removes the
+// enrolment again if *err is set (a failed join must not leave records
+// behind), and adds to *err when that fails too; an enrolment an earlier
+// join made is never undone, that cluster is a working member.
+func (p *joinPlan) enrol(ctx context.Context, info *broker.Info) (_ *broker.Enrolment, undo func(*error), _ error) {
+	logf := orDiscard(p.o.Log)
+	undo = func(*error) {}
+	// A frozen broker must not hang join.
+	bctx, cancel := context.WithTimeout(ctx, DefaultBrokerTimeout)
+	defer cancel()
+	enrolledBefore, err := broker.Enrolled(bctx, info, p.o.ClusterID)
+	if err != nil {
+		return nil, undo, fmt.Errorf("ask the broker %s: %w", info.APIServer, err)
+	}
+	if !enrolledBefore {
+		undo = func(retErr *error) {
+			if *retErr == nil {
+				return
+			}
+			if err := undoEnrolment(ctx, info, p.o.ClusterID); err != nil {
+				*retErr = fmt.Errorf("%w; undoing the enrolment at the broker failed too (%v): run straitctl cleanup-broker --namespace %s --clusterid %s with the broker cluster's kubeconfig", *retErr, err, info.Namespace, p.o.ClusterID)
+				return
+			}
+			logf("undid the enrolment of %s at the broker %s", p.o.ClusterID, info.APIServer)
+		}
+	}
+	enrolment, err := broker.EnrollMember(bctx, info, broker.Member{
+		ClusterID: p.o.ClusterID, ClusterUID: string(p.kubeSystem.UID),
+		PodCIDRs: p.o.PodCIDRs, ServiceCIDRs: p.o.ServiceCIDRs, CurrentToken: p.current,
+		Globalnet: p.o.Globalnet, GlobalCIDRSize: p.o.GlobalCIDRSize, GlobalCIDR: p.o.GlobalCIDR,
+	})
+	if err != nil {
+		return nil, undo, fmt.Errorf("enrol at the broker %s: %w", info.APIServer, err)
+	}
+	logf("enrolled at the broker %s", info.APIServer)
+	if p.o.Globalnet {
+		logf("global CIDR %s", enrolment.GlobalCIDR)
+	}
+	return enrolment, undo, nil
+}
+
+// joinMode is what planJoin plans for.
+type joinMode int
+
+const (
+	// modeJoin is Join's plan: everything join writes.
+	modeJoin joinMode = iota
+	// modeDryRun is DryRun's: nothing is written and the broker is not
+	// asked, so a Globalnet join renders with a global CIDR it can name.
+	modeDryRun
+	// modeEnrolOnly is EnrolOnly's: the namespace, the broker credential
+	// and the node labels, no CRD, no chart object, no CoreDNS forward.
+	modeEnrolOnly
+)
+
+// joinPlan is what Join, DryRun and EnrolOnly work out before they write anything.
 type joinPlan struct {
 	cs         kubernetes.Interface
 	c          client.Client
@@ -248,11 +348,13 @@ type joinPlan struct {
 // (kube-system, the ClusterProperty, the CIDRs unless given, the gateway
 // nodes, the broker credential Secret), renders the objects and asks
 // whether cfg may write them. It writes nothing (a SelfSubjectAccessReview
-// is a question, not an object) and does not talk to the broker. With
-// dryRun, the global CIDR of a Globalnet join is o.GlobalCIDR or the one
+// is a question, not an object) and does not talk to the broker. In
+// modeDryRun, the global CIDR of a Globalnet join is o.GlobalCIDR or the one
 // the cluster's gateway runs with; otherwise a placeholder the broker's
-// allotment replaces.
-func planJoin(ctx context.Context, cfg *rest.Config, info *broker.Info, o JoinOptions, dryRun bool) (*joinPlan, error) {
+// allotment replaces. In modeEnrolOnly, objs are only the namespace and the
+// broker credential Secret, there are no CRDs, and the rights asked for are
+// those EnrolOnly needs.
+func planJoin(ctx context.Context, cfg *rest.Config, info *broker.Info, o JoinOptions, mode joinMode) (*joinPlan, error) {
 	logf := orDiscard(o.Log)
 	if err := broker.ValidateClusterID(o.ClusterID); err != nil {
 		return nil, err
@@ -309,13 +411,13 @@ func planJoin(ctx context.Context, cfg *rest.Config, info *broker.Info, o JoinOp
 	values := manifests.GatewayValues{
 		Namespace: v1.ComponentNamespace, ClusterID: o.ClusterID,
 		PodCIDRs: cidr.Join(o.PodCIDRs), ServiceCIDRs: cidr.Join(o.ServiceCIDRs), CableDriver: string(o.CableDriver),
-		ImageRepository: o.ImageRepository, ImageTag: o.ImageTag,
+		ImageRepository: o.ImageRepository, ImageTag: o.ImageTag, BrokerSecretName: broker.SecretName,
 	}
 	if o.UnderlayMTU != 0 {
 		values.UnderlayMTU = strconv.Itoa(o.UnderlayMTU)
 	}
 	switch {
-	case o.Globalnet && dryRun:
+	case o.Globalnet && mode == modeDryRun:
 		if values.GlobalCIDR, err = dryRunGlobalCIDR(ctx, c, o); err != nil {
 			return nil, err
 		}
@@ -324,15 +426,19 @@ func planJoin(ctx context.Context, cfg *rest.Config, info *broker.Info, o JoinOp
 		// and so the rights it needs, depend only on there being one.
 		values.GlobalCIDR = broker.DefaultGlobalnetCIDR.String()
 	}
-	objs, err := joinObjects(values, info, "")
-	if err != nil {
-		return nil, err
+	var objs []client.Object
+	var all []*apiextv1.CustomResourceDefinition
+	if mode == modeEnrolOnly {
+		objs = []client.Object{componentNamespace(values.Namespace), broker.CredentialSecret(values.Namespace, info, "")}
+	} else {
+		if objs, err = joinObjects(values, info, ""); err != nil {
+			return nil, err
+		}
+		if all, err = crds.All(); err != nil {
+			return nil, err
+		}
 	}
-	all, err := crds.All()
-	if err != nil {
-		return nil, err
-	}
-	if err := checkJoinRights(ctx, cs, c, objs, all); err != nil {
+	if err := checkJoinRights(ctx, cs, c, objs, all, mode != modeEnrolOnly); err != nil {
 		return nil, err
 	}
 	return &joinPlan{cs: cs, c: c, o: o, kubeSystem: kubeSystem, gateways: gateways, current: current, values: values, objs: objs, crds: all}, nil
@@ -370,7 +476,7 @@ func dryRunGlobalCIDR(ctx context.Context, c client.Client, o JoinOptions) (stri
 // gateway node labels, which Join edits in place. Errors are Join's before
 // its enrolment.
 func DryRun(ctx context.Context, cfg *rest.Config, info *broker.Info, o JoinOptions) ([]client.Object, error) {
-	p, err := planJoin(ctx, cfg, info, o, true)
+	p, err := planJoin(ctx, cfg, info, o, modeDryRun)
 	if err != nil {
 		return nil, err
 	}
@@ -446,25 +552,30 @@ func (a access) String() string {
 
 // checkJoinRights asks the member cluster (SelfSubjectAccessReview, as
 // "kubectl auth can-i" does) whether cfg's user may do everything join
-// does there: apply (create and patch) the CRDs and every object of objs,
-// read the broker credential, edit the cluster's CoreDNS Corefile, and
-// label nodes. It runs before join touches the broker, so that a
-// kubeconfig lacking rights leaves no enrolment behind. The error lists
-// every missing right in one line.
-func checkJoinRights(ctx context.Context, cs kubernetes.Interface, c client.Client, objs []client.Object, all []*apiextv1.CustomResourceDefinition) error {
+// does there: apply (create and patch) the CRDs of all (when there are
+// any) and every object of objs, read the broker credential, edit the
+// cluster's CoreDNS Corefile (when coreDNS), and label nodes. It runs
+// before join touches the broker, so that a kubeconfig lacking rights
+// leaves no enrolment behind. The error lists every missing right in one
+// line.
+func checkJoinRights(ctx context.Context, cs kubernetes.Interface, c client.Client, objs []client.Object, all []*apiextv1.CustomResourceDefinition, coreDNS bool) error {
 	plural := map[schema.GroupKind]string{}
 	for _, crd := range all {
 		plural[schema.GroupKind{Group: crd.Spec.Group, Kind: crd.Spec.Names.Kind}] = crd.Spec.Names.Plural
 	}
-	wants := []access{
-		{verb: "create", group: apiextv1.GroupName, resource: "customresourcedefinitions"},
-		{verb: "patch", group: apiextv1.GroupName, resource: "customresourcedefinitions"},
-		{verb: "get", resource: "secrets", namespace: v1.ComponentNamespace, name: broker.SecretName},
-		{verb: "get", resource: "configmaps", namespace: metav1.NamespaceSystem, name: "coredns"},
-		{verb: "update", resource: "configmaps", namespace: metav1.NamespaceSystem, name: "coredns"},
-		{verb: "list", resource: "nodes"},
-		{verb: "patch", resource: "nodes"},
+	var wants []access
+	if len(all) > 0 {
+		wants = append(wants,
+			access{verb: "create", group: apiextv1.GroupName, resource: "customresourcedefinitions"},
+			access{verb: "patch", group: apiextv1.GroupName, resource: "customresourcedefinitions"})
 	}
+	wants = append(wants, access{verb: "get", resource: "secrets", namespace: v1.ComponentNamespace, name: broker.SecretName})
+	if coreDNS {
+		wants = append(wants,
+			access{verb: "get", resource: "configmaps", namespace: metav1.NamespaceSystem, name: "coredns"},
+			access{verb: "update", resource: "configmaps", namespace: metav1.NamespaceSystem, name: "coredns"})
+	}
+	wants = append(wants, access{verb: "list", resource: "nodes"}, access{verb: "patch", resource: "nodes"})
 	for _, obj := range objs {
 		gvk, err := kindOf(c, obj)
 		if err != nil {
@@ -955,9 +1066,11 @@ func keepCredential(ctx context.Context, c client.Client, namespace string, cred
 }
 
 // leaveKeptCredential is Leave on a cluster without a ClusterProperty: one
-// an earlier Leave left with only its broker credential kept. It retries the
-// removal at the broker and, unless the broker still does not answer,
-// removes the credential and its namespace. A cluster without a kept
+// an earlier Leave left with only its broker credential kept, or one
+// EnrolOnly enrolled without the chart installed (or with it uninstalled
+// since). It retries (or makes) the removal at the broker and, unless the
+// broker does not answer, removes the gateway labels of an EnrolOnly
+// cluster, then the credential and its namespace. A cluster without such a
 // credential has not joined.
 func leaveKeptCredential(ctx context.Context, c client.Client, cs kubernetes.Interface, o LeaveOptions, logf func(string, ...any)) error {
 	notJoined := errors.New("this cluster has not joined a broker (no ClusterProperty cluster.clusterset.k8s.io)")
@@ -969,6 +1082,11 @@ func leaveKeptCredential(ctx context.Context, c client.Client, cs kubernetes.Int
 		return fmt.Errorf("read the broker credential: %w", err)
 	}
 	id := secret.Annotations[keptCredentialAnnotation]
+	enrolOnly := id == "" && secret.Annotations[enrolledClusterAnnotation] != ""
+	if enrolOnly {
+		id = secret.Annotations[enrolledClusterAnnotation]
+		logf("cluster %s is enrolled at the broker without Strait's chart installed", id)
+	}
 	if id == "" {
 		return notJoined
 	}
@@ -979,6 +1097,11 @@ func leaveKeptCredential(ctx context.Context, c client.Client, cs kubernetes.Int
 	brokerErr := leaveBroker(ctx, creds, id, o.BrokerTimeout)
 	if brokerErr != nil && brokerErr.Kept {
 		return brokerErr
+	}
+	if enrolOnly {
+		if err := labelGateways(ctx, cs, nil); err != nil {
+			return err
+		}
 	}
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: v1.ComponentNamespace}}
 	if err := kubeapply.Delete(ctx, c, ns); err != nil {

@@ -111,18 +111,32 @@ func TestBrokerJoinAndLeave(t *testing.T) {
 			// Either gateway node may win the election; normalize to -n1 or -n2.
 			return sameModuloNode(a, want) && sameModuloNode(b, want), nil
 		})
-		for name, c := range map[string]client.Client{"c1": c1, "c2": c2} {
-			var gws v1.GatewayList
-			if err := c.List(ctx, &gws, client.InNamespace(v1.ComponentNamespace)); err != nil {
-				t.Fatal(err)
+		// The records come from the active gateways; the standby writes its
+		// own Gateway once its pod runs, which can be later (CI under the OCI
+		// runtime: c2's standby had not written it 2 s after the records
+		// were in).
+		var roles string
+		if err := poll(60*time.Second, func(ctx context.Context) (bool, error) {
+			var seen []string
+			ok := true
+			for _, name := range []string{"c1", "c2"} {
+				var gws v1.GatewayList
+				if err := map[string]client.Client{"c1": c1, "c2": c2}[name].List(ctx, &gws, client.InNamespace(v1.ComponentNamespace)); err != nil {
+					seen = append(seen, name+": "+err.Error())
+					ok = false
+					continue
+				}
+				r := map[v1.HAStatus]int{}
+				for _, g := range gws.Items {
+					r[g.Status.HAStatus]++
+				}
+				seen = append(seen, fmt.Sprintf("%s %v", name, r))
+				ok = ok && r[v1.HAStatusActive] == 1 && r[v1.HAStatusPassive] == 1 && len(gws.Items) == 2
 			}
-			roles := map[v1.HAStatus]int{}
-			for _, g := range gws.Items {
-				roles[g.Status.HAStatus]++
-			}
-			if roles[v1.HAStatusActive] != 1 || roles[v1.HAStatusPassive] != 1 {
-				t.Errorf("%s gateways: %v, want one active and one passive", name, roles)
-			}
+			roles = strings.Join(seen, ", ")
+			return ok, nil
+		}); err != nil {
+			t.Errorf("gateways' roles after 60 s: %s; want one active and one passive in each cluster", roles)
 		}
 		// Each cluster's Endpoint, as the other cluster has it, lists the
 		// standby gateway node as a candidate, with its own key
@@ -166,7 +180,7 @@ func TestBrokerJoinAndLeave(t *testing.T) {
 		}
 		done := make(chan result, 1)
 		go func() {
-			out, err := execIn(t, "c2", nss["c2"], "gw-side", filepath.Join(binDir, "strait-testpod"), "connect",
+			out, err := execIn(t, "c2", nss["c2"], "gw-side", testpodProgram, "connect",
 				"--tcp", net.JoinHostPort(ips["c1"], "9000"), "--bytes", "200000000", "--timeout", "120s")
 			done <- result{out, err}
 		}()
@@ -179,7 +193,9 @@ func TestBrokerJoinAndLeave(t *testing.T) {
 				t.Fatalf("the transfer ended before the kill; it proves nothing: %v\n%s", res.err, res.out)
 			default:
 			}
-			out, err := execIn(t, "c2", nss["c2"], "gw-side", "ss", "-Htn", "state", "established", "dport", "=", ":9000")
+			// The machine's ss in the pod's network namespace: the test's
+			// own look, not the workload's.
+			out, err := inPodNetwork(t, "c2", nss["c2"], "gw-side", "ss", "-Htn", "state", "established", "dport", "=", ":9000")
 			return err == nil && strings.TrimSpace(out) != "", nil
 		})
 		node := active(ctx, c1)

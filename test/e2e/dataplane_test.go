@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -320,15 +319,17 @@ type probe struct {
 // the traffic is known to flow before the disruption.
 func startProbe(t *testing.T, a, b placement) *probe {
 	t.Helper()
-	return startProbeFrom(t, sandbox.PodRef{Cluster: a.cluster, Namespace: a.ns, Name: "srv-ngw"}, net.JoinHostPort(b.ips["srv-ngw"], "9001"))
+	return startProbeFrom(t, sandbox.PodRef{Cluster: a.cluster, Namespace: a.ns, Name: "srv-ngw"}, testpodProgram, net.JoinHostPort(b.ips["srv-ngw"], "9001"))
 }
 
 // startProbeFrom starts a UDP ping every 10 ms from pod to target (ip:port,
-// a UDP echo) and returns once a reply came back.
-func startProbeFrom(t *testing.T, pod sandbox.PodRef, target string) *probe {
+// a UDP echo) and returns once a reply came back. testpod is strait-testpod
+// as the pod's container finds it (testpodProgram for the test workload,
+// hostTestpod for a tool pod).
+func startProbeFrom(t *testing.T, pod sandbox.PodRef, testpod, target string) *probe {
 	t.Helper()
 	cmd, err := layout.ExecCommand(context.Background(), pod,
-		filepath.Join(binDir, "strait-testpod"), "ping", "--udp", target,
+		testpod, "ping", "--udp", target,
 		"--interval", "10ms", "--report-every", "100ms")
 	if err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -268,7 +267,7 @@ func TestClusterSetDNS(t *testing.T) {
 				Containers: []corev1.Container{testpodContainer("c", "sleep")}},
 		})
 		const count = 20000
-		r := kubectl(t, "c1", "exec", "-n", ns, "flooder", "--", filepath.Join(binDir, "strait-testpod"), "dns-flood",
+		r := kubectl(t, "c1", "exec", "-n", ns, "flooder", "--", testpodProgram, "dns-flood",
 			"--server", svc.Spec.ClusterIP+":53", "--count", fmt.Sprint(count))
 		t.Logf("dns-flood: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 		if r.code != 0 {

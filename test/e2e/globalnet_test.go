@@ -361,7 +361,7 @@ func TestGlobalnet(t *testing.T) {
 		// A UDP probe every 10 ms from c1's tools pod to web's global IP
 		// across a kill -9 of c2's active gateway: the gap is logged
 		// (make bench-dataplane measures gaps), not asserted.
-		p := startProbeFrom(t, sandbox.PodRef{Cluster: "c1", Namespace: ns, Name: "tools"}, net.JoinHostPort(webIP, "9001"))
+		p := startProbeFrom(t, sandbox.PodRef{Cluster: "c1", Namespace: ns, Name: "tools"}, hostTestpod(), net.JoinHostPort(webIP, "9001"))
 		first := holder(t, "c2")
 		if err := syscall.Kill(gatewayPID(t, "c2", first), syscall.SIGKILL); err != nil {
 			t.Fatal(err)

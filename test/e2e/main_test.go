@@ -321,6 +321,19 @@ func poll(timeout time.Duration, cond func(ctx context.Context) (bool, error)) e
 	return wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, timeout, true, cond)
 }
 
+// testpodProgram is strait-testpod as a command exec'd in a container of
+// the test workload (testpodContainer) names it: by name, as straitctl
+// execs it (pkg/probe.TestpodBinary), found on the container's PATH. Under
+// the OCI runtime that is the image's link to its /strait-testpod (the
+// container's root is the image); under the host runtime the image's
+// program directory, a link to _output/bin/strait-testpod. A tool pod
+// (netshoot, host-mapped under both) runs hostTestpod.
+const testpodProgram = "strait-testpod"
+
+// hostTestpod is the strait-testpod binary "make build" wrote, as this
+// machine's processes (and the host-mapped tool images) see it.
+func hostTestpod() string { return filepath.Join(binDir, "strait-testpod") }
+
 // testpodContainer is a container of the sandbox's test workload.
 func testpodContainer(name string, args ...string) corev1.Container {
 	return corev1.Container{
@@ -387,6 +400,26 @@ func deployment(name string, replicas int32, c corev1.Container) *appsv1.Deploym
 	}
 }
 
+// inPodNetwork runs argv, a program of this machine, in a pod's network
+// namespace alone (nsenter --net to its sandbox's process): the tests' own
+// look at a pod's sockets, which needs nothing of the pod's image. It
+// returns the combined output.
+func inPodNetwork(t *testing.T, cluster, ns, pod string, argv ...string) (string, error) {
+	t.Helper()
+	_, info, err := layout.Runtime(context.Background(), sandbox.PodRef{Cluster: cluster, Namespace: ns, Name: pod})
+	if err != nil {
+		return "", err
+	}
+	if info.SandboxPID == 0 {
+		return "", fmt.Errorf("pod %s/%s/%s has no sandbox process", cluster, ns, pod)
+	}
+	out, err := exec.Command("nsenter", append([]string{"--target", fmt.Sprint(info.SandboxPID), "--net", "--"}, argv...)...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s in %s/%s/%s: %w: %s", strings.Join(argv, " "), cluster, ns, pod, err, out)
+	}
+	return string(out), nil
+}
+
 // execIn runs argv in a pod's namespaces through "strait-sandbox exec".
 func execIn(t *testing.T, cluster, ns, pod string, argv ...string) (string, error) {
 	t.Helper()
@@ -413,10 +446,11 @@ type connectReport struct {
 	Error  string          `json:"error"`
 }
 
-// connect runs "strait-testpod connect" in a pod and decodes its report.
+// connect runs "strait-testpod connect" in a pod of the test workload
+// (testpodContainer) and decodes its report.
 func connect(t *testing.T, cluster, ns, pod string, args ...string) connectReport {
 	t.Helper()
-	out, err := execIn(t, cluster, ns, pod, append([]string{filepath.Join(binDir, "strait-testpod"), "connect"}, args...)...)
+	out, err := execIn(t, cluster, ns, pod, append([]string{testpodProgram, "connect"}, args...)...)
 	var r connectReport
 	if jerr := json.Unmarshal([]byte(strings.TrimSpace(lastLine(out))), &r); jerr != nil {
 		t.Fatalf("connect %v from %s/%s: no report (%v); output %q", args, ns, pod, err, out)

@@ -346,17 +346,11 @@ func TestSandboxServiceAccountTokenAndRBAC(t *testing.T) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "client", Labels: map[string]string{"app": "client"}},
-		Spec: corev1.PodSpec{
-			ServiceAccountName: "reader",
-			Containers:         []corev1.Container{testpodContainer("c", "sleep")},
-		},
-	}
-	if _, err := cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	runningPods(t, cs, ns, "app=client", 1)
+	// A tool pod: the request below is a shell script of curl and cat,
+	// which the test workload's image does not carry.
+	pod := toolPod("client")
+	pod.Spec.ServiceAccountName = "reader"
+	createRunning(t, "c2", cs, ns, pod)
 
 	// In-cluster configuration, exactly as client-go's rest.InClusterConfig
 	// reads it: the projected token and CA, and KUBERNETES_SERVICE_HOST/PORT,

@@ -46,11 +46,16 @@ func Helm(t testing.TB) string {
 }
 
 // Run runs helm with args and returns its stdout; it fails the test with
-// stderr when helm fails.
+// stderr when helm fails. Helm's cache, configuration and data live in a
+// temporary folder of the test (HELM_CACHE_HOME and friends), not in the
+// user's home: helm install writes there.
 func Run(t testing.TB, args ...string) string {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
 	cmd := exec.Command(Helm(t), args...)
+	home := t.TempDir()
+	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+filepath.Join(home, "cache"),
+		"HELM_CONFIG_HOME="+filepath.Join(home, "config"), "HELM_DATA_HOME="+filepath.Join(home, "data"))
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, stderr.String())

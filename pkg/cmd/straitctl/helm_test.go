@@ -5,6 +5,7 @@ package straitctl
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	"strait.dev/strait/broker"
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
@@ -139,4 +141,114 @@ func keys(m map[string]string) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// join --enrol-only prints the Helm values join renders the chart with:
+// helm template with that values file gives the objects join --dry-run -o
+// yaml prints with the same flags (less the namespace and the Secret, which
+// enrol-only writes itself), the global CIDR the broker allotted among
+// them. The values hold no token. Flags that make no sense with
+// --enrol-only are refused before anything is done.
+func TestJoinEnrolOnlyValuesAreHelmTemplate(t *testing.T) {
+	ctx := context.Background()
+	brokerEnv := kubetest.New(t, kubetest.Options{SkipCRDs: true})
+	info, err := broker.Deploy(ctx, brokerEnv.Config, broker.DeployOptions{})
+	if err != nil {
+		t.Fatalf("deploy the broker: %v", err)
+	}
+	infoFile := filepath.Join(t.TempDir(), "broker-info.strait")
+	if err := broker.WriteInfo(infoFile, info); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("KUBECONFIG", "")
+
+	for _, tc := range []struct {
+		name     string
+		joinArgs []string
+	}{{
+		name:     "defaults",
+		joinArgs: []string{"--clusterid", "c1", "--pod-cidr", "10.1.0.0/16", "--service-cidr", "10.101.0.0/16"},
+	}, {
+		name: "globalnet vxlan mtu image",
+		joinArgs: []string{"--clusterid", "c3", "--pod-cidr", "10.3.0.0/16", "--service-cidr", "10.103.0.0/16",
+			"--globalnet", "--globalnet-cidr-size", "4096", "--underlay-mtu", "1400", "--cable-driver", "vxlan",
+			"--image-repository", "registry.example:5000/strait"},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			// A cluster of its own: one cluster is one member of the broker.
+			env := kubetest.New(t, kubetest.Options{SkipCRDs: true})
+			c, err := client.New(env.Config, client.Options{Scheme: scheme.New()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range []string{"n1", "n2"} {
+				if err := c.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			common := append([]string{infoFile, "--kubeconfig", env.Kubeconfig, "--gateway-nodes", "n1,n2", "--image-tag", "t1"}, tc.joinArgs...)
+			args := append([]string{"join", "--enrol-only"}, common...)
+			code, values, stderr := run(args...)
+			if code != 0 {
+				t.Fatalf("straitctl %s: exit %d\n%s", strings.Join(args, " "), code, stderr)
+			}
+			secret := &corev1.Secret{}
+			if err := c.Get(ctx, client.ObjectKey{Namespace: v1.ComponentNamespace, Name: broker.SecretName}, secret); err != nil {
+				t.Fatalf("the broker Secret after join --enrol-only: %v", err)
+			}
+			if token := string(secret.Data[broker.SecretKeyToken]); token == "" || strings.Contains(values, token) {
+				t.Errorf("token set %v, printed in the values %v: want a token in the Secret and not in the values", token != "", token != "" && strings.Contains(values, token))
+			}
+			valuesFile := filepath.Join(t.TempDir(), "values.yaml")
+			if err := os.WriteFile(valuesFile, []byte(values), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			templated := helmtest.ByKey(t, helmtest.Parse(t, helmtest.Run(t, "template", "strait", helmtest.ChartDir(),
+				"--namespace", v1.ComponentNamespace, "--include-crds", "-f", valuesFile)))
+
+			// The dry run renders with the global CIDR the cluster holds:
+			// the one in the values.
+			dryArgs := append([]string{"join", "--dry-run", "-o", "yaml"}, common...)
+			var vals struct {
+				GlobalCIDR string `json:"globalCIDR"`
+			}
+			if err := yaml.Unmarshal([]byte(values), &vals); err != nil {
+				t.Fatalf("the values: %v\n%s", err, values)
+			}
+			if slices.Contains(tc.joinArgs, "--globalnet") {
+				if vals.GlobalCIDR == "" {
+					t.Fatalf("no globalCIDR in the values of a Globalnet enrolment:\n%s", values)
+				}
+				dryArgs = append(dryArgs, "--globalnet-cidr", vals.GlobalCIDR)
+			}
+			code, stdout, stderr := run(dryArgs...)
+			if code != 0 {
+				t.Fatalf("straitctl %s: exit %d\n%s", strings.Join(dryArgs, " "), code, stderr)
+			}
+			joined := helmtest.ByKey(t, helmtest.Parse(t, stdout))
+			delete(joined, "Namespace /"+v1.ComponentNamespace)
+			delete(joined, "Secret "+v1.ComponentNamespace+"/"+broker.SecretName)
+			helmtest.Compare(t, "straitctl join --dry-run", joined, "helm template -f <join --enrol-only's values>", templated)
+
+			// Enrol-only again prints the same values (the same global CIDR).
+			code, again, stderr := run(args...)
+			if code != 0 || again != values {
+				t.Errorf("join --enrol-only again: exit %d, values\n%s\nthe first time\n%s\n%s", code, again, values, stderr)
+			}
+		})
+	}
+
+	// Refused flags, before anything is done.
+	for _, tc := range []struct {
+		flags []string
+		want  string
+	}{
+		{[]string{"--enrol-only", "--dry-run"}, "--enrol-only and --dry-run"},
+		{[]string{"--enrol-only", "-o", "yaml"}, "-o needs --dry-run"},
+	} {
+		args := append([]string{"join", infoFile, "--kubeconfig", "/nonexistent", "--clusterid", "c9"}, tc.flags...)
+		if code, stdout, stderr := run(args...); code != 1 || stdout != "" || !strings.Contains(stderr, tc.want) {
+			t.Errorf("straitctl %s: exit %d, stdout %q, stderr %q; want exit 1 saying %q", strings.Join(args, " "), code, stdout, stderr, tc.want)
+		}
+	}
 }

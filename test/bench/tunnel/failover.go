@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"strait.dev/strait/pkg/probe"
 	"strait.dev/strait/test/sandbox"
 )
 
@@ -92,7 +93,7 @@ func waitStandby(kc, node string, pid int) error {
 // pod's address of the family measured), and returns the
 // longest gap of each run. Between runs it waits for the killed gateway to
 // come back as the standby and for traffic to flow.
-func failoverGaps(bin, state, target string, inPod func(c, pod string, args ...string) *exec.Cmd, kills int) ([]float64, error) {
+func failoverGaps(state, target string, inPod func(c, pod string, args ...string) *exec.Cmd, kills int) ([]float64, error) {
 	kc := filepath.Join(state, "c1.kubeconfig")
 	var gaps []float64
 	for i := range kills {
@@ -101,7 +102,7 @@ func failoverGaps(bin, state, target string, inPod func(c, pod string, args ...s
 		if err != nil {
 			return nil, err
 		}
-		probe := inPod("c1", "bench-n3", filepath.Join(bin, "strait-testpod"), "ping", "--udp", net.JoinHostPort(target, strconv.Itoa(echoPort)), "--interval", "10ms", "--duration", "8s")
+		probe := inPod("c1", "bench-n3", probe.TestpodBinary, "ping", "--udp", net.JoinHostPort(target, strconv.Itoa(echoPort)), "--interval", "10ms", "--duration", "8s")
 		var out strings.Builder
 		probe.Stdout = &out
 		if err := probe.Start(); err != nil {
@@ -155,7 +156,7 @@ func brokerAPIServerPID(state string) (int, error) {
 // probe ends with the freeze; then the apiserver is resumed and the run
 // waits for it to be ready, for traffic between the pods and for the killed
 // gateway to be the standby again.
-func frozenFailovers(bin, state, target string, inPod func(c, pod string, args ...string) *exec.Cmd, o options) (*FrozenFailovers, error) {
+func frozenFailovers(state, target string, inPod func(c, pod string, args ...string) *exec.Cmd, o options) (*FrozenFailovers, error) {
 	ctx := context.Background()
 	kc1, kc2 := filepath.Join(state, "c1.kubeconfig"), filepath.Join(state, "c2.kubeconfig")
 	lay := sandbox.Layout{Dir: state}
@@ -183,7 +184,7 @@ func frozenFailovers(bin, state, target string, inPod func(c, pod string, args .
 		// The probe's command is resolved through c1's apiserver, so
 		// before the freeze.
 		probe, err := lay.ExecCommand(ctx, sandbox.PodRef{Cluster: "c1", Namespace: "default", Name: "bench-n3"},
-			filepath.Join(bin, "strait-testpod"), "ping", "--udp", net.JoinHostPort(target, strconv.Itoa(echoPort)), "--interval", "10ms",
+			probe.TestpodBinary, "ping", "--udp", net.JoinHostPort(target, strconv.Itoa(echoPort)), "--interval", "10ms",
 			"--duration", (probeLead + o.freeze).String())
 		if err != nil {
 			return nil, err

@@ -456,13 +456,13 @@ func measure(sbx func(...string) *exec.Cmd, bin, state, driver string, fam famil
 	}
 	stopBare()
 	load = startLoad()
-	r.FailoverGapsMs, err = failoverGaps(bin, state, ips["c2/bench-n3"], inPod, o.kills)
+	r.FailoverGapsMs, err = failoverGaps(state, ips["c2/bench-n3"], inPod, o.kills)
 	fl := load.stop()
 	if err != nil {
 		return r, nil, err
 	}
 	r.FailoverGapMedianMs, r.FailoverLoad = median(r.FailoverGapsMs), &fl
-	f, err := frozenFailovers(bin, state, ips["c2/bench-n3"], inPod, o)
+	f, err := frozenFailovers(state, ips["c2/bench-n3"], inPod, o)
 	if err != nil {
 		return r, nil, err
 	}

@@ -32,9 +32,9 @@ import (
 	"strait.dev/strait/test/proc"
 )
 
-// How the agent runs Strait's own images (Config.Runtime). Tool images
-// (netshoot, socat, busybox, coredns, pause) keep their host mapping under
-// both.
+// How the agent runs Strait's own images (Config.Runtime): the components'
+// and the test workload's. Tool images (netshoot, socat, busybox, coredns,
+// pause) keep their host mapping under both.
 const (
 	// RuntimeHost runs an image's binary from the sandbox's _output/bin as a
 	// process in the pod's namespaces (images.go's mapping).
@@ -48,10 +48,11 @@ const (
 var Runtimes = []string{RuntimeHost, RuntimeOCI}
 
 // ociImages are the images the OCI runtime runs from their archives: every
-// component straitctl join deploys. strait-testpod stays host-mapped: the e2e
-// exec host tools (ip, ping, iptables-save) in its pods, which its image does
-// not carry.
-var ociImages = []string{"strait-gateway", "strait-routeagent", "strait-lighthouse", "strait-dns", "strait-globalnet"}
+// component straitctl join deploys, and the test workload that the e2e and
+// straitctl verify deploy (strait/testpod). What they exec in the
+// workload's pods (strait-testpod by name, ip, ping) is in its image
+// (hack/images).
+var ociImages = []string{"strait-gateway", "strait-routeagent", "strait-lighthouse", "strait-dns", "strait-globalnet", "strait-testpod"}
 
 // defaultCaps is the bounding set of an unprivileged container that asks for
 // no capabilities: containerd's and CRI-O's default list, which a pod's
@@ -103,7 +104,7 @@ type ociImage struct {
 }
 
 // archive is the OCI archive the runtime runs image from: "" for an image it
-// leaves to the host mapping (a tool image, or strait-testpod).
+// leaves to the host mapping (a tool image).
 func (r *ociRuntime) archive(image string) string {
 	name := path.Base(repository(image))
 	if !strings.HasPrefix(name, "strait-") {

@@ -261,6 +261,60 @@ func ociContainerTest(t *testing.T, images, probe string) {
 			t.Errorf("the bundle %s outlived its container", cs.oci.Bundle)
 		}
 	})
+
+	// The test workload's image, as the e2e deploy and exec it: its
+	// entrypoint serving, and its own strait-testpod (by name, as straitctl
+	// execs it), ping and ip exec'd into it (the image's PATH and files
+	// alone).
+	t.Run("test workload", func(t *testing.T) {
+		if _, err := os.Stat(filepath.Join(images, "strait-testpod.tar")); err != nil {
+			t.Skipf("no test workload image: %v", err)
+		}
+		if out, err := exec.Command("nsenter", "--target", fmt.Sprint(pause.Process.Pid), "--net", "ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
+			t.Fatalf("loopback up in the pod: %v: %s", err, out)
+		}
+		cs, _ := run(t, corev1.Container{Name: "testpod", Image: "strait/testpod:e2e", Args: []string{"serve", "--udp-echo", "9001"}})
+		defer w.stopContainer(cs, 5*time.Second)
+		execIn := func(argv ...string) string {
+			t.Helper()
+			var out []byte
+			var err error
+			// The first exec may come before serve listens.
+			_ = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+				out, err = rt.execCommand(cs.oci.ID, argv).CombinedOutput()
+				return err == nil, nil
+			})
+			if err != nil {
+				t.Errorf("crun exec %s: %v: %s", strings.Join(argv, " "), err, out)
+			}
+			return string(out)
+		}
+		if out := execIn("strait-testpod", "connect", "--udp", "127.0.0.1:9001", "--bytes", "3000"); !strings.Contains(out, `"ok":true`) {
+			t.Errorf("strait-testpod connect to its own UDP echo: %s", out)
+		}
+		if out := execIn("ping", "-c", "1", "-s", "3000", "-W", "2", "127.0.0.1"); !strings.Contains(out, "1 received") {
+			t.Errorf("ping in the container: %s", out)
+		}
+		if out := execIn("ip", "-o", "addr", "show", "dev", "lo"); !strings.Contains(out, "127.0.0.1/8") {
+			t.Errorf("ip addr in the container: %s", out)
+		}
+		if _, err := os.Stat(filepath.Join(binDirOf(t), "strait-testpod")); err != nil {
+			t.Logf("not checked that the machine's strait-testpod is out of the container's sight: %v (make build writes it)", err)
+		} else if out, err := rt.execCommand(cs.oci.ID, []string{filepath.Join(binDirOf(t), "strait-testpod"), "version"}).CombinedOutput(); err == nil {
+			t.Errorf("the machine's strait-testpod ran in the container; its root is not the image: %s", out)
+		}
+	})
+}
+
+// binDirOf is the repository's _output/bin, where make build writes the
+// binaries the host runtime maps.
+func binDirOf(t *testing.T) string {
+	t.Helper()
+	root, err := kubetest.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(root, "_output", "bin")
 }
 
 // ownCaps is the test process's bounding set, what a privileged container gets.

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"strait.dev/strait/broker"
+	"strait.dev/strait/deploy/manifests"
 	v1 "strait.dev/strait/pkg/apis/strait.dev/v1alpha1"
 	"strait.dev/strait/pkg/cidr"
 	"strait.dev/strait/pkg/cmd/straitctl/cmdutil"
@@ -30,7 +31,7 @@ func NewCommand() *cobra.Command {
 		driver, gateways       string
 		podCIDRs, serviceCIDRs []string
 		globalCIDR             string
-		dryRun                 bool
+		dryRun, enrolOnly      bool
 		output                 string
 	)
 	cmd := &cobra.Command{
@@ -62,13 +63,33 @@ the same objects) and the broker credential Secret without its token. It still
 reads the cluster (the CIDRs unless given, the gateway nodes, an existing
 broker credential, the rights it needs) but does not talk to the broker, so
 --globalnet needs --globalnet-cidr unless the cluster already has a global CIDR.
-The CoreDNS forward and the gateway node labels are not printed.`,
+The CoreDNS forward and the gateway node labels are not printed.
+
+With --enrol-only, join does only what "helm install" of Strait's chart needs
+first, for a cluster Helm is to install (docs/helm.md): the same checks and
+reads, the enrolment at the broker (the global CIDR too with --globalnet), the
+namespace strait-system with the broker credential Secret strait-broker in
+it, and the gateway node labels. It installs no CRD and none of the chart's
+objects, and leaves CoreDNS alone. It prints on stdout the Helm values join
+would render the chart with (no secret among them), progress on stderr;
+"helm install strait deploy/charts/strait -n strait-system -f <those values>"
+then installs what join would. Running it again keeps the token and the
+global CIDR. A failure undoes the enrolment it made. "straitctl leave" works
+on such a cluster, with the chart installed or not.`,
 		Example: `  straitctl join broker-info.strait --kubeconfig c1.kubeconfig --clusterid c1 --gateway-nodes c1-n1,c1-n2
   straitctl join broker-info.strait --kubeconfig c2.kubeconfig --clusterid c2 --cable-driver vxlan
   straitctl join broker-info.strait --kubeconfig c3.kubeconfig --clusterid c3 --globalnet --globalnet-cidr-size 4096
-  straitctl join broker-info.strait --kubeconfig c1.kubeconfig --clusterid c1 --dry-run -o yaml`,
+  straitctl join broker-info.strait --kubeconfig c1.kubeconfig --clusterid c1 --dry-run -o yaml
+  straitctl join broker-info.strait --kubeconfig c4.kubeconfig --clusterid c4 --gateway-nodes c4-n1 --enrol-only > c4-values.yaml
+  helm install strait deploy/charts/strait --kubeconfig c4.kubeconfig --namespace strait-system -f c4-values.yaml`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if enrolOnly && dryRun {
+				return errors.New("--enrol-only and --dry-run: --dry-run writes nothing and asks the broker nothing, --enrol-only enrols at the broker and writes the credential; give one")
+			}
+			if output != "" && enrolOnly {
+				return errors.New("-o needs --dry-run: --enrol-only always prints the Helm values, as YAML")
+			}
 			if output != "" && !dryRun {
 				return errors.New("-o needs --dry-run")
 			}
@@ -121,6 +142,20 @@ The CoreDNS forward and the gateway node labels are not printed.`,
 				}
 				return printObjects(cmd.OutOrStdout(), objs, output)
 			}
+			if enrolOnly {
+				// stdout is the values file; progress goes to stderr.
+				opts.Log = func(format string, a ...any) { fmt.Fprintf(cmd.ErrOrStderr(), format+"\n", a...) }
+				values, err := member.EnrolOnly(cmd.Context(), cfg, info, opts)
+				if err != nil {
+					return cmdutil.Explain(err)
+				}
+				if err := printValues(cmd.OutOrStdout(), values); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "cluster %s enrolled; install the chart with these values: helm install %s deploy/charts/strait --namespace %s -f <this output>\n",
+					opts.ClusterID, manifests.ReleaseName, v1.ComponentNamespace)
+				return nil
+			}
 			if err := member.Join(cmd.Context(), cfg, info, opts); err != nil {
 				return cmdutil.Explain(err)
 			}
@@ -142,8 +177,26 @@ The CoreDNS forward and the gateway node labels are not printed.`,
 	cmd.Flags().StringVar(&opts.ImageTag, "image-tag", version.Version, "tag of Strait's images")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the objects join would apply and change nothing (no writes to the cluster, no talk with the broker)")
 	cmd.Flags().StringVarP(&output, "output", "o", "", "with --dry-run: yaml (the default) or json")
+	cmd.Flags().BoolVar(&enrolOnly, "enrol-only", false, "enrol at the broker, write the broker credential and label the gateway nodes, install nothing of the chart, and print the Helm values for helm install")
 	_ = cmd.MarkFlagRequired("clusterid")
 	return cmd
+}
+
+// printValues writes the chart's values of v (GatewayValues.Values, the
+// ones join renders the chart with) as a YAML values file for helm install,
+// headed by a comment saying what it is.
+func printValues(w io.Writer, v manifests.GatewayValues) error {
+	vals, err := v.Values()
+	if err != nil {
+		return err
+	}
+	b, err := yaml.Marshal(vals)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "# Values of Strait's chart (deploy/charts/strait) for cluster %s, from straitctl join --enrol-only:\n# helm install %s deploy/charts/strait --namespace %s -f <this file>\n%s",
+		v.ClusterID, manifests.ReleaseName, v.Namespace, b)
+	return err
 }
 
 // printObjects writes objs as YAML documents (separated by ---) or as a
