@@ -120,7 +120,7 @@ func Deploy(ctx context.Context, cfg *rest.Config, opts DeployOptions) (*Info, e
 	if err != nil {
 		return nil, err
 	}
-	if err := waitPoliciesEnforced(ctx, cfg, opts.Namespace, enforcedTimeout); err != nil && !errors.Is(err, errCannotProbe) {
+	if err := waitPoliciesEnforced(ctx, cfg, c, opts.Namespace, enforcedTimeout); err != nil && !errors.Is(err, errCannotProbe) {
 		return nil, err
 	}
 	token, err := requestToken(ctx, cs, opts.Namespace, EnrollerName)

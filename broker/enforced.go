@@ -31,7 +31,8 @@ const enforcedTimeout = 60 * time.Second
 // so the enforcement of the policies cannot be observed.
 var errCannotProbe = errors.New("cannot impersonate a member credential to probe the policies")
 
-// waitPoliciesEnforced returns once the apiserver behind cfg enforces the
+// waitPoliciesEnforced returns once the apiserver behind cfg (admin is a
+// client of it with cfg's rights) enforces the
 // member isolation and Globalnet policies of broker namespace ns, which
 // Deploy has just applied. An apiserver loads a ValidatingAdmissionPolicy
 // and its binding through informers, some time after they are written; until
@@ -49,9 +50,9 @@ var errCannotProbe = errors.New("cannot impersonate a member credential to probe
 //
 // Errors: errCannotProbe (wrapped) when the credential may not impersonate;
 // a timeout after timeout naming the policy that still admitted its probe and
-// what the apiserver answered; the apiserver's error for the Globalnet
-// ConfigMap's Get.
-func waitPoliciesEnforced(ctx context.Context, cfg *rest.Config, ns string, timeout time.Duration) error {
+// what the apiserver answered; the apiserver's error for admin's Get of the
+// Globalnet ConfigMap.
+func waitPoliciesEnforced(ctx context.Context, cfg *rest.Config, admin client.Client, ns string, timeout time.Duration) error {
 	probeCfg := rest.CopyConfig(cfg)
 	probeCfg.Impersonate = rest.ImpersonationConfig{
 		UserName: "system:serviceaccount:" + ns + ":" + MemberPrefix + policyProbeCluster,
@@ -61,35 +62,30 @@ func waitPoliciesEnforced(ctx context.Context, cfg *rest.Config, ns string, time
 	if err != nil {
 		return fmt.Errorf("probe client: %w", err)
 	}
-	admin, err := client.New(cfg, client.Options{Scheme: scheme.New()})
-	if err != nil {
-		return fmt.Errorf("broker cluster client: %w", err)
-	}
 	other := "other-than-" + policyProbeCluster
-	endpoint := func() *v1.Endpoint {
-		return &v1.Endpoint{
-			ObjectMeta: metav1.ObjectMeta{Name: other + ".probe", Namespace: ns, Labels: map[string]string{v1.ClusterIDLabel: other}},
-			Spec: v1.EndpointSpec{ClusterID: v1.ClusterID(other), Hostname: "probe", PrivateIPs: v1.DualStackIPs{"192.0.2.1"},
-				Subnets: []v1.CIDR{"192.0.2.0/24"}, CableDriver: v1.CableDriverVXLAN, VXLAN: &v1.VXLANConfig{VNI: 100, Port: 4800}},
-		}
+	endpoint := &v1.Endpoint{
+		ObjectMeta: metav1.ObjectMeta{Name: other + ".probe", Namespace: ns, Labels: map[string]string{v1.ClusterIDLabel: other}},
+		Spec: v1.EndpointSpec{ClusterID: v1.ClusterID(other), Hostname: "probe", PrivateIPs: v1.DualStackIPs{"192.0.2.1"},
+			Subnets: []v1.CIDR{"192.0.2.0/24"}, CableDriver: v1.CableDriverVXLAN, VXLAN: &v1.VXLANConfig{VNI: 100, Port: 4800}},
 	}
-	configMapWrite := func(ctx context.Context) error {
-		var cm corev1.ConfigMap
-		if err := admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: GlobalnetConfigMap}, &cm); err != nil {
-			return err
-		}
-		if cm.Data == nil {
-			cm.Data = map[string]string{}
-		}
-		cm.Data[policyProbeCluster] = "probe"
-		return probe.Update(ctx, &cm, client.DryRunAll)
+	// The ConfigMap is read once: the probe's update carries no
+	// resourceVersion (a ConfigMap takes unconditional updates), so a
+	// change to it meanwhile does not make the probe conflict.
+	var cm corev1.ConfigMap
+	if err := admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: GlobalnetConfigMap}, &cm); err != nil {
+		return fmt.Errorf("the Globalnet ConfigMap %s/%s: %w", ns, GlobalnetConfigMap, err)
 	}
+	cm.ResourceVersion = ""
+	if cm.Data == nil {
+		cm.Data = map[string]string{}
+	}
+	cm.Data[policyProbeCluster] = "probe"
 	probes := []struct {
 		policy string
 		write  func(ctx context.Context) error
 	}{
-		{PolicyName(ns), func(ctx context.Context) error { return probe.Create(ctx, endpoint(), client.DryRunAll) }},
-		{GlobalnetPolicyName(ns), configMapWrite},
+		{PolicyName(ns), func(ctx context.Context) error { return probe.Create(ctx, endpoint.DeepCopy(), client.DryRunAll) }},
+		{GlobalnetPolicyName(ns), func(ctx context.Context) error { return probe.Update(ctx, cm.DeepCopy(), client.DryRunAll) }},
 	}
 	for _, p := range probes {
 		var last error
@@ -106,16 +102,14 @@ func waitPoliciesEnforced(ctx context.Context, cfg *rest.Config, ns string, time
 				return false, fmt.Errorf("%w: %v", errCannotProbe, last)
 			case apierrors.IsForbidden(last) && strings.Contains(last.Error(), "cluster "+policyProbeCluster+" may "):
 				return true, nil // the policy's own denial
-			case apierrors.IsNotFound(last) && p.policy == GlobalnetPolicyName(ns):
-				return false, last
 			default:
-				return false, nil // another answer (conflict, a busy apiserver): ask again
+				return false, nil // another answer (a busy apiserver): ask again
 			}
 		})
+		if errors.Is(err, errCannotProbe) {
+			return err
+		}
 		if err != nil {
-			if errors.Is(err, errCannotProbe) || apierrors.IsNotFound(err) {
-				return err
-			}
 			answer := "admitted"
 			if last != nil {
 				answer = "answered: " + last.Error()

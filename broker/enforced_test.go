@@ -32,7 +32,11 @@ func TestWaitPoliciesEnforced(t *testing.T) {
 	if _, err := cs.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: GlobalnetConfigMap}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	err := waitPoliciesEnforced(ctx, env.Config, ns, 2*time.Second)
+	c, err := client.New(env.Config, client.Options{Scheme: scheme.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = waitPoliciesEnforced(ctx, env.Config, c, ns, 2*time.Second)
 	if err == nil || !strings.Contains(err.Error(), "policy "+PolicyName(ns)+" not enforced") || !strings.Contains(err.Error(), "admitted") {
 		t.Fatalf("without policies: %v; want the isolation policy named as not enforced, its probe admitted", err)
 	}
@@ -42,15 +46,11 @@ func TestWaitPoliciesEnforced(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	if err := waitPoliciesEnforced(ctx, env.Config, ns, 5*time.Second); err != nil {
+	if err := waitPoliciesEnforced(ctx, env.Config, c, ns, 5*time.Second); err != nil {
 		t.Fatalf("after Deploy: %v", err)
 	}
 	t.Logf("after Deploy: enforced, probed in %s", time.Since(start))
 
-	c, err := client.New(env.Config, client.Options{Scheme: scheme.New()})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var eps v1.EndpointList
 	if err := c.List(ctx, &eps, client.InNamespace(ns)); err != nil || len(eps.Items) != 0 {
 		t.Errorf("Endpoints stored in %s by the dry-run probes: %d (%v)", ns, len(eps.Items), err)

@@ -119,9 +119,13 @@ func TestBrokerJoinAndLeave(t *testing.T) {
 		if err := poll(60*time.Second, func(ctx context.Context) (bool, error) {
 			var seen []string
 			ok := true
-			for _, name := range []string{"c1", "c2"} {
+			for _, m := range []struct {
+				name string
+				c    client.Client
+			}{{"c1", c1}, {"c2", c2}} {
+				name := m.name
 				var gws v1.GatewayList
-				if err := map[string]client.Client{"c1": c1, "c2": c2}[name].List(ctx, &gws, client.InNamespace(v1.ComponentNamespace)); err != nil {
+				if err := m.c.List(ctx, &gws, client.InNamespace(v1.ComponentNamespace)); err != nil {
 					seen = append(seen, name+": "+err.Error())
 					ok = false
 					continue
